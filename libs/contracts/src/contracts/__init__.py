@@ -1,0 +1,1 @@
+"""Shared contracts: enums, the base-model catalogue, event payloads, routing keys and queues."""

@@ -1,0 +1,253 @@
+"""Every event that crosses a service boundary, in a CloudEvents-shaped envelope.
+
+A payload class names its wire `type` and builds its routing key. Consumers validate on receipt,
+ignore fields they do not know (payloads are versioned by `dataversion`) and dead-letter what they
+cannot parse.
+"""
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.enums import CancelReason, FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+
+MAX_LOG_LINES = 50
+MAX_LOG_LINE_CHARS = 2000
+MAX_ERROR_CHARS = 4000
+
+
+class EventPayload(BaseModel):
+    """Base of every event's `data`. Unknown fields are ignored so producers can add fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+    # A job.created that reaches no work queue would wait forever: the relay must not drop it.
+    must_route: ClassVar[bool] = False
+
+    def routing_key(self) -> str:
+        return self.event_type
+
+    def subject(self) -> str | None:
+        job_id = getattr(self, "job_id", None)
+        return str(job_id) if job_id is not None else None
+
+
+class Envelope(BaseModel):
+    """CloudEvents 1.0 attribute names; `data` is the typed payload as JSON."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: UUID = Field(default_factory=uuid4, description="Unique per event: the consumers' dedupe key.")
+    type: str = Field(description="Event type, e.g. `job.created`.")
+    source: str = Field(description="Producer, e.g. `job-api` or `gpu-worker/<worker id>`.")
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = Field(default=None, description="The job id where there is one.")
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataversion: int = Field(default=1, description="Version of the payload schema.")
+    data: dict[str, Any] = Field(description="The payload; its schema is given by `type`.")
+
+    @classmethod
+    def wrap(cls, payload: EventPayload, *, source: str, event_id: UUID | None = None) -> "Envelope":
+        return cls(
+            id=event_id or uuid4(),
+            type=payload.event_type,
+            source=source,
+            subject=payload.subject(),
+            dataversion=payload.version,
+            data=payload.model_dump(mode="json"),
+        )
+
+    def payload(self) -> EventPayload:
+        """The typed payload. Raises KeyError for an unknown type, ValidationError for bad data."""
+        return EVENT_TYPES[self.type].model_validate(self.data)
+
+
+class JobCreated(EventPayload):
+    event_type: ClassVar[str] = "job.created"
+    must_route: ClassVar[bool] = True
+
+    job_id: UUID
+    user_id: str
+    project_id: str | None = None
+    job_type: JobType
+    gpu_provider: GPUProvider
+    base_model: str
+    output_model: str
+    dataset_id: UUID | None = Field(default=None, description="Set when the data is an uploaded dataset.")
+    hyperparameters: dict[str, Any]
+    created_at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.event_type}.{self.job_type}.{self.gpu_provider}"
+
+
+class JobRequeued(EventPayload):
+    """A running job went back to pending (lease expired or a retryable failure)."""
+
+    event_type: ClassVar[str] = "job.requeued"
+    must_route: ClassVar[bool] = True
+
+    job_id: UUID
+    job_type: JobType
+    gpu_provider: GPUProvider
+    previous_attempt: int
+    reason: str
+
+    def routing_key(self) -> str:
+        return f"{self.event_type}.{self.job_type}.{self.gpu_provider}"
+
+
+class JobClaimed(EventPayload):
+    event_type: ClassVar[str] = "job.claimed"
+
+    job_id: UUID
+    user_id: str
+    attempt: int
+    worker_id: str
+    lease_expires_at: datetime
+
+
+class JobProgress(EventPayload):
+    """Sent by the worker during training; also its heartbeat (it renews the lease)."""
+
+    event_type: ClassVar[str] = "job.progress"
+
+    job_id: UUID
+    attempt: int = Field(ge=1, description="The fencing token granted at claim.")
+    worker_id: str
+    progress: float = Field(ge=0, le=100)
+    phase: JobPhase = JobPhase.TRAINING
+    step: int | None = Field(default=None, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    epoch: float | None = Field(default=None, ge=0)
+    loss: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    log_lines: list[str] = Field(default_factory=list, max_length=MAX_LOG_LINES)
+    eta_seconds: float | None = Field(default=None, ge=0)
+    logs_url: str | None = None
+
+
+class JobFailed(EventPayload):
+    """Sent by the worker when its attempt cannot go on."""
+
+    event_type: ClassVar[str] = "job.failed"
+
+    job_id: UUID
+    attempt: int = Field(ge=1)
+    worker_id: str
+    error: str = Field(max_length=MAX_ERROR_CHARS)
+    failure_class: Literal[FailureClass.USER_ERROR, FailureClass.INFRA_ERROR]
+    retryable: bool = Field(default=False, description="True for infra errors worth another attempt.")
+
+
+class ModelCompleted(EventPayload):
+    """Sent by the worker once the model is pushed; job-api completes the job if the attempt is current."""
+
+    event_type: ClassVar[str] = "model.completed"
+
+    job_id: UUID
+    attempt: int = Field(ge=1)
+    worker_id: str
+    repo_id: str
+    revision: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    logs_url: str | None = None
+
+
+class JobCompleted(EventPayload):
+    """Published by job-api after fencing: the one event the registry registers a model on."""
+
+    event_type: ClassVar[str] = "job.completed"
+
+    job_id: UUID
+    user_id: str
+    project_id: str | None = None
+    attempt: int
+    job_type: JobType
+    base_model: str
+    repo_id: str
+    revision: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    dataset_id: UUID | None = None
+    completed_at: datetime
+
+
+class JobCancelRequested(EventPayload):
+    """Tells the worker holding `attempt` (or any attempt when null) to stop within one step."""
+
+    event_type: ClassVar[str] = "job.cancel_requested"
+
+    job_id: UUID
+    attempt: int | None = None
+    reason: CancelReason
+
+    def routing_key(self) -> str:
+        return f"{self.event_type}.{self.job_id}"
+
+
+class JobStatusChanged(EventPayload):
+    event_type: ClassVar[str] = "job.status_changed"
+
+    job_id: UUID
+    user_id: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    attempt: int
+    phase: JobPhase | None = None
+    failure_class: FailureClass | None = None
+    error: str | None = None
+    dataset_id: UUID | None = None
+
+
+class ModelDeployed(EventPayload):
+    event_type: ClassVar[str] = "model.deployed"
+
+    model_id: UUID
+    job_id: UUID | None = None
+    user_id: str
+    repo_id: str
+    revision: str | None = None
+    job_type: JobType
+    deployed: bool = Field(description="True on deploy, false on undeploy.")
+    deployed_at: datetime
+
+
+class DatasetValidated(EventPayload):
+    event_type: ClassVar[str] = "dataset.validated"
+
+    dataset_id: UUID
+    user_id: str
+    filename: str
+    format: Literal["csv", "jsonl"]
+    job_types: list[JobType] = Field(description="Job types whose format this file satisfies.")
+    rows: int = Field(ge=0)
+    size_bytes: int = Field(ge=0)
+    sha256: str
+
+    def subject(self) -> str | None:
+        return str(self.dataset_id)
+
+
+class DatasetDeleted(EventPayload):
+    event_type: ClassVar[str] = "dataset.deleted"
+
+    dataset_id: UUID
+    user_id: str
+    reason: str
+
+    def subject(self) -> str | None:
+        return str(self.dataset_id)
+
+
+EVENT_TYPES: dict[str, type[EventPayload]] = {
+    cls.event_type: cls
+    for cls in (
+        JobCreated, JobRequeued, JobClaimed, JobProgress, JobFailed, ModelCompleted, JobCompleted,
+        JobCancelRequested, JobStatusChanged, ModelDeployed, DatasetValidated, DatasetDeleted,
+    )
+}

@@ -1,0 +1,51 @@
+"""Exchange, queue and binding names. A prefix namespaces a whole topology (tests use one each)."""
+
+from dataclasses import dataclass
+
+from contracts.enums import GPUProvider, JobType
+
+# A consumer that keeps failing a message gives up after this many deliveries (dead-letter).
+DELIVERY_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class BrokerNames:
+    prefix: str = ""
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}finetune.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}finetune.dead-letter"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}finetune.dead-letter"
+
+    def work_queue(self, job_type: JobType, provider: GPUProvider) -> str:
+        return f"{self.prefix}finetune.work.{job_type}.{provider}"
+
+    def work_bindings(self, job_type: JobType, provider: GPUProvider) -> list[str]:
+        return [f"job.created.{job_type}.{provider}", f"job.requeued.{job_type}.{provider}"]
+
+    def service_queue(self, service: str) -> str:
+        """The queue a service consumes its integration events from."""
+        return f"{self.prefix}{service}.events"
+
+    def rpc_queue(self, service: str) -> str:
+        return f"{self.prefix}{service}.rpc"
+
+    def all_work_queues(self) -> list[tuple[JobType, GPUProvider, str]]:
+        return [(t, p, self.work_queue(t, p)) for t in JobType for p in GPUProvider]
+
+
+def cancel_binding(job_id: str) -> str:
+    """Binding a worker adds for the job it runs, to hear that it must stop."""
+    return f"job.cancel_requested.{job_id}"
+
+
+# Routing keys job-api consumes on its events queue.
+JOB_API_BINDINGS = ("job.progress", "job.failed", "model.completed", "dataset.validated", "dataset.deleted")
+JOB_API = "job-api"

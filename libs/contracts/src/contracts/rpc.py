@@ -1,0 +1,62 @@
+"""Broker request/reply messages: a worker asks job-api for a job it took off a work queue."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.enums import GPUProvider, JobType
+
+
+class ClaimJob(BaseModel):
+    """Command: grant me this job. `claim_id` makes a retried request idempotent."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    job_id: UUID
+    worker_id: str = Field(min_length=1, max_length=200)
+    claim_id: UUID = Field(description="Unique per claim attempt; a retry with the same id is re-granted.")
+    provider: GPUProvider
+    job_types: list[JobType] = Field(min_length=1)
+    expires_at: datetime = Field(description="job-api refuses a request it reads after this moment.")
+
+
+class ClaimRefusal(StrEnum):
+    NOT_FOUND = "not_found"
+    NOT_PENDING = "not_pending"
+    WRONG_ROUTE = "wrong_route"
+    EXPIRED = "expired"
+
+
+class DataTicket(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: str = Field(description="Where the worker downloads the training data; valid for this claim only.")
+    expires_at: datetime | None = None
+
+
+class JobSpec(BaseModel):
+    """Everything a worker needs to run one attempt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: UUID
+    attempt: int = Field(description="Fencing token: send it with every event of this attempt.")
+    job_type: JobType
+    base_model: str
+    output_model: str
+    hyperparameters: dict[str, Any]
+    data: DataTicket
+    lease_seconds: float = Field(description="Send progress at least this often or lose the job.")
+    lease_expires_at: datetime
+
+
+class ClaimReply(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    granted: bool
+    refusal: ClaimRefusal | None = None
+    message: str | None = None
+    job: JobSpec | None = None
