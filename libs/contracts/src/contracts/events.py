@@ -42,7 +42,9 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     specversion: Literal["1.0"] = "1.0"
-    id: UUID = Field(default_factory=uuid4, description="Unique per event: the consumers' dedupe key.")
+    id: UUID = Field(
+        default_factory=uuid4, description="Unique per event: the consumers' dedupe key."
+    )
     type: str = Field(description="Event type, e.g. `job.created`.")
     source: str = Field(description="Producer, e.g. `job-api` or `gpu-worker/<worker id>`.")
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -52,7 +54,9 @@ class Envelope(BaseModel):
     data: dict[str, Any] = Field(description="The payload; its schema is given by `type`.")
 
     @classmethod
-    def wrap(cls, payload: EventPayload, *, source: str, event_id: UUID | None = None) -> "Envelope":
+    def wrap(
+        cls, payload: EventPayload, *, source: str, event_id: UUID | None = None
+    ) -> "Envelope":
         return cls(
             id=event_id or uuid4(),
             type=payload.event_type,
@@ -78,7 +82,9 @@ class JobCreated(EventPayload):
     gpu_provider: GPUProvider
     base_model: str
     output_model: str
-    dataset_id: UUID | None = Field(default=None, description="Set when the data is an uploaded dataset.")
+    dataset_id: UUID | None = Field(
+        default=None, description="Set when the data is an uploaded dataset."
+    )
     hyperparameters: dict[str, Any]
     created_at: datetime
 
@@ -142,11 +148,16 @@ class JobFailed(EventPayload):
     worker_id: str
     error: str = Field(max_length=MAX_ERROR_CHARS)
     failure_class: Literal[FailureClass.USER_ERROR, FailureClass.INFRA_ERROR]
-    retryable: bool = Field(default=False, description="True for infra errors worth another attempt.")
+    retryable: bool = Field(
+        default=False, description="True for infra errors worth another attempt."
+    )
 
 
 class ModelCompleted(EventPayload):
-    """Sent by the worker once the model is pushed; job-api completes the job if the attempt is current."""
+    """Sent by the worker once the model is pushed.
+
+    job-api completes the job only if the attempt is still the current one.
+    """
 
     event_type: ClassVar[str] = "model.completed"
 
@@ -247,7 +258,17 @@ class DatasetDeleted(EventPayload):
 EVENT_TYPES: dict[str, type[EventPayload]] = {
     cls.event_type: cls
     for cls in (
-        JobCreated, JobRequeued, JobClaimed, JobProgress, JobFailed, ModelCompleted, JobCompleted,
-        JobCancelRequested, JobStatusChanged, ModelDeployed, DatasetValidated, DatasetDeleted,
+        JobCreated,
+        JobRequeued,
+        JobClaimed,
+        JobProgress,
+        JobFailed,
+        ModelCompleted,
+        JobCompleted,
+        JobCancelRequested,
+        JobStatusChanged,
+        ModelDeployed,
+        DatasetValidated,
+        DatasetDeleted,
     )
 }

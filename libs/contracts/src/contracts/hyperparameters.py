@@ -14,10 +14,17 @@ class _Common(BaseModel):
     learning_rate: float = Field(default=2e-5, gt=0, le=1e-2, description="Peak learning rate.")
     batch_size: int = Field(default=16, ge=1, le=1024, description="Examples per device step.")
     max_seq_length: int = Field(default=256, ge=8, le=32768, description="Tokens kept per example.")
-    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Random seed for data order and init.")
-    warmup_ratio: float = Field(default=0.1, ge=0, le=0.5, description="Fraction of steps spent warming up.")
+    seed: int = Field(
+        default=42, ge=0, le=2**32 - 1, description="Random seed for data order and init."
+    )
+    warmup_ratio: float = Field(
+        default=0.1, ge=0, le=0.5, description="Fraction of steps spent warming up."
+    )
     eval_split: float = Field(
-        default=0.1, ge=0, le=0.5, description="Fraction of rows held out for evaluation (0 = none)."
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="Fraction of rows held out for evaluation (0 = none).",
     )
 
 
@@ -34,8 +41,12 @@ class LoraHyperparameters(_Common):
     epochs: int = Field(default=1, ge=1, le=100, description="Passes over the training data.")
     learning_rate: float = Field(default=2e-4, gt=0, le=1e-2, description="Peak learning rate.")
     batch_size: int = Field(default=4, ge=1, le=256, description="Examples per device step.")
-    max_seq_length: int = Field(default=1024, ge=8, le=32768, description="Tokens kept per example.")
-    gradient_accumulation_steps: int = Field(default=4, ge=1, le=256, description="Steps per optimizer update.")
+    max_seq_length: int = Field(
+        default=1024, ge=8, le=32768, description="Tokens kept per example."
+    )
+    gradient_accumulation_steps: int = Field(
+        default=4, ge=1, le=256, description="Steps per optimizer update."
+    )
     lora_r: int = Field(default=16, ge=1, le=256, description="LoRA rank.")
     lora_alpha: int = Field(default=32, ge=1, le=1024, description="LoRA scaling numerator.")
     lora_dropout: float = Field(default=0.05, ge=0, le=0.5, description="Dropout on LoRA layers.")

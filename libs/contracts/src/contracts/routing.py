@@ -47,5 +47,19 @@ def cancel_binding(job_id: str) -> str:
 
 
 # Routing keys job-api consumes on its events queue.
-JOB_API_BINDINGS = ("job.progress", "job.failed", "model.completed", "dataset.validated", "dataset.deleted")
+JOB_API_BINDINGS = (
+    "job.progress",
+    "job.failed",
+    "model.completed",
+    "dataset.validated",
+    "dataset.deleted",
+)
 JOB_API = "job-api"
+
+
+# Reference to a dataset issued by the upload service, accepted as a job's training_data_url.
+DATASET_REF_PREFIX = "ftd://datasets/"
+
+
+def dataset_ref(dataset_id: object) -> str:
+    return f"{DATASET_REF_PREFIX}{dataset_id}"

@@ -17,10 +17,14 @@ class ClaimJob(BaseModel):
 
     job_id: UUID
     worker_id: str = Field(min_length=1, max_length=200)
-    claim_id: UUID = Field(description="Unique per claim attempt; a retry with the same id is re-granted.")
+    claim_id: UUID = Field(
+        description="Unique per claim attempt; a retry with the same id is re-granted."
+    )
     provider: GPUProvider
     job_types: list[JobType] = Field(min_length=1)
-    expires_at: datetime = Field(description="job-api refuses a request it reads after this moment.")
+    expires_at: datetime = Field(
+        description="job-api refuses a request it reads after this moment."
+    )
 
 
 class ClaimRefusal(StrEnum):
@@ -33,7 +37,9 @@ class ClaimRefusal(StrEnum):
 class DataTicket(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    url: str = Field(description="Where the worker downloads the training data; valid for this claim only.")
+    url: str = Field(
+        description="Where the worker downloads the training data; valid for this claim only."
+    )
     expires_at: datetime | None = None
 
 

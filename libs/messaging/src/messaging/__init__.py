@@ -1,0 +1,1 @@
+"""Messaging plumbing every service reuses: topology, outbox relay, inbox consumers, request/reply."""

@@ -1,0 +1,1 @@
+"""SQL repositories, the unit of work, and the broker-facing pieces of job-api."""

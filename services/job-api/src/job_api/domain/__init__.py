@@ -1,0 +1,1 @@
+"""Pure domain: the Job aggregate and its state machine. Imports no framework."""

@@ -1,0 +1,89 @@
+"""Broker names: a prefix namespaces everything; one work queue per job type and provider."""
+
+from datetime import UTC, datetime
+from itertools import product
+from uuid import UUID
+
+import pytest
+
+from contracts.enums import CancelReason, GPUProvider, JobType
+from contracts.events import JobCancelRequested, JobCreated, JobRequeued
+from contracts.routing import BrokerNames, cancel_binding
+
+JOB_ID = UUID("00000000-0000-4000-8000-000000000001")
+
+
+def _names(names: BrokerNames) -> list[str]:
+    return [
+        names.events_exchange,
+        names.dead_letter_exchange,
+        names.dead_letter_queue,
+        names.service_queue("job-api"),
+        names.rpc_queue("job-api"),
+        *(queue for _, _, queue in names.all_work_queues()),
+    ]
+
+
+def test_default_names() -> None:
+    names = BrokerNames()
+
+    assert names.events_exchange == "finetune.events"
+    assert names.dead_letter_exchange == "finetune.dead-letter"
+    assert names.dead_letter_queue == "finetune.dead-letter"
+    assert names.service_queue("job-api") == "job-api.events"
+    assert names.rpc_queue("job-api") == "job-api.rpc"
+
+
+@pytest.mark.parametrize("prefix", ["t1.", "test-3f2a."])
+def test_prefix_prefixes_every_name(prefix: str) -> None:
+    plain = _names(BrokerNames())
+    prefixed = _names(BrokerNames(prefix=prefix))
+
+    assert prefixed == [prefix + name for name in plain]
+
+
+def test_prefix_leaves_routing_keys_alone() -> None:
+    prefixed = BrokerNames(prefix="t1.")
+
+    assert prefixed.work_bindings(
+        JobType.EMBEDDING, GPUProvider.LOCAL
+    ) == BrokerNames().work_bindings(JobType.EMBEDDING, GPUProvider.LOCAL)
+
+
+def test_one_work_queue_per_type_and_provider() -> None:
+    queues = BrokerNames().all_work_queues()
+
+    assert {(t, p) for t, p, _ in queues} == set(product(JobType, GPUProvider))
+    assert len(queues) == len(JobType) * len(GPUProvider)
+    assert len({queue for _, _, queue in queues}) == len(queues)
+
+
+@pytest.mark.parametrize(("job_type", "provider"), list(product(JobType, GPUProvider)))
+def test_work_queue_name_and_bindings(job_type: JobType, provider: GPUProvider) -> None:
+    names = BrokerNames()
+    created = JobCreated(
+        job_id=JOB_ID,
+        user_id="u1",
+        job_type=job_type,
+        gpu_provider=provider,
+        base_model="m",
+        output_model="o",
+        hyperparameters={},
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    requeued = JobRequeued(
+        job_id=JOB_ID, job_type=job_type, gpu_provider=provider, previous_attempt=1, reason="x"
+    )
+
+    assert names.work_queue(job_type, provider) == f"finetune.work.{job_type}.{provider}"
+    # The queue hears exactly the events that route to its type and provider.
+    assert names.work_bindings(job_type, provider) == [
+        created.routing_key(),
+        requeued.routing_key(),
+    ]
+
+
+def test_cancel_binding_matches_the_cancel_routing_key() -> None:
+    event = JobCancelRequested(job_id=JOB_ID, reason=CancelReason.USER)
+
+    assert cancel_binding(str(JOB_ID)) == event.routing_key()

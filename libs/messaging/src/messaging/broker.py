@@ -1,0 +1,108 @@
+"""One robust AMQP connection per process, with a confirmed publishing channel.
+
+aio-pika's robust connection reconnects after a broker restart and restores the channels, queues,
+bindings and consumers declared through it; publications that failed meanwhile are the caller's to
+retry (the outbox relay retries; nothing publishes from memory).
+"""
+
+import asyncio
+from typing import Any
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from contracts.events import Envelope
+from contracts.routing import BrokerNames
+
+log = structlog.get_logger(__name__)
+
+PublishFailure = (
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    ConnectionError,
+    asyncio.TimeoutError,
+    RuntimeError,
+)
+
+
+class Unroutable(Exception):
+    """The broker returned a mandatory message: no queue is bound for its routing key."""
+
+
+def envelope_message(envelope: Envelope, *, body: bytes | None = None, **kwargs: Any) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=body if body is not None else envelope.model_dump_json().encode(),
+        message_id=str(envelope.id),
+        type=envelope.type,
+        content_type="application/cloudevents+json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        **kwargs,
+    )
+
+
+class Broker:
+    """Holds the connection and a confirmed channel for publishing to the events exchange."""
+
+    def __init__(self, url: str, names: BrokerNames, *, client_name: str) -> None:
+        self._url = url
+        self.names = names
+        self._client_name = client_name
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._events: AbstractExchange | None = None
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("Broker.connect() has not been awaited")
+        return self._connection
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self._url,
+            client_properties={"connection_name": self._client_name},
+            reconnect_interval=1,
+        )
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        self._events = await self._publish_channel.get_exchange(self.names.events_exchange, ensure=False)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def channel(self, *, prefetch: int | None = None, confirms: bool = True) -> AbstractChannel:
+        channel = await self.connection.channel(publisher_confirms=confirms)
+        if prefetch is not None:
+            await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def publish_raw(
+        self, body: bytes, *, routing_key: str, message_id: str, event_type: str, timeout: float = 10
+    ) -> None:
+        """Publish with a broker confirm and mandatory routing. Raises Unroutable or a PublishFailure."""
+        if self._events is None:
+            raise RuntimeError("Broker.connect() has not been awaited")
+        message = aio_pika.Message(
+            body=body,
+            message_id=message_id,
+            type=event_type,
+            content_type="application/cloudevents+json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        # A robust channel waits while reconnecting; bound the whole call, not just the frame.
+        async with asyncio.timeout(timeout):
+            result = await self._events.publish(message, routing_key, mandatory=True)
+        if isinstance(result, aiormq.abc.DeliveredMessage):
+            raise Unroutable(routing_key)
+
+    async def publish(self, envelope: Envelope, routing_key: str, *, timeout: float = 10) -> None:
+        await self.publish_raw(
+            envelope.model_dump_json().encode(),
+            routing_key=routing_key,
+            message_id=str(envelope.id),
+            event_type=envelope.type,
+            timeout=timeout,
+        )

@@ -1,0 +1,201 @@
+"""Transactional outbox: an event is written in the same transaction as the state change it
+announces, and a relay publishes it afterwards with publisher confirms.
+
+The relay wakes on a PostgreSQL NOTIFY fired by a statement trigger on the outbox table (delivered
+at commit, so it costs the writer no extra round trip) and polls as a fallback. Rows are locked with
+SKIP LOCKED, so several relays may run; a row is deleted only once the broker confirmed it.
+"""
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from contracts.events import Envelope, EventPayload
+from messaging.broker import Broker, PublishFailure, Unroutable
+
+log = structlog.get_logger(__name__)
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("routing_key", sa.Text, nullable=False),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column("must_route", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("available_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+
+
+def notify_trigger_sql(schema: str, channel: str) -> tuple[list[str], list[str]]:
+    """(upgrade, downgrade) DDL for the trigger that wakes the relay after an outbox insert."""
+    fn = f"{schema}.outbox_notify"
+    upgrade = [
+        f"""CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
+        f"""CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION {fn}()""",
+    ]
+    downgrade = [f"DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox", f"DROP FUNCTION IF EXISTS {fn}()"]
+    return upgrade, downgrade
+
+
+def outbox_row(payload: EventPayload, *, source: str) -> dict[str, Any]:
+    envelope = Envelope.wrap(payload, source=source)
+    return {
+        "event_id": envelope.id,
+        "event_type": envelope.type,
+        "routing_key": payload.routing_key(),
+        "body": envelope.model_dump_json().encode(),
+        "must_route": payload.must_route,
+    }
+
+
+class Outbox:
+    """Adds events to the outbox inside the caller's transaction (never commits)."""
+
+    def __init__(self, table: sa.Table, *, source: str) -> None:
+        self.table = table
+        self.source = source
+
+    async def add(self, session: AsyncSession | AsyncConnection, *payloads: EventPayload) -> None:
+        if payloads:
+            rows = [outbox_row(p, source=self.source) for p in payloads]
+            await session.execute(sa.insert(self.table), rows)
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    unroutable: int = 0
+    failures: int = 0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        table: sa.Table,
+        broker: Broker,
+        listen_dsn: str,
+        channel: str,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        unroutable_backoff: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self._engine = engine
+        self._table = table
+        self._broker = broker
+        self._listen_dsn = listen_dsn
+        self._channel = channel
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._unroutable_backoff = unroutable_backoff
+        self._wake = asyncio.Event()
+        self.stats = RelayStats()
+
+    async def run(self) -> None:
+        """Relay until cancelled. Survives database and broker outages by retrying."""
+        listener: asyncpg.Connection | None = None
+        try:
+            while True:
+                if listener is None or listener.is_closed():
+                    listener = await self._listen()
+                try:
+                    moved = await self.relay_once()
+                except (OSError, asyncpg.PostgresError, sa.exc.DBAPIError) as exc:
+                    log.warning("outbox.relay_db_error", error=str(exc))
+                    moved = 0
+                    await asyncio.sleep(self._poll_interval)
+                if moved >= self._batch_size:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                self._wake.clear()
+        finally:
+            if listener is not None and not listener.is_closed():
+                await listener.close()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn = await asyncpg.connect(self._listen_dsn)
+            await conn.add_listener(self._channel, lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox.listen_failed", error=str(exc))
+            return None
+        return conn
+
+    async def relay_once(self) -> int:
+        """Publish one batch. Returns how many rows it handled (published or deferred)."""
+        t = self._table
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.routing_key, t.c.body, t.c.must_route)
+                    .where(t.c.available_at <= sa.func.now())
+                    .order_by(t.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(
+                    self._broker.publish_raw(
+                        r.body, routing_key=r.routing_key, message_id=str(r.event_id), event_type=r.event_type
+                    )
+                    for r in rows
+                ),
+                return_exceptions=True,
+            )
+            done: list[int] = []
+            deferred: list[int] = []
+            for row, result in zip(rows, results, strict=True):
+                if result is None:
+                    done.append(row.id)
+                elif isinstance(result, Unroutable):
+                    self.stats.unroutable += 1
+                    if row.must_route:
+                        log.error("outbox.unroutable", event_type=row.event_type, routing_key=row.routing_key)
+                        deferred.append(row.id)
+                    else:
+                        # A broadcast nobody subscribes to yet: nothing is waiting for it.
+                        log.debug("outbox.no_subscriber", event_type=row.event_type, routing_key=row.routing_key)
+                        done.append(row.id)
+                elif isinstance(result, PublishFailure):
+                    self.stats.failures += 1
+                    log.warning("outbox.publish_failed", event_type=row.event_type, error=repr(result))
+                else:
+                    raise result
+            if done:
+                await conn.execute(sa.delete(t).where(t.c.id.in_(done)))
+            if deferred:
+                await conn.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(deferred))
+                    .values(attempts=t.c.attempts + 1, available_at=sa.func.now() + self._unroutable_backoff)
+                )
+            self.stats.published += len(done)
+        if len(done) + len(deferred) < len(rows):
+            # The broker is unreachable: let the robust connection recover before the next batch.
+            await asyncio.sleep(self._poll_interval)
+        return len(done) + len(deferred)
+
+    async def pending(self) -> int:
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(self._table))).scalar_one())

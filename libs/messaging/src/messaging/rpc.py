@@ -1,0 +1,123 @@
+"""Request/reply over the broker: a durable request queue served by one service, replies to the
+caller's exclusive queue matched by correlation id. Callers retry on timeout, so handlers must be
+idempotent (ClaimJob carries a claim id for that)."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from pydantic import BaseModel, ValidationError
+
+from messaging.broker import Broker
+
+log = structlog.get_logger(__name__)
+
+Reply = TypeVar("Reply", bound=BaseModel)
+
+
+class RpcServer:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        queue: str,
+        handler: Callable[[bytes], Awaitable[BaseModel]],
+        prefetch: int = 64,
+    ) -> None:
+        self._broker = broker
+        self._queue_name = queue
+        self._handler = handler
+        self._prefetch = prefetch
+        self._channel: AbstractChannel | None = None
+
+    async def run(self) -> None:
+        # Replies are best-effort (the caller retries), so no confirm round trip.
+        self._channel = await self._broker.channel(prefetch=self._prefetch, confirms=False)
+        queue = await self._channel.get_queue(self._queue_name, ensure=True)
+        tag = await queue.consume(self._on_request)
+        try:
+            await asyncio.Future()
+        finally:
+            if not self._channel.is_closed:
+                await queue.cancel(tag)
+                await self._channel.close()
+
+    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        assert self._channel is not None
+        try:
+            reply = await self._handler(message.body)
+        except ValidationError as exc:
+            log.error("rpc.bad_request", queue=self._queue_name, error=str(exc)[:500])
+            await message.reject(requeue=False)
+            return
+        except Exception:
+            log.exception("rpc.handler_failed", queue=self._queue_name)
+            # The caller times out and retries with the same request id.
+            await message.reject(requeue=False)
+            return
+        if message.reply_to:
+            with contextlib.suppress(Exception):
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body=reply.model_dump_json().encode(),
+                        correlation_id=message.correlation_id,
+                        content_type="application/json",
+                    ),
+                    routing_key=message.reply_to,
+                )
+        await message.ack()
+
+
+class RpcTimeout(Exception):
+    pass
+
+
+class RpcClient:
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._futures: dict[str, asyncio.Future[bytes]] = {}
+        self._channel: AbstractChannel | None = None
+        self._reply_queue: AbstractQueue | None = None
+
+    async def start(self) -> None:
+        self._channel = await self._broker.channel()
+        self._reply_queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+        await self._reply_queue.consume(self._on_reply, no_ack=True)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._futures.pop(message.correlation_id or "", None)
+        if future is not None and not future.done():
+            future.set_result(message.body)
+
+    async def call(self, queue: str, request: BaseModel, reply_type: type[Reply], *, timeout: float = 10) -> Reply:
+        if self._channel is None or self._reply_queue is None:
+            raise RuntimeError("RpcClient.start() has not been awaited")
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._futures[correlation_id] = future
+        try:
+            await self._channel.default_exchange.publish(
+                aio_pika.Message(
+                    body=request.model_dump_json().encode(),
+                    correlation_id=correlation_id,
+                    reply_to=self._reply_queue.name,
+                    content_type="application/json",
+                    expiration=timeout,
+                ),
+                routing_key=queue,
+            )
+            body = await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise RpcTimeout(f"no reply from {queue} within {timeout}s") from exc
+        finally:
+            self._futures.pop(correlation_id, None)
+        return reply_type.model_validate_json(body)

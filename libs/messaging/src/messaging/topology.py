@@ -1,0 +1,94 @@
+"""Declares, checks and (for tests) deletes the broker topology a service relies on.
+
+Work queues are quorum queues with a delivery limit: a message that keeps failing is dead-lettered
+(at-least-once) instead of looping. Everything is declared idempotently at start-up, so a service
+started against an empty broker (or a fresh vhost) creates what it needs.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from contracts.routing import DELIVERY_LIMIT, BrokerNames
+
+log = structlog.get_logger(__name__)
+
+
+def quorum_arguments(names: BrokerNames, *, delivery_limit: int = DELIVERY_LIMIT) -> dict[str, object]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": names.dead_letter_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+        # at-least-once dead-lettering needs reject-publish overflow on the source queue.
+        "x-overflow": "reject-publish",
+    }
+
+
+@dataclass
+class QueueSpec:
+    name: str
+    bindings: Sequence[str] = field(default_factory=tuple)
+    delivery_limit: int = DELIVERY_LIMIT
+
+
+async def declare_core(channel: AbstractChannel, names: BrokerNames) -> None:
+    """The events exchange, the dead-letter exchange and the dead-letter queue."""
+    await channel.declare_exchange(names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    dlx = await channel.declare_exchange(
+        names.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    dlq = await channel.declare_queue(
+        names.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dlq.bind(dlx)
+
+
+async def declare_queue(channel: AbstractChannel, names: BrokerNames, spec: QueueSpec) -> AbstractQueue:
+    queue = await channel.declare_queue(
+        spec.name, durable=True, arguments=quorum_arguments(names, delivery_limit=spec.delivery_limit)
+    )
+    for key in spec.bindings:
+        await queue.bind(names.events_exchange, routing_key=key)
+    return queue
+
+
+def work_queue_specs(names: BrokerNames) -> list[QueueSpec]:
+    return [
+        QueueSpec(name=queue, bindings=names.work_bindings(job_type, provider))
+        for job_type, provider, queue in names.all_work_queues()
+    ]
+
+
+async def declare_topology(
+    channel: AbstractChannel, names: BrokerNames, queues: Sequence[QueueSpec]
+) -> None:
+    await declare_core(channel, names)
+    for spec in queues:
+        await declare_queue(channel, names, spec)
+    log.info("broker.topology_declared", queues=len(queues), prefix=names.prefix or None)
+
+
+async def check_topology(channel: AbstractChannel, names: BrokerNames, queues: Sequence[QueueSpec]) -> None:
+    """Passive declarations: raise if anything the service relies on is missing."""
+    await channel.get_exchange(names.events_exchange, ensure=True)
+    await channel.get_exchange(names.dead_letter_exchange, ensure=True)
+    for spec in (QueueSpec(names.dead_letter_queue), *queues):
+        await channel.get_queue(spec.name, ensure=True)
+
+
+async def consumer_count(channel: AbstractChannel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    result = declared.declaration_result
+    return int(result.consumer_count or 0)
+
+
+async def delete_topology(channel: AbstractChannel, names: BrokerNames, queues: Sequence[str]) -> None:
+    """Tear down a (test) topology. RabbitMQ 3.10 refuses if-unused on quorum queues."""
+    for name in (*queues, names.dead_letter_queue):
+        await channel.queue_delete(name, if_unused=False, if_empty=False)
+    for exchange in (names.events_exchange, names.dead_letter_exchange):
+        await channel.exchange_delete(exchange, if_unused=False)

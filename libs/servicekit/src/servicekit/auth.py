@@ -1,0 +1,207 @@
+"""Who is calling: bearer JWTs for people and tools, a shared key for GPU workers.
+
+Verification is deliberately narrow. The accepted algorithm is fixed by configuration, never taken
+from the token's header (the classic `alg` confusion: an RS256 public key reused as an HS256
+secret, or `alg: none`). Every failure is a 401 with a stable code and a sentence that never
+repeats the token, which would otherwise end up in client logs and bug reports.
+"""
+
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+import structlog
+from jwt.exceptions import InvalidSubjectError
+
+from servicekit.errors import ApiError
+
+log = structlog.get_logger(__name__)
+
+# How long the JWKS document is trusted before it is fetched again; key rotation shows up within it.
+_JWKS_LIFESPAN_SECONDS = 300
+# The JWKS fetch is a blocking call made from a request; a slow identity provider must not hang it.
+_JWKS_TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, as much as the services need to know about them."""
+
+    user_id: str
+    roles: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(401, "invalid_token", message)
+
+
+def _describe(exc: jwt.PyJWTError) -> str:
+    """A sentence for the client: what was wrong, never the token itself."""
+    # Order matters: several of these subclass DecodeError/InvalidTokenError.
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"The token is missing the required '{exc.claim}' claim."
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "The token signature is not valid."
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "The token is signed with an algorithm that is not accepted."
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "The token is not intended for this service."
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "The token was not issued by a trusted issuer."
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "The token is not valid yet."
+    if isinstance(exc, InvalidSubjectError):
+        return "The token subject is not valid."
+    if isinstance(exc, jwt.PyJWKClientConnectionError):
+        return "The signing keys could not be retrieved; try again later."
+    if isinstance(exc, jwt.PyJWKClientError):
+        return "The token was signed with an unknown key."
+    if isinstance(exc, jwt.DecodeError):
+        return "The token is malformed."
+    return "The token is not valid."
+
+
+def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
+    # Identity providers disagree on the claim; accept both shapes and ignore anything else
+    # rather than guessing what a number or an object was meant to grant.
+    roles: set[str] = set()
+    listed = claims.get("roles")
+    if isinstance(listed, list):
+        roles.update(role for role in listed if isinstance(role, str) and role)
+    single = claims.get("role")
+    if isinstance(single, str) and single:
+        roles.add(single)
+    return frozenset(roles)
+
+
+class JwtVerifier:
+    """Verify bearer tokens against one configured algorithm and key source.
+
+    `verify` is synchronous: with RS256 it may fetch the JWKS over HTTP (cached for five minutes),
+    so call it from a sync dependency (FastAPI runs those in a thread pool), not an async one.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: Literal["HS256", "RS256"],
+        secret: str | None = None,
+        jwks_url: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway_seconds: int = 30,
+    ) -> None:
+        if algorithm == "HS256":
+            if not secret:
+                raise ValueError("HS256 token verification needs a secret")
+            self._jwks: jwt.PyJWKClient | None = None
+        elif algorithm == "RS256":
+            if not jwks_url:
+                raise ValueError("RS256 token verification needs a jwks_url")
+            self._jwks = jwt.PyJWKClient(
+                jwks_url,
+                cache_keys=True,
+                cache_jwk_set=True,
+                lifespan=_JWKS_LIFESPAN_SECONDS,
+                timeout=_JWKS_TIMEOUT_SECONDS,
+            )
+        else:
+            raise ValueError(f"unsupported token algorithm {algorithm!r}")
+        self._algorithm = algorithm
+        self._secret = secret
+        self._audience = audience
+        self._issuer = issuer
+        self._leeway = leeway_seconds
+
+    def verify(self, token: str) -> Principal:
+        """Return the caller of a valid token; raise a 401 `ApiError` otherwise."""
+        try:
+            claims = self._decode(token)
+        except jwt.ExpiredSignatureError:
+            raise ApiError(401, "token_expired", "The token has expired; sign in again.") from None
+        except jwt.PyJWKClientConnectionError as exc:
+            # Not the caller's fault, but we cannot tell a good token from a bad one without keys.
+            log.warning("auth.jwks_unavailable", error=type(exc).__name__)
+            raise _invalid(_describe(exc)) from None
+        except jwt.PyJWTError as exc:
+            raise _invalid(_describe(exc)) from None
+        subject = claims["sub"]
+        if not subject:
+            raise _invalid("The token subject is not valid.")
+        return Principal(user_id=subject, roles=_roles(claims))
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        # Refuse a foreign algorithm before any key lookup, so a forged header cannot make us
+        # fetch the JWKS; jwt.decode below enforces the same fixed list again.
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != self._algorithm:
+            raise jwt.InvalidAlgorithmError("unexpected algorithm")
+        key: Any
+        if self._jwks is not None:
+            key = self._jwks.get_signing_key_from_jwt(token).key
+        else:
+            key = self._secret
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[self._algorithm],
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=self._leeway,
+            options={"require": ["exp", "sub"]},
+        )
+        return claims
+
+
+def mint_token(
+    secret: str,
+    sub: str,
+    *,
+    roles: Sequence[str] = (),
+    ttl_seconds: int = 3600,
+    audience: str | None = None,
+    issuer: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Sign an HS256 token, for development sign-in and tests.
+
+    `extra` is applied last, so it can add claims or deliberately override the standard ones.
+    """
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "roles": list(roles),
+    }
+    if audience is not None:
+        claims["aud"] = audience
+    if issuer is not None:
+        claims["iss"] = issuer
+    claims.update(extra or {})
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an `Authorization: Bearer <token>` header value, or None."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def check_worker_key(presented: str | None, expected: str) -> None:
+    """Raise unless `presented` is the workers' shared key; constant time, so it can't be probed."""
+    if not presented:
+        raise ApiError(401, "missing_worker_key", "A worker key is required.")
+    if not expected or not hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8")):
+        raise ApiError(403, "invalid_worker_key", "The worker key is not valid.")

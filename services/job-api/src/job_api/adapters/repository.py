@@ -1,0 +1,222 @@
+"""All SQL of job-api, built from the caller's session (the entry point owns the transaction)."""
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from job_api.adapters.tables import JOB_EVENTS_CHANNEL, job_events, jobs, known_datasets
+from job_api.domain.job import Job
+
+_NOTIFY_MANY = sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)")
+_JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
+
+
+def job_from_row(row: sa.Row[Any]) -> Job:
+    values = dict(row._mapping)
+    values["job_type"] = JobType(values["job_type"])
+    values["gpu_provider"] = GPUProvider(values["gpu_provider"])
+    values["status"] = JobStatus(values["status"])
+    values["phase"] = JobPhase(values["phase"])
+    if values["failure_class"] is not None:
+        values["failure_class"] = FailureClass(values["failure_class"])
+    return Job(**{k: values[k] for k in _JOB_FIELDS})
+
+
+def job_values(job: Job) -> dict[str, Any]:
+    values = {f: getattr(job, f) for f in _JOB_FIELDS}
+    for key in ("job_type", "gpu_provider", "status", "phase", "failure_class"):
+        if values[key] is not None:
+            values[key] = str(values[key])
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFilter:
+    user_id: str | None
+    status: JobStatus | None = None
+    job_type: JobType | None = None
+    project_id: str | None = None
+    gpu_provider: GPUProvider | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownDataset:
+    dataset_id: UUID
+    user_id: str
+    job_types: list[str]
+    deleted: bool
+
+
+class JobRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, job: Job) -> None:
+        await self._session.execute(sa.insert(jobs).values(job_values(job)))
+
+    async def save(self, job: Job) -> None:
+        values = job_values(job)
+        values.pop("id")
+        await self._session.execute(sa.update(jobs).where(jobs.c.id == job.id).values(values))
+
+    async def save_many(self, changed: Sequence[Job]) -> None:
+        for job in changed:
+            await self.save(job)
+
+    async def get(self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False) -> Job | None:
+        stmt = sa.select(jobs).where(jobs.c.id == job_id)
+        if user_id is not None:
+            stmt = stmt.where(jobs.c.user_id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = (await self._session.execute(stmt)).first()
+        return job_from_row(row) if row is not None else None
+
+    async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:
+        if not job_ids:
+            return {}
+        # A stable lock order keeps concurrent batches from deadlocking.
+        stmt = sa.select(jobs).where(jobs.c.id.in_(sorted(set(job_ids)))).order_by(jobs.c.id).with_for_update()
+        return {row.id: job_from_row(row) for row in (await self._session.execute(stmt)).all()}
+
+    async def search(
+        self, flt: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None = None,
+        oldest_first: bool = False,
+    ) -> list[Job]:
+        stmt = sa.select(jobs)
+        if flt.user_id is not None:
+            stmt = stmt.where(jobs.c.user_id == flt.user_id)
+        if flt.status is not None:
+            stmt = stmt.where(jobs.c.status == str(flt.status))
+        if flt.job_type is not None:
+            stmt = stmt.where(jobs.c.job_type == str(flt.job_type))
+        if flt.project_id is not None:
+            stmt = stmt.where(jobs.c.project_id == flt.project_id)
+        if flt.gpu_provider is not None:
+            stmt = stmt.where(jobs.c.gpu_provider == str(flt.gpu_provider))
+        if oldest_first:
+            return [job_from_row(r) for r in (await self._session.execute(
+                stmt.order_by(jobs.c.created_at, jobs.c.id).limit(limit))).all()]
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < sa.tuple_(*after))
+        stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
+        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Job]:
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.status == "running", jobs.c.lease_expires_at < now)
+            .order_by(jobs.c.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+
+    async def pending_routes(self) -> list[tuple[JobType, GPUProvider]]:
+        stmt = sa.select(jobs.c.job_type, jobs.c.gpu_provider).where(jobs.c.status == "pending").distinct()
+        return [(JobType(t), GPUProvider(p)) for t, p in (await self._session.execute(stmt)).all()]
+
+    async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.status == "pending", jobs.c.job_type == str(job_type),
+                   jobs.c.gpu_provider == str(provider))
+            .with_for_update(skip_locked=True)
+        )
+        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+
+
+class JobEventRepository:
+    """Progress history; each insert is also pushed (NOTIFY, delivered at commit) to live streams."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """rows: job_id, user_id, attempt, kind, data."""
+        if not rows:
+            return
+        inserted = (
+            await self._session.execute(
+                pg.insert(job_events).values(list(rows)).returning(
+                    job_events.c.id, job_events.c.job_id, job_events.c.user_id, job_events.c.kind,
+                    job_events.c.created_at,
+                )
+            )
+        ).all()
+        # Live streams only need the pointer; they read the row itself (NOTIFY payloads are capped).
+        payloads = [f"{r.id}:{r.job_id}:{r.user_id}" for r in inserted]
+        await self._session.execute(_NOTIFY_MANY, {"channel": JOB_EVENTS_CHANNEL, "payloads": payloads})
+
+    async def page(
+        self, job_id: UUID, *, after_id: int | None, limit: int, kinds: Sequence[str] | None = None
+    ) -> list[sa.Row[Any]]:
+        stmt = sa.select(job_events).where(job_events.c.job_id == job_id)
+        if after_id is not None:
+            stmt = stmt.where(job_events.c.id > after_id)
+        if kinds:
+            stmt = stmt.where(job_events.c.kind.in_(list(kinds)))
+        stmt = stmt.order_by(job_events.c.id).limit(limit)
+        return list((await self._session.execute(stmt)).all())
+
+    async def by_ids(self, ids: Sequence[int]) -> list[sa.Row[Any]]:
+        stmt = sa.select(job_events).where(job_events.c.id.in_(list(ids))).order_by(job_events.c.id)
+        return list((await self._session.execute(stmt)).all())
+
+    async def since(self, *, user_id: str | None, job_id: UUID | None, after_id: int, limit: int) -> list[sa.Row[Any]]:
+        stmt = sa.select(job_events).where(job_events.c.id > after_id)
+        if user_id is not None:
+            stmt = stmt.where(job_events.c.user_id == user_id)
+        if job_id is not None:
+            stmt = stmt.where(job_events.c.job_id == job_id)
+        return list((await self._session.execute(stmt.order_by(job_events.c.id).limit(limit))).all())
+
+
+    async def latest_id(self, *, user_id: str | None, job_id: UUID | None) -> int:
+        stmt = sa.select(sa.func.coalesce(sa.func.max(job_events.c.id), 0))
+        if user_id is not None:
+            stmt = stmt.where(job_events.c.user_id == user_id)
+        if job_id is not None:
+            stmt = stmt.where(job_events.c.job_id == job_id)
+        return int((await self._session.execute(stmt)).scalar_one())
+
+
+class DatasetRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def upsert(self, *, dataset_id: UUID, user_id: str, job_types: list[str], filename: str, rows: int) -> None:
+        stmt = pg.insert(known_datasets).values(
+            dataset_id=dataset_id, user_id=user_id, job_types=job_types, filename=filename, rows=rows
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[known_datasets.c.dataset_id],
+            set_={"job_types": job_types, "filename": filename, "rows": rows, "updated_at": sa.func.now()},
+            where=known_datasets.c.deleted.is_(False),
+        )
+        await self._session.execute(stmt)
+
+    async def mark_deleted(self, dataset_id: UUID, user_id: str) -> None:
+        stmt = pg.insert(known_datasets).values(
+            dataset_id=dataset_id, user_id=user_id, job_types=[], filename="", rows=0, deleted=True
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[known_datasets.c.dataset_id], set_={"deleted": True, "updated_at": sa.func.now()}
+        )
+        await self._session.execute(stmt)
+
+    async def get(self, dataset_id: UUID) -> KnownDataset | None:
+        t = known_datasets
+        row = (
+            await self._session.execute(
+                sa.select(t.c.dataset_id, t.c.user_id, t.c.job_types, t.c.deleted).where(t.c.dataset_id == dataset_id)
+            )
+        ).first()
+        return KnownDataset(row.dataset_id, row.user_id, list(row.job_types), row.deleted) if row else None

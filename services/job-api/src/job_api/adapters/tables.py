@@ -1,0 +1,85 @@
+"""SQL tables of the `jobs` schema (Alembic migrations mirror these)."""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from messaging.inbox import inbox_table
+from messaging.outbox import outbox_table
+
+SCHEMA = "jobs"
+OUTBOX_CHANNEL = "jobs_outbox"
+JOB_EVENTS_CHANNEL = "jobs_job_events"
+
+metadata = sa.MetaData(schema=SCHEMA)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("project_id", sa.Text),
+    sa.Column("job_type", sa.Text, nullable=False),
+    sa.Column("base_model", sa.Text, nullable=False),
+    sa.Column("training_data_url", sa.Text, nullable=False),
+    sa.Column("dataset_id", pg.UUID(as_uuid=True)),
+    sa.Column("output_model", sa.Text, nullable=False),
+    sa.Column("output_revision", sa.Text),
+    sa.Column("gpu_provider", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("phase", sa.Text, nullable=False),
+    sa.Column("progress", sa.Float, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text),
+    sa.Column("failure_class", sa.Text),
+    sa.Column("logs_url", sa.Text),
+    sa.Column("hyperparameters", pg.JSONB, nullable=False),
+    sa.Column("metrics", pg.JSONB, nullable=False, server_default="{}"),
+    sa.Column("step", sa.Integer),
+    sa.Column("total_steps", sa.Integer),
+    sa.Column("epoch", sa.Float),
+    sa.Column("eta_seconds", sa.Float),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.Text),
+    sa.Column("claim_id", pg.UUID(as_uuid=True)),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("status IN ('pending','running','completed','failed','cancelled')", name="status_known"),
+    sa.CheckConstraint("progress >= 0 AND progress <= 100", name="progress_range"),
+    sa.Index("ix_jobs_user_created", "user_id", sa.text("created_at DESC"), sa.text("id DESC")),
+    sa.Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=sa.text("status = 'running'")),
+    sa.Index("ix_jobs_pending_route", "job_type", "gpu_provider", postgresql_where=sa.text("status = 'pending'")),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("job_id", pg.UUID(as_uuid=True), sa.ForeignKey(jobs.c.id, ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("data", pg.JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_job_events_job", "job_id", "id"),
+    sa.Index("ix_job_events_user", "user_id", "id"),
+)
+
+# Datasets job-api has heard of through dataset.validated / dataset.deleted (a local projection:
+# job-api never reads data-service's schema).
+known_datasets = sa.Table(
+    "known_datasets",
+    metadata,
+    sa.Column("dataset_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("job_types", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

@@ -1,0 +1,92 @@
+"""job-api settings: the only module that reads the environment (entry points pass values on).
+
+Platform-wide values keep the names the brief and the README use (`FTD_*`, `FINETUNE_WORKER_KEY`);
+job-api's own use the `JOB_API_` prefix.
+"""
+
+from datetime import timedelta
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.routing import BrokerNames
+from servicekit.settings import refuse_placeholder
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOB_API_", extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production", "test"] = Field(
+        default="development", validation_alias=_alias("FTD_ENV", "JOB_API_ENVIRONMENT")
+    )
+    database_url: str = "postgresql://job_api:job_api_dev@127.0.0.1:5432/finetune"
+    db_password: SecretStr = SecretStr("job_api_dev")
+    db_pool_size: int = 20
+    admin_dsn: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_alias("FTD_ADMIN_DSN")
+    )
+    database_name: str = Field(default="finetune", validation_alias=_alias("FTD_DATABASE_NAME"))
+    amqp_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"), validation_alias=_alias("FTD_AMQP_URL")
+    )
+    broker_prefix: str = Field(default="", validation_alias=_alias("FTD_BROKER_PREFIX"))
+
+    jwt_algorithm: Literal["HS256", "RS256"] = Field(default="HS256", validation_alias=_alias("FTD_JWT_ALGORITHM"))
+    jwt_secret: SecretStr | None = Field(default=None, validation_alias=_alias("FTD_JWT_SECRET"))
+    jwks_url: str | None = Field(default=None, validation_alias=_alias("FTD_JWKS_URL"))
+    jwt_audience: str | None = Field(default=None, validation_alias=_alias("FTD_JWT_AUDIENCE"))
+    jwt_issuer: str | None = Field(default=None, validation_alias=_alias("FTD_JWT_ISSUER"))
+    worker_key: SecretStr | None = Field(default=None, validation_alias=_alias("FINETUNE_WORKER_KEY"))
+    data_ticket_secret: SecretStr | None = Field(default=None, validation_alias=_alias("FTD_DATA_TICKET_SECRET"))
+
+    enable_offline_models: bool = Field(default=False, validation_alias=_alias("FTD_ENABLE_OFFLINE_MODELS"))
+    allow_external_data_urls: bool = Field(default=True, validation_alias=_alias("FTD_ALLOW_EXTERNAL_DATA_URLS"))
+    public_base_url: str = Field(default="http://localhost:8000", validation_alias=_alias("FTD_PUBLIC_BASE_URL"))
+
+    lease_seconds: float = Field(default=90, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    watchdog_interval: float = Field(default=2.0, gt=0)
+    presence_interval: float = Field(default=5.0, gt=0)
+    inbox_retention_hours: float = Field(default=72, gt=0)
+
+    run_relay: bool = True
+    run_consumers: bool = True
+    run_watchdog: bool = True
+    json_logs: bool = Field(default=False, validation_alias=_alias("FTD_JSON_LOGS", "JOB_API_JSON_LOGS"))
+    log_level: str = Field(default="INFO", validation_alias=_alias("FTD_LOG_LEVEL", "JOB_API_LOG_LEVEL"))
+
+    @model_validator(mode="after")
+    def _secrets_present(self) -> Self:
+        if self.jwt_algorithm == "HS256" and self.jwt_secret is None:
+            raise ValueError("FTD_JWT_SECRET must be set for HS256 tokens (`make dev` generates one).")
+        if self.jwt_algorithm == "RS256" and not self.jwks_url:
+            raise ValueError("FTD_JWKS_URL must be set for RS256 tokens.")
+        if self.worker_key is None:
+            raise ValueError("FINETUNE_WORKER_KEY must be set (`make dev` generates one).")
+        for name, secret in (("FTD_JWT_SECRET", self.jwt_secret), ("FINETUNE_WORKER_KEY", self.worker_key),
+                             ("FTD_DATA_TICKET_SECRET", self.data_ticket_secret)):
+            if secret is not None:
+                refuse_placeholder(secret.get_secret_value(), name=name, environment=self.environment)
+        if self.environment == "production" and self.data_ticket_secret is None:
+            raise ValueError("FTD_DATA_TICKET_SECRET must be set in production.")
+        return self
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+    @property
+    def broker_names(self) -> BrokerNames:
+        return BrokerNames(prefix=self.broker_prefix)
+
+    def ticket_secret(self) -> str:
+        """Falls back to the JWT secret in development so one generated secret is enough."""
+        if self.data_ticket_secret is not None:
+            return self.data_ticket_secret.get_secret_value()
+        assert self.jwt_secret is not None or self.environment != "production"
+        return self.jwt_secret.get_secret_value() if self.jwt_secret else ""

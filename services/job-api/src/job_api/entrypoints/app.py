@@ -1,0 +1,158 @@
+"""The FastAPI application: routes, error mapping, and a lifespan that builds the engine, the
+broker connection and the background workers (never at import time)."""
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from contracts.catalogue import Catalogue
+from job_api.adapters.tables import JOB_EVENTS_CHANNEL, OUTBOX_CHANNEL
+from job_api.config import Settings
+from job_api.domain.errors import DomainError, IllegalTransition, InvalidJob, JobNotFound
+from job_api.entrypoints import routes_jobs, routes_stream, routes_worker
+from job_api.entrypoints.deps import AppState
+from job_api.entrypoints.live import LiveHub
+from job_api.entrypoints.workers import (
+    every,
+    make_consumer,
+    make_relay,
+    make_rpc_server,
+    presence_step,
+    queue_specs,
+    watchdog_step,
+)
+from job_api.service_layer.jobs import HyperparameterError
+from job_api.service_layer.unit_of_work import Policy
+from messaging.broker import Broker
+from messaging.topology import declare_topology
+from servicekit.auth import JwtVerifier
+from servicekit.db import asyncpg_dsn, make_engine
+from servicekit.errors import error_body, install_error_handlers
+
+log = structlog.get_logger(__name__)
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        catalogue=Catalogue(include_offline=settings.enable_offline_models),
+        lease=settings.lease,
+        max_attempts=settings.max_attempts,
+        allow_external_data_urls=settings.allow_external_data_urls,
+        data_ticket_secret=settings.ticket_secret(),
+        public_base_url=settings.public_base_url.rstrip("/"),
+    )
+
+
+def verifier_from(settings: Settings) -> JwtVerifier:
+    return JwtVerifier(
+        algorithm=settings.jwt_algorithm,
+        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        jwks_url=settings.jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+
+
+def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, JobNotFound):
+        return JSONResponse(error_body("job_not_found", str(exc)), status_code=404)
+    if isinstance(exc, InvalidJob):
+        return JSONResponse(error_body(exc.code, str(exc), {"field": exc.field}), status_code=422)
+    if isinstance(exc, HyperparameterError):
+        details = [{"loc": ["hyperparameters", *e["loc"]], "message": e["msg"], "type": e["type"]}
+                   for e in exc.error.errors() if e["loc"] != ("job_type",)]
+        first = details[0] if details else {"loc": ["hyperparameters"], "message": "invalid"}
+        where = ".".join(str(p) for p in first["loc"])
+        return JSONResponse(error_body("invalid_hyperparameters", f"{where}: {first['message']}", details),
+                            status_code=422)
+    assert isinstance(exc, DomainError)
+    details: Any = None
+    if isinstance(exc, IllegalTransition):
+        details = {"status": str(exc.current), "requested": str(exc.target)}
+    return JSONResponse(error_body(exc.code, str(exc), details), status_code=409)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, application_name="job-api", pool_size=settings.db_pool_size)
+        listen_dsn = asyncpg_dsn(settings.database_url)
+        state = AppState(
+            engine=engine, sessions=async_sessionmaker(engine, expire_on_commit=False), policy=policy_from(settings),
+            verifier=verifier_from(settings), worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
+            live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
+        )
+        app.state.job_api = state
+        broker = Broker(settings.amqp_url.get_secret_value(), settings.broker_names, client_name="job-api")
+        await broker.connect()
+        channel = await broker.channel()
+        await declare_topology(channel, broker.names, queue_specs(broker))
+        await channel.close()
+        state.broker = broker
+        tasks = [asyncio.create_task(state.live.run(), name="live")]
+        if settings.run_relay:
+            tasks.append(asyncio.create_task(make_relay(state, broker, listen_dsn, OUTBOX_CHANNEL).run(), name="relay"))
+        if settings.run_consumers:
+            tasks.append(asyncio.create_task(make_consumer(state, broker).run(), name="consumer"))
+            tasks.append(asyncio.create_task(make_rpc_server(state, broker).run(), name="rpc"))
+        if settings.run_watchdog:
+            retention = timedelta(hours=settings.inbox_retention_hours)
+            tasks.append(asyncio.create_task(
+                every(settings.watchdog_interval, "watchdog", watchdog_step(state, retention)),
+                name="watchdog"))
+            tasks.append(asyncio.create_task(
+                every(settings.presence_interval, "presence", presence_step(state, broker)), name="presence"))
+        log.info("job_api.started", environment=settings.environment, tasks=[t.get_name() for t in tasks])
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Finetune Dispatcher: job-api",
+        version="0.1.0",
+        description="Fine-tuning jobs: create, list, cancel, watch live; the worker endpoints of the brief.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(HyperparameterError, _domain_error)
+    # Literal paths (/jobs/pending, /jobs/stream) before /jobs/{job_id}.
+    app.include_router(routes_worker.router)
+    app.include_router(routes_stream.router)
+    app.include_router(routes_jobs.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        state: AppState = request.app.state.job_api
+        checks = {"database": False, "broker": False}
+        with contextlib.suppress(Exception):
+            async with state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = True
+        checks["broker"] = state.broker is not None and not state.broker.connection.is_closed
+        ok = all(checks.values())
+        return JSONResponse({"data": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

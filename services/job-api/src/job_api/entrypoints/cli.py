@@ -1,0 +1,77 @@
+"""`job-api` command line: database set-up, serving, and development tokens."""
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from alembic import command
+from alembic.config import Config
+from rich.console import Console
+
+from job_api.adapters.tables import SCHEMA
+from job_api.config import Settings
+from servicekit.auth import mint_token
+from servicekit.db import bootstrap_service_database, sqlalchemy_dsn, with_credentials
+from servicekit.logging import configure_logging
+
+app = typer.Typer(help="Finetune Dispatcher job-api.", no_args_is_help=True)
+console = Console(stderr=True)
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
+ROLE = "job_api"
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", sqlalchemy_dsn(database_url).replace("%", "%%"))
+    return cfg
+
+
+def migrate(database_url: str) -> None:
+    command.upgrade(alembic_config(database_url), "head")
+
+
+@app.command("db-init")
+def db_init() -> None:
+    """Create the database, the job_api role and the `jobs` schema (idempotent), then migrate."""
+    settings = Settings()
+    password = settings.db_password.get_secret_value()
+    asyncio.run(bootstrap_service_database(
+        settings.admin_dsn, database=settings.database_name, role=ROLE, password=password, schema=SCHEMA
+    ))
+    migrate(with_credentials(settings.admin_dsn, user=ROLE, password=password, database=settings.database_name))
+    console.print(f"[green]database {settings.database_name}: schema {SCHEMA} is at head[/green]")
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply migrations with JOB_API_DATABASE_URL."""
+    migrate(Settings().database_url)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the API and run the relay, consumers and watchdog."""
+    settings = Settings()
+    configure_logging(json_logs=settings.json_logs, level=settings.log_level)
+    from job_api.entrypoints.app import create_app
+
+    # access_log off: query strings can carry an EventSource token; requests are logged by us.
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="User id (the JWT `sub`).")] = "dev-user",
+    admin: Annotated[bool, typer.Option(help="Grant the admin role.")] = False,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 24 * 3600,
+) -> None:
+    """Print a development token signed with FTD_JWT_SECRET (HS256)."""
+    settings = Settings()
+    if settings.jwt_secret is None:
+        raise typer.BadParameter("FTD_JWT_SECRET is not set.")
+    roles = ["admin"] if admin else []
+    print(mint_token(settings.jwt_secret.get_secret_value(), sub, roles=roles, ttl_seconds=ttl,
+                     audience=settings.jwt_audience, issuer=settings.jwt_issuer))

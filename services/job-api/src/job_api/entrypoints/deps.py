@@ -1,0 +1,81 @@
+"""Request dependencies: the unit of work (the request owns the transaction), the caller's identity,
+the worker key, and the process-wide state built in the lifespan."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from contracts.enums import GPUProvider, JobType
+from job_api.entrypoints.live import LiveHub
+from job_api.service_layer.unit_of_work import Policy, UnitOfWork
+from messaging.broker import Broker
+from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
+from servicekit.errors import ApiError
+
+
+@dataclass
+class AppState:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    policy: Policy
+    verifier: JwtVerifier
+    worker_key: str
+    live: LiveHub
+    broker: Broker | None = None
+    # Whether a worker consumes each (job type, provider) queue; filled by the presence monitor.
+    presence: dict[tuple[JobType, GPUProvider], bool] = field(default_factory=dict)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.job_api
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
+    async with state.sessions.begin() as session:
+        yield UnitOfWork(session)
+
+
+async def get_read_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
+    async with state.sessions() as session:
+        yield UnitOfWork(session)
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+ReadUowDep = Annotated[UnitOfWork, Depends(get_read_uow)]
+
+
+def current_user(
+    request: Request,
+    state: StateDep,
+    access_token: Annotated[
+        str | None, Query(description="For EventSource clients, which cannot send headers.", include_in_schema=False)
+    ] = None,
+) -> Principal:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None and access_token and request.url.path.endswith("/stream"):
+        token = access_token
+    if token is None:
+        raise ApiError(401, "unauthorized", "Send a user token as `Authorization: Bearer <JWT>`.")
+    return state.verifier.verify(token)
+
+
+UserDep = Annotated[Principal, Depends(current_user)]
+
+
+def require_worker(request: Request, state: StateDep) -> None:
+    check_worker_key(bearer_token(request.headers.get("authorization")), state.worker_key)
+
+
+WorkerDep = Depends(require_worker)
+
+
+def scope(principal: Principal) -> str | None:
+    """The user id every query is scoped to; None for an admin (all users)."""
+    return None if principal.is_admin else principal.user_id

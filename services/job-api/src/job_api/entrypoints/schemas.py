@@ -1,0 +1,120 @@
+"""HTTP request and response bodies (the brief's B2 schemas, extended)."""
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.catalogue import BaseModelInfo
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from contracts.events import MAX_ERROR_CHARS, MAX_LOG_LINES
+from job_api.domain.job import Job
+
+
+class FinetuneJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: JobType = Field(description="embedding, classifier or llm_lora.")
+    base_model: str = Field(min_length=1, max_length=200, description="A model of the catalogue for job_type.")
+    training_data_url: str = Field(
+        min_length=1, max_length=4096,
+        description="A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL.",
+    )
+    output_model: str = Field(min_length=3, max_length=200, description="Hugging Face Hub repo `owner/name`.")
+    gpu_provider: GPUProvider = Field(description="Which pool of workers may run it: colab, kaggle, runpod, local.")
+    project_id: str | None = Field(default=None, max_length=200)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the job type's defaults (see /base-models)."
+    )
+
+
+class FinetuneJobUpdate(BaseModel):
+    """The worker's update (brief B2), plus the fencing token and richer progress."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: JobStatus | None = None
+    progress: float | None = Field(default=None, ge=0, le=100)
+    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
+    logs_url: str | None = Field(default=None, max_length=2048)
+    attempt: int | None = Field(default=None, ge=1, description="The attempt this update belongs to.")
+    worker_id: str | None = Field(default=None, max_length=200)
+    phase: JobPhase | None = None
+    step: int | None = Field(default=None, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    epoch: float | None = Field(default=None, ge=0)
+    loss: float | None = None
+    eta_seconds: float | None = Field(default=None, ge=0)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    log_lines: list[str] = Field(default_factory=list, max_length=MAX_LOG_LINES)
+    output_revision: str | None = Field(default=None, max_length=200)
+    failure_class: FailureClass | None = None
+    retryable: bool = False
+
+
+def _redacted(url: str) -> str:
+    """Query strings of external URLs may carry signatures: never echo them back."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")) if parts.query or "@" in parts.netloc else url
+
+
+class FinetuneJobResponse(BaseModel):
+    id: UUID
+    user_id: str
+    project_id: str | None
+    job_type: JobType
+    base_model: str
+    training_data_url: str
+    dataset_id: UUID | None
+    output_model: str
+    output_revision: str | None
+    gpu_provider: GPUProvider
+    status: JobStatus
+    phase: JobPhase
+    progress: float
+    error: str | None
+    failure_class: FailureClass | None
+    logs_url: str | None
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]
+    step: int | None
+    total_steps: int | None
+    epoch: float | None
+    eta_seconds: float | None
+    attempt: int
+    max_attempts: int
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> "FinetuneJobResponse":
+        values = {name: getattr(job, name) for name in cls.model_fields}
+        values["training_data_url"] = _redacted(job.training_data_url)
+        return cls.model_validate(values)
+
+
+class WorkerJobResponse(FinetuneJobResponse):
+    data_url: str | None = Field(
+        default=None, description="Where the worker holding this attempt downloads the data."
+    )
+
+
+class JobEventResponse(BaseModel):
+    id: int
+    job_id: UUID
+    attempt: int
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class BaseModelsResponse(BaseModel):
+    job_type: JobType
+    models: list[BaseModelInfo]
+    default_hyperparameters: dict[str, Any]

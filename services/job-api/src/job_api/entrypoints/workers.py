@@ -1,0 +1,108 @@
+"""job-api's background work: the outbox relay, the events consumer, the claim RPC server, the
+lease watchdog and the worker-presence monitor. Each owns its transactions like a request does."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.routing import JOB_API, JOB_API_BINDINGS
+from contracts.rpc import ClaimJob, ClaimReply
+from job_api.adapters.tables import inbox, outbox
+from job_api.entrypoints.deps import AppState
+from job_api.service_layer.dispatch import apply_worker_events, claim_job, expire_leases, mark_worker_presence
+from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
+from messaging.broker import Broker
+from messaging.consumer import InboxConsumer, Received
+from messaging.inbox import Inbox
+from messaging.outbox import OutboxRelay
+from messaging.rpc import RpcServer
+from messaging.topology import QueueSpec, consumer_count, work_queue_specs
+
+log = structlog.get_logger(__name__)
+
+INBOX = Inbox(inbox, consumer=SOURCE)
+
+
+def queue_specs(broker: Broker) -> list[QueueSpec]:
+    names = broker.names
+    return [
+        *work_queue_specs(names),
+        QueueSpec(name=names.service_queue(JOB_API), bindings=JOB_API_BINDINGS),
+        QueueSpec(name=names.rpc_queue(JOB_API)),
+    ]
+
+
+def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -> OutboxRelay:
+    return OutboxRelay(engine=state.engine, table=outbox, broker=broker, listen_dsn=listen_dsn, channel=channel)
+
+
+def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
+    async def handle(session: AsyncSession, batch: Sequence[Received]) -> None:
+        await apply_worker_events(UnitOfWork(session), [r.payload for r in batch], state.policy, now=datetime.now(UTC))
+
+    return InboxConsumer(broker=broker, queue=broker.names.service_queue(JOB_API), sessions=state.sessions,
+                         inbox=INBOX, handler=handle)
+
+
+def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
+    async def handle(body: bytes) -> ClaimReply:
+        cmd = ClaimJob.model_validate_json(body)
+        async with state.sessions.begin() as session:
+            return await claim_job(UnitOfWork(session), cmd, state.policy, now=datetime.now(UTC))
+
+    return RpcServer(broker=broker, queue=broker.names.rpc_queue(JOB_API), handler=handle)
+
+
+async def every(interval: float, name: str, step: Callable[[], Awaitable[object]]) -> None:
+    """Run `step` forever, `interval` seconds apart; an error is logged and the loop goes on."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(f"{name}.failed")
+        await asyncio.sleep(interval)
+
+
+def watchdog_step(state: AppState, retention: timedelta) -> Callable[[], Awaitable[None]]:
+    last_prune = datetime.min.replace(tzinfo=UTC)
+
+    async def step() -> None:
+        nonlocal last_prune
+        now = datetime.now(UTC)
+        while True:
+            async with state.sessions.begin() as session:
+                expired = await expire_leases(UnitOfWork(session), now=now)
+            if len(expired) < 100:
+                break
+        if now - last_prune > timedelta(hours=1):
+            async with state.sessions.begin() as session:
+                await INBOX.prune(session, retention)
+            last_prune = now
+
+    return step
+
+
+def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[None]]:
+    """Ask the broker how many workers consume each work queue; say so on pending jobs."""
+
+    async def step() -> None:
+        channel = await broker.channel()
+        try:
+            counts = {(t, p): await consumer_count(channel, q) for t, p, q in broker.names.all_work_queues()}
+        finally:
+            await channel.close()
+        now = datetime.now(UTC)
+        async with state.sessions() as session:
+            routes = await UnitOfWork(session).jobs.pending_routes()
+        for route, count in counts.items():
+            state.presence[route] = count > 0
+        for route in routes:
+            async with state.sessions.begin() as session:
+                await mark_worker_presence(UnitOfWork(session), route, has_worker=counts[route] > 0, now=now)
+
+    return step

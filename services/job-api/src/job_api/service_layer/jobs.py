@@ -1,0 +1,147 @@
+"""User commands on jobs: submit, cancel, and the read side."""
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from contracts.enums import GPUProvider, JobPhase, JobType
+from contracts.hyperparameters import parse_hyperparameters
+from contracts.routing import DATASET_REF_PREFIX
+from job_api.adapters.repository import JobFilter
+from job_api.domain.errors import InvalidJob, JobNotFound
+from job_api.domain.job import Job
+from job_api.service_layer.announce import announce, created_events, status_row
+from job_api.service_layer.unit_of_work import Policy, UnitOfWork
+
+# Hugging Face Hub repo ids: `owner/name`, each part alphanumerics plus `-`, `_` and `.`, not
+# starting or ending with `-` or `.`, no `--` or `..`, at most 96 characters, not ending in `.git`.
+_HUB_PART = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class SubmitJob:
+    user_id: str
+    job_type: JobType
+    base_model: str
+    training_data_url: str
+    output_model: str
+    gpu_provider: GPUProvider
+    project_id: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+
+class HyperparameterError(Exception):
+    def __init__(self, error: ValidationError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def validate_output_model(value: str) -> None:
+    parts = value.split("/")
+    if len(parts) != 2 or not all(_HUB_PART.match(p) for p in parts) or parts[1].endswith(".git"):
+        raise InvalidJob(
+            "invalid_output_model",
+            "output_model must be a Hugging Face Hub repo id `owner/name`: letters, digits, '-', '_' "
+            "and '.', at most 96 characters per part, no '--' or '..'.",
+            "output_model",
+        )
+
+
+async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy) -> UUID | None:
+    """Returns the dataset id for a dataset reference, None for an external https URL."""
+    url = cmd.training_data_url.strip()
+    if url.startswith(DATASET_REF_PREFIX):
+        try:
+            dataset_id = UUID(url.removeprefix(DATASET_REF_PREFIX))
+        except ValueError:
+            raise InvalidJob("invalid_dataset_ref", "The dataset reference is malformed.",
+                             "training_data_url") from None
+        dataset = await uow.datasets.get(dataset_id)
+        if dataset is None or dataset.deleted or dataset.user_id != cmd.user_id:
+            raise InvalidJob("dataset_not_found", f"No dataset {dataset_id} is available to you.",
+                             "training_data_url")
+        if str(cmd.job_type) not in dataset.job_types:
+            raise InvalidJob(
+                "dataset_incompatible",
+                f"Dataset {dataset_id} does not have the format a {cmd.job_type} job needs.",
+                "training_data_url",
+            )
+        return dataset_id
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise InvalidJob(
+            "invalid_training_data_url",
+            f"training_data_url must be a dataset reference ({DATASET_REF_PREFIX}<id>) or an https URL.",
+            "training_data_url",
+        )
+    if not policy.allow_external_data_urls:
+        raise InvalidJob(
+            "external_data_url_refused",
+            "This deployment accepts only uploaded datasets; upload the file and use its reference.",
+            "training_data_url",
+        )
+    return None
+
+
+async def submit_job(
+    uow: UnitOfWork, cmd: SubmitJob, policy: Policy, *, now: datetime, worker_present: bool | None = None
+) -> Job:
+    if policy.catalogue.find(cmd.job_type, cmd.base_model) is None:
+        allowed = ", ".join(policy.catalogue.allowed_ids(cmd.job_type))
+        raise InvalidJob("unknown_base_model",
+                         f"{cmd.base_model!r} is not offered for {cmd.job_type} jobs; choose one of: {allowed}.",
+                         "base_model")
+    validate_output_model(cmd.output_model)
+    try:
+        hyperparameters = parse_hyperparameters(cmd.job_type, cmd.hyperparameters)
+    except ValidationError as exc:
+        raise HyperparameterError(exc) from exc
+    dataset_id = await resolve_training_data(uow, cmd, policy)
+    job = Job(
+        id=uuid.uuid4(), user_id=cmd.user_id, project_id=cmd.project_id, job_type=cmd.job_type,
+        base_model=cmd.base_model, training_data_url=cmd.training_data_url.strip(), dataset_id=dataset_id,
+        output_model=cmd.output_model, gpu_provider=cmd.gpu_provider,
+        hyperparameters=hyperparameters.model_dump(mode="json", exclude={"job_type"}),
+        max_attempts=policy.max_attempts, created_at=now, updated_at=now,
+    )
+    if worker_present is False:
+        job.mark_worker_presence(has_worker=False, now=now)
+    else:
+        job.phase = JobPhase.QUEUED
+    await uow.jobs.add(job)
+    await uow.publish(*created_events(job))
+    await uow.events.add_many([status_row(job, None)])
+    return job
+
+
+async def get_job(uow: UnitOfWork, job_id: UUID, *, user_id: str | None) -> Job:
+    """user_id None means an admin: any job."""
+    job = await uow.jobs.get(job_id, user_id=user_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def list_jobs(
+    uow: UnitOfWork, flt: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
+) -> tuple[list[Job], tuple[datetime, UUID] | None]:
+    page = await uow.jobs.search(flt, limit=limit + 1, after=after)
+    more = len(page) > limit
+    page = page[:limit]
+    return page, ((page[-1].created_at, page[-1].id) if more else None)
+
+
+async def cancel_job(uow: UnitOfWork, job_id: UUID, *, user_id: str | None, now: datetime) -> Job:
+    job = await uow.jobs.get(job_id, user_id=user_id, for_update=True)
+    if job is None:
+        raise JobNotFound(job_id)
+    transition = job.cancel(now=now)
+    await uow.jobs.save(job)
+    await announce(uow, job, transition, now=now)
+    return job
