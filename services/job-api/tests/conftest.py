@@ -1,0 +1,117 @@
+"""Fixtures for job-api tests against the real PostgreSQL and RabbitMQ.
+
+One database (and role) per test session, migrated once and emptied between tests; one broker
+namespace (a unique name prefix for every exchange and queue) per test, deleted afterwards.
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from asgi_lifespan import LifespanManager
+from job_api_testing import ADMIN_DSN, AMQP_URL, JWT_SECRET, TABLES, WORKER_KEY
+
+from contracts.enums import GPUProvider, JobType
+from contracts.routing import BrokerNames
+from job_api.config import Settings
+from job_api.entrypoints.app import create_app
+from job_api.entrypoints.cli import migrate
+from job_api.entrypoints.workers import queue_specs
+from messaging.broker import Broker
+from messaging.topology import delete_topology
+from messaging.worker import WorkerClient
+from servicekit.db import bootstrap_service_database, drop_database, make_engine, with_credentials
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    name = f"ftd_test_{uuid.uuid4().hex[:10]}"
+    password = uuid.uuid4().hex
+    await bootstrap_service_database(ADMIN_DSN, database=name, role=name, password=password, schema="jobs")
+    url = with_credentials(ADMIN_DSN, user=name, password=password, database=name)
+    try:
+        await asyncio.to_thread(migrate, url)
+        yield url
+    finally:
+        await drop_database(ADMIN_DSN, name, roles=[name])
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[sa.ext.asyncio.AsyncEngine]:
+    engine = make_engine(database_url, application_name="job-api-tests", pool_size=2)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def broker_prefix() -> AsyncIterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    yield prefix
+    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="test-teardown")
+    await broker.connect()
+    channel = await broker.channel()
+    await delete_topology(channel, broker.names, [s.name for s in queue_specs(broker)])
+    await broker.close()
+
+
+@pytest.fixture
+def settings_factory(database_url: str, broker_prefix: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test", "database_url": database_url, "amqp_url": AMQP_URL,
+            "broker_prefix": broker_prefix, "jwt_secret": JWT_SECRET, "worker_key": WORKER_KEY,
+            "enable_offline_models": True, "lease_seconds": 30, "watchdog_interval": 0.2,
+            "presence_interval": 0.2, "db_pool_size": 5,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory()
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(db: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def make_worker(broker_prefix: str) -> AsyncIterator[Callable[..., Awaitable[WorkerClient]]]:
+    started: list[tuple[Broker, WorkerClient]] = []
+
+    async def make(worker_id: str = "w1", provider: GPUProvider = GPUProvider.LOCAL,
+                   job_types: tuple[JobType, ...] = tuple(JobType)) -> WorkerClient:
+        broker = Broker(AMQP_URL, BrokerNames(broker_prefix), client_name=f"test-{worker_id}")
+        await broker.connect()
+        worker = WorkerClient(broker, worker_id=worker_id, provider=provider, job_types=job_types)
+        await worker.start()
+        started.append((broker, worker))
+        return worker
+
+    yield make
+    for broker, worker in started:
+        with contextlib.suppress(Exception):
+            await worker.close()
+        with contextlib.suppress(Exception):
+            await broker.close()

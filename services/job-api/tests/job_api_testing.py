@@ -1,0 +1,46 @@
+"""Helpers shared by job-api tests (importable: pytest's `pythonpath` lists this folder)."""
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from servicekit.auth import mint_token
+
+ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+JWT_SECRET = "test-jwt-secret-0123456789abcdef"
+WORKER_KEY = "test-worker-key-0123456789abcdef"
+TABLES = ("jobs.job_events", "jobs.jobs", "jobs.outbox", "jobs.inbox", "jobs.known_datasets")
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last result: {result!r})")
+        await asyncio.sleep(interval)
+
+
+def user_headers(sub: str = "alice", *, admin: bool = False, ttl: int = 3600) -> dict[str, str]:
+    token = mint_token(JWT_SECRET, sub, roles=["admin"] if admin else [], ttl_seconds=ttl)
+    return {"Authorization": f"Bearer {token}"}
+
+
+WORKER_HEADERS = {"Authorization": f"Bearer {WORKER_KEY}"}
+
+
+def job_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "job_type": "embedding",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "training_data_url": "https://data.example.com/train.csv",
+        "output_model": "alice/custom-embedding",
+        "gpu_provider": "local",
+    }
+    body.update(overrides)
+    return body
