@@ -32,7 +32,9 @@ from servicekit.db import bootstrap_service_database, drop_database, make_engine
 async def database_url() -> AsyncIterator[str]:
     name = f"ftd_test_{uuid.uuid4().hex[:10]}"
     password = uuid.uuid4().hex
-    await bootstrap_service_database(ADMIN_DSN, database=name, role=name, password=password, schema="jobs")
+    await bootstrap_service_database(
+        ADMIN_DSN, database=name, role=name, password=password, schema="jobs"
+    )
     url = with_credentials(ADMIN_DSN, user=name, password=password, database=name)
     try:
         await asyncio.to_thread(migrate, url)
@@ -65,10 +67,17 @@ async def broker_prefix() -> AsyncIterator[str]:
 def settings_factory(database_url: str, broker_prefix: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "environment": "test", "database_url": database_url, "amqp_url": AMQP_URL,
-            "broker_prefix": broker_prefix, "jwt_secret": JWT_SECRET, "worker_key": WORKER_KEY,
-            "enable_offline_models": True, "lease_seconds": 30, "watchdog_interval": 0.2,
-            "presence_interval": 0.2, "db_pool_size": 5,
+            "environment": "test",
+            "database_url": database_url,
+            "amqp_url": AMQP_URL,
+            "broker_prefix": broker_prefix,
+            "jwt_secret": JWT_SECRET,
+            "worker_key": WORKER_KEY,
+            "enable_offline_models": True,
+            "lease_seconds": 30,
+            "watchdog_interval": 0.2,
+            "presence_interval": 0.2,
+            "db_pool_size": 5,
         }
         values.update(overrides)
         return Settings(**values)
@@ -100,8 +109,11 @@ async def client(db: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClient
 async def make_worker(broker_prefix: str) -> AsyncIterator[Callable[..., Awaitable[WorkerClient]]]:
     started: list[tuple[Broker, WorkerClient]] = []
 
-    async def make(worker_id: str = "w1", provider: GPUProvider = GPUProvider.LOCAL,
-                   job_types: tuple[JobType, ...] = tuple(JobType)) -> WorkerClient:
+    async def make(
+        worker_id: str = "w1",
+        provider: GPUProvider = GPUProvider.LOCAL,
+        job_types: tuple[JobType, ...] = tuple(JobType),
+    ) -> WorkerClient:
         broker = Broker(AMQP_URL, BrokerNames(broker_prefix), client_name=f"test-{worker_id}")
         await broker.connect()
         worker = WorkerClient(broker, worker_id=worker_id, provider=provider, job_types=job_types)

@@ -14,7 +14,9 @@ WORKER_KEY = "test-worker-key-0123456789abcdef"
 TABLES = ("jobs.job_events", "jobs.jobs", "jobs.outbox", "jobs.inbox", "jobs.known_datasets")
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10, interval: float = 0.05) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 10, interval: float = 0.05
+) -> Any:
     """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

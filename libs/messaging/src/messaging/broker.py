@@ -31,7 +31,9 @@ class Unroutable(Exception):
     """The broker returned a mandatory message: no queue is bound for its routing key."""
 
 
-def envelope_message(envelope: Envelope, *, body: bytes | None = None, **kwargs: Any) -> aio_pika.Message:
+def envelope_message(
+    envelope: Envelope, *, body: bytes | None = None, **kwargs: Any
+) -> aio_pika.Message:
     return aio_pika.Message(
         body=body if body is not None else envelope.model_dump_json().encode(),
         message_id=str(envelope.id),
@@ -66,21 +68,31 @@ class Broker:
             reconnect_interval=1,
         )
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
-        self._events = await self._publish_channel.get_exchange(self.names.events_exchange, ensure=False)
+        self._events = await self._publish_channel.get_exchange(
+            self.names.events_exchange, ensure=False
+        )
 
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
 
-    async def channel(self, *, prefetch: int | None = None, confirms: bool = True) -> AbstractChannel:
+    async def channel(
+        self, *, prefetch: int | None = None, confirms: bool = True
+    ) -> AbstractChannel:
         channel = await self.connection.channel(publisher_confirms=confirms)
         if prefetch is not None:
             await channel.set_qos(prefetch_count=prefetch)
         return channel
 
     async def publish_raw(
-        self, body: bytes, *, routing_key: str, message_id: str, event_type: str, timeout: float = 10
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        message_id: str,
+        event_type: str,
+        timeout: float = 10,
     ) -> None:
         """Publish with a broker confirm and mandatory routing. Raises Unroutable or a PublishFailure."""
         if self._events is None:

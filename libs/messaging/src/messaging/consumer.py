@@ -92,15 +92,21 @@ class InboxConsumer:
                 parsed.append((message, parse(message)))
             except (ValidationError, KeyError, ValueError) as exc:
                 self.dead_lettered += 1
-                log.error("consumer.unparseable", queue=self._queue_name, message_id=message.message_id,
-                          error=str(exc)[:500])
+                log.error(
+                    "consumer.unparseable",
+                    queue=self._queue_name,
+                    message_id=message.message_id,
+                    error=str(exc)[:500],
+                )
                 await _settle(message.reject(requeue=False))
         if not parsed:
             return
         try:
             await self._apply([r for _, r in parsed])
         except Exception:
-            log.warning("consumer.batch_failed", queue=self._queue_name, size=len(parsed), exc_info=True)
+            log.warning(
+                "consumer.batch_failed", queue=self._queue_name, size=len(parsed), exc_info=True
+            )
             for message, received in parsed:
                 await self._process_one(message, received)
             return
@@ -111,8 +117,12 @@ class InboxConsumer:
         try:
             await self._apply([received])
         except Exception:
-            log.exception("consumer.handler_failed", queue=self._queue_name, event_id=str(received.envelope.id),
-                          event_type=received.envelope.type)
+            log.exception(
+                "consumer.handler_failed",
+                queue=self._queue_name,
+                event_id=str(received.envelope.id),
+                event_type=received.envelope.type,
+            )
             # The quorum queue counts redeliveries and dead-letters past its delivery limit.
             await _settle(message.nack(requeue=True))
             return

@@ -16,7 +16,9 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
         metadata,
         sa.Column("consumer", sa.Text, primary_key=True),
         sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
 
 
@@ -42,6 +44,8 @@ class Inbox:
         """Forget ids older than any redelivery could be (the broker's delivery limit bounds it)."""
         t = self.table
         result = await session.execute(
-            sa.delete(t).where(t.c.consumer == self.consumer, t.c.processed_at < sa.func.now() - older_than)
+            sa.delete(t).where(
+                t.c.consumer == self.consumer, t.c.processed_at < sa.func.now() - older_than
+            )
         )
         return int(getattr(result, "rowcount", 0) or 0)

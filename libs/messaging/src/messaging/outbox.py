@@ -35,8 +35,12 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("must_route", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("available_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "available_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
 
 
@@ -49,7 +53,10 @@ def notify_trigger_sql(schema: str, channel: str) -> tuple[list[str], list[str]]
         f"""CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
         FOR EACH STATEMENT EXECUTE FUNCTION {fn}()""",
     ]
-    downgrade = [f"DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox", f"DROP FUNCTION IF EXISTS {fn}()"]
+    downgrade = [
+        f"DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox",
+        f"DROP FUNCTION IF EXISTS {fn}()",
+    ]
     return upgrade, downgrade
 
 
@@ -145,7 +152,14 @@ class OutboxRelay:
         async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(t.c.id, t.c.event_id, t.c.event_type, t.c.routing_key, t.c.body, t.c.must_route)
+                    sa.select(
+                        t.c.id,
+                        t.c.event_id,
+                        t.c.event_type,
+                        t.c.routing_key,
+                        t.c.body,
+                        t.c.must_route,
+                    )
                     .where(t.c.available_at <= sa.func.now())
                     .order_by(t.c.id)
                     .limit(self._batch_size)
@@ -157,7 +171,10 @@ class OutboxRelay:
             results = await asyncio.gather(
                 *(
                     self._broker.publish_raw(
-                        r.body, routing_key=r.routing_key, message_id=str(r.event_id), event_type=r.event_type
+                        r.body,
+                        routing_key=r.routing_key,
+                        message_id=str(r.event_id),
+                        event_type=r.event_type,
                     )
                     for r in rows
                 ),
@@ -171,15 +188,25 @@ class OutboxRelay:
                 elif isinstance(result, Unroutable):
                     self.stats.unroutable += 1
                     if row.must_route:
-                        log.error("outbox.unroutable", event_type=row.event_type, routing_key=row.routing_key)
+                        log.error(
+                            "outbox.unroutable",
+                            event_type=row.event_type,
+                            routing_key=row.routing_key,
+                        )
                         deferred.append(row.id)
                     else:
                         # A broadcast nobody subscribes to yet: nothing is waiting for it.
-                        log.debug("outbox.no_subscriber", event_type=row.event_type, routing_key=row.routing_key)
+                        log.debug(
+                            "outbox.no_subscriber",
+                            event_type=row.event_type,
+                            routing_key=row.routing_key,
+                        )
                         done.append(row.id)
                 elif isinstance(result, PublishFailure):
                     self.stats.failures += 1
-                    log.warning("outbox.publish_failed", event_type=row.event_type, error=repr(result))
+                    log.warning(
+                        "outbox.publish_failed", event_type=row.event_type, error=repr(result)
+                    )
                 else:
                     raise result
             if done:
@@ -188,7 +215,10 @@ class OutboxRelay:
                 await conn.execute(
                     sa.update(t)
                     .where(t.c.id.in_(deferred))
-                    .values(attempts=t.c.attempts + 1, available_at=sa.func.now() + self._unroutable_backoff)
+                    .values(
+                        attempts=t.c.attempts + 1,
+                        available_at=sa.func.now() + self._unroutable_backoff,
+                    )
                 )
             self.stats.published += len(done)
         if len(done) + len(deferred) < len(rows):
@@ -198,4 +228,8 @@ class OutboxRelay:
 
     async def pending(self) -> int:
         async with self._engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(self._table))).scalar_one())
+            return int(
+                (
+                    await conn.execute(sa.select(sa.func.count()).select_from(self._table))
+                ).scalar_one()
+            )

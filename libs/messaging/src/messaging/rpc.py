@@ -98,7 +98,9 @@ class RpcClient:
         if future is not None and not future.done():
             future.set_result(message.body)
 
-    async def call(self, queue: str, request: BaseModel, reply_type: type[Reply], *, timeout: float = 10) -> Reply:
+    async def call(
+        self, queue: str, request: BaseModel, reply_type: type[Reply], *, timeout: float = 10
+    ) -> Reply:
         if self._channel is None or self._reply_queue is None:
             raise RuntimeError("RpcClient.start() has not been awaited")
         correlation_id = uuid.uuid4().hex

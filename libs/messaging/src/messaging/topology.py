@@ -7,6 +7,7 @@ started against an empty broker (or a fresh vhost) creates what it needs.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 import structlog
@@ -17,7 +18,9 @@ from contracts.routing import DELIVERY_LIMIT, BrokerNames
 log = structlog.get_logger(__name__)
 
 
-def quorum_arguments(names: BrokerNames, *, delivery_limit: int = DELIVERY_LIMIT) -> dict[str, object]:
+def quorum_arguments(
+    names: BrokerNames, *, delivery_limit: int = DELIVERY_LIMIT
+) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": delivery_limit,
@@ -47,9 +50,13 @@ async def declare_core(channel: AbstractChannel, names: BrokerNames) -> None:
     await dlq.bind(dlx)
 
 
-async def declare_queue(channel: AbstractChannel, names: BrokerNames, spec: QueueSpec) -> AbstractQueue:
+async def declare_queue(
+    channel: AbstractChannel, names: BrokerNames, spec: QueueSpec
+) -> AbstractQueue:
     queue = await channel.declare_queue(
-        spec.name, durable=True, arguments=quorum_arguments(names, delivery_limit=spec.delivery_limit)
+        spec.name,
+        durable=True,
+        arguments=quorum_arguments(names, delivery_limit=spec.delivery_limit),
     )
     for key in spec.bindings:
         await queue.bind(names.events_exchange, routing_key=key)
@@ -72,7 +79,9 @@ async def declare_topology(
     log.info("broker.topology_declared", queues=len(queues), prefix=names.prefix or None)
 
 
-async def check_topology(channel: AbstractChannel, names: BrokerNames, queues: Sequence[QueueSpec]) -> None:
+async def check_topology(
+    channel: AbstractChannel, names: BrokerNames, queues: Sequence[QueueSpec]
+) -> None:
     """Passive declarations: raise if anything the service relies on is missing."""
     await channel.get_exchange(names.events_exchange, ensure=True)
     await channel.get_exchange(names.dead_letter_exchange, ensure=True)
@@ -86,7 +95,9 @@ async def consumer_count(channel: AbstractChannel, queue: str) -> int:
     return int(result.consumer_count or 0)
 
 
-async def delete_topology(channel: AbstractChannel, names: BrokerNames, queues: Sequence[str]) -> None:
+async def delete_topology(
+    channel: AbstractChannel, names: BrokerNames, queues: Sequence[str]
+) -> None:
     """Tear down a (test) topology. RabbitMQ 3.10 refuses if-unused on quorum queues."""
     for name in (*queues, names.dead_letter_queue):
         await channel.queue_delete(name, if_unused=False, if_empty=False)

@@ -49,7 +49,9 @@ class WorkerClient:
         # prefetch 1: a worker holds at most one offer at a time.
         self._work_channel = await self.broker.channel(prefetch=1)
         for job_type in self.job_types:
-            queue = await self._work_channel.get_queue(self.broker.names.work_queue(job_type, self.provider))
+            queue = await self._work_channel.get_queue(
+                self.broker.names.work_queue(job_type, self.provider)
+            )
             await queue.consume(self._offers.put)
             self._queues.append(queue)
 
@@ -61,17 +63,26 @@ class WorkerClient:
     async def next_offer(self, timeout: float | None = None) -> Offer:
         message = await asyncio.wait_for(self._offers.get(), timeout)
         envelope = Envelope.model_validate_json(message.body)
-        return Offer(job_id=uuid.UUID(str(envelope.data["job_id"])), job_type=JobType(envelope.data["job_type"]),
-                     message=message)
+        return Offer(
+            job_id=uuid.UUID(str(envelope.data["job_id"])),
+            job_type=JobType(envelope.data["job_type"]),
+            message=message,
+        )
 
     async def claim(
         self, job_id: uuid.UUID, *, claim_id: uuid.UUID | None = None, timeout: float = 10
     ) -> ClaimReply:
         request = ClaimJob(
-            job_id=job_id, worker_id=self.worker_id, claim_id=claim_id or uuid.uuid4(), provider=self.provider,
-            job_types=self.job_types, expires_at=datetime.now(UTC) + timedelta(seconds=timeout),
+            job_id=job_id,
+            worker_id=self.worker_id,
+            claim_id=claim_id or uuid.uuid4(),
+            provider=self.provider,
+            job_types=self.job_types,
+            expires_at=datetime.now(UTC) + timedelta(seconds=timeout),
         )
-        return await self._rpc.call(self.broker.names.rpc_queue(JOB_API), request, ClaimReply, timeout=timeout)
+        return await self._rpc.call(
+            self.broker.names.rpc_queue(JOB_API), request, ClaimReply, timeout=timeout
+        )
 
     async def take(self, offer: Offer, *, timeout: float = 10) -> ClaimReply:
         """Claim an offer, retrying a lost reply with the same claim id, then acknowledge it."""
@@ -89,7 +100,9 @@ class WorkerClient:
     async def publish(self, payload: EventPayload) -> None:
         await self.broker.publish(Envelope.wrap(payload, source=self.source), payload.routing_key())
 
-    async def on_cancel(self, job_id: uuid.UUID, attempt: int, callback: Callable[[JobCancelRequested], None]) -> AbstractChannel:
+    async def on_cancel(
+        self, job_id: uuid.UUID, attempt: int, callback: Callable[[JobCancelRequested], None]
+    ) -> AbstractChannel:
         """Call `callback` when job-api asks the holder of `attempt` to stop. Close the returned
         channel when the attempt ends."""
         channel = await self.broker.channel()

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import asyncpg  # asyncpg ships no type information
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from servicekit._scram import scram_sha256_verifier

@@ -28,25 +28,39 @@ class Settings(BaseSettings):
     db_password: SecretStr = SecretStr("job_api_dev")
     db_pool_size: int = 20
     admin_dsn: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_alias("FTD_ADMIN_DSN")
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=_alias("FTD_ADMIN_DSN"),
     )
     database_name: str = Field(default="finetune", validation_alias=_alias("FTD_DATABASE_NAME"))
     amqp_url: SecretStr = Field(
-        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"), validation_alias=_alias("FTD_AMQP_URL")
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        validation_alias=_alias("FTD_AMQP_URL"),
     )
     broker_prefix: str = Field(default="", validation_alias=_alias("FTD_BROKER_PREFIX"))
 
-    jwt_algorithm: Literal["HS256", "RS256"] = Field(default="HS256", validation_alias=_alias("FTD_JWT_ALGORITHM"))
+    jwt_algorithm: Literal["HS256", "RS256"] = Field(
+        default="HS256", validation_alias=_alias("FTD_JWT_ALGORITHM")
+    )
     jwt_secret: SecretStr | None = Field(default=None, validation_alias=_alias("FTD_JWT_SECRET"))
     jwks_url: str | None = Field(default=None, validation_alias=_alias("FTD_JWKS_URL"))
     jwt_audience: str | None = Field(default=None, validation_alias=_alias("FTD_JWT_AUDIENCE"))
     jwt_issuer: str | None = Field(default=None, validation_alias=_alias("FTD_JWT_ISSUER"))
-    worker_key: SecretStr | None = Field(default=None, validation_alias=_alias("FINETUNE_WORKER_KEY"))
-    data_ticket_secret: SecretStr | None = Field(default=None, validation_alias=_alias("FTD_DATA_TICKET_SECRET"))
+    worker_key: SecretStr | None = Field(
+        default=None, validation_alias=_alias("FINETUNE_WORKER_KEY")
+    )
+    data_ticket_secret: SecretStr | None = Field(
+        default=None, validation_alias=_alias("FTD_DATA_TICKET_SECRET")
+    )
 
-    enable_offline_models: bool = Field(default=False, validation_alias=_alias("FTD_ENABLE_OFFLINE_MODELS"))
-    allow_external_data_urls: bool = Field(default=True, validation_alias=_alias("FTD_ALLOW_EXTERNAL_DATA_URLS"))
-    public_base_url: str = Field(default="http://localhost:8000", validation_alias=_alias("FTD_PUBLIC_BASE_URL"))
+    enable_offline_models: bool = Field(
+        default=False, validation_alias=_alias("FTD_ENABLE_OFFLINE_MODELS")
+    )
+    allow_external_data_urls: bool = Field(
+        default=True, validation_alias=_alias("FTD_ALLOW_EXTERNAL_DATA_URLS")
+    )
+    public_base_url: str = Field(
+        default="http://localhost:8000", validation_alias=_alias("FTD_PUBLIC_BASE_URL")
+    )
 
     lease_seconds: float = Field(default=90, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=20)
@@ -57,21 +71,32 @@ class Settings(BaseSettings):
     run_relay: bool = True
     run_consumers: bool = True
     run_watchdog: bool = True
-    json_logs: bool = Field(default=False, validation_alias=_alias("FTD_JSON_LOGS", "JOB_API_JSON_LOGS"))
-    log_level: str = Field(default="INFO", validation_alias=_alias("FTD_LOG_LEVEL", "JOB_API_LOG_LEVEL"))
+    json_logs: bool = Field(
+        default=False, validation_alias=_alias("FTD_JSON_LOGS", "JOB_API_JSON_LOGS")
+    )
+    log_level: str = Field(
+        default="INFO", validation_alias=_alias("FTD_LOG_LEVEL", "JOB_API_LOG_LEVEL")
+    )
 
     @model_validator(mode="after")
     def _secrets_present(self) -> Self:
         if self.jwt_algorithm == "HS256" and self.jwt_secret is None:
-            raise ValueError("FTD_JWT_SECRET must be set for HS256 tokens (`make dev` generates one).")
+            raise ValueError(
+                "FTD_JWT_SECRET must be set for HS256 tokens (`make dev` generates one)."
+            )
         if self.jwt_algorithm == "RS256" and not self.jwks_url:
             raise ValueError("FTD_JWKS_URL must be set for RS256 tokens.")
         if self.worker_key is None:
             raise ValueError("FINETUNE_WORKER_KEY must be set (`make dev` generates one).")
-        for name, secret in (("FTD_JWT_SECRET", self.jwt_secret), ("FINETUNE_WORKER_KEY", self.worker_key),
-                             ("FTD_DATA_TICKET_SECRET", self.data_ticket_secret)):
+        for name, secret in (
+            ("FTD_JWT_SECRET", self.jwt_secret),
+            ("FINETUNE_WORKER_KEY", self.worker_key),
+            ("FTD_DATA_TICKET_SECRET", self.data_ticket_secret),
+        ):
             if secret is not None:
-                refuse_placeholder(secret.get_secret_value(), name=name, environment=self.environment)
+                refuse_placeholder(
+                    secret.get_secret_value(), name=name, environment=self.environment
+                )
         if self.environment == "production" and self.data_ticket_secret is None:
             raise ValueError("FTD_DATA_TICKET_SECRET must be set in production.")
         return self

@@ -20,19 +20,37 @@ async def test_job_lifecycle_over_the_broker(client: Any, make_worker: Any) -> N
     offer = await worker.next_offer(timeout=10)
     assert str(offer.job_id) == job_id
     reply = await worker.take(offer)
-    assert reply.granted and reply.job is not None
+    assert reply.granted
+    assert reply.job is not None
     assert reply.job.attempt == 1
 
-    await worker.publish(JobProgress(job_id=offer.job_id, attempt=1, worker_id=worker.worker_id, progress=40,
-                                     step=4, total_steps=10, loss=0.5, log_lines=["step 4"]))
+    await worker.publish(
+        JobProgress(
+            job_id=offer.job_id,
+            attempt=1,
+            worker_id=worker.worker_id,
+            progress=40,
+            step=4,
+            total_steps=10,
+            loss=0.5,
+            log_lines=["step 4"],
+        )
+    )
 
     async def progressed() -> bool:
         r = await client.get(f"/api/finetune/jobs/{job_id}", headers=user_headers())
         return bool(r.json()["data"]["progress"] == 40)
 
     await eventually(progressed)
-    await worker.publish(ModelCompleted(job_id=offer.job_id, attempt=1, worker_id=worker.worker_id,
-                                        repo_id="alice/custom-embedding", revision="abc123"))
+    await worker.publish(
+        ModelCompleted(
+            job_id=offer.job_id,
+            attempt=1,
+            worker_id=worker.worker_id,
+            repo_id="alice/custom-embedding",
+            revision="abc123",
+        )
+    )
 
     async def completed() -> dict[str, Any] | None:
         r = await client.get(f"/api/finetune/jobs/{job_id}", headers=user_headers())

@@ -14,7 +14,9 @@ from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobT
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL, job_events, jobs, known_datasets
 from job_api.domain.job import Job
 
-_NOTIFY_MANY = sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)")
+_NOTIFY_MANY = sa.text(
+    "SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)"
+)
 _JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
 
 
@@ -70,7 +72,9 @@ class JobRepository:
         for job in changed:
             await self.save(job)
 
-    async def get(self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False) -> Job | None:
+    async def get(
+        self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
+    ) -> Job | None:
         stmt = sa.select(jobs).where(jobs.c.id == job_id)
         if user_id is not None:
             stmt = stmt.where(jobs.c.user_id == user_id)
@@ -83,11 +87,20 @@ class JobRepository:
         if not job_ids:
             return {}
         # A stable lock order keeps concurrent batches from deadlocking.
-        stmt = sa.select(jobs).where(jobs.c.id.in_(sorted(set(job_ids)))).order_by(jobs.c.id).with_for_update()
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.id.in_(sorted(set(job_ids))))
+            .order_by(jobs.c.id)
+            .with_for_update()
+        )
         return {row.id: job_from_row(row) for row in (await self._session.execute(stmt)).all()}
 
     async def search(
-        self, flt: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None = None,
+        self,
+        flt: JobFilter,
+        *,
+        limit: int,
+        after: tuple[datetime, UUID] | None = None,
         oldest_first: bool = False,
     ) -> list[Job]:
         stmt = sa.select(jobs)
@@ -102,8 +115,14 @@ class JobRepository:
         if flt.gpu_provider is not None:
             stmt = stmt.where(jobs.c.gpu_provider == str(flt.gpu_provider))
         if oldest_first:
-            return [job_from_row(r) for r in (await self._session.execute(
-                stmt.order_by(jobs.c.created_at, jobs.c.id).limit(limit))).all()]
+            return [
+                job_from_row(r)
+                for r in (
+                    await self._session.execute(
+                        stmt.order_by(jobs.c.created_at, jobs.c.id).limit(limit)
+                    )
+                ).all()
+            ]
         if after is not None:
             stmt = stmt.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < sa.tuple_(*after))
         stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
@@ -120,14 +139,21 @@ class JobRepository:
         return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
 
     async def pending_routes(self) -> list[tuple[JobType, GPUProvider]]:
-        stmt = sa.select(jobs.c.job_type, jobs.c.gpu_provider).where(jobs.c.status == "pending").distinct()
+        stmt = (
+            sa.select(jobs.c.job_type, jobs.c.gpu_provider)
+            .where(jobs.c.status == "pending")
+            .distinct()
+        )
         return [(JobType(t), GPUProvider(p)) for t, p in (await self._session.execute(stmt)).all()]
 
     async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
         stmt = (
             sa.select(jobs)
-            .where(jobs.c.status == "pending", jobs.c.job_type == str(job_type),
-                   jobs.c.gpu_provider == str(provider))
+            .where(
+                jobs.c.status == "pending",
+                jobs.c.job_type == str(job_type),
+                jobs.c.gpu_provider == str(provider),
+            )
             .with_for_update(skip_locked=True)
         )
         return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
@@ -145,15 +171,22 @@ class JobEventRepository:
             return
         inserted = (
             await self._session.execute(
-                pg.insert(job_events).values(list(rows)).returning(
-                    job_events.c.id, job_events.c.job_id, job_events.c.user_id, job_events.c.kind,
+                pg.insert(job_events)
+                .values(list(rows))
+                .returning(
+                    job_events.c.id,
+                    job_events.c.job_id,
+                    job_events.c.user_id,
+                    job_events.c.kind,
                     job_events.c.created_at,
                 )
             )
         ).all()
         # Live streams only need the pointer; they read the row itself (NOTIFY payloads are capped).
         payloads = [f"{r.id}:{r.job_id}:{r.user_id}" for r in inserted]
-        await self._session.execute(_NOTIFY_MANY, {"channel": JOB_EVENTS_CHANNEL, "payloads": payloads})
+        await self._session.execute(
+            _NOTIFY_MANY, {"channel": JOB_EVENTS_CHANNEL, "payloads": payloads}
+        )
 
     async def page(
         self, job_id: UUID, *, after_id: int | None, limit: int, kinds: Sequence[str] | None = None
@@ -170,14 +203,17 @@ class JobEventRepository:
         stmt = sa.select(job_events).where(job_events.c.id.in_(list(ids))).order_by(job_events.c.id)
         return list((await self._session.execute(stmt)).all())
 
-    async def since(self, *, user_id: str | None, job_id: UUID | None, after_id: int, limit: int) -> list[sa.Row[Any]]:
+    async def since(
+        self, *, user_id: str | None, job_id: UUID | None, after_id: int, limit: int
+    ) -> list[sa.Row[Any]]:
         stmt = sa.select(job_events).where(job_events.c.id > after_id)
         if user_id is not None:
             stmt = stmt.where(job_events.c.user_id == user_id)
         if job_id is not None:
             stmt = stmt.where(job_events.c.job_id == job_id)
-        return list((await self._session.execute(stmt.order_by(job_events.c.id).limit(limit))).all())
-
+        return list(
+            (await self._session.execute(stmt.order_by(job_events.c.id).limit(limit))).all()
+        )
 
     async def latest_id(self, *, user_id: str | None, job_id: UUID | None) -> int:
         stmt = sa.select(sa.func.coalesce(sa.func.max(job_events.c.id), 0))
@@ -192,13 +228,24 @@ class DatasetRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def upsert(self, *, dataset_id: UUID, user_id: str, job_types: list[str], filename: str, rows: int) -> None:
+    async def upsert(
+        self, *, dataset_id: UUID, user_id: str, job_types: list[str], filename: str, rows: int
+    ) -> None:
         stmt = pg.insert(known_datasets).values(
-            dataset_id=dataset_id, user_id=user_id, job_types=job_types, filename=filename, rows=rows
+            dataset_id=dataset_id,
+            user_id=user_id,
+            job_types=job_types,
+            filename=filename,
+            rows=rows,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[known_datasets.c.dataset_id],
-            set_={"job_types": job_types, "filename": filename, "rows": rows, "updated_at": sa.func.now()},
+            set_={
+                "job_types": job_types,
+                "filename": filename,
+                "rows": rows,
+                "updated_at": sa.func.now(),
+            },
             where=known_datasets.c.deleted.is_(False),
         )
         await self._session.execute(stmt)
@@ -208,7 +255,8 @@ class DatasetRepository:
             dataset_id=dataset_id, user_id=user_id, job_types=[], filename="", rows=0, deleted=True
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=[known_datasets.c.dataset_id], set_={"deleted": True, "updated_at": sa.func.now()}
+            index_elements=[known_datasets.c.dataset_id],
+            set_={"deleted": True, "updated_at": sa.func.now()},
         )
         await self._session.execute(stmt)
 
@@ -216,7 +264,13 @@ class DatasetRepository:
         t = known_datasets
         row = (
             await self._session.execute(
-                sa.select(t.c.dataset_id, t.c.user_id, t.c.job_types, t.c.deleted).where(t.c.dataset_id == dataset_id)
+                sa.select(t.c.dataset_id, t.c.user_id, t.c.job_types, t.c.deleted).where(
+                    t.c.dataset_id == dataset_id
+                )
             )
         ).first()
-        return KnownDataset(row.dataset_id, row.user_id, list(row.job_types), row.deleted) if row else None
+        return (
+            KnownDataset(row.dataset_id, row.user_id, list(row.job_types), row.deleted)
+            if row
+            else None
+        )

@@ -46,23 +46,39 @@ jobs = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
-    sa.CheckConstraint("status IN ('pending','running','completed','failed','cancelled')", name="status_known"),
+    sa.CheckConstraint(
+        "status IN ('pending','running','completed','failed','cancelled')", name="status_known"
+    ),
     sa.CheckConstraint("progress >= 0 AND progress <= 100", name="progress_range"),
     sa.Index("ix_jobs_user_created", "user_id", sa.text("created_at DESC"), sa.text("id DESC")),
-    sa.Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=sa.text("status = 'running'")),
-    sa.Index("ix_jobs_pending_route", "job_type", "gpu_provider", postgresql_where=sa.text("status = 'pending'")),
+    sa.Index(
+        "ix_jobs_running_lease", "lease_expires_at", postgresql_where=sa.text("status = 'running'")
+    ),
+    sa.Index(
+        "ix_jobs_pending_route",
+        "job_type",
+        "gpu_provider",
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
 )
 
 job_events = sa.Table(
     "job_events",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("job_id", pg.UUID(as_uuid=True), sa.ForeignKey(jobs.c.id, ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "job_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey(jobs.c.id, ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("data", pg.JSONB, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.Index("ix_job_events_job", "job_id", "id"),
     sa.Index("ix_job_events_user", "user_id", "id"),
 )
@@ -78,7 +94,9 @@ known_datasets = sa.Table(
     sa.Column("filename", sa.Text, nullable=False),
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 outbox = outbox_table(metadata)

@@ -32,7 +32,9 @@ class StaleAttempt(DomainError):
     code = "stale_attempt"
 
     def __init__(self, current: int, presented: int) -> None:
-        super().__init__(f"Attempt {presented} no longer owns this job (current attempt is {current}).")
+        super().__init__(
+            f"Attempt {presented} no longer owns this job (current attempt is {current})."
+        )
         self.current = current
         self.presented = presented
 
@@ -41,7 +43,9 @@ class ProgressWentBackwards(DomainError):
     code = "progress_backwards"
 
     def __init__(self, current: float, presented: float) -> None:
-        super().__init__(f"Progress cannot go back from {current:g} to {presented:g} within an attempt.")
+        super().__init__(
+            f"Progress cannot go back from {current:g} to {presented:g} within an attempt."
+        )
 
 
 class InvalidJob(DomainError):

@@ -100,10 +100,14 @@ class Job:
         if attempt is not None and attempt != self.attempt:
             raise StaleAttempt(self.attempt, attempt)
 
-    def claim(self, *, worker_id: str, claim_id: UUID | None, now: datetime, lease: timedelta) -> Transition:
+    def claim(
+        self, *, worker_id: str, claim_id: UUID | None, now: datetime, lease: timedelta
+    ) -> Transition:
         transition = self._move(JobStatus.RUNNING, now, "claimed")
         self.attempt += 1
-        transition = Transition(transition.from_status, transition.to_status, self.attempt, "claimed")
+        transition = Transition(
+            transition.from_status, transition.to_status, self.attempt, "claimed"
+        )
         self.worker_id = worker_id
         self.claim_id = claim_id
         self.lease_expires_at = now + lease
@@ -119,9 +123,15 @@ class Job:
 
     def is_same_claim(self, worker_id: str, claim_id: UUID) -> bool:
         """A retried claim request (its reply was lost) from the worker that already holds the job."""
-        return self.status is JobStatus.RUNNING and self.worker_id == worker_id and self.claim_id == claim_id
+        return (
+            self.status is JobStatus.RUNNING
+            and self.worker_id == worker_id
+            and self.claim_id == claim_id
+        )
 
-    def record_progress(self, attempt: int | None, update: Progress, *, now: datetime, lease: timedelta) -> None:
+    def record_progress(
+        self, attempt: int | None, update: Progress, *, now: datetime, lease: timedelta
+    ) -> None:
         """Apply a heartbeat. Raises StaleAttempt, or ProgressWentBackwards (the lease is renewed
         all the same: the worker is alive)."""
         self.check_attempt(attempt)
@@ -132,7 +142,9 @@ class Job:
         self.progress = update.progress
         self.phase = update.phase
         self.step = update.step if update.step is not None else self.step
-        self.total_steps = update.total_steps if update.total_steps is not None else self.total_steps
+        self.total_steps = (
+            update.total_steps if update.total_steps is not None else self.total_steps
+        )
         self.epoch = update.epoch if update.epoch is not None else self.epoch
         self.eta_seconds = update.eta_seconds
         if update.metrics or update.loss is not None:
@@ -143,8 +155,13 @@ class Job:
             self.logs_url = update.logs_url
 
     def complete(
-        self, attempt: int | None, *, now: datetime, revision: str | None = None,
-        metrics: dict[str, float] | None = None, logs_url: str | None = None,
+        self,
+        attempt: int | None,
+        *,
+        now: datetime,
+        revision: str | None = None,
+        metrics: dict[str, float] | None = None,
+        logs_url: str | None = None,
     ) -> Transition:
         self.check_attempt(attempt)
         transition = self._move(JobStatus.COMPLETED, now, "model_completed")
@@ -158,12 +175,20 @@ class Job:
         return transition
 
     def fail(
-        self, attempt: int | None, *, error: str, failure_class: FailureClass, retryable: bool, now: datetime
+        self,
+        attempt: int | None,
+        *,
+        error: str,
+        failure_class: FailureClass,
+        retryable: bool,
+        now: datetime,
     ) -> Transition:
         """A worker's failure report: requeue a retryable one while attempts remain, else fail."""
         self.check_attempt(attempt)
         if retryable and self.attempt < self.max_attempts:
-            return self._requeue(now, error=error, failure_class=failure_class, reason="retryable_failure")
+            return self._requeue(
+                now, error=error, failure_class=failure_class, reason="retryable_failure"
+            )
         return self._fail(now, error=error, failure_class=failure_class)
 
     def fail_pending(self, *, error: str, failure_class: FailureClass, now: datetime) -> Transition:
@@ -177,8 +202,12 @@ class Job:
             raise IllegalTransition(self.status, JobStatus.PENDING)
         error = f"Worker {self.worker_id} stopped sending heartbeats (attempt {self.attempt})."
         if self.attempt < self.max_attempts:
-            return self._requeue(now, error=error, failure_class=FailureClass.INFRA_ERROR, reason="lease_expired")
-        return self._fail(now, error=f"{error} No attempts left.", failure_class=FailureClass.INFRA_ERROR)
+            return self._requeue(
+                now, error=error, failure_class=FailureClass.INFRA_ERROR, reason="lease_expired"
+            )
+        return self._fail(
+            now, error=f"{error} No attempts left.", failure_class=FailureClass.INFRA_ERROR
+        )
 
     def cancel(self, *, now: datetime) -> Transition:
         transition = self._move(JobStatus.CANCELLED, now, "cancelled")
@@ -198,7 +227,9 @@ class Job:
         self.updated_at = now
         return True
 
-    def _requeue(self, now: datetime, *, error: str, failure_class: FailureClass, reason: str) -> Transition:
+    def _requeue(
+        self, now: datetime, *, error: str, failure_class: FailureClass, reason: str
+    ) -> Transition:
         transition = self._move(JobStatus.PENDING, now, reason)
         self.phase = JobPhase.QUEUED
         self.error = error

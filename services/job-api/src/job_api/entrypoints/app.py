@@ -3,8 +3,8 @@ broker connection and the background workers (never at import time)."""
 
 import asyncio
 import contextlib
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -68,12 +68,17 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidJob):
         return JSONResponse(error_body(exc.code, str(exc), {"field": exc.field}), status_code=422)
     if isinstance(exc, HyperparameterError):
-        details = [{"loc": ["hyperparameters", *e["loc"]], "message": e["msg"], "type": e["type"]}
-                   for e in exc.error.errors() if e["loc"] != ("job_type",)]
-        first = details[0] if details else {"loc": ["hyperparameters"], "message": "invalid"}
+        problems: list[dict[str, Any]] = [
+            {"loc": ["hyperparameters", *e["loc"]], "message": e["msg"], "type": e["type"]}
+            for e in exc.error.errors()
+            if e["loc"] != ("job_type",)
+        ]
+        first = problems[0] if problems else {"loc": ["hyperparameters"], "message": "invalid"}
         where = ".".join(str(p) for p in first["loc"])
-        return JSONResponse(error_body("invalid_hyperparameters", f"{where}: {first['message']}", details),
-                            status_code=422)
+        return JSONResponse(
+            error_body("invalid_hyperparameters", f"{where}: {first['message']}", problems),
+            status_code=422,
+        )
     assert isinstance(exc, DomainError)
     details: Any = None
     if isinstance(exc, IllegalTransition):
@@ -84,15 +89,22 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, application_name="job-api", pool_size=settings.db_pool_size)
+        engine = make_engine(
+            settings.database_url, application_name="job-api", pool_size=settings.db_pool_size
+        )
         listen_dsn = asyncpg_dsn(settings.database_url)
         state = AppState(
-            engine=engine, sessions=async_sessionmaker(engine, expire_on_commit=False), policy=policy_from(settings),
-            verifier=verifier_from(settings), worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
+            engine=engine,
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            policy=policy_from(settings),
+            verifier=verifier_from(settings),
+            worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
         )
         app.state.job_api = state
-        broker = Broker(settings.amqp_url.get_secret_value(), settings.broker_names, client_name="job-api")
+        broker = Broker(
+            settings.amqp_url.get_secret_value(), settings.broker_names, client_name="job-api"
+        )
         await broker.connect()
         channel = await broker.channel()
         await declare_topology(channel, broker.names, queue_specs(broker))
@@ -100,18 +112,31 @@ def create_app(settings: Settings) -> FastAPI:
         state.broker = broker
         tasks = [asyncio.create_task(state.live.run(), name="live")]
         if settings.run_relay:
-            tasks.append(asyncio.create_task(make_relay(state, broker, listen_dsn, OUTBOX_CHANNEL).run(), name="relay"))
+            tasks.append(
+                asyncio.create_task(
+                    make_relay(state, broker, listen_dsn, OUTBOX_CHANNEL).run(), name="relay"
+                )
+            )
         if settings.run_consumers:
             tasks.append(asyncio.create_task(make_consumer(state, broker).run(), name="consumer"))
             tasks.append(asyncio.create_task(make_rpc_server(state, broker).run(), name="rpc"))
         if settings.run_watchdog:
             retention = timedelta(hours=settings.inbox_retention_hours)
-            tasks.append(asyncio.create_task(
-                every(settings.watchdog_interval, "watchdog", watchdog_step(state, retention)),
-                name="watchdog"))
-            tasks.append(asyncio.create_task(
-                every(settings.presence_interval, "presence", presence_step(state, broker)), name="presence"))
-        log.info("job_api.started", environment=settings.environment, tasks=[t.get_name() for t in tasks])
+            tasks.append(
+                asyncio.create_task(
+                    every(settings.watchdog_interval, "watchdog", watchdog_step(state, retention)),
+                    name="watchdog",
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    every(settings.presence_interval, "presence", presence_step(state, broker)),
+                    name="presence",
+                )
+            )
+        log.info(
+            "job_api.started", environment=settings.environment, tasks=[t.get_name() for t in tasks]
+        )
         try:
             yield
         finally:

@@ -38,10 +38,20 @@ def db_init() -> None:
     """Create the database, the job_api role and the `jobs` schema (idempotent), then migrate."""
     settings = Settings()
     password = settings.db_password.get_secret_value()
-    asyncio.run(bootstrap_service_database(
-        settings.admin_dsn, database=settings.database_name, role=ROLE, password=password, schema=SCHEMA
-    ))
-    migrate(with_credentials(settings.admin_dsn, user=ROLE, password=password, database=settings.database_name))
+    asyncio.run(
+        bootstrap_service_database(
+            settings.admin_dsn,
+            database=settings.database_name,
+            role=ROLE,
+            password=password,
+            schema=SCHEMA,
+        )
+    )
+    migrate(
+        with_credentials(
+            settings.admin_dsn, user=ROLE, password=password, database=settings.database_name
+        )
+    )
     console.print(f"[green]database {settings.database_name}: schema {SCHEMA} is at head[/green]")
 
 
@@ -73,5 +83,13 @@ def token(
     if settings.jwt_secret is None:
         raise typer.BadParameter("FTD_JWT_SECRET is not set.")
     roles = ["admin"] if admin else []
-    print(mint_token(settings.jwt_secret.get_secret_value(), sub, roles=roles, ttl_seconds=ttl,
-                     audience=settings.jwt_audience, issuer=settings.jwt_issuer))
+    print(
+        mint_token(
+            settings.jwt_secret.get_secret_value(),
+            sub,
+            roles=roles,
+            ttl_seconds=ttl,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    )

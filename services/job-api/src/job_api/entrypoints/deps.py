@@ -55,7 +55,11 @@ def current_user(
     request: Request,
     state: StateDep,
     access_token: Annotated[
-        str | None, Query(description="For EventSource clients, which cannot send headers.", include_in_schema=False)
+        str | None,
+        Query(
+            description="For EventSource clients, which cannot send headers.",
+            include_in_schema=False,
+        ),
     ] = None,
 ) -> Principal:
     token = bearer_token(request.headers.get("authorization"))

@@ -57,13 +57,14 @@ class LiveHub:
         """Keep one LISTEN connection open; on reconnect, wake every stream so none misses rows."""
         while True:
             try:
+                lost = asyncio.Event()
                 self._conn = await asyncpg.connect(self._dsn)
+                self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await self._conn.add_listener(self._channel, self._on_notify)
                 self.ready.set()
                 for sub in self._subs:
                     sub.wake.set()
-                while not self._conn.is_closed():
-                    await asyncio.sleep(1)
+                await lost.wait()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("live.listen_failed", error=str(exc))
             finally:

@@ -31,8 +31,11 @@ async def base_models(state: StateDep, _user: UserDep) -> dict[str, Any]:
     catalogue = state.policy.catalogue
     data = [
         BaseModelsResponse(
-            job_type=t, models=catalogue.for_type(t),
-            default_hyperparameters=parse_hyperparameters(t, None).model_dump(mode="json", exclude={"job_type"}),
+            job_type=t,
+            models=catalogue.for_type(t),
+            default_hyperparameters=parse_hyperparameters(t, None).model_dump(
+                mode="json", exclude={"job_type"}
+            ),
         ).model_dump(mode="json")
         for t in JobType
     ]
@@ -40,11 +43,16 @@ async def base_models(state: StateDep, _user: UserDep) -> dict[str, Any]:
 
 
 @router.post("/jobs", status_code=201)
-async def create_job(body: FinetuneJobCreate, uow: UowDep, state: StateDep, user: UserDep) -> dict[str, Any]:
+async def create_job(
+    body: FinetuneJobCreate, uow: UowDep, state: StateDep, user: UserDep
+) -> dict[str, Any]:
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
     job = await job_service.submit_job(
-        uow, cmd, state.policy, now=datetime.now(UTC),
+        uow,
+        cmd,
+        state.policy,
+        now=datetime.now(UTC),
         worker_present=state.presence.get((body.job_type, body.gpu_provider)),
     )
     return envelope(FinetuneJobResponse.of(job).model_dump(mode="json"))
@@ -72,11 +80,25 @@ async def list_jobs(
         try:
             after = (datetime.fromisoformat(str(created)), UUID(str(job_id)))
         except ValueError:
-            raise ApiError(422, "invalid_cursor", "The cursor is not valid; use the next_cursor of a previous page.") from None
-    flt = JobFilter(user_id=owner, status=status, job_type=job_type, project_id=project_id, gpu_provider=gpu_provider)
+            raise ApiError(
+                422,
+                "invalid_cursor",
+                "The cursor is not valid; use the next_cursor of a previous page.",
+            ) from None
+    flt = JobFilter(
+        user_id=owner,
+        status=status,
+        job_type=job_type,
+        project_id=project_id,
+        gpu_provider=gpu_provider,
+    )
     jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=after)
     next_cursor = encode_cursor([nxt[0].isoformat(), str(nxt[1])]) if nxt else None
-    return page([FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs], next_cursor=next_cursor, limit=limit)
+    return page(
+        [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs],
+        next_cursor=next_cursor,
+        limit=limit,
+    )
 
 
 @router.get("/jobs/{job_id}")
@@ -108,5 +130,7 @@ async def job_events(
     rows = await uow.events.page(job_id, after_id=after, limit=limit + 1, kinds=kind)
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [JobEventResponse.model_validate(dict(r._mapping)).model_dump(mode="json") for r in rows]
+    items = [
+        JobEventResponse.model_validate(dict(r._mapping)).model_dump(mode="json") for r in rows
+    ]
     return page(items, next_cursor=encode_cursor([rows[-1].id]) if more else None, limit=limit)

@@ -33,7 +33,12 @@ def _event(row: Any) -> ServerSentEvent:
 
 
 async def _stream(
-    request: Request, state: AppState, *, user_id: str | None, job_id: UUID | None, last_event_id: str | None
+    request: Request,
+    state: AppState,
+    *,
+    user_id: str | None,
+    job_id: UUID | None,
+    last_event_id: str | None,
 ) -> AsyncIterator[ServerSentEvent]:
     sub = state.live.subscribe(user_id=user_id, job_id=job_id)
     try:
@@ -48,12 +53,16 @@ async def _stream(
                     job = await job_service.get_job(uow, job_id, user_id=user_id)
                     snapshot: Any = FinetuneJobResponse.of(job).model_dump(mode="json")
                 else:
-                    jobs, _ = await job_service.list_jobs(uow, JobFilter(user_id=user_id), limit=100, after=None)
+                    jobs, _ = await job_service.list_jobs(
+                        uow, JobFilter(user_id=user_id), limit=100, after=None
+                    )
                     snapshot = [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs]
                 yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(last))
         while not await request.is_disconnected():
             async with state.sessions() as session:
-                rows = await UnitOfWork(session).events.since(user_id=user_id, job_id=job_id, after_id=last, limit=BATCH)
+                rows = await UnitOfWork(session).events.since(
+                    user_id=user_id, job_id=job_id, after_id=last, limit=BATCH
+                )
             for row in rows:
                 yield _event(row)
                 last = row.id
@@ -70,7 +79,9 @@ LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 
 
 @router.get("/jobs/stream")
-async def stream_my_jobs(request: Request, state: StateDep, user: UserDep, last_event_id: LastEventId = None) -> EventSourceResponse:
+async def stream_my_jobs(
+    request: Request, state: StateDep, user: UserDep, last_event_id: LastEventId = None
+) -> EventSourceResponse:
     """Live events of all your jobs (SSE)."""
     return EventSourceResponse(
         _stream(request, state, user_id=scope(user), job_id=None, last_event_id=last_event_id),
@@ -80,7 +91,11 @@ async def stream_my_jobs(request: Request, state: StateDep, user: UserDep, last_
 
 @router.get("/jobs/{job_id}/stream")
 async def stream_job(
-    job_id: UUID, request: Request, state: StateDep, user: UserDep, last_event_id: LastEventId = None
+    job_id: UUID,
+    request: Request,
+    state: StateDep,
+    user: UserDep,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Live events of one job (SSE)."""
     async with state.sessions() as session:

@@ -29,7 +29,9 @@ async def list_pending(
 
 
 @router.patch("/jobs/{job_id}")
-async def patch_job(job_id: UUID, body: FinetuneJobUpdate, uow: UowDep, state: StateDep) -> dict[str, Any]:
+async def patch_job(
+    job_id: UUID, body: FinetuneJobUpdate, uow: UowDep, state: StateDep
+) -> dict[str, Any]:
     """Worker update: `running` claims a pending job (attempt + 1), then progress, `completed` or
     `failed`. An update naming an attempt that no longer holds the job is refused with 409."""
     update = WorkerUpdate(**body.model_dump())

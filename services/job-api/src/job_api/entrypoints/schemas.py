@@ -17,13 +17,20 @@ class FinetuneJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_type: JobType = Field(description="embedding, classifier or llm_lora.")
-    base_model: str = Field(min_length=1, max_length=200, description="A model of the catalogue for job_type.")
+    base_model: str = Field(
+        min_length=1, max_length=200, description="A model of the catalogue for job_type."
+    )
     training_data_url: str = Field(
-        min_length=1, max_length=4096,
+        min_length=1,
+        max_length=4096,
         description="A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL.",
     )
-    output_model: str = Field(min_length=3, max_length=200, description="Hugging Face Hub repo `owner/name`.")
-    gpu_provider: GPUProvider = Field(description="Which pool of workers may run it: colab, kaggle, runpod, local.")
+    output_model: str = Field(
+        min_length=3, max_length=200, description="Hugging Face Hub repo `owner/name`."
+    )
+    gpu_provider: GPUProvider = Field(
+        description="Which pool of workers may run it: colab, kaggle, runpod, local."
+    )
     project_id: str | None = Field(default=None, max_length=200)
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the job type's defaults (see /base-models)."
@@ -39,7 +46,9 @@ class FinetuneJobUpdate(BaseModel):
     progress: float | None = Field(default=None, ge=0, le=100)
     error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
     logs_url: str | None = Field(default=None, max_length=2048)
-    attempt: int | None = Field(default=None, ge=1, description="The attempt this update belongs to.")
+    attempt: int | None = Field(
+        default=None, ge=1, description="The attempt this update belongs to."
+    )
     worker_id: str | None = Field(default=None, max_length=200)
     phase: JobPhase | None = None
     step: int | None = Field(default=None, ge=0)
@@ -57,7 +66,11 @@ class FinetuneJobUpdate(BaseModel):
 def _redacted(url: str) -> str:
     """Query strings of external URLs may carry signatures: never echo them back."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")) if parts.query or "@" in parts.netloc else url
+    return (
+        urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        if parts.query or "@" in parts.netloc
+        else url
+    )
 
 
 class FinetuneJobResponse(BaseModel):

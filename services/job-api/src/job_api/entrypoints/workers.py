@@ -12,7 +12,12 @@ from contracts.routing import JOB_API, JOB_API_BINDINGS
 from contracts.rpc import ClaimJob, ClaimReply
 from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
-from job_api.service_layer.dispatch import apply_worker_events, claim_job, expire_leases, mark_worker_presence
+from job_api.service_layer.dispatch import (
+    apply_worker_events,
+    claim_job,
+    expire_leases,
+    mark_worker_presence,
+)
 from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
 from messaging.broker import Broker
 from messaging.consumer import InboxConsumer, Received
@@ -36,15 +41,24 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
 
 
 def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -> OutboxRelay:
-    return OutboxRelay(engine=state.engine, table=outbox, broker=broker, listen_dsn=listen_dsn, channel=channel)
+    return OutboxRelay(
+        engine=state.engine, table=outbox, broker=broker, listen_dsn=listen_dsn, channel=channel
+    )
 
 
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     async def handle(session: AsyncSession, batch: Sequence[Received]) -> None:
-        await apply_worker_events(UnitOfWork(session), [r.payload for r in batch], state.policy, now=datetime.now(UTC))
+        await apply_worker_events(
+            UnitOfWork(session), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
+        )
 
-    return InboxConsumer(broker=broker, queue=broker.names.service_queue(JOB_API), sessions=state.sessions,
-                         inbox=INBOX, handler=handle)
+    return InboxConsumer(
+        broker=broker,
+        queue=broker.names.service_queue(JOB_API),
+        sessions=state.sessions,
+        inbox=INBOX,
+        handler=handle,
+    )
 
 
 def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
@@ -93,7 +107,10 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
     async def step() -> None:
         channel = await broker.channel()
         try:
-            counts = {(t, p): await consumer_count(channel, q) for t, p, q in broker.names.all_work_queues()}
+            counts = {
+                (t, p): await consumer_count(channel, q)
+                for t, p, q in broker.names.all_work_queues()
+            }
         finally:
             await channel.close()
         now = datetime.now(UTC)
@@ -103,6 +120,8 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
             state.presence[route] = count > 0
         for route in routes:
             async with state.sessions.begin() as session:
-                await mark_worker_presence(UnitOfWork(session), route, has_worker=counts[route] > 0, now=now)
+                await mark_worker_presence(
+                    UnitOfWork(session), route, has_worker=counts[route] > 0, now=now
+                )
 
     return step

@@ -38,13 +38,25 @@ def status_row(job: Job, transition: Transition | None) -> dict[str, Any]:
 def created_events(job: Job) -> list[EventPayload]:
     return [
         JobCreated(
-            job_id=job.id, user_id=job.user_id, project_id=job.project_id, job_type=job.job_type,
-            gpu_provider=job.gpu_provider, base_model=job.base_model, output_model=job.output_model,
-            dataset_id=job.dataset_id, hyperparameters=job.hyperparameters, created_at=job.created_at,
+            job_id=job.id,
+            user_id=job.user_id,
+            project_id=job.project_id,
+            job_type=job.job_type,
+            gpu_provider=job.gpu_provider,
+            base_model=job.base_model,
+            output_model=job.output_model,
+            dataset_id=job.dataset_id,
+            hyperparameters=job.hyperparameters,
+            created_at=job.created_at,
         ),
         JobStatusChanged(
-            job_id=job.id, user_id=job.user_id, from_status=None, to_status=JobStatus.PENDING,
-            attempt=0, phase=job.phase, dataset_id=job.dataset_id,
+            job_id=job.id,
+            user_id=job.user_id,
+            from_status=None,
+            to_status=JobStatus.PENDING,
+            attempt=0,
+            phase=job.phase,
+            dataset_id=job.dataset_id,
         ),
     ]
 
@@ -52,28 +64,63 @@ def created_events(job: Job) -> list[EventPayload]:
 def transition_events(job: Job, t: Transition, *, now: datetime) -> list[EventPayload]:
     events: list[EventPayload] = [
         JobStatusChanged(
-            job_id=job.id, user_id=job.user_id, from_status=t.from_status, to_status=t.to_status,
-            attempt=t.attempt, phase=job.phase, failure_class=job.failure_class, error=job.error,
+            job_id=job.id,
+            user_id=job.user_id,
+            from_status=t.from_status,
+            to_status=t.to_status,
+            attempt=t.attempt,
+            phase=job.phase,
+            failure_class=job.failure_class,
+            error=job.error,
             dataset_id=job.dataset_id,
         )
     ]
     if t.to_status is JobStatus.RUNNING:
-        assert job.worker_id is not None and job.lease_expires_at is not None
-        events.append(JobClaimed(job_id=job.id, user_id=job.user_id, attempt=job.attempt,
-                                 worker_id=job.worker_id, lease_expires_at=job.lease_expires_at))
+        assert job.worker_id is not None
+        assert job.lease_expires_at is not None
+        events.append(
+            JobClaimed(
+                job_id=job.id,
+                user_id=job.user_id,
+                attempt=job.attempt,
+                worker_id=job.worker_id,
+                lease_expires_at=job.lease_expires_at,
+            )
+        )
     elif t.to_status is JobStatus.COMPLETED:
-        events.append(JobCompleted(
-            job_id=job.id, user_id=job.user_id, project_id=job.project_id, attempt=t.attempt,
-            job_type=job.job_type, base_model=job.base_model, repo_id=job.output_model,
-            revision=job.output_revision, metrics=job.metrics, dataset_id=job.dataset_id, completed_at=now,
-        ))
+        events.append(
+            JobCompleted(
+                job_id=job.id,
+                user_id=job.user_id,
+                project_id=job.project_id,
+                attempt=t.attempt,
+                job_type=job.job_type,
+                base_model=job.base_model,
+                repo_id=job.output_model,
+                revision=job.output_revision,
+                metrics=job.metrics,
+                dataset_id=job.dataset_id,
+                completed_at=now,
+            )
+        )
     elif t.to_status is JobStatus.PENDING:
-        events.append(JobRequeued(job_id=job.id, job_type=job.job_type, gpu_provider=job.gpu_provider,
-                                  previous_attempt=t.attempt, reason=t.reason or "requeued"))
+        events.append(
+            JobRequeued(
+                job_id=job.id,
+                job_type=job.job_type,
+                gpu_provider=job.gpu_provider,
+                previous_attempt=t.attempt,
+                reason=t.reason or "requeued",
+            )
+        )
         # The worker that lost the lease may be alive behind a partition: tell it to stop.
-        events.append(JobCancelRequested(job_id=job.id, attempt=t.attempt, reason=CancelReason.LEASE_EXPIRED))
+        events.append(
+            JobCancelRequested(job_id=job.id, attempt=t.attempt, reason=CancelReason.LEASE_EXPIRED)
+        )
     elif t.to_status is JobStatus.CANCELLED and t.from_status is JobStatus.RUNNING:
-        events.append(JobCancelRequested(job_id=job.id, attempt=t.attempt, reason=CancelReason.USER))
+        events.append(
+            JobCancelRequested(job_id=job.id, attempt=t.attempt, reason=CancelReason.USER)
+        )
     return events
 
 

@@ -34,7 +34,10 @@ def data_ticket(job: Job, policy: Policy) -> DataTicket:
     if job.dataset_id is None:
         return DataTicket(url=job.training_data_url)
     token, expires_at = mint_data_ticket(
-        policy.data_ticket_secret, dataset_id=job.dataset_id, job_id=job.id, attempt=job.attempt,
+        policy.data_ticket_secret,
+        dataset_id=job.dataset_id,
+        job_id=job.id,
+        attempt=job.attempt,
         ttl=policy.data_ticket_ttl,
     )
     url = f"{policy.public_base_url}/api/finetune/datasets/{job.dataset_id}/download?ticket={token}"
@@ -44,9 +47,15 @@ def data_ticket(job: Job, policy: Policy) -> DataTicket:
 def job_spec(job: Job, policy: Policy) -> JobSpec:
     assert job.lease_expires_at is not None
     return JobSpec(
-        job_id=job.id, attempt=job.attempt, job_type=job.job_type, base_model=job.base_model,
-        output_model=job.output_model, hyperparameters=job.hyperparameters, data=data_ticket(job, policy),
-        lease_seconds=policy.lease.total_seconds(), lease_expires_at=job.lease_expires_at,
+        job_id=job.id,
+        attempt=job.attempt,
+        job_type=job.job_type,
+        base_model=job.base_model,
+        output_model=job.output_model,
+        hyperparameters=job.hyperparameters,
+        data=data_ticket(job, policy),
+        lease_seconds=policy.lease.total_seconds(),
+        lease_expires_at=job.lease_expires_at,
     )
 
 
@@ -61,12 +70,17 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
     if job is None:
         return _refuse(ClaimRefusal.NOT_FOUND, f"Job {cmd.job_id} does not exist.")
     if job.job_type not in cmd.job_types or job.gpu_provider is not cmd.provider:
-        return _refuse(ClaimRefusal.WRONG_ROUTE, f"Job {job.id} is a {job.job_type} job for {job.gpu_provider}.")
+        return _refuse(
+            ClaimRefusal.WRONG_ROUTE,
+            f"Job {job.id} is a {job.job_type} job for {job.gpu_provider}.",
+        )
     if job.is_same_claim(cmd.worker_id, cmd.claim_id):
         return ClaimReply(granted=True, job=job_spec(job, policy))
     if job.status is not JobStatus.PENDING:
         return _refuse(ClaimRefusal.NOT_PENDING, f"Job {job.id} is {job.status}.")
-    transition = job.claim(worker_id=cmd.worker_id, claim_id=cmd.claim_id, now=now, lease=policy.lease)
+    transition = job.claim(
+        worker_id=cmd.worker_id, claim_id=cmd.claim_id, now=now, lease=policy.lease
+    )
     await uow.jobs.save(job)
     await announce(uow, job, transition, now=now)
     log.info("job.claimed", job_id=str(job.id), attempt=job.attempt, worker_id=cmd.worker_id)
@@ -75,14 +89,27 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
 
 def _progress(p: JobProgress) -> Progress:
     return Progress(
-        progress=p.progress, phase=p.phase, step=p.step, total_steps=p.total_steps, epoch=p.epoch,
-        loss=p.loss, metrics=p.metrics, eta_seconds=p.eta_seconds, logs_url=p.logs_url,
+        progress=p.progress,
+        phase=p.phase,
+        step=p.step,
+        total_steps=p.total_steps,
+        epoch=p.epoch,
+        loss=p.loss,
+        metrics=p.metrics,
+        eta_seconds=p.eta_seconds,
+        logs_url=p.logs_url,
     )
 
 
 def progress_row(job: Job, p: JobProgress) -> dict[str, Any]:
     data = p.model_dump(mode="json", exclude={"job_id", "attempt"}, exclude_none=True)
-    return {"job_id": job.id, "user_id": job.user_id, "attempt": p.attempt, "kind": "progress", "data": data}
+    return {
+        "job_id": job.id,
+        "user_id": job.user_id,
+        "attempt": p.attempt,
+        "kind": "progress",
+        "data": data,
+    }
 
 
 @dataclass
@@ -97,16 +124,22 @@ async def apply_worker_events(
 ) -> WorkerEventOutcome:
     """Apply a batch of events from workers and data-service in one transaction."""
     outcome = WorkerEventOutcome()
-    job_ids = [p.job_id for p in payloads if isinstance(p, JobProgress | JobFailed | ModelCompleted)]
+    job_ids = [
+        p.job_id for p in payloads if isinstance(p, JobProgress | JobFailed | ModelCompleted)
+    ]
     jobs = await uow.jobs.get_many_for_update(job_ids)
     changed: dict[UUID, Job] = {}
     rows: list[dict[str, Any]] = []
     stale: dict[tuple[UUID, int], None] = {}
     for payload in payloads:
         if isinstance(payload, DatasetValidated):
-            await uow.datasets.upsert(dataset_id=payload.dataset_id, user_id=payload.user_id,
-                                      job_types=[str(t) for t in payload.job_types],
-                                      filename=payload.filename, rows=payload.rows)
+            await uow.datasets.upsert(
+                dataset_id=payload.dataset_id,
+                user_id=payload.user_id,
+                job_types=[str(t) for t in payload.job_types],
+                filename=payload.filename,
+                rows=payload.rows,
+            )
             continue
         if isinstance(payload, DatasetDeleted):
             await uow.datasets.mark_deleted(payload.dataset_id, payload.user_id)
@@ -116,28 +149,50 @@ async def apply_worker_events(
         job = jobs.get(payload.job_id)
         if job is None:
             outcome.unknown_job += 1
-            log.warning("worker_event.unknown_job", job_id=str(payload.job_id), event_type=payload.event_type)
+            log.warning(
+                "worker_event.unknown_job",
+                job_id=str(payload.job_id),
+                event_type=payload.event_type,
+            )
             continue
         try:
             if isinstance(payload, JobProgress):
                 try:
-                    job.record_progress(payload.attempt, _progress(payload), now=now, lease=policy.lease)
+                    job.record_progress(
+                        payload.attempt, _progress(payload), now=now, lease=policy.lease
+                    )
                 except ProgressWentBackwards:
                     log.info("job.progress_backwards", job_id=str(job.id), attempt=payload.attempt)
                 rows.append(progress_row(job, payload))
             elif isinstance(payload, JobFailed):
-                transition = job.fail(payload.attempt, error=payload.error, failure_class=payload.failure_class,
-                                      retryable=payload.retryable, now=now)
+                transition = job.fail(
+                    payload.attempt,
+                    error=payload.error,
+                    failure_class=payload.failure_class,
+                    retryable=payload.retryable,
+                    now=now,
+                )
                 await announce(uow, job, transition, now=now)
             else:
-                transition = job.complete(payload.attempt, now=now, revision=payload.revision,
-                                          metrics=payload.metrics, logs_url=payload.logs_url)
+                transition = job.complete(
+                    payload.attempt,
+                    now=now,
+                    revision=payload.revision,
+                    metrics=payload.metrics,
+                    logs_url=payload.logs_url,
+                )
                 await announce(uow, job, transition, now=now)
         except StaleAttempt:
             outcome.stale += 1
             stale[(job.id, payload.attempt)] = None
-            log.info("worker_event.stale", job_id=str(job.id), attempt=payload.attempt,
-                     current=job.attempt, status=str(job.status), event_type=payload.event_type)
+            log.info(
+                "worker_event.stale",
+                job_id=str(job.id),
+                attempt=payload.attempt,
+                current=job.attempt,
+                status=str(job.status),
+                event_type=payload.event_type,
+            )
             continue
         except DomainError as exc:
             log.warning("worker_event.refused", job_id=str(job.id), code=exc.code, error=str(exc))
@@ -147,10 +202,14 @@ async def apply_worker_events(
     await uow.jobs.save_many(list(changed.values()))
     await uow.events.add_many(rows)
     if stale:
-        await uow.publish(*(
-            JobCancelRequested(job_id=job_id, attempt=attempt, reason=CancelReason.STALE_ATTEMPT)
-            for job_id, attempt in stale
-        ))
+        await uow.publish(
+            *(
+                JobCancelRequested(
+                    job_id=job_id, attempt=attempt, reason=CancelReason.STALE_ATTEMPT
+                )
+                for job_id, attempt in stale
+            )
+        )
     return outcome
 
 
@@ -160,8 +219,12 @@ async def expire_leases(uow: UnitOfWork, *, now: datetime, limit: int = 100) -> 
         transition = job.expire_lease(now=now)
         await uow.jobs.save(job)
         await announce(uow, job, transition, now=now)
-        log.warning("job.lease_expired", job_id=str(job.id), attempt=transition.attempt,
-                    to_status=str(job.status))
+        log.warning(
+            "job.lease_expired",
+            job_id=str(job.id),
+            attempt=transition.attempt,
+            to_status=str(job.status),
+        )
     return expired
 
 
@@ -172,11 +235,21 @@ async def mark_worker_presence(
     for job in await uow.jobs.pending_on_route(*route):
         if job.mark_worker_presence(has_worker=has_worker, now=now):
             await uow.jobs.save(job)
-            await uow.events.add_many([{
-                "job_id": job.id, "user_id": job.user_id, "attempt": job.attempt, "kind": "status",
-                "data": {"to_status": str(job.status), "phase": str(job.phase),
-                         "failure_class": str(job.failure_class) if job.failure_class else None,
-                         "reason": "worker_available" if has_worker else "no_worker"},
-            }])
+            await uow.events.add_many(
+                [
+                    {
+                        "job_id": job.id,
+                        "user_id": job.user_id,
+                        "attempt": job.attempt,
+                        "kind": "status",
+                        "data": {
+                            "to_status": str(job.status),
+                            "phase": str(job.phase),
+                            "failure_class": str(job.failure_class) if job.failure_class else None,
+                            "reason": "worker_available" if has_worker else "no_worker",
+                        },
+                    }
+                ]
+            )
             changed += 1
     return changed

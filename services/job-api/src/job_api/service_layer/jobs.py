@@ -60,12 +60,16 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
         try:
             dataset_id = UUID(url.removeprefix(DATASET_REF_PREFIX))
         except ValueError:
-            raise InvalidJob("invalid_dataset_ref", "The dataset reference is malformed.",
-                             "training_data_url") from None
+            raise InvalidJob(
+                "invalid_dataset_ref", "The dataset reference is malformed.", "training_data_url"
+            ) from None
         dataset = await uow.datasets.get(dataset_id)
         if dataset is None or dataset.deleted or dataset.user_id != cmd.user_id:
-            raise InvalidJob("dataset_not_found", f"No dataset {dataset_id} is available to you.",
-                             "training_data_url")
+            raise InvalidJob(
+                "dataset_not_found",
+                f"No dataset {dataset_id} is available to you.",
+                "training_data_url",
+            )
         if str(cmd.job_type) not in dataset.job_types:
             raise InvalidJob(
                 "dataset_incompatible",
@@ -90,13 +94,20 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
 
 
 async def submit_job(
-    uow: UnitOfWork, cmd: SubmitJob, policy: Policy, *, now: datetime, worker_present: bool | None = None
+    uow: UnitOfWork,
+    cmd: SubmitJob,
+    policy: Policy,
+    *,
+    now: datetime,
+    worker_present: bool | None = None,
 ) -> Job:
     if policy.catalogue.find(cmd.job_type, cmd.base_model) is None:
         allowed = ", ".join(policy.catalogue.allowed_ids(cmd.job_type))
-        raise InvalidJob("unknown_base_model",
-                         f"{cmd.base_model!r} is not offered for {cmd.job_type} jobs; choose one of: {allowed}.",
-                         "base_model")
+        raise InvalidJob(
+            "unknown_base_model",
+            f"{cmd.base_model!r} is not offered for {cmd.job_type} jobs; choose one of: {allowed}.",
+            "base_model",
+        )
     validate_output_model(cmd.output_model)
     try:
         hyperparameters = parse_hyperparameters(cmd.job_type, cmd.hyperparameters)
@@ -104,11 +115,19 @@ async def submit_job(
         raise HyperparameterError(exc) from exc
     dataset_id = await resolve_training_data(uow, cmd, policy)
     job = Job(
-        id=uuid.uuid4(), user_id=cmd.user_id, project_id=cmd.project_id, job_type=cmd.job_type,
-        base_model=cmd.base_model, training_data_url=cmd.training_data_url.strip(), dataset_id=dataset_id,
-        output_model=cmd.output_model, gpu_provider=cmd.gpu_provider,
+        id=uuid.uuid4(),
+        user_id=cmd.user_id,
+        project_id=cmd.project_id,
+        job_type=cmd.job_type,
+        base_model=cmd.base_model,
+        training_data_url=cmd.training_data_url.strip(),
+        dataset_id=dataset_id,
+        output_model=cmd.output_model,
+        gpu_provider=cmd.gpu_provider,
         hyperparameters=hyperparameters.model_dump(mode="json", exclude={"job_type"}),
-        max_attempts=policy.max_attempts, created_at=now, updated_at=now,
+        max_attempts=policy.max_attempts,
+        created_at=now,
+        updated_at=now,
     )
     if worker_present is False:
         job.mark_worker_presence(has_worker=False, now=now)

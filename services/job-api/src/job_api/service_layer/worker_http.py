@@ -41,19 +41,29 @@ class WorkerUpdate:
 
 def _progress(job: Job, u: WorkerUpdate) -> Progress:
     return Progress(
-        progress=u.progress if u.progress is not None else job.progress, phase=u.phase or JobPhase.TRAINING,
-        step=u.step, total_steps=u.total_steps, epoch=u.epoch, loss=u.loss, metrics=u.metrics,
-        eta_seconds=u.eta_seconds, logs_url=u.logs_url,
+        progress=u.progress if u.progress is not None else job.progress,
+        phase=u.phase or JobPhase.TRAINING,
+        step=u.step,
+        total_steps=u.total_steps,
+        epoch=u.epoch,
+        loss=u.loss,
+        metrics=u.metrics,
+        eta_seconds=u.eta_seconds,
+        logs_url=u.logs_url,
     )
 
 
-async def update_job(uow: UnitOfWork, job_id: UUID, u: WorkerUpdate, policy: Policy, *, now: datetime) -> Job:
+async def update_job(
+    uow: UnitOfWork, job_id: UUID, u: WorkerUpdate, policy: Policy, *, now: datetime
+) -> Job:
     job = await uow.jobs.get(job_id, for_update=True)
     if job is None:
         raise JobNotFound(job_id)
     target = u.status
     if target is JobStatus.RUNNING and job.status is JobStatus.PENDING:
-        transition = job.claim(worker_id=u.worker_id or HTTP_WORKER, claim_id=None, now=now, lease=policy.lease)
+        transition = job.claim(
+            worker_id=u.worker_id or HTTP_WORKER, claim_id=None, now=now, lease=policy.lease
+        )
         await announce(uow, job, transition, now=now)
         if u.progress is not None or u.log_lines or u.metrics:
             await _record(uow, job, job.attempt, u, policy, now)
@@ -62,8 +72,9 @@ async def update_job(uow: UnitOfWork, job_id: UUID, u: WorkerUpdate, policy: Pol
     elif target is JobStatus.COMPLETED:
         if u.log_lines or u.metrics:
             await _record(uow, job, u.attempt, u, policy, now)
-        transition = job.complete(u.attempt, now=now, revision=u.output_revision, metrics=u.metrics,
-                                  logs_url=u.logs_url)
+        transition = job.complete(
+            u.attempt, now=now, revision=u.output_revision, metrics=u.metrics, logs_url=u.logs_url
+        )
         await announce(uow, job, transition, now=now)
     elif target is JobStatus.FAILED:
         error = u.error or "The worker reported a failure without a message."
@@ -71,8 +82,9 @@ async def update_job(uow: UnitOfWork, job_id: UUID, u: WorkerUpdate, policy: Pol
         if job.status is JobStatus.PENDING:
             transition = job.fail_pending(error=error, failure_class=failure_class, now=now)
         else:
-            transition = job.fail(u.attempt, error=error, failure_class=failure_class, retryable=u.retryable,
-                                  now=now)
+            transition = job.fail(
+                u.attempt, error=error, failure_class=failure_class, retryable=u.retryable, now=now
+            )
         await announce(uow, job, transition, now=now)
     else:
         # pending and cancelled are not a worker's to set: a user cancels, the watchdog requeues.
@@ -81,8 +93,9 @@ async def update_job(uow: UnitOfWork, job_id: UUID, u: WorkerUpdate, policy: Pol
     return job
 
 
-async def _record(uow: UnitOfWork, job: Job, attempt: int | None, u: WorkerUpdate, policy: Policy,
-                  now: datetime) -> None:
+async def _record(
+    uow: UnitOfWork, job: Job, attempt: int | None, u: WorkerUpdate, policy: Policy, now: datetime
+) -> None:
     job.record_progress(attempt, _progress(job, u), now=now, lease=policy.lease)
     data = {"progress": job.progress, "phase": str(job.phase), "worker_id": job.worker_id}
     for key in ("step", "total_steps", "epoch", "loss", "eta_seconds", "logs_url"):
@@ -93,13 +106,24 @@ async def _record(uow: UnitOfWork, job: Job, attempt: int | None, u: WorkerUpdat
         data["metrics"] = u.metrics
     if u.log_lines:
         data["log_lines"] = u.log_lines
-    await uow.events.add_many([{"job_id": job.id, "user_id": job.user_id, "attempt": job.attempt,
-                                "kind": "progress", "data": data}])
+    await uow.events.add_many(
+        [
+            {
+                "job_id": job.id,
+                "user_id": job.user_id,
+                "attempt": job.attempt,
+                "kind": "progress",
+                "data": data,
+            }
+        ]
+    )
 
 
 async def pending_jobs(
     uow: UnitOfWork, *, job_type: JobType | None, provider: GPUProvider | None, limit: int
 ) -> list[Job]:
-    flt = JobFilter(user_id=None, status=JobStatus.PENDING, job_type=job_type, gpu_provider=provider)
+    flt = JobFilter(
+        user_id=None, status=JobStatus.PENDING, job_type=job_type, gpu_provider=provider
+    )
     # Oldest first: the queue order a polling worker expects.
     return await uow.jobs.search(flt, limit=limit, oldest_first=True)
