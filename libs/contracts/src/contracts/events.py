@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.enums import CancelReason, FailureClass, GPUProvider, JobPhase, JobStatus, JobType
 
@@ -136,6 +136,12 @@ class JobProgress(EventPayload):
     log_lines: list[str] = Field(default_factory=list, max_length=MAX_LOG_LINES)
     eta_seconds: float | None = Field(default=None, ge=0)
     logs_url: str | None = None
+
+    @field_validator("log_lines")
+    @classmethod
+    def _clip_lines(cls, lines: list[str]) -> list[str]:
+        # A runaway line is clipped, not refused: dead-lettering a heartbeat would cost the lease.
+        return [line[:MAX_LOG_LINE_CHARS] for line in lines]
 
 
 class JobFailed(EventPayload):

@@ -10,6 +10,7 @@ from contracts.enums import GPUProvider, JobStatus, JobType
 from contracts.hyperparameters import parse_hyperparameters
 from job_api.adapters.repository import JobFilter
 from job_api.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep, scope
+from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
     BaseModelsResponse,
     FinetuneJobCreate,
@@ -55,6 +56,7 @@ async def create_job(
         now=datetime.now(UTC),
         worker_present=state.presence.get((body.job_type, body.gpu_provider)),
     )
+    JOBS_CREATED.labels(str(job.job_type), str(job.gpu_provider)).inc()
     return envelope(FinetuneJobResponse.of(job).model_dump(mode="json"))
 
 

@@ -12,6 +12,7 @@ from contracts.routing import JOB_API, JOB_API_BINDINGS
 from contracts.rpc import ClaimJob, ClaimReply
 from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
+from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS
 from job_api.service_layer.dispatch import (
     apply_worker_events,
     claim_job,
@@ -48,9 +49,12 @@ def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -
 
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     async def handle(session: AsyncSession, batch: Sequence[Received]) -> None:
-        await apply_worker_events(
+        outcome = await apply_worker_events(
             UnitOfWork(session), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
         )
+        WORKER_EVENTS.labels("applied").inc(outcome.applied)
+        WORKER_EVENTS.labels("stale").inc(outcome.stale)
+        WORKER_EVENTS.labels("unknown_job").inc(outcome.unknown_job)
 
     return InboxConsumer(
         broker=broker,
@@ -65,7 +69,9 @@ def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     async def handle(body: bytes) -> ClaimReply:
         cmd = ClaimJob.model_validate_json(body)
         async with state.sessions.begin() as session:
-            return await claim_job(UnitOfWork(session), cmd, state.policy, now=datetime.now(UTC))
+            reply = await claim_job(UnitOfWork(session), cmd, state.policy, now=datetime.now(UTC))
+        CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
+        return reply
 
     return RpcServer(broker=broker, queue=broker.names.rpc_queue(JOB_API), handler=handle)
 
@@ -91,6 +97,7 @@ def watchdog_step(state: AppState, retention: timedelta) -> Callable[[], Awaitab
         while True:
             async with state.sessions.begin() as session:
                 expired = await expire_leases(UnitOfWork(session), now=now)
+            LEASES_EXPIRED.inc(len(expired))
             if len(expired) < 100:
                 break
         if now - last_prune > timedelta(hours=1):
