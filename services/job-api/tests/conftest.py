@@ -13,13 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from asgi_lifespan import LifespanManager
-from job_api_testing import ADMIN_DSN, AMQP_URL, JWT_SECRET, TABLES, WORKER_KEY
+from job_api_testing import ADMIN_DSN, AMQP_URL, JWT_SECRET, TABLES, WORKER_KEY, running_app
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
 from job_api.config import Settings
-from job_api.entrypoints.app import create_app
 from job_api.entrypoints.cli import migrate
 from job_api.entrypoints.workers import queue_specs
 from messaging.broker import Broker
@@ -59,7 +57,10 @@ async def broker_prefix() -> AsyncIterator[str]:
     broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="test-teardown")
     await broker.connect()
     channel = await broker.channel()
-    await delete_topology(channel, broker.names, [s.name for s in queue_specs(broker)])
+    specs = queue_specs(broker)
+    await delete_topology(
+        channel, broker.names, [s.name for s in specs], [s.exchange for s in specs if s.exchange]
+    )
     await broker.close()
 
 
@@ -88,15 +89,6 @@ def settings_factory(database_url: str, broker_prefix: str) -> Callable[..., Set
 @pytest.fixture
 def settings(settings_factory: Callable[..., Settings]) -> Settings:
     return settings_factory()
-
-
-@contextlib.asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
 
 
 @pytest.fixture

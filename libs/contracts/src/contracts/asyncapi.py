@@ -241,9 +241,11 @@ def _rpc_channels(names: BrokerNames) -> dict[str, Any]:
     rpc_queue = names.rpc_queue(JOB_API)
     request = {
         "description": (
-            f"Claim requests. A worker that took a job off a work queue sends `ClaimJob` to "
-            f"`{rpc_queue}` with AMQP `reply_to` and `correlation_id` set; job-api answers with "
-            "`ClaimReply`. A request read after its `expires_at` is refused."
+            f"Claim requests. A worker that took a job off a work queue sends `ClaimJob` through "
+            f"the direct exchange `{names.rpc_exchange(JOB_API)}` (routing key `{rpc_queue}`, never "
+            f"the default exchange, which workers may not write to) to the queue `{rpc_queue}`, "
+            "with AMQP `reply_to` and `correlation_id` set; job-api answers with `ClaimReply`. "
+            "A request read after its `expires_at` is refused."
         ),
         "bindings": {
             "amqp": {

@@ -37,6 +37,11 @@ class BrokerNames:
     def rpc_queue(self, service: str) -> str:
         return f"{self.prefix}{service}.rpc"
 
+    def rpc_exchange(self, service: str) -> str:
+        """Direct exchange in front of a service's RPC queue: workers may write to it, never to
+        the default exchange (which would let them put anything into any queue)."""
+        return f"{self.prefix}{service}.rpc"
+
     def all_work_queues(self) -> list[tuple[JobType, GPUProvider, str]]:
         return [(t, p, self.work_queue(t, p)) for t in JobType for p in GPUProvider]
 

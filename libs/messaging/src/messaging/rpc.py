@@ -99,15 +99,27 @@ class RpcClient:
             future.set_result(message.body)
 
     async def call(
-        self, queue: str, request: BaseModel, reply_type: type[Reply], *, timeout: float = 10
+        self,
+        queue: str,
+        request: BaseModel,
+        reply_type: type[Reply],
+        *,
+        timeout: float = 10,
+        exchange: str | None = None,
     ) -> Reply:
+        """Send `request` to `queue` (through `exchange` when given, routed by the queue's name)."""
         if self._channel is None or self._reply_queue is None:
             raise RuntimeError("RpcClient.start() has not been awaited")
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._futures[correlation_id] = future
+        target = (
+            self._channel.default_exchange
+            if exchange is None
+            else await self._channel.get_exchange(exchange, ensure=False)
+        )
         try:
-            await self._channel.default_exchange.publish(
+            await target.publish(
                 aio_pika.Message(
                     body=request.model_dump_json().encode(),
                     correlation_id=correlation_id,

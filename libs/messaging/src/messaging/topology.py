@@ -18,9 +18,7 @@ from contracts.routing import DELIVERY_LIMIT, BrokerNames
 log = structlog.get_logger(__name__)
 
 
-def quorum_arguments(
-    names: BrokerNames, *, delivery_limit: int = DELIVERY_LIMIT
-) -> dict[str, Any]:
+def quorum_arguments(names: BrokerNames, *, delivery_limit: int = DELIVERY_LIMIT) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": delivery_limit,
@@ -36,6 +34,8 @@ class QueueSpec:
     name: str
     bindings: Sequence[str] = field(default_factory=tuple)
     delivery_limit: int = DELIVERY_LIMIT
+    # Bind to this direct exchange (declared with the queue) instead of the events exchange.
+    exchange: str | None = None
 
 
 async def declare_core(channel: AbstractChannel, names: BrokerNames) -> None:
@@ -58,8 +58,12 @@ async def declare_queue(
         durable=True,
         arguments=quorum_arguments(names, delivery_limit=spec.delivery_limit),
     )
+    exchange = names.events_exchange
+    if spec.exchange is not None:
+        await channel.declare_exchange(spec.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        exchange = spec.exchange
     for key in spec.bindings:
-        await queue.bind(names.events_exchange, routing_key=key)
+        await queue.bind(exchange, routing_key=key)
     return queue
 
 
@@ -96,10 +100,13 @@ async def consumer_count(channel: AbstractChannel, queue: str) -> int:
 
 
 async def delete_topology(
-    channel: AbstractChannel, names: BrokerNames, queues: Sequence[str]
+    channel: AbstractChannel,
+    names: BrokerNames,
+    queues: Sequence[str],
+    exchanges: Sequence[str] = (),
 ) -> None:
     """Tear down a (test) topology. RabbitMQ 3.10 refuses if-unused on quorum queues."""
     for name in (*queues, names.dead_letter_queue):
         await channel.queue_delete(name, if_unused=False, if_empty=False)
-    for exchange in (names.events_exchange, names.dead_letter_exchange):
+    for exchange in (*exchanges, names.events_exchange, names.dead_letter_exchange):
         await channel.exchange_delete(exchange, if_unused=False)

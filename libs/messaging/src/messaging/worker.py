@@ -80,8 +80,13 @@ class WorkerClient:
             job_types=self.job_types,
             expires_at=datetime.now(UTC) + timedelta(seconds=timeout),
         )
+        names = self.broker.names
         return await self._rpc.call(
-            self.broker.names.rpc_queue(JOB_API), request, ClaimReply, timeout=timeout
+            names.rpc_queue(JOB_API),
+            request,
+            ClaimReply,
+            timeout=timeout,
+            exchange=names.rpc_exchange(JOB_API),
         )
 
     async def take(self, offer: Offer, *, timeout: float = 10) -> ClaimReply:

@@ -37,7 +37,11 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
     return [
         *work_queue_specs(names),
         QueueSpec(name=names.service_queue(JOB_API), bindings=JOB_API_BINDINGS),
-        QueueSpec(name=names.rpc_queue(JOB_API)),
+        QueueSpec(
+            name=names.rpc_queue(JOB_API),
+            bindings=[names.rpc_queue(JOB_API)],
+            exchange=names.rpc_exchange(JOB_API),
+        ),
     ]
 
 
