@@ -1,0 +1,77 @@
+# Finetune Dispatcher: every day-to-day command. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# pip may put uv where PATH does not look yet (e.g. before a pyenv rehash); `python3 -m uv` always works.
+UV ?= $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
+SUB ?= dev-user
+PYTEST_ARGS ?=
+
+# Source files mypy checks (strict, see pyproject.toml). Add each new lib/service here.
+TYPED_SRC := libs/contracts/src libs/messaging/src libs/servicekit/src services/job-api/src
+
+# Exports FTD_JWT_SECRET and FINETUNE_WORKER_KEY from .dev/secrets.env (written by scripts/dev.sh)
+# unless the environment already sets them, the same precedence dev.sh uses.
+LOAD_DEV_SECRETS := if [ -f .dev/secrets.env ]; then \
+	  while IFS='=' read -r key value; do [ -n "$${!key:-}" ] || export "$$key=$$value"; done \
+	    < <(grep -E '^[A-Z_][A-Z0-9_]*=' .dev/secrets.env); \
+	fi
+
+.PHONY: help install ensure-services dev test test-unit test-integration lint format typecheck \
+	contracts contracts-check migrate bench token clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: ## Install uv if missing, then sync the workspace (keeps extra packages such as torch)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+	  || python3 -m pip install --quiet uv
+	$(UV) sync --inexact --all-packages
+
+ensure-services: ## Start PostgreSQL and RabbitMQ on localhost if they are down
+	@bash scripts/ensure-services.sh
+
+dev: ## Run the whole platform on http://localhost:8000 (Ctrl-C stops it)
+	@UV='$(UV)' bash scripts/dev.sh
+
+test: install ensure-services lint typecheck ## Everything CI runs: lint, types, all tests
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (no I/O)
+	$(UV) run pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: install ensure-services ## Tests against the real PostgreSQL and RabbitMQ
+	$(UV) run pytest -m integration $(PYTEST_ARGS)
+
+lint: ## ruff lint and format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+format: ## Apply ruff fixes and formatting
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+typecheck: ## mypy --strict over the source packages
+	$(UV) run mypy $(TYPED_SRC)
+
+contracts: ## Regenerate docs/contracts (JSON Schema + AsyncAPI) from libs/contracts
+	$(UV) run python -m contracts.export
+
+contracts-check: ## Fail if docs/contracts is out of date
+	$(UV) run python -m contracts.export --check
+
+migrate: ensure-services ## Create job-api's database, role and schema, then run its migrations
+	$(UV) run job-api db-init
+
+bench: ## Run every bench/*.py
+	@shopt -s nullglob; for script in bench/[a-z]*.py; do \
+	  echo "== $$script"; $(UV) run python "$$script"; \
+	done
+
+token: ## Print a development JWT for SUB (default dev-user)
+	@$(LOAD_DEV_SECRETS); FTD_ENV="$${FTD_ENV:-development}" $(UV) run --quiet job-api token --sub '$(SUB)'
+
+clean: ## Remove caches and dev logs (keeps .venv and .dev/secrets.env)
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .dev/logs

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# One command to run the whole platform on this machine (`make dev`). Ctrl-C stops everything.
+#
+# It installs the workspace, makes sure PostgreSQL and RabbitMQ are up, loads (or creates once) the
+# development secrets in .dev/secrets.env, migrates, starts every service in the background with
+# its log in .dev/logs/, waits for each to be healthy and prints how to talk to them.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DEV_DIR=.dev
+LOG_DIR=$DEV_DIR/logs
+SECRETS_FILE=$DEV_DIR/secrets.env
+HEALTH_TIMEOUT=${FTD_HEALTH_TIMEOUT:-60}
+# Until the gateway exists, job-api itself is the public entry point on :8000.
+PUBLIC_URL=http://localhost:8000
+
+log() { echo "dev: $*" >&2; }
+
+# --- processes ----------------------------------------------------------------------------------
+NAMES=()
+PIDS=()
+
+# start_service NAME CMD...: runs CMD in its own process group (so stopping it also stops what
+# `uv run` spawned), logging to .dev/logs/NAME.log. CMD may use the uv function below.
+start_service() {
+  local name=$1
+  shift
+  setsid bash -c '"$@"' "$name" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  NAMES+=("$name")
+  PIDS+=("$!")
+  log "started $name (pid $!), log: $LOG_DIR/$name.log"
+}
+
+# wait_healthy NAME URL: polls URL until it answers; gives up early if the process has died.
+wait_healthy() {
+  local name=$1 url=$2 pid i
+  for i in "${!NAMES[@]}"; do [ "${NAMES[$i]}" != "$name" ] || pid=${PIDS[$i]}; done
+  local deadline=$((SECONDS + HEALTH_TIMEOUT))
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+      log "$name did not become healthy at $url within ${HEALTH_TIMEOUT}s; last log lines:"
+      tail -n 40 "$LOG_DIR/$name.log" >&2 || true
+      exit 1
+    fi
+    sleep 1
+  done
+  log "$name is healthy ($url)"
+}
+
+require_port() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    log "port $1 is already in use (an earlier 'make dev' still running?); stop that first"
+    exit 1
+  fi
+}
+
+stop_all() {
+  trap - EXIT INT TERM
+  ((${#PIDS[@]})) || return 0
+  log "stopping ${NAMES[*]} ..."
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 10))
+  for pid in "${PIDS[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- secrets ------------------------------------------------------------------------------------
+declare -A SECRET_SOURCE
+
+# The environment wins; otherwise the value saved in .dev/secrets.env; otherwise a new one is
+# generated and saved, so tokens and worker keys stay valid across restarts.
+load_or_create_secret() {
+  local key=$1 value
+  if [ -n "${!key:-}" ]; then
+    SECRET_SOURCE[$key]="from the environment"
+    return
+  fi
+  value=$(grep -E "^$key=" "$SECRETS_FILE" | tail -n 1 | cut -d= -f2- || true)
+  if [ -n "$value" ]; then
+    SECRET_SOURCE[$key]="from $SECRETS_FILE"
+  else
+    value=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+    echo "$key=$value" >>"$SECRETS_FILE"
+    SECRET_SOURCE[$key]="generated into $SECRETS_FILE"
+  fi
+  export "$key=$value"
+}
+
+# --- main ---------------------------------------------------------------------------------------
+make --no-print-directory install
+if [ -z "${UV:-}" ]; then
+  if command -v uv >/dev/null 2>&1; then UV=uv; else UV="python3 -m uv"; fi
+fi
+# UV may be two words ("python3 -m uv"), hence unquoted. Exported for start_service's shells.
+# shellcheck disable=SC2086
+uv() { command $UV "$@"; }
+export UV
+export -f uv
+
+bash scripts/ensure-services.sh
+
+mkdir -p "$LOG_DIR"
+(umask 077 && touch "$SECRETS_FILE")
+chmod 600 "$SECRETS_FILE"
+load_or_create_secret FTD_JWT_SECRET
+load_or_create_secret FINETUNE_WORKER_KEY
+
+export FTD_ENV=development
+export FTD_ENABLE_OFFLINE_MODELS=true
+export PYTHONUNBUFFERED=1
+
+uv run job-api db-init
+
+# The platform, in start order. An HTTP service: require_port, start_service, wait_healthy.
+require_port 8000
+start_service job-api uv run job-api serve --host 127.0.0.1 --port 8000
+wait_healthy job-api http://127.0.0.1:8000/healthz
+# data-service (:8002):     start_service data-service uv run data-service serve --host 127.0.0.1 --port 8002
+# registry-service (:8003): start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
+# gateway (:8000):          job-api moves to :8001 and the gateway routes /api/* to the services
+# frontend (UI):            start_service frontend npm --prefix frontend run dev
+# CPU worker:               start_service worker uv run gpu-worker ... (dials RabbitMQ, trains on CPU)
+
+TOKEN=$(uv run --quiet job-api token --sub dev-user)
+
+cat <<BANNER
+
+  Finetune Dispatcher is running.
+
+    API          $PUBLIC_URL
+    API docs     $PUBLIC_URL/docs
+    Logs         $LOG_DIR/
+
+    Worker key   $FINETUNE_WORKER_KEY   (${SECRET_SOURCE[FINETUNE_WORKER_KEY]})
+    JWT secret   ${SECRET_SOURCE[FTD_JWT_SECRET]}
+
+    Dev token for user "dev-user" (another: make token SUB=alice):
+      export TOKEN=$TOKEN
+      curl -H "Authorization: Bearer \$TOKEN" $PUBLIC_URL/api/finetune/jobs
+
+  Ctrl-C stops everything.
+
+BANNER
+
+# Runs until Ctrl-C, or until a service exits by itself (then stops the rest and fails).
+while true; do
+  exited=
+  wait -n -p exited "${PIDS[@]}" || true
+  for i in "${!PIDS[@]}"; do
+    if [ "${PIDS[$i]}" = "$exited" ]; then
+      log "${NAMES[$i]} exited; last log lines:"
+      tail -n 40 "$LOG_DIR/${NAMES[$i]}.log" >&2 || true
+      exit 1
+    fi
+  done
+done

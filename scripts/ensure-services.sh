@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL and RabbitMQ answer on localhost, starting whichever is down.
+# Idempotent: services that are already up are left alone.
+#
+#   FTD_EXTERNAL_SERVICES=1   the services run elsewhere (docker compose, CI containers): skip all
+#   FTD_SERVICES_TIMEOUT=60   seconds to wait for a started service to come up
+set -euo pipefail
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+TIMEOUT=${FTD_SERVICES_TIMEOUT:-60}
+
+log() { echo "ensure-services: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# Runs "$@" until it succeeds or TIMEOUT seconds have passed.
+wait_until() {
+  local deadline=$((SECONDS + TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
+postgres_up() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
+  else
+    (exec 3<>"/dev/tcp/$PG_HOST/$PG_PORT") 2>/dev/null
+  fi
+}
+
+rabbitmq_up() { rabbitmqctl -q status; }
+
+ensure_postgres() {
+  if postgres_up; then
+    log "postgresql is up on $PG_HOST:$PG_PORT"
+    return
+  fi
+  command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ] ||
+    die "postgresql is not answering on $PG_HOST:$PG_PORT and pg_ctlcluster is not here to start it; start it yourself or set FTD_EXTERNAL_SERVICES=1"
+  local version
+  # shellcheck disable=SC2012  # cluster directories are plain version numbers (15, 16)
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting postgresql $version ..."
+  # A cluster that is half up (e.g. still recovering) makes start fail; the wait below decides.
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_until postgres_up || die "postgresql did not come up within ${TIMEOUT}s"
+  log "postgresql is up on $PG_HOST:$PG_PORT"
+}
+
+ensure_rabbitmq() {
+  command -v rabbitmqctl >/dev/null 2>&1 ||
+    die "rabbitmqctl is not installed; install rabbitmq-server or set FTD_EXTERNAL_SERVICES=1"
+  if rabbitmq_up >/dev/null 2>&1; then
+    log "rabbitmq is up"
+    return
+  fi
+  log "starting rabbitmq ..."
+  rabbitmq-server -detached || true
+  # await_startup needs the Erlang node to exist first, so retry it until the deadline.
+  wait_until rabbitmqctl -q --timeout 5 await_startup ||
+    die "rabbitmq did not come up within ${TIMEOUT}s"
+  log "rabbitmq is up"
+}
+
+if [ "${FTD_EXTERNAL_SERVICES:-0}" = 1 ]; then
+  log "FTD_EXTERNAL_SERVICES=1: not checking local postgresql and rabbitmq"
+  exit 0
+fi
+
+ensure_postgres
+ensure_rabbitmq
