@@ -65,7 +65,9 @@ async def broker_prefix() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings_factory(database_url: str, broker_prefix: str) -> Callable[..., Settings]:
+def settings_factory(database_url: str, broker_prefix: str, db: Any) -> Callable[..., Settings]:
+    """Settings for an app on the test database, emptied first (via `db`)."""
+
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "environment": "test",

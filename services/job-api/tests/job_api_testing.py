@@ -1,10 +1,16 @@
 """Helpers shared by job-api tests (importable: pytest's `pythonpath` lists this folder)."""
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
+from asgi_lifespan import LifespanManager
+
+from job_api.config import Settings
+from job_api.entrypoints.app import create_app
 from servicekit.auth import mint_token
 
 ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -26,6 +32,16 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last result: {result!r})")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole app (lifespan included: relay, consumer, RPC server, watchdog) behind a client."""
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
 
 
 def user_headers(sub: str = "alice", *, admin: bool = False, ttl: int = 3600) -> dict[str, str]:

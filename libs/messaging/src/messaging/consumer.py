@@ -110,7 +110,31 @@ class InboxConsumer:
             for message, received in parsed:
                 await self._process_one(message, received)
             return
-        for message, _ in parsed:
+        await self._ack_batch(messages, [m for m, _ in parsed])
+
+    @staticmethod
+    async def _ack_batch(
+        batch: list[AbstractIncomingMessage], applied: list[AbstractIncomingMessage]
+    ) -> None:
+        """Ack the applied messages of a batch, with one `multiple` ack where that is exact.
+
+        Batches are settled one after the other, in delivery order, so every delivery before the
+        batch is settled already. When the batch's delivery tags are consecutive on one channel,
+        an ack "up to and including" the last applied one covers exactly the applied messages
+        (those rejected above are settled already). Otherwise (a reconnect in between), ack each.
+        """
+        tags = [m.delivery_tag for m in batch]
+        first = tags[0]
+        exact = (
+            len(applied) > 1
+            and isinstance(first, int)
+            and tags == list(range(first, first + len(tags)))
+            and all(m.channel is batch[0].channel for m in batch)
+        )
+        if exact:
+            await _settle(applied[-1].ack(multiple=True))
+            return
+        for message in applied:
             await _settle(message.ack())
 
     async def _process_one(self, message: AbstractIncomingMessage, received: Received) -> None:

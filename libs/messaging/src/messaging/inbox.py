@@ -26,19 +26,25 @@ class Inbox:
     def __init__(self, table: sa.Table, *, consumer: str) -> None:
         self.table = table
         self.consumer = consumer
+        # One statement for any number of ids: the ids travel as one uuid[] parameter, so it is
+        # compiled and prepared once (a multi-row VALUES is compiled anew on every call).
+        ids = sa.func.unnest(sa.cast(sa.bindparam("ids"), pg.ARRAY(pg.UUID(as_uuid=True))))
+        self._record = (
+            pg.insert(table)
+            .from_select(
+                ["consumer", "event_id"], sa.select(sa.cast(sa.bindparam("consumer"), sa.Text), ids)
+            )
+            .on_conflict_do_nothing()
+            .returning(table.c.event_id)
+        )
 
     async def record_new(self, session: AsyncSession, event_ids: Iterable[UUID]) -> set[UUID]:
         """Record the ids; return those not seen before (the ones whose effect must be applied)."""
         ids = list(dict.fromkeys(event_ids))
         if not ids:
             return set()
-        stmt = (
-            pg.insert(self.table)
-            .values([{"consumer": self.consumer, "event_id": i} for i in ids])
-            .on_conflict_do_nothing()
-            .returning(self.table.c.event_id)
-        )
-        return set((await session.execute(stmt)).scalars().all())
+        result = await session.execute(self._record, {"consumer": self.consumer, "ids": ids})
+        return set(result.scalars().all())
 
     async def prune(self, session: AsyncSession, older_than: timedelta) -> int:
         """Forget ids older than any redelivery could be (the broker's delivery limit bounds it)."""

@@ -73,8 +73,9 @@ class RpcServer:
         await message.ack()
 
 
-class RpcTimeout(Exception):
-    pass
+class RpcTimeout(TimeoutError):
+    """No reply in time. A TimeoutError, so callers that retry on timeouts (WorkerClient.take)
+    catch it."""
 
 
 class RpcClient:

@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from contracts.enums import GPUProvider, JobType
 from contracts.events import Envelope, EventPayload, JobCancelRequested
 from contracts.routing import JOB_API, cancel_binding
-from contracts.rpc import ClaimJob, ClaimReply
+from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply
 from messaging.broker import Broker
 from messaging.rpc import RpcClient
 
@@ -32,9 +32,16 @@ class Offer:
 
 class WorkerClient:
     def __init__(
-        self, broker: Broker, *, worker_id: str, provider: GPUProvider, job_types: Sequence[JobType]
+        self,
+        broker: Broker,
+        *,
+        worker_id: str,
+        provider: GPUProvider,
+        job_types: Sequence[JobType],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.broker = broker
+        self._clock = clock
         self.worker_id = worker_id
         self.provider = provider
         self.job_types = list(job_types)
@@ -78,7 +85,7 @@ class WorkerClient:
             claim_id=claim_id or uuid.uuid4(),
             provider=self.provider,
             job_types=self.job_types,
-            expires_at=datetime.now(UTC) + timedelta(seconds=timeout),
+            expires_at=self._clock() + timedelta(seconds=timeout),
         )
         names = self.broker.names
         return await self._rpc.call(
@@ -99,7 +106,12 @@ class WorkerClient:
             except TimeoutError:
                 if attempt == 2:
                     raise
-        await offer.message.ack()
+        if reply.refusal is ClaimRefusal.EXPIRED:
+            # Our request sat too long (or our clock is behind): the job is still pending, so the
+            # offer goes back to the queue rather than being dropped.
+            await offer.message.nack(requeue=True)
+        else:
+            await offer.message.ack()
         return reply
 
     async def publish(self, payload: EventPayload) -> None:

@@ -64,12 +64,14 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("status IN ('pending','running','completed','failed','cancelled')", name='status_known'),
     sa.CheckConstraint('progress >= 0 AND progress <= 100', name='progress_range'),
     sa.PrimaryKeyConstraint('id'),
     schema='jobs'
     )
+    op.create_index('ix_jobs_pending_dispatched', 'jobs', ['dispatched_at'], unique=False, schema='jobs', postgresql_where=sa.text("status = 'pending'"))
     op.create_index('ix_jobs_pending_route', 'jobs', ['job_type', 'gpu_provider'], unique=False, schema='jobs', postgresql_where=sa.text("status = 'pending'"))
     op.create_index('ix_jobs_running_lease', 'jobs', ['lease_expires_at'], unique=False, schema='jobs', postgresql_where=sa.text("status = 'running'"))
     op.create_index('ix_jobs_user_created', 'jobs', ['user_id', sa.literal_column('created_at DESC'), sa.literal_column('id DESC')], unique=False, schema='jobs')
@@ -128,6 +130,7 @@ def downgrade() -> None:
     op.drop_table('known_datasets', schema='jobs')
     op.drop_index('ix_jobs_user_created', table_name='jobs', schema='jobs')
     op.drop_index('ix_jobs_running_lease', table_name='jobs', schema='jobs', postgresql_where=sa.text("status = 'running'"))
+    op.drop_index('ix_jobs_pending_dispatched', table_name='jobs', schema='jobs', postgresql_where=sa.text("status = 'pending'"))
     op.drop_index('ix_jobs_pending_route', table_name='jobs', schema='jobs', postgresql_where=sa.text("status = 'pending'"))
     op.drop_table('jobs', schema='jobs')
     op.drop_table('inbox', schema='jobs')

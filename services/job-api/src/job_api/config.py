@@ -64,6 +64,7 @@ class Settings(BaseSettings):
 
     lease_seconds: float = Field(default=90, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=20)
+    redispatch_seconds: float = Field(default=1800, gt=0)
     watchdog_interval: float = Field(default=2.0, gt=0)
     presence_interval: float = Field(default=5.0, gt=0)
     inbox_retention_hours: float = Field(default=72, gt=0)

@@ -1,6 +1,7 @@
 """All SQL of job-api, built from the caller's session (the entry point owns the transaction)."""
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,40 @@ from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobT
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL, job_events, jobs, known_datasets
 from job_api.domain.job import Job
 
-_NOTIFY_MANY = sa.text(
-    "SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)"
-)
+
+def _insert_events_and_notify() -> sa.Select[Any]:
+    """History rows in, one NOTIFY per row (`<id>:<job id>:<user id>`), in one round trip.
+
+    The rows travel as one array parameter per column, so the statement is compiled and prepared
+    once whatever the number of rows (a multi-row VALUES is compiled anew on every call).
+    """
+    src = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("job_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
+            sa.cast(sa.bindparam("user_ids"), pg.ARRAY(sa.Text)),
+            sa.cast(sa.bindparam("attempts"), pg.ARRAY(sa.Integer)),
+            sa.cast(sa.bindparam("kinds"), pg.ARRAY(sa.Text)),
+            sa.cast(sa.bindparam("data"), pg.ARRAY(sa.Text)),
+        )
+        .table_valued("job_id", "user_id", "attempt", "kind", "data", with_ordinality="n")
+        .render_derived()
+    )
+    rows = sa.select(
+        src.c.job_id, src.c.user_id, src.c.attempt, src.c.kind, sa.cast(src.c.data, pg.JSONB)
+    ).order_by(src.c.n)  # ids follow the order of the rows given
+    inserted = (
+        pg.insert(job_events)
+        .from_select(["job_id", "user_id", "attempt", "kind", "data"], rows)
+        .returning(job_events.c.id, job_events.c.job_id, job_events.c.user_id)
+        .cte("inserted")
+    )
+    payload = sa.func.concat_ws(":", inserted.c.id, inserted.c.job_id, inserted.c.user_id)
+    return sa.select(
+        sa.func.pg_notify(sa.cast(sa.bindparam("channel"), sa.Text), payload)
+    ).select_from(inserted)
+
+
+_INSERT_EVENTS = _insert_events_and_notify()
 _JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
 
 
@@ -36,6 +68,17 @@ def job_values(job: Job) -> dict[str, Any]:
     for key in ("job_type", "gpu_provider", "status", "phase", "failure_class"):
         if values[key] is not None:
             values[key] = str(values[key])
+    return values
+
+
+# The SET clause comes from the parameter names (every column but the key), so the statement is
+# compiled once; building it with .values(literal values) cost a compilation-sized overhead per job.
+_UPDATE_JOB = sa.update(jobs).where(jobs.c.id == sa.bindparam("job_pk"))
+
+
+def _update_params(job: Job) -> dict[str, Any]:
+    values = job_values(job)
+    values["job_pk"] = values.pop("id")
     return values
 
 
@@ -64,13 +107,14 @@ class JobRepository:
         await self._session.execute(sa.insert(jobs).values(job_values(job)))
 
     async def save(self, job: Job) -> None:
-        values = job_values(job)
-        values.pop("id")
-        await self._session.execute(sa.update(jobs).where(jobs.c.id == job.id).values(values))
+        await self._session.execute(_UPDATE_JOB, _update_params(job))
 
     async def save_many(self, changed: Sequence[Job]) -> None:
-        for job in changed:
-            await self.save(job)
+        """One executemany (pipelined by asyncpg) instead of one round trip per job."""
+        if len(changed) == 1:
+            await self.save(changed[0])
+        elif changed:
+            await self._session.execute(_UPDATE_JOB, [_update_params(j) for j in changed])
 
     async def get(
         self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
@@ -138,6 +182,17 @@ class JobRepository:
         )
         return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
 
+    async def undispatched_since(self, cutoff: datetime, *, limit: int = 100) -> list[Job]:
+        """Pending jobs whose latest work-queue message is older than `cutoff`."""
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.status == "pending", jobs.c.dispatched_at < cutoff)
+            .order_by(jobs.c.dispatched_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+
     async def pending_routes(self) -> list[tuple[JobType, GPUProvider]]:
         stmt = (
             sa.select(jobs.c.job_type, jobs.c.gpu_provider)
@@ -169,23 +224,17 @@ class JobEventRepository:
         """rows: job_id, user_id, attempt, kind, data."""
         if not rows:
             return
-        inserted = (
-            await self._session.execute(
-                pg.insert(job_events)
-                .values(list(rows))
-                .returning(
-                    job_events.c.id,
-                    job_events.c.job_id,
-                    job_events.c.user_id,
-                    job_events.c.kind,
-                    job_events.c.created_at,
-                )
-            )
-        ).all()
         # Live streams only need the pointer; they read the row itself (NOTIFY payloads are capped).
-        payloads = [f"{r.id}:{r.job_id}:{r.user_id}" for r in inserted]
         await self._session.execute(
-            _NOTIFY_MANY, {"channel": JOB_EVENTS_CHANNEL, "payloads": payloads}
+            _INSERT_EVENTS,
+            {
+                "job_ids": [r["job_id"] for r in rows],
+                "user_ids": [r["user_id"] for r in rows],
+                "attempts": [r["attempt"] for r in rows],
+                "kinds": [r["kind"] for r in rows],
+                "data": [json.dumps(r["data"]) for r in rows],
+                "channel": JOB_EVENTS_CHANNEL,
+            },
         )
 
     async def page(

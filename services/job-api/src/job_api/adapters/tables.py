@@ -45,6 +45,8 @@ jobs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True)),
+    # When the job's latest work-queue message was published (create, requeue, re-dispatch).
+    sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(
         "status IN ('pending','running','completed','failed','cancelled')", name="status_known"
@@ -53,6 +55,11 @@ jobs = sa.Table(
     sa.Index("ix_jobs_user_created", "user_id", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index(
         "ix_jobs_running_lease", "lease_expires_at", postgresql_where=sa.text("status = 'running'")
+    ),
+    sa.Index(
+        "ix_jobs_pending_dispatched",
+        "dispatched_at",
+        postgresql_where=sa.text("status = 'pending'"),
     ),
     sa.Index(
         "ix_jobs_pending_route",

@@ -78,6 +78,7 @@ class Job:
     lease_expires_at: datetime | None = None
     output_revision: str | None = None
     started_at: datetime | None = None
+    dispatched_at: datetime | None = None
     completed_at: datetime | None = None
 
     def _move(self, target: JobStatus, now: datetime, reason: str | None = None) -> Transition:
@@ -227,10 +228,19 @@ class Job:
         self.updated_at = now
         return True
 
+    def redispatch(self, *, now: datetime) -> None:
+        """Offer a pending job again: its queue message may be gone (dead-lettered after the
+        delivery limit, purged). Duplicate offers are harmless: only a pending job is granted."""
+        if self.status is not JobStatus.PENDING:
+            raise IllegalTransition(self.status, JobStatus.PENDING)
+        self.dispatched_at = now
+        self.updated_at = now
+
     def _requeue(
         self, now: datetime, *, error: str, failure_class: FailureClass, reason: str
     ) -> Transition:
         transition = self._move(JobStatus.PENDING, now, reason)
+        self.dispatched_at = now
         self.phase = JobPhase.QUEUED
         self.error = error
         self.failure_class = failure_class

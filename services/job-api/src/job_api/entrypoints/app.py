@@ -46,6 +46,7 @@ def policy_from(settings: Settings) -> Policy:
         catalogue=Catalogue(include_offline=settings.enable_offline_models),
         lease=settings.lease,
         max_attempts=settings.max_attempts,
+        redispatch_after=timedelta(seconds=settings.redispatch_seconds),
         allow_external_data_urls=settings.allow_external_data_urls,
         data_ticket_secret=settings.ticket_secret(),
         public_base_url=settings.public_base_url.rstrip("/"),
@@ -69,7 +70,8 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(error_body(exc.code, str(exc), {"field": exc.field}), status_code=422)
     if isinstance(exc, HyperparameterError):
         problems: list[dict[str, Any]] = [
-            {"loc": ["hyperparameters", *e["loc"]], "message": e["msg"], "type": e["type"]}
+            # The union's tag (the job type) leads each loc: drop it, it is not a field.
+            {"loc": ["hyperparameters", *e["loc"][1:]], "message": e["msg"], "type": e["type"]}
             for e in exc.error.errors()
             if e["loc"] != ("job_type",)
         ]
@@ -84,6 +86,20 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, IllegalTransition):
         details = {"status": str(exc.current), "requested": str(exc.target)}
     return JSONResponse(error_body(exc.code, str(exc), details), status_code=409)
+
+
+async def _stop(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the background tasks and wait for them. A cancellation can be lost (aio-pika's
+    channel.close() swallows one; so does Python 3.11's wait_for when its awaitable finishes at
+    the same moment), and the task then runs on: cancel again until every task has ended."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job_api.task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -140,9 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _stop(tasks)
             await broker.close()
             await engine.dispose()
 

@@ -18,6 +18,7 @@ from job_api.service_layer.dispatch import (
     claim_job,
     expire_leases,
     mark_worker_presence,
+    redispatch_stale,
 )
 from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
 from messaging.broker import Broker
@@ -103,6 +104,11 @@ def watchdog_step(state: AppState, retention: timedelta) -> Callable[[], Awaitab
                 expired = await expire_leases(UnitOfWork(session), now=now)
             LEASES_EXPIRED.inc(len(expired))
             if len(expired) < 100:
+                break
+        while True:
+            async with state.sessions.begin() as session:
+                offered = await redispatch_stale(UnitOfWork(session), state.policy, now=now)
+            if len(offered) < 100:
                 break
         if now - last_prune > timedelta(hours=1):
             async with state.sessions.begin() as session:

@@ -18,6 +18,7 @@ from contracts.events import (
     JobCancelRequested,
     JobFailed,
     JobProgress,
+    JobRequeued,
     ModelCompleted,
 )
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
@@ -226,6 +227,26 @@ async def expire_leases(uow: UnitOfWork, *, now: datetime, limit: int = 100) -> 
             to_status=str(job.status),
         )
     return expired
+
+
+async def redispatch_stale(
+    uow: UnitOfWork, policy: Policy, *, now: datetime, limit: int = 100
+) -> list[Job]:
+    jobs = await uow.jobs.undispatched_since(now - policy.redispatch_after, limit=limit)
+    for job in jobs:
+        job.redispatch(now=now)
+        await uow.jobs.save(job)
+        await uow.publish(
+            JobRequeued(
+                job_id=job.id,
+                job_type=job.job_type,
+                gpu_provider=job.gpu_provider,
+                previous_attempt=job.attempt,
+                reason="redispatch",
+            )
+        )
+        log.info("job.redispatched", job_id=str(job.id), attempt=job.attempt)
+    return jobs
 
 
 async def mark_worker_presence(

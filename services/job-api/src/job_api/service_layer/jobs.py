@@ -128,6 +128,7 @@ async def submit_job(
         max_attempts=policy.max_attempts,
         created_at=now,
         updated_at=now,
+        dispatched_at=now,
     )
     if worker_present is False:
         job.mark_worker_presence(has_worker=False, now=now)

@@ -36,6 +36,9 @@ class Policy:
     catalogue: Catalogue
     lease: timedelta = timedelta(seconds=90)
     max_attempts: int = 3
+    # A pending job is offered again when its last offer is this old (a lost or dead-lettered
+    # message must not leave it waiting forever).
+    redispatch_after: timedelta = timedelta(minutes=30)
     allow_external_data_urls: bool = True
     data_ticket_secret: str = ""
     data_ticket_ttl: timedelta = timedelta(minutes=30)

@@ -1,0 +1,211 @@
+"""The outbox relay: confirmed publishing, unroutable events, NOTIFY wake-ups, concurrent relays."""
+
+import asyncio
+import contextlib
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from messaging_testing import (
+    NOTIFY_CHANNEL,
+    OUTBOX,
+    Topology,
+    eventually,
+    job_created,
+    status_changed,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.events import Envelope, EventPayload
+from messaging.broker import Broker
+from messaging.outbox import Outbox, OutboxRelay
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "messaging-tests"
+
+
+async def add(engine: AsyncEngine, *payloads: EventPayload) -> None:
+    async with engine.begin() as conn:
+        await Outbox(OUTBOX, source=SOURCE).add(conn, *payloads)
+
+
+async def outbox_rows(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id))).all())
+
+
+def make_relay(engine: AsyncEngine, broker: Broker, listen_dsn: str, **kwargs: Any) -> OutboxRelay:
+    return OutboxRelay(
+        engine=engine,
+        table=OUTBOX,
+        broker=broker,
+        listen_dsn=listen_dsn,
+        channel=NOTIFY_CHANNEL,
+        **kwargs,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(*relays: OutboxRelay) -> Any:
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if not isinstance(result, asyncio.CancelledError):
+                raise AssertionError(f"relay stopped with {result!r}")
+
+
+async def test_rows_are_published_with_confirms_then_deleted(
+    engine: AsyncEngine, topology: Topology, listen_dsn: str
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    payloads = [status_changed() for _ in range(3)]
+    await add(engine, *payloads)
+    rows = await outbox_rows(engine)
+    assert len(rows) == 3
+
+    relay = make_relay(engine, topology.broker, listen_dsn)
+    assert await relay.relay_once() == 3
+    assert relay.stats.published == 3
+    assert await outbox_rows(engine) == []
+
+    messages = await topology.drain(queue)
+    assert {m.message_id for m in messages} == {str(r.event_id) for r in rows}
+    for message in messages:
+        envelope = Envelope.model_validate_json(message.body)
+        assert str(envelope.id) == message.message_id
+        assert message.type == envelope.type == "job.status_changed"
+        assert envelope.source == SOURCE
+        assert message.delivery_mode == 2  # persistent
+        assert envelope.payload() in payloads
+
+
+class _FailsFor(Broker):
+    """The real broker, except that publishing the given event ids fails (a lost connection)."""
+
+    def __init__(self, real: Broker, failing: set[str]) -> None:
+        self.__dict__.update(real.__dict__)
+        self.failing = failing
+
+    async def publish_raw(self, body: bytes, **kwargs: Any) -> None:
+        if kwargs["message_id"] in self.failing:
+            raise ConnectionError("connection reset")
+        await super().publish_raw(body, **kwargs)
+
+
+async def test_a_failed_publish_keeps_the_row_for_the_next_round(
+    engine: AsyncEngine, topology: Topology, listen_dsn: str
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    await add(engine, status_changed(), status_changed())
+    first, second = await outbox_rows(engine)
+
+    flaky = _FailsFor(topology.broker, {str(second.event_id)})
+    relay = make_relay(engine, flaky, listen_dsn, poll_interval=0.01)
+    assert await relay.relay_once() == 1
+    assert relay.stats.failures == 1
+    [left] = await outbox_rows(engine)
+    assert left.event_id == second.event_id
+    assert left.attempts == 0, "a broker failure is not the event's fault"
+
+    assert await make_relay(engine, topology.broker, listen_dsn).relay_once() == 1
+    assert await outbox_rows(engine) == []
+    ids = {m.message_id for m in await topology.drain(queue)}
+    assert ids == {str(first.event_id), str(second.event_id)}
+
+
+async def test_unroutable_must_route_event_stays_and_a_broadcast_is_dropped(
+    engine: AsyncEngine, topology: Topology, listen_dsn: str
+) -> None:
+    # No queue is bound in this namespace: both events are returned by the broker.
+    await add(engine, job_created(), status_changed())
+    relay = make_relay(engine, topology.broker, listen_dsn, unroutable_backoff=timedelta(minutes=1))
+    assert await relay.relay_once() == 2
+    assert relay.stats.unroutable == 2
+    [kept] = await outbox_rows(engine)
+    assert kept.event_type == "job.created"
+    assert kept.must_route
+    assert kept.attempts == 1
+    async with engine.connect() as conn:
+        later = (await conn.execute(sa.select(OUTBOX.c.available_at > sa.func.now()))).scalar_one()
+    assert later, "a deferred row waits for its backoff"
+    assert await relay.relay_once() == 0
+
+    # Once a work queue binds the key (a worker pool came up), the event goes out.
+    queue = await topology.declare("work", ["job.created.embedding.local"])
+    async with engine.begin() as conn:
+        await conn.execute(sa.update(OUTBOX).values(available_at=sa.func.now()))
+    assert await relay.relay_once() == 1
+    assert await outbox_rows(engine) == []
+    [message] = await topology.drain(queue)
+    assert message.message_id == str(kept.event_id)
+
+
+async def test_notify_wakes_the_relay_long_before_its_poll(
+    engine: AsyncEngine, topology: Topology, listen_dsn: str
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    relay = make_relay(engine, topology.broker, listen_dsn, poll_interval=5)
+    await add(engine, status_changed())
+    async with running(relay):
+        # The first round runs after the listener is up; after it the relay sleeps on NOTIFY.
+        await eventually(lambda: _published(relay, 1))
+        loop = asyncio.get_running_loop()
+        delays = []
+        for n in (2, 3):
+            started = loop.time()
+            await add(engine, status_changed())
+            await eventually(lambda n=n: _published(relay, n), timeout=4, interval=0.005)
+            delays.append(loop.time() - started)
+    print(f"relay woken after {[round(d * 1000) for d in delays]} ms (poll interval 5 s)")
+    assert max(delays) < 1.0, f"woken after {delays} s with a 5 s poll interval"
+    assert len(await topology.drain(queue)) == 3
+
+
+async def _published(relay: OutboxRelay, n: int) -> bool:
+    return relay.stats.published >= n
+
+
+async def test_two_relays_publish_each_row_exactly_once(
+    engine: AsyncEngine, topology: Topology, listen_dsn: str
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    total = 400
+    await add(engine, *(status_changed() for _ in range(total)))
+    expected = {str(r.event_id) for r in await outbox_rows(engine)}
+    relays = [
+        make_relay(engine, topology.broker, listen_dsn, batch_size=10, poll_interval=0.05)
+        for _ in range(2)
+    ]
+
+    async def drained() -> bool:
+        return not await outbox_rows(engine)
+
+    async with running(*relays):
+        await eventually(drained, timeout=30)
+    assert sum(r.stats.published for r in relays) == total
+    assert all(r.stats.published > 0 for r in relays), "both relays should have taken batches"
+    messages = await topology.drain(queue)
+    ids = [m.message_id for m in messages]
+    assert len(ids) == total
+    assert set(ids) == expected
+
+
+async def test_outbox_add_is_part_of_the_callers_transaction(engine: AsyncEngine) -> None:
+    """Rolled back with the state change it announces: nothing is published for a failed write."""
+
+    async def failing_write() -> None:
+        async with engine.begin() as conn:
+            await Outbox(OUTBOX, source=SOURCE).add(conn, status_changed(uuid.uuid4()))
+            raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_write()
+    assert await outbox_rows(engine) == []
