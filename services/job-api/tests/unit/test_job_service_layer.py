@@ -1,0 +1,628 @@
+"""The service layer against an in-memory unit of work: which events each command publishes, and
+what it refuses. The fake stores copies, so a change a handler does not save is not kept."""
+
+import copy
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import pytest
+
+from contracts.catalogue import Catalogue
+from contracts.enums import CancelReason, FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from contracts.events import (
+    DatasetDeleted,
+    DatasetValidated,
+    EventPayload,
+    JobCancelRequested,
+    JobClaimed,
+    JobCompleted,
+    JobCreated,
+    JobFailed,
+    JobProgress,
+    JobRequeued,
+    JobStatusChanged,
+    ModelCompleted,
+)
+from contracts.routing import dataset_ref
+from contracts.rpc import ClaimJob, ClaimRefusal
+from job_api.adapters.repository import JobFilter, KnownDataset
+from job_api.domain.errors import IllegalTransition, InvalidJob, JobNotFound
+from job_api.domain.job import Job
+from job_api.service_layer import dispatch, jobs
+from job_api.service_layer.jobs import HyperparameterError, SubmitJob
+from job_api.service_layer.unit_of_work import Policy
+
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+P = TypeVar("P", bound=EventPayload)
+POLICY = Policy(catalogue=Catalogue(include_offline=True), data_ticket_secret="s" * 32)
+
+
+class FakeJobs:
+    def __init__(self) -> None:
+        self.rows: dict[UUID, Job] = {}
+
+    async def add(self, job: Job) -> None:
+        assert job.id not in self.rows
+        self.rows[job.id] = copy.deepcopy(job)
+
+    async def save(self, job: Job) -> None:
+        assert job.id in self.rows
+        self.rows[job.id] = copy.deepcopy(job)
+
+    async def save_many(self, changed: Sequence[Job]) -> None:
+        for job in changed:
+            await self.save(job)
+
+    async def get(
+        self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
+    ) -> Job | None:
+        job = self.rows.get(job_id)
+        if job is None or (user_id is not None and job.user_id != user_id):
+            return None
+        return copy.deepcopy(job)
+
+    async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:
+        return {i: copy.deepcopy(self.rows[i]) for i in set(job_ids) if i in self.rows}
+
+    async def search(
+        self,
+        flt: JobFilter,
+        *,
+        limit: int,
+        after: tuple[datetime, UUID] | None = None,
+        oldest_first: bool = False,
+    ) -> list[Job]:
+        found = [
+            j
+            for j in self.rows.values()
+            if (flt.user_id is None or j.user_id == flt.user_id)
+            and (flt.status is None or j.status is flt.status)
+            and (flt.job_type is None or j.job_type is flt.job_type)
+            and (flt.project_id is None or j.project_id == flt.project_id)
+            and (flt.gpu_provider is None or j.gpu_provider is flt.gpu_provider)
+        ]
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=not oldest_first)
+        if after is not None and not oldest_first:
+            found = [j for j in found if (j.created_at, j.id) < after]
+        return [copy.deepcopy(j) for j in found[:limit]]
+
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Job]:
+        expired = [
+            j
+            for j in self.rows.values()
+            if j.status is JobStatus.RUNNING
+            and j.lease_expires_at is not None
+            and j.lease_expires_at < now
+        ]
+        return [copy.deepcopy(j) for j in expired[:limit]]
+
+    async def pending_routes(self) -> list[tuple[JobType, GPUProvider]]:
+        return sorted(
+            {
+                (j.job_type, j.gpu_provider)
+                for j in self.rows.values()
+                if j.status is JobStatus.PENDING
+            }
+        )
+
+    async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
+        return [
+            copy.deepcopy(j)
+            for j in self.rows.values()
+            if j.status is JobStatus.PENDING
+            and (j.job_type, j.gpu_provider) == (job_type, provider)
+        ]
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+
+
+class FakeDatasets:
+    def __init__(self) -> None:
+        self.rows: dict[UUID, KnownDataset] = {}
+
+    async def get(self, dataset_id: UUID) -> KnownDataset | None:
+        return self.rows.get(dataset_id)
+
+    async def upsert(
+        self, *, dataset_id: UUID, user_id: str, job_types: list[str], filename: str, rows: int
+    ) -> None:
+        known = self.rows.get(dataset_id)
+        if known is None or not known.deleted:
+            self.rows[dataset_id] = KnownDataset(dataset_id, user_id, job_types, False)
+
+    async def mark_deleted(self, dataset_id: UUID, user_id: str) -> None:
+        known = self.rows.get(dataset_id)
+        job_types = known.job_types if known else []
+        self.rows[dataset_id] = KnownDataset(dataset_id, user_id, job_types, True)
+
+
+class FakeUnitOfWork:
+    """Same interface as UnitOfWork; `published` collects what would go to the outbox."""
+
+    def __init__(self) -> None:
+        self.jobs = FakeJobs()
+        self.events = FakeEvents()
+        self.datasets = FakeDatasets()
+        self.published: list[EventPayload] = []
+
+    async def publish(self, *payloads: EventPayload) -> None:
+        self.published.extend(payloads)
+
+    def of_type(self, kind: type[P]) -> list[P]:
+        return [p for p in self.published if isinstance(p, kind)]
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    return FakeUnitOfWork()
+
+
+def submit(**overrides: Any) -> SubmitJob:
+    values: dict[str, Any] = {
+        "user_id": "alice",
+        "job_type": JobType.EMBEDDING,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "training_data_url": "https://data.example.com/train.csv",
+        "output_model": "alice/custom-embedding",
+        "gpu_provider": GPUProvider.LOCAL,
+    }
+    values.update(overrides)
+    return SubmitJob(**values)
+
+
+async def submitted(uow: FakeUnitOfWork, **overrides: Any) -> Job:
+    job = await jobs.submit_job(uow, submit(**overrides), POLICY, now=NOW)
+    uow.published.clear()
+    uow.events.rows.clear()
+    return job
+
+
+def claim_cmd(job: Job, **overrides: Any) -> ClaimJob:
+    values: dict[str, Any] = {
+        "job_id": job.id,
+        "worker_id": "w1",
+        "claim_id": uuid.uuid4(),
+        "provider": GPUProvider.LOCAL,
+        "job_types": [JobType.EMBEDDING],
+        "expires_at": NOW + timedelta(seconds=10),
+    }
+    values.update(overrides)
+    return ClaimJob(**values)
+
+
+async def claimed(uow: FakeUnitOfWork, **overrides: Any) -> Job:
+    job = await submitted(uow, **overrides)
+    reply = await dispatch.claim_job(uow, claim_cmd(job), POLICY, now=NOW)
+    assert reply.granted
+    uow.published.clear()
+    uow.events.rows.clear()
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    return stored
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+async def test_submit_job_stores_a_pending_job_and_announces_it(uow: FakeUnitOfWork) -> None:
+    job = await jobs.submit_job(uow, submit(), POLICY, now=NOW)
+
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.PENDING
+    assert stored.phase is JobPhase.QUEUED
+    assert stored.attempt == 0
+    assert stored.hyperparameters["epochs"] == 3
+    assert "job_type" not in stored.hyperparameters
+
+    created, changed = uow.published
+    assert isinstance(created, JobCreated)
+    assert created.job_id == job.id
+    assert created.routing_key() == "job.created.embedding.local"
+    assert isinstance(changed, JobStatusChanged)
+    assert (changed.from_status, changed.to_status, changed.attempt) == (
+        None,
+        JobStatus.PENDING,
+        0,
+    )
+    [row] = uow.events.rows
+    assert row["kind"] == "status"
+    assert row["data"]["reason"] == "created"
+
+
+async def test_submit_without_a_worker_says_so(uow: FakeUnitOfWork) -> None:
+    job = await jobs.submit_job(uow, submit(), POLICY, now=NOW, worker_present=False)
+    assert job.phase is JobPhase.NO_WORKER
+    assert job.failure_class is FailureClass.NO_WORKER
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"base_model": "mistralai/Mistral-7B-v0.1"}, "unknown_base_model"),
+        ({"output_model": "noslash"}, "invalid_output_model"),
+        ({"training_data_url": "http://data.example.com/x.csv"}, "invalid_training_data_url"),
+        ({"training_data_url": dataset_ref("not-a-uuid")}, "invalid_dataset_ref"),
+        ({"training_data_url": dataset_ref(uuid.uuid4())}, "dataset_not_found"),
+    ],
+)
+async def test_submit_refuses_bad_input_and_leaves_nothing(
+    uow: FakeUnitOfWork, overrides: dict[str, Any], code: str
+) -> None:
+    with pytest.raises(InvalidJob) as caught:
+        await jobs.submit_job(uow, submit(**overrides), POLICY, now=NOW)
+    assert caught.value.code == code
+    assert uow.jobs.rows == {}
+    assert uow.published == []
+    assert uow.events.rows == []
+
+
+async def test_submit_refuses_bad_hyperparameters(uow: FakeUnitOfWork) -> None:
+    with pytest.raises(HyperparameterError):
+        await jobs.submit_job(uow, submit(hyperparameters={"lora_r": 8}), POLICY, now=NOW)
+    assert uow.jobs.rows == {}
+
+
+async def test_submit_resolves_a_known_dataset(uow: FakeUnitOfWork) -> None:
+    dataset_id = uuid.uuid4()
+    await uow.datasets.upsert(
+        dataset_id=dataset_id, user_id="alice", job_types=["embedding"], filename="a.csv", rows=3
+    )
+
+    job = await jobs.submit_job(
+        uow, submit(training_data_url=dataset_ref(dataset_id)), POLICY, now=NOW
+    )
+
+    assert job.dataset_id == dataset_id
+    with pytest.raises(InvalidJob, match="classifier") as caught:
+        await jobs.submit_job(
+            uow,
+            submit(
+                job_type=JobType.CLASSIFIER,
+                base_model="xlm-roberta-base",
+                training_data_url=dataset_ref(dataset_id),
+            ),
+            POLICY,
+            now=NOW,
+        )
+    assert caught.value.code == "dataset_incompatible"
+
+
+# --- claim ----------------------------------------------------------------------------------
+
+
+async def test_claim_grants_a_pending_job_once(uow: FakeUnitOfWork) -> None:
+    job = await submitted(uow)
+
+    reply = await dispatch.claim_job(uow, claim_cmd(job), POLICY, now=NOW)
+
+    assert reply.granted
+    assert reply.job is not None
+    assert reply.job.attempt == 1
+    assert reply.job.data.url == job.training_data_url
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.RUNNING
+    assert [type(p) for p in uow.published] == [JobStatusChanged, JobClaimed]
+
+    again = await dispatch.claim_job(uow, claim_cmd(job, worker_id="w2"), POLICY, now=NOW)
+
+    assert not again.granted
+    assert again.refusal is ClaimRefusal.NOT_PENDING
+    assert len(uow.published) == 2
+
+
+async def test_a_retried_claim_is_granted_again_without_a_new_attempt(
+    uow: FakeUnitOfWork,
+) -> None:
+    job = await submitted(uow)
+    cmd = claim_cmd(job)
+
+    first = await dispatch.claim_job(uow, cmd, POLICY, now=NOW)
+    retry = await dispatch.claim_job(uow, cmd, POLICY, now=NOW + timedelta(seconds=1))
+
+    assert first.granted
+    assert retry.granted
+    assert retry.job == first.job
+    assert len(uow.published) == 2  # announced once
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.attempt == 1
+
+
+async def test_claim_refusals(uow: FakeUnitOfWork) -> None:
+    job = await submitted(uow)
+
+    wrong_provider = await dispatch.claim_job(
+        uow, claim_cmd(job, provider=GPUProvider.COLAB), POLICY, now=NOW
+    )
+    wrong_type = await dispatch.claim_job(
+        uow, claim_cmd(job, job_types=[JobType.LLM_LORA]), POLICY, now=NOW
+    )
+    expired = await dispatch.claim_job(
+        uow, claim_cmd(job, expires_at=NOW - timedelta(seconds=1)), POLICY, now=NOW
+    )
+    missing = await dispatch.claim_job(uow, claim_cmd(job, job_id=uuid.uuid4()), POLICY, now=NOW)
+
+    assert wrong_provider.refusal is ClaimRefusal.WRONG_ROUTE
+    assert wrong_type.refusal is ClaimRefusal.WRONG_ROUTE
+    assert expired.refusal is ClaimRefusal.EXPIRED
+    assert missing.refusal is ClaimRefusal.NOT_FOUND
+    assert not any(r.granted for r in (wrong_provider, wrong_type, expired, missing))
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.PENDING
+    assert uow.published == []
+
+
+async def test_claim_of_a_dataset_job_gets_a_ticket_url(uow: FakeUnitOfWork) -> None:
+    dataset_id = uuid.uuid4()
+    await uow.datasets.upsert(
+        dataset_id=dataset_id, user_id="alice", job_types=["embedding"], filename="a.csv", rows=3
+    )
+    job = await submitted(uow, training_data_url=dataset_ref(dataset_id))
+
+    reply = await dispatch.claim_job(uow, claim_cmd(job), POLICY, now=NOW)
+
+    assert reply.job is not None
+    assert reply.job.data.url.startswith(
+        f"http://localhost:8000/api/finetune/datasets/{dataset_id}/download?ticket="
+    )
+    assert reply.job.data.expires_at is not None
+
+
+# --- worker events --------------------------------------------------------------------------
+
+
+def progress(job: Job, attempt: int, value: float) -> JobProgress:
+    return JobProgress(job_id=job.id, attempt=attempt, worker_id="w1", progress=value)
+
+
+async def test_progress_from_the_current_attempt_is_applied(uow: FakeUnitOfWork) -> None:
+    job = await claimed(uow)
+
+    outcome = await dispatch.apply_worker_events(
+        uow, [progress(job, 1, 30), progress(job, 1, 45)], POLICY, now=NOW
+    )
+
+    assert (outcome.applied, outcome.stale) == (2, 0)
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.progress == 45
+    assert [r["data"]["progress"] for r in uow.events.rows] == [30, 45]
+    assert uow.published == []
+
+
+async def test_events_from_a_stale_attempt_are_ignored_and_the_worker_is_told_to_stop(
+    uow: FakeUnitOfWork,
+) -> None:
+    job = await claimed(uow)
+    await dispatch.expire_leases(uow, now=NOW + timedelta(hours=1))
+    second = await dispatch.claim_job(uow, claim_cmd(job, worker_id="w2"), POLICY, now=NOW)
+    assert second.job is not None
+    assert second.job.attempt == 2
+    uow.published.clear()
+    uow.events.rows.clear()
+    before = await uow.jobs.get(job.id)
+
+    outcome = await dispatch.apply_worker_events(
+        uow,
+        [
+            progress(job, 1, 90),
+            ModelCompleted(job_id=job.id, attempt=1, worker_id="w1", repo_id="alice/x"),
+        ],
+        POLICY,
+        now=NOW,
+    )
+
+    assert (outcome.applied, outcome.stale) == (0, 2)
+    assert await uow.jobs.get(job.id) == before
+    assert uow.events.rows == []
+    [cancel] = uow.published
+    assert isinstance(cancel, JobCancelRequested)
+    assert (cancel.job_id, cancel.attempt, cancel.reason) == (
+        job.id,
+        1,
+        CancelReason.STALE_ATTEMPT,
+    )
+
+
+async def test_model_completed_from_the_current_attempt_completes_the_job(
+    uow: FakeUnitOfWork,
+) -> None:
+    job = await claimed(uow)
+
+    outcome = await dispatch.apply_worker_events(
+        uow,
+        [
+            ModelCompleted(
+                job_id=job.id,
+                attempt=1,
+                worker_id="w1",
+                repo_id="alice/custom-embedding",
+                revision="abc",
+                metrics={"acc": 0.9},
+            )
+        ],
+        POLICY,
+        now=NOW,
+    )
+
+    assert outcome.applied == 1
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert (stored.status, stored.progress, stored.output_revision) == (
+        JobStatus.COMPLETED,
+        100,
+        "abc",
+    )
+    changed, completed = uow.published
+    assert isinstance(changed, JobStatusChanged)
+    assert changed.to_status is JobStatus.COMPLETED
+    assert isinstance(completed, JobCompleted)
+    assert (completed.attempt, completed.repo_id, completed.revision) == (
+        1,
+        "alice/custom-embedding",
+        "abc",
+    )
+    assert completed.metrics == {"acc": 0.9}
+
+
+async def test_a_retryable_job_failed_requeues(uow: FakeUnitOfWork) -> None:
+    job = await claimed(uow)
+
+    await dispatch.apply_worker_events(
+        uow,
+        [
+            JobFailed(
+                job_id=job.id,
+                attempt=1,
+                worker_id="w1",
+                error="CUDA OOM",
+                failure_class=FailureClass.INFRA_ERROR,
+                retryable=True,
+            )
+        ],
+        POLICY,
+        now=NOW,
+    )
+
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.PENDING
+    assert {type(p) for p in uow.published} == {
+        JobStatusChanged,
+        JobRequeued,
+        JobCancelRequested,
+    }
+
+
+async def test_events_for_unknown_jobs_are_counted_and_skipped(uow: FakeUnitOfWork) -> None:
+    outcome = await dispatch.apply_worker_events(
+        uow,
+        [JobProgress(job_id=uuid.uuid4(), attempt=1, worker_id="w1", progress=5)],
+        POLICY,
+        now=NOW,
+    )
+    assert (outcome.applied, outcome.unknown_job) == (0, 1)
+    assert uow.published == []
+
+
+async def test_dataset_events_maintain_the_known_datasets(uow: FakeUnitOfWork) -> None:
+    dataset_id = uuid.uuid4()
+    validated = DatasetValidated(
+        dataset_id=dataset_id,
+        user_id="alice",
+        filename="train.csv",
+        format="csv",
+        job_types=[JobType.EMBEDDING],
+        rows=10,
+        size_bytes=100,
+        sha256="0" * 64,
+    )
+
+    await dispatch.apply_worker_events(uow, [validated], POLICY, now=NOW)
+    known = await uow.datasets.get(dataset_id)
+    assert known is not None
+    assert (known.user_id, known.job_types, known.deleted) == ("alice", ["embedding"], False)
+
+    await dispatch.apply_worker_events(
+        uow,
+        [DatasetDeleted(dataset_id=dataset_id, user_id="alice", reason="user")],
+        POLICY,
+        now=NOW,
+    )
+    known = await uow.datasets.get(dataset_id)
+    assert known is not None
+    assert known.deleted
+
+
+# --- watchdog, presence, cancel -------------------------------------------------------------
+
+
+async def test_expire_leases_requeues_and_tells_the_old_worker_to_stop(
+    uow: FakeUnitOfWork,
+) -> None:
+    job = await claimed(uow)
+
+    assert await dispatch.expire_leases(uow, now=NOW + timedelta(seconds=10)) == []
+
+    expired = await dispatch.expire_leases(uow, now=NOW + timedelta(hours=1))
+
+    assert [j.id for j in expired] == [job.id]
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert (stored.status, stored.attempt) == (JobStatus.PENDING, 1)
+    requeued = uow.of_type(JobRequeued)
+    assert [(r.previous_attempt, r.reason) for r in requeued] == [(1, "lease_expired")]
+    assert requeued[0].routing_key() == "job.requeued.embedding.local"
+    cancels = uow.of_type(JobCancelRequested)
+    assert [(c.attempt, c.reason) for c in cancels] == [(1, CancelReason.LEASE_EXPIRED)]
+    assert [r["data"]["reason"] for r in uow.events.rows] == ["lease_expired"]
+
+
+async def test_worker_presence_marks_pending_jobs_on_a_route(uow: FakeUnitOfWork) -> None:
+    job = await submitted(uow)
+    route = (JobType.EMBEDDING, GPUProvider.LOCAL)
+
+    assert await dispatch.mark_worker_presence(uow, route, has_worker=False, now=NOW) == 1
+    assert await dispatch.mark_worker_presence(uow, route, has_worker=False, now=NOW) == 0
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.phase is JobPhase.NO_WORKER
+    assert uow.events.rows[0]["data"]["reason"] == "no_worker"
+
+
+async def test_cancel_of_a_running_job_tells_the_worker(uow: FakeUnitOfWork) -> None:
+    job = await claimed(uow)
+
+    cancelled = await jobs.cancel_job(uow, job.id, user_id="alice", now=NOW)
+
+    assert cancelled.status is JobStatus.CANCELLED
+    changed, stop = uow.published
+    assert isinstance(changed, JobStatusChanged)
+    assert changed.to_status is JobStatus.CANCELLED
+    assert isinstance(stop, JobCancelRequested)
+    assert (stop.attempt, stop.reason) == (1, CancelReason.USER)
+    assert stop.routing_key() == f"job.cancel_requested.{job.id}"
+
+
+async def test_cancel_of_a_pending_job_publishes_no_stop(uow: FakeUnitOfWork) -> None:
+    job = await submitted(uow)
+    await jobs.cancel_job(uow, job.id, user_id="alice", now=NOW)
+    assert [type(p) for p in uow.published] == [JobStatusChanged]
+
+
+async def test_cancel_is_scoped_and_refuses_a_finished_job(uow: FakeUnitOfWork) -> None:
+    job = await submitted(uow)
+
+    with pytest.raises(JobNotFound):
+        await jobs.cancel_job(uow, job.id, user_id="bob", now=NOW)
+    await jobs.cancel_job(uow, job.id, user_id=None, now=NOW)  # an admin
+    with pytest.raises(IllegalTransition):
+        await jobs.cancel_job(uow, job.id, user_id="alice", now=NOW)
+
+
+async def test_list_jobs_pages_newest_first(uow: FakeUnitOfWork) -> None:
+    for i in range(5):
+        await jobs.submit_job(uow, submit(), POLICY, now=NOW + timedelta(seconds=i))
+
+    seen: list[datetime] = []
+    after = None
+    while True:
+        page, after = await jobs.list_jobs(uow, JobFilter(user_id="alice"), limit=2, after=after)
+        seen.extend(j.created_at for j in page)
+        if after is None:
+            break
+
+    assert seen == sorted(seen, reverse=True)
+    assert len(set(seen)) == 5
