@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     run_relay: bool = True
     run_consumers: bool = True
     run_watchdog: bool = True
+    access_log: bool = Field(
+        default=True, validation_alias=_alias("FTD_ACCESS_LOG", "JOB_API_ACCESS_LOG")
+    )
     json_logs: bool = Field(
         default=False, validation_alias=_alias("FTD_JSON_LOGS", "JOB_API_JSON_LOGS")
     )

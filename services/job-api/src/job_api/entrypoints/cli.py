@@ -68,7 +68,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     from job_api.entrypoints.app import create_app
 
-    # access_log off: query strings can carry an EventSource token; requests are logged by us.
+    # uvicorn's access log is off: query strings can carry an EventSource token. The app logs
+    # requests without them (AccessLogMiddleware, FTD_ACCESS_LOG).
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
 
 
