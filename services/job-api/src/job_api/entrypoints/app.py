@@ -34,6 +34,7 @@ from job_api.service_layer.jobs import HyperparameterError
 from job_api.service_layer.unit_of_work import Policy
 from messaging.broker import Broker
 from messaging.topology import declare_topology
+from servicekit.access_log import AccessLogMiddleware
 from servicekit.auth import JwtVerifier
 from servicekit.db import asyncpg_dsn, make_engine
 from servicekit.errors import error_body, install_error_handlers
@@ -114,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
             sessions=async_sessionmaker(engine, expire_on_commit=False),
             policy=policy_from(settings),
             verifier=verifier_from(settings),
+            verify_in_loop=settings.jwt_algorithm == "HS256",
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
         )
@@ -167,6 +169,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(HyperparameterError, _domain_error)
     # Literal paths (/jobs/pending, /jobs/stream) before /jobs/{job_id}.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.enums import GPUProvider, JobType
@@ -25,11 +26,16 @@ class AppState:
     worker_key: str
     live: LiveHub
     broker: Broker | None = None
+    # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
+    # may fetch the JWKS over HTTP) it runs in the thread pool.
+    verify_in_loop: bool = False
     # Whether a worker consumes each (job type, provider) queue; filled by the presence monitor.
     presence: dict[tuple[JobType, GPUProvider], bool] = field(default_factory=dict)
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are `async def` unless they block: FastAPI runs a plain `def` dependency in its
+# thread pool, a hop per dependency per request that costs more than the work under load.
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.job_api
     return state
 
@@ -51,7 +57,7 @@ UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 ReadUowDep = Annotated[UnitOfWork, Depends(get_read_uow)]
 
 
-def current_user(
+async def current_user(
     request: Request,
     state: StateDep,
     access_token: Annotated[
@@ -67,13 +73,15 @@ def current_user(
         token = access_token
     if token is None:
         raise ApiError(401, "unauthorized", "Send a user token as `Authorization: Bearer <JWT>`.")
-    return state.verifier.verify(token)
+    if state.verify_in_loop:
+        return state.verifier.verify(token)
+    return await run_in_threadpool(state.verifier.verify, token)
 
 
 UserDep = Annotated[Principal, Depends(current_user)]
 
 
-def require_worker(request: Request, state: StateDep) -> None:
+async def require_worker(request: Request, state: StateDep) -> None:
     check_worker_key(bearer_token(request.headers.get("authorization")), state.worker_key)
 
 
