@@ -93,8 +93,11 @@ class Broker:
         message_id: str,
         event_type: str,
         timeout: float = 10,
+        mandatory: bool = True,
     ) -> None:
-        """Publish with a broker confirm and mandatory routing. Raises Unroutable or a PublishFailure."""
+        """Publish with a broker confirm. With `mandatory`, a message no queue is bound for raises
+        Unroutable; otherwise the broker drops it (a broadcast nobody subscribes to yet). Other
+        failures raise a PublishFailure."""
         if self._events is None:
             raise RuntimeError("Broker.connect() has not been awaited")
         message = aio_pika.Message(
@@ -106,7 +109,7 @@ class Broker:
         )
         # A robust channel waits while reconnecting; bound the whole call, not just the frame.
         async with asyncio.timeout(timeout):
-            result = await self._events.publish(message, routing_key, mandatory=True)
+            result = await self._events.publish(message, routing_key, mandatory=mandatory)
         if isinstance(result, aiormq.abc.DeliveredMessage):
             raise Unroutable(routing_key)
 

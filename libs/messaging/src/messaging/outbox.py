@@ -175,6 +175,8 @@ class OutboxRelay:
                         routing_key=r.routing_key,
                         message_id=str(r.event_id),
                         event_type=r.event_type,
+                        # Broadcasts nobody subscribes to yet are dropped by the broker.
+                        mandatory=r.must_route,
                     )
                     for r in rows
                 ),
@@ -186,22 +188,12 @@ class OutboxRelay:
                 if result is None:
                     done.append(row.id)
                 elif isinstance(result, Unroutable):
+                    # Only must_route rows are published as mandatory, so only they come back.
                     self.stats.unroutable += 1
-                    if row.must_route:
-                        log.error(
-                            "outbox.unroutable",
-                            event_type=row.event_type,
-                            routing_key=row.routing_key,
-                        )
-                        deferred.append(row.id)
-                    else:
-                        # A broadcast nobody subscribes to yet: nothing is waiting for it.
-                        log.debug(
-                            "outbox.no_subscriber",
-                            event_type=row.event_type,
-                            routing_key=row.routing_key,
-                        )
-                        done.append(row.id)
+                    log.error(
+                        "outbox.unroutable", event_type=row.event_type, routing_key=row.routing_key
+                    )
+                    deferred.append(row.id)
                 elif isinstance(result, PublishFailure):
                     self.stats.failures += 1
                     log.warning(

@@ -48,7 +48,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         # Connections die with PostgreSQL restarts and failovers; check before handing one out.
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 

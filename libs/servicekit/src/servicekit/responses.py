@@ -7,13 +7,46 @@ ordering can change without breaking anyone who just echoes `next_cursor` back.
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
+from pydantic import BaseModel, Field
 
 from servicekit.errors import ApiError
 
 CursorValue = str | int | float
+T = TypeVar("T")
+
+
+class Data(BaseModel, Generic[T]):
+    """`{"data": ...}`: the envelope of every success body (typed, so OpenAPI shows it)."""
+
+    data: T
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list; `next_cursor` is None on the last page."""
+
+    data: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page.")
+    has_more: bool
+    limit: int
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable, stable: e.g. `job_not_found`.")
+    message: str = Field(description="A sentence for humans.")
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error envelope for these statuses."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
 
 # A cursor holds a handful of sort-key values; anything longer is not one of ours.
 _MAX_CURSOR_LENGTH = 1024

@@ -113,6 +113,9 @@ def create_app(settings: Settings) -> FastAPI:
         state = AppState(
             engine=engine,
             sessions=async_sessionmaker(engine, expire_on_commit=False),
+            reads=async_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            ),
             policy=policy_from(settings),
             verifier=verifier_from(settings),
             verify_in_loop=settings.jwt_algorithm == "HS256",

@@ -21,6 +21,8 @@ from servicekit.errors import ApiError
 class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # Read-only work runs in autocommit: one statement per read, no BEGIN/ROLLBACK round trips.
+    reads: async_sessionmaker[AsyncSession]
     policy: Policy
     verifier: JwtVerifier
     worker_key: str
@@ -49,7 +51,7 @@ async def get_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
 
 
 async def get_read_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
-    async with state.sessions() as session:
+    async with state.reads() as session:
         yield UnitOfWork(session)
 
 

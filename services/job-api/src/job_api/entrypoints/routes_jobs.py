@@ -1,7 +1,7 @@
 """User routes: the brief's job routes plus the catalogue and paged history."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -19,15 +19,15 @@ from job_api.entrypoints.schemas import (
 )
 from job_api.service_layer import jobs as job_service
 from servicekit.errors import ApiError
-from servicekit.responses import decode_cursor, encode_cursor, envelope, page
+from servicekit.responses import Data, Page, decode_cursor, encode_cursor, error_responses
 
-router = APIRouter(prefix="/api/finetune", tags=["jobs"])
+router = APIRouter(prefix="/api/finetune", tags=["jobs"], responses=error_responses(401, 422))
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 
 @router.get("/base-models")
-async def base_models(state: StateDep, _user: UserDep) -> dict[str, Any]:
+async def base_models(state: StateDep, _user: UserDep) -> Data[list[BaseModelsResponse]]:
     """The base models a job may start from, by job type, with each type's default hyperparameters."""
     catalogue = state.policy.catalogue
     data = [
@@ -37,16 +37,16 @@ async def base_models(state: StateDep, _user: UserDep) -> dict[str, Any]:
             default_hyperparameters=parse_hyperparameters(t, None).model_dump(
                 mode="json", exclude={"job_type"}
             ),
-        ).model_dump(mode="json")
+        )
         for t in JobType
     ]
-    return envelope(data)
+    return Data(data=data)
 
 
 @router.post("/jobs", status_code=201)
 async def create_job(
     body: FinetuneJobCreate, uow: UowDep, state: StateDep, user: UserDep
-) -> dict[str, Any]:
+) -> Data[FinetuneJobResponse]:
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
     job = await job_service.submit_job(
@@ -57,10 +57,10 @@ async def create_job(
         worker_present=state.presence.get((body.job_type, body.gpu_provider)),
     )
     JOBS_CREATED.labels(str(job.job_type), str(job.gpu_provider)).inc()
-    return envelope(FinetuneJobResponse.of(job).model_dump(mode="json"))
+    return Data(data=FinetuneJobResponse.of(job))
 
 
-@router.get("/jobs")
+@router.get("/jobs", responses=error_responses(403))
 async def list_jobs(
     uow: ReadUowDep,
     user: UserDep,
@@ -71,7 +71,7 @@ async def list_jobs(
     user_id: Annotated[str | None, Query(description="Admins only: one user's jobs.")] = None,
     limit: Limit = 50,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Page[FinetuneJobResponse]:
     """List your jobs, newest first (admins: everyone's, or one user's with `user_id`)."""
     if user_id is not None and not user.is_admin and user_id != user.user_id:
         raise ApiError(403, "forbidden", "Only admins may list another user's jobs.")
@@ -96,28 +96,29 @@ async def list_jobs(
     )
     jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=after)
     next_cursor = encode_cursor([nxt[0].isoformat(), str(nxt[1])]) if nxt else None
-    return page(
-        [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs],
+    return Page(
+        data=[FinetuneJobResponse.of(j) for j in jobs],
         next_cursor=next_cursor,
+        has_more=next_cursor is not None,
         limit=limit,
     )
 
 
-@router.get("/jobs/{job_id}")
-async def get_job(job_id: UUID, uow: ReadUowDep, user: UserDep) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", responses=error_responses(404))
+async def get_job(job_id: UUID, uow: ReadUowDep, user: UserDep) -> Data[FinetuneJobResponse]:
     """One job: status, progress, latest metrics, attempt and lease."""
     job = await job_service.get_job(uow, job_id, user_id=scope(user))
-    return envelope(FinetuneJobResponse.of(job).model_dump(mode="json"))
+    return Data(data=FinetuneJobResponse.of(job))
 
 
-@router.delete("/jobs/{job_id}")
-async def cancel_job(job_id: UUID, uow: UowDep, user: UserDep) -> dict[str, Any]:
+@router.delete("/jobs/{job_id}", responses=error_responses(404, 409))
+async def cancel_job(job_id: UUID, uow: UowDep, user: UserDep) -> Data[FinetuneJobResponse]:
     """Cancel a pending or running job (a running worker stops within one step)."""
     job = await job_service.cancel_job(uow, job_id, user_id=scope(user), now=datetime.now(UTC))
-    return envelope(FinetuneJobResponse.of(job).model_dump(mode="json"))
+    return Data(data=FinetuneJobResponse.of(job))
 
 
-@router.get("/jobs/{job_id}/events")
+@router.get("/jobs/{job_id}/events", responses=error_responses(404))
 async def job_events(
     job_id: UUID,
     uow: ReadUowDep,
@@ -125,14 +126,17 @@ async def job_events(
     kind: Annotated[list[str] | None, Query(description="progress and/or status")] = None,
     limit: Limit = 100,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Page[JobEventResponse]:
     """The job's history, oldest first: status changes, progress, metrics and log lines."""
     await job_service.get_job(uow, job_id, user_id=scope(user))
     after = int(decode_cursor(cursor, 1)[0]) if cursor is not None else None
     rows = await uow.events.page(job_id, after_id=after, limit=limit + 1, kinds=kind)
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [
-        JobEventResponse.model_validate(dict(r._mapping)).model_dump(mode="json") for r in rows
-    ]
-    return page(items, next_cursor=encode_cursor([rows[-1].id]) if more else None, limit=limit)
+    next_cursor = encode_cursor([rows[-1].id]) if more else None
+    return Page(
+        data=[JobEventResponse.model_validate(dict(r._mapping)) for r in rows],
+        next_cursor=next_cursor,
+        has_more=more,
+        limit=limit,
+    )

@@ -20,8 +20,9 @@ from job_api.entrypoints.deps import AppState, StateDep, UserDep, scope
 from job_api.entrypoints.schemas import FinetuneJobResponse, JobEventResponse
 from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
+from servicekit.responses import error_responses
 
-router = APIRouter(prefix="/api/finetune", tags=["live"])
+router = APIRouter(prefix="/api/finetune", tags=["live"], responses=error_responses(401, 404))
 
 BATCH = 500
 KEEPALIVE_SECONDS = 15
@@ -42,7 +43,7 @@ async def _stream(
 ) -> AsyncIterator[ServerSentEvent]:
     sub = state.live.subscribe(user_id=user_id, job_id=job_id)
     try:
-        async with state.sessions() as session:
+        async with state.reads() as session:
             uow = UnitOfWork(session)
             if last_event_id is not None and last_event_id.isdigit():
                 last = int(last_event_id)
@@ -59,7 +60,7 @@ async def _stream(
                     snapshot = [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs]
                 yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(last))
         while not await request.is_disconnected():
-            async with state.sessions() as session:
+            async with state.reads() as session:
                 rows = await UnitOfWork(session).events.since(
                     user_id=user_id, job_id=job_id, after_id=last, limit=BATCH
                 )
@@ -98,7 +99,7 @@ async def stream_job(
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Live events of one job (SSE)."""
-    async with state.sessions() as session:
+    async with state.reads() as session:
         await job_service.get_job(UnitOfWork(session), job_id, user_id=scope(user))
     return EventSourceResponse(
         _stream(request, state, user_id=scope(user), job_id=job_id, last_event_id=last_event_id),

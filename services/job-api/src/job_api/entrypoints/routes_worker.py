@@ -1,7 +1,7 @@
 """The brief's worker HTTP endpoints, authenticated with the worker key as a Bearer token."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -11,9 +11,14 @@ from job_api.entrypoints.deps import ReadUowDep, StateDep, UowDep, WorkerDep
 from job_api.entrypoints.schemas import FinetuneJobResponse, FinetuneJobUpdate, WorkerJobResponse
 from job_api.service_layer.dispatch import data_ticket
 from job_api.service_layer.worker_http import WorkerUpdate, pending_jobs, update_job
-from servicekit.responses import envelope
+from servicekit.responses import Data, error_responses
 
-router = APIRouter(prefix="/api/finetune", tags=["worker"], dependencies=[WorkerDep])
+router = APIRouter(
+    prefix="/api/finetune",
+    tags=["worker"],
+    dependencies=[WorkerDep],
+    responses=error_responses(401, 403, 422),
+)
 
 
 @router.get("/jobs/pending")
@@ -22,21 +27,20 @@ async def list_pending(
     job_type: JobType | None = None,
     gpu_provider: GPUProvider | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> dict[str, Any]:
+) -> Data[list[FinetuneJobResponse]]:
     """Pending jobs, oldest first, for workers that poll over HTTP instead of the broker."""
     jobs = await pending_jobs(uow, job_type=job_type, provider=gpu_provider, limit=limit)
-    return envelope([FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs])
+    return Data(data=[FinetuneJobResponse.of(j) for j in jobs])
 
 
-@router.patch("/jobs/{job_id}")
+@router.patch("/jobs/{job_id}", responses=error_responses(404, 409))
 async def patch_job(
     job_id: UUID, body: FinetuneJobUpdate, uow: UowDep, state: StateDep
-) -> dict[str, Any]:
+) -> Data[WorkerJobResponse]:
     """Worker update: `running` claims a pending job (attempt + 1), then progress, `completed` or
     `failed`. An update naming an attempt that no longer holds the job is refused with 409."""
     update = WorkerUpdate(**body.model_dump())
     job = await update_job(uow, job_id, update, state.policy, now=datetime.now(UTC))
-    response = WorkerJobResponse.model_validate(FinetuneJobResponse.of(job).model_dump())
-    if job.status is JobStatus.RUNNING:
-        response.data_url = data_ticket(job, state.policy).url
-    return envelope(response.model_dump(mode="json"))
+    data_url = data_ticket(job, state.policy).url if job.status is JobStatus.RUNNING else None
+    response = WorkerJobResponse(**FinetuneJobResponse.of(job).model_dump(), data_url=data_url)
+    return Data(data=response)

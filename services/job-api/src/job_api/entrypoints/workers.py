@@ -131,7 +131,7 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
         finally:
             await channel.close()
         now = datetime.now(UTC)
-        async with state.sessions() as session:
+        async with state.reads() as session:
             routes = await UnitOfWork(session).jobs.pending_routes()
         for route, count in counts.items():
             state.presence[route] = count > 0
