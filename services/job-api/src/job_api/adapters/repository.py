@@ -17,7 +17,8 @@ from job_api.domain.job import Job
 
 
 def _insert_events_and_notify() -> sa.Select[Any]:
-    """History rows in, one NOTIFY per row (`<id>:<job id>:<user id>`), in one round trip.
+    """History rows in, and one NOTIFY (`<job id>:<user id>`) per job they touch, in one round
+    trip: a stream that is woken reads every row after its last id, so one wake per job suffices.
 
     The rows travel as one array parameter per column, so the statement is compiled and prepared
     once whatever the number of rows (a multi-row VALUES is compiled anew on every call).
@@ -42,10 +43,14 @@ def _insert_events_and_notify() -> sa.Select[Any]:
         .returning(job_events.c.id, job_events.c.job_id, job_events.c.user_id)
         .cte("inserted")
     )
-    payload = sa.func.concat_ws(":", inserted.c.id, inserted.c.job_id, inserted.c.user_id)
+    touched = (
+        sa.select(sa.func.concat_ws(":", inserted.c.job_id, inserted.c.user_id).label("p"))
+        .distinct()
+        .subquery("touched")
+    )
     return sa.select(
-        sa.func.pg_notify(sa.cast(sa.bindparam("channel"), sa.Text), payload)
-    ).select_from(inserted)
+        sa.func.pg_notify(sa.cast(sa.bindparam("channel"), sa.Text), touched.c.p)
+    ).select_from(touched)
 
 
 _INSERT_EVENTS = _insert_events_and_notify()

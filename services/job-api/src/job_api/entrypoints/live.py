@@ -1,8 +1,8 @@
 """Live job events for Server-Sent Events streams.
 
-Every history row insert NOTIFYs `<row id>:<job id>:<user id>` in the same transaction, delivered
-at commit to every job-api replica. One LISTEN connection per process wakes the streams whose
-filter matches; each stream then reads the rows after its last id, so a burst costs one query per
+Every history insert NOTIFYs `<job id>:<user id>` (once per job it touches) in the same
+transaction, delivered at commit to every job-api replica. One LISTEN connection per process wakes
+the streams whose filter matches; each stream then reads the rows after its last id, so a burst costs one query per
 stream, replay after a reconnect (Last-Event-ID) uses the same path, and nothing is lost between
 the snapshot and the live tail.
 """
@@ -47,8 +47,7 @@ class LiveHub:
         self._subs.discard(sub)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        _, _, rest = payload.partition(":")
-        job_id, _, user_id = rest.partition(":")
+        job_id, _, user_id = payload.partition(":")
         for sub in self._subs:
             if sub.matches(job_id, user_id):
                 sub.wake.set()
