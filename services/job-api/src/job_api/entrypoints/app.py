@@ -107,7 +107,10 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(
-            settings.database_url, application_name="job-api", pool_size=settings.db_pool_size
+            settings.database_url,
+            application_name="job-api",
+            pool_size=settings.db_pool_size,
+            max_overflow=0,
         )
         listen_dsn = asyncpg_dsn(settings.database_url)
         state = AppState(
