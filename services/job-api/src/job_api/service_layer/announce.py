@@ -17,7 +17,10 @@ from job_api.domain.job import Job, Transition
 from job_api.service_layer.unit_of_work import UnitOfWork
 
 
-def status_row(job: Job, transition: Transition | None) -> dict[str, Any]:
+def status_row(
+    job: Job, transition: Transition | None, *, reason: str | None = None
+) -> dict[str, Any]:
+    """A history row for a status change, or (no transition) for the job as it stands now."""
     return {
         "job_id": job.id,
         "user_id": job.user_id,
@@ -26,8 +29,8 @@ def status_row(job: Job, transition: Transition | None) -> dict[str, Any]:
         "data": {
             "from_status": str(transition.from_status) if transition else None,
             "to_status": str(job.status),
-            "attempt": transition.attempt if transition else 0,
-            "reason": transition.reason if transition else "created",
+            "attempt": transition.attempt if transition else job.attempt,
+            "reason": reason or (transition.reason if transition else "created"),
             "phase": str(job.phase),
             "error": job.error,
             "failure_class": str(job.failure_class) if job.failure_class else None,

@@ -24,7 +24,7 @@ from contracts.events import (
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
 from job_api.domain.errors import DomainError, ProgressWentBackwards, StaleAttempt
 from job_api.domain.job import Job, Progress
-from job_api.service_layer.announce import announce
+from job_api.service_layer.announce import announce, status_row
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from servicekit.tickets import mint_data_ticket
 
@@ -88,7 +88,7 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
     return ClaimReply(granted=True, job=job_spec(job, policy))
 
 
-def _progress(p: JobProgress) -> Progress:
+def progress_of(p: JobProgress) -> Progress:
     return Progress(
         progress=p.progress,
         phase=p.phase,
@@ -160,7 +160,7 @@ async def apply_worker_events(
             if isinstance(payload, JobProgress):
                 try:
                     job.record_progress(
-                        payload.attempt, _progress(payload), now=now, lease=policy.lease
+                        payload.attempt, progress_of(payload), now=now, lease=policy.lease
                     )
                 except ProgressWentBackwards:
                     log.info("job.progress_backwards", job_id=str(job.id), attempt=payload.attempt)
@@ -256,21 +256,7 @@ async def mark_worker_presence(
     for job in await uow.jobs.pending_on_route(*route):
         if job.mark_worker_presence(has_worker=has_worker, now=now):
             await uow.jobs.save(job)
-            await uow.events.add_many(
-                [
-                    {
-                        "job_id": job.id,
-                        "user_id": job.user_id,
-                        "attempt": job.attempt,
-                        "kind": "status",
-                        "data": {
-                            "to_status": str(job.status),
-                            "phase": str(job.phase),
-                            "failure_class": str(job.failure_class) if job.failure_class else None,
-                            "reason": "worker_available" if has_worker else "no_worker",
-                        },
-                    }
-                ]
-            )
+            reason = "worker_available" if has_worker else "no_worker"
+            await uow.events.add_many([status_row(job, None, reason=reason)])
             changed += 1
     return changed

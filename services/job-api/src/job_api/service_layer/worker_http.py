@@ -9,10 +9,12 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from contracts.events import JobProgress
 from job_api.adapters.repository import JobFilter
 from job_api.domain.errors import IllegalTransition, JobNotFound
-from job_api.domain.job import Job, Progress
+from job_api.domain.job import Job
 from job_api.service_layer.announce import announce
+from job_api.service_layer.dispatch import progress_of, progress_row
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 
 HTTP_WORKER = "http-worker"
@@ -39,8 +41,12 @@ class WorkerUpdate:
     retryable: bool = False
 
 
-def _progress(job: Job, u: WorkerUpdate) -> Progress:
-    return Progress(
+def _heartbeat(job: Job, u: WorkerUpdate) -> JobProgress:
+    """The update as the broker path's heartbeat event, so both paths share one code path."""
+    return JobProgress(
+        job_id=job.id,
+        attempt=job.attempt,
+        worker_id=job.worker_id or HTTP_WORKER,
         progress=u.progress if u.progress is not None else job.progress,
         phase=u.phase or JobPhase.TRAINING,
         step=u.step,
@@ -48,6 +54,7 @@ def _progress(job: Job, u: WorkerUpdate) -> Progress:
         epoch=u.epoch,
         loss=u.loss,
         metrics=u.metrics,
+        log_lines=u.log_lines,
         eta_seconds=u.eta_seconds,
         logs_url=u.logs_url,
     )
@@ -96,27 +103,10 @@ async def update_job(
 async def _record(
     uow: UnitOfWork, job: Job, attempt: int | None, u: WorkerUpdate, policy: Policy, now: datetime
 ) -> None:
-    job.record_progress(attempt, _progress(job, u), now=now, lease=policy.lease)
-    data = {"progress": job.progress, "phase": str(job.phase), "worker_id": job.worker_id}
-    for key in ("step", "total_steps", "epoch", "loss", "eta_seconds", "logs_url"):
-        value = getattr(u, key)
-        if value is not None:
-            data[key] = value
-    if u.metrics:
-        data["metrics"] = u.metrics
-    if u.log_lines:
-        data["log_lines"] = u.log_lines
-    await uow.events.add_many(
-        [
-            {
-                "job_id": job.id,
-                "user_id": job.user_id,
-                "attempt": job.attempt,
-                "kind": "progress",
-                "data": data,
-            }
-        ]
-    )
+    job.check_attempt(attempt)
+    heartbeat = _heartbeat(job, u)
+    job.record_progress(heartbeat.attempt, progress_of(heartbeat), now=now, lease=policy.lease)
+    await uow.events.add_many([progress_row(job, heartbeat)])
 
 
 async def pending_jobs(
