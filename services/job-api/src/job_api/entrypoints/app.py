@@ -28,6 +28,7 @@ from job_api.entrypoints.workers import (
     make_rpc_server,
     presence_step,
     queue_specs,
+    supervised,
     watchdog_step,
 )
 from job_api.service_layer.jobs import HyperparameterError
@@ -136,14 +137,13 @@ def create_app(settings: Settings) -> FastAPI:
         state.broker = broker
         tasks = [asyncio.create_task(state.live.run(), name="live")]
         if settings.run_relay:
-            tasks.append(
-                asyncio.create_task(
-                    make_relay(state, broker, listen_dsn, OUTBOX_CHANNEL).run(), name="relay"
-                )
-            )
+            relay = make_relay(state, broker, listen_dsn, OUTBOX_CHANNEL)
+            tasks.append(asyncio.create_task(supervised("relay", relay.run), name="relay"))
         if settings.run_consumers:
-            tasks.append(asyncio.create_task(make_consumer(state, broker).run(), name="consumer"))
-            tasks.append(asyncio.create_task(make_rpc_server(state, broker).run(), name="rpc"))
+            consumer = make_consumer(state, broker)
+            rpc = make_rpc_server(state, broker)
+            tasks.append(asyncio.create_task(supervised("consumer", consumer.run), name="consumer"))
+            tasks.append(asyncio.create_task(supervised("rpc", rpc.run), name="rpc"))
         if settings.run_watchdog:
             retention = timedelta(hours=settings.inbox_retention_hours)
             tasks.append(

@@ -81,6 +81,20 @@ def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     return RpcServer(broker=broker, queue=broker.names.rpc_queue(JOB_API), handler=handle)
 
 
+async def supervised(name: str, run: Callable[[], Awaitable[object]]) -> None:
+    """Run a long-lived worker (relay, consumer, RPC server) and restart it if it ever ends: a
+    crash must not leave the API up with nobody dispatching behind it."""
+    while True:
+        try:
+            await run()
+            log.warning(f"{name}.stopped")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(f"{name}.crashed")
+        await asyncio.sleep(1)
+
+
 async def every(interval: float, name: str, step: Callable[[], Awaitable[object]]) -> None:
     """Run `step` forever, `interval` seconds apart; an error is logged and the loop goes on."""
     while True:
