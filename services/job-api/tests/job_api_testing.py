@@ -62,3 +62,19 @@ def job_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+async def rabbitmqctl(*args: str, timeout: float = 60) -> str:
+    """Run rabbitmqctl on the local node; fail the test if it fails."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)}: {err.decode()}"
+    return out.decode()

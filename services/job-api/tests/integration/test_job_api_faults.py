@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from job_api_testing import WORKER_HEADERS, eventually, job_body, running_app, user_headers
+from job_api_testing import (
+    WORKER_HEADERS,
+    eventually,
+    job_body,
+    rabbitmqctl,
+    running_app,
+    user_headers,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.enums import FailureClass, GPUProvider, JobType
@@ -744,32 +751,17 @@ def _local_ports_to(port: int) -> set[int]:
     return ports
 
 
-async def _rabbitmqctl(*args: str, timeout: float = 60) -> str:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)}: {err.decode()}"
-    return out.decode()
-
-
 async def _close_my_broker_connections() -> int:
     """Close this process's AMQP connections (job-api's and the test workers') from the broker
     side, leaving other processes' connections alone."""
     mine = _local_ports_to(5672)
     assert mine, "no AMQP connection from this process"
-    listing = await _rabbitmqctl("list_connections", "--no-table-headers", "-q", "pid", "peer_port")
+    listing = await rabbitmqctl("list_connections", "--no-table-headers", "-q", "pid", "peer_port")
     closed = 0
     for line in listing.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and int(parts[1]) in mine:
-            await _rabbitmqctl("close_connection", parts[0], "test: connection lost")
+            await rabbitmqctl("close_connection", parts[0], "test: connection lost")
             closed += 1
     return closed
 
@@ -859,11 +851,11 @@ async def test_job_api_recovers_from_a_broker_restart(
     async def outage(during: Any) -> None:
         started = datetime.now(UTC)
         try:
-            await _rabbitmqctl("stop_app")
+            await rabbitmqctl("stop_app")
             await during()
         finally:
-            await _rabbitmqctl("start_app")
-            await _rabbitmqctl("await_startup")
+            await rabbitmqctl("start_app")
+            await rabbitmqctl("await_startup")
         downtime = (datetime.now(UTC) - started).total_seconds()
         print(f"broker down for {downtime:.1f}s")
         assert downtime < 15, f"the broker was down {downtime:.1f}s"
