@@ -227,6 +227,10 @@ async def test_create_job_needs_a_valid_user_token(
         ({"training_data_url": "http://data.example.com/x.csv"}, "invalid_training_data_url"),
         ({"training_data_url": "ftp://data.example.com/x.csv"}, "invalid_training_data_url"),
         ({"training_data_url": "file:///etc/passwd"}, "invalid_training_data_url"),
+        (
+            {"training_data_url": "https://user:hunter2@data.example.com/x.csv"},
+            "credentials_in_url",
+        ),
         ({"training_data_url": dataset_ref(uuid.uuid4())}, "dataset_not_found"),
         ({"training_data_url": "ftd://datasets/not-a-uuid"}, "invalid_dataset_ref"),
         ({"job_type": "vision"}, "validation_error"),

@@ -84,6 +84,13 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
             f"training_data_url must be a dataset reference ({DATASET_REF_PREFIX}<id>) or an https URL.",
             "training_data_url",
         )
+    if parts.username is not None or parts.password is not None:
+        # Credentials would be stored with the job and handed to a worker: refuse them.
+        raise InvalidJob(
+            "credentials_in_url",
+            "training_data_url must not carry a user name or password; upload the file instead.",
+            "training_data_url",
+        )
     if not policy.allow_external_data_urls:
         raise InvalidJob(
             "external_data_url_refused",
