@@ -139,7 +139,7 @@ cat <<BANNER
     Logs         $LOG_DIR/
 
     Worker key   $FINETUNE_WORKER_KEY   (${SECRET_SOURCE[FINETUNE_WORKER_KEY]})
-    JWT secret   ${SECRET_SOURCE[FTD_JWT_SECRET]}
+    JWT secret   $FTD_JWT_SECRET   (${SECRET_SOURCE[FTD_JWT_SECRET]})
 
     Dev token for user "dev-user" (another: make token SUB=alice):
       export TOKEN=$TOKEN
