@@ -19,7 +19,7 @@ LOAD_DEV_SECRETS := if [ -f .dev/secrets.env ]; then \
 	fi
 
 .PHONY: help install ensure-services dev test test-unit test-integration lint format typecheck \
-	contracts contracts-check migrate bench token clean
+	contracts contracts-check openapi migrate bench token clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ contracts: ## Regenerate docs/contracts (JSON Schema + AsyncAPI) from libs/contr
 
 contracts-check: ## Fail if docs/contracts is out of date
 	$(UV) run python -m contracts.export --check
+
+openapi: ## Regenerate docs/openapi/job-api.json from the code
+	$(UV) run job-api openapi
 
 migrate: ensure-services ## Create job-api's database, role and schema, then run its migrations
 	$(UV) run job-api db-init

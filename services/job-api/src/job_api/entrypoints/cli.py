@@ -1,6 +1,7 @@
 """`job-api` command line: database set-up, serving, and development tokens."""
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -94,3 +95,36 @@ def token(
             issuer=settings.jwt_issuer,
         )
     )
+
+
+def openapi_document() -> str:
+    """The OpenAPI document as served at /openapi.json, rendered without a running stack."""
+    from job_api.entrypoints.app import create_app
+
+    # Placeholder credentials: building the document reads no secret and opens no connection.
+    settings = Settings(
+        environment="development",
+        jwt_secret="openapi-export-placeholder-secret",  # noqa: S106 - never used to sign
+        worker_key="openapi-export-placeholder-key",
+    )
+    return json.dumps(create_app(settings).openapi(), indent=2, sort_keys=True) + "\n"
+
+
+@app.command()
+def openapi(
+    out: Annotated[Path, typer.Option(help="Where to write it.")] = Path(
+        "docs/openapi/job-api.json"
+    ),
+    check: Annotated[bool, typer.Option(help="Only check that the file is current.")] = False,
+) -> None:
+    """Write (or check) the OpenAPI document of job-api."""
+    document = openapi_document()
+    if check:
+        if not out.exists() or out.read_text() != document:
+            console.print(f"[red]{out} is stale: run `make openapi`[/red]")
+            raise typer.Exit(1)
+        console.print(f"{out} is current")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document)
+    console.print(f"wrote {out}")
