@@ -3,11 +3,14 @@
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+
+# One polling helper for every test package (re-exported for job-api's tests).
+from messaging_testing import eventually as eventually
 
 from job_api.config import Settings
 from job_api.entrypoints.app import create_app
@@ -18,20 +21,6 @@ AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:567
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 WORKER_KEY = "test-worker-key-0123456789abcdef"
 TABLES = ("jobs.job_events", "jobs.jobs", "jobs.outbox", "jobs.inbox", "jobs.known_datasets")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 10, interval: float = 0.05
-) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last result: {result!r})")
-        await asyncio.sleep(interval)
 
 
 @contextlib.asynccontextmanager
