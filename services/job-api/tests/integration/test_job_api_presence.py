@@ -1,0 +1,67 @@
+"""A job whose queue nobody consumes says so (`no_worker`) instead of waiting silently, and a
+job only goes to a worker of its own type and provider."""
+
+from typing import Any
+
+import httpx
+import pytest
+from job_api_testing import eventually, job_body, user_headers
+
+from contracts.enums import GPUProvider, JobType
+
+pytestmark = pytest.mark.integration
+
+JOBS = "/api/finetune/jobs"
+
+
+async def _job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    response = await client.get(f"{JOBS}/{job_id}", headers=user_headers())
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def test_no_worker_until_one_for_the_route_appears(
+    client: httpx.AsyncClient, make_worker: Any
+) -> None:
+    # A worker for another provider and another job type does not count.
+    await make_worker("local-embed", provider=GPUProvider.LOCAL, job_types=(JobType.EMBEDDING,))
+    await make_worker("colab-lora", provider=GPUProvider.COLAB, job_types=(JobType.LLM_LORA,))
+    created = await client.post(JOBS, json=job_body(gpu_provider="colab"), headers=user_headers())
+    job_id = created.json()["data"]["id"]
+
+    async def waiting_for_worker() -> dict[str, Any] | None:
+        job = await _job(client, job_id)
+        return job if job["phase"] == "no_worker" else None
+
+    job = await eventually(waiting_for_worker)
+    assert job["status"] == "pending"
+    assert job["failure_class"] == "no_worker"
+
+    # Once the route's last reading says nobody is there, a new job starts out saying so.
+    second = await client.post(JOBS, json=job_body(gpu_provider="colab"), headers=user_headers())
+    assert second.json()["data"]["phase"] == "no_worker"
+
+    worker = await make_worker(
+        "colab-embed", provider=GPUProvider.COLAB, job_types=(JobType.EMBEDDING,)
+    )
+
+    async def queued() -> bool:
+        jobs = [await _job(client, job_id), await _job(client, second.json()["data"]["id"])]
+        return all(j["phase"] == "queued" and j["failure_class"] is None for j in jobs)
+
+    await eventually(queued)
+    offer = await worker.next_offer(timeout=10)
+    assert str(offer.job_id) == job_id
+    reply = await worker.take(offer)
+    assert reply.granted
+
+    history = await client.get(
+        f"{JOBS}/{job_id}/events", params={"kind": "status"}, headers=user_headers()
+    )
+    rows = [(row["data"]["reason"], row["data"]["phase"]) for row in history.json()["data"]]
+    # Created straight into `no_worker` (the monitor had already looked) or moved there later;
+    # either way it said so until the worker came, then was claimed.
+    cut = [reason for reason, _ in rows].index("worker_available")
+    assert rows[cut - 1][1] == "no_worker", rows
+    assert rows[cut][1] == "queued", rows
+    assert rows[-1][0] == "claimed", rows
