@@ -9,6 +9,7 @@ import typer
 import uvicorn
 from alembic import command
 from alembic.config import Config
+from pydantic import ValidationError
 from rich.console import Console
 
 from job_api.adapters.tables import SCHEMA
@@ -21,6 +22,18 @@ app = typer.Typer(help="Finetune Dispatcher job-api.", no_args_is_help=True)
 console = Console(stderr=True)
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 ROLE = "job_api"
+
+
+def _settings() -> Settings:
+    """Settings from the environment; a configuration error is one readable line, not a trace."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            console.print(
+                f"[red]configuration error:[/red] {error['msg'].removeprefix('Value error, ')}"
+            )
+        raise typer.Exit(2) from None
 
 
 def alembic_config(database_url: str) -> Config:
@@ -37,7 +50,7 @@ def migrate(database_url: str) -> None:
 @app.command("db-init")
 def db_init() -> None:
     """Create the database, the job_api role and the `jobs` schema (idempotent), then migrate."""
-    settings = Settings()
+    settings = _settings()
     password = settings.db_password.get_secret_value()
     asyncio.run(
         bootstrap_service_database(
@@ -59,13 +72,13 @@ def db_init() -> None:
 @app.command("migrate")
 def migrate_cmd() -> None:
     """Apply migrations with JOB_API_DATABASE_URL."""
-    migrate(Settings().database_url)
+    migrate(_settings().database_url)
 
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the API and run the relay, consumers and watchdog."""
-    settings = Settings()
+    settings = _settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     from job_api.entrypoints.app import create_app
 
@@ -81,7 +94,7 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 24 * 3600,
 ) -> None:
     """Print a development token signed with FTD_JWT_SECRET (HS256)."""
-    settings = Settings()
+    settings = _settings()
     if settings.jwt_secret is None:
         raise typer.BadParameter("FTD_JWT_SECRET is not set.")
     roles = ["admin"] if admin else []
