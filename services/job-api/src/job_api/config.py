@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     )
     database_url: str = "postgresql://job_api:job_api_dev@127.0.0.1:5432/finetune"
     db_password: SecretStr = SecretStr("job_api_dev")
-    db_pool_size: int = 40
+    db_pool_size: int = 20
     admin_dsn: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         validation_alias=_alias("FTD_ADMIN_DSN"),
