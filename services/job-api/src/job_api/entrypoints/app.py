@@ -42,6 +42,8 @@ from servicekit.errors import error_body, install_error_handlers
 
 log = structlog.get_logger(__name__)
 
+BACKGROUND_CONNECTIONS = 4
+
 
 def policy_from(settings: Settings) -> Policy:
     return Policy(
@@ -125,6 +127,8 @@ def create_app(settings: Settings) -> FastAPI:
             verify_in_loop=settings.jwt_algorithm == "HS256",
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
+            # Leave a few pooled connections to the relay, consumer, claims and watchdog.
+            db_slots=asyncio.Semaphore(max(1, settings.db_pool_size - BACKGROUND_CONNECTIONS)),
         )
         app.state.job_api = state
         broker = Broker(

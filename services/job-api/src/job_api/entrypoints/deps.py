@@ -1,6 +1,7 @@
 """Request dependencies: the unit of work (the request owns the transaction), the caller's identity,
 the worker key, and the process-wide state built in the lifespan."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -27,6 +28,10 @@ class AppState:
     verifier: JwtVerifier
     worker_key: str
     live: LiveHub
+    # Requests queue here, first come first served, before they take a pooled connection:
+    # asyncio.Queue (inside SQLAlchemy's pool) lets a newcomer take a connection that a woken
+    # waiter was about to get, so under overload some requests starved for seconds.
+    db_slots: asyncio.Semaphore
     broker: Broker | None = None
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
     # may fetch the JWKS over HTTP) it runs in the thread pool.
@@ -46,12 +51,12 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 async def get_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
-    async with state.sessions.begin() as session:
+    async with state.db_slots, state.sessions.begin() as session:
         yield UnitOfWork(session)
 
 
 async def get_read_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
-    async with state.reads() as session:
+    async with state.db_slots, state.reads() as session:
         yield UnitOfWork(session)
 
 
