@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg  # asyncpg ships no type information
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from servicekit._scram import scram_sha256_verifier
@@ -39,6 +40,10 @@ def sqlalchemy_dsn(dsn: str) -> str:
     return _convert(dsn, "postgresql+asyncpg")
 
 
+def _json_text(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
 def make_engine(
     dsn: str, *, application_name: str, pool_size: int = 10, max_overflow: int = 10
 ) -> AsyncEngine:
@@ -47,8 +52,11 @@ def make_engine(
         sqlalchemy_dsn(dsn),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        # Connections die with PostgreSQL restarts and failovers; check before handing one out.
+        # No pre-ping: it costs three round trips per checkout. A connection that died with a
+        # PostgreSQL restart fails one statement and is replaced by the pool.
         pool_pre_ping=False,
+        # JSON/JSONB parameters through orjson (several times faster than the standard library).
+        json_serializer=_json_text,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 

@@ -1,12 +1,12 @@
 """All SQL of job-api, built from the caller's session (the entry point owns the transaction)."""
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -237,7 +237,7 @@ class JobEventRepository:
                 "user_ids": [r["user_id"] for r in rows],
                 "attempts": [r["attempt"] for r in rows],
                 "kinds": [r["kind"] for r in rows],
-                "data": [json.dumps(r["data"]) for r in rows],
+                "data": [orjson.dumps(r["data"]).decode() for r in rows],
                 "channel": JOB_EVENTS_CHANNEL,
             },
         )
