@@ -6,7 +6,6 @@ retry (the outbox relay retries; nothing publishes from memory).
 """
 
 import asyncio
-from typing import Any
 
 import aio_pika
 import aiormq
@@ -29,19 +28,6 @@ PublishFailure = (
 
 class Unroutable(Exception):
     """The broker returned a mandatory message: no queue is bound for its routing key."""
-
-
-def envelope_message(
-    envelope: Envelope, *, body: bytes | None = None, **kwargs: Any
-) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=body if body is not None else envelope.model_dump_json().encode(),
-        message_id=str(envelope.id),
-        type=envelope.type,
-        content_type="application/cloudevents+json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        **kwargs,
-    )
 
 
 class Broker:

@@ -217,11 +217,3 @@ class OutboxRelay:
             # The broker is unreachable: let the robust connection recover before the next batch.
             await asyncio.sleep(self._poll_interval)
         return len(done) + len(deferred)
-
-    async def pending(self) -> int:
-        async with self._engine.connect() as conn:
-            return int(
-                (
-                    await conn.execute(sa.select(sa.func.count()).select_from(self._table))
-                ).scalar_one()
-            )

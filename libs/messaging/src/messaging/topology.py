@@ -83,16 +83,6 @@ async def declare_topology(
     log.info("broker.topology_declared", queues=len(queues), prefix=names.prefix or None)
 
 
-async def check_topology(
-    channel: AbstractChannel, names: BrokerNames, queues: Sequence[QueueSpec]
-) -> None:
-    """Passive declarations: raise if anything the service relies on is missing."""
-    await channel.get_exchange(names.events_exchange, ensure=True)
-    await channel.get_exchange(names.dead_letter_exchange, ensure=True)
-    for spec in (QueueSpec(names.dead_letter_queue), *queues):
-        await channel.get_queue(spec.name, ensure=True)
-
-
 async def consumer_count(channel: AbstractChannel, queue: str) -> int:
     declared = await channel.declare_queue(queue, passive=True)
     result = declared.declaration_result

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from servicekit.errors import ApiError
 
@@ -29,8 +29,13 @@ class Page(BaseModel, Generic[T]):
 
     data: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page.")
-    has_more: bool
     limit: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_more(self) -> bool:
+        """True while `next_cursor` leads to another page."""
+        return self.next_cursor is not None
 
 
 class ErrorDetail(BaseModel):
@@ -50,21 +55,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # A cursor holds a handful of sort-key values; anything longer is not one of ours.
 _MAX_CURSOR_LENGTH = 1024
-
-
-def envelope(data: Any) -> dict[str, Any]:
-    """Wrap a single resource, leaving room for metadata beside `data` later."""
-    return {"data": data}
-
-
-def page(items: list[Any], *, next_cursor: str | None, limit: int) -> dict[str, Any]:
-    """A page of a list; `next_cursor` is None on the last page."""
-    return {
-        "data": items,
-        "next_cursor": next_cursor,
-        "has_more": next_cursor is not None,
-        "limit": limit,
-    }
 
 
 def encode_cursor(values: Sequence[CursorValue]) -> str:

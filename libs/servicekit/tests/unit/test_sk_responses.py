@@ -4,21 +4,21 @@ import re
 import pytest
 
 from servicekit.errors import ApiError
-from servicekit.responses import decode_cursor, encode_cursor, envelope, page
+from servicekit.responses import Data, Page, decode_cursor, encode_cursor
 
 
-def test_envelope() -> None:
-    assert envelope({"id": 1}) == {"data": {"id": 1}}
+def test_data_envelope() -> None:
+    assert Data[dict[str, int]](data={"id": 1}).model_dump() == {"data": {"id": 1}}
 
 
 def test_page_has_more_follows_the_cursor() -> None:
-    assert page([1, 2], next_cursor="abc", limit=2) == {
+    assert Page[int](data=[], next_cursor=None, limit=50).model_dump()["has_more"] is False
+    assert Page[int](data=[1, 2], next_cursor="abc", limit=2).model_dump() == {
         "data": [1, 2],
         "next_cursor": "abc",
         "has_more": True,
         "limit": 2,
     }
-    assert page([], next_cursor=None, limit=50)["has_more"] is False
 
 
 @pytest.mark.parametrize(

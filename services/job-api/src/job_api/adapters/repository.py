@@ -253,10 +253,6 @@ class JobEventRepository:
         stmt = stmt.order_by(job_events.c.id).limit(limit)
         return list((await self._session.execute(stmt)).all())
 
-    async def by_ids(self, ids: Sequence[int]) -> list[sa.Row[Any]]:
-        stmt = sa.select(job_events).where(job_events.c.id.in_(list(ids))).order_by(job_events.c.id)
-        return list((await self._session.execute(stmt)).all())
-
     async def since(
         self, *, user_id: str | None, job_id: UUID | None, after_id: int, limit: int
     ) -> list[sa.Row[Any]]:

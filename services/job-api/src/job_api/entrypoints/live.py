@@ -36,7 +36,6 @@ class LiveHub:
         self._channel = channel
         self._subs: set[Subscription] = set()
         self._conn: asyncpg.Connection | None = None
-        self.ready = asyncio.Event()
 
     def subscribe(self, *, user_id: str | None, job_id: UUID | None) -> Subscription:
         sub = Subscription(user_id=user_id, job_id=job_id)
@@ -60,14 +59,12 @@ class LiveHub:
                 self._conn = await asyncpg.connect(self._dsn)
                 self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await self._conn.add_listener(self._channel, self._on_notify)
-                self.ready.set()
                 for sub in self._subs:
                     sub.wake.set()
                 await lost.wait()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("live.listen_failed", error=str(exc))
             finally:
-                self.ready.clear()
                 if self._conn is not None and not self._conn.is_closed():
                     with contextlib.suppress(Exception):
                         await self._conn.close()

@@ -99,7 +99,6 @@ async def list_jobs(
     return Page(
         data=[FinetuneJobResponse.of(j) for j in jobs],
         next_cursor=next_cursor,
-        has_more=next_cursor is not None,
         limit=limit,
     )
 
@@ -137,6 +136,5 @@ async def job_events(
     return Page(
         data=[JobEventResponse.model_validate(dict(r._mapping)) for r in rows],
         next_cursor=next_cursor,
-        has_more=more,
         limit=limit,
     )
