@@ -29,7 +29,8 @@ class Received:
     payload: EventPayload
 
 
-Handler = Callable[[AsyncSession, Sequence[Received]], Awaitable[None]]
+# A handler may return a value; `on_committed` receives it once the batch's transaction committed.
+Handler = Callable[[AsyncSession, Sequence[Received]], Awaitable[object]]
 
 
 async def _settle(outcome: Awaitable[None]) -> None:
@@ -56,12 +57,14 @@ class InboxConsumer:
         inbox: Inbox,
         handler: Handler,
         max_batch: int = 500,
+        on_committed: Callable[[object], None] | None = None,
     ) -> None:
         self._broker = broker
         self._queue_name = queue
         self._sessions = sessions
         self._inbox = inbox
         self._handler = handler
+        self._on_committed = on_committed
         self._max_batch = max_batch
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._channel: AbstractChannel | None = None
@@ -160,7 +163,8 @@ class InboxConsumer:
                 if r.envelope.id in fresh and r.envelope.id not in seen:
                     todo.append(r)
                     seen.add(r.envelope.id)
-            if todo:
-                await self._handler(session, todo)
+            result = await self._handler(session, todo) if todo else None
         self.applied += len(todo)
         self.duplicates += len(batch) - len(todo)
+        if result is not None and self._on_committed is not None:
+            self._on_committed(result)

@@ -14,6 +14,7 @@ from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS
 from job_api.service_layer.dispatch import (
+    WorkerEventOutcome,
     apply_worker_events,
     claim_job,
     expire_leases,
@@ -53,10 +54,14 @@ def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -
 
 
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
-    async def handle(session: AsyncSession, batch: Sequence[Received]) -> None:
-        outcome = await apply_worker_events(
+    async def handle(session: AsyncSession, batch: Sequence[Received]) -> WorkerEventOutcome:
+        return await apply_worker_events(
             UnitOfWork(session), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
         )
+
+    def count(outcome: object) -> None:
+        # Counted after commit: a rolled-back batch is retried and must not count twice.
+        assert isinstance(outcome, WorkerEventOutcome)
         WORKER_EVENTS.labels("applied").inc(outcome.applied)
         WORKER_EVENTS.labels("stale").inc(outcome.stale)
         WORKER_EVENTS.labels("unknown_job").inc(outcome.unknown_job)
@@ -67,6 +72,7 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
         sessions=state.sessions,
         inbox=INBOX,
         handler=handle,
+        on_committed=count,
     )
 
 
