@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.enums import GPUProvider, JobType
 from contracts.events import EVENT_TYPES, Envelope, EventPayload
-from contracts.routing import DELIVERY_LIMIT, JOB_API, BrokerNames
+from contracts.routing import DELIVERY_LIMIT, JOB_API, WORKER_REPORT_KEYS, BrokerNames
 from contracts.rpc import ClaimJob, ClaimReply
 
 ASYNCAPI_VERSION = "2.6.0"
@@ -49,11 +49,12 @@ FLOWS: dict[str, Flow] = {
     "job.claimed": Flow((JOB_API,)),
     "job.progress": Flow((GPU_WORKER,), (JOB_API,)),
     "job.failed": Flow((GPU_WORKER,), (JOB_API,)),
-    "model.completed": Flow((GPU_WORKER,), (JOB_API,)),
-    "job.completed": Flow((JOB_API,), (REGISTRY_SERVICE,)),
+    "model.pushed": Flow((GPU_WORKER,), (JOB_API,)),
+    "model.completed": Flow((JOB_API,), (REGISTRY_SERVICE,)),
     "job.cancel_requested": Flow((JOB_API,), (GPU_WORKER,)),
     "job.status_changed": Flow((JOB_API,), (DATA_SERVICE,)),
     "model.deployed": Flow((REGISTRY_SERVICE,)),
+    "model.deleted": Flow((REGISTRY_SERVICE,)),
     "dataset.validated": Flow((DATA_SERVICE,), (JOB_API,)),
     "dataset.deleted": Flow((DATA_SERVICE,), (JOB_API,)),
 }
@@ -168,7 +169,11 @@ def _event_channel(
             "amqp": {
                 "is": "routingKey",
                 "exchange": {
-                    "name": names.events_exchange,
+                    "name": (
+                        names.worker_exchange
+                        if payload.event_type in WORKER_REPORT_KEYS
+                        else names.events_exchange
+                    ),
                     "type": "topic",
                     "durable": True,
                     "autoDelete": False,
@@ -211,7 +216,7 @@ def _event_message(payload: type[EventPayload]) -> dict[str, Any]:
                     "required": ["type", "data"],
                     "properties": {
                         "type": {"const": payload.event_type},
-                        "dataversion": {"const": payload.version},
+                        "dataversion": {"const": payload.data_version},
                         "data": _ref("schemas", payload.__name__),
                     },
                 },
@@ -305,7 +310,14 @@ def _description(names: BrokerNames) -> str:
             "`data` is the payload named by `type`; consumers validate it on receipt, ignore "
             "fields they do not know and dead-letter what they cannot parse.",
             "",
-            "Each channel is a routing-key pattern on that exchange; `{...}` marks a parameter. "
+            "Worker reports (" + ", ".join(f"`{key}`" for key in WORKER_REPORT_KEYS) + ") travel "
+            f"instead over the topic exchange `{names.worker_exchange}`, which only job-api's "
+            "queue binds: each carries the attempt's claim secret, and job-api fences them "
+            "before anything public is published (`model.completed` is job-api's, after "
+            "fencing). Events job-api publishes about one job carry an increasing envelope "
+            "`sequence` (CloudEvents extension) so consumers can drop a stale status.",
+            "",
+            "Each channel is a routing-key pattern on its exchange; `{...}` marks a parameter. "
             "On each channel `subscribe` lists the services that publish and `publish` the "
             "services that consume (AsyncAPI 2 names operations from the reader's side).",
             "",

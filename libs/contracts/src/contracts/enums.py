@@ -57,3 +57,11 @@ class CancelReason(StrEnum):
     USER = "user"
     STALE_ATTEMPT = "stale_attempt"
     LEASE_EXPIRED = "lease_expired"
+
+
+class ModelStore(StrEnum):
+    """Where a trained model was pushed."""
+
+    HUB = "hub"
+    LOCAL = "local"
+    S3 = "s3"

@@ -11,11 +11,30 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from contracts.enums import CancelReason, FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from contracts.enums import (
+    CancelReason,
+    FailureClass,
+    GPUProvider,
+    JobPhase,
+    JobStatus,
+    JobType,
+    ModelStore,
+)
 
 MAX_LOG_LINES = 50
 MAX_LOG_LINE_CHARS = 2000
 MAX_ERROR_CHARS = 4000
+MAX_CLAIM_SECRET_CHARS = 200
+
+
+def claim_secret_field() -> Any:
+    """The per-attempt secret from the claim answer. Kept out of repr so it never reaches logs."""
+    return Field(
+        min_length=1,
+        max_length=MAX_CLAIM_SECRET_CHARS,
+        repr=False,
+        description="The secret granted with the claim (JobSpec.claim_secret) for this attempt.",
+    )
 
 
 class EventPayload(BaseModel):
@@ -24,7 +43,7 @@ class EventPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_type: ClassVar[str]
-    version: ClassVar[int] = 1
+    data_version: ClassVar[int] = 1
     # A job.created that reaches no work queue would wait forever: the relay must not drop it.
     must_route: ClassVar[bool] = False
 
@@ -51,18 +70,32 @@ class Envelope(BaseModel):
     subject: str | None = Field(default=None, description="The job id where there is one.")
     datacontenttype: Literal["application/json"] = "application/json"
     dataversion: int = Field(default=1, description="Version of the payload schema.")
+    sequence: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "CloudEvents `sequence` extension: increases with each event a producer publishes "
+            "about one subject, so a consumer can drop a stale status. Null when not tracked."
+        ),
+    )
     data: dict[str, Any] = Field(description="The payload; its schema is given by `type`.")
 
     @classmethod
     def wrap(
-        cls, payload: EventPayload, *, source: str, event_id: UUID | None = None
+        cls,
+        payload: EventPayload,
+        *,
+        source: str,
+        event_id: UUID | None = None,
+        sequence: int | None = None,
     ) -> "Envelope":
         return cls(
             id=event_id or uuid4(),
             type=payload.event_type,
             source=source,
             subject=payload.subject(),
-            dataversion=payload.version,
+            dataversion=payload.data_version,
+            sequence=sequence,
             data=payload.model_dump(mode="json"),
         )
 
@@ -126,6 +159,7 @@ class JobProgress(EventPayload):
     job_id: UUID
     attempt: int = Field(ge=1, description="The fencing token granted at claim.")
     worker_id: str
+    claim_secret: str = claim_secret_field()
     progress: float = Field(ge=0, le=100)
     phase: JobPhase = JobPhase.TRAINING
     step: int | None = Field(default=None, ge=0)
@@ -152,6 +186,7 @@ class JobFailed(EventPayload):
     job_id: UUID
     attempt: int = Field(ge=1)
     worker_id: str
+    claim_secret: str = claim_secret_field()
     error: str = Field(max_length=MAX_ERROR_CHARS)
     failure_class: Literal[FailureClass.USER_ERROR, FailureClass.INFRA_ERROR]
     retryable: bool = Field(
@@ -159,37 +194,57 @@ class JobFailed(EventPayload):
     )
 
 
-class ModelCompleted(EventPayload):
-    """Sent by the worker once the model is pushed.
+class ModelPushed(EventPayload):
+    """Sent by the worker (on the worker exchange) once the model is stored.
 
-    job-api completes the job only if the attempt is still the current one.
+    job-api completes the job only if the attempt and claim secret are the current holder's, then
+    publishes `model.completed`.
     """
 
-    event_type: ClassVar[str] = "model.completed"
+    event_type: ClassVar[str] = "model.pushed"
 
     job_id: UUID
     attempt: int = Field(ge=1)
     worker_id: str
-    repo_id: str
-    revision: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    claim_secret: str = claim_secret_field()
+    repo_id: str = Field(min_length=1, description="`owner/name`.")
+    revision: str = Field(
+        min_length=1, description="Hub commit sha, or the local store's version id."
+    )
+    store: ModelStore
+    uri: str = Field(
+        min_length=1,
+        description="Where to load it: `hf://owner/name@rev`, `file:///abs/path`, `s3://bucket/key`.",
+    )
+    metrics: dict[str, float] = Field(default_factory=dict, description="After training.")
+    baseline_metrics: dict[str, float] = Field(
+        default_factory=dict, description="The base model on the same held-out data."
+    )
+    data_stats: dict[str, Any] = Field(default_factory=dict)
     logs_url: str | None = None
 
 
-class JobCompleted(EventPayload):
-    """Published by job-api after fencing: the one event the registry registers a model on."""
+class ModelCompleted(EventPayload):
+    """Published by job-api after fencing, exactly one per completed job (never a stale attempt's):
+    the event registry-service registers a model version on."""
 
-    event_type: ClassVar[str] = "job.completed"
+    event_type: ClassVar[str] = "model.completed"
 
     job_id: UUID
     user_id: str
     project_id: str | None = None
-    attempt: int
+    attempt: int = Field(ge=1)
     job_type: JobType
     base_model: str
+    output_model: str
     repo_id: str
-    revision: str | None = None
+    revision: str
+    store: ModelStore
+    uri: str
     metrics: dict[str, float] = Field(default_factory=dict)
+    baseline_metrics: dict[str, float] = Field(default_factory=dict)
+    data_stats: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
     dataset_id: UUID | None = None
     completed_at: datetime
 
@@ -234,6 +289,18 @@ class ModelDeployed(EventPayload):
     deployed_at: datetime
 
 
+class ModelDeleted(EventPayload):
+    event_type: ClassVar[str] = "model.deleted"
+
+    model_id: UUID
+    user_id: str
+    repo_id: str
+    version: int = Field(ge=1, description="The registry's version number of the model.")
+
+    def subject(self) -> str | None:
+        return str(self.model_id)
+
+
 class DatasetValidated(EventPayload):
     event_type: ClassVar[str] = "dataset.validated"
 
@@ -269,11 +336,12 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         JobClaimed,
         JobProgress,
         JobFailed,
+        ModelPushed,
         ModelCompleted,
-        JobCompleted,
         JobCancelRequested,
         JobStatusChanged,
         ModelDeployed,
+        ModelDeleted,
         DatasetValidated,
         DatasetDeleted,
     )

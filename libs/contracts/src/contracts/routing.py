@@ -17,6 +17,11 @@ class BrokerNames:
         return f"{self.prefix}finetune.events"
 
     @property
+    def worker_exchange(self) -> str:
+        """Topic exchange for worker reports: workers write here, only job-api's queue binds it."""
+        return f"{self.prefix}finetune.worker"
+
+    @property
     def dead_letter_exchange(self) -> str:
         return f"{self.prefix}finetune.dead-letter"
 
@@ -51,14 +56,12 @@ def cancel_binding(job_id: str) -> str:
     return f"job.cancel_requested.{job_id}"
 
 
-# Routing keys job-api consumes on its events queue.
-JOB_API_BINDINGS = (
-    "job.progress",
-    "job.failed",
-    "model.completed",
-    "dataset.validated",
-    "dataset.deleted",
-)
+# Worker reports: the only keys a worker may publish, on the worker exchange.
+WORKER_REPORT_KEYS = ("job.progress", "job.failed", "model.pushed")
+# Keys job-api's events queue binds on the public events exchange.
+JOB_API_EVENT_BINDINGS = ("dataset.validated", "dataset.deleted")
+# Everything job-api consumes on its events queue (from both exchanges).
+JOB_API_BINDINGS = (*WORKER_REPORT_KEYS, *JOB_API_EVENT_BINDINGS)
 JOB_API = "job-api"
 
 

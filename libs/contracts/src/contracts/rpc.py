@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +41,11 @@ class DataTicket(BaseModel):
         description="Where the worker downloads the training data; valid for this claim only."
     )
     expires_at: datetime | None = None
+    sha256: str | None = Field(
+        default=None, description="Hex sha256 of the file (uploaded datasets); verify it."
+    )
+    size_bytes: int | None = Field(default=None, ge=0)
+    format: Literal["csv", "jsonl"] | None = None
 
 
 class JobSpec(BaseModel):
@@ -50,6 +55,13 @@ class JobSpec(BaseModel):
 
     job_id: UUID
     attempt: int = Field(description="Fencing token: send it with every event of this attempt.")
+    claim_secret: str = Field(
+        repr=False,
+        description=(
+            "Random, per attempt: every report of this attempt carries it. job-api keeps only "
+            "its sha256; a report without the current secret is ignored."
+        ),
+    )
     job_type: JobType
     base_model: str
     output_model: str

@@ -13,6 +13,7 @@ from contracts.enums import (
     JobPhase,
     JobStatus,
     JobType,
+    ModelStore,
 )
 from contracts.events import (
     EVENT_TYPES,
@@ -22,20 +23,22 @@ from contracts.events import (
     EventPayload,
     JobCancelRequested,
     JobClaimed,
-    JobCompleted,
     JobCreated,
     JobFailed,
     JobProgress,
     JobRequeued,
     JobStatusChanged,
     ModelCompleted,
+    ModelDeleted,
     ModelDeployed,
+    ModelPushed,
 )
 
 JOB_ID = UUID("00000000-0000-4000-8000-000000000001")
 DATASET_ID = UUID("00000000-0000-4000-8000-000000000002")
 MODEL_ID = UUID("00000000-0000-4000-8000-000000000003")
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+SECRET = "s3cret-claim-value"
 
 SAMPLES: dict[str, EventPayload] = {
     p.event_type: p
@@ -64,6 +67,7 @@ SAMPLES: dict[str, EventPayload] = {
             job_id=JOB_ID,
             attempt=1,
             worker_id="w1",
+            claim_secret=SECRET,
             progress=42.5,
             phase=JobPhase.TRAINING,
             step=10,
@@ -78,21 +82,38 @@ SAMPLES: dict[str, EventPayload] = {
             job_id=JOB_ID,
             attempt=1,
             worker_id="w1",
+            claim_secret=SECRET,
             error="CUDA out of memory",
             failure_class=FailureClass.INFRA_ERROR,
             retryable=True,
         ),
-        ModelCompleted(
-            job_id=JOB_ID, attempt=1, worker_id="w1", repo_id="u1/minilm-ft", revision="abc"
+        ModelPushed(
+            job_id=JOB_ID,
+            attempt=1,
+            worker_id="w1",
+            claim_secret=SECRET,
+            repo_id="u1/minilm-ft",
+            revision="abc",
+            store=ModelStore.LOCAL,
+            uri="file:///models/u1/minilm-ft/abc",
+            metrics={"eval_loss": 0.1},
+            baseline_metrics={"eval_loss": 0.3},
+            data_stats={"rows": 100},
         ),
-        JobCompleted(
+        ModelCompleted(
             job_id=JOB_ID,
             user_id="u1",
             attempt=1,
             job_type=JobType.EMBEDDING,
             base_model="sentence-transformers/all-MiniLM-L6-v2",
+            output_model="u1/minilm-ft",
             repo_id="u1/minilm-ft",
+            revision="abc",
+            store=ModelStore.HUB,
+            uri="hf://u1/minilm-ft@abc",
             metrics={"eval_loss": 0.1},
+            baseline_metrics={"eval_loss": 0.3},
+            hyperparameters={"epochs": 1},
             dataset_id=DATASET_ID,
             completed_at=NOW,
         ),
@@ -115,6 +136,7 @@ SAMPLES: dict[str, EventPayload] = {
             deployed=True,
             deployed_at=NOW,
         ),
+        ModelDeleted(model_id=MODEL_ID, user_id="u1", repo_id="u1/minilm-ft", version=2),
         DatasetValidated(
             dataset_id=DATASET_ID,
             user_id="u1",
@@ -143,7 +165,7 @@ def test_envelope_round_trips_the_payload(event_type: str) -> None:
 
     assert received.type == event_type
     assert received.id == envelope.id
-    assert received.dataversion == payload.version
+    assert received.dataversion == payload.data_version
     assert received.payload() == payload
     assert type(received.payload()) is EVENT_TYPES[event_type]
 
@@ -151,7 +173,13 @@ def test_envelope_round_trips_the_payload(event_type: str) -> None:
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
 def test_subject_is_the_job_or_dataset_id(event_type: str) -> None:
     payload = SAMPLES[event_type]
-    subject_field = "dataset_id" if event_type.startswith("dataset.") else "job_id"
+    subject_field = (
+        "dataset_id"
+        if event_type.startswith("dataset.")
+        else "model_id"
+        if event_type == "model.deleted"
+        else "job_id"
+    )
 
     assert Envelope.wrap(payload, source="test").subject == str(getattr(payload, subject_field))
 
@@ -209,7 +237,7 @@ def test_invalid_data_raises_validation_error(event_type: str, change: dict[str,
 
 
 def test_missing_required_field_raises_validation_error() -> None:
-    envelope = Envelope.wrap(SAMPLES["job.completed"], source="test")
+    envelope = Envelope.wrap(SAMPLES["model.completed"], source="test")
     data = {k: v for k, v in envelope.data.items() if k != "repo_id"}
 
     with pytest.raises(ValidationError):
@@ -237,3 +265,23 @@ def test_only_work_events_must_route() -> None:
     must_route = {t for t, cls in EVENT_TYPES.items() if cls.must_route}
 
     assert must_route == {"job.created", "job.requeued"}
+
+
+@pytest.mark.parametrize("event_type", ["job.progress", "job.failed", "model.pushed"])
+def test_worker_reports_require_the_claim_secret_and_never_print_it(event_type: str) -> None:
+    payload = SAMPLES[event_type]
+    data = {k: v for k, v in payload.model_dump(mode="json").items() if k != "claim_secret"}
+
+    with pytest.raises(ValidationError):
+        type(payload).model_validate(data)
+    assert SECRET not in repr(payload)
+    assert SECRET not in str(payload)
+
+
+def test_envelope_carries_a_sequence_when_given() -> None:
+    envelope = Envelope.wrap(SAMPLES["job.status_changed"], source="job-api", sequence=7)
+
+    received = Envelope.model_validate_json(envelope.model_dump_json())
+
+    assert received.sequence == 7
+    assert Envelope.wrap(SAMPLES["job.claimed"], source="job-api").sequence is None

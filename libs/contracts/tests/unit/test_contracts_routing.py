@@ -16,6 +16,7 @@ JOB_ID = UUID("00000000-0000-4000-8000-000000000001")
 def _names(names: BrokerNames) -> list[str]:
     return [
         names.events_exchange,
+        names.worker_exchange,
         names.dead_letter_exchange,
         names.dead_letter_queue,
         names.service_queue("job-api"),
@@ -28,6 +29,7 @@ def test_default_names() -> None:
     names = BrokerNames()
 
     assert names.events_exchange == "finetune.events"
+    assert names.worker_exchange == "finetune.worker"
     assert names.dead_letter_exchange == "finetune.dead-letter"
     assert names.dead_letter_queue == "finetune.dead-letter"
     assert names.service_queue("job-api") == "job-api.events"
