@@ -7,7 +7,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -38,7 +38,9 @@ class Inbox:
             .returning(table.c.event_id)
         )
 
-    async def record_new(self, session: AsyncSession, event_ids: Iterable[UUID]) -> set[UUID]:
+    async def record_new(
+        self, session: AsyncSession | AsyncConnection, event_ids: Iterable[UUID]
+    ) -> set[UUID]:
         """Record the ids; return those not seen before (the ones whose effect must be applied)."""
         ids = list(dict.fromkeys(event_ids))
         if not ids:
@@ -46,7 +48,7 @@ class Inbox:
         result = await session.execute(self._record, {"consumer": self.consumer, "ids": ids})
         return set(result.scalars().all())
 
-    async def prune(self, session: AsyncSession, older_than: timedelta) -> int:
+    async def prune(self, session: AsyncSession | AsyncConnection, older_than: timedelta) -> int:
         """Forget ids older than any redelivery could be (the broker's delivery limit bounds it)."""
         t = self.table
         result = await session.execute(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from messaging_testing import EFFECTS, INBOX, Topology, eventually, progress
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from contracts.events import Envelope, JobProgress
 from messaging.consumer import InboxConsumer, Received
@@ -30,7 +30,7 @@ class Handler:
     def __init__(self) -> None:
         self.batches: list[list[uuid.UUID]] = []
 
-    async def __call__(self, session: AsyncSession, batch: Sequence[Received]) -> None:
+    async def __call__(self, session: AsyncConnection, batch: Sequence[Received]) -> None:
         self.batches.append([r.envelope.id for r in batch])
         values = []
         for r in batch:
@@ -59,14 +59,15 @@ async def inbox_ids(engine: AsyncEngine) -> set[uuid.UUID]:
 
 @contextlib.asynccontextmanager
 async def consuming(
-    engine: AsyncEngine, topology: Topology, queue: str, handler: Handler
+    engine: AsyncEngine, topology: Topology, queue: str, handler: Any
 ) -> AsyncIterator[InboxConsumer]:
     consumer = InboxConsumer(
         broker=topology.broker,
         queue=queue,
-        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        transaction=engine.begin,
         inbox=Inbox(INBOX, consumer=CONSUMER),
         handler=handler,
+        max_backoff=0.2,
     )
     task = asyncio.create_task(consumer.run())
     try:
