@@ -19,7 +19,6 @@ What happens to a message depends on WHY it was not applied, and the distinction
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -29,11 +28,13 @@ import sqlalchemy.exc
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker
 from messaging.inbox import Inbox
+from messaging.transactions import Begin
 
 log = structlog.get_logger(__name__)
 
@@ -55,10 +56,7 @@ class Rejected(Exception):
 
 
 # A handler may return a value; `on_committed` receives it once the batch's transaction committed.
-Handler = Callable[[Any, Sequence[Received]], Awaitable[object]]
-# Opens a transaction (BEGIN on enter, COMMIT on clean exit, ROLLBACK on error) and yields the
-# connection the handler and the inbox run on, e.g. `servicekit.uow.Database.write`.
-Transaction = Callable[[], AbstractAsyncContextManager[Any]]
+Handler = Callable[[AsyncConnection, Sequence[Received]], Awaitable[object]]
 
 _INFRA_TYPES: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionError, refused, reset, unreachable
@@ -128,7 +126,7 @@ class InboxConsumer:
         *,
         broker: Broker,
         queue: str,
-        transaction: Transaction,
+        begin: Begin,
         inbox: Inbox,
         handler: Handler,
         max_batch: int = 500,
@@ -137,7 +135,7 @@ class InboxConsumer:
     ) -> None:
         self._broker = broker
         self._queue_name = queue
-        self._transaction = transaction
+        self._begin = begin
         self._inbox = inbox
         self._handler = handler
         self._on_committed = on_committed
@@ -330,7 +328,7 @@ class InboxConsumer:
             await _settle(message.ack())
 
     async def _apply(self, batch: Sequence[Received]) -> None:
-        async with self._transaction() as conn:
+        async with self._begin() as conn:
             fresh = await self._inbox.record_new(conn, (r.envelope.id for r in batch))
             todo, seen = [], set()
             for r in batch:

@@ -28,10 +28,11 @@ import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker, PublishFailure, Unroutable
+from messaging.transactions import Begin
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +95,7 @@ class Outbox:
 
     async def add(
         self,
-        session: AsyncSession | AsyncConnection,
+        conn: AsyncConnection,
         *payloads: EventPayload,
         sequences: Sequence[int | None] | None = None,
     ) -> None:
@@ -108,7 +109,7 @@ class Outbox:
             outbox_row(p, source=self.source, sequence=n)
             for p, n in zip(payloads, seqs, strict=True)
         ]
-        await session.execute(sa.insert(self.table), rows)
+        await conn.execute(sa.insert(self.table), rows)
 
 
 def _subject(body: bytes) -> str | None:
@@ -132,7 +133,7 @@ class OutboxRelay:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        begin: Begin,
         table: sa.Table,
         broker: Broker,
         listen_dsn: str,
@@ -141,7 +142,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         unroutable_backoff: timedelta = timedelta(seconds=5),
     ) -> None:
-        self._engine = engine
+        self._begin = begin
         self._table = table
         self._broker = broker
         self._listen_dsn = listen_dsn
@@ -211,7 +212,7 @@ class OutboxRelay:
         """Publish one batch. Returns how many rows it handled (published or deferred); 0 when
         there was nothing to do or another relay is publishing."""
         t = self._table
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             locked = (
                 await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
             ).scalar_one()

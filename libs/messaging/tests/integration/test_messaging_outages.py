@@ -54,7 +54,7 @@ async def consuming(
     consumer = InboxConsumer(
         broker=topology.broker,
         queue=queue,
-        transaction=engine.begin,
+        begin=engine.begin,
         inbox=Inbox(INBOX, consumer=CONSUMER),
         handler=handler,
         max_backoff=0.2,
@@ -207,7 +207,7 @@ async def test_two_relays_never_reorder_the_events_of_one_job(
     await add_interleaved(engine, subjects=10, per_subject=40)
     relays = [
         OutboxRelay(
-            engine=engine,
+            begin=engine.begin,
             table=OUTBOX,
             broker=topology.broker,
             listen_dsn=listen_dsn,
@@ -255,7 +255,7 @@ async def test_a_partly_failed_batch_does_not_reorder_a_job(
     await add_interleaved(engine, subjects=1, per_subject=6)
     flaky = _FlakyBroker(topology.broker, fail_at=3)
     relay = OutboxRelay(
-        engine=engine,
+        begin=engine.begin,
         table=OUTBOX,
         broker=flaky,  # type: ignore[arg-type]
         listen_dsn=listen_dsn,
@@ -275,7 +275,7 @@ async def test_a_relay_stands_by_while_another_holds_the_lock(
     await topology.declare("probe", ["job.status_changed"])
     await add_interleaved(engine, subjects=1, per_subject=2)
     relay = OutboxRelay(
-        engine=engine,
+        begin=engine.begin,
         table=OUTBOX,
         broker=topology.broker,
         listen_dsn=listen_dsn,
