@@ -143,8 +143,12 @@ class InboxConsumer:
         self._max_backoff = max_backoff
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._channel: AbstractChannel | None = None
-        self._busy = False
         self._consuming = False
+        self._paused = False
+        # Messages received and messages settled since start; `caught_up` compares them.
+        self._received = 0
+        self._settled = 0
+        self._progress = asyncio.Event()
         self.stats = ConsumerStats()
 
     # Kept as attributes for callers that read them directly.
@@ -160,39 +164,52 @@ class InboxConsumer:
     def dead_lettered(self) -> int:
         return self.stats.dead_lettered
 
-    @property
-    def idle(self) -> bool:
-        """Consuming, with nothing received and not yet settled."""
-        return self._consuming and not self._busy and self._buffer.empty()
+    async def caught_up(self, timeout: float = 5.0) -> bool:
+        """True once every report the queue held at the time of asking has been applied.
 
-    async def caught_up(self) -> bool:
-        """True when every message the queue held has been applied: the consumer is idle and the
-        queue has no ready message. The lease watchdog waits for this, so that heartbeats waiting
-        in the queue (after a deploy or an outage) are applied before any lease is judged."""
-        if not self.idle or self._channel is None or self._channel.is_closed:
+        The lease watchdog asks this before it judges leases, so that heartbeats waiting in the
+        queue (after a deploy, a restart, a database outage) renew their leases first. False
+        while the consumer is not consuming, is paused on an infrastructure error, the queue has
+        ready messages, or the messages already received are not settled within `timeout`.
+        Under a steady flow it returns as soon as the batches in hand are done (no starvation).
+        """
+        if not self._consuming or self._paused or self._channel is None:
+            return False
+        if self._channel.is_closed:
             return False
         declared = await self._channel.declare_queue(self._queue_name, passive=True)
-        ready = int(declared.declaration_result.message_count or 0)
-        return ready == 0 and self.idle
+        if int(declared.declaration_result.message_count or 0) > 0:
+            return False
+        target = self._received
+        try:
+            async with asyncio.timeout(timeout):
+                while self._settled < target:
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return not self._paused
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._received += 1
+        await self._buffer.put(message)
 
     async def run(self) -> None:
         """Consume until cancelled."""
         self._channel = await self._broker.channel(prefetch=self._max_batch * 2)
         queue = await self._channel.get_queue(self._queue_name, ensure=True)
-        tag = await queue.consume(self._buffer.put)
+        tag = await queue.consume(self._receive)
         self._consuming = True
         try:
             while True:
-                first = await self._buffer.get()
-                self._busy = True
-                batch = [first]
+                batch = [await self._buffer.get()]
                 while len(batch) < self._max_batch and not self._buffer.empty():
                     batch.append(self._buffer.get_nowait())
                 await self._process(batch)
-                self._busy = False
+                self._settled += len(batch)
+                self._progress.set()
         finally:
             self._consuming = False
-            self._busy = False
             if not self._channel.is_closed:
                 await queue.cancel(tag)
                 await self._channel.close()
@@ -288,11 +305,15 @@ class InboxConsumer:
             before_sleep=self._log_outage,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                await self._apply(batch)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._apply(batch)
+        finally:
+            self._paused = False
 
     def _log_outage(self, state: Any) -> None:
+        self._paused = True
         self.stats.infra_retries += 1
         error = state.outcome.exception() if state.outcome is not None else None
         log.warning(

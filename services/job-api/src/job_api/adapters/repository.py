@@ -81,6 +81,14 @@ def job_values(job: Job) -> dict[str, Any]:
 _UPDATE_JOB = sa.update(jobs).where(jobs.c.id == sa.bindparam("job_pk"))
 
 
+_NEXT_SEQUENCE = (
+    sa.update(jobs)
+    .where(jobs.c.id == sa.bindparam("job_pk"))
+    .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
+    .returning(jobs.c.event_sequence)
+)
+
+
 def _update_params(job: Job) -> dict[str, Any]:
     values = job_values(job)
     values["job_pk"] = values.pop("id")
@@ -102,6 +110,9 @@ class KnownDataset:
     user_id: str
     job_types: list[str]
     deleted: bool
+    sha256: str | None = None
+    size_bytes: int | None = None
+    format: str | None = None
 
 
 class JobRepository:
@@ -131,6 +142,18 @@ class JobRepository:
             stmt = stmt.with_for_update()
         row = (await self._conn.execute(stmt)).first()
         return job_from_row(row) if row is not None else None
+
+    async def next_sequences(self, counts: dict[UUID, int]) -> dict[UUID, int]:
+        """Reserve `counts[job]` event sequence numbers per job; returns the first of each. A job
+        not (yet) in the table gets none."""
+        firsts: dict[UUID, int] = {}
+        for job_id, count in counts.items():
+            last = (
+                await self._conn.execute(_NEXT_SEQUENCE, {"job_pk": job_id, "n": count})
+            ).scalar_one_or_none()
+            if last is not None:
+                firsts[job_id] = int(last) - count + 1
+        return firsts
 
     async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:
         if not job_ids:
@@ -277,14 +300,25 @@ class DatasetRepository:
         self._conn = conn
 
     async def upsert(
-        self, *, dataset_id: UUID, user_id: str, job_types: list[str], filename: str, rows: int
+        self,
+        *,
+        dataset_id: UUID,
+        user_id: str,
+        job_types: list[str],
+        filename: str,
+        rows: int,
+        sha256: str | None = None,
+        size_bytes: int | None = None,
+        format: str | None = None,
     ) -> None:
+        file_facts = {"sha256": sha256, "size_bytes": size_bytes, "format": format}
         stmt = pg.insert(known_datasets).values(
             dataset_id=dataset_id,
             user_id=user_id,
             job_types=job_types,
             filename=filename,
             rows=rows,
+            **file_facts,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[known_datasets.c.dataset_id],
@@ -292,6 +326,7 @@ class DatasetRepository:
                 "job_types": job_types,
                 "filename": filename,
                 "rows": rows,
+                **file_facts,
                 "updated_at": sa.func.now(),
             },
             where=known_datasets.c.deleted.is_(False),
@@ -312,13 +347,25 @@ class DatasetRepository:
         t = known_datasets
         row = (
             await self._conn.execute(
-                sa.select(t.c.dataset_id, t.c.user_id, t.c.job_types, t.c.deleted).where(
-                    t.c.dataset_id == dataset_id
-                )
+                sa.select(
+                    t.c.dataset_id,
+                    t.c.user_id,
+                    t.c.job_types,
+                    t.c.deleted,
+                    t.c.sha256,
+                    t.c.size_bytes,
+                    t.c.format,
+                ).where(t.c.dataset_id == dataset_id)
             )
         ).first()
-        return (
-            KnownDataset(row.dataset_id, row.user_id, list(row.job_types), row.deleted)
-            if row
-            else None
+        if row is None:
+            return None
+        return KnownDataset(
+            row.dataset_id,
+            row.user_id,
+            list(row.job_types),
+            row.deleted,
+            sha256=row.sha256,
+            size_bytes=row.size_bytes,
+            format=row.format,
         )

@@ -150,8 +150,10 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.run_relay:
             relay = make_relay(state, broker, listen_dsn, OUTBOX_CHANNEL)
             tasks.append(asyncio.create_task(supervised("relay", relay.run), name="relay"))
+        caught_up = None
         if settings.run_consumers:
             consumer = make_consumer(state, broker)
+            caught_up = consumer.caught_up
             rpc = make_rpc_server(state, broker)
             tasks.append(asyncio.create_task(supervised("consumer", consumer.run), name="consumer"))
             tasks.append(asyncio.create_task(supervised("rpc", rpc.run), name="rpc"))
@@ -159,7 +161,11 @@ def create_app(settings: Settings) -> FastAPI:
             retention = timedelta(hours=settings.inbox_retention_hours)
             tasks.append(
                 asyncio.create_task(
-                    every(settings.watchdog_interval, "watchdog", watchdog_step(state, retention)),
+                    every(
+                        settings.watchdog_interval,
+                        "watchdog",
+                        watchdog_step(state, retention, caught_up),
+                    ),
                     name="watchdog",
                 )
             )

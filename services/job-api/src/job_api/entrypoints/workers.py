@@ -8,19 +8,19 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.routing import JOB_API, JOB_API_BINDINGS
+from contracts.routing import JOB_API, JOB_API_EVENT_BINDINGS, WORKER_REPORT_KEYS
 from contracts.rpc import ClaimJob, ClaimReply
 from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS
 from job_api.service_layer.dispatch import (
-    WorkerEventOutcome,
     apply_worker_events,
     claim_job,
     expire_leases,
     mark_worker_presence,
     redispatch_stale,
 )
+from job_api.service_layer.reports import Outcome
 from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
 from messaging.broker import Broker
 from messaging.consumer import InboxConsumer, Received
@@ -38,7 +38,13 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
     names = broker.names
     return [
         *work_queue_specs(names),
-        QueueSpec(name=names.service_queue(JOB_API), bindings=JOB_API_BINDINGS),
+        # Public events from other services, and the worker reports: only this queue binds the
+        # worker exchange, so only job-api hears a worker (and fences it).
+        QueueSpec(
+            name=names.service_queue(JOB_API),
+            bindings=JOB_API_EVENT_BINDINGS,
+            worker_bindings=WORKER_REPORT_KEYS,
+        ),
         QueueSpec(
             name=names.rpc_queue(JOB_API),
             bindings=[names.rpc_queue(JOB_API)],
@@ -58,14 +64,14 @@ def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -
 
 
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
-    async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> WorkerEventOutcome:
+    async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> Outcome:
         return await apply_worker_events(
             UnitOfWork(conn), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
         )
 
     def count(outcome: object) -> None:
         # Counted after commit: a rolled-back batch is retried and must not count twice.
-        assert isinstance(outcome, WorkerEventOutcome)
+        assert isinstance(outcome, Outcome)
         WORKER_EVENTS.labels("applied").inc(outcome.applied)
         WORKER_EVENTS.labels("stale").inc(outcome.stale)
         WORKER_EVENTS.labels("unknown_job").inc(outcome.unknown_job)
@@ -117,11 +123,25 @@ async def every(interval: float, name: str, step: Callable[[], Awaitable[object]
         await asyncio.sleep(interval)
 
 
-def watchdog_step(state: AppState, retention: timedelta) -> Callable[[], Awaitable[None]]:
+def watchdog_step(
+    state: AppState,
+    retention: timedelta,
+    caught_up: Callable[[], Awaitable[bool]] | None = None,
+) -> Callable[[], Awaitable[None]]:
+    """Expire lapsed leases, re-offer stale pending jobs, prune the inbox.
+
+    With `caught_up` (the events consumer's), leases are judged only once every report waiting in
+    the events queue has been applied: after a deploy, a restart or a database outage longer than
+    the lease, the heartbeats that arrived meanwhile renew the leases first, and a worker that
+    kept heartbeating keeps its job.
+    """
     last_prune = datetime.min.replace(tzinfo=UTC)
 
     async def step() -> None:
         nonlocal last_prune
+        if caught_up is not None and not await caught_up():
+            log.info("watchdog.waiting_for_reports")
+            return
         now = datetime.now(UTC)
         while True:
             async with state.db.write("watchdog") as conn:

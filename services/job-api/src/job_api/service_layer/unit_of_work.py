@@ -6,6 +6,7 @@ handlers only stage changes.
 
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,7 +28,23 @@ class UnitOfWork:
         self.datasets = DatasetRepository(conn)
 
     async def publish(self, *payloads: EventPayload) -> None:
-        await _OUTBOX.add(self.conn, *payloads)
+        """Stage events in the outbox. Events about a job carry its next `sequence` numbers, so a
+        consumer can drop a status it receives after a newer one."""
+        counts: dict[UUID, int] = {}
+        for p in payloads:
+            job_id = getattr(p, "job_id", None)
+            if isinstance(job_id, UUID):
+                counts[job_id] = counts.get(job_id, 0) + 1
+        firsts = await self.jobs.next_sequences(counts) if counts else {}
+        sequences: list[int | None] = []
+        for p in payloads:
+            job_id = getattr(p, "job_id", None)
+            if isinstance(job_id, UUID) and job_id in firsts:
+                sequences.append(firsts[job_id])
+                firsts[job_id] += 1
+            else:
+                sequences.append(None)
+        await _OUTBOX.add(self.conn, *payloads, sequences=sequences)
 
 
 @dataclass(frozen=True)
