@@ -97,15 +97,21 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content=body, headers=headers)
 
 
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this request's path (Starlette's own 405 names only the
-    first route that matched the path)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    first route that matched the path). Asked of the router itself, method by method, so routes
+    of included routers count too."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -141,6 +147,15 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
             status_code=400,
             content=error_body(
                 "invalid_json", f"The request body is not valid JSON{position}.", details
+            ),
+        )
+    if details and all(d["loc"] == ["query", "cursor"] for d in details):
+        return JSONResponse(
+            status_code=422,
+            content=error_body(
+                "invalid_cursor",
+                "The cursor is not valid; use the next_cursor of a previous page.",
+                details,
             ),
         )
     return JSONResponse(

@@ -7,8 +7,7 @@
 - `RequestIdMiddleware`: one id per HTTP request, taken from the gateway's `X-Request-Id` when it
   sends a sane one, returned in the response header and bound into structlog's context so every
   log line of the request carries it.
-- `require_json`: a route dependency that answers 415 `unsupported_media_type` for a body that is
-  not declared as JSON.
+- `JsonBodyMiddleware`: 415 `unsupported_media_type` for a body that is not declared as JSON.
 
 Plain ASGI (no BaseHTTPMiddleware), so streaming responses are not buffered.
 """
@@ -18,11 +17,10 @@ import uuid
 
 import orjson
 import structlog
-from fastapi import Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.errors import ApiError, error_body
+from servicekit.errors import error_body
 
 REQUEST_ID_HEADER = "x-request-id"
 # What we accept from a client or gateway as a request id: short, and safe in a log line.
@@ -123,17 +121,61 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
-async def require_json(request: Request) -> None:
-    """Route dependency: a request body must be declared as JSON."""
-    content_type = request.headers.get("content-type", "")
+def _is_json(content_type: str) -> bool:
     media = content_type.partition(";")[0].strip().lower()
-    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
-        return
-    if not content_type and request.headers.get("content-length") in (None, "0"):
-        return  # no body at all: validation says what is missing
-    raise ApiError(
-        415,
-        "unsupported_media_type",
-        f"Send the body as application/json (got {media or 'no Content-Type'}).",
-        {"expected": "application/json"},
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
     )
+
+
+class JsonBodyMiddleware:
+    """A request that carries a body on a JSON API must say it is JSON: anything else is a 415
+    `unsupported_media_type` naming the expected type, before any route code or auth runs.
+    `exempt` path prefixes (uploads) are left alone."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        methods: tuple[str, ...] = ("POST", "PUT", "PATCH"),
+        exempt: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.methods = methods
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in self.methods
+            and not scope["path"].startswith(self.exempt or ("\x00",))
+        ):
+            headers = dict(scope["headers"])
+            has_body = (
+                headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+            )
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            if has_body and not _is_json(content_type):
+                media = content_type.partition(";")[0].strip() or "no Content-Type"
+                body = orjson.dumps(
+                    error_body(
+                        "unsupported_media_type",
+                        f"Send the body as application/json (got {media}).",
+                        {"expected": "application/json"},
+                    )
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 415,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"accept", b"application/json"),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     watchdog_interval: float = Field(default=2.0, gt=0)
     presence_interval: float = Field(default=5.0, gt=0)
     inbox_retention_hours: float = Field(default=72, gt=0)
+    # History (job_events) of jobs that ended longer ago than this is deleted by the watchdog, in
+    # batches; a job's own row (status, metrics) stays.
+    events_retention_days: float = Field(default=30, gt=0)
+    # Idempotency-Key records of POST /jobs are kept this long: a retry after that creates a job.
+    idempotency_retention_hours: float = Field(default=24, gt=0)
+    retention_batch: int = Field(default=1000, ge=1)
+    retention_interval: float = Field(default=600, gt=0)
+
+    # Request bodies larger than this are refused with 413 while being read (before any auth).
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # Open SSE streams: beyond these a new stream is refused with 429 `too_many_streams`.
+    max_streams_per_user: int = Field(default=8, ge=1)
+    max_streams: int = Field(default=2000, ge=1)
 
     run_relay: bool = True
     run_consumers: bool = True

@@ -7,10 +7,17 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.catalogue import BaseModelInfo
+from contracts.catalogue import BaseModelInfo, Catalogue
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
 from contracts.events import MAX_ERROR_CHARS, MAX_LOG_LINES
+from contracts.hyperparameters import (
+    ClassifierHyperparameters,
+    EmbeddingHyperparameters,
+    LoraHyperparameters,
+)
+from contracts.routing import DATASET_REF_PREFIX
 from job_api.domain.job import Job
+from job_api.service_layer.jobs import HTTPS_DATA_URL_PATTERN, OUTPUT_MODEL_PATTERN
 
 
 class FinetuneJobCreate(BaseModel):
@@ -26,7 +33,10 @@ class FinetuneJobCreate(BaseModel):
         description="A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL.",
     )
     output_model: str = Field(
-        min_length=3, max_length=200, description="Hugging Face Hub repo `owner/name`."
+        min_length=3,
+        max_length=200,
+        description="Hugging Face Hub repo `owner/name`.",
+        json_schema_extra={"pattern": OUTPUT_MODEL_PATTERN},
     )
     gpu_provider: GPUProvider = Field(
         description="Which pool of workers may run it: colab, kaggle, runpod, local."
@@ -109,6 +119,10 @@ class FinetuneJobResponse(BaseModel):
     def of(cls, job: Job) -> "FinetuneJobResponse":
         values = {name: getattr(job, name) for name in cls.model_fields}
         values["training_data_url"] = _redacted(job.training_data_url)
+        if job.status is JobStatus.PENDING:
+            # "No worker serves this queue yet" is a phase of a pending job (`phase: no_worker`),
+            # not a failure: failure_class stays null until an attempt fails.
+            values["failure_class"] = None
         return cls.model_validate(values)
 
 
@@ -131,3 +145,65 @@ class BaseModelsResponse(BaseModel):
     job_type: JobType
     models: list[BaseModelInfo]
     default_hyperparameters: dict[str, Any]
+
+
+_HYPERPARAMETERS = {
+    JobType.EMBEDDING: EmbeddingHyperparameters,
+    JobType.CLASSIFIER: ClassifierHyperparameters,
+    JobType.LLM_LORA: LoraHyperparameters,
+}
+DATASET_REF_PATTERN = f"^{DATASET_REF_PREFIX}[0-9a-fA-F]{{8}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{12}}$"
+
+
+def _hyperparameters_schema(job_type: JobType) -> dict[str, Any]:
+    schema = _HYPERPARAMETERS[job_type].model_json_schema()
+    schema["properties"].pop("job_type", None)
+    schema.pop("required", None)
+    schema["additionalProperties"] = False
+    schema["title"] = f"Hyperparameters ({job_type})"
+    schema["description"] = "Overrides of this job type's defaults (see /base-models)."
+    return schema
+
+
+def job_create_schema(
+    generated: dict[str, Any], catalogue: Catalogue, *, allow_external_data_urls: bool
+) -> dict[str, Any]:
+    """The request body of POST /jobs as the server really checks it: one variant per job type,
+    each naming the base models of the catalogue for that type and that type's hyperparameters,
+    and the data reference formats this deployment accepts. Generated clients (and schemathesis)
+    then send only what the server accepts, and know why the rest is refused."""
+    data_url: dict[str, Any] = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096,
+        "description": generated["properties"]["training_data_url"]["description"],
+    }
+    if allow_external_data_urls:
+        data_url["anyOf"] = [{"pattern": DATASET_REF_PATTERN}, {"pattern": HTTPS_DATA_URL_PATTERN}]
+    else:
+        data_url["pattern"] = DATASET_REF_PATTERN
+    variants = []
+    for job_type in JobType:
+        properties = dict(generated["properties"])
+        properties["job_type"] = {"type": "string", "const": str(job_type)}
+        properties["base_model"] = {
+            "type": "string",
+            "enum": catalogue.allowed_ids(job_type),
+            "description": f"A base model of the catalogue for {job_type} jobs.",
+        }
+        properties["hyperparameters"] = _hyperparameters_schema(job_type)
+        properties["training_data_url"] = data_url
+        variants.append(
+            {
+                "title": f"FinetuneJobCreate ({job_type})",
+                "type": "object",
+                "properties": properties,
+                "required": generated["required"],
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "title": "FinetuneJobCreate",
+        "description": "A new job; the variant follows `job_type`.",
+        "oneOf": variants,
+    }
