@@ -21,6 +21,7 @@ from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
     BaseModelsResponse,
     FinetuneJobCreate,
+    NO_NUL,
     FinetuneJobResponse,
     JobEventResponse,
 )
@@ -131,9 +132,11 @@ async def list_jobs(
     user: UserDep,
     status: JobStatus | None = None,
     job_type: JobType | None = None,
-    project_id: Annotated[str | None, Query(alias="project")] = None,
+    project_id: Annotated[str | None, Query(alias="project", pattern=NO_NUL)] = None,
     gpu_provider: GPUProvider | None = None,
-    user_id: Annotated[str | None, Query(description="Admins only: one user's jobs.")] = None,
+    user_id: Annotated[
+        str | None, Query(description="Admins only: one user's jobs.", pattern=NO_NUL)
+    ] = None,
     limit: Limit = 50,
     cursor: Annotated[
         str | None,

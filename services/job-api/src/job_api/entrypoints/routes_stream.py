@@ -42,7 +42,21 @@ _SSE_DOC = (
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": _SSE_DOC,
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {
+            "text/event-stream": {
+                # One server-sent event (comment pings aside).
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "event": {"type": "string", "enum": ["snapshot", "status", "progress"]},
+                        "data": {"type": "string", "contentMediaType": "application/json"},
+                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                        "retry": {"type": "integer"},
+                    },
+                }
+            }
+        },
     }
 }
 

@@ -1,7 +1,7 @@
 """HTTP request and response bodies (the brief's B2 schemas, extended)."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
@@ -18,6 +18,12 @@ from contracts.hyperparameters import (
 from contracts.routing import DATASET_REF_PREFIX
 from job_api.domain.job import Job
 from job_api.service_layer.jobs import HTTPS_DATA_URL_PATTERN, OUTPUT_MODEL_PATTERN
+
+
+# PostgreSQL text cannot hold NUL: such a string is refused at the door (422), and the document
+# says so, instead of failing at INSERT time with a 500.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL)]
 
 
 class FinetuneJobCreate(BaseModel):
@@ -41,7 +47,7 @@ class FinetuneJobCreate(BaseModel):
     gpu_provider: GPUProvider = Field(
         description="Which pool of workers may run it: colab, kaggle, runpod, local."
     )
-    project_id: str | None = Field(default=None, max_length=200)
+    project_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the job type's defaults (see /base-models)."
     )
@@ -54,21 +60,21 @@ class FinetuneJobUpdate(BaseModel):
 
     status: JobStatus | None = None
     progress: float | None = Field(default=None, ge=0, le=100)
-    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
-    logs_url: str | None = Field(default=None, max_length=2048)
+    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS, pattern=NO_NUL)
+    logs_url: str | None = Field(default=None, max_length=2048, pattern=NO_NUL)
     attempt: int | None = Field(
         default=None, ge=1, description="The attempt this update belongs to."
     )
-    worker_id: str | None = Field(default=None, max_length=200)
+    worker_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     phase: JobPhase | None = None
     step: int | None = Field(default=None, ge=0)
     total_steps: int | None = Field(default=None, ge=0)
     epoch: float | None = Field(default=None, ge=0)
     loss: float | None = None
     eta_seconds: float | None = Field(default=None, ge=0)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    log_lines: list[str] = Field(default_factory=list, max_length=MAX_LOG_LINES)
-    output_revision: str | None = Field(default=None, max_length=200)
+    metrics: dict[Text, float] = Field(default_factory=dict)
+    log_lines: list[Text] = Field(default_factory=list, max_length=MAX_LOG_LINES)
+    output_revision: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     failure_class: FailureClass | None = None
     retryable: bool = False
 

@@ -28,7 +28,7 @@ _OUTPUT_MODEL = re.compile(OUTPUT_MODEL_PATTERN)
 # External training data: an https URL with a host name (letters, digits, '.', '-', an optional
 # port) and no user info; published in the OpenAPI document as well.
 HTTPS_DATA_URL_PATTERN = (
-    r"^https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:[/?#][^\s@]*)?$"
+    r"^https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:[/?#][^\s@\x00]*)?$"
 )
 _HTTPS_DATA_URL = re.compile(HTTPS_DATA_URL_PATTERN)
 
