@@ -18,7 +18,9 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
+class DatabaseSettings(BaseSettings):
+    """What setting up the database needs (`job-api db-init`): no token or worker secrets."""
+
     model_config = SettingsConfigDict(env_prefix="JOB_API_", extra="ignore", populate_by_name=True)
 
     environment: Literal["development", "production", "test"] = Field(
@@ -26,12 +28,17 @@ class Settings(BaseSettings):
     )
     database_url: str = "postgresql://job_api:job_api_dev@127.0.0.1:5432/finetune"
     db_password: SecretStr = SecretStr("job_api_dev")
-    db_pool_size: int = 20
     admin_dsn: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         validation_alias=_alias("FTD_ADMIN_DSN"),
     )
+    # `make dev` and `make migrate` set it per checkout (finetune_<hash of the path>), so two
+    # clones on one machine never share a database.
     database_name: str = Field(default="finetune", validation_alias=_alias("FTD_DATABASE_NAME"))
+
+
+class Settings(DatabaseSettings):
+    db_pool_size: int = 20
     amqp_url: SecretStr = Field(
         default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
         validation_alias=_alias("FTD_AMQP_URL"),

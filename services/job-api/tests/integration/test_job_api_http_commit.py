@@ -50,7 +50,8 @@ def _quiet(settings_factory: Callable[..., Settings], **overrides: Any) -> Setti
 
 async def _count(db: Any, table: str, where: str = "TRUE") -> int:
     async with db.connect() as conn:
-        return int((await conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}"))).scalar_one())
+        query = sa.text(f"SELECT count(*) FROM {table} WHERE {where}")  # noqa: S608
+        return int((await conn.execute(query)).scalar_one())
 
 
 @pytest.mark.timeout(900)
@@ -123,7 +124,9 @@ async def test_a_failed_commit_is_an_error_and_stores_nothing(
 ) -> None:
     async with served_app(_quiet(settings_factory)) as (client, _app):
         before = _created_count()
-        response = await client.post(JOBS, json=job_body(output_model=FAIL_AT_COMMIT), headers=ALICE)
+        response = await client.post(
+            JOBS, json=job_body(output_model=FAIL_AT_COMMIT), headers=ALICE
+        )
         assert response.status_code >= 500, response.text
         assert response.json()["error"]["code"] == "internal_error"
         assert await _count(db, "jobs.jobs") == 0
@@ -237,10 +240,13 @@ async def test_an_outbox_row_of_a_rolled_back_transaction_is_never_published(
                     phase=JobPhase.QUEUED,
                 )
 
-            with pytest.raises(RuntimeError):
+            async def publish_then_fail() -> None:
                 async with state.db.write() as conn:
                     await UnitOfWork(conn).publish(changed(doomed))
                     raise RuntimeError("roll back after publish")
+
+            with pytest.raises(RuntimeError):
+                await publish_then_fail()
             assert await _count(db, "jobs.outbox") == 0
             async with state.db.write() as conn:
                 await UnitOfWork(conn).publish(changed(marker))

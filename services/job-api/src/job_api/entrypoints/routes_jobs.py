@@ -19,9 +19,9 @@ from job_api.adapters.repository import JobFilter
 from job_api.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep, scope
 from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
+    NO_NUL,
     BaseModelsResponse,
     FinetuneJobCreate,
-    NO_NUL,
     FinetuneJobResponse,
     JobEventResponse,
 )

@@ -19,7 +19,6 @@ from contracts.routing import DATASET_REF_PREFIX
 from job_api.domain.job import Job
 from job_api.service_layer.jobs import HTTPS_DATA_URL_PATTERN, OUTPUT_MODEL_PATTERN
 
-
 # PostgreSQL text cannot hold NUL: such a string is refused at the door (422), and the document
 # says so, instead of failing at INSERT time with a 500.
 NO_NUL = r"^[^\x00]*$"
