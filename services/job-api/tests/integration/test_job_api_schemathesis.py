@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 # Enough cases to cover every operation, status and parameter shape, small enough to stay well
 # under two minutes on a loaded laptop.
-MAX_EXAMPLES = int(os.environ.get("FTD_SCHEMATHESIS_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("FTD_SCHEMATHESIS_EXAMPLES", "10"))
 
 
 def _config(user_token: str) -> str:
