@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 # Enough cases to cover every operation, status and parameter shape, small enough to stay well
 # under two minutes on a loaded laptop.
+TESTS = Path(__file__).resolve().parents[1]
 MAX_EXAMPLES = int(os.environ.get("FTD_SCHEMATHESIS_EXAMPLES", "10"))
 
 
@@ -71,7 +72,11 @@ async def test_openapi_document_matches_the_live_api(
             "all",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+            env={
+                **os.environ,
+                "SCHEMATHESIS_HOOKS": "job_api_schemathesis_hooks",
+                "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            },
             cwd=tmp_path,
         )
         out, _ = await asyncio.wait_for(process.communicate(), 280)
