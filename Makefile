@@ -11,6 +11,11 @@ PYTEST_ARGS ?=
 # Source files mypy checks (strict, see pyproject.toml). Add each new lib/service here.
 TYPED_SRC := libs/contracts/src libs/messaging/src libs/servicekit/src services/job-api/src
 
+# Each checkout gets its own database (finetune_<8 hex of the checkout path>), so two clones on
+# one machine never share data. The environment may still set FTD_DATABASE_NAME.
+FTD_DATABASE_NAME ?= finetune_$(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-8)
+export FTD_DATABASE_NAME
+
 # Exports FTD_JWT_SECRET and FINETUNE_WORKER_KEY from .dev/secrets.env (written by scripts/dev.sh)
 # unless the environment already sets them, the same precedence dev.sh uses.
 LOAD_DEV_SECRETS := if [ -f .dev/secrets.env ]; then \
@@ -65,7 +70,7 @@ openapi: ## Regenerate docs/openapi/job-api.json from the code
 	$(UV) run job-api openapi
 
 migrate: ensure-services ## Create job-api's database, role and schema, then run its migrations
-	$(UV) run job-api db-init
+	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init
 
 bench: ## Run every bench/*.py
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \
@@ -73,6 +78,7 @@ bench: ## Run every bench/*.py
 	done
 
 token: ## Print a development JWT for SUB (default dev-user)
+	@if [ -z "$(strip $(SUB))" ]; then echo "make token: SUB is empty; name a user, e.g. make token SUB=alice" >&2; exit 2; fi
 	@$(LOAD_DEV_SECRETS); FTD_ENV="$${FTD_ENV:-development}" $(UV) run --quiet job-api token --sub '$(SUB)'
 
 clean: ## Remove caches and dev logs (keeps .venv and .dev/secrets.env)

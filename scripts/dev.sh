@@ -55,7 +55,11 @@ require_port() {
 }
 
 stop_all() {
-  trap - EXIT INT TERM
+  # Ignore further INT/TERM until the children are stopped: `make` forwards its SIGTERM, so a
+  # second one arrives while we stop, and with the default action it would kill this script
+  # half-way, leaving services running. EXIT is cleared so stop_all runs once.
+  trap '' INT TERM
+  trap - EXIT
   ((${#PIDS[@]})) || return 0
   log "stopping ${NAMES[*]} ..."
   local pid
@@ -66,6 +70,7 @@ stop_all() {
     kill -KILL -- "-$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  trap - INT TERM
 }
 trap stop_all EXIT
 trap 'exit 130' INT
@@ -114,6 +119,10 @@ load_or_create_secret FINETUNE_WORKER_KEY
 
 export FTD_ENV=development
 export FTD_ENABLE_OFFLINE_MODELS=true
+# One database per checkout (the Makefile derives it from the path; this default is the same).
+FTD_DATABASE_NAME=${FTD_DATABASE_NAME:-finetune_$(printf '%s' "$PWD" | sha256sum | cut -c1-8)}
+export FTD_DATABASE_NAME
+export JOB_API_DATABASE_URL=${JOB_API_DATABASE_URL:-postgresql://job_api:job_api_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export PYTHONUNBUFFERED=1
 
 uv run job-api db-init
@@ -137,6 +146,7 @@ cat <<BANNER
     API          $PUBLIC_URL
     API docs     $PUBLIC_URL/docs
     Logs         $LOG_DIR/
+    Database     $FTD_DATABASE_NAME (this checkout's own)
 
     Worker key   $FINETUNE_WORKER_KEY   (${SECRET_SOURCE[FINETUNE_WORKER_KEY]})
     JWT secret   $FTD_JWT_SECRET   (${SECRET_SOURCE[FTD_JWT_SECRET]})

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import uvicorn
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 # One polling helper for every test package (re-exported for job-api's tests).
 from messaging_testing import eventually as eventually
@@ -20,7 +22,14 @@ ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.
 AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 WORKER_KEY = "test-worker-key-0123456789abcdef"
-TABLES = ("jobs.job_events", "jobs.jobs", "jobs.outbox", "jobs.inbox", "jobs.known_datasets")
+TABLES = (
+    "jobs.job_events",
+    "jobs.jobs",
+    "jobs.outbox",
+    "jobs.inbox",
+    "jobs.known_datasets",
+    "jobs.idempotency_keys",
+)
 
 
 @contextlib.asynccontextmanager
@@ -31,6 +40,42 @@ async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def served_app(
+    settings: Settings, *, wrap: Any = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """The whole app served by a real uvicorn on an ephemeral TCP port (lifespan included), and a
+    client that talks to it over TCP. Unlike ASGITransport, the client gets its response as soon
+    as uvicorn sends it, so whatever the app does after that (a late commit) is visible to tests.
+
+    `wrap(app)` may wrap the ASGI app (to observe what is sent when)."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        wrap(app) if wrap is not None else app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("uvicorn stopped before it started")
+                await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client, app
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
 
 
 def user_headers(sub: str = "alice", *, admin: bool = False, ttl: int = 3600) -> dict[str, str]:

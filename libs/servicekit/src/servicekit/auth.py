@@ -9,13 +9,13 @@ repeats the token, which would otherwise end up in client logs and bug reports.
 import hmac
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import jwt
 import structlog
+from cachetools import TLRUCache
 from jwt.exceptions import InvalidSubjectError
 
 from servicekit.errors import ApiError
@@ -39,6 +39,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+
+def _valid_until(_token: str, value: tuple[Principal, float], _now: float) -> float:
+    return value[1]
 
 
 def _invalid(message: str) -> ApiError:
@@ -124,23 +128,21 @@ class JwtVerifier:
         self._leeway = leeway_seconds
         # Clients send the same token on every request: remember verified ones until they expire
         # (a signature check is a tenth of a cheap request's CPU). Failures are never cached.
-        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        # TLRU: each entry lives until its token's own expiry; least recently used go first.
+        self._verified: TLRUCache[str, tuple[Principal, float]] = TLRUCache(
+            maxsize=_VERIFIED_CACHE_SIZE, ttu=_valid_until, timer=lambda: time.time()
+        )
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
         """Return the caller of a valid token; raise a 401 `ApiError` otherwise."""
         with self._lock:
             hit = self._verified.get(token)
-            if hit is not None:
-                if time.time() < hit[1]:
-                    self._verified.move_to_end(token)
-                    return hit[0]
-                del self._verified[token]
+        if hit is not None:
+            return hit[0]
         principal, valid_until = self._verify_uncached(token)
         with self._lock:
             self._verified[token] = (principal, valid_until)
-            if len(self._verified) > _VERIFIED_CACHE_SIZE:
-                self._verified.popitem(last=False)
         return principal
 
     def _verify_uncached(self, token: str) -> tuple[Principal, float]:

@@ -6,6 +6,7 @@ objects anywhere else, so a migration that forgets its schema fails loudly inste
 `public`.
 """
 
+import base64
 import contextlib
 import re
 from collections.abc import Sequence
@@ -13,14 +14,38 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg  # asyncpg ships no type information
 import orjson
+from scramp import ScramMechanism
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from servicekit._scram import scram_sha256_verifier
 from servicekit.logging import redact_url
 
 _ACCEPTED_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MAX_IDENTIFIER_LENGTH = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
+
+
+_SCRAM = ScramMechanism("SCRAM-SHA-256")
+_SCRAM_ITERATIONS = 4096  # PostgreSQL's default scram_iterations
+
+
+def scram_sha256_verifier(password: str, *, salt: bytes | None = None) -> str:
+    """The `rolpassword` value PostgreSQL stores for `password`, computed here (as `psql`'s
+    `\\password` does) so that `CREATE ROLE ... PASSWORD` never carries the plain text, which
+    `log_statement = ddl`, pg_stat_activity or an error report could show.
+
+    Only for ASCII passwords: PostgreSQL falls back to the raw bytes when SASLprep refuses a
+    password, scramp raises; for ASCII both are the identity.
+    """
+    if not password.isascii():
+        raise ValueError("client-side SCRAM verifiers are only computed for ASCII passwords")
+    salt_, stored_key, server_key, iterations = _SCRAM.make_auth_info(
+        password, iteration_count=_SCRAM_ITERATIONS, salt=salt
+    )
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt_).decode()}"
+        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
 
 
 def _convert(dsn: str, scheme: str) -> str:

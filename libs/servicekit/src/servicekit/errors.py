@@ -15,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = structlog.get_logger(__name__)
 
@@ -24,8 +25,14 @@ _CODES_BY_STATUS = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
 }
+
+# Every 401 tells the client how to authenticate (RFC 9110 section 11.6.1).
+WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 
 
 class ApiError(Exception):
@@ -86,23 +93,71 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     # jsonable_encoder: details often carry UUIDs and datetimes straight from the domain.
     body = error_body(exc.code, exc.message, jsonable_encoder(exc.details))
-    return JSONResponse(status_code=exc.status, content=body)
+    headers = WWW_AUTHENTICATE if exc.status == 401 else None
+    return JSONResponse(status_code=exc.status, content=body, headers=headers)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path (Starlette's own 405 names only the
+    first route that matched the path). Asked of the router itself, method by method, so routes
+    of included routers count too."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES_BY_STATUS.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})
+    message = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+    if exc.status_code == 405:
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; use {', '.join(allowed) or 'nothing'}."
+    elif exc.status_code == 400 and message == "There was an error parsing the body":
+        # FastAPI's answer to a body it could not decode (e.g. not UTF-8).
+        return JSONResponse(
+            status_code=400,
+            content=error_body("invalid_json", "The request body is not valid JSON."),
+        )
+    elif exc.status_code == 401:
+        headers.update(WWW_AUTHENTICATE)
     # A structured detail (a dict, a list) moves to `details`; `message` stays a sentence.
-    if isinstance(exc.detail, str):
-        body = error_body(code, exc.detail)
-    else:
-        body = error_body(code, _phrase(exc.status_code), jsonable_encoder(exc.detail))
-    return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
+    details = None if isinstance(exc.detail, str) else jsonable_encoder(exc.detail)
+    body = error_body(code, message, details)
+    return JSONResponse(status_code=exc.status_code, content=body, headers=headers or None)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = _validation_details(exc)
+    if any(d["type"] == "json_invalid" for d in details):
+        where = next(d for d in details if d["type"] == "json_invalid")["loc"]
+        position = f" (at character {where[1]})" if len(where) > 1 else ""
+        return JSONResponse(
+            status_code=400,
+            content=error_body(
+                "invalid_json", f"The request body is not valid JSON{position}.", details
+            ),
+        )
+    if details and all(d["loc"] == ["query", "cursor"] for d in details):
+        return JSONResponse(
+            status_code=422,
+            content=error_body(
+                "invalid_cursor",
+                "The cursor is not valid; use the next_cursor of a previous page.",
+                details,
+            ),
+        )
     return JSONResponse(
         status_code=422,
         content=error_body("validation_error", _validation_message(details), details),

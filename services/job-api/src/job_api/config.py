@@ -18,7 +18,9 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
+class DatabaseSettings(BaseSettings):
+    """What setting up the database needs (`job-api db-init`): no token or worker secrets."""
+
     model_config = SettingsConfigDict(env_prefix="JOB_API_", extra="ignore", populate_by_name=True)
 
     environment: Literal["development", "production", "test"] = Field(
@@ -26,12 +28,17 @@ class Settings(BaseSettings):
     )
     database_url: str = "postgresql://job_api:job_api_dev@127.0.0.1:5432/finetune"
     db_password: SecretStr = SecretStr("job_api_dev")
-    db_pool_size: int = 20
     admin_dsn: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         validation_alias=_alias("FTD_ADMIN_DSN"),
     )
+    # `make dev` and `make migrate` set it per checkout (finetune_<hash of the path>), so two
+    # clones on one machine never share a database.
     database_name: str = Field(default="finetune", validation_alias=_alias("FTD_DATABASE_NAME"))
+
+
+class Settings(DatabaseSettings):
+    db_pool_size: int = 20
     amqp_url: SecretStr = Field(
         default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
         validation_alias=_alias("FTD_AMQP_URL"),
@@ -68,6 +75,19 @@ class Settings(BaseSettings):
     watchdog_interval: float = Field(default=2.0, gt=0)
     presence_interval: float = Field(default=5.0, gt=0)
     inbox_retention_hours: float = Field(default=72, gt=0)
+    # History (job_events) of jobs that ended longer ago than this is deleted by the watchdog, in
+    # batches; a job's own row (status, metrics) stays.
+    events_retention_days: float = Field(default=30, gt=0)
+    # Idempotency-Key records of POST /jobs are kept this long: a retry after that creates a job.
+    idempotency_retention_hours: float = Field(default=24, gt=0)
+    retention_batch: int = Field(default=1000, ge=1)
+    retention_interval: float = Field(default=600, gt=0)
+
+    # Request bodies larger than this are refused with 413 while being read (before any auth).
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # Open SSE streams: beyond these a new stream is refused with 429 `too_many_streams`.
+    max_streams_per_user: int = Field(default=8, ge=1)
+    max_streams: int = Field(default=2000, ge=1)
 
     run_relay: bool = True
     run_consumers: bool = True

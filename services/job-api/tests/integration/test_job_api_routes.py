@@ -231,7 +231,6 @@ async def test_create_job_needs_a_valid_user_token(
             {"training_data_url": "https://user:hunter2@data.example.com/x.csv"},
             "credentials_in_url",
         ),
-        ({"training_data_url": dataset_ref(uuid.uuid4())}, "dataset_not_found"),
         ({"training_data_url": "ftd://datasets/not-a-uuid"}, "invalid_dataset_ref"),
         ({"job_type": "vision"}, "validation_error"),
         ({"gpu_provider": "aws"}, "validation_error"),
@@ -249,6 +248,15 @@ async def test_create_job_refuses_bad_input(
     if code != "validation_error":
         field = next(k for k in overrides if k != "job_type")
         assert error["details"] == {"field": field}
+    await assert_nothing_left(client, db)
+
+
+async def test_create_job_with_an_unknown_dataset_is_404(
+    client: httpx.AsyncClient, db: Any
+) -> None:
+    # A reference to a dataset that does not exist (or is not yours) is "not found", like a job.
+    body = job_body(training_data_url=dataset_ref(uuid.uuid4()))
+    error_of(await client.post(JOBS, json=body, headers=ALICE), 404, "dataset_not_found")
     await assert_nothing_left(client, db)
 
 
@@ -340,7 +348,7 @@ async def test_dataset_references_follow_data_service_events(
         if r.status_code == 201:
             data: dict[str, Any] = r.json()["data"]
             return data
-        error_of(r, 422, "dataset_not_found")
+        error_of(r, 404, "dataset_not_found")
         return None
 
     job = await eventually(accepted)
@@ -350,7 +358,7 @@ async def test_dataset_references_follow_data_service_events(
     as_bob = await client.post(
         JOBS, json=job_body(training_data_url=ref, output_model="bob/e"), headers=BOB
     )
-    error_of(as_bob, 422, "dataset_not_found")
+    error_of(as_bob, 404, "dataset_not_found")
     classifier = job_body(
         job_type="classifier", base_model="xlm-roberta-base", training_data_url=ref
     )
@@ -364,7 +372,7 @@ async def test_dataset_references_follow_data_service_events(
 
     await eventually(forgotten)
     again = await client.post(JOBS, json=job_body(training_data_url=ref), headers=ALICE)
-    error_of(again, 422, "dataset_not_found")
+    error_of(again, 404, "dataset_not_found")
     assert ids(await client.get(JOBS, headers=ALICE)) == [job["id"]]
 
 
@@ -477,7 +485,8 @@ async def test_get_job(client: httpx.AsyncClient) -> None:
     assert mine.json()["data"]["id"] == job["id"]
     error_of(await client.get(url, headers=BOB), 404, "job_not_found")
     error_of(await client.get(f"{JOBS}/{uuid.uuid4()}", headers=ALICE), 404, "job_not_found")
-    error_of(await client.get(f"{JOBS}/not-a-uuid", headers=ALICE), 422, "validation_error")
+    # {job_id} only matches a UUID: anything else is no route at all.
+    error_of(await client.get(f"{JOBS}/not-a-uuid", headers=ALICE), 404, "not_found")
     error_of(await client.get(url), 401, "unauthorized")
     as_admin = await client.get(url, headers=ADMIN)
     assert as_admin.json()["data"]["user_id"] == "alice"
@@ -646,7 +655,7 @@ async def test_patch_errors(client: httpx.AsyncClient) -> None:
     error_of(await patch(client, job["id"], progress=-1), 422, "validation_error")
     error_of(await patch(client, job["id"], status="paused"), 422, "validation_error")
     error_of(await patch(client, job["id"], owner="me"), 422, "validation_error")
-    error_of(await patch(client, "not-a-uuid", progress=1), 422, "validation_error")
+    error_of(await patch(client, "not-a-uuid", progress=1), 404, "not_found")
     # Progress for a job nobody claimed: no attempt holds it.
     error_of(await patch(client, job["id"], progress=10), 409, "stale_attempt")
 

@@ -283,7 +283,7 @@ async def test_submit_without_a_worker_says_so(uow: FakeUnitOfWork) -> None:
 async def test_submit_refuses_bad_input_and_leaves_nothing(
     uow: FakeUnitOfWork, overrides: dict[str, Any], code: str
 ) -> None:
-    with pytest.raises(InvalidJob) as caught:
+    with pytest.raises((InvalidJob, jobs.DatasetNotFound)) as caught:
         await jobs.submit_job(uow, submit(**overrides), POLICY, now=NOW)
     assert caught.value.code == code
     assert uow.jobs.rows == {}

@@ -12,7 +12,14 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
-from job_api.adapters.tables import JOB_EVENTS_CHANNEL, job_events, jobs, known_datasets
+from job_api.adapters.tables import (
+    JOB_EVENTS_CHANNEL,
+    idempotency_keys,
+    inbox,
+    job_events,
+    jobs,
+    known_datasets,
+)
 from job_api.domain.job import Job
 
 
@@ -229,6 +236,19 @@ class JobRepository:
         )
         return [(JobType(t), GPUProvider(p)) for t, p in (await self._conn.execute(stmt)).all()]
 
+    async def pending_phase_counts(self) -> dict[tuple[JobType, GPUProvider], dict[JobPhase, int]]:
+        """How many pending jobs each route has in each phase: one aggregate over the pending
+        index, so the presence monitor loads no job unless one needs its phase changed."""
+        stmt = (
+            sa.select(jobs.c.job_type, jobs.c.gpu_provider, jobs.c.phase, sa.func.count())
+            .where(jobs.c.status == "pending")
+            .group_by(jobs.c.job_type, jobs.c.gpu_provider, jobs.c.phase)
+        )
+        counts: dict[tuple[JobType, GPUProvider], dict[JobPhase, int]] = {}
+        for t, p, phase, n in (await self._conn.execute(stmt)).all():
+            counts.setdefault((JobType(t), GPUProvider(p)), {})[JobPhase(phase)] = int(n)
+        return counts
+
     async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
         stmt = (
             sa.select(jobs)
@@ -293,6 +313,91 @@ class JobEventRepository:
         if job_id is not None:
             stmt = stmt.where(job_events.c.job_id == job_id)
         return int((await self._conn.execute(stmt)).scalar_one())
+
+
+class IdempotencyRepository:
+    """`Idempotency-Key` records of job creation, one per (user, key)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def claim(
+        self, *, user_id: str, key: str, request_hash: str, job_id: UUID
+    ) -> tuple[UUID, str] | None:
+        """Record that `key` creates `job_id`; None when this call owns the key now. If the key is
+        taken, the (job id, request hash) it was taken with. A concurrent claim of the same key
+        waits on the row until the first transaction ends (then sees its row, or takes the key
+        if it rolled back), so two retries can never both create a job."""
+        t = idempotency_keys
+        inserted = await self._conn.execute(
+            pg.insert(t)
+            .values(user_id=user_id, key=key, request_hash=request_hash, job_id=job_id)
+            .on_conflict_do_nothing()
+            .returning(t.c.job_id)
+        )
+        if inserted.first() is not None:
+            return None
+        row = (
+            await self._conn.execute(
+                sa.select(t.c.job_id, t.c.request_hash).where(
+                    t.c.user_id == user_id, t.c.key == key
+                )
+            )
+        ).first()
+        assert row is not None, "a conflicting key row is visible once its transaction ended"
+        return row.job_id, row.request_hash
+
+
+class RetentionRepository:
+    """Deletes what has outlived its retention, a bounded batch per call (short transactions,
+    no long locks): history of ended jobs, Idempotency-Key records, processed inbox ids."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def prune_history(self, cutoff: datetime, *, batch: int) -> int:
+        """Progress rows (with their per-step metrics and log lines) of jobs that ended before
+        `cutoff`. Status rows stay: a job's timeline is small and keeps its meaning."""
+        e, j = job_events, jobs
+        doomed = (
+            sa.select(e.c.id)
+            .join(j, j.c.id == e.c.job_id)
+            .where(
+                e.c.created_at < cutoff,
+                e.c.kind != "status",
+                j.c.status.in_(["completed", "failed", "cancelled"]),
+                sa.func.coalesce(j.c.completed_at, j.c.updated_at) < cutoff,
+            )
+            .limit(batch)
+            .scalar_subquery()
+        )
+        result = await self._conn.execute(sa.delete(e).where(e.c.id.in_(doomed)))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def prune_idempotency_keys(self, cutoff: datetime, *, batch: int) -> int:
+        t = idempotency_keys
+        doomed = (
+            sa.select(t.c.user_id, t.c.key).where(t.c.created_at < cutoff).limit(batch).subquery()
+        )
+        result = await self._conn.execute(
+            sa.delete(t).where(
+                sa.tuple_(t.c.user_id, t.c.key).in_(sa.select(doomed.c.user_id, doomed.c.key))
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def prune_inbox(self, consumer: str, cutoff: datetime, *, batch: int) -> int:
+        t = inbox
+        doomed = (
+            sa.select(t.c.event_id)
+            .where(t.c.consumer == consumer, t.c.processed_at < cutoff)
+            .limit(batch)
+            .scalar_subquery()
+        )
+        result = await self._conn.execute(
+            sa.delete(t).where(t.c.consumer == consumer, t.c.event_id.in_(doomed))
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 class DatasetRepository:

@@ -92,6 +92,7 @@ job_events = sa.Table(
     ),
     sa.Index("ix_job_events_job", "job_id", "id"),
     sa.Index("ix_job_events_user", "user_id", "id"),
+    sa.Index("ix_job_events_created", "created_at"),
 )
 
 # Datasets job-api has heard of through dataset.validated / dataset.deleted (a local projection:
@@ -114,5 +115,22 @@ known_datasets = sa.Table(
     ),
 )
 
+# POST /jobs with an `Idempotency-Key`: the job a (user, key) created, and a hash of the body that
+# created it (a different body with the same key is refused). Pruned after a retention period.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("job_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Index("ix_idempotency_keys_created", "created_at"),
+)
+
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+# Pruning deletes by age: without this index each prune scanned the whole inbox.
+sa.Index("ix_inbox_processed_at", inbox.c.processed_at)

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -19,25 +20,28 @@ from job_api.config import Settings
 from job_api.domain.errors import DomainError, IllegalTransition, InvalidJob, JobNotFound
 from job_api.entrypoints import routes_jobs, routes_stream, routes_worker
 from job_api.entrypoints.deps import AppState
-from job_api.entrypoints.live import LiveHub
+from job_api.entrypoints.housekeeping import Retention, presence_step, retention_step
+from job_api.entrypoints.live import LiveHub, StreamLimits
+from job_api.entrypoints.schemas import job_create_schema
 from job_api.entrypoints.workers import (
     every,
     make_consumer,
     make_relay,
     make_rpc_server,
-    presence_step,
     queue_specs,
     supervised,
     watchdog_step,
 )
-from job_api.service_layer.jobs import HyperparameterError
+from job_api.service_layer.jobs import DatasetNotFound, HyperparameterError
 from job_api.service_layer.unit_of_work import Policy
 from messaging.broker import Broker
 from messaging.topology import declare_topology
 from servicekit.access_log import AccessLogMiddleware
 from servicekit.auth import JwtVerifier
 from servicekit.db import asyncpg_dsn, make_engine
+from servicekit.docs import install_docs
 from servicekit.errors import error_body, install_error_handlers
+from servicekit.http import BodyLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from servicekit.uow import Database
 
 log = structlog.get_logger(__name__)
@@ -80,8 +84,8 @@ def verifier_from(settings: Settings) -> JwtVerifier:
 
 
 def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, JobNotFound):
-        return JSONResponse(error_body("job_not_found", str(exc)), status_code=404)
+    if isinstance(exc, JobNotFound | DatasetNotFound):
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=404)
     if isinstance(exc, InvalidJob):
         return JSONResponse(error_body(exc.code, str(exc), {"field": exc.field}), status_code=422)
     if isinstance(exc, HyperparameterError):
@@ -118,6 +122,58 @@ async def _stop(tasks: list[asyncio.Task[Any]]) -> None:
             log.error("job_api.task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
+def retention_from(settings: Settings) -> Retention:
+    return Retention(
+        history=timedelta(days=settings.events_retention_days),
+        idempotency_keys=timedelta(hours=settings.idempotency_retention_hours),
+        inbox=timedelta(hours=settings.inbox_retention_hours),
+        batch=settings.retention_batch,
+    )
+
+
+def _document_body_errors(document: dict[str, Any]) -> None:
+    """Operations that read a JSON body can also answer 400 (not JSON), 413 (too large) and
+    415 (not declared as JSON): say so."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    reasons = {
+        "400": "The body is not valid JSON (`invalid_json`).",
+        "413": "The body is larger than this service accepts (`payload_too_large`).",
+        "415": "The body is not declared as application/json (`unsupported_media_type`).",
+    }
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if "requestBody" in operation:
+                for status, description in reasons.items():
+                    operation["responses"].setdefault(
+                        status, {"description": description, "content": error}
+                    )
+
+
+def _true_openapi(app: FastAPI, settings: Settings) -> None:
+    """The generated document, with the body of POST /jobs stated as the server checks it (the
+    catalogue of base models per job type, the accepted data references)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _document_body_errors(document)
+            schemas = document["components"]["schemas"]
+            schemas["FinetuneJobCreate"] = job_create_schema(
+                schemas["FinetuneJobCreate"],
+                Catalogue(include_offline=settings.enable_offline_models),
+                allow_external_data_urls=settings.allow_external_data_urls,
+            )
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -136,6 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
             verify_in_loop=settings.jwt_algorithm == "HS256",
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
+            stream_limits=StreamLimits(settings.max_streams_per_user, settings.max_streams),
         )
         app.state.job_api = state
         broker = Broker(
@@ -171,6 +228,16 @@ def create_app(settings: Settings) -> FastAPI:
             )
             tasks.append(
                 asyncio.create_task(
+                    every(
+                        settings.retention_interval,
+                        "retention",
+                        retention_step(state, retention_from(settings)),
+                    ),
+                    name="retention",
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
                     every(settings.presence_interval, "presence", presence_step(state, broker)),
                     name="presence",
                 )
@@ -190,16 +257,25 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Fine-tuning jobs: create, list, cancel, watch live; the worker endpoints of the brief.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
+    # Outermost last: the request id is bound before anything logs; oversized and non-JSON
+    # bodies are refused before any route, dependency or authentication runs.
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(HyperparameterError, _domain_error)
     # Literal paths (/jobs/pending, /jobs/stream) before /jobs/{job_id}.
     app.include_router(routes_worker.router)
     app.include_router(routes_stream.router)
     app.include_router(routes_jobs.router)
+    _true_openapi(app, settings)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -3,7 +3,7 @@
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from job_api.adapters.tables import SCHEMA
-from job_api.config import Settings
+from job_api.config import DatabaseSettings, Settings
 from job_api.entrypoints.cli_dead_letters import dead_letters
 from servicekit.auth import mint_token
 from servicekit.db import bootstrap_service_database, sqlalchemy_dsn, with_credentials
@@ -27,9 +27,16 @@ ROLE = "job_api"
 
 
 def _settings() -> Settings:
+    return _load(Settings)
+
+
+S = TypeVar("S", bound=DatabaseSettings)
+
+
+def _load(kind: type[S]) -> S:
     """Settings from the environment; a configuration error is one readable line, not a trace."""
     try:
-        return Settings()
+        return kind()
     except ValidationError as exc:
         for error in exc.errors():
             console.print(
@@ -52,7 +59,7 @@ def migrate(database_url: str) -> None:
 @app.command("db-init")
 def db_init() -> None:
     """Create the database, the job_api role and the `jobs` schema (idempotent), then migrate."""
-    settings = _settings()
+    settings = _load(DatabaseSettings)
     password = settings.db_password.get_secret_value()
     asyncio.run(
         bootstrap_service_database(
@@ -74,7 +81,7 @@ def db_init() -> None:
 @app.command("migrate")
 def migrate_cmd() -> None:
     """Apply migrations with JOB_API_DATABASE_URL."""
-    migrate(_settings().database_url)
+    migrate(_load(DatabaseSettings).database_url)
 
 
 @app.command()
@@ -96,6 +103,9 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 24 * 3600,
 ) -> None:
     """Print a development token signed with FTD_JWT_SECRET (HS256)."""
+    if not sub.strip():
+        console.print("[red]--sub must name a user (e.g. `make token SUB=alice`).[/red]")
+        raise typer.Exit(2)
     settings = _settings()
     if settings.jwt_secret is None:
         raise typer.BadParameter("FTD_JWT_SECRET is not set.")

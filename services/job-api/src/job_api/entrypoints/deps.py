@@ -5,11 +5,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.enums import GPUProvider, JobType
-from job_api.entrypoints.live import LiveHub
+from job_api.entrypoints.live import LiveHub, StreamLimits
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from messaging.broker import Broker
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
@@ -25,6 +26,7 @@ class AppState:
     verifier: JwtVerifier
     worker_key: str
     live: LiveHub
+    stream_limits: StreamLimits = field(default_factory=lambda: StreamLimits(8, 2000))
     broker: Broker | None = None
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
     # may fetch the JWKS over HTTP) it runs in the thread pool.
@@ -45,7 +47,11 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 async def get_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
     async with state.db.write() as conn:
-        yield UnitOfWork(conn)
+        uow = UnitOfWork(conn)
+        yield uow
+    # Only reached once COMMIT succeeded (a failed commit raises out of the block above).
+    for hook in uow.after_commit:
+        hook()
 
 
 async def get_read_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
@@ -59,9 +65,25 @@ UowDep = Annotated[UnitOfWork, function_scoped(get_uow)]
 ReadUowDep = Annotated[UnitOfWork, function_scoped(get_read_uow)]
 
 
+# The security schemes of the OpenAPI document (the Authorize button of /docs). The checks
+# themselves are ours (below): these only read the header (auto_error off).
+USER_BEARER = HTTPBearer(
+    scheme_name="userToken",
+    bearerFormat="JWT",
+    description="A user's JWT (`make token` prints a development one).",
+    auto_error=False,
+)
+WORKER_BEARER = HTTPBearer(
+    scheme_name="workerKey",
+    description="The workers' shared key (FINETUNE_WORKER_KEY).",
+    auto_error=False,
+)
+
+
 async def current_user(
     request: Request,
     state: StateDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(USER_BEARER)],
     access_token: Annotated[
         str | None,
         Query(
@@ -83,7 +105,11 @@ async def current_user(
 UserDep = Annotated[Principal, Depends(current_user)]
 
 
-async def require_worker(request: Request, state: StateDep) -> None:
+async def require_worker(
+    request: Request,
+    state: StateDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(WORKER_BEARER)],
+) -> None:
     check_worker_key(bearer_token(request.headers.get("authorization")), state.worker_key)
 
 

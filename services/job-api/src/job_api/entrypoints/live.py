@@ -9,6 +9,7 @@ the snapshot and the live tail.
 
 import asyncio
 import contextlib
+from collections import Counter
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -28,6 +29,60 @@ class Subscription:
         return (self.user_id is None or self.user_id == user_id) and (
             self.job_id is None or str(self.job_id) == job_id
         )
+
+
+class TooManyStreams(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+@dataclass
+class StreamSlot:
+    """One open stream's place in the limits; released once, however the stream ends."""
+
+    limits: "StreamLimits"
+    user_id: str
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.limits._release(self.user_id)
+
+
+class StreamLimits:
+    """Open SSE streams, capped per user and per process: each holds a socket, a task and a
+    subscription for as long as the client stays, so one user (or a leak) cannot exhaust them."""
+
+    def __init__(self, per_user: int, total: int) -> None:
+        self.per_user = per_user
+        self.total = total
+        self._by_user: Counter[str] = Counter()
+        self._open = 0
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def acquire(self, user_id: str) -> StreamSlot:
+        if self._open >= self.total:
+            raise TooManyStreams(
+                f"This server already serves {self.total} live streams; try again later."
+            )
+        if self._by_user[user_id] >= self.per_user:
+            raise TooManyStreams(
+                f"You already have {self.per_user} live streams open; close one first "
+                "(one stream of all your jobs, /jobs/stream, replaces many per-job streams)."
+            )
+        self._by_user[user_id] += 1
+        self._open += 1
+        return StreamSlot(self, user_id)
+
+    def _release(self, user_id: str) -> None:
+        self._open -= 1
+        self._by_user[user_id] -= 1
+        if self._by_user[user_id] <= 0:
+            del self._by_user[user_id]
 
 
 class LiveHub:

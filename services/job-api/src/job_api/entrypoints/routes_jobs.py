@@ -1,10 +1,17 @@
-"""User routes: the brief's job routes plus the catalogue and paged history."""
+"""User routes: the brief's job routes plus the catalogue and paged history.
 
-from datetime import UTC, datetime
+Writes run in a unit of work that commits before the response starts (deps.get_uow): a 2xx means
+committed. Counters are bumped after the commit, never for a transaction that rolled back.
+"""
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+import orjson
+from fastapi import APIRouter, Header, Query, Response
 
 from contracts.enums import GPUProvider, JobStatus, JobType
 from contracts.hyperparameters import parse_hyperparameters
@@ -12,6 +19,7 @@ from job_api.adapters.repository import JobFilter
 from job_api.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep, scope
 from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
+    NO_NUL,
     BaseModelsResponse,
     FinetuneJobCreate,
     FinetuneJobResponse,
@@ -19,11 +27,41 @@ from job_api.entrypoints.schemas import (
 )
 from job_api.service_layer import jobs as job_service
 from servicekit.errors import ApiError
-from servicekit.responses import Data, Page, decode_cursor, encode_cursor, error_responses
+from servicekit.responses import Data, Page, error_responses
 
 router = APIRouter(prefix="/api/finetune", tags=["jobs"], responses=error_responses(401, 422))
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+
+# Keyset cursors, in a format the OpenAPI document states exactly: every string that matches the
+# pattern is a position in the list (an empty value means the first page).
+JOBS_CURSOR = r"^$|^[0-9]{1,16}_[0-9a-f]{32}$"
+EVENTS_CURSOR = r"^$|^[0-9]{1,18}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _jobs_cursor(created_at: datetime, job_id: UUID) -> str:
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{job_id.hex}"
+
+
+def _jobs_after(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if not cursor:
+        return None
+    micros, _, hex_id = cursor.partition("_")
+    return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=hex_id)
+
+
+class EventKind(StrEnum):
+    STATUS = "status"
+    PROGRESS = "progress"
+
+
+IDEMPOTENCY_KEY_DOC = (
+    "Makes the POST safe to retry: the same key (from the same user) with the same body returns "
+    "the job the first request created, never a second one; the same key with another body is a "
+    "409 `idempotency_key_reused`. Keys are kept for a day (JOB_API_IDEMPOTENCY_RETENTION_HOURS)."
+)
 
 
 @router.get("/base-models")
@@ -43,20 +81,48 @@ async def base_models(state: StateDep, _user: UserDep) -> Data[list[BaseModelsRe
     return Data(data=data)
 
 
-@router.post("/jobs", status_code=201)
+def _request_hash(body: FinetuneJobCreate) -> str:
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    responses={
+        **error_responses(400, 404, 409, 413, 415),
+        201: {"description": "Created (or, for a retried Idempotency-Key, the job created first)."},
+    },
+)
 async def create_job(
-    body: FinetuneJobCreate, uow: UowDep, state: StateDep, user: UserDep
+    body: FinetuneJobCreate,
+    uow: UowDep,
+    state: StateDep,
+    user: UserDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key", min_length=1, max_length=200, description=IDEMPOTENCY_KEY_DOC
+        ),
+    ] = None,
 ) -> Data[FinetuneJobResponse]:
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
-    job = await job_service.submit_job(
+    job, created = await job_service.create_job(
         uow,
         cmd,
         state.policy,
         now=datetime.now(UTC),
         worker_present=state.presence.get((body.job_type, body.gpu_provider)),
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash(body),
     )
-    JOBS_CREATED.labels(str(job.job_type), str(job.gpu_provider)).inc()
+    if created:
+        counter = JOBS_CREATED.labels(str(job.job_type), str(job.gpu_provider))
+        uow.after_commit.append(counter.inc)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
     return Data(data=FinetuneJobResponse.of(job))
 
 
@@ -66,27 +132,24 @@ async def list_jobs(
     user: UserDep,
     status: JobStatus | None = None,
     job_type: JobType | None = None,
-    project_id: Annotated[str | None, Query(alias="project")] = None,
+    project_id: Annotated[str | None, Query(alias="project", pattern=NO_NUL)] = None,
     gpu_provider: GPUProvider | None = None,
-    user_id: Annotated[str | None, Query(description="Admins only: one user's jobs.")] = None,
+    user_id: Annotated[
+        str | None, Query(description="Admins only: one user's jobs.", pattern=NO_NUL)
+    ] = None,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=JOBS_CURSOR,
+            description="The `next_cursor` of the previous page; absent or empty for the first.",
+        ),
+    ] = None,
 ) -> Page[FinetuneJobResponse]:
     """List your jobs, newest first (admins: everyone's, or one user's with `user_id`)."""
     if user_id is not None and not user.is_admin and user_id != user.user_id:
         raise ApiError(403, "forbidden", "Only admins may list another user's jobs.")
     owner = user_id if user_id is not None else scope(user)
-    after = None
-    if cursor is not None:
-        created, job_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(str(created)), UUID(str(job_id)))
-        except ValueError:
-            raise ApiError(
-                422,
-                "invalid_cursor",
-                "The cursor is not valid; use the next_cursor of a previous page.",
-            ) from None
     flt = JobFilter(
         user_id=owner,
         status=status,
@@ -94,47 +157,52 @@ async def list_jobs(
         project_id=project_id,
         gpu_provider=gpu_provider,
     )
-    jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=after)
-    next_cursor = encode_cursor([nxt[0].isoformat(), str(nxt[1])]) if nxt else None
+    jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=_jobs_after(cursor))
     return Page(
         data=[FinetuneJobResponse.of(j) for j in jobs],
-        next_cursor=next_cursor,
+        next_cursor=_jobs_cursor(*nxt) if nxt else None,
         limit=limit,
     )
 
 
-@router.get("/jobs/{job_id}", responses=error_responses(404))
+@router.get("/jobs/{job_id:uuid}", responses=error_responses(404))
 async def get_job(job_id: UUID, uow: ReadUowDep, user: UserDep) -> Data[FinetuneJobResponse]:
     """One job: status, progress, latest metrics, attempt and lease."""
     job = await job_service.get_job(uow, job_id, user_id=scope(user))
     return Data(data=FinetuneJobResponse.of(job))
 
 
-@router.delete("/jobs/{job_id}", responses=error_responses(404, 409))
+@router.delete("/jobs/{job_id:uuid}", responses=error_responses(404, 409))
 async def cancel_job(job_id: UUID, uow: UowDep, user: UserDep) -> Data[FinetuneJobResponse]:
     """Cancel a pending or running job (a running worker stops within one step)."""
     job = await job_service.cancel_job(uow, job_id, user_id=scope(user), now=datetime.now(UTC))
     return Data(data=FinetuneJobResponse.of(job))
 
 
-@router.get("/jobs/{job_id}/events", responses=error_responses(404))
+@router.get("/jobs/{job_id:uuid}/events", responses=error_responses(404))
 async def job_events(
     job_id: UUID,
     uow: ReadUowDep,
     user: UserDep,
-    kind: Annotated[list[str] | None, Query(description="progress and/or status")] = None,
+    kind: Annotated[list[EventKind] | None, Query(description="status and/or progress")] = None,
     limit: Limit = 100,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=EVENTS_CURSOR,
+            description="The `next_cursor` of the previous page; absent or empty for the first.",
+        ),
+    ] = None,
 ) -> Page[JobEventResponse]:
-    """The job's history, oldest first: status changes, progress, metrics and log lines."""
+    """The job's history, oldest first: status changes and progress (with metrics and logs)."""
     await job_service.get_job(uow, job_id, user_id=scope(user))
-    after = int(decode_cursor(cursor, 1)[0]) if cursor is not None else None
-    rows = await uow.events.page(job_id, after_id=after, limit=limit + 1, kinds=kind)
+    after = int(cursor) if cursor else None
+    kinds = [str(k) for k in kind] if kind else None
+    rows = await uow.events.page(job_id, after_id=after, limit=limit + 1, kinds=kinds)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor([rows[-1].id]) if more else None
     return Page(
         data=[JobEventResponse.model_validate(dict(r._mapping)) for r in rows],
-        next_cursor=next_cursor,
+        next_cursor=str(rows[-1].id) if more else None,
         limit=limit,
     )

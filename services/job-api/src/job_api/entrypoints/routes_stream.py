@@ -3,6 +3,10 @@
 A stream opens with a `snapshot` event (the job or jobs as they are) and then sends every history
 row (`status`, `progress`) as it is committed. Each event's `id` is the history row id, so a client
 that reconnects with `Last-Event-ID` gets what it missed and nothing twice.
+
+An idle stream holds no database connection: it waits on the process's one LISTEN connection
+(LiveHub) and, when woken, reads the new rows through the `streams` admission pool and gives the
+connection back before sending them. Open streams are capped per user and per process (429).
 """
 
 import asyncio
@@ -14,18 +18,47 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from job_api.adapters.repository import JobFilter
 from job_api.entrypoints.deps import AppState, StateDep, UserDep, scope
+from job_api.entrypoints.live import StreamSlot, TooManyStreams
 from job_api.entrypoints.schemas import FinetuneJobResponse, JobEventResponse
 from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
+from servicekit.errors import ApiError
 from servicekit.responses import error_responses
 
-router = APIRouter(prefix="/api/finetune", tags=["live"], responses=error_responses(401, 404))
+router = APIRouter(prefix="/api/finetune", tags=["live"], responses=error_responses(401, 429))
 
 BATCH = 500
 KEEPALIVE_SECONDS = 15
+
+_SSE_DOC = (
+    "`text/event-stream`: a `snapshot` event first (the job, or a list of your jobs, as JSON), "
+    "then one `status` or `progress` event per history row (data: a JobEventResponse as JSON; "
+    "id: the row id, for `Last-Event-ID`), and comment pings while idle."
+)
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": _SSE_DOC,
+        "content": {
+            "text/event-stream": {
+                # One server-sent event (comment pings aside).
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "event": {"type": "string", "enum": ["snapshot", "status", "progress"]},
+                        "data": {"type": "string", "contentMediaType": "application/json"},
+                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                        "retry": {"type": "integer"},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 def _event(row: Any) -> ServerSentEvent:
@@ -33,9 +66,26 @@ def _event(row: Any) -> ServerSentEvent:
     return ServerSentEvent(data=json.dumps(body), event=row.kind, id=str(row.id))
 
 
+async def _snapshot(
+    state: AppState, *, user_id: str | None, job_id: UUID | None
+) -> tuple[int, Any]:
+    async with state.db.read("streams") as conn:
+        uow = UnitOfWork(conn)
+        # Rows committed from here on are streamed; the snapshot covers everything before.
+        last = await uow.events.latest_id(user_id=user_id, job_id=job_id)
+        if job_id is not None:
+            job = await job_service.get_job(uow, job_id, user_id=user_id)
+            return last, FinetuneJobResponse.of(job).model_dump(mode="json")
+        jobs, _ = await job_service.list_jobs(
+            uow, JobFilter(user_id=user_id), limit=100, after=None
+        )
+        return last, [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs]
+
+
 async def _stream(
     request: Request,
     state: AppState,
+    slot: StreamSlot,
     *,
     user_id: str | None,
     job_id: UUID | None,
@@ -43,23 +93,14 @@ async def _stream(
 ) -> AsyncIterator[ServerSentEvent]:
     sub = state.live.subscribe(user_id=user_id, job_id=job_id)
     try:
-        async with state.db.read("streams") as conn:
-            uow = UnitOfWork(conn)
-            if last_event_id is not None and last_event_id.isdigit():
-                last = int(last_event_id)
-            else:
-                # Rows committed from here on are streamed; the snapshot covers everything before.
-                last = await uow.events.latest_id(user_id=user_id, job_id=job_id)
-                if job_id is not None:
-                    job = await job_service.get_job(uow, job_id, user_id=user_id)
-                    snapshot: Any = FinetuneJobResponse.of(job).model_dump(mode="json")
-                else:
-                    jobs, _ = await job_service.list_jobs(
-                        uow, JobFilter(user_id=user_id), limit=100, after=None
-                    )
-                    snapshot = [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs]
-                yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(last))
+        if last_event_id is not None and last_event_id.isdigit():
+            last = int(last_event_id)
+        else:
+            last, snapshot = await _snapshot(state, user_id=user_id, job_id=job_id)
+            # The connection is back in the pool before the (possibly slow) client reads this.
+            yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(last))
         while not await request.is_disconnected():
+            sub.wake.clear()
             async with state.db.read("streams") as conn:
                 rows = await UnitOfWork(conn).events.since(
                     user_id=user_id, job_id=job_id, after_id=last, limit=BATCH
@@ -71,26 +112,55 @@ async def _stream(
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.wake.wait(), KEEPALIVE_SECONDS)
-            sub.wake.clear()
     finally:
         state.live.unsubscribe(sub)
+        slot.release()
 
 
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 
 
-@router.get("/jobs/stream")
+def _open_stream(
+    request: Request,
+    state: AppState,
+    principal_id: str,
+    *,
+    user_id: str | None,
+    job_id: UUID | None,
+    last_event_id: str | None,
+) -> EventSourceResponse:
+    try:
+        slot = state.stream_limits.acquire(principal_id)
+    except TooManyStreams as exc:
+        raise ApiError(429, "too_many_streams", str(exc)) from None
+    return EventSourceResponse(
+        _stream(request, state, slot, user_id=user_id, job_id=job_id, last_event_id=last_event_id),
+        ping=KEEPALIVE_SECONDS,
+        # Also released if the body never starts (the generator's finally would not run).
+        background=BackgroundTask(slot.release),
+    )
+
+
+@router.get("/jobs/stream", response_class=EventSourceResponse, responses=SSE_RESPONSES)
 async def stream_my_jobs(
     request: Request, state: StateDep, user: UserDep, last_event_id: LastEventId = None
 ) -> EventSourceResponse:
     """Live events of all your jobs (SSE)."""
-    return EventSourceResponse(
-        _stream(request, state, user_id=scope(user), job_id=None, last_event_id=last_event_id),
-        ping=KEEPALIVE_SECONDS,
+    return _open_stream(
+        request,
+        state,
+        user.user_id,
+        user_id=scope(user),
+        job_id=None,
+        last_event_id=last_event_id,
     )
 
 
-@router.get("/jobs/{job_id}/stream")
+@router.get(
+    "/jobs/{job_id:uuid}/stream",
+    response_class=EventSourceResponse,
+    responses={**SSE_RESPONSES, **error_responses(404)},
+)
 async def stream_job(
     job_id: UUID,
     request: Request,
@@ -101,7 +171,11 @@ async def stream_job(
     """Live events of one job (SSE)."""
     async with state.db.read("streams") as conn:
         await job_service.get_job(UnitOfWork(conn), job_id, user_id=scope(user))
-    return EventSourceResponse(
-        _stream(request, state, user_id=scope(user), job_id=job_id, last_event_id=last_event_id),
-        ping=KEEPALIVE_SECONDS,
+    return _open_stream(
+        request,
+        state,
+        user.user_id,
+        user_id=scope(user),
+        job_id=job_id,
+        last_event_id=last_event_id,
     )

@@ -32,7 +32,7 @@ async def list_pending(
     return Data(data=[FinetuneJobResponse.of(j) for j in jobs])
 
 
-@router.patch("/jobs/{job_id}", responses=error_responses(404, 409))
+@router.patch("/jobs/{job_id:uuid}", responses=error_responses(404, 409))
 async def patch_job(
     job_id: UUID,
     body: FinetuneJobUpdate,

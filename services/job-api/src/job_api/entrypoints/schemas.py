@@ -1,16 +1,28 @@
 """HTTP request and response bodies (the brief's B2 schemas, extended)."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.catalogue import BaseModelInfo
+from contracts.catalogue import BaseModelInfo, Catalogue
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
 from contracts.events import MAX_ERROR_CHARS, MAX_LOG_LINES
+from contracts.hyperparameters import (
+    ClassifierHyperparameters,
+    EmbeddingHyperparameters,
+    LoraHyperparameters,
+)
+from contracts.routing import DATASET_REF_PREFIX
 from job_api.domain.job import Job
+from job_api.service_layer.jobs import HTTPS_DATA_URL_PATTERN, OUTPUT_MODEL_PATTERN
+
+# PostgreSQL text cannot hold NUL: such a string is refused at the door (422), and the document
+# says so, instead of failing at INSERT time with a 500.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL)]
 
 
 class FinetuneJobCreate(BaseModel):
@@ -26,12 +38,15 @@ class FinetuneJobCreate(BaseModel):
         description="A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL.",
     )
     output_model: str = Field(
-        min_length=3, max_length=200, description="Hugging Face Hub repo `owner/name`."
+        min_length=3,
+        max_length=200,
+        description="Hugging Face Hub repo `owner/name`.",
+        json_schema_extra={"pattern": OUTPUT_MODEL_PATTERN},
     )
     gpu_provider: GPUProvider = Field(
         description="Which pool of workers may run it: colab, kaggle, runpod, local."
     )
-    project_id: str | None = Field(default=None, max_length=200)
+    project_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the job type's defaults (see /base-models)."
     )
@@ -44,21 +59,21 @@ class FinetuneJobUpdate(BaseModel):
 
     status: JobStatus | None = None
     progress: float | None = Field(default=None, ge=0, le=100)
-    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
-    logs_url: str | None = Field(default=None, max_length=2048)
+    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS, pattern=NO_NUL)
+    logs_url: str | None = Field(default=None, max_length=2048, pattern=NO_NUL)
     attempt: int | None = Field(
         default=None, ge=1, description="The attempt this update belongs to."
     )
-    worker_id: str | None = Field(default=None, max_length=200)
+    worker_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     phase: JobPhase | None = None
     step: int | None = Field(default=None, ge=0)
     total_steps: int | None = Field(default=None, ge=0)
     epoch: float | None = Field(default=None, ge=0)
     loss: float | None = None
     eta_seconds: float | None = Field(default=None, ge=0)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    log_lines: list[str] = Field(default_factory=list, max_length=MAX_LOG_LINES)
-    output_revision: str | None = Field(default=None, max_length=200)
+    metrics: dict[Text, float] = Field(default_factory=dict)
+    log_lines: list[Text] = Field(default_factory=list, max_length=MAX_LOG_LINES)
+    output_revision: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     failure_class: FailureClass | None = None
     retryable: bool = False
 
@@ -109,6 +124,10 @@ class FinetuneJobResponse(BaseModel):
     def of(cls, job: Job) -> "FinetuneJobResponse":
         values = {name: getattr(job, name) for name in cls.model_fields}
         values["training_data_url"] = _redacted(job.training_data_url)
+        if job.status is JobStatus.PENDING:
+            # "No worker serves this queue yet" is a phase of a pending job (`phase: no_worker`),
+            # not a failure: failure_class stays null until an attempt fails.
+            values["failure_class"] = None
         return cls.model_validate(values)
 
 
@@ -131,3 +150,65 @@ class BaseModelsResponse(BaseModel):
     job_type: JobType
     models: list[BaseModelInfo]
     default_hyperparameters: dict[str, Any]
+
+
+_HYPERPARAMETERS = {
+    JobType.EMBEDDING: EmbeddingHyperparameters,
+    JobType.CLASSIFIER: ClassifierHyperparameters,
+    JobType.LLM_LORA: LoraHyperparameters,
+}
+DATASET_REF_PATTERN = f"^{DATASET_REF_PREFIX}[0-9a-fA-F]{{8}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{12}}$"
+
+
+def _hyperparameters_schema(job_type: JobType) -> dict[str, Any]:
+    schema = _HYPERPARAMETERS[job_type].model_json_schema()
+    schema["properties"].pop("job_type", None)
+    schema.pop("required", None)
+    schema["additionalProperties"] = False
+    schema["title"] = f"Hyperparameters ({job_type})"
+    schema["description"] = "Overrides of this job type's defaults (see /base-models)."
+    return schema
+
+
+def job_create_schema(
+    generated: dict[str, Any], catalogue: Catalogue, *, allow_external_data_urls: bool
+) -> dict[str, Any]:
+    """The request body of POST /jobs as the server really checks it: one variant per job type,
+    each naming the base models of the catalogue for that type and that type's hyperparameters,
+    and the data reference formats this deployment accepts. Generated clients (and schemathesis)
+    then send only what the server accepts, and know why the rest is refused."""
+    data_url: dict[str, Any] = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096,
+        "description": generated["properties"]["training_data_url"]["description"],
+    }
+    if allow_external_data_urls:
+        data_url["anyOf"] = [{"pattern": DATASET_REF_PATTERN}, {"pattern": HTTPS_DATA_URL_PATTERN}]
+    else:
+        data_url["pattern"] = DATASET_REF_PATTERN
+    variants = []
+    for job_type in JobType:
+        properties = dict(generated["properties"])
+        properties["job_type"] = {"type": "string", "const": str(job_type)}
+        properties["base_model"] = {
+            "type": "string",
+            "enum": catalogue.allowed_ids(job_type),
+            "description": f"A base model of the catalogue for {job_type} jobs.",
+        }
+        properties["hyperparameters"] = _hyperparameters_schema(job_type)
+        properties["training_data_url"] = data_url
+        variants.append(
+            {
+                "title": f"FinetuneJobCreate ({job_type})",
+                "type": "object",
+                "properties": properties,
+                "required": generated["required"],
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "title": "FinetuneJobCreate",
+        "description": "A new job; the variant follows `job_type`.",
+        "oneOf": variants,
+    }

@@ -17,7 +17,6 @@ from job_api.service_layer.dispatch import (
     apply_worker_events,
     claim_job,
     expire_leases,
-    mark_worker_presence,
     redispatch_stale,
 )
 from job_api.service_layer.reports import Outcome
@@ -27,7 +26,7 @@ from messaging.consumer import InboxConsumer, Received, is_infrastructure_error
 from messaging.inbox import Inbox
 from messaging.outbox import OutboxRelay
 from messaging.rpc import RpcServer
-from messaging.topology import QueueSpec, consumer_count, work_queue_specs
+from messaging.topology import QueueSpec, work_queue_specs
 
 log = structlog.get_logger(__name__)
 
@@ -167,31 +166,5 @@ def watchdog_step(
             async with state.db.write("watchdog") as conn:
                 await INBOX.prune(conn, retention)
             last_prune = now
-
-    return step
-
-
-def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[None]]:
-    """Ask the broker how many workers consume each work queue; say so on pending jobs."""
-
-    async def step() -> None:
-        channel = await broker.channel()
-        try:
-            counts = {
-                (t, p): await consumer_count(channel, q)
-                for t, p, q in broker.names.all_work_queues()
-            }
-        finally:
-            await channel.close()
-        now = datetime.now(UTC)
-        async with state.db.read("watchdog") as conn:
-            routes = await UnitOfWork(conn).jobs.pending_routes()
-        for route, count in counts.items():
-            state.presence[route] = count > 0
-        for route in routes:
-            async with state.db.write("watchdog") as conn:
-                await mark_worker_presence(
-                    UnitOfWork(conn), route, has_worker=counts[route] > 0, now=now
-                )
 
     return step

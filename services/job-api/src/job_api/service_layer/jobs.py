@@ -5,7 +5,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -14,14 +13,24 @@ from contracts.enums import GPUProvider, JobPhase, JobType
 from contracts.hyperparameters import parse_hyperparameters
 from contracts.routing import DATASET_REF_PREFIX
 from job_api.adapters.repository import JobFilter
-from job_api.domain.errors import InvalidJob, JobNotFound
+from job_api.domain.errors import DomainError, InvalidJob, JobNotFound
 from job_api.domain.job import Job
 from job_api.service_layer.announce import announce, created_events, status_row
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 
-# Hugging Face Hub repo ids: `owner/name`, each part alphanumerics plus `-`, `_` and `.`, not
-# starting or ending with `-` or `.`, no `--` or `..`, at most 96 characters, not ending in `.git`.
-_HUB_PART = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+# Hugging Face Hub repo ids: `owner/name`, each part runs of letters and digits joined by single
+# `-`, `_` or `.`, not ending in `.git`. The OpenAPI document publishes this very pattern, so a
+# client-side validator and the server agree.
+OUTPUT_MODEL_PATTERN = (
+    r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*/[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*(?<!\.git)$"
+)
+_OUTPUT_MODEL = re.compile(OUTPUT_MODEL_PATTERN)
+# External training data: an https URL with a host name (letters, digits, '.', '-', an optional
+# port) and no user info; published in the OpenAPI document as well.
+HTTPS_DATA_URL_PATTERN = (
+    r"^https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:[/?#][^\s@\x00]*)?$"
+)
+_HTTPS_DATA_URL = re.compile(HTTPS_DATA_URL_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -42,20 +51,33 @@ class HyperparameterError(Exception):
         self.error = error
 
 
+class DatasetNotFound(DomainError):
+    code = "dataset_not_found"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used for a different request body; "
+            "use a new key for a new job."
+        )
+
+
 def validate_output_model(value: str) -> None:
-    parts = value.split("/")
-    if len(parts) != 2 or not all(_HUB_PART.match(p) for p in parts) or parts[1].endswith(".git"):
+    if not _OUTPUT_MODEL.fullmatch(value):
         raise InvalidJob(
             "invalid_output_model",
-            "output_model must be a Hugging Face Hub repo id `owner/name`: letters, digits, '-', '_' "
-            "and '.', at most 96 characters per part, no '--' or '..'.",
+            "output_model must be a Hugging Face Hub repo id `owner/name`: runs of letters and "
+            "digits joined by single '-', '_' or '.', not ending in '.git'.",
             "output_model",
         )
 
 
 async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy) -> UUID | None:
     """Returns the dataset id for a dataset reference, None for an external https URL."""
-    url = cmd.training_data_url.strip()
+    url = cmd.training_data_url
     if url.startswith(DATASET_REF_PREFIX):
         try:
             dataset_id = UUID(url.removeprefix(DATASET_REF_PREFIX))
@@ -65,11 +87,7 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
             ) from None
         dataset = await uow.datasets.get(dataset_id)
         if dataset is None or dataset.deleted or dataset.user_id != cmd.user_id:
-            raise InvalidJob(
-                "dataset_not_found",
-                f"No dataset {dataset_id} is available to you.",
-                "training_data_url",
-            )
+            raise DatasetNotFound(f"No dataset {dataset_id} is available to you.")
         if str(cmd.job_type) not in dataset.job_types:
             raise InvalidJob(
                 "dataset_incompatible",
@@ -77,18 +95,19 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
                 "training_data_url",
             )
         return dataset_id
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise InvalidJob(
-            "invalid_training_data_url",
-            f"training_data_url must be a dataset reference ({DATASET_REF_PREFIX}<id>) or an https URL.",
-            "training_data_url",
-        )
-    if parts.username is not None or parts.password is not None:
+    authority = re.match(r"^https://([^/?#]*)", url)
+    if authority is not None and "@" in authority.group(1):
         # Credentials would be stored with the job and handed to a worker: refuse them.
         raise InvalidJob(
             "credentials_in_url",
             "training_data_url must not carry a user name or password; upload the file instead.",
+            "training_data_url",
+        )
+    if not _HTTPS_DATA_URL.fullmatch(url):
+        raise InvalidJob(
+            "invalid_training_data_url",
+            f"training_data_url must be a dataset reference ({DATASET_REF_PREFIX}<id>) or an "
+            "https URL (host name, optional port, path and query, no user info).",
             "training_data_url",
         )
     if not policy.allow_external_data_urls:
@@ -100,6 +119,33 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
     return None
 
 
+async def create_job(
+    uow: UnitOfWork,
+    cmd: SubmitJob,
+    policy: Policy,
+    *,
+    now: datetime,
+    worker_present: bool | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> tuple[Job, bool]:
+    """Submit a job, once per `idempotency_key` (per user). Returns the job and whether this call
+    created it (False: a retry of an earlier request with the same key and body)."""
+    if idempotency_key is None:
+        return await submit_job(uow, cmd, policy, now=now, worker_present=worker_present), True
+    job_id = uuid.uuid4()
+    taken = await uow.idempotency.claim(
+        user_id=cmd.user_id, key=idempotency_key, request_hash=request_hash, job_id=job_id
+    )
+    if taken is not None:
+        existing_id, existing_hash = taken
+        if existing_hash != request_hash:
+            raise IdempotencyKeyReused()
+        return await get_job(uow, existing_id, user_id=cmd.user_id), False
+    job = await submit_job(uow, cmd, policy, now=now, worker_present=worker_present, job_id=job_id)
+    return job, True
+
+
 async def submit_job(
     uow: UnitOfWork,
     cmd: SubmitJob,
@@ -107,6 +153,7 @@ async def submit_job(
     *,
     now: datetime,
     worker_present: bool | None = None,
+    job_id: UUID | None = None,
 ) -> Job:
     if policy.catalogue.find(cmd.job_type, cmd.base_model) is None:
         allowed = ", ".join(policy.catalogue.allowed_ids(cmd.job_type))
@@ -122,12 +169,12 @@ async def submit_job(
         raise HyperparameterError(exc) from exc
     dataset_id = await resolve_training_data(uow, cmd, policy)
     job = Job(
-        id=uuid.uuid4(),
+        id=job_id or uuid.uuid4(),
         user_id=cmd.user_id,
         project_id=cmd.project_id,
         job_type=cmd.job_type,
         base_model=cmd.base_model,
-        training_data_url=cmd.training_data_url.strip(),
+        training_data_url=cmd.training_data_url,
         dataset_id=dataset_id,
         output_model=cmd.output_model,
         gpu_provider=cmd.gpu_provider,

@@ -4,6 +4,7 @@ The entry point opens the transaction (servicekit.uow.Database) and commits or r
 handlers only stage changes.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -12,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
-from job_api.adapters.repository import DatasetRepository, JobEventRepository, JobRepository
+from job_api.adapters.repository import (
+    DatasetRepository,
+    IdempotencyRepository,
+    JobEventRepository,
+    JobRepository,
+)
 from job_api.adapters.tables import outbox
 from messaging.outbox import Outbox
 
@@ -26,6 +32,9 @@ class UnitOfWork:
         self.jobs = JobRepository(conn)
         self.events = JobEventRepository(conn)
         self.datasets = DatasetRepository(conn)
+        self.idempotency = IdempotencyRepository(conn)
+        # Run by the entry point once the transaction has committed (counters, never on rollback).
+        self.after_commit: list[Callable[[], None]] = []
 
     async def publish(self, *payloads: EventPayload) -> None:
         """Stage events in the outbox. Events about a job carry its next `sequence` numbers, so a
