@@ -100,7 +100,8 @@ class JobReporter:
             state.step = step if step is not None else state.step
             state.total_steps = total_steps if total_steps is not None else state.total_steps
             state.epoch = epoch if epoch is not None else state.epoch
-            state.loss = _finite(loss) if loss is not None else state.loss
+            new_loss = _finite(loss)
+            state.loss = new_loss if new_loss is not None else state.loss
             if metrics:
                 state.metrics.update(
                     {k: float(v) for k, v in metrics.items() if _finite(float(v)) is not None}
