@@ -1,8 +1,10 @@
 import asyncio
 import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
+from messaging_testing import eventually
 
 from contracts.enums import JobPhase
 from contracts.events import JobProgress
@@ -21,10 +23,11 @@ def make(sent: list[JobProgress], *, interval: float = 0.05, heartbeat: float = 
     )
 
 
-async def wait_for(check, timeout: float = 5) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
+async def wait_for(check: Callable[[], bool], timeout: float = 5) -> None:
+    async def done() -> bool:
+        return check()
+
+    await eventually(done, timeout=timeout)
 
 
 async def test_throttles_many_calls_into_few_reports_and_keeps_the_latest() -> None:
@@ -44,7 +47,9 @@ async def test_throttles_many_calls_into_few_reports_and_keeps_the_latest() -> N
     task.cancel()
     assert len(sent) < 50
     last = sent[-1]
-    assert last.progress == 100 and last.total_steps == 1000 and last.claim_secret == "s3cret"
+    assert last.progress == 100
+    assert last.total_steps == 1000
+    assert last.claim_secret == "s3cret"
     assert [p.progress for p in sent] == sorted(p.progress for p in sent)
 
 
