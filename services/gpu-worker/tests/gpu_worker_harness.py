@@ -1,13 +1,14 @@
 """The objects a worker test drives (importable: pytest's `pythonpath` lists this folder)."""
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from gpu_worker_testing import DataServer, sha256
-from job_api_testing import AMQP_URL, eventually, user_headers
+from messaging_testing import eventually
 
 from contracts.enums import JobType
 from contracts.events import DatasetValidated, Envelope
@@ -15,6 +16,33 @@ from contracts.routing import BrokerNames
 from gpu_worker.runtime.link import BrokerLink
 from gpu_worker.runtime.loop import Worker
 from messaging.broker import Broker
+from servicekit.auth import mint_token
+
+# The same values job-api's tests use (services/job-api/tests/job_api_testing.py).
+ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+JWT_SECRET = "test-jwt-secret-0123456789abcdef"
+WORKER_KEY = "test-worker-key-0123456789abcdef"
+TABLES = ("jobs.job_events", "jobs.jobs", "jobs.outbox", "jobs.inbox", "jobs.known_datasets")
+
+
+def user_headers(sub: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(JWT_SECRET, sub, roles=[], ttl_seconds=3600)}"}
+
+
+async def rabbitmqctl(*args: str, timeout: float = 60) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)}: {err.decode()}"
+    return out.decode()
 
 
 class QuietDisplay:

@@ -1,6 +1,7 @@
 """What this machine can run: LoRA fine-tuning of an LLM needs a CUDA GPU; sentence-embedding and
 classifier jobs train (slowly) on a CPU too."""
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ def detect() -> Hardware:
     """Imports torch only when it is installed (the runtime itself does not need it)."""
     if importlib.util.find_spec("torch") is None:
         return Hardware(torch=False, cuda_devices=())
-    import torch
+    torch = importlib.import_module("torch")
 
     if not torch.cuda.is_available():
         return Hardware(torch=True, cuda_devices=())

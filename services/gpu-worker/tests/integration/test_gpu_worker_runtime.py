@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gpu_worker_harness import Platform, QuietDisplay
+from gpu_worker_harness import AMQP_URL, Platform, QuietDisplay, rabbitmqctl
 from gpu_worker_testing import (
     BAD_CSV,
     GOOD_CSV,
@@ -18,7 +18,7 @@ from gpu_worker_testing import (
     FakePublisher,
     FakeTrainer,
 )
-from job_api_testing import AMQP_URL, eventually, rabbitmqctl
+from messaging_testing import eventually
 
 from contracts.enums import JobType
 from gpu_worker.cli import serve

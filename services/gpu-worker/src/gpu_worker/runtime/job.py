@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from tenacity import (
@@ -159,9 +159,9 @@ class JobRun:
 
     async def _unless_stopped(self, work: asyncio.Future[T] | asyncio.Task[T]) -> T:
         """Await `work` unless a stop comes first (then cancel it and raise StopRequested)."""
-        stop = asyncio.create_task(self._stopped.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stopped.wait())
         try:
-            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([work, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
         if not work.done():
@@ -195,7 +195,7 @@ class JobRun:
             worker_id=self._settings.worker_id,
             claim_secret=self.spec.claim_secret,
             error=error[:MAX_ERROR_CHARS],
-            failure_class=failure_class,  # type: ignore[arg-type]
+            failure_class=failure_class,
             retryable=retryable,
         )
 

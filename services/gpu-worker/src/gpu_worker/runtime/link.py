@@ -94,14 +94,11 @@ class BrokerLink:
         return self._connection is not None and not self._connection.is_closed
 
     async def connect(self) -> None:
-        kwargs: dict[str, object] = {}
-        if self._ssl_context is not None:
-            kwargs["ssl_context"] = self._ssl_context
         self._connection = await aio_pika.connect_robust(
             self._url,
             client_properties={"connection_name": self.source},
             reconnect_interval=self._reconnect_interval,
-            **kwargs,
+            ssl_context=self._ssl_context,
         )
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         self._connection.close_callbacks.add(self._on_close)

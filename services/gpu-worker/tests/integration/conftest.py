@@ -12,25 +12,23 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from gpu_worker_harness import Platform, QuietDisplay, RunningWorker
-from gpu_worker_testing import DataServer, FakeCheckpoints, FakePublisher, FakeTrainer
-from job_api_testing import (
+from gpu_worker_harness import (
     ADMIN_DSN,
     AMQP_URL,
     JWT_SECRET,
     TABLES,
     WORKER_KEY,
-    running_app,
+    Platform,
+    QuietDisplay,
+    RunningWorker,
 )
+from gpu_worker_testing import DataServer, FakeCheckpoints, FakePublisher, FakeTrainer
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
 from gpu_worker.runtime.job import JobSettings, Toolkit
 from gpu_worker.runtime.link import BrokerLink
 from gpu_worker.runtime.loop import Worker
-from job_api.config import Settings
-from job_api.entrypoints.cli import migrate
-from job_api.entrypoints.workers import queue_specs
 from messaging.broker import Broker
 from servicekit.db import bootstrap_service_database, drop_database, make_engine, with_credentials
 
@@ -43,6 +41,8 @@ async def worker_database_url() -> AsyncIterator[str]:
         ADMIN_DSN, database=name, role=name, password=password, schema="jobs"
     )
     url = with_credentials(ADMIN_DSN, user=name, password=password, database=name)
+    from job_api.entrypoints.cli import migrate
+
     try:
         await asyncio.to_thread(migrate, url)
         yield url
@@ -65,6 +65,8 @@ async def prefix() -> AsyncIterator[str]:
     yield value
     broker = Broker(AMQP_URL, BrokerNames(value), client_name="gpu-worker-test-teardown")
     await broker.connect()
+    from job_api.entrypoints.workers import queue_specs
+
     names = broker.names
     specs = queue_specs(broker)
     try:
@@ -91,7 +93,9 @@ def data_server() -> Iterator[DataServer]:
 @pytest.fixture
 def job_api_settings(
     worker_database_url: str, prefix: str, worker_db: None, data_server: DataServer
-) -> Callable[..., Settings]:
+) -> Callable[..., Any]:
+    from job_api.config import Settings
+
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "environment": "test",
@@ -115,10 +119,12 @@ def job_api_settings(
 
 @pytest.fixture
 async def job_api(
-    job_api_settings: Callable[..., Settings], request: pytest.FixtureRequest
+    job_api_settings: Callable[..., Any], request: pytest.FixtureRequest
 ) -> AsyncIterator[httpx.AsyncClient]:
     """job-api running in-process; `@pytest.mark.parametrize("job_api", [{...}], indirect=True)`
     overrides its settings."""
+    from job_api_testing import running_app
+
     overrides = getattr(request, "param", {}) or {}
     async with running_app(job_api_settings(**overrides)) as client:
         yield client
