@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import structlog
 import typer
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
@@ -53,12 +54,31 @@ def build_link(settings: WorkerSettings, job_types: list[JobType]) -> BrokerLink
     )
 
 
+async def connect(link: BrokerLink, *, within: float) -> None:
+    """The first connection, retried: a worker may start before the broker (or job-api, which
+    declares the queues) is up. Later losses are the robust connection's to repair."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(within),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        reraise=True,
+    ):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                log.info("broker.connect_retry", try_number=attempt.retry_state.attempt_number)
+            try:
+                await link.connect()
+            except Exception as exc:
+                log.warning("broker.connect_failed", error=repr(exc)[:300])
+                await link.close(flush_timeout=0)
+                raise
+
+
 async def serve(
     settings: WorkerSettings, job_types: list[JobType], toolkit: Toolkit, display: Display
 ) -> int:
     """Run until SIGTERM/SIGINT (or max_jobs); returns the exit status."""
     link = build_link(settings, job_types)
-    await link.connect()
+    await connect(link, within=settings.connect_timeout)
     worker = Worker(
         link,
         toolkit=toolkit,
@@ -134,13 +154,13 @@ def run(
         console=console,
         json_logs=json_logs,
     )
-    configure_logging(json=settings.json_logs, level=settings.log_level)
     found = hardware.detect()
     try:
         types = hardware.choose_job_types(settings.job_types, found, force=force_job_types)
     except ValueError as exc:
         typer.echo(f"ftd-worker: {exc}", err=True)
         raise typer.Exit(2) from None
+    configure_logging(json=settings.json_logs, level=settings.log_level)
     log.info(
         "worker.starting",
         worker_id=settings.worker_id,

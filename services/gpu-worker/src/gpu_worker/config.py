@@ -59,6 +59,9 @@ class WorkerSettings(BaseSettings):
         default=2.0, gt=0, description="At most one progress report per this many seconds."
     )
     claim_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(
+        default=300.0, gt=0, description="How long to keep trying the first broker connection."
+    )
     stop_grace: float = Field(
         default=120.0,
         gt=0,

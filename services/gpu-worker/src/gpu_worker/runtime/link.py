@@ -135,10 +135,15 @@ class BrokerLink:
     async def close(self, *, flush_timeout: float = 10) -> None:
         if self.reports is not None:
             await self.reports.close(timeout=flush_timeout)
+            self.reports = None
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
             self._connection = None
+        self._rpc = None
+        self._work_channel = None
+        self._work_queues = []
+        self._consumer_tags = {}
 
     # --- offers ----------------------------------------------------------------------------
     async def resume_offers(self) -> None:
