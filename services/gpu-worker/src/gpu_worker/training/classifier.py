@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from contracts.enums import JobPhase
 from datasets import Dataset as HFDataset
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
@@ -22,6 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from contracts.enums import JobPhase
 from gpu_worker.training import common, models
 from gpu_worker.training.api import Reporter, TrainRequest, TrainResult, UserDataError
 from gpu_worker.training.data import Dataset, split
@@ -83,9 +83,16 @@ def train_classifier(req: TrainRequest, hp: Any, data: Dataset, reporter: Report
         base = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=len(labels), id2label=model.config.id2label, label2id=label2id
         )
-        baseline = _held_out(Trainer(model=base, args=args, eval_dataset=eval_ds,
-                                     processing_class=tokenizer, compute_metrics=_compute_metrics,
-                                     data_collator=DataCollatorWithPadding(tokenizer)))
+        baseline = _held_out(
+            Trainer(
+                model=base,
+                args=args,
+                eval_dataset=eval_ds,
+                processing_class=tokenizer,
+                compute_metrics=_compute_metrics,
+                data_collator=DataCollatorWithPadding(tokenizer),
+            )
+        )
     common.check_stop(reporter)
 
     common.run_trainer(trainer, req, callback)
@@ -107,7 +114,8 @@ def train_classifier(req: TrainRequest, hp: Any, data: Dataset, reporter: Report
     }
     return TrainResult(
         model_dir=req.model_dir,
-        metrics=tuned | common.loss_curve(trainer.state.log_history)
+        metrics=tuned
+        | common.loss_curve(trainer.state.log_history)
         | {"global_step": float(trainer.state.global_step)},
         baseline_metrics=baseline,
         data_stats=stats,

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from contracts.enums import JobPhase
 
+from contracts.enums import JobPhase
 from gpu_worker.training.api import InfraError, Reporter, StopRequested, TrainRequest
 from gpu_worker.training.progress import ProgressCallback
 
@@ -70,7 +70,9 @@ def checkpoint_every_s() -> float:
     return float(os.environ.get("FTD_CHECKPOINT_EVERY_S", "600"))
 
 
-def progress_callback(reporter: Reporter, *, start: float = 5.0, end: float = 90.0) -> ProgressCallback:
+def progress_callback(
+    reporter: Reporter, *, start: float = 5.0, end: float = 90.0
+) -> ProgressCallback:
     return ProgressCallback(
         reporter, progress_from=start, progress_to=end, checkpoint_every_s=checkpoint_every_s()
     )

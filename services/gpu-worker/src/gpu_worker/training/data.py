@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from contracts.enums import JobType
-
 from gpu_worker.training.api import UserDataError
 
 Row = dict[str, Any]
@@ -114,8 +113,9 @@ def _text(row: Row, column: str, line: int) -> str:
 
 
 def _embedding(rows: list[Row], columns: list[str]) -> Dataset:
+    out: list[Row] = []
     if "score" in columns and {"sentence1", "sentence2"} <= set(columns):
-        out = []
+        scores: list[float] = []
         for i, row in enumerate(rows, start=1):
             try:
                 score = float(row["score"])
@@ -123,24 +123,19 @@ def _embedding(rows: list[Row], columns: list[str]) -> Dataset:
                 raise UserDataError(f"row {i}: 'score' is not a number") from exc
             if not 0.0 <= score <= 5.0:
                 raise UserDataError(f"row {i}: 'score' must lie in [0, 1] (or [0, 5])")
+            scores.append(score)
             out.append(
-                {
-                    "sentence1": _text(row, "sentence1", i),
-                    "sentence2": _text(row, "sentence2", i),
-                    "score": score,
-                }
+                {"sentence1": _text(row, "sentence1", i), "sentence2": _text(row, "sentence2", i)}
             )
-        top = max(r["score"] for r in out)
-        if top > 1.0:  # a 0..5 STS-style scale
-            for r in out:
-                r["score"] = r["score"] / 5.0
+        scale = 5.0 if max(scores) > 1.0 else 1.0  # a 0..5 STS-style scale, or 0..1
+        for r, score in zip(out, scores, strict=True):
+            r["score"] = score / scale
         return Dataset(Layout.SCORED_PAIRS, out, columns)
     anchor, positive = _pick(columns, _ANCHOR), _pick(columns, _POSITIVE)
     if anchor and positive:
         negative = _pick(columns, _NEGATIVE)
-        out = []
         for i, row in enumerate(rows, start=1):
-            item = {"anchor": _text(row, anchor, i), "positive": _text(row, positive, i)}
+            item: Row = {"anchor": _text(row, anchor, i), "positive": _text(row, positive, i)}
             if negative:
                 item["negative"] = _text(row, negative, i)
             out.append(item)
@@ -160,7 +155,7 @@ def _classifier(rows: list[Row], columns: list[str]) -> Dataset:
         raise UserDataError(
             f"classifier data needs columns 'text' and 'label'; missing {missing}, found {columns}"
         )
-    out = []
+    out: list[Row] = []
     for i, row in enumerate(rows, start=1):
         label = row.get("label")
         if label is None or (isinstance(label, str) and not label.strip()):
@@ -168,7 +163,9 @@ def _classifier(rows: list[Row], columns: list[str]) -> Dataset:
         out.append({"text": _text(row, "text", i), "label": str(label).strip()})
     counts = Counter(r["label"] for r in out)
     if len(counts) < 2:
-        raise UserDataError(f"classifier data needs at least 2 distinct labels; found {len(counts)}")
+        raise UserDataError(
+            f"classifier data needs at least 2 distinct labels; found {len(counts)}"
+        )
     return Dataset(Layout.LABELLED, out, columns)
 
 
@@ -176,14 +173,14 @@ def _lora(rows: list[Row], columns: list[str]) -> Dataset:
     if "messages" in columns:
         return Dataset(Layout.CHAT, [_chat(row, i) for i, row in enumerate(rows, 1)], columns)
     if "prompt" in columns and "completion" in columns:
-        out = [
+        pc: list[Row] = [
             {"prompt": _text(r, "prompt", i), "completion": _text(r, "completion", i)}
             for i, r in enumerate(rows, start=1)
         ]
-        return Dataset(Layout.PROMPT_COMPLETION, out, columns)
+        return Dataset(Layout.PROMPT_COMPLETION, pc, columns)
     answer = _pick(columns, ("output", "response"))
     if "instruction" in columns and answer:
-        out = []
+        out: list[Row] = []
         for i, row in enumerate(rows, start=1):
             extra = row.get("input")
             out.append(
@@ -225,7 +222,7 @@ def _chat(row: Row, line: int) -> Row:
 def split(rows: list[Row], eval_split: float, seed: int) -> tuple[list[Row], list[Row]]:
     """Shuffle with `seed` and hold out `eval_split` (at least 2 rows when > 0, at most half)."""
     shuffled = list(rows)
-    random.Random(seed).shuffle(shuffled)
+    random.Random(seed).shuffle(shuffled)  # noqa: S311 (a data split, not a secret)
     if eval_split <= 0:
         return shuffled, []
     n_eval = min(max(2, round(len(shuffled) * eval_split)), len(shuffled) // 2)

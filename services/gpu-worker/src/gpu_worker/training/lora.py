@@ -14,12 +14,12 @@ import json
 from typing import Any
 
 import torch
-from contracts.enums import JobPhase
 from datasets import Dataset as HFDataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
+from contracts.enums import JobPhase
 from gpu_worker.training import common, models
 from gpu_worker.training.api import Reporter, TrainRequest, TrainResult, UserDataError
 from gpu_worker.training.data import Dataset, Layout, Row, split
@@ -57,7 +57,11 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
     common.check_stop(reporter)
 
     train_ds = HFDataset.from_list([_example(r, data.layout, chat) for r in train_rows])
-    eval_ds = HFDataset.from_list([_example(r, data.layout, chat) for r in eval_rows]) if eval_rows else None
+    eval_ds = (
+        HFDataset.from_list([_example(r, data.layout, chat) for r in eval_rows])
+        if eval_rows
+        else None
+    )
     kwargs = common.training_kwargs(req, hp)
     args = SFTConfig(
         **kwargs,
@@ -110,7 +114,8 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
     }
     return TrainResult(
         model_dir=req.model_dir,
-        metrics=tuned | common.loss_curve(trainer.state.log_history)
+        metrics=tuned
+        | common.loss_curve(trainer.state.log_history)
         | {"global_step": float(trainer.state.global_step)},
         baseline_metrics=baseline,
         data_stats=stats,
@@ -142,7 +147,7 @@ def _load_model(source: str) -> Any:
 
 
 def _instruction_prompt(row: Row) -> str:
-    return row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
+    return str(row["instruction"]) + (f"\n\n{row['input']}" if row["input"] else "")
 
 
 def _example(row: Row, layout: Layout, chat: bool) -> dict[str, Any]:
@@ -167,8 +172,9 @@ def _eval_loss(trainer: SFTTrainer) -> dict[str, float]:
     return {"eval_loss": float(raw["eval_loss"])} if "eval_loss" in raw else {}
 
 
-def _prompt_text(row: Row, layout: Layout, chat: bool,
-                 tokenizer: PreTrainedTokenizerBase) -> tuple[str, str]:
+def _prompt_text(
+    row: Row, layout: Layout, chat: bool, tokenizer: PreTrainedTokenizerBase
+) -> tuple[str, str]:
     """The prompt to generate from and the reference answer."""
     if layout is Layout.CHAT:
         messages = row["messages"]
@@ -183,24 +189,35 @@ def _prompt_text(row: Row, layout: Layout, chat: bool,
             example["prompt"], tokenize=False, add_generation_prompt=True
         )
         return str(prompt), row["output"]
-    return example["prompt"], str(example["completion"])
+    return str(example["prompt"]), str(example["completion"])
 
 
-def _samples(model: Any, tokenizer: PreTrainedTokenizerBase, rows: list[Row], layout: Layout,
-             chat: bool) -> list[dict[str, str]]:
+def _samples(
+    model: Any, tokenizer: PreTrainedTokenizerBase, rows: list[Row], layout: Layout, chat: bool
+) -> list[dict[str, str]]:
     out = []
     model.eval()
     for row in rows:
         prompt, reference = _prompt_text(row, layout, chat, tokenizer)
         with model.disable_adapter():
             base = _generate(model, tokenizer, prompt)
-        out.append({"prompt": prompt, "reference": reference, "base": base,
-                    "tuned": _generate(model, tokenizer, prompt)})
+        out.append(
+            {
+                "prompt": prompt,
+                "reference": reference,
+                "base": base,
+                "tuned": _generate(model, tokenizer, prompt),
+            }
+        )
     return out
 
 
-@torch.no_grad()
 def _generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    with torch.no_grad():
+        return _generate_inner(model, tokenizer, prompt)
+
+
+def _generate_inner(model: Any, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     output = model.generate(
         **inputs,
@@ -208,7 +225,9 @@ def _generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompt: str) -> st
         do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return str(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+    return str(
+        tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    )
 
 
 def _point_adapter_at(config_path: Any, base_model: str) -> None:

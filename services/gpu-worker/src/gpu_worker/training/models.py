@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 from contracts.catalogue import OFFLINE_MINILM, OFFLINE_TINY_LLAMA
-
 from gpu_worker.training.api import InfraError, UserDataError
 
 

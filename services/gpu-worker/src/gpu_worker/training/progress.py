@@ -6,9 +6,9 @@ import math
 import time
 from typing import Any
 
-from contracts.enums import JobPhase
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from contracts.enums import JobPhase
 from gpu_worker.training.api import Reporter
 
 # Between two log events the callback still reports this often (the runtime throttles further),
@@ -49,7 +49,7 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
     def _percent(self, state: TrainerState) -> float:
         if not state.max_steps:
             return self.progress_from
-        done = min(1.0, state.global_step / state.max_steps)
+        done = min(1.0, float(state.global_step) / float(state.max_steps))
         return self.progress_from + (self.progress_to - self.progress_from) * done
 
     def _rate(self, state: TrainerState) -> float | None:
@@ -57,8 +57,13 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         elapsed = time.monotonic() - self._t0
         return steps / elapsed if steps > 0 and elapsed > 0 else None
 
-    def _report(self, state: TrainerState, *, metrics: dict[str, float] | None = None,
-                log_lines: tuple[str, ...] = ()) -> None:
+    def _report(
+        self,
+        state: TrainerState,
+        *,
+        metrics: dict[str, float] | None = None,
+        log_lines: tuple[str, ...] = (),
+    ) -> None:
         rate = self._rate(state)
         eta = (state.max_steps - state.global_step) / rate if rate and state.max_steps else None
         merged: dict[str, float] = {}
@@ -81,22 +86,26 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         )
         self._last_report = time.monotonic()
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._t0 = self._last_save = time.monotonic()
         self._step0 = state.global_step  # > 0 when resuming from a checkpoint
         start = "resuming at step" if self._step0 else "training started:"
         self._report(state, log_lines=(f"{start} {state.global_step}/{state.max_steps} steps",))
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState,
-                    control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self.first_step_at is None:
             self.first_step_at = time.monotonic()
         if self.reporter.should_stop():
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True
-            self._report(state, log_lines=(f"stop requested: checkpointing at step {state.global_step}",))
+            self._report(
+                state, log_lines=(f"stop requested: checkpointing at step {state.global_step}",)
+            )
             return
         now = time.monotonic()
         if self.checkpoint_every_s is not None and now - self._last_save >= self.checkpoint_every_s:
@@ -104,23 +113,36 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         if now - self._last_report >= REPORT_EVERY_S:
             self._report(state)
 
-    def on_save(self, args: TrainingArguments, state: TrainerState,
-                control: TrainerControl, **kwargs: Any) -> None:
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._last_save = time.monotonic()
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not logs:
             return
         if "loss" in logs:
             self._last_loss = float(logs["loss"])
         if "learning_rate" in logs:
             self._lr = float(logs["learning_rate"])
-        numbers = {k: float(v) for k, v in logs.items()
-                   if isinstance(v, int | float) and math.isfinite(float(v))}
+        numbers = {
+            k: float(v)
+            for k, v in logs.items()
+            if isinstance(v, int | float) and math.isfinite(float(v))
+        }
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(numbers.items()))
-        self._report(state, metrics=_eval_only(numbers),
-                     log_lines=(f"step {state.global_step}/{state.max_steps} {shown}",))
+        self._report(
+            state,
+            metrics=_eval_only(numbers),
+            log_lines=(f"step {state.global_step}/{state.max_steps} {shown}",),
+        )
 
 
 def _eval_only(logs: dict[str, float]) -> dict[str, float]:

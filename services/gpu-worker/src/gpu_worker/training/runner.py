@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 
 import structlog
-from contracts.enums import JobPhase, JobType
-from contracts.hyperparameters import parse_hyperparameters
 from pydantic import ValidationError
 
+from contracts.enums import JobPhase, JobType
+from contracts.hyperparameters import parse_hyperparameters
 from gpu_worker.training import data as data_mod
 from gpu_worker.training.api import (
     InfraError,
@@ -38,21 +38,34 @@ def run(req: TrainRequest, reporter: Reporter) -> TrainResult:
     dataset = data_mod.load(req.data_path, req.data_format, req.job_type)
     req.work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    log.info("train.started", job_id=req.job_id, attempt=req.attempt, job_type=req.job_type.value,
-             rows=len(dataset.rows), layout=dataset.layout.value, resume=bool(req.resume_from))
+    log.info(
+        "train.started",
+        job_id=req.job_id,
+        attempt=req.attempt,
+        job_type=req.job_type.value,
+        rows=len(dataset.rows),
+        layout=dataset.layout.value,
+        resume=bool(req.resume_from),
+    )
     try:
         result = _dispatch(req, hp, dataset, reporter)
     except (StopRequested, UserDataError, InfraError):
         raise
     except (ConnectionError, TimeoutError) as exc:
         raise InfraError(f"network: {type(exc).__name__}: {exc}") from exc
-    log.info("train.finished", job_id=req.job_id, attempt=req.attempt,
-             seconds=round(time.monotonic() - started, 1), metrics=result.metrics)
+    log.info(
+        "train.finished",
+        job_id=req.job_id,
+        attempt=req.attempt,
+        seconds=round(time.monotonic() - started, 1),
+        metrics=result.metrics,
+    )
     return result
 
 
-def _dispatch(req: TrainRequest, hp: object, dataset: data_mod.Dataset,
-              reporter: Reporter) -> TrainResult:
+def _dispatch(
+    req: TrainRequest, hp: object, dataset: data_mod.Dataset, reporter: Reporter
+) -> TrainResult:
     if req.job_type is JobType.EMBEDDING:
         from gpu_worker.training.embedding import train_embedding
 
