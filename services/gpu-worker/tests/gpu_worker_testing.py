@@ -57,10 +57,14 @@ class FakeTrainer:
     requests: list[TrainRequest] = field(default_factory=list)
     stopped_at: list[int] = field(default_factory=list)
 
+    checkpoint_every: int | None = None
+
     def _checkpoint(self, req: TrainRequest, step: int) -> Path:
-        folder = req.work_dir / "checkpoints" / f"step-{step}"
+        """Like the Trainer: `checkpoint-N/`, trainer_state.json written last."""
+        folder = req.checkpoints_dir / f"checkpoint-{step}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "step").write_text(str(step))
+        (folder / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
         return folder
 
     def _stop(self, req: TrainRequest, step: int) -> StopRequested:
@@ -82,6 +86,8 @@ class FakeTrainer:
                 while not self.release.wait(0.01):
                     if reporter.should_stop():
                         raise self._stop(req, done)
+            if self.checkpoint_every and step % self.checkpoint_every == 0:
+                self._checkpoint(req, step)
             reporter.progress(
                 progress=100 * step / self.steps,
                 step=step,
@@ -125,20 +131,6 @@ class FakePublisher:
         target = self.store_dir / req.output_model / revision
         shutil.copytree(result.model_dir, target)
         return Published("local", req.output_model, revision, target.resolve().as_uri())
-
-
-@dataclass
-class FakeCheckpoints:
-    root: Path
-
-    def find(self, job_id: str) -> Path | None:
-        folder = self.root / job_id
-        return folder if folder.exists() else None
-
-    def save(self, job_id: str, attempt: int, checkpoint: Path) -> None:
-        target = self.root / job_id
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(checkpoint, target)
 
 
 class DataServer:

@@ -87,6 +87,7 @@ async def serve(
             work_dir=settings.work_dir,
             progress_interval=settings.progress_interval,
             stop_grace=settings.stop_grace,
+            checkpoint_sync_interval=settings.checkpoint_sync_interval,
         ),
         display=display,
         claim_timeout=settings.claim_timeout,

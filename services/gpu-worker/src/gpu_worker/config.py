@@ -54,6 +54,9 @@ class WorkerSettings(BaseSettings):
         default=None, validation_alias=_alias("FTD_WORKER_HF_TOKEN", "HF_TOKEN")
     )
     private_repos: bool = True
+    checkpoint_sync_interval: float = Field(
+        default=30.0, gt=0, description="How often new checkpoints are copied while training."
+    )
 
     progress_interval: float = Field(
         default=2.0, gt=0, description="At most one progress report per this many seconds."

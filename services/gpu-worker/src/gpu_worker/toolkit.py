@@ -1,19 +1,20 @@
-"""The real trainers and stores behind the runtime's Toolkit (imported only when a worker starts:
-the training stack is heavy and absent from a box that only runs the tests of the runtime)."""
+"""The real trainers and stores behind the runtime's Toolkit."""
 
-from pathlib import Path
-
+from contracts.rpc import JobSpec
 from gpu_worker.config import WorkerSettings
-from gpu_worker.runtime.job import PublishedModel, Toolkit
+from gpu_worker.runtime.job import Checkpoints, PublishedModel, Toolkit
 from gpu_worker.training.api import TrainRequest, TrainResult
 
 
 def real_toolkit(settings: WorkerSettings) -> Toolkit:
-    from gpu_worker.publish import CheckpointStore, publish_model
+    from huggingface_hub import HfApi
+
+    from gpu_worker.publish import HubCheckpointStore, LocalCheckpointStore, publish_model
     from gpu_worker.training.api import train
 
     hf_token = settings.hf_token.get_secret_value() if settings.hf_token else None
     store_dir = settings.model_store_dir.resolve()
+    local_checkpoints = LocalCheckpointStore(settings.checkpoints.resolve())
 
     def publish(result: TrainResult, request: TrainRequest) -> PublishedModel:
         return publish_model(
@@ -27,5 +28,14 @@ def real_toolkit(settings: WorkerSettings) -> Toolkit:
             private=settings.private_repos,
         )
 
-    checkpoints = CheckpointStore(Path(settings.checkpoints).resolve())
-    return Toolkit(train=train, publish=publish, checkpoints=checkpoints)
+    def checkpoints(spec: JobSpec) -> Checkpoints:
+        # With a Hub token the checkpoints go to a branch of the job's own (private) repo, where
+        # an attempt on any other machine finds them; without one, to a folder on this machine.
+        if hf_token and not settings.checkpoint_dir:
+            return HubCheckpointStore(
+                HfApi(token=hf_token), spec.output_model, private=settings.private_repos
+            )
+        return local_checkpoints
+
+    # publish_model retries transient failures itself.
+    return Toolkit(train=train, publish=publish, checkpoints=checkpoints, publish_tries=1)

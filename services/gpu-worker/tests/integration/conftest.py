@@ -22,10 +22,11 @@ from gpu_worker_harness import (
     QuietDisplay,
     RunningWorker,
 )
-from gpu_worker_testing import DataServer, FakeCheckpoints, FakePublisher, FakeTrainer
+from gpu_worker_testing import DataServer, FakePublisher, FakeTrainer
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
+from gpu_worker.publish import LocalCheckpointStore
 from gpu_worker.runtime.job import JobSettings, Toolkit
 from gpu_worker.runtime.link import BrokerLink
 from gpu_worker.runtime.loop import Worker
@@ -140,7 +141,7 @@ async def start_worker(
     prefix: str, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[RunningWorker]]]:
     started: list[RunningWorker] = []
-    checkpoints = FakeCheckpoints(tmp_path / "checkpoints")
+    checkpoints = LocalCheckpointStore(tmp_path / "checkpoints")
 
     async def start(
         trainer: Any = None,
@@ -164,7 +165,7 @@ async def start_worker(
         await link.connect()
         worker = Worker(
             link,
-            toolkit=Toolkit(train=trainer, publish=publisher, checkpoints=checkpoints),
+            toolkit=Toolkit(train=trainer, publish=publisher, checkpoints=lambda spec: checkpoints),
             settings=JobSettings(
                 worker_id=worker_id,
                 work_dir=tmp_path / worker_id,

@@ -14,15 +14,16 @@ from gpu_worker_testing import (
     BAD_CSV,
     GOOD_CSV,
     DataServer,
-    FakeCheckpoints,
     FakePublisher,
     FakeTrainer,
     sha256,
 )
+from messaging_testing import eventually
 
 from contracts.enums import CancelReason, FailureClass, JobType, ModelStore
 from contracts.events import JobCancelRequested, JobFailed, JobProgress, ModelPushed
 from contracts.rpc import DataTicket, JobSpec
+from gpu_worker.publish import LocalCheckpointStore
 from gpu_worker.runtime.job import JobRun, JobSettings, Outcome, Toolkit
 from gpu_worker.training.api import InfraError, Reporter, TrainRequest, TrainResult
 
@@ -57,7 +58,12 @@ def make_spec(server: DataServer, content: bytes | None, **ticket: Any) -> JobSp
 
 
 def make_run(
-    spec: JobSpec, trainer: Any, tmp_path: Path, *, stop_grace: float = 30
+    spec: JobSpec,
+    trainer: Any,
+    tmp_path: Path,
+    *,
+    stop_grace: float = 30,
+    sync_interval: float = 30,
 ) -> tuple[JobRun, ListSink]:
     sink = ListSink()
     run = JobRun(
@@ -67,11 +73,12 @@ def make_run(
             work_dir=tmp_path / "work",
             progress_interval=0.05,
             stop_grace=stop_grace,
+            checkpoint_sync_interval=sync_interval,
         ),
         toolkit=Toolkit(
             train=trainer,
             publish=FakePublisher(tmp_path / "store"),
-            checkpoints=FakeCheckpoints(tmp_path / "checkpoints"),
+            checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
         ),
         sink=sink,
         display=QuietDisplay(),
@@ -188,9 +195,11 @@ async def test_shutdown_checkpoints_and_hands_the_job_back(
     assert final.retryable
     assert "SIGTERM" in final.error
     assert "checkpoint" in final.error
-    saved = FakeCheckpoints(tmp_path / "checkpoints").find(str(run.spec.job_id))
+    saved = LocalCheckpointStore(tmp_path / "checkpoints").fetch_latest(
+        str(run.spec.job_id), tmp_path / "fetched"
+    )
     assert saved is not None
-    assert (saved / "step").read_text() == "3"
+    assert saved.name == "checkpoint-3"
 
 
 async def test_shutdown_hands_back_even_when_the_trainer_does_not_stop(
@@ -255,3 +264,44 @@ async def test_a_cancel_while_downloading_stops_before_training(
         assert trainer.requests == []
     finally:
         listener.close()
+
+
+async def test_checkpoints_are_saved_while_training_and_discarded_once_pushed(
+    data_server: DataServer, tmp_path: Path
+) -> None:
+    trainer = FakeTrainer(steps=8, hold_at=6, checkpoint_every=2)
+    run, _ = make_run(make_spec(data_server, GOOD_CSV), trainer, tmp_path, sync_interval=0.05)
+    store = tmp_path / "checkpoints" / str(run.spec.job_id)
+    task = asyncio.create_task(run.run())
+    await wait_holding(trainer)
+
+    async def synced() -> bool:
+        return (store / "checkpoint-4").is_dir()
+
+    # A worker killed now (no SIGTERM) leaves checkpoint-4 for the next attempt.
+    await eventually(synced, timeout=30)
+    trainer.release.set()
+    assert await asyncio.wait_for(task, 30) is Outcome.COMPLETED
+    assert not store.exists()
+
+
+async def test_an_attempt_resumes_from_the_stored_checkpoint(
+    data_server: DataServer, tmp_path: Path
+) -> None:
+    spec = make_spec(data_server, GOOD_CSV)
+    folder = tmp_path / "earlier" / "checkpoint-4"  # what an earlier attempt left
+    folder.mkdir(parents=True)
+    (folder / "step").write_text("4")
+    (folder / "trainer_state.json").write_text("{}")
+    LocalCheckpointStore(tmp_path / "checkpoints").save(str(spec.job_id), folder)
+    trainer = FakeTrainer(steps=6)
+    run, sink = make_run(spec, trainer, tmp_path)
+
+    assert await run.run() is Outcome.COMPLETED
+
+    [request] = trainer.requests
+    assert request.resume_from is not None
+    assert request.resume_from.name == "checkpoint-4"
+    final = sink.sent[-1]
+    assert isinstance(final, ModelPushed)
+    assert final.data_stats["resumed_from_step"] == 4

@@ -14,7 +14,6 @@ from gpu_worker_harness import AMQP_URL, Platform, QuietDisplay, rabbitmqctl
 from gpu_worker_testing import (
     BAD_CSV,
     GOOD_CSV,
-    FakeCheckpoints,
     FakePublisher,
     FakeTrainer,
 )
@@ -23,6 +22,7 @@ from messaging_testing import eventually
 from contracts.enums import JobType
 from gpu_worker.cli import serve
 from gpu_worker.config import WorkerSettings
+from gpu_worker.publish import LocalCheckpointStore
 from gpu_worker.runtime.job import Outcome, Toolkit
 
 pytestmark = pytest.mark.integration
@@ -135,7 +135,7 @@ async def test_sigterm_hands_the_job_back_and_a_second_worker_resumes_it(
     toolkit = Toolkit(
         train=trainer,
         publish=FakePublisher(tmp_path / "models"),
-        checkpoints=FakeCheckpoints(tmp_path / "checkpoints"),
+        checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
     )
     first = asyncio.create_task(serve(settings, [JobType.EMBEDDING], toolkit, QuietDisplay()))
     job_id = await platform.submit(GOOD_CSV)
@@ -155,7 +155,7 @@ async def test_sigterm_hands_the_job_back_and_a_second_worker_resumes_it(
     [request] = second.trainer.requests
     assert request.attempt == 2
     assert request.resume_from is not None
-    assert (request.resume_from / "step").read_text() == "4"
+    assert request.resume_from.name == "checkpoint-4"
 
 
 async def _close_worker_connection(worker_id: str) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 from tenacity import (
     AsyncRetrying,
-    retry_if_not_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
@@ -31,6 +31,8 @@ from contracts.events import (
     ModelPushed,
 )
 from contracts.rpc import JobSpec
+from gpu_worker.publish import PublishError
+from gpu_worker.runtime.checkpoint_sync import CheckpointSync
 from gpu_worker.runtime.download import (
     DataCorrupted,
     DataUnavailable,
@@ -57,6 +59,12 @@ STOP_CANCELLED = "cancelled"
 STOP_SHUTDOWN = "shutdown"
 
 
+def _worth_retrying(exc: BaseException) -> bool:
+    if isinstance(exc, PublishError):
+        return exc.retryable
+    return not isinstance(exc, UserDataError)
+
+
 class Outcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
@@ -77,10 +85,12 @@ class PublishedModel(Protocol):
 
 
 class Checkpoints(Protocol):
-    """Where a checkpoint outlives its attempt, so the next one (on any worker) resumes."""
+    """Where a checkpoint outlives its attempt, so the next one (on any worker) resumes
+    (gpu_worker.publish.CheckpointStore: a shared folder, or a branch of the job's Hub repo)."""
 
-    def find(self, job_id: str) -> Path | None: ...
-    def save(self, job_id: str, attempt: int, checkpoint: Path) -> None: ...
+    def save(self, job_id: str, checkpoint: Path) -> None: ...
+    def fetch_latest(self, job_id: str, into: Path) -> Path | None: ...
+    def discard(self, job_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class Toolkit:
 
     train: Callable[[TrainRequest, Reporter], TrainResult]
     publish: Callable[[TrainResult, TrainRequest], PublishedModel]
-    checkpoints: Checkpoints
+    checkpoints: Callable[[JobSpec], Checkpoints]
     publish_tries: int = 3
 
 
@@ -112,6 +122,9 @@ class JobSettings:
     work_dir: Path
     progress_interval: float
     stop_grace: float
+    # How often new checkpoints the trainer wrote are copied to the checkpoint store while it
+    # trains (so a worker that dies without SIGTERM still leaves something to resume from).
+    checkpoint_sync_interval: float = 30.0
 
 
 class JobRun:
@@ -144,6 +157,8 @@ class JobRun:
         )
         self._stopped = asyncio.Event()
         self.log = log.bind(job_id=self.job_id, attempt=spec.attempt)
+        self._checkpoints: Checkpoints | None = None
+        self._synced: CheckpointSync | None = None
 
     # --- stop requests (event loop) ---------------------------------------------------------
     def on_cancel(self, event: JobCancelRequested) -> None:
@@ -211,6 +226,12 @@ class JobRun:
                 message,
                 self._failed(message, FailureClass.USER_ERROR, retryable=False),
             )
+        except PublishError as exc:
+            # The model trained but could not be stored; a refusal (bad token, no write access)
+            # is not retried, the rest is.
+            message = f"pushing the model failed: {exc}"
+            failed = self._failed(message, FailureClass.INFRA_ERROR, retryable=exc.retryable)
+            return (Outcome.RETRY if exc.retryable else Outcome.FAILED), message, failed
         except (InfraError, DataCorrupted, TransientDownloadError, OSError, MemoryError) as exc:
             message = str(exc) or type(exc).__name__
             return (
@@ -230,28 +251,33 @@ class JobRun:
             )
 
     def _stopped_with(self, stop: StopRequested) -> tuple[Outcome, str, JobFailed | None]:
-        if stop.checkpoint is not None:
-            try:
-                self._toolkit.checkpoints.save(self.job_id, self.spec.attempt, stop.checkpoint)
-                self.log.info("checkpoint.saved")
-            except Exception:
-                self.log.exception("checkpoint.save_failed")
+        saved = stop.checkpoint is not None and self._save_checkpoint(stop.checkpoint)
         if self.reporter.stop_reason == STOP_CANCELLED:
             # job-api already moved the job on (cancelled, or another attempt holds it): a report
             # from us would be stale.
             return Outcome.CANCELLED, "cancelled", None
-        where = "from its checkpoint" if stop.checkpoint is not None else "from the start"
+        where = "from its checkpoint" if saved else "from the start"
+        if self._synced is not None and self._synced.last is not None and not saved:
+            where = "from the last checkpoint saved during training"
         message = (
             "The worker was shut down (SIGTERM) and handed the job back; the next attempt "
             f"resumes {where}."
             if self.reporter.stop_reason == STOP_SHUTDOWN
             else f"Training stopped unexpectedly ({stop}); the job goes back to the queue."
         )
-        return (
-            Outcome.HANDED_BACK,
-            message,
-            self._failed(message, FailureClass.INFRA_ERROR, retryable=True),
-        )
+        failed = self._failed(message, FailureClass.INFRA_ERROR, retryable=True)
+        return Outcome.HANDED_BACK, message, failed
+
+    def _save_checkpoint(self, checkpoint: Path) -> bool:
+        if self._checkpoints is None:
+            return False
+        try:
+            self._checkpoints.save(self.job_id, checkpoint)
+        except Exception:
+            self.log.exception("checkpoint.save_failed", checkpoint=checkpoint.name)
+            return False
+        self.log.info("checkpoint.saved", checkpoint=checkpoint.name)
+        return True
 
     async def _work(self) -> tuple[Outcome, str, ModelPushed]:
         spec = self.spec
@@ -259,9 +285,12 @@ class JobRun:
         data: Downloaded = await self._unless_stopped(
             asyncio.ensure_future(download(spec.data, self.work_dir / "data"))
         )
-        resume = self._toolkit.checkpoints.find(self.job_id)
+        checkpoints = self._checkpoints = self._toolkit.checkpoints(spec)
+        resume = await run_in_thread(
+            checkpoints.fetch_latest, self.job_id, self.work_dir / "resume", name="fetch-checkpoint"
+        )
         if resume is not None:
-            self.log.info("job.resuming", checkpoint=str(resume))
+            self.log.info("job.resuming", checkpoint=resume.name)
         request = TrainRequest(
             job_id=self.job_id,
             attempt=spec.attempt,
@@ -280,7 +309,17 @@ class JobRun:
             log_lines=[f"data: {data.size_bytes} bytes ({data.format}), sha256 {data.sha256}"]
             + (["resuming from the checkpoint of an earlier attempt"] if resume else []),
         )
-        result = await self._train(request)
+        self._synced = CheckpointSync(
+            request.checkpoints_dir, lambda path: self._save_checkpoint(path)
+        )
+        sync = asyncio.create_task(
+            self._synced.run(self._settings.checkpoint_sync_interval), name="checkpoint-sync"
+        )
+        try:
+            result = await self._train(request)
+        finally:
+            sync.cancel()
+            await asyncio.gather(sync, return_exceptions=True)
         self.reporter.set_logs_url(getattr(result, "logs_url", None))
         self.reporter.progress(progress=100, phase=JobPhase.UPLOADING)
         published = await self._publish(result, request)
@@ -298,6 +337,11 @@ class JobRun:
             data_stats=result.data_stats,
             logs_url=getattr(result, "logs_url", None),
         )
+        try:
+            # The model is stored: the checkpoints of this job are of no further use.
+            await run_in_thread(checkpoints.discard, self.job_id, name="discard-checkpoints")
+        except Exception:
+            self.log.warning("checkpoint.discard_failed", exc_info=True)
         return Outcome.COMPLETED, f"pushed {published.uri}", pushed
 
     async def _train(self, request: TrainRequest) -> TrainResult:
@@ -324,7 +368,7 @@ class JobRun:
 
     async def _publish(self, result: TrainResult, request: TrainRequest) -> PublishedModel:
         async for attempt in AsyncRetrying(
-            retry=retry_if_not_exception_type(UserDataError),
+            retry=retry_if_exception(_worth_retrying),
             stop=stop_after_attempt(self._toolkit.publish_tries),
             wait=wait_exponential(multiplier=1, max=30),
             reraise=True,
