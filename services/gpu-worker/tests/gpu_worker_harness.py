@@ -124,7 +124,7 @@ class Platform:
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         response = await self.client.get(
-            f"/api/finetune/jobs/{job_id}/events", headers=self.headers, params={"limit": 500}
+            f"/api/finetune/jobs/{job_id}/events", headers=self.headers, params={"limit": 200}
         )
         assert response.status_code == 200, response.text
         data: list[dict[str, Any]] = response.json()["data"]

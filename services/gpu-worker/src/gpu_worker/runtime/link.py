@@ -82,6 +82,7 @@ class BrokerLink:
         self._offers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._rpc: RpcClient | None = None
         self.reports: ReportOutbox | None = None
+        self._closing = False
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -94,6 +95,7 @@ class BrokerLink:
         return self._connection is not None and not self._connection.is_closed
 
     async def connect(self) -> None:
+        self._closing = False
         self._connection = await aio_pika.connect_robust(
             self._url,
             client_properties={"connection_name": self.source},
@@ -129,10 +131,11 @@ class BrokerLink:
 
     def _on_close(self, *args: object) -> None:
         exc = args[1] if len(args) > 1 else None
-        if exc is not None:
+        if exc is not None and not self._closing:
             log.warning("broker.connection_lost", worker_id=self.worker_id, error=str(exc)[:200])
 
     async def close(self, *, flush_timeout: float = 10) -> None:
+        self._closing = True
         if self.reports is not None:
             await self.reports.close(timeout=flush_timeout)
             self.reports = None
