@@ -139,4 +139,79 @@ def job_created(job_id: uuid.UUID | None = None) -> JobCreated:
 
 
 def progress(value: float, job_id: uuid.UUID | None = None) -> JobProgress:
-    return JobProgress(job_id=job_id or uuid.uuid4(), attempt=1, worker_id="w1", progress=value)
+    return JobProgress(
+        job_id=job_id or uuid.uuid4(),
+        attempt=1,
+        worker_id="w1",
+        claim_secret="test-claim-secret",
+        progress=value,
+    )
+
+
+class TcpProxy:
+    """A TCP forwarder on 127.0.0.1:<ephemeral port> in front of `host:port`, for outage tests.
+
+    `cut()` makes the target unreachable: every open connection is dropped and new ones are
+    closed on arrival, until `restore()`. Point a client (e.g. a database URL) at `self.port`.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.down = False
+        self.port = 0
+
+    async def __aenter__(self) -> "TcpProxy":
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._drop_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cut(self) -> None:
+        self.down = True
+        self._drop_all()
+
+    def restore(self) -> None:
+        self.down = False
+
+    def _drop_all(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update({writer, up_writer})
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                if self.down:
+                    break
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            dst.transport.abort()
+            self._writers.discard(dst)

@@ -40,6 +40,7 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -57,6 +58,7 @@ class Broker:
         self._events = await self._publish_channel.get_exchange(
             self.names.events_exchange, ensure=False
         )
+        self._exchanges = {self.names.events_exchange: self._events}
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -80,12 +82,20 @@ class Broker:
         event_type: str,
         timeout: float = 10,
         mandatory: bool = True,
+        exchange: str | None = None,
     ) -> None:
-        """Publish with a broker confirm. With `mandatory`, a message no queue is bound for raises
-        Unroutable; otherwise the broker drops it (a broadcast nobody subscribes to yet). Other
-        failures raise a PublishFailure."""
-        if self._events is None:
+        """Publish with a broker confirm to `exchange` (default: the events exchange). With
+        `mandatory`, a message no queue is bound for raises Unroutable; otherwise the broker drops
+        it (a broadcast nobody subscribes to yet). Other failures raise a PublishFailure."""
+        if self._events is None or self._publish_channel is None:
             raise RuntimeError("Broker.connect() has not been awaited")
+        target = self._events
+        if exchange is not None and exchange != self.names.events_exchange:
+            found = self._exchanges.get(exchange)
+            if found is None:
+                found = await self._publish_channel.get_exchange(exchange, ensure=False)
+                self._exchanges[exchange] = found
+            target = found
         message = aio_pika.Message(
             body=body,
             message_id=message_id,
@@ -95,15 +105,23 @@ class Broker:
         )
         # A robust channel waits while reconnecting; bound the whole call, not just the frame.
         async with asyncio.timeout(timeout):
-            result = await self._events.publish(message, routing_key, mandatory=mandatory)
+            result = await target.publish(message, routing_key, mandatory=mandatory)
         if isinstance(result, aiormq.abc.DeliveredMessage):
             raise Unroutable(routing_key)
 
-    async def publish(self, envelope: Envelope, routing_key: str, *, timeout: float = 10) -> None:
+    async def publish(
+        self,
+        envelope: Envelope,
+        routing_key: str,
+        *,
+        timeout: float = 10,
+        exchange: str | None = None,
+    ) -> None:
         await self.publish_raw(
             envelope.model_dump_json().encode(),
             routing_key=routing_key,
             message_id=str(envelope.id),
             event_type=envelope.type,
             timeout=timeout,
+            exchange=exchange,
         )

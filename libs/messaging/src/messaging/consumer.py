@@ -1,24 +1,40 @@
-"""Idempotent, batching event consumer.
+"""Idempotent, batching event consumer that rides out infrastructure outages.
 
 Messages are drained from the queue in batches (one under light load, hundreds under heavy load);
-each batch is applied in one transaction together with its inbox rows, then acknowledged. A batch
-whose handler fails is retried message by message, so one bad event cannot block the others: it is
-requeued, and after the queue's delivery limit the broker dead-letters it. A message that cannot be
-parsed is dead-lettered at once.
+each batch is applied in one transaction together with its inbox rows, then acknowledged.
+
+What happens to a message depends on WHY it was not applied, and the distinction is explicit:
+
+- It cannot be parsed (bad JSON, unknown type, invalid payload): dead-lettered at once.
+- Its handler REJECTS it (raises `Rejected`): dead-lettered at once. Only these two outcomes
+  dead-letter a message.
+- An infrastructure error (`is_infrastructure_error`: the database is unreachable, a connection
+  dropped, a serialization conflict...): the message is not the problem. The consumer keeps the
+  batch unsettled, stops taking new messages and retries the same batch with exponential back-off
+  until it applies. Nothing is nacked, so nothing counts against the queue's delivery limit.
+- Any other exception is a bug or an unexpected state: the batch is retried message by message;
+  the failing message is requeued (nack), and after the queue's delivery limit the broker
+  dead-letters it, so one bad event cannot block the others forever.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
+import asyncpg
+import sqlalchemy.exc
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker
 from messaging.inbox import Inbox
+from messaging.transactions import Begin
 
 log = structlog.get_logger(__name__)
 
@@ -29,8 +45,55 @@ class Received:
     payload: EventPayload
 
 
+class Rejected(Exception):
+    """Raised by a handler for a message it can never apply: the consumer dead-letters that
+    message at once (the rest of the batch is applied without it)."""
+
+    def __init__(self, event_id: UUID, reason: str) -> None:
+        super().__init__(f"event {event_id} rejected: {reason}")
+        self.event_id = event_id
+        self.reason = reason
+
+
 # A handler may return a value; `on_committed` receives it once the batch's transaction committed.
-Handler = Callable[[AsyncSession, Sequence[Received]], Awaitable[object]]
+Handler = Callable[[AsyncConnection, Sequence[Received]], Awaitable[object]]
+
+_INFRA_TYPES: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError, refused, reset, unreachable
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # pool checkout timed out
+)
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says the infrastructure failed, not the message."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _INFRA_TYPES):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            orig = current.orig
+            if isinstance(orig, BaseException) and is_infrastructure_error(orig):
+                return True
+            # The asyncpg adaptor wraps the driver's exception one level deeper.
+            inner = getattr(orig, "__cause__", None)
+            if isinstance(inner, BaseException) and is_infrastructure_error(inner):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 async def _settle(outcome: Awaitable[None]) -> None:
@@ -47,43 +110,106 @@ def parse(message: AbstractIncomingMessage) -> Received:
     return Received(envelope=envelope, payload=envelope.payload())
 
 
+@dataclass
+class ConsumerStats:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    rejected: int = 0
+    requeued: int = 0
+    infra_retries: int = 0
+
+
 class InboxConsumer:
     def __init__(
         self,
         *,
         broker: Broker,
         queue: str,
-        sessions: async_sessionmaker[AsyncSession],
+        begin: Begin,
         inbox: Inbox,
         handler: Handler,
         max_batch: int = 500,
         on_committed: Callable[[object], None] | None = None,
+        max_backoff: float = 5.0,
     ) -> None:
         self._broker = broker
         self._queue_name = queue
-        self._sessions = sessions
+        self._begin = begin
         self._inbox = inbox
         self._handler = handler
         self._on_committed = on_committed
         self._max_batch = max_batch
+        self._max_backoff = max_backoff
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._channel: AbstractChannel | None = None
-        self.applied = 0
-        self.duplicates = 0
-        self.dead_lettered = 0
+        self._consuming = False
+        self._paused = False
+        # Messages received and messages settled since start; `caught_up` compares them.
+        self._received = 0
+        self._settled = 0
+        self._progress = asyncio.Event()
+        self.stats = ConsumerStats()
+
+    # Kept as attributes for callers that read them directly.
+    @property
+    def applied(self) -> int:
+        return self.stats.applied
+
+    @property
+    def duplicates(self) -> int:
+        return self.stats.duplicates
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.stats.dead_lettered
+
+    async def caught_up(self, timeout: float = 5.0) -> bool:
+        """True once every report the queue held at the time of asking has been applied.
+
+        The lease watchdog asks this before it judges leases, so that heartbeats waiting in the
+        queue (after a deploy, a restart, a database outage) renew their leases first. False
+        while the consumer is not consuming, is paused on an infrastructure error, the queue has
+        ready messages, or the messages already received are not settled within `timeout`.
+        Under a steady flow it returns as soon as the batches in hand are done (no starvation).
+        """
+        if not self._consuming or self._paused or self._channel is None:
+            return False
+        if self._channel.is_closed:
+            return False
+        declared = await self._channel.declare_queue(self._queue_name, passive=True)
+        if int(declared.declaration_result.message_count or 0) > 0:
+            return False
+        target = self._received
+        try:
+            async with asyncio.timeout(timeout):
+                while self._settled < target:
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return not self._paused
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._received += 1
+        await self._buffer.put(message)
 
     async def run(self) -> None:
         """Consume until cancelled."""
         self._channel = await self._broker.channel(prefetch=self._max_batch * 2)
         queue = await self._channel.get_queue(self._queue_name, ensure=True)
-        tag = await queue.consume(self._buffer.put)
+        tag = await queue.consume(self._receive)
+        self._consuming = True
         try:
             while True:
                 batch = [await self._buffer.get()]
                 while len(batch) < self._max_batch and not self._buffer.empty():
                     batch.append(self._buffer.get_nowait())
                 await self._process(batch)
+                self._settled += len(batch)
+                self._progress.set()
         finally:
+            self._consuming = False
             if not self._channel.is_closed:
                 await queue.cancel(tag)
                 await self._channel.close()
@@ -94,7 +220,7 @@ class InboxConsumer:
             try:
                 parsed.append((message, parse(message)))
             except (ValidationError, KeyError, ValueError) as exc:
-                self.dead_lettered += 1
+                self.stats.dead_lettered += 1
                 log.error(
                     "consumer.unparseable",
                     queue=self._queue_name,
@@ -102,32 +228,114 @@ class InboxConsumer:
                     error=str(exc)[:500],
                 )
                 await _settle(message.reject(requeue=False))
-        if not parsed:
+        if parsed:
+            await self._apply_batch(parsed, whole=messages)
+
+    async def _apply_batch(
+        self,
+        parsed: list[tuple[AbstractIncomingMessage, Received]],
+        *,
+        whole: list[AbstractIncomingMessage] | None = None,
+    ) -> None:
+        """Apply `parsed`; `whole` is the delivered batch it came from (None for a retry of one
+        message), whose other messages are settled already."""
+        pending = list(parsed)
+        while pending:
+            try:
+                await self._apply_riding_out_outages([r for _, r in pending])
+            except Rejected as rejection:
+                # Dead-letter the rejected message, then apply the rest without it.
+                kept = []
+                for message, received in pending:
+                    if received.envelope.id == rejection.event_id:
+                        await self._dead_letter(message, received, rejection.reason)
+                    else:
+                        kept.append((message, received))
+                if len(kept) == len(pending):
+                    raise RuntimeError("handler rejected an event it was not given") from rejection
+                pending = kept
+                continue
+            except Exception:
+                if len(pending) > 1:
+                    log.warning(
+                        "consumer.batch_failed",
+                        queue=self._queue_name,
+                        size=len(pending),
+                        exc_info=True,
+                    )
+                    for one in pending:
+                        await self._apply_batch([one])
+                    return
+                message, received = pending[0]
+                log.exception(
+                    "consumer.handler_failed",
+                    queue=self._queue_name,
+                    event_id=str(received.envelope.id),
+                    event_type=received.envelope.type,
+                )
+                # The quorum queue counts redeliveries and dead-letters past its delivery limit.
+                self.stats.requeued += 1
+                await _settle(message.nack(requeue=True))
+                return
+            await self._ack(whole or [], [m for m, _ in pending])
             return
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, received: Received, reason: str
+    ) -> None:
+        self.stats.rejected += 1
+        self.stats.dead_lettered += 1
+        log.error(
+            "consumer.rejected",
+            queue=self._queue_name,
+            event_id=str(received.envelope.id),
+            event_type=received.envelope.type,
+            reason=reason,
+        )
+        await _settle(message.reject(requeue=False))
+
+    async def _apply_riding_out_outages(self, batch: Sequence[Received]) -> None:
+        """Apply the batch; on an infrastructure error, wait (exponential back-off with jitter)
+        and try the same batch again, for as long as it takes. The messages stay unacked and no
+        new ones are taken meanwhile: consumption is paused, and nothing is counted against the
+        delivery limit."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_infrastructure_error),
+            wait=wait_exponential_jitter(multiplier=0.05, max=self._max_backoff),
+            before_sleep=self._log_outage,
+            reraise=True,
+        )
         try:
-            await self._apply([r for _, r in parsed])
-        except Exception:
-            log.warning(
-                "consumer.batch_failed", queue=self._queue_name, size=len(parsed), exc_info=True
-            )
-            for message, received in parsed:
-                await self._process_one(message, received)
-            return
-        await self._ack_batch(messages, [m for m, _ in parsed])
+            async for attempt in retrying:
+                with attempt:
+                    await self._apply(batch)
+        finally:
+            self._paused = False
+
+    def _log_outage(self, state: Any) -> None:
+        self._paused = True
+        self.stats.infra_retries += 1
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "consumer.paused_on_infrastructure_error",
+            queue=self._queue_name,
+            retry=state.attempt_number,
+            error=repr(error)[:300],
+        )
 
     @staticmethod
-    async def _ack_batch(
+    async def _ack(
         batch: list[AbstractIncomingMessage], applied: list[AbstractIncomingMessage]
     ) -> None:
         """Ack the applied messages of a batch, with one `multiple` ack where that is exact.
 
         Batches are settled one after the other, in delivery order, so every delivery before the
-        batch is settled already. When the batch's delivery tags are consecutive on one channel,
-        an ack "up to and including" the last applied one covers exactly the applied messages
-        (those rejected above are settled already). Otherwise (a reconnect in between), ack each.
+        batch is settled already. When the batch's delivery tags are consecutive on one channel
+        (its other messages are settled already: dead-lettered), an ack "up to and including" the
+        last applied one covers exactly the applied messages. Otherwise ack each.
         """
         tags = [m.delivery_tag for m in batch]
-        first = tags[0]
+        first = tags[0] if tags else None
         exact = (
             len(applied) > 1
             and isinstance(first, int)
@@ -140,31 +348,16 @@ class InboxConsumer:
         for message in applied:
             await _settle(message.ack())
 
-    async def _process_one(self, message: AbstractIncomingMessage, received: Received) -> None:
-        try:
-            await self._apply([received])
-        except Exception:
-            log.exception(
-                "consumer.handler_failed",
-                queue=self._queue_name,
-                event_id=str(received.envelope.id),
-                event_type=received.envelope.type,
-            )
-            # The quorum queue counts redeliveries and dead-letters past its delivery limit.
-            await _settle(message.nack(requeue=True))
-            return
-        await _settle(message.ack())
-
     async def _apply(self, batch: Sequence[Received]) -> None:
-        async with self._sessions.begin() as session:
-            fresh = await self._inbox.record_new(session, (r.envelope.id for r in batch))
+        async with self._begin() as conn:
+            fresh = await self._inbox.record_new(conn, (r.envelope.id for r in batch))
             todo, seen = [], set()
             for r in batch:
                 if r.envelope.id in fresh and r.envelope.id not in seen:
                     todo.append(r)
                     seen.add(r.envelope.id)
-            result = await self._handler(session, todo) if todo else None
-        self.applied += len(todo)
-        self.duplicates += len(batch) - len(todo)
+            result = await self._handler(conn, todo) if todo else None
+        self.stats.applied += len(todo)
+        self.stats.duplicates += len(batch) - len(todo)
         if result is not None and self._on_committed is not None:
             self._on_committed(result)

@@ -2,12 +2,24 @@
 announces, and a relay publishes it afterwards with publisher confirms.
 
 The relay wakes on a PostgreSQL NOTIFY fired by a statement trigger on the outbox table (delivered
-at commit, so it costs the writer no extra round trip) and polls as a fallback. Rows are locked with
-SKIP LOCKED, so several relays may run; a row is deleted only once the broker confirmed it.
+at commit, so it costs the writer no extra round trip) and polls as a fallback. A row is deleted
+only once the broker confirmed it.
+
+Order: events about one subject (a job) reach the broker in the order they were written.
+- Several relays may run (one per replica), but only one publishes at a time: each batch runs in a
+  transaction holding a PostgreSQL advisory lock on the table; another relay that cannot take it
+  stands by until its next wake-up. (SKIP LOCKED alone let two relays interleave their batches.)
+- Within a batch, the rows of one subject are published one after the other, each after the
+  broker confirmed the previous one; different subjects go in parallel. When a publish fails, the
+  subject's later rows of the batch are not sent: they go after it, in the next batch.
+- The producer may give each event a `sequence` (CloudEvents extension) that increases per
+  subject, so a consumer can also drop a stale status it receives late.
 """
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,10 +28,11 @@ import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker, PublishFailure, Unroutable
+from messaging.transactions import Begin
 
 log = structlog.get_logger(__name__)
 
@@ -60,8 +73,10 @@ def notify_trigger_sql(schema: str, channel: str) -> tuple[list[str], list[str]]
     return upgrade, downgrade
 
 
-def outbox_row(payload: EventPayload, *, source: str) -> dict[str, Any]:
-    envelope = Envelope.wrap(payload, source=source)
+def outbox_row(
+    payload: EventPayload, *, source: str, sequence: int | None = None
+) -> dict[str, Any]:
+    envelope = Envelope.wrap(payload, source=source, sequence=sequence)
     return {
         "event_id": envelope.id,
         "event_type": envelope.type,
@@ -78,10 +93,31 @@ class Outbox:
         self.table = table
         self.source = source
 
-    async def add(self, session: AsyncSession | AsyncConnection, *payloads: EventPayload) -> None:
-        if payloads:
-            rows = [outbox_row(p, source=self.source) for p in payloads]
-            await session.execute(sa.insert(self.table), rows)
+    async def add(
+        self,
+        conn: AsyncConnection,
+        *payloads: EventPayload,
+        sequences: Sequence[int | None] | None = None,
+    ) -> None:
+        """Stage `payloads`; `sequences` (one per payload) become their envelopes' `sequence`."""
+        if not payloads:
+            return
+        if sequences is not None and len(sequences) != len(payloads):
+            raise ValueError("one sequence per payload")
+        seqs = sequences if sequences is not None else [None] * len(payloads)
+        rows = [
+            outbox_row(p, source=self.source, sequence=n)
+            for p, n in zip(payloads, seqs, strict=True)
+        ]
+        await conn.execute(sa.insert(self.table), rows)
+
+
+def _subject(body: bytes) -> str | None:
+    try:
+        subject = json.loads(body).get("subject")
+    except (ValueError, AttributeError):
+        return None
+    return subject if isinstance(subject, str) else None
 
 
 @dataclass
@@ -89,13 +125,15 @@ class RelayStats:
     published: int = 0
     unroutable: int = 0
     failures: int = 0
+    # Batches skipped because another relay held the lock.
+    standby: int = 0
 
 
 class OutboxRelay:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        begin: Begin,
         table: sa.Table,
         broker: Broker,
         listen_dsn: str,
@@ -104,7 +142,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         unroutable_backoff: timedelta = timedelta(seconds=5),
     ) -> None:
-        self._engine = engine
+        self._begin = begin
         self._table = table
         self._broker = broker
         self._listen_dsn = listen_dsn
@@ -114,6 +152,8 @@ class OutboxRelay:
         self._unroutable_backoff = unroutable_backoff
         self._wake = asyncio.Event()
         self.stats = RelayStats()
+        # One lock per outbox table: relays of one service exclude each other, not other services.
+        self._lock_key = sa.func.hashtext(f"outbox-relay:{table.fullname}")
 
     async def run(self) -> None:
         """Relay until cancelled. Survives database and broker outages by retrying."""
@@ -146,10 +186,39 @@ class OutboxRelay:
             return None
         return conn
 
+    async def _publish_chain(self, rows: Sequence[Any]) -> list[tuple[Any, object]]:
+        """Publish one subject's rows in order, each after the previous one was confirmed; stop at
+        the first failure (the rest wait for the next batch, behind the failed one)."""
+        results: list[tuple[Any, object]] = []
+        for r in rows:
+            try:
+                await self._broker.publish_raw(
+                    r.body,
+                    routing_key=r.routing_key,
+                    message_id=str(r.event_id),
+                    event_type=r.event_type,
+                    # Broadcasts nobody subscribes to yet are dropped by the broker.
+                    mandatory=r.must_route,
+                )
+                result: object = None
+            except Exception as exc:
+                result = exc
+            results.append((r, result))
+            if result is not None and not isinstance(result, Unroutable):
+                break
+        return results
+
     async def relay_once(self) -> int:
-        """Publish one batch. Returns how many rows it handled (published or deferred)."""
+        """Publish one batch. Returns how many rows it handled (published or deferred); 0 when
+        there was nothing to do or another relay is publishing."""
         t = self._table
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
+            locked = (
+                await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
+            ).scalar_one()
+            if not locked:
+                self.stats.standby += 1
+                return 0
             rows = (
                 await conn.execute(
                     sa.select(
@@ -168,23 +237,15 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(
-                    self._broker.publish_raw(
-                        r.body,
-                        routing_key=r.routing_key,
-                        message_id=str(r.event_id),
-                        event_type=r.event_type,
-                        # Broadcasts nobody subscribes to yet are dropped by the broker.
-                        mandatory=r.must_route,
-                    )
-                    for r in rows
-                ),
-                return_exceptions=True,
-            )
+            chains: dict[object, list[Any]] = {}
+            for r in rows:
+                # Rows without a subject have no order to keep: each is its own chain.
+                key = _subject(r.body) or ("row", r.id)
+                chains.setdefault(key, []).append(r)
+            outcomes = await asyncio.gather(*(self._publish_chain(c) for c in chains.values()))
             done: list[int] = []
             deferred: list[int] = []
-            for row, result in zip(rows, results, strict=True):
+            for row, result in (pair for chain in outcomes for pair in chain):
                 if result is None:
                     done.append(row.id)
                 elif isinstance(result, Unroutable):
@@ -200,6 +261,7 @@ class OutboxRelay:
                         "outbox.publish_failed", event_type=row.event_type, error=repr(result)
                     )
                 else:
+                    assert isinstance(result, BaseException)
                     raise result
             if done:
                 await conn.execute(sa.delete(t).where(t.c.id.in_(done)))

@@ -36,11 +36,14 @@ class QueueSpec:
     delivery_limit: int = DELIVERY_LIMIT
     # Bind to this direct exchange (declared with the queue) instead of the events exchange.
     exchange: str | None = None
+    # Keys bound on the worker exchange (worker reports): only job-api's queue has any.
+    worker_bindings: Sequence[str] = field(default_factory=tuple)
 
 
 async def declare_core(channel: AbstractChannel, names: BrokerNames) -> None:
-    """The events exchange, the dead-letter exchange and the dead-letter queue."""
+    """The events and worker exchanges, the dead-letter exchange and the dead-letter queue."""
     await channel.declare_exchange(names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(names.worker_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
     dlx = await channel.declare_exchange(
         names.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
     )
@@ -64,6 +67,8 @@ async def declare_queue(
         exchange = spec.exchange
     for key in spec.bindings:
         await queue.bind(exchange, routing_key=key)
+    for key in spec.worker_bindings:
+        await queue.bind(names.worker_exchange, routing_key=key)
     return queue
 
 
@@ -98,5 +103,10 @@ async def delete_topology(
     """Tear down a (test) topology. RabbitMQ 3.10 refuses if-unused on quorum queues."""
     for name in (*queues, names.dead_letter_queue):
         await channel.queue_delete(name, if_unused=False, if_empty=False)
-    for exchange in (*exchanges, names.events_exchange, names.dead_letter_exchange):
+    for exchange in (
+        *exchanges,
+        names.events_exchange,
+        names.worker_exchange,
+        names.dead_letter_exchange,
+    ):
         await channel.exchange_delete(exchange, if_unused=False)

@@ -1,8 +1,12 @@
 """The worker's side of the dispatch protocol, over the broker only (a worker holds broker
 credentials and nothing else): take a job message off the work queues it serves, claim it by
-request/reply, report progress (the heartbeat), failure or completion, and hear cancellation.
+request/reply, report progress (the heartbeat), failure or the pushed model, and hear
+cancellation.
 
 The message is acknowledged once the claim is answered, granted or not (DESIGN.md, dispatch 4).
+Reports go to the worker exchange, which only job-api's queue binds: job-api fences them (attempt
+and claim secret) and publishes what is public. Every report carries the claim secret the grant
+gave (`JobSpec.claim_secret`); build reports with `WorkerClient.report_fields(spec)`.
 """
 
 import asyncio
@@ -16,7 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from contracts.enums import GPUProvider, JobType
 from contracts.events import Envelope, EventPayload, JobCancelRequested
 from contracts.routing import JOB_API, cancel_binding
-from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply
+from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, JobSpec
 from messaging.broker import Broker
 from messaging.rpc import RpcClient
 
@@ -114,8 +118,22 @@ class WorkerClient:
             await offer.message.ack()
         return reply
 
+    def report_fields(self, spec: JobSpec) -> dict[str, object]:
+        """The fields every report of the attempt `spec` granted must carry."""
+        return {
+            "job_id": spec.job_id,
+            "attempt": spec.attempt,
+            "worker_id": self.worker_id,
+            "claim_secret": spec.claim_secret,
+        }
+
     async def publish(self, payload: EventPayload) -> None:
-        await self.broker.publish(Envelope.wrap(payload, source=self.source), payload.routing_key())
+        """Send a report (job.progress, job.failed, model.pushed) to job-api."""
+        await self.broker.publish(
+            Envelope.wrap(payload, source=self.source),
+            payload.routing_key(),
+            exchange=self.broker.names.worker_exchange,
+        )
 
     async def on_cancel(
         self, job_id: uuid.UUID, attempt: int, callback: Callable[[JobCancelRequested], None]

@@ -134,6 +134,7 @@ async def test_worker_take_retries_a_lost_claim_reply_with_the_same_claim_id(
             job=JobSpec(
                 job_id=cmd.job_id,
                 attempt=1,
+                claim_secret="s3cret",
                 job_type=JobType.EMBEDDING,
                 base_model="m",
                 output_model="alice/m",

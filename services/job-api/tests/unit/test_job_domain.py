@@ -6,14 +6,34 @@ from typing import Any
 
 import pytest
 
-from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
-from job_api.domain.errors import IllegalTransition, ProgressWentBackwards, StaleAttempt
-from job_api.domain.job import ALLOWED, Job, Progress
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, ModelStore
+from job_api.domain.errors import AlreadyClaimed, IllegalTransition, StaleAttempt
+from job_api.domain.job import (
+    ALLOWED,
+    Credential,
+    Job,
+    Progress,
+    PushedModel,
+    hash_claim_secret,
+)
 
 S = JobStatus
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=90)
 LATER = NOW + timedelta(seconds=30)
+# The HTTP worker that claims in running_job(), holding attempt 1 (with and without naming it).
+W1 = Credential("w1", 1)
+W1_ANY = Credential("w1", None)
+
+
+def model(revision: str = "abc", metrics: dict[str, float] | None = None) -> PushedModel:
+    return PushedModel(
+        repo_id="alice/custom-embedding",
+        revision=revision,
+        store=ModelStore.LOCAL,
+        uri=f"file:///models/alice/custom-embedding/{revision}",
+        metrics=metrics or {},
+    )
 
 
 def make_job(status: JobStatus = S.PENDING, **overrides: Any) -> Job:
@@ -51,22 +71,30 @@ def running_job(**overrides: Any) -> Job:
     return job
 
 
-ALL_PAIRS = [(current, target) for current in S for target in S]
-ALLOWED_PAIRS = [(c, t) for c, t in ALL_PAIRS if t in ALLOWED[c]]
-ILLEGAL_PAIRS = [(c, t) for c, t in ALL_PAIRS if t not in ALLOWED[c]]
+# The documented lifecycle (DESIGN.md), written out here rather than read from ALLOWED: a change
+# to the table in the code must show up as a failing test.
+ALLOWED_PAIRS = [
+    (S.PENDING, S.RUNNING),
+    (S.PENDING, S.CANCELLED),
+    (S.PENDING, S.FAILED),
+    (S.RUNNING, S.COMPLETED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.CANCELLED),
+    (S.RUNNING, S.PENDING),
+]
+ILLEGAL_PAIRS = [
+    (S.PENDING, S.PENDING),
+    (S.PENDING, S.COMPLETED),
+    (S.RUNNING, S.RUNNING),
+    *((S.COMPLETED, t) for t in S),
+    *((S.FAILED, t) for t in S),
+    *((S.CANCELLED, t) for t in S),
+]
 
 
 def test_the_table_is_the_documented_lifecycle() -> None:
-    assert set(ALLOWED_PAIRS) == {
-        (S.PENDING, S.RUNNING),
-        (S.PENDING, S.CANCELLED),
-        (S.PENDING, S.FAILED),
-        (S.RUNNING, S.COMPLETED),
-        (S.RUNNING, S.FAILED),
-        (S.RUNNING, S.CANCELLED),
-        (S.RUNNING, S.PENDING),
-    }
-    assert all(not ALLOWED[t] for t in S if t.is_terminal)
+    assert len(ALLOWED_PAIRS) + len(ILLEGAL_PAIRS) == len(S) ** 2
+    assert {(c, t) for c in S for t in ALLOWED[c]} == set(ALLOWED_PAIRS)
 
 
 @pytest.mark.parametrize(("current", "target"), ALLOWED_PAIRS)
@@ -142,35 +170,92 @@ def test_only_a_pending_job_can_be_claimed(status: JobStatus) -> None:
     assert job.worker_id != "w9"
 
 
-def test_check_attempt_accepts_the_current_attempt_and_none() -> None:
+def test_the_holder_is_the_claiming_worker_with_or_without_its_attempt() -> None:
     job = make_job(S.RUNNING, attempt=2)
-    job.check_attempt(2)
-    job.check_attempt(None)
+    job.check_holder(Credential("w1", 2))
+    job.check_holder(Credential("w1", None))
 
 
 @pytest.mark.parametrize("presented", [1, 3])
-def test_check_attempt_refuses_another_attempt(presented: int) -> None:
+def test_another_attempt_is_not_the_holder(presented: int) -> None:
     job = make_job(S.RUNNING, attempt=2)
     with pytest.raises(StaleAttempt) as caught:
-        job.check_attempt(presented)
+        job.check_holder(Credential("w1", presented))
     assert (caught.value.current, caught.value.presented) == (2, presented)
+    assert str(caught.value) == (
+        f"Job {job.id} is held by attempt 2; attempt {presented} no longer holds it."
+    )
 
 
-@pytest.mark.parametrize("status", [S.PENDING, S.COMPLETED, S.FAILED, S.CANCELLED])
-@pytest.mark.parametrize("presented", [None, 1])
-def test_check_attempt_refuses_a_job_that_is_not_running(
-    status: JobStatus, presented: int | None
-) -> None:
-    job = make_job(status, attempt=1)
-    with pytest.raises(StaleAttempt):
-        job.check_attempt(presented)
+def test_another_http_worker_is_not_the_holder_even_with_the_right_attempt() -> None:
+    job = make_job(S.RUNNING, attempt=2)
+    for attempt in (2, None):
+        with pytest.raises(StaleAttempt, match="held by worker w1 .attempt 2., not by w9"):
+            job.check_holder(Credential("w9", attempt))
+
+
+@pytest.mark.parametrize("status", [S.COMPLETED, S.FAILED, S.CANCELLED])
+def test_an_ended_job_has_no_holder_and_the_message_says_so(status: JobStatus) -> None:
+    job = make_job(status, attempt=1, worker_id="w1")
+    for who in (Credential("w1", 1), Credential("w1", None)):
+        with pytest.raises(StaleAttempt) as caught:
+            job.check_holder(who)
+        assert str(caught.value) == f"Job {job.id} is {status}; attempt 1 no longer holds it."
+
+
+def test_a_pending_job_has_no_holder() -> None:
+    job = make_job()
+    with pytest.raises(StaleAttempt, match="is pending: no attempt holds it"):
+        job.check_holder(Credential("w1", None))
+
+
+def test_a_broker_claim_is_held_by_its_claim_secret_only() -> None:
+    job = make_job()
+    job.claim(
+        worker_id="w1",
+        claim_id=uuid.uuid4(),
+        now=NOW,
+        lease=LEASE,
+        secret_hash=hash_claim_secret("right"),
+    )
+    assert job.claim_secret_hash == hash_claim_secret("right")
+    assert "right" not in repr(job)
+    job.check_holder(Credential("w1", 1, hash_claim_secret("right")))
+    # The worker id proves nothing: any worker credential could claim to be w1.
+    with pytest.raises(StaleAttempt, match="claim secret is not the one granted to attempt 1"):
+        job.check_holder(Credential("w1", 1, hash_claim_secret("guessed")))
+    # Nor can the HTTP path (which has no secret) act on a broker claim.
+    with pytest.raises(StaleAttempt, match="claimed over the broker"):
+        job.check_holder(Credential("w1", 1))
+    job.expire_lease(now=LATER)
+    assert job.claim_secret_hash is None
+
+
+def test_an_http_claim_is_a_compare_and_set() -> None:
+    job = make_job()
+    transition = job.claim_over_http(worker_id="w1", now=NOW, lease=LEASE)
+    assert transition is not None
+    assert job.attempt == 1
+    # The same worker again (a retried request): no new attempt.
+    assert job.claim_over_http(worker_id="w1", now=LATER, lease=LEASE) is None
+    assert job.attempt == 1
+    with pytest.raises(AlreadyClaimed, match="running attempt 1 for worker w1"):
+        job.claim_over_http(worker_id="w2", now=LATER, lease=LEASE)
+    assert (job.attempt, job.worker_id) == (1, "w1")
+
+
+def test_an_http_claim_of_a_broker_claimed_job_is_refused() -> None:
+    job = make_job()
+    job.claim(worker_id="w1", claim_id=None, now=NOW, lease=LEASE, secret_hash="h")
+    with pytest.raises(AlreadyClaimed):
+        job.claim_over_http(worker_id="w1", now=LATER, lease=LEASE)
 
 
 def test_progress_is_recorded_and_renews_the_lease() -> None:
     job = running_job()
 
     job.record_progress(
-        1,
+        W1,
         Progress(progress=40, step=4, total_steps=10, epoch=0.5, loss=0.7, metrics={"acc": 0.6}),
         now=LATER,
         lease=LEASE,
@@ -185,19 +270,19 @@ def test_progress_is_recorded_and_renews_the_lease() -> None:
 
 def test_progress_never_goes_backwards_but_the_lease_is_renewed() -> None:
     job = running_job()
-    job.record_progress(1, Progress(progress=50), now=NOW, lease=LEASE)
+    assert job.record_progress(W1, Progress(progress=50, step=5), now=NOW, lease=LEASE)
 
-    with pytest.raises(ProgressWentBackwards):
-        job.record_progress(1, Progress(progress=49.5), now=LATER, lease=LEASE)
+    taken = job.record_progress(W1_ANY, Progress(progress=49.5, step=4), now=LATER, lease=LEASE)
 
-    assert job.progress == 50
+    assert not taken
+    assert (job.progress, job.step) == (50, 5)
     assert job.lease_expires_at == LATER + LEASE
 
 
 def test_equal_progress_is_not_backwards() -> None:
     job = running_job()
-    job.record_progress(1, Progress(progress=50), now=NOW, lease=LEASE)
-    job.record_progress(1, Progress(progress=50, step=7), now=LATER, lease=LEASE)
+    job.record_progress(W1, Progress(progress=50), now=NOW, lease=LEASE)
+    job.record_progress(W1, Progress(progress=50, step=7), now=LATER, lease=LEASE)
     assert job.step == 7
 
 
@@ -206,7 +291,7 @@ def test_progress_from_a_stale_attempt_is_refused_without_renewing_the_lease() -
     lease_before = job.lease_expires_at
 
     with pytest.raises(StaleAttempt):
-        job.record_progress(1, Progress(progress=90), now=LATER, lease=LEASE)
+        job.record_progress(W1, Progress(progress=90), now=LATER, lease=LEASE)
 
     assert job.progress == 0
     assert job.lease_expires_at == lease_before
@@ -214,12 +299,13 @@ def test_progress_from_a_stale_attempt_is_refused_without_renewing_the_lease() -
 
 def test_complete_sets_progress_100_and_done() -> None:
     job = running_job()
-    job.record_progress(1, Progress(progress=80, loss=0.3), now=NOW, lease=LEASE)
+    job.record_progress(W1, Progress(progress=80, loss=0.3), now=NOW, lease=LEASE)
 
-    transition = job.complete(1, now=LATER, revision="abc", metrics={"acc": 0.9})
+    transition = job.complete(W1, now=LATER, model=model("abc", {"acc": 0.9}))
 
     assert job.status is S.COMPLETED
     assert transition.reason == "model_completed"
+    assert transition.model == model("abc", {"acc": 0.9})
     assert job.progress == 100
     assert job.phase is JobPhase.DONE
     assert job.output_revision == "abc"
@@ -231,7 +317,7 @@ def test_complete_sets_progress_100_and_done() -> None:
 def test_a_stale_attempt_cannot_complete_the_job() -> None:
     job = make_job(S.RUNNING, attempt=2)
     with pytest.raises(StaleAttempt):
-        job.complete(1, now=LATER)
+        job.complete(W1, now=LATER, model=model())
     assert job.status is S.RUNNING
 
 
@@ -239,7 +325,7 @@ def test_a_retryable_failure_requeues_while_attempts_remain() -> None:
     job = running_job(max_attempts=2)
 
     transition = job.fail(
-        1, error="OOM", failure_class=FailureClass.INFRA_ERROR, retryable=True, now=LATER
+        W1, error="OOM", failure_class=FailureClass.INFRA_ERROR, retryable=True, now=LATER
     )
 
     assert (transition.from_status, transition.to_status) == (S.RUNNING, S.PENDING)
@@ -256,11 +342,15 @@ def test_a_retryable_failure_requeues_while_attempts_remain() -> None:
 
 def test_a_retryable_failure_fails_the_job_at_max_attempts() -> None:
     job = running_job(max_attempts=2)
-    job.fail(1, error="OOM", failure_class=FailureClass.INFRA_ERROR, retryable=True, now=LATER)
+    job.fail(W1, error="OOM", failure_class=FailureClass.INFRA_ERROR, retryable=True, now=LATER)
     job.claim(worker_id="w2", claim_id=None, now=LATER, lease=LEASE)
 
     transition = job.fail(
-        2, error="OOM again", failure_class=FailureClass.INFRA_ERROR, retryable=True, now=LATER
+        Credential("w2", 2),
+        error="OOM again",
+        failure_class=FailureClass.INFRA_ERROR,
+        retryable=True,
+        now=LATER,
     )
 
     assert transition.to_status is S.FAILED
@@ -271,7 +361,7 @@ def test_a_retryable_failure_fails_the_job_at_max_attempts() -> None:
 
 def test_a_non_retryable_failure_fails_at_once() -> None:
     job = running_job(max_attempts=5)
-    job.fail(1, error="bad csv", failure_class=FailureClass.USER_ERROR, retryable=False, now=LATER)
+    job.fail(W1, error="bad csv", failure_class=FailureClass.USER_ERROR, retryable=False, now=LATER)
     assert job.status is S.FAILED
     assert job.failure_class is FailureClass.USER_ERROR
     assert job.completed_at == LATER
@@ -280,7 +370,7 @@ def test_a_non_retryable_failure_fails_at_once() -> None:
 def test_a_stale_attempt_cannot_fail_the_job() -> None:
     job = make_job(S.RUNNING, attempt=2)
     with pytest.raises(StaleAttempt):
-        job.fail(1, error="x", failure_class=FailureClass.USER_ERROR, retryable=False, now=LATER)
+        job.fail(W1, error="x", failure_class=FailureClass.USER_ERROR, retryable=False, now=LATER)
     assert job.status is S.RUNNING
 
 

@@ -11,26 +11,34 @@ from uuid import UUID
 import pytest
 
 from contracts.catalogue import Catalogue
-from contracts.enums import CancelReason, FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from contracts.enums import (
+    CancelReason,
+    FailureClass,
+    GPUProvider,
+    JobPhase,
+    JobStatus,
+    JobType,
+    ModelStore,
+)
 from contracts.events import (
     DatasetDeleted,
     DatasetValidated,
     EventPayload,
     JobCancelRequested,
     JobClaimed,
-    JobCompleted,
     JobCreated,
     JobFailed,
     JobProgress,
     JobRequeued,
     JobStatusChanged,
     ModelCompleted,
+    ModelPushed,
 )
 from contracts.routing import dataset_ref
 from contracts.rpc import ClaimJob, ClaimRefusal
 from job_api.adapters.repository import JobFilter, KnownDataset
 from job_api.domain.errors import IllegalTransition, InvalidJob, JobNotFound
-from job_api.domain.job import Job
+from job_api.domain.job import Job, hash_claim_secret
 from job_api.service_layer import dispatch, jobs
 from job_api.service_layer.jobs import HyperparameterError, SubmitJob
 from job_api.service_layer.unit_of_work import Policy
@@ -133,11 +141,22 @@ class FakeDatasets:
         return self.rows.get(dataset_id)
 
     async def upsert(
-        self, *, dataset_id: UUID, user_id: str, job_types: list[str], filename: str, rows: int
+        self,
+        *,
+        dataset_id: UUID,
+        user_id: str,
+        job_types: list[str],
+        filename: str,
+        rows: int,
+        sha256: str | None = None,
+        size_bytes: int | None = None,
+        format: str | None = None,
     ) -> None:
         known = self.rows.get(dataset_id)
         if known is None or not known.deleted:
-            self.rows[dataset_id] = KnownDataset(dataset_id, user_id, job_types, False)
+            self.rows[dataset_id] = KnownDataset(
+                dataset_id, user_id, job_types, False, sha256, size_bytes, format
+            )
 
     async def mark_deleted(self, dataset_id: UUID, user_id: str) -> None:
         known = self.rows.get(dataset_id)
@@ -199,10 +218,16 @@ def claim_cmd(job: Job, **overrides: Any) -> ClaimJob:
     return ClaimJob(**values)
 
 
+# The claim secret each job's current attempt was granted (what the worker keeps).
+SECRETS: dict[UUID, str] = {}
+
+
 async def claimed(uow: FakeUnitOfWork, **overrides: Any) -> Job:
     job = await submitted(uow, **overrides)
     reply = await dispatch.claim_job(uow, claim_cmd(job), POLICY, now=NOW)
     assert reply.granted
+    assert reply.job is not None
+    SECRETS[job.id] = reply.job.claim_secret
     uow.published.clear()
     uow.events.rows.clear()
     stored = await uow.jobs.get(job.id)
@@ -332,11 +357,36 @@ async def test_a_retried_claim_is_granted_again_without_a_new_attempt(
 
     assert first.granted
     assert retry.granted
-    assert retry.job == first.job
+    assert first.job is not None
+    assert retry.job is not None
+    assert retry.job.attempt == first.job.attempt == 1
     assert len(uow.published) == 2  # announced once
     stored = await uow.jobs.get(job.id)
     assert stored is not None
     assert stored.attempt == 1
+    # The first reply was lost: the retry's secret is the one that holds the job now.
+    assert retry.job.claim_secret != first.job.claim_secret
+    assert stored.claim_secret_hash == hash_claim_secret(retry.job.claim_secret)
+
+
+async def test_the_claim_secret_is_random_and_only_its_hash_is_stored(
+    uow: FakeUnitOfWork,
+) -> None:
+    a, b = await submitted(uow), await submitted(uow, output_model="alice/other")
+
+    ra = await dispatch.claim_job(uow, claim_cmd(a), POLICY, now=NOW)
+    rb = await dispatch.claim_job(uow, claim_cmd(b), POLICY, now=NOW)
+
+    assert ra.job is not None
+    assert rb.job is not None
+    assert len(ra.job.claim_secret) >= 32
+    assert ra.job.claim_secret != rb.job.claim_secret
+    stored = await uow.jobs.get(a.id)
+    assert stored is not None
+    assert stored.claim_secret_hash == hash_claim_secret(ra.job.claim_secret)
+    assert ra.job.claim_secret not in repr(stored)
+    assert ra.job.claim_secret not in repr(ra)
+    assert all(ra.job.claim_secret not in p.model_dump_json() for p in uow.published)
 
 
 async def test_claim_refusals(uow: FakeUnitOfWork) -> None:
@@ -367,7 +417,14 @@ async def test_claim_refusals(uow: FakeUnitOfWork) -> None:
 async def test_claim_of_a_dataset_job_gets_a_ticket_url(uow: FakeUnitOfWork) -> None:
     dataset_id = uuid.uuid4()
     await uow.datasets.upsert(
-        dataset_id=dataset_id, user_id="alice", job_types=["embedding"], filename="a.csv", rows=3
+        dataset_id=dataset_id,
+        user_id="alice",
+        job_types=["embedding"],
+        filename="a.csv",
+        rows=3,
+        sha256="a" * 64,
+        size_bytes=123,
+        format="csv",
     )
     job = await submitted(uow, training_data_url=dataset_ref(dataset_id))
 
@@ -378,13 +435,38 @@ async def test_claim_of_a_dataset_job_gets_a_ticket_url(uow: FakeUnitOfWork) -> 
         f"http://localhost:8000/api/finetune/datasets/{dataset_id}/download?ticket="
     )
     assert reply.job.data.expires_at is not None
+    assert (reply.job.data.sha256, reply.job.data.size_bytes, reply.job.data.format) == (
+        "a" * 64,
+        123,
+        "csv",
+    )
 
 
 # --- worker events --------------------------------------------------------------------------
 
 
-def progress(job: Job, attempt: int, value: float) -> JobProgress:
-    return JobProgress(job_id=job.id, attempt=attempt, worker_id="w1", progress=value)
+def progress(job: Job, attempt: int, value: float, secret: str | None = None) -> JobProgress:
+    return JobProgress(
+        job_id=job.id,
+        attempt=attempt,
+        worker_id="w1",
+        claim_secret=secret or SECRETS.get(job.id, "no-secret"),
+        progress=value,
+    )
+
+
+def pushed(job: Job, attempt: int, revision: str = "abc", **extra: Any) -> ModelPushed:
+    return ModelPushed(
+        job_id=job.id,
+        attempt=attempt,
+        worker_id="w1",
+        claim_secret=extra.pop("secret", None) or SECRETS.get(job.id, "no-secret"),
+        repo_id="alice/custom-embedding",
+        revision=revision,
+        store=ModelStore.LOCAL,
+        uri=f"file:///models/alice/custom-embedding/{revision}",
+        **extra,
+    )
 
 
 async def test_progress_from_the_current_attempt_is_applied(uow: FakeUnitOfWork) -> None:
@@ -418,7 +500,7 @@ async def test_events_from_a_stale_attempt_are_ignored_and_the_worker_is_told_to
         uow,
         [
             progress(job, 1, 90),
-            ModelCompleted(job_id=job.id, attempt=1, worker_id="w1", repo_id="alice/x"),
+            pushed(job, 1, "zombie"),
         ],
         POLICY,
         now=NOW,
@@ -444,13 +526,13 @@ async def test_model_completed_from_the_current_attempt_completes_the_job(
     outcome = await dispatch.apply_worker_events(
         uow,
         [
-            ModelCompleted(
-                job_id=job.id,
-                attempt=1,
-                worker_id="w1",
-                repo_id="alice/custom-embedding",
-                revision="abc",
+            pushed(
+                job,
+                1,
+                "abc",
                 metrics={"acc": 0.9},
+                baseline_metrics={"acc": 0.5},
+                data_stats={"rows": 3},
             )
         ],
         POLICY,
@@ -468,13 +550,55 @@ async def test_model_completed_from_the_current_attempt_completes_the_job(
     changed, completed = uow.published
     assert isinstance(changed, JobStatusChanged)
     assert changed.to_status is JobStatus.COMPLETED
-    assert isinstance(completed, JobCompleted)
+    assert isinstance(completed, ModelCompleted)
     assert (completed.attempt, completed.repo_id, completed.revision) == (
         1,
         "alice/custom-embedding",
         "abc",
     )
+    assert (completed.store, completed.uri) == (
+        ModelStore.LOCAL,
+        "file:///models/alice/custom-embedding/abc",
+    )
     assert completed.metrics == {"acc": 0.9}
+    assert completed.baseline_metrics == {"acc": 0.5}
+    assert completed.data_stats == {"rows": 3}
+    assert (completed.user_id, completed.output_model) == ("alice", "alice/custom-embedding")
+
+
+async def test_a_report_with_a_wrong_claim_secret_is_ignored(uow: FakeUnitOfWork) -> None:
+    """Any worker credential could send a report naming the job and its attempt: without the
+    attempt's secret it has no effect, and no stop notice goes out (it would reach the holder)."""
+    job = await claimed(uow)
+    before = await uow.jobs.get(job.id)
+
+    outcome = await dispatch.apply_worker_events(
+        uow,
+        [progress(job, 1, 90, secret="guessed"), pushed(job, 1, "forged", secret="guessed")],
+        POLICY,
+        now=NOW,
+    )
+
+    assert (outcome.applied, outcome.stale) == (0, 2)
+    assert await uow.jobs.get(job.id) == before
+    assert uow.published == []
+    assert uow.events.rows == []
+
+
+async def test_a_late_lower_progress_renews_the_lease_and_keeps_the_higher_value(
+    uow: FakeUnitOfWork,
+) -> None:
+    job = await claimed(uow)
+    later = NOW + timedelta(seconds=60)
+
+    await dispatch.apply_worker_events(uow, [progress(job, 1, 50)], POLICY, now=NOW)
+    outcome = await dispatch.apply_worker_events(uow, [progress(job, 1, 40)], POLICY, now=later)
+
+    assert (outcome.applied, outcome.stale) == (1, 0)
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.progress == 50
+    assert stored.lease_expires_at == later + POLICY.lease
 
 
 async def test_a_retryable_job_failed_requeues(uow: FakeUnitOfWork) -> None:
@@ -487,6 +611,7 @@ async def test_a_retryable_job_failed_requeues(uow: FakeUnitOfWork) -> None:
                 job_id=job.id,
                 attempt=1,
                 worker_id="w1",
+                claim_secret=SECRETS[job.id],
                 error="CUDA OOM",
                 failure_class=FailureClass.INFRA_ERROR,
                 retryable=True,
@@ -509,7 +634,7 @@ async def test_a_retryable_job_failed_requeues(uow: FakeUnitOfWork) -> None:
 async def test_events_for_unknown_jobs_are_counted_and_skipped(uow: FakeUnitOfWork) -> None:
     outcome = await dispatch.apply_worker_events(
         uow,
-        [JobProgress(job_id=uuid.uuid4(), attempt=1, worker_id="w1", progress=5)],
+        [JobProgress(job_id=uuid.uuid4(), attempt=1, worker_id="w1", claim_secret="s", progress=5)],
         POLICY,
         now=NOW,
     )

@@ -41,6 +41,10 @@ jobs = sa.Table(
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("worker_id", sa.Text),
     sa.Column("claim_id", pg.UUID(as_uuid=True)),
+    # sha256 (hex) of the current attempt's claim secret; the secret itself is never stored.
+    sa.Column("claim_secret_hash", sa.Text),
+    # The last `sequence` given to an event about this job (CloudEvents extension).
+    sa.Column("event_sequence", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -100,6 +104,10 @@ known_datasets = sa.Table(
     sa.Column("job_types", pg.ARRAY(sa.Text), nullable=False),
     sa.Column("filename", sa.Text, nullable=False),
     sa.Column("rows", sa.Integer, nullable=False),
+    # What dataset.validated said about the file: handed to the worker to verify its download.
+    sa.Column("sha256", sa.Text),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("format", sa.Text),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()

@@ -27,25 +27,29 @@ class IllegalTransition(DomainError):
 
 
 class StaleAttempt(DomainError):
-    """An event or update from an attempt that no longer owns the job (invariant 2)."""
+    """A report from someone who does not hold the job (invariant 2): an old attempt, a worker
+    other than the holder, a wrong claim secret, or a job that is not running at all. The message
+    says which."""
 
     code = "stale_attempt"
 
-    def __init__(self, current: int, presented: int) -> None:
-        super().__init__(
-            f"Attempt {presented} no longer owns this job (current attempt is {current})."
-        )
+    def __init__(self, message: str, *, current: int, presented: int | None) -> None:
+        super().__init__(message)
         self.current = current
         self.presented = presented
 
 
-class ProgressWentBackwards(DomainError):
-    code = "progress_backwards"
+class AlreadyClaimed(DomainError):
+    """A claim for a job another worker holds."""
 
-    def __init__(self, current: float, presented: float) -> None:
+    code = "already_claimed"
+
+    def __init__(self, job_id: UUID, attempt: int, worker_id: str | None) -> None:
         super().__init__(
-            f"Progress cannot go back from {current:g} to {presented:g} within an attempt."
+            f"Job {job_id} is running attempt {attempt} for worker {worker_id}; "
+            "only a pending job can be claimed."
         )
+        self.attempt = attempt
 
 
 class InvalidJob(DomainError):

@@ -2,16 +2,20 @@
 
 Status follows `pending → running → completed | failed | cancelled`, `pending → cancelled` and
 `running → pending` (lease expired or retryable failure; the next claim is attempt + 1). `attempt`
-counts granted claims and is the fencing token: anything presented with another attempt is stale.
+counts granted claims and is the fencing token. A report acts on the job only when its
+`Credential` is the holder's: the running attempt, and the claim secret granted with it (broker
+claims) or the worker id that claimed it (the brief's HTTP API, which has no secret).
 """
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
-from job_api.domain.errors import IllegalTransition, ProgressWentBackwards, StaleAttempt
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, ModelStore
+from job_api.domain.errors import AlreadyClaimed, IllegalTransition, StaleAttempt
 
 S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
@@ -23,6 +27,35 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+def hash_claim_secret(secret: str) -> str:
+    """What is stored of a claim secret: its sha256, hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who sends a report. `secret_hash` is set on the broker path (the sha256 of the claim secret
+    the report carries); the HTTP path has only the worker id, and `attempt` may be None there
+    (the brief's worker does not send one): "the attempt I hold"."""
+
+    worker_id: str
+    attempt: int | None
+    secret_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class PushedModel:
+    """Where the worker stored the trained model (model.pushed), announced as model.completed."""
+
+    repo_id: str
+    revision: str
+    store: ModelStore
+    uri: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    data_stats: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Transition:
     """A status change the aggregate made; the service layer turns it into events."""
@@ -31,6 +64,7 @@ class Transition:
     to_status: JobStatus
     attempt: int
     reason: str | None = None
+    model: PushedModel | None = None
 
 
 @dataclass
@@ -75,6 +109,8 @@ class Job:
     max_attempts: int = 3
     worker_id: str | None = None
     claim_id: UUID | None = None
+    # sha256 of the claim secret granted with the current attempt (broker claims only).
+    claim_secret_hash: str | None = None
     lease_expires_at: datetime | None = None
     output_revision: str | None = None
     started_at: datetime | None = None
@@ -93,17 +129,78 @@ class Job:
             self.eta_seconds = None
         return transition
 
-    def check_attempt(self, attempt: int | None) -> None:
-        """Fencing: only the attempt that holds the job may act on it. None means 'the current one'
-        (the brief's HTTP worker API does not send attempts)."""
+    def is_claimable(self) -> bool:
+        return self.status is JobStatus.PENDING
+
+    def holds(self, attempt: int) -> bool:
+        """Whether `attempt` is the running attempt."""
+        return self.status is JobStatus.RUNNING and attempt == self.attempt
+
+    def check_holder(self, who: Credential) -> None:
+        """Fencing: only the holder of the running attempt may act on the job. Raises
+        StaleAttempt with the actual reason."""
+        presented = who.attempt if who.attempt is not None else "the attempt"
+        if self.status is JobStatus.PENDING:
+            raise StaleAttempt(
+                f"Job {self.id} is pending: no attempt holds it; claim it before reporting."
+                if self.attempt == 0
+                else f"Job {self.id} is pending again (attempt {self.attempt} ended); "
+                f"{'attempt ' + str(who.attempt) if who.attempt else 'the sender'} no longer "
+                "holds it.",
+                current=self.attempt,
+                presented=who.attempt,
+            )
         if self.status is not JobStatus.RUNNING:
-            raise StaleAttempt(self.attempt, attempt if attempt is not None else self.attempt)
-        if attempt is not None and attempt != self.attempt:
-            raise StaleAttempt(self.attempt, attempt)
+            attempt = who.attempt if who.attempt is not None else self.attempt
+            raise StaleAttempt(
+                f"Job {self.id} is {self.status}; attempt {attempt} no longer holds it.",
+                current=self.attempt,
+                presented=who.attempt,
+            )
+        if who.attempt is not None and who.attempt != self.attempt:
+            raise StaleAttempt(
+                f"Job {self.id} is held by attempt {self.attempt}; "
+                f"attempt {who.attempt} no longer holds it.",
+                current=self.attempt,
+                presented=who.attempt,
+            )
+        if who.secret_hash is not None:
+            if self.claim_secret_hash is None or not hmac.compare_digest(
+                who.secret_hash, self.claim_secret_hash
+            ):
+                raise StaleAttempt(
+                    f"Job {self.id}: the claim secret is not the one granted to attempt "
+                    f"{self.attempt}.",
+                    current=self.attempt,
+                    presented=who.attempt,
+                )
+            return
+        # The HTTP path: no secret, so the job must have been claimed over HTTP, by this worker.
+        if self.claim_secret_hash is not None:
+            raise StaleAttempt(
+                f"Job {self.id} was claimed over the broker (attempt {self.attempt}); only that "
+                "worker, with its claim secret, may report on it.",
+                current=self.attempt,
+                presented=who.attempt,
+            )
+        if who.worker_id != self.worker_id:
+            raise StaleAttempt(
+                f"Job {self.id} is held by worker {self.worker_id} (attempt {self.attempt}), "
+                f"not by {who.worker_id}; {presented} does not hold it.",
+                current=self.attempt,
+                presented=who.attempt,
+            )
 
     def claim(
-        self, *, worker_id: str, claim_id: UUID | None, now: datetime, lease: timedelta
+        self,
+        *,
+        worker_id: str,
+        claim_id: UUID | None,
+        now: datetime,
+        lease: timedelta,
+        secret_hash: str | None = None,
     ) -> Transition:
+        """Grant the next attempt. `secret_hash`: the hash of the claim secret (broker claims)."""
         transition = self._move(JobStatus.RUNNING, now, "claimed")
         self.attempt += 1
         transition = Transition(
@@ -111,6 +208,7 @@ class Job:
         )
         self.worker_id = worker_id
         self.claim_id = claim_id
+        self.claim_secret_hash = secret_hash
         self.lease_expires_at = now + lease
         self.phase = JobPhase.CLAIMED
         self.progress = 0.0
@@ -122,6 +220,22 @@ class Job:
             self.started_at = now
         return transition
 
+    def claim_over_http(
+        self, *, worker_id: str, now: datetime, lease: timedelta
+    ) -> Transition | None:
+        """The brief's `PATCH {"status": "running"}`: a compare-and-set on a pending job. None when
+        this worker already holds it over HTTP (a retried request); AlreadyClaimed when another
+        does (or a broker worker), IllegalTransition when the job has ended."""
+        if self.status is JobStatus.RUNNING:
+            if self.claim_secret_hash is None and self.worker_id == worker_id:
+                return None
+            raise AlreadyClaimed(self.id, self.attempt, self.worker_id)
+        return self.claim(worker_id=worker_id, claim_id=None, now=now, lease=lease)
+
+    def rotate_claim_secret(self, secret_hash: str) -> None:
+        """A retried broker claim (its reply was lost): the new reply carries a new secret."""
+        self.claim_secret_hash = secret_hash
+
     def is_same_claim(self, worker_id: str, claim_id: UUID) -> bool:
         """A retried claim request (its reply was lost) from the worker that already holds the job."""
         return (
@@ -131,15 +245,17 @@ class Job:
         )
 
     def record_progress(
-        self, attempt: int | None, update: Progress, *, now: datetime, lease: timedelta
-    ) -> None:
-        """Apply a heartbeat. Raises StaleAttempt, or ProgressWentBackwards (the lease is renewed
-        all the same: the worker is alive)."""
-        self.check_attempt(attempt)
+        self, who: Credential, update: Progress, *, now: datetime, lease: timedelta
+    ) -> bool:
+        """Apply a heartbeat from the holder (else StaleAttempt): the lease is renewed, always.
+        Progress never goes backwards within an attempt: a report behind the current progress (a
+        late or reordered one) renews the lease and changes nothing else. Returns whether the
+        report's progress was taken."""
+        self.check_holder(who)
         self.lease_expires_at = now + lease
         self.updated_at = now
         if update.progress < self.progress:
-            raise ProgressWentBackwards(self.progress, update.progress)
+            return False
         self.progress = update.progress
         self.phase = update.phase
         self.step = update.step if update.step is not None else self.step
@@ -154,30 +270,36 @@ class Job:
                 self.metrics["loss"] = update.loss
         if update.logs_url:
             self.logs_url = update.logs_url
+        return True
 
     def complete(
         self,
-        attempt: int | None,
+        who: Credential,
         *,
         now: datetime,
-        revision: str | None = None,
-        metrics: dict[str, float] | None = None,
+        model: PushedModel,
         logs_url: str | None = None,
     ) -> Transition:
-        self.check_attempt(attempt)
+        self.check_holder(who)
         transition = self._move(JobStatus.COMPLETED, now, "model_completed")
         self.progress = 100.0
         self.phase = JobPhase.DONE
-        self.output_revision = revision
-        if metrics:
-            self.metrics = {**self.metrics, **metrics}
+        self.output_revision = model.revision
+        if model.metrics:
+            self.metrics = {**self.metrics, **model.metrics}
         if logs_url:
             self.logs_url = logs_url
-        return transition
+        return Transition(
+            transition.from_status,
+            transition.to_status,
+            transition.attempt,
+            transition.reason,
+            model=model,
+        )
 
     def fail(
         self,
-        attempt: int | None,
+        who: Credential,
         *,
         error: str,
         failure_class: FailureClass,
@@ -185,7 +307,7 @@ class Job:
         now: datetime,
     ) -> Transition:
         """A worker's failure report: requeue a retryable one while attempts remain, else fail."""
-        self.check_attempt(attempt)
+        self.check_holder(who)
         if retryable and self.attempt < self.max_attempts:
             return self._requeue(
                 now, error=error, failure_class=failure_class, reason="retryable_failure"
@@ -246,6 +368,7 @@ class Job:
         self.failure_class = failure_class
         self.worker_id = None
         self.claim_id = None
+        self.claim_secret_hash = None
         self.lease_expires_at = None
         self.eta_seconds = None
         return transition

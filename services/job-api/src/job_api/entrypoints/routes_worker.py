@@ -4,12 +4,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 
-from contracts.enums import GPUProvider, JobStatus, JobType
+from contracts.enums import GPUProvider, JobType
 from job_api.entrypoints.deps import ReadUowDep, StateDep, UowDep, WorkerDep
 from job_api.entrypoints.schemas import FinetuneJobResponse, FinetuneJobUpdate, WorkerJobResponse
-from job_api.service_layer.dispatch import data_ticket
 from job_api.service_layer.worker_http import WorkerUpdate, pending_jobs, update_job
 from servicekit.responses import Data, error_responses
 
@@ -35,12 +34,29 @@ async def list_pending(
 
 @router.patch("/jobs/{job_id}", responses=error_responses(404, 409))
 async def patch_job(
-    job_id: UUID, body: FinetuneJobUpdate, uow: UowDep, state: StateDep
+    job_id: UUID,
+    body: FinetuneJobUpdate,
+    uow: UowDep,
+    state: StateDep,
+    x_worker_id: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="Names the worker (default `http-worker`): a claim is granted to one "
+            "worker, and only that worker's updates apply.",
+        ),
+    ] = None,
 ) -> Data[WorkerJobResponse]:
-    """Worker update: `running` claims a pending job (attempt + 1), then progress, `completed` or
-    `failed`. An update naming an attempt that no longer holds the job is refused with 409."""
+    """Worker update: `running` claims a pending job (attempt + 1; the response carries the data
+    URL, minted for this claim only), then progress, `completed` or `failed`. Only the worker that
+    claimed the job may update it, and an update naming another attempt is refused: 409 with the
+    reason. A progress value behind the current one renews the lease and keeps the higher value."""
     update = WorkerUpdate(**body.model_dump())
-    job = await update_job(uow, job_id, update, state.policy, now=datetime.now(UTC))
-    data_url = data_ticket(job, state.policy).url if job.status is JobStatus.RUNNING else None
-    response = WorkerJobResponse(**FinetuneJobResponse.of(job).model_dump(), data_url=data_url)
+    updated = await update_job(
+        uow, job_id, update, state.policy, now=datetime.now(UTC), worker_id=x_worker_id
+    )
+    data_url = updated.data.url if updated.data is not None else None
+    response = WorkerJobResponse(
+        **FinetuneJobResponse.of(updated.job).model_dump(), data_url=data_url
+    )
     return Data(data=response)

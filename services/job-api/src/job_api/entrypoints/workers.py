@@ -6,21 +6,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.routing import JOB_API, JOB_API_BINDINGS
+from contracts.routing import JOB_API, JOB_API_EVENT_BINDINGS, WORKER_REPORT_KEYS
 from contracts.rpc import ClaimJob, ClaimReply
 from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS
 from job_api.service_layer.dispatch import (
-    WorkerEventOutcome,
     apply_worker_events,
     claim_job,
     expire_leases,
     mark_worker_presence,
     redispatch_stale,
 )
+from job_api.service_layer.reports import Outcome
 from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
 from messaging.broker import Broker
 from messaging.consumer import InboxConsumer, Received
@@ -38,7 +38,13 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
     names = broker.names
     return [
         *work_queue_specs(names),
-        QueueSpec(name=names.service_queue(JOB_API), bindings=JOB_API_BINDINGS),
+        # Public events from other services, and the worker reports: only this queue binds the
+        # worker exchange, so only job-api hears a worker (and fences it).
+        QueueSpec(
+            name=names.service_queue(JOB_API),
+            bindings=JOB_API_EVENT_BINDINGS,
+            worker_bindings=WORKER_REPORT_KEYS,
+        ),
         QueueSpec(
             name=names.rpc_queue(JOB_API),
             bindings=[names.rpc_queue(JOB_API)],
@@ -49,19 +55,23 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
 
 def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -> OutboxRelay:
     return OutboxRelay(
-        engine=state.engine, table=outbox, broker=broker, listen_dsn=listen_dsn, channel=channel
+        begin=lambda: state.db.write("relay"),
+        table=outbox,
+        broker=broker,
+        listen_dsn=listen_dsn,
+        channel=channel,
     )
 
 
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
-    async def handle(session: AsyncSession, batch: Sequence[Received]) -> WorkerEventOutcome:
+    async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> Outcome:
         return await apply_worker_events(
-            UnitOfWork(session), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
+            UnitOfWork(conn), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
         )
 
     def count(outcome: object) -> None:
         # Counted after commit: a rolled-back batch is retried and must not count twice.
-        assert isinstance(outcome, WorkerEventOutcome)
+        assert isinstance(outcome, Outcome)
         WORKER_EVENTS.labels("applied").inc(outcome.applied)
         WORKER_EVENTS.labels("stale").inc(outcome.stale)
         WORKER_EVENTS.labels("unknown_job").inc(outcome.unknown_job)
@@ -69,7 +79,7 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     return InboxConsumer(
         broker=broker,
         queue=broker.names.service_queue(JOB_API),
-        sessions=state.sessions,
+        begin=lambda: state.db.write("consumer"),
         inbox=INBOX,
         handler=handle,
         on_committed=count,
@@ -79,8 +89,8 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
 def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     async def handle(body: bytes) -> ClaimReply:
         cmd = ClaimJob.model_validate_json(body)
-        async with state.sessions.begin() as session:
-            reply = await claim_job(UnitOfWork(session), cmd, state.policy, now=datetime.now(UTC))
+        async with state.db.write("rpc") as conn:
+            reply = await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
         CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
         return reply
 
@@ -113,26 +123,40 @@ async def every(interval: float, name: str, step: Callable[[], Awaitable[object]
         await asyncio.sleep(interval)
 
 
-def watchdog_step(state: AppState, retention: timedelta) -> Callable[[], Awaitable[None]]:
+def watchdog_step(
+    state: AppState,
+    retention: timedelta,
+    caught_up: Callable[[], Awaitable[bool]] | None = None,
+) -> Callable[[], Awaitable[None]]:
+    """Expire lapsed leases, re-offer stale pending jobs, prune the inbox.
+
+    With `caught_up` (the events consumer's), leases are judged only once every report waiting in
+    the events queue has been applied: after a deploy, a restart or a database outage longer than
+    the lease, the heartbeats that arrived meanwhile renew the leases first, and a worker that
+    kept heartbeating keeps its job.
+    """
     last_prune = datetime.min.replace(tzinfo=UTC)
 
     async def step() -> None:
         nonlocal last_prune
+        if caught_up is not None and not await caught_up():
+            log.info("watchdog.waiting_for_reports")
+            return
         now = datetime.now(UTC)
         while True:
-            async with state.sessions.begin() as session:
-                expired = await expire_leases(UnitOfWork(session), now=now)
+            async with state.db.write("watchdog") as conn:
+                expired = await expire_leases(UnitOfWork(conn), now=now)
             LEASES_EXPIRED.inc(len(expired))
             if len(expired) < 100:
                 break
         while True:
-            async with state.sessions.begin() as session:
-                offered = await redispatch_stale(UnitOfWork(session), state.policy, now=now)
+            async with state.db.write("watchdog") as conn:
+                offered = await redispatch_stale(UnitOfWork(conn), state.policy, now=now)
             if len(offered) < 100:
                 break
         if now - last_prune > timedelta(hours=1):
-            async with state.sessions.begin() as session:
-                await INBOX.prune(session, retention)
+            async with state.db.write("watchdog") as conn:
+                await INBOX.prune(conn, retention)
             last_prune = now
 
     return step
@@ -151,14 +175,14 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
         finally:
             await channel.close()
         now = datetime.now(UTC)
-        async with state.reads() as session:
-            routes = await UnitOfWork(session).jobs.pending_routes()
+        async with state.db.read("watchdog") as conn:
+            routes = await UnitOfWork(conn).jobs.pending_routes()
         for route, count in counts.items():
             state.presence[route] = count > 0
         for route in routes:
-            async with state.sessions.begin() as session:
+            async with state.db.write("watchdog") as conn:
                 await mark_worker_presence(
-                    UnitOfWork(session), route, has_worker=counts[route] > 0, now=now
+                    UnitOfWork(conn), route, has_worker=counts[route] > 0, now=now
                 )
 
     return step

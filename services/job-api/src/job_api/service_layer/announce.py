@@ -8,10 +8,10 @@ from contracts.events import (
     EventPayload,
     JobCancelRequested,
     JobClaimed,
-    JobCompleted,
     JobCreated,
     JobRequeued,
     JobStatusChanged,
+    ModelCompleted,
 )
 from job_api.domain.job import Job, Transition
 from job_api.service_layer.unit_of_work import UnitOfWork
@@ -91,17 +91,26 @@ def transition_events(job: Job, t: Transition, *, now: datetime) -> list[EventPa
             )
         )
     elif t.to_status is JobStatus.COMPLETED:
+        # The one model.completed of the job, published after fencing: subscribers (the
+        # registry) never see a stale attempt's model.
+        assert t.model is not None, "a completion names the pushed model"
         events.append(
-            JobCompleted(
+            ModelCompleted(
                 job_id=job.id,
                 user_id=job.user_id,
                 project_id=job.project_id,
                 attempt=t.attempt,
                 job_type=job.job_type,
                 base_model=job.base_model,
-                repo_id=job.output_model,
-                revision=job.output_revision,
+                output_model=job.output_model,
+                repo_id=t.model.repo_id,
+                revision=t.model.revision,
+                store=t.model.store,
+                uri=t.model.uri,
                 metrics=job.metrics,
+                baseline_metrics=t.model.baseline_metrics,
+                data_stats=t.model.data_stats,
+                hyperparameters=job.hyperparameters,
                 dataset_id=job.dataset_id,
                 completed_at=now,
             )

@@ -1,37 +1,35 @@
-"""The dispatch protocol: claims, worker events (progress, failure, completion), the lease
-watchdog and worker presence. Every path goes through the aggregate, so the state machine and the
-attempt fencing hold whichever way a worker talks to us (broker or the brief's HTTP API)."""
+"""The dispatch protocol: claims, the consumer of worker reports and data-service events, the
+lease watchdog and worker presence. Every path goes through the aggregate, so the state machine and
+the fencing hold whichever way a worker talks to us (broker or the brief's HTTP API)."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
-from uuid import UUID
 
 import structlog
 
-from contracts.enums import CancelReason, GPUProvider, JobStatus, JobType
+from contracts.enums import GPUProvider, JobType
 from contracts.events import (
     DatasetDeleted,
     DatasetValidated,
     EventPayload,
-    JobCancelRequested,
     JobFailed,
     JobProgress,
     JobRequeued,
-    ModelCompleted,
+    ModelPushed,
 )
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
-from job_api.domain.errors import DomainError, ProgressWentBackwards, StaleAttempt
-from job_api.domain.job import Job, Progress
+from job_api.domain.job import Credential, Job, Progress, PushedModel, hash_claim_secret
 from job_api.service_layer.announce import announce, status_row
+from job_api.service_layer.reports import Completion, Failure, Heartbeat, Outcome, Report, Reports
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from servicekit.tickets import mint_data_ticket
 
 log = structlog.get_logger(__name__)
 
 
-def data_ticket(job: Job, policy: Policy) -> DataTicket:
+async def data_ticket(uow: UnitOfWork, job: Job, policy: Policy) -> DataTicket:
+    """The data ticket of a claim: minted when a claim is granted, never otherwise."""
     if job.dataset_id is None:
         return DataTicket(url=job.training_data_url)
     token, expires_at = mint_data_ticket(
@@ -42,19 +40,27 @@ def data_ticket(job: Job, policy: Policy) -> DataTicket:
         ttl=policy.data_ticket_ttl,
     )
     url = f"{policy.public_base_url}/api/finetune/datasets/{job.dataset_id}/download?ticket={token}"
-    return DataTicket(url=url, expires_at=expires_at)
+    known = await uow.datasets.get(job.dataset_id)
+    return DataTicket(
+        url=url,
+        expires_at=expires_at,
+        sha256=known.sha256 if known else None,
+        size_bytes=known.size_bytes if known else None,
+        format=known.format if known and known.format in ("csv", "jsonl") else None,
+    )
 
 
-def job_spec(job: Job, policy: Policy) -> JobSpec:
+async def job_spec(uow: UnitOfWork, job: Job, policy: Policy, claim_secret: str) -> JobSpec:
     assert job.lease_expires_at is not None
     return JobSpec(
         job_id=job.id,
         attempt=job.attempt,
+        claim_secret=claim_secret,
         job_type=job.job_type,
         base_model=job.base_model,
         output_model=job.output_model,
         hyperparameters=job.hyperparameters,
-        data=data_ticket(job, policy),
+        data=await data_ticket(uow, job, policy),
         lease_seconds=policy.lease.total_seconds(),
         lease_expires_at=job.lease_expires_at,
     )
@@ -75,143 +81,143 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
             ClaimRefusal.WRONG_ROUTE,
             f"Job {job.id} is a {job.job_type} job for {job.gpu_provider}.",
         )
+    # A random secret per grant; only its hash is stored. A retried claim (its reply was lost)
+    # gets a new one: the worker never saw the first.
+    secret = secrets.token_urlsafe(32)
     if job.is_same_claim(cmd.worker_id, cmd.claim_id):
-        return ClaimReply(granted=True, job=job_spec(job, policy))
-    if job.status is not JobStatus.PENDING:
+        job.rotate_claim_secret(hash_claim_secret(secret))
+        await uow.jobs.save(job)
+        return ClaimReply(granted=True, job=await job_spec(uow, job, policy, secret))
+    if not job.is_claimable():
         return _refuse(ClaimRefusal.NOT_PENDING, f"Job {job.id} is {job.status}.")
     transition = job.claim(
-        worker_id=cmd.worker_id, claim_id=cmd.claim_id, now=now, lease=policy.lease
+        worker_id=cmd.worker_id,
+        claim_id=cmd.claim_id,
+        now=now,
+        lease=policy.lease,
+        secret_hash=hash_claim_secret(secret),
     )
     await uow.jobs.save(job)
     await announce(uow, job, transition, now=now)
     log.info("job.claimed", job_id=str(job.id), attempt=job.attempt, worker_id=cmd.worker_id)
-    return ClaimReply(granted=True, job=job_spec(job, policy))
+    return ClaimReply(granted=True, job=await job_spec(uow, job, policy, secret))
 
 
-def progress_of(p: JobProgress) -> Progress:
-    return Progress(
-        progress=p.progress,
-        phase=p.phase,
-        step=p.step,
-        total_steps=p.total_steps,
-        epoch=p.epoch,
-        loss=p.loss,
-        metrics=p.metrics,
-        eta_seconds=p.eta_seconds,
+# ------------------------------------------------------------ broker reports -> one Report each
+
+
+def _credential(p: JobProgress | JobFailed | ModelPushed) -> Credential:
+    return Credential(
+        worker_id=p.worker_id, attempt=p.attempt, secret_hash=hash_claim_secret(p.claim_secret)
+    )
+
+
+def heartbeat_of(p: EventPayload) -> Report:
+    assert isinstance(p, JobProgress)
+    return Heartbeat(
+        job_id=p.job_id,
+        who=_credential(p),
+        progress=Progress(
+            progress=p.progress,
+            phase=p.phase,
+            step=p.step,
+            total_steps=p.total_steps,
+            epoch=p.epoch,
+            loss=p.loss,
+            metrics=p.metrics,
+            eta_seconds=p.eta_seconds,
+            logs_url=p.logs_url,
+        ),
+        history=p.model_dump(
+            mode="json", exclude={"job_id", "attempt", "claim_secret"}, exclude_none=True
+        ),
+    )
+
+
+def failure_of(p: EventPayload) -> Report:
+    assert isinstance(p, JobFailed)
+    return Failure(
+        job_id=p.job_id,
+        who=_credential(p),
+        error=p.error,
+        failure_class=p.failure_class,
+        retryable=p.retryable,
+    )
+
+
+def completion_of(p: EventPayload) -> Report:
+    assert isinstance(p, ModelPushed)
+    return Completion(
+        job_id=p.job_id,
+        who=_credential(p),
+        model=PushedModel(
+            repo_id=p.repo_id,
+            revision=p.revision,
+            store=p.store,
+            uri=p.uri,
+            metrics=p.metrics,
+            baseline_metrics=p.baseline_metrics,
+            data_stats=p.data_stats,
+        ),
         logs_url=p.logs_url,
     )
 
 
-def progress_row(job: Job, p: JobProgress) -> dict[str, Any]:
-    data = p.model_dump(mode="json", exclude={"job_id", "attempt"}, exclude_none=True)
-    return {
-        "job_id": job.id,
-        "user_id": job.user_id,
-        "attempt": p.attempt,
-        "kind": "progress",
-        "data": data,
-    }
+REPORT_OF: dict[type[EventPayload], Callable[[EventPayload], Report]] = {
+    JobProgress: heartbeat_of,
+    JobFailed: failure_of,
+    ModelPushed: completion_of,
+}
 
 
-@dataclass
-class WorkerEventOutcome:
-    applied: int = 0
-    stale: int = 0
-    unknown_job: int = 0
+async def on_dataset_validated(uow: UnitOfWork, p: EventPayload) -> None:
+    assert isinstance(p, DatasetValidated)
+    await uow.datasets.upsert(
+        dataset_id=p.dataset_id,
+        user_id=p.user_id,
+        job_types=[str(t) for t in p.job_types],
+        filename=p.filename,
+        rows=p.rows,
+        sha256=p.sha256,
+        size_bytes=p.size_bytes,
+        format=p.format,
+    )
+
+
+async def on_dataset_deleted(uow: UnitOfWork, p: EventPayload) -> None:
+    assert isinstance(p, DatasetDeleted)
+    await uow.datasets.mark_deleted(p.dataset_id, p.user_id)
+
+
+PROJECTIONS: dict[type[EventPayload], Callable[[UnitOfWork, EventPayload], Awaitable[None]]] = {
+    DatasetValidated: on_dataset_validated,
+    DatasetDeleted: on_dataset_deleted,
+}
 
 
 async def apply_worker_events(
     uow: UnitOfWork, payloads: Sequence[EventPayload], policy: Policy, *, now: datetime
-) -> WorkerEventOutcome:
-    """Apply a batch of events from workers and data-service in one transaction."""
-    outcome = WorkerEventOutcome()
-    job_ids = [
-        p.job_id for p in payloads if isinstance(p, JobProgress | JobFailed | ModelCompleted)
-    ]
-    jobs = await uow.jobs.get_many_for_update(job_ids)
-    changed: dict[UUID, Job] = {}
-    rows: list[dict[str, Any]] = []
-    stale: dict[tuple[UUID, int], None] = {}
+) -> Outcome:
+    """Apply a batch of worker reports and data-service events in one transaction."""
+    reports = [(p, REPORT_OF[type(p)](p)) for p in payloads if type(p) in REPORT_OF]
+    jobs = await uow.jobs.get_many_for_update([r.job_id for _, r in reports])
+    batch = Reports(uow, policy, now=now)
     for payload in payloads:
-        if isinstance(payload, DatasetValidated):
-            await uow.datasets.upsert(
-                dataset_id=payload.dataset_id,
-                user_id=payload.user_id,
-                job_types=[str(t) for t in payload.job_types],
-                filename=payload.filename,
-                rows=payload.rows,
-            )
-            continue
-        if isinstance(payload, DatasetDeleted):
-            await uow.datasets.mark_deleted(payload.dataset_id, payload.user_id)
-            continue
-        if not isinstance(payload, JobProgress | JobFailed | ModelCompleted):
-            continue
-        job = jobs.get(payload.job_id)
+        project = PROJECTIONS.get(type(payload))
+        if project is not None:
+            await project(uow, payload)
+    for payload, report in reports:
+        job = jobs.get(report.job_id)
         if job is None:
-            outcome.unknown_job += 1
+            batch.outcome.unknown_job += 1
             log.warning(
-                "worker_event.unknown_job",
-                job_id=str(payload.job_id),
+                "worker_report.unknown_job",
+                job_id=str(report.job_id),
                 event_type=payload.event_type,
             )
             continue
-        try:
-            if isinstance(payload, JobProgress):
-                try:
-                    job.record_progress(
-                        payload.attempt, progress_of(payload), now=now, lease=policy.lease
-                    )
-                except ProgressWentBackwards:
-                    log.info("job.progress_backwards", job_id=str(job.id), attempt=payload.attempt)
-                rows.append(progress_row(job, payload))
-            elif isinstance(payload, JobFailed):
-                transition = job.fail(
-                    payload.attempt,
-                    error=payload.error,
-                    failure_class=payload.failure_class,
-                    retryable=payload.retryable,
-                    now=now,
-                )
-                await announce(uow, job, transition, now=now)
-            else:
-                transition = job.complete(
-                    payload.attempt,
-                    now=now,
-                    revision=payload.revision,
-                    metrics=payload.metrics,
-                    logs_url=payload.logs_url,
-                )
-                await announce(uow, job, transition, now=now)
-        except StaleAttempt:
-            outcome.stale += 1
-            stale[(job.id, payload.attempt)] = None
-            log.info(
-                "worker_event.stale",
-                job_id=str(job.id),
-                attempt=payload.attempt,
-                current=job.attempt,
-                status=str(job.status),
-                event_type=payload.event_type,
-            )
-            continue
-        except DomainError as exc:
-            log.warning("worker_event.refused", job_id=str(job.id), code=exc.code, error=str(exc))
-            continue
-        outcome.applied += 1
-        changed[job.id] = job
-    await uow.jobs.save_many(list(changed.values()))
-    await uow.events.add_many(rows)
-    if stale:
-        await uow.publish(
-            *(
-                JobCancelRequested(
-                    job_id=job_id, attempt=attempt, reason=CancelReason.STALE_ATTEMPT
-                )
-                for job_id, attempt in stale
-            )
-        )
-    return outcome
+        await batch.apply_from_broker(job, report)
+    return await batch.flush()
 
 
 async def expire_leases(uow: UnitOfWork, *, now: datetime, limit: int = 100) -> list[Job]:

@@ -1,12 +1,14 @@
 """The unit of work: the repositories and the outbox of one transaction.
 
-The entry point opens the session and commits or rolls back; handlers only stage changes.
+The entry point opens the transaction (servicekit.uow.Database) and commits or rolls back;
+handlers only stage changes.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
@@ -19,14 +21,30 @@ _OUTBOX = Outbox(outbox, source=SOURCE)
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-        self.jobs = JobRepository(session)
-        self.events = JobEventRepository(session)
-        self.datasets = DatasetRepository(session)
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.jobs = JobRepository(conn)
+        self.events = JobEventRepository(conn)
+        self.datasets = DatasetRepository(conn)
 
     async def publish(self, *payloads: EventPayload) -> None:
-        await _OUTBOX.add(self.session, *payloads)
+        """Stage events in the outbox. Events about a job carry its next `sequence` numbers, so a
+        consumer can drop a status it receives after a newer one."""
+        counts: dict[UUID, int] = {}
+        for p in payloads:
+            job_id = getattr(p, "job_id", None)
+            if isinstance(job_id, UUID):
+                counts[job_id] = counts.get(job_id, 0) + 1
+        firsts = await self.jobs.next_sequences(counts) if counts else {}
+        sequences: list[int | None] = []
+        for p in payloads:
+            job_id = getattr(p, "job_id", None)
+            if isinstance(job_id, UUID) and job_id in firsts:
+                sequences.append(firsts[job_id])
+                firsts[job_id] += 1
+            else:
+                sequences.append(None)
+        await _OUTBOX.add(self.conn, *payloads, sequences=sequences)
 
 
 @dataclass(frozen=True)

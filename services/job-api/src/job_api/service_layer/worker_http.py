@@ -1,20 +1,29 @@
 """The brief's HTTP worker API (`GET /jobs/pending`, `PATCH /jobs/{id}`), kept for compatibility.
 
-It is a thin translation onto the same aggregate methods the broker path uses, so the state
-machine and the fencing are the same: a PATCH that names an old attempt is refused (409).
+A PATCH becomes the same `Report` the broker path builds and goes through the same handlers
+(service_layer.reports): one fencing rule, one set of transitions.
+
+- `status: running` on a pending job claims it: a compare-and-set under the row lock. The worker
+  is named by `X-Worker-Id` (default `http-worker`); the same worker repeating the claim gets the
+  job back (no new attempt, no new data ticket); anyone else gets 409 `already_claimed`.
+- Every other update applies only for the holder: the worker that claimed the job over HTTP, and,
+  when the body names an `attempt`, that attempt. Otherwise 409 `stale_attempt`, with the reason.
+- A heartbeat whose progress is behind renews the lease and keeps the higher progress (as on the
+  broker path).
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
-from contracts.events import JobProgress
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, ModelStore
+from contracts.rpc import DataTicket
 from job_api.adapters.repository import JobFilter
 from job_api.domain.errors import IllegalTransition, JobNotFound
-from job_api.domain.job import Job
+from job_api.domain.job import Credential, Job, Progress, PushedModel
 from job_api.service_layer.announce import announce
-from job_api.service_layer.dispatch import progress_of, progress_row
+from job_api.service_layer.dispatch import data_ticket
+from job_api.service_layer.reports import Completion, Failure, Heartbeat, Report, Reports
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 
 HTTP_WORKER = "http-worker"
@@ -41,72 +50,128 @@ class WorkerUpdate:
     retryable: bool = False
 
 
-def _heartbeat(job: Job, u: WorkerUpdate) -> JobProgress:
-    """The update as the broker path's heartbeat event, so both paths share one code path."""
-    return JobProgress(
+@dataclass(frozen=True)
+class Updated:
+    job: Job
+    # Set only by the request that claimed the job: the one moment a data ticket is minted.
+    data: DataTicket | None = None
+
+
+def _has_progress(u: WorkerUpdate) -> bool:
+    return u.progress is not None or bool(u.log_lines or u.metrics) or u.step is not None
+
+
+def _heartbeat(job: Job, who: Credential, u: WorkerUpdate) -> Heartbeat:
+    progress = u.progress if u.progress is not None else job.progress
+    history = {
+        "worker_id": who.worker_id,
+        "progress": progress,
+        "phase": str(u.phase or JobPhase.TRAINING),
+        "step": u.step,
+        "total_steps": u.total_steps,
+        "epoch": u.epoch,
+        "loss": u.loss,
+        "metrics": u.metrics,
+        "log_lines": u.log_lines,
+        "eta_seconds": u.eta_seconds,
+        "logs_url": u.logs_url,
+    }
+    return Heartbeat(
         job_id=job.id,
-        attempt=job.attempt,
-        worker_id=job.worker_id or HTTP_WORKER,
-        progress=u.progress if u.progress is not None else job.progress,
-        phase=u.phase or JobPhase.TRAINING,
-        step=u.step,
-        total_steps=u.total_steps,
-        epoch=u.epoch,
-        loss=u.loss,
-        metrics=u.metrics,
-        log_lines=u.log_lines,
-        eta_seconds=u.eta_seconds,
+        who=who,
+        progress=Progress(
+            progress=progress,
+            phase=u.phase or JobPhase.TRAINING,
+            step=u.step,
+            total_steps=u.total_steps,
+            epoch=u.epoch,
+            loss=u.loss,
+            metrics=u.metrics,
+            eta_seconds=u.eta_seconds,
+            logs_url=u.logs_url,
+        ),
+        history={k: v for k, v in history.items() if v is not None},
+    )
+
+
+def _completion(job: Job, who: Credential, u: WorkerUpdate) -> Completion:
+    # The brief's worker pushes to the Hub under the job's output name.
+    revision = u.output_revision or "main"
+    return Completion(
+        job_id=job.id,
+        who=who,
+        model=PushedModel(
+            repo_id=job.output_model,
+            revision=revision,
+            store=ModelStore.HUB,
+            uri=f"hf://{job.output_model}@{revision}",
+            metrics=u.metrics,
+        ),
         logs_url=u.logs_url,
     )
 
 
+def _reports(job: Job, who: Credential, u: WorkerUpdate) -> list[Report]:
+    target = u.status
+    if target is None or target is JobStatus.RUNNING:
+        return [_heartbeat(job, who, u)]
+    if target is JobStatus.COMPLETED:
+        before = [_heartbeat(job, who, u)] if u.log_lines or u.metrics else []
+        return [*before, _completion(job, who, u)]
+    if target is JobStatus.FAILED:
+        return [
+            Failure(
+                job_id=job.id,
+                who=who,
+                error=u.error or "The worker reported a failure without a message.",
+                failure_class=u.failure_class or FailureClass.USER_ERROR,
+                retryable=u.retryable,
+            )
+        ]
+    # pending and cancelled are not a worker's to set: a user cancels, the watchdog requeues.
+    raise IllegalTransition(job.status, target)
+
+
 async def update_job(
-    uow: UnitOfWork, job_id: UUID, u: WorkerUpdate, policy: Policy, *, now: datetime
-) -> Job:
+    uow: UnitOfWork,
+    job_id: UUID,
+    u: WorkerUpdate,
+    policy: Policy,
+    *,
+    now: datetime,
+    worker_id: str | None = None,
+) -> Updated:
     job = await uow.jobs.get(job_id, for_update=True)
     if job is None:
         raise JobNotFound(job_id)
-    target = u.status
-    if target is JobStatus.RUNNING and job.status is JobStatus.PENDING:
-        transition = job.claim(
-            worker_id=u.worker_id or HTTP_WORKER, claim_id=None, now=now, lease=policy.lease
-        )
-        await announce(uow, job, transition, now=now)
-        if u.progress is not None or u.log_lines or u.metrics:
-            await _record(uow, job, job.attempt, u, policy, now)
-    elif target is None or target is JobStatus.RUNNING:
-        await _record(uow, job, u.attempt, u, policy, now)
-    elif target is JobStatus.COMPLETED:
-        if u.log_lines or u.metrics:
-            await _record(uow, job, u.attempt, u, policy, now)
-        transition = job.complete(
-            u.attempt, now=now, revision=u.output_revision, metrics=u.metrics, logs_url=u.logs_url
-        )
-        await announce(uow, job, transition, now=now)
-    elif target is JobStatus.FAILED:
+    worker = worker_id or u.worker_id or HTTP_WORKER
+    reports = Reports(uow, policy, now=now)
+    ticket: DataTicket | None = None
+    if u.status is JobStatus.RUNNING and job.status is not JobStatus.RUNNING:
+        transition = job.claim_over_http(worker_id=worker, now=now, lease=policy.lease)
+        if transition is not None:
+            await uow.jobs.save(job)
+            await announce(uow, job, transition, now=now)
+            ticket = await data_ticket(uow, job, policy)
+        if _has_progress(u):
+            await reports.apply(job, _heartbeat(job, Credential(worker, job.attempt), u))
+    elif u.status is JobStatus.RUNNING:
+        # Running already: this worker's repeated claim (a heartbeat), or AlreadyClaimed.
+        if job.claim_over_http(worker_id=worker, now=now, lease=policy.lease) is None:
+            await reports.apply(job, _heartbeat(job, Credential(worker, u.attempt), u))
+    elif u.status is JobStatus.FAILED and job.status is JobStatus.PENDING:
         error = u.error or "The worker reported a failure without a message."
-        failure_class = u.failure_class or FailureClass.USER_ERROR
-        if job.status is JobStatus.PENDING:
-            transition = job.fail_pending(error=error, failure_class=failure_class, now=now)
-        else:
-            transition = job.fail(
-                u.attempt, error=error, failure_class=failure_class, retryable=u.retryable, now=now
-            )
+        transition = job.fail_pending(
+            error=error, failure_class=u.failure_class or FailureClass.USER_ERROR, now=now
+        )
+        await uow.jobs.save(job)
         await announce(uow, job, transition, now=now)
     else:
-        # pending and cancelled are not a worker's to set: a user cancels, the watchdog requeues.
-        raise IllegalTransition(job.status, target)
-    await uow.jobs.save(job)
-    return job
-
-
-async def _record(
-    uow: UnitOfWork, job: Job, attempt: int | None, u: WorkerUpdate, policy: Policy, now: datetime
-) -> None:
-    job.check_attempt(attempt)
-    heartbeat = _heartbeat(job, u)
-    job.record_progress(heartbeat.attempt, progress_of(heartbeat), now=now, lease=policy.lease)
-    await uow.events.add_many([progress_row(job, heartbeat)])
+        who = Credential(worker, u.attempt)
+        for report in _reports(job, who, u):
+            await reports.apply(job, report)
+    await reports.flush()
+    return Updated(job=job, data=ticket)
 
 
 async def pending_jobs(

@@ -1,0 +1,171 @@
+"""Worker reports: one handler per kind of report, shared by the broker and the HTTP paths.
+
+A report is a heartbeat (progress), a failure, or a completion (the pushed model). Each path turns
+what it received into one of these (the broker path from `job.progress` / `job.failed` /
+`model.pushed`, the HTTP path from the brief's PATCH body) together with the sender's `Credential`;
+from there on the code is the same: the aggregate fences the sender (StaleAttempt with the real
+reason), applies the report, and the transition is announced.
+
+A `Reports` collects what one transaction changes (jobs to save, history rows, stop notices) so a
+batch of hundreds of reports costs a few statements.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from contracts.enums import CancelReason, FailureClass
+from contracts.events import JobCancelRequested
+from job_api.domain.errors import DomainError, StaleAttempt
+from job_api.domain.job import Credential, Job, Progress, PushedModel
+from job_api.service_layer.announce import announce
+from job_api.service_layer.unit_of_work import Policy, UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    job_id: UUID
+    who: Credential
+    progress: Progress
+    # The report as the job's history keeps it (progress, phase, metrics, log lines...).
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failure:
+    job_id: UUID
+    who: Credential
+    error: str
+    failure_class: FailureClass
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    job_id: UUID
+    who: Credential
+    model: PushedModel
+    logs_url: str | None = None
+
+
+Report = Heartbeat | Failure | Completion
+
+
+@dataclass
+class Outcome:
+    applied: int = 0
+    stale: int = 0
+    unknown_job: int = 0
+
+
+class Reports:
+    """Applies reports within one unit of work; `flush()` writes what they changed."""
+
+    def __init__(self, uow: UnitOfWork, policy: Policy, *, now: datetime) -> None:
+        self.uow = uow
+        self.policy = policy
+        self.now = now
+        self.outcome = Outcome()
+        self._changed: dict[UUID, Job] = {}
+        self._rows: list[dict[str, Any]] = []
+        self._stop: dict[tuple[UUID, int], None] = {}
+
+    async def apply(self, job: Job, report: Report) -> None:
+        """Fence and apply one report. Raises StaleAttempt (the sender does not hold the job) or
+        another DomainError (e.g. an illegal transition); the job is unchanged then."""
+        await HANDLERS[type(report)](self, job, report)
+        self.outcome.applied += 1
+        self._changed[job.id] = job
+
+    async def apply_from_broker(self, job: Job, report: Report) -> None:
+        """A broker report that does not come from the holder is ignored, and its sender told to
+        stop. Not when it names the current attempt with a wrong secret: a stop notice for that
+        attempt would reach the real holder, so a forged report only gets logged."""
+        try:
+            await self.apply(job, report)
+        except StaleAttempt as exc:
+            self.outcome.stale += 1
+            attempt = report.who.attempt
+            log.info(
+                "worker_report.stale",
+                job_id=str(job.id),
+                attempt=attempt,
+                current=job.attempt,
+                status=str(job.status),
+                worker_id=report.who.worker_id,
+                reason=str(exc),
+            )
+            if attempt is not None and not job.holds(attempt):
+                self._stop[(job.id, attempt)] = None
+        except DomainError as exc:
+            log.warning("worker_report.refused", job_id=str(job.id), code=exc.code, error=str(exc))
+
+    def history(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+
+    async def flush(self) -> Outcome:
+        await self.uow.jobs.save_many(list(self._changed.values()))
+        await self.uow.events.add_many(self._rows)
+        if self._stop:
+            await self.uow.publish(
+                *(
+                    JobCancelRequested(
+                        job_id=job_id, attempt=attempt, reason=CancelReason.STALE_ATTEMPT
+                    )
+                    for job_id, attempt in self._stop
+                )
+            )
+        self._changed.clear()
+        self._rows.clear()
+        self._stop.clear()
+        return self.outcome
+
+
+def progress_row(job: Job, attempt: int, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "user_id": job.user_id,
+        "attempt": attempt,
+        "kind": "progress",
+        "data": data,
+    }
+
+
+async def on_heartbeat(reports: Reports, job: Job, r: Report) -> None:
+    assert isinstance(r, Heartbeat)
+    taken = job.record_progress(r.who, r.progress, now=reports.now, lease=reports.policy.lease)
+    if not taken:
+        # Late or reordered: the lease is renewed, the progress kept where it is.
+        log.info("job.progress_behind", job_id=str(job.id), attempt=job.attempt)
+    reports.history(progress_row(job, job.attempt, r.history))
+
+
+async def on_failure(reports: Reports, job: Job, r: Report) -> None:
+    assert isinstance(r, Failure)
+    transition = job.fail(
+        r.who,
+        error=r.error,
+        failure_class=r.failure_class,
+        retryable=r.retryable,
+        now=reports.now,
+    )
+    await announce(reports.uow, job, transition, now=reports.now)
+
+
+async def on_completion(reports: Reports, job: Job, r: Report) -> None:
+    assert isinstance(r, Completion)
+    transition = job.complete(r.who, now=reports.now, model=r.model, logs_url=r.logs_url)
+    await announce(reports.uow, job, transition, now=reports.now)
+
+
+HANDLERS: dict[type, Callable[[Reports, Job, Report], Awaitable[None]]] = {
+    Heartbeat: on_heartbeat,
+    Failure: on_failure,
+    Completion: on_completion,
+}
