@@ -131,13 +131,17 @@ class Platform:
         return data
 
     async def until(
-        self, job_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30
+        self,
+        job_id: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 30,
+        interval: float = 0.1,
     ) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             job = await self.job(job_id)
             return job if predicate(job) else None
 
-        result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.1)
+        result: dict[str, Any] = await eventually(check, timeout=timeout, interval=interval)
         return result
 
     async def cancel(self, job_id: str) -> None:

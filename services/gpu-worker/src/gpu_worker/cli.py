@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -94,8 +95,20 @@ async def serve(
         max_jobs=settings.max_jobs,
     )
     loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1 and worker.current is not None:
+            # A second Ctrl-C: the person does not want to wait for the checkpoint. The lease
+            # watchdog requeues the job.
+            log.warning("worker.forced_exit", job_id=worker.current.job_id)
+            os._exit(130)
+        worker.request_shutdown()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.request_shutdown)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await worker.run()
     finally:

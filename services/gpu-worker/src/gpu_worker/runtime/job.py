@@ -345,8 +345,9 @@ class JobRun:
         return Outcome.COMPLETED, f"pushed {published.uri}", pushed
 
     async def _train(self, request: TrainRequest) -> TrainResult:
+        reporter: Reporter = self.reporter  # checked: JobReporter is the trainers' Reporter
         training = asyncio.ensure_future(
-            run_in_thread(self._toolkit.train, request, self.reporter, name=f"train-{self.job_id}")
+            run_in_thread(self._toolkit.train, request, reporter, name=f"train-{self.job_id}")
         )
         stop = asyncio.create_task(self._stopped.wait())
         try:
