@@ -297,7 +297,14 @@ def test_lora_instructions_train_and_the_adapter_generates(tmp_path: Path) -> No
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
-def test_lora_chat_messages(tmp_path: Path) -> None:
+def test_lora_chat_messages_logged_to_wandb_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_PROJECT", "ftd-tests")
+    monkeypatch.setenv("WANDB_SILENT", "true")
     rows = [
         {
             "messages": [
@@ -312,6 +319,9 @@ def test_lora_chat_messages(tmp_path: Path) -> None:
     result = train(request(tmp_path, JobType.LLM_LORA, OFFLINE_TINY_LLAMA, data, hp), Recorder())
     assert result.data_stats["layout"] == "chat"
     assert (result.model_dir / "adapter_model.safetensors").is_file()
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # the Trainer logged this job to W&B (offline: no run page URL)
+    assert result.logs_url is None
 
 
 def test_cancel_stops_within_a_step_and_a_retry_resumes(tmp_path: Path) -> None:
