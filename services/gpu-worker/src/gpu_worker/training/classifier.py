@@ -96,7 +96,6 @@ def train_classifier(req: TrainRequest, hp: Any, data: Dataset, reporter: Report
     common.check_stop(reporter)
 
     common.run_trainer(trainer, req, callback)
-    logs_url = common.wandb_url()
     tuned: dict[str, float] = {}
     if eval_ds is not None:
         common.report_phase(reporter, JobPhase.EVALUATING, 92.0, "evaluating the tuned model")
@@ -119,7 +118,7 @@ def train_classifier(req: TrainRequest, hp: Any, data: Dataset, reporter: Report
         | {"global_step": float(trainer.state.global_step)},
         baseline_metrics=baseline,
         data_stats=stats,
-        logs_url=logs_url,
+        logs_url=common.wandb_url(),
     )
 
 

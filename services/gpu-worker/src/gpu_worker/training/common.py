@@ -14,8 +14,10 @@ import torch
 from contracts.enums import JobPhase
 from gpu_worker.training.api import InfraError, Reporter, StopRequested, TrainRequest
 from gpu_worker.training.progress import ProgressCallback
+from gpu_worker.training.wandb_run import finish_wandb, wandb_enabled, wandb_url
 
-WANDB_PROJECT_DEFAULT = "finetune-dispatcher"
+__all__ = ["finish_wandb", "wandb_url"]
+
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -28,10 +30,6 @@ def precision() -> dict[str, bool]:
     return {"bf16": False, "fp16": False}
 
 
-def wandb_enabled() -> bool:
-    return bool(os.environ.get("WANDB_API_KEY")) or os.environ.get("WANDB_MODE") == "offline"
-
-
 def training_kwargs(req: TrainRequest, hp: Any) -> dict[str, Any]:
     """TrainingArguments shared by the three trainers.
 
@@ -40,7 +38,7 @@ def training_kwargs(req: TrainRequest, hp: Any) -> dict[str, Any]:
     Trainer reads the distributed environment that launcher sets, with no change here.
     """
     if wandb_enabled():
-        os.environ.setdefault("WANDB_PROJECT", WANDB_PROJECT_DEFAULT)
+        os.environ.setdefault("WANDB_PROJECT", "finetune-dispatcher")
     return {
         "output_dir": str(req.checkpoints_dir),
         "num_train_epochs": hp.epochs,
@@ -121,21 +119,6 @@ def loss_curve(log_history: list[dict[str, Any]]) -> dict[str, float]:
     if not losses:
         return {}
     return {"train_loss_first": losses[0], "train_loss_last": losses[-1]}
-
-
-def wandb_url() -> str | None:
-    """The W&B run page of the run the Trainer just used (None offline or without W&B)."""
-    if not wandb_enabled():
-        return None
-    try:
-        import wandb
-    except ImportError:
-        return None
-    run = wandb.run
-    url = getattr(run, "url", None) if run is not None else None
-    if run is not None:
-        run.finish()
-    return str(url) if url else None
 
 
 def report_phase(reporter: Reporter, phase: JobPhase, progress: float, line: str) -> None:

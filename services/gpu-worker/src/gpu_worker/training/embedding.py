@@ -75,7 +75,6 @@ def train_embedding(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporte
         model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[callback]
     )
     common.run_trainer(trainer, req, callback)
-    logs_url = common.wandb_url()
 
     tuned: dict[str, float] = {}
     if evaluator is not None:
@@ -90,7 +89,7 @@ def train_embedding(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporte
         | {"global_step": float(trainer.state.global_step)},
         baseline_metrics=baseline,
         data_stats=stats,
-        logs_url=logs_url,
+        logs_url=common.wandb_url(),
     )
 
 

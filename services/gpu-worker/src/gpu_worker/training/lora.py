@@ -95,7 +95,6 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
     common.check_stop(reporter)
 
     common.run_trainer(trainer, req, callback)
-    logs_url = common.wandb_url()
     tuned: dict[str, float] = {}
     samples: list[dict[str, str]] = []
     if eval_ds is not None:
@@ -119,7 +118,7 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
         | {"global_step": float(trainer.state.global_step)},
         baseline_metrics=baseline,
         data_stats=stats,
-        logs_url=logs_url,
+        logs_url=common.wandb_url(),
         samples=samples,
     )
 

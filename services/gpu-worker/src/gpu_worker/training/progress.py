@@ -10,6 +10,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from contracts.enums import JobPhase
 from gpu_worker.training.api import Reporter
+from gpu_worker.training.wandb_run import wandb_url
 
 # Between two log events the callback still reports this often (the runtime throttles further),
 # so ETA and step move on the console and the heartbeat never starves on slow steps.
@@ -92,7 +93,11 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         self._t0 = self._last_save = time.monotonic()
         self._step0 = state.global_step  # > 0 when resuming from a checkpoint
         start = "resuming at step" if self._step0 else "training started:"
-        self._report(state, log_lines=(f"{start} {state.global_step}/{state.max_steps} steps",))
+        lines = [f"{start} {state.global_step}/{state.max_steps} steps"]
+        url = wandb_url()
+        if url:
+            lines.append(f"W&B run: {url}")
+        self._report(state, log_lines=tuple(lines))
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

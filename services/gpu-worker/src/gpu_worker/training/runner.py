@@ -53,6 +53,8 @@ def run(req: TrainRequest, reporter: Reporter) -> TrainResult:
         raise
     except (ConnectionError, TimeoutError) as exc:
         raise InfraError(f"network: {type(exc).__name__}: {exc}") from exc
+    finally:
+        _finish_wandb()
     log.info(
         "train.finished",
         job_id=req.job_id,
@@ -61,6 +63,12 @@ def run(req: TrainRequest, reporter: Reporter) -> TrainResult:
         metrics=result.metrics,
     )
     return result
+
+
+def _finish_wandb() -> None:
+    from gpu_worker.training.wandb_run import finish_wandb
+
+    finish_wandb()
 
 
 def _dispatch(
