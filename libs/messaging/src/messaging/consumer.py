@@ -145,6 +145,7 @@ class InboxConsumer:
         self._channel: AbstractChannel | None = None
         self._consuming = False
         self._paused = False
+        self._consuming_since = 0.0
         # Messages received and messages settled since start; `caught_up` compares them.
         self._received = 0
         self._settled = 0
@@ -164,21 +165,24 @@ class InboxConsumer:
     def dead_lettered(self) -> int:
         return self.stats.dead_lettered
 
-    async def caught_up(self, timeout: float = 5.0) -> bool:
-        """True once every report the queue held at the time of asking has been applied.
+    async def caught_up(self, timeout: float = 5.0, settle: float = 1.0) -> bool:
+        """True once the messages waiting for this consumer have been applied.
 
-        The lease watchdog asks this before it judges leases, so that heartbeats waiting in the
-        queue (after a deploy, a restart, a database outage) renew their leases first. False
-        while the consumer is not consuming, is paused on an infrastructure error, the queue has
-        ready messages, or the messages already received are not settled within `timeout`.
-        Under a steady flow it returns as soon as the batches in hand are done (no starvation).
+        The lease watchdog asks this before it judges leases, so that heartbeats that waited in
+        the queue (after a deploy, a restart, a database outage) renew their leases first. False
+        while the consumer is not consuming, has consumed for less than `settle` seconds (the
+        broker is still pushing the backlog, up to the prefetch), is paused on an infrastructure
+        error, or cannot settle what it has received within `timeout`. Only what was received
+        before the call is waited for, so a steady flow of reports does not starve the watchdog.
+
+        (The queue's own message count is not used: a quorum queue's declare-ok count lags.)
         """
         if not self._consuming or self._paused or self._channel is None:
             return False
         if self._channel.is_closed:
             return False
-        declared = await self._channel.declare_queue(self._queue_name, passive=True)
-        if int(declared.declaration_result.message_count or 0) > 0:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._consuming_since < settle:
             return False
         target = self._received
         try:
@@ -200,6 +204,7 @@ class InboxConsumer:
         queue = await self._channel.get_queue(self._queue_name, ensure=True)
         tag = await queue.consume(self._receive)
         self._consuming = True
+        self._consuming_since = asyncio.get_running_loop().time()
         try:
             while True:
                 batch = [await self._buffer.get()]

@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import BaseModel, ValidationError
 
 from messaging.broker import Broker
+from messaging.consumer import is_infrastructure_error
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +56,15 @@ class RpcServer:
             log.error("rpc.bad_request", queue=self._queue_name, error=str(exc)[:500])
             await message.reject(requeue=False)
             return
-        except Exception:
-            log.exception("rpc.handler_failed", queue=self._queue_name)
+        except Exception as exc:
             # The caller times out and retries with the same request id.
+            if is_infrastructure_error(exc):
+                # Not the request's fault (the database is down): drop it without
+                # dead-lettering; the retry finds the service again.
+                log.warning("rpc.unavailable", queue=self._queue_name, error=repr(exc)[:300])
+                await message.ack()
+                return
+            log.exception("rpc.handler_failed", queue=self._queue_name)
             await message.reject(requeue=False)
             return
         if message.reply_to:

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from job_api_testing import WORKER_HEADERS, eventually, job_body, user_headers
 
-from contracts.events import JobProgress, ModelCompleted
+from contracts.enums import ModelStore
+from contracts.events import JobProgress, ModelPushed
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +24,11 @@ async def test_job_lifecycle_over_the_broker(client: Any, make_worker: Any) -> N
     assert reply.granted
     assert reply.job is not None
     assert reply.job.attempt == 1
+    mine = worker.report_fields(reply.job)
 
     await worker.publish(
         JobProgress(
-            job_id=offer.job_id,
-            attempt=1,
-            worker_id=worker.worker_id,
+            **mine,
             progress=40,
             step=4,
             total_steps=10,
@@ -43,12 +43,12 @@ async def test_job_lifecycle_over_the_broker(client: Any, make_worker: Any) -> N
 
     await eventually(progressed)
     await worker.publish(
-        ModelCompleted(
-            job_id=offer.job_id,
-            attempt=1,
-            worker_id=worker.worker_id,
+        ModelPushed(
+            **mine,
             repo_id="alice/custom-embedding",
             revision="abc123",
+            store=ModelStore.HUB,
+            uri="hf://alice/custom-embedding@abc123",
         )
     )
 

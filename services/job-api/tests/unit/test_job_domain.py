@@ -190,7 +190,7 @@ def test_another_attempt_is_not_the_holder(presented: int) -> None:
 def test_another_http_worker_is_not_the_holder_even_with_the_right_attempt() -> None:
     job = make_job(S.RUNNING, attempt=2)
     for attempt in (2, None):
-        with pytest.raises(StaleAttempt, match="held by worker w1 .attempt 2., not by w9"):
+        with pytest.raises(StaleAttempt, match=r"held by worker w1 \(attempt 2\), not by w9\."):
             job.check_holder(Credential("w9", attempt))
 
 

@@ -139,7 +139,6 @@ class Job:
     def check_holder(self, who: Credential) -> None:
         """Fencing: only the holder of the running attempt may act on the job. Raises
         StaleAttempt with the actual reason."""
-        presented = who.attempt if who.attempt is not None else "the attempt"
         if self.status is JobStatus.PENDING:
             raise StaleAttempt(
                 f"Job {self.id} is pending: no attempt holds it; claim it before reporting."
@@ -186,7 +185,7 @@ class Job:
         if who.worker_id != self.worker_id:
             raise StaleAttempt(
                 f"Job {self.id} is held by worker {self.worker_id} (attempt {self.attempt}), "
-                f"not by {who.worker_id}; {presented} does not hold it.",
+                f"not by {who.worker_id}.",
                 current=self.attempt,
                 presented=who.attempt,
             )

@@ -23,7 +23,7 @@ from job_api.service_layer.dispatch import (
 from job_api.service_layer.reports import Outcome
 from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
 from messaging.broker import Broker
-from messaging.consumer import InboxConsumer, Received
+from messaging.consumer import InboxConsumer, Received, is_infrastructure_error
 from messaging.inbox import Inbox
 from messaging.outbox import OutboxRelay
 from messaging.rpc import RpcServer
@@ -97,6 +97,15 @@ def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     return RpcServer(broker=broker, queue=broker.names.rpc_queue(JOB_API), handler=handle)
 
 
+def _log_failure(event: str, exc: Exception) -> None:
+    """A database or broker outage is one line per attempt (it repeats every interval until the
+    outage ends); anything else gets its traceback."""
+    if is_infrastructure_error(exc):
+        log.warning(event, error=repr(exc)[:300], infrastructure=True)
+    else:
+        log.error(event, exc_info=exc)
+
+
 async def supervised(name: str, run: Callable[[], Awaitable[object]]) -> None:
     """Run a long-lived worker (relay, consumer, RPC server) and restart it if it ever ends: a
     crash must not leave the API up with nobody dispatching behind it."""
@@ -106,8 +115,8 @@ async def supervised(name: str, run: Callable[[], Awaitable[object]]) -> None:
             log.warning(f"{name}.stopped")
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception(f"{name}.crashed")
+        except Exception as exc:
+            _log_failure(f"{name}.crashed", exc)
         await asyncio.sleep(1)
 
 
@@ -118,8 +127,8 @@ async def every(interval: float, name: str, step: Callable[[], Awaitable[object]
             await step()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception(f"{name}.failed")
+        except Exception as exc:
+            _log_failure(f"{name}.failed", exc)
         await asyncio.sleep(interval)
 
 
