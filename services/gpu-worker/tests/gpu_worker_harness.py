@@ -59,7 +59,10 @@ class QuietDisplay:
 class Platform:
     """What a test drives: job-api's HTTP API, the data server, the broker namespace."""
 
-    def __init__(self, client: httpx.AsyncClient, data: DataServer, prefix: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, data: DataServer, prefix: str, amqp_url: str = AMQP_URL
+    ) -> None:
+        self.amqp_url = amqp_url
         self.client = client
         self.data = data
         self.prefix = prefix
@@ -86,7 +89,7 @@ class Platform:
             size_bytes=len(content),
             sha256=claimed_sha256 or sha256(content),
         )
-        broker = Broker(AMQP_URL, BrokerNames(self.prefix), client_name="gpu-worker-test-data")
+        broker = Broker(self.amqp_url, BrokerNames(self.prefix), client_name="gpu-worker-test-data")
         await broker.connect()
         try:
             await broker.publish(Envelope.wrap(event, source="data-service"), event.routing_key())

@@ -151,13 +151,15 @@ async def start_worker(
         job_types: tuple[JobType, ...] = (JobType.EMBEDDING, JobType.CLASSIFIER),
         progress_interval: float = 0.2,
         stop_grace: float = 30,
+        amqp_url: str = AMQP_URL,
+        broker_prefix: str | None = None,
     ) -> RunningWorker:
         trainer = trainer if trainer is not None else FakeTrainer()
         publisher = publisher if publisher is not None else FakePublisher(tmp_path / "models")
         worker_id = worker_id or f"test-worker-{uuid.uuid4().hex[:8]}"
         link = BrokerLink(
-            AMQP_URL,
-            BrokerNames(prefix),
+            amqp_url,
+            BrokerNames(prefix if broker_prefix is None else broker_prefix),
             worker_id=worker_id,
             provider=GPUProvider.LOCAL,
             job_types=job_types,

@@ -164,6 +164,8 @@ class JobRun:
     def on_cancel(self, event: JobCancelRequested) -> None:
         self.log.info("job.cancel_received", reason=str(event.reason))
         self._request_stop(STOP_CANCELLED)
+        # Also after a SIGTERM: the job is no longer ours, so no hand-back report follows.
+        self.reporter.stop_reason = STOP_CANCELLED
 
     def shutdown(self) -> None:
         self._request_stop(STOP_SHUTDOWN)
