@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import aio_pika
 import structlog
 import typer
 from pydantic import ValidationError
@@ -188,7 +189,12 @@ def run(
     use_console = settings.console if settings.console is not None else sys.stdout.isatty()
     with contextlib.ExitStack() as stack:
         display: Display = stack.enter_context(RichDisplay()) if use_console else LogDisplay()
-        status = asyncio.run(serve(settings, types, toolkit, display))
+        try:
+            status = asyncio.run(serve(settings, types, toolkit, display))
+        except (ConnectionError, OSError, aio_pika.exceptions.AMQPException) as exc:
+            # The first connection never came up (wrong URL or credentials, job-api not set up).
+            typer.echo(f"ftd-worker: cannot use the broker: {exc}", err=True)
+            raise typer.Exit(1) from None
     raise typer.Exit(status)
 
 
