@@ -6,7 +6,10 @@ second worker resumes it from the checkpoint as attempt 2; a cancel stops it.
 Skipped where the training stack is not installed (scripts/install-training.sh)."""
 
 import asyncio
+import dataclasses
 import random
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,10 +43,30 @@ def pairs_csv(rows: int, seed: int = 0) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+class HoldingReporter:
+    """Wraps the runtime's reporter: once the real trainer reports step `at`, its thread waits
+    there until a stop is asked, so the test acts mid-training whatever the machine's speed."""
+
+    def __init__(self, inner: Any, at: int, reached: threading.Event) -> None:
+        self._inner = inner
+        self._at = at
+        self._reached = reached
+
+    def progress(self, **kwargs: Any) -> None:
+        self._inner.progress(**kwargs)
+        if (kwargs.get("step") or 0) >= self._at:
+            self._reached.set()
+            while not self._inner.should_stop():
+                time.sleep(0.05)
+
+    def should_stop(self) -> bool:
+        return bool(self._inner.should_stop())
+
+
 class WorkerProcess:
     """serve() as the CLI runs it, in this event loop."""
 
-    def __init__(self, prefix: str, root: Path, name: str) -> None:
+    def __init__(self, prefix: str, root: Path, name: str, hold_at: int | None = None) -> None:
         self.settings = WorkerSettings(
             amqp_url=AMQP_URL,
             broker_prefix=prefix,
@@ -57,7 +80,18 @@ class WorkerProcess:
             checkpoint_sync_interval=0.5,
         )
         self.toolkit = real_toolkit(self.settings)
+        self.reached = threading.Event()
+        if hold_at is not None:
+            real_train = self.toolkit.train
+
+            def train(request: Any, reporter: Any) -> Any:
+                return real_train(request, HoldingReporter(reporter, hold_at, self.reached))
+
+            self.toolkit = dataclasses.replace(self.toolkit, train=train)
         self.task: asyncio.Task[int] | None = None
+
+    async def wait_mid_training(self) -> None:
+        assert await asyncio.to_thread(self.reached.wait, 900), "training never reached the step"
 
     def start(self) -> "WorkerProcess":
         self.task = asyncio.create_task(
@@ -137,10 +171,10 @@ async def test_an_embedding_job_trains_and_the_stored_model_loads(
 async def test_sigterm_mid_training_then_attempt_two_resumes_from_the_checkpoint(
     platform: Platform, prefix: str, tmp_path: Path, cleanup: Any
 ) -> None:
-    first = WorkerProcess(prefix, tmp_path, "first").start()
+    first = WorkerProcess(prefix, tmp_path, "first", hold_at=3).start()
     cleanup(first)
     job_id = await submit(platform, pairs_csv(80), epochs=1, batch_size=4)
-    await platform.until(job_id, lambda j: (j["step"] or 0) >= 2, 600, 1.0)
+    await first.wait_mid_training()
 
     assert await first.sigterm() == 0
 
@@ -168,10 +202,10 @@ async def test_sigterm_mid_training_then_attempt_two_resumes_from_the_checkpoint
 async def test_a_cancel_stops_real_training(
     platform: Platform, prefix: str, tmp_path: Path, cleanup: Any
 ) -> None:
-    worker = WorkerProcess(prefix, tmp_path, "w1").start()
+    worker = WorkerProcess(prefix, tmp_path, "w1", hold_at=3).start()
     cleanup(worker)
-    job_id = await submit(platform, pairs_csv(80), epochs=3, batch_size=4)
-    await platform.until(job_id, lambda j: (j["step"] or 0) >= 2, 600, 1.0)
+    job_id = await submit(platform, pairs_csv(80), epochs=1, batch_size=4)
+    await worker.wait_mid_training()
 
     await platform.cancel(job_id)
 
