@@ -135,7 +135,13 @@ wait_healthy job-api http://127.0.0.1:8000/healthz
 # registry-service (:8003): start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
 # gateway (:8000):          job-api moves to :8001 and the gateway routes /api/* to the services
 # frontend (UI):            start_service frontend npm --prefix frontend run dev
-# CPU worker:               start_service worker uv run gpu-worker ... (dials RabbitMQ, trains on CPU)
+
+# CPU worker (provider local): the training stack goes into .venv outside uv.lock (DEVELOPERS.md),
+# then one worker dials RabbitMQ and trains on this machine; models land in the local model store.
+bash scripts/install-training.sh
+export FTD_MODEL_STORE_DIR="$PWD/$DEV_DIR/models"
+start_service worker uv run ftd-worker run --provider local --no-console \
+  --work-dir "$DEV_DIR/worker"
 
 TOKEN=$(uv run --quiet job-api token --sub dev-user)
 
@@ -147,6 +153,7 @@ cat <<BANNER
     API docs     $PUBLIC_URL/docs
     Logs         $LOG_DIR/
     Database     $FTD_DATABASE_NAME (this checkout's own)
+    Models       $FTD_MODEL_STORE_DIR   (local model store; set HF_TOKEN to push to the Hub)
 
     Worker key   $FINETUNE_WORKER_KEY   (${SECRET_SOURCE[FINETUNE_WORKER_KEY]})
     JWT secret   $FTD_JWT_SECRET   (${SECRET_SOURCE[FTD_JWT_SECRET]})

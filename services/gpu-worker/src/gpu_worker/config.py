@@ -1,0 +1,90 @@
+"""The worker's settings: environment variables (or the CLI, which overrides them)."""
+
+import socket
+import uuid
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.enums import GPUProvider, JobType
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FTD_WORKER_", extra="ignore", populate_by_name=True
+    )
+
+    amqp_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        validation_alias=_alias("FTD_WORKER_AMQP_URL", "FTD_AMQP_URL"),
+        description="amqp:// locally, amqps:// for a remote broker.",
+    )
+    broker_prefix: str = Field(default="", validation_alias=_alias("FTD_BROKER_PREFIX"))
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle that signed the broker's certificate (amqps)."
+    )
+    cert_file: Path | None = Field(default=None, description="Client certificate (amqps).")
+    key_file: Path | None = Field(default=None, description="Client certificate key (amqps).")
+
+    worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
+    provider: GPUProvider = GPUProvider.LOCAL
+    job_types: list[JobType] | None = Field(
+        default=None,
+        description="Job types to take; default: what this machine's hardware can run.",
+    )
+    work_dir: Path = Field(default=Path.home() / ".cache" / "ftd-worker")
+    model_store_dir: Path = Field(
+        default=Path(".dev/models"), validation_alias=_alias("FTD_MODEL_STORE_DIR")
+    )
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        validation_alias=_alias("FTD_WORKER_CHECKPOINT_DIR", "FTD_CHECKPOINT_DIR"),
+        description="Where checkpoints outlive an attempt; default <work_dir>/checkpoints.",
+    )
+    hf_token: SecretStr | None = Field(
+        default=None, validation_alias=_alias("FTD_WORKER_HF_TOKEN", "HF_TOKEN")
+    )
+    private_repos: bool = True
+    checkpoint_sync_interval: float = Field(
+        default=30.0, gt=0, description="How often new checkpoints are copied while training."
+    )
+
+    progress_interval: float = Field(
+        default=2.0, gt=0, description="At most one progress report per this many seconds."
+    )
+    claim_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(
+        default=300.0, gt=0, description="How long to keep trying the first broker connection."
+    )
+    stop_grace: float = Field(
+        default=120.0,
+        gt=0,
+        description="After SIGTERM, how long the trainer may take to checkpoint before the job is "
+        "handed back anyway.",
+    )
+    max_jobs: int | None = Field(default=None, ge=1, description="Exit after this many jobs.")
+    console: bool | None = Field(
+        default=None, description="Progress bars; default: when stdout is a terminal."
+    )
+    json_logs: bool = Field(default=False, validation_alias=_alias("FTD_JSON_LOGS"))
+    log_level: str = Field(default="INFO", validation_alias=_alias("FTD_LOG_LEVEL"))
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("amqp://", "amqps://")):
+            raise ValueError("the broker URL must start with amqp:// or amqps://")
+        return value
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.checkpoint_dir or self.work_dir / "checkpoints"

@@ -1,0 +1,133 @@
+"""The worker's main loop: take an offer, claim it, run it, take the next one.
+
+While a job runs the worker consumes nothing (it holds no offer another worker could take).
+SIGTERM: no new job; the running one is asked to stop (it checkpoints), is handed back with a
+retryable failure, and the loop ends.
+"""
+
+import asyncio
+import contextlib
+
+import structlog
+
+from contracts.rpc import ClaimReply
+from gpu_worker.runtime.job import Display, JobRun, JobSettings, Outcome, Toolkit
+from gpu_worker.runtime.link import BrokerLink, Offer
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        link: BrokerLink,
+        *,
+        toolkit: Toolkit,
+        settings: JobSettings,
+        display: Display,
+        claim_timeout: float = 10,
+        max_jobs: int | None = None,
+    ) -> None:
+        self.link = link
+        self._toolkit = toolkit
+        self._settings = settings
+        self._display = display
+        self._claim_timeout = claim_timeout
+        self._max_jobs = max_jobs
+        self._stopping = asyncio.Event()
+        self.current: JobRun | None = None
+        self.outcomes: list[Outcome] = []
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def request_shutdown(self) -> None:
+        if not self._stopping.is_set():
+            log.info(
+                "worker.shutting_down", running_job=self.current.job_id if self.current else None
+            )
+        self._stopping.set()
+        if self.current is not None:
+            self.current.shutdown()
+
+    async def _next_offer(self) -> Offer | None:
+        offer = asyncio.ensure_future(self.link.next_offer())
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({offer, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if offer.done():
+            return offer.result()
+        offer.cancel()
+        return None
+
+    async def _claim(self, offer: Offer) -> ClaimReply | None:
+        try:
+            reply = await self.link.claim(offer, timeout=self._claim_timeout)
+        except TimeoutError:
+            log.warning("claim.unanswered", job_id=str(offer.job_id))
+            with contextlib.suppress(Exception):
+                await offer.message.nack(requeue=True)
+            return None
+        if not reply.granted or reply.job is None:
+            log.info(
+                "claim.refused",
+                job_id=str(offer.job_id),
+                refusal=str(reply.refusal),
+                detail=reply.message,
+            )
+            return None
+        log.info("job.claimed", job_id=str(offer.job_id), attempt=reply.job.attempt)
+        return reply
+
+    async def run(self) -> list[Outcome]:
+        log.info("worker.waiting", job_types=[str(t) for t in self.link.job_types])
+        while not self.stopping:
+            await self.link.resume_offers()
+            offer = await self._next_offer()
+            await self.link.pause_offers()
+            if offer is None:
+                break
+            if self.stopping:
+                with contextlib.suppress(Exception):
+                    await offer.message.nack(requeue=True)
+                break
+            reply = await self._claim(offer)
+            if reply is None or reply.job is None:
+                continue
+            await self._run_job(reply)
+            if self._max_jobs is not None and len(self.outcomes) >= self._max_jobs:
+                break
+        return self.outcomes
+
+    async def _run_job(self, reply: ClaimReply) -> None:
+        assert reply.job is not None
+        assert self.link.reports is not None
+        run = JobRun(
+            reply.job,
+            settings=self._settings,
+            toolkit=self._toolkit,
+            sink=self.link.reports,
+            display=self._display,
+        )
+        self.current = run
+        if self.stopping:
+            run.shutdown()
+        channel = None
+        try:
+            channel = await self.link.watch_cancel(
+                reply.job.job_id, reply.job.attempt, run.on_cancel
+            )
+        except Exception:
+            # Without the cancel queue the job still runs; job-api answers a stale report with
+            # a cancel we would miss, but the lease and fencing keep the job safe.
+            log.exception("cancel.subscribe_failed", job_id=run.job_id)
+        try:
+            self.outcomes.append(await run.run())
+        finally:
+            self.current = None
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.close()

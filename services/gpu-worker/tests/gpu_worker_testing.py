@@ -1,0 +1,180 @@
+"""Helpers for the worker's tests (importable: pytest's `pythonpath` lists this folder): a fake
+trainer that behaves like the real ones towards the runtime (steps, progress, should_stop,
+checkpoints, resume, bad data), a fake publisher and checkpoint store, and an HTTP server that
+serves datasets the way data-service does (a download URL with a ticket)."""
+
+import csv
+import hashlib
+import io
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from gpu_worker.training.api import (
+    Reporter,
+    StopRequested,
+    TrainRequest,
+    TrainResult,
+    UserDataError,
+)
+
+
+def read_rows(path: Path, data_format: str) -> list[dict[str, Any]]:
+    import json
+
+    text = path.read_text(encoding="utf-8")
+    if data_format == "jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise UserDataError(f"line {number} is not valid JSON") from None
+        return rows
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "text" not in reader.fieldnames:
+        raise UserDataError("the CSV file needs a `text` column")
+    return list(reader)
+
+
+@dataclass
+class FakeTrainer:
+    """`steps` optimizer steps; holds before step `hold_at` until `release` is set (or a stop is
+    asked), so a test acts mid-training without sleeping."""
+
+    steps: int = 10
+    hold_at: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)
+    requests: list[TrainRequest] = field(default_factory=list)
+    stopped_at: list[int] = field(default_factory=list)
+
+    checkpoint_every: int | None = None
+
+    def _checkpoint(self, req: TrainRequest, step: int) -> Path:
+        """Like the Trainer: `checkpoint-N/`, trainer_state.json written last."""
+        folder = req.checkpoints_dir / f"checkpoint-{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "step").write_text(str(step))
+        (folder / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
+        return folder
+
+    def _stop(self, req: TrainRequest, step: int) -> StopRequested:
+        self.stopped_at.append(step)
+        return StopRequested(self._checkpoint(req, step) if step else None)
+
+    def __call__(self, req: TrainRequest, reporter: Reporter) -> TrainResult:
+        self.requests.append(req)
+        rows = read_rows(req.data_path, req.data_format)
+        if not rows:
+            raise UserDataError("the training file has no rows")
+        start = int((req.resume_from / "step").read_text()) if req.resume_from else 0
+        done = start
+        for step in range(start + 1, self.steps + 1):
+            if reporter.should_stop():
+                raise self._stop(req, done)
+            if step == self.hold_at:
+                self.holding.set()
+                while not self.release.wait(0.01):
+                    if reporter.should_stop():
+                        raise self._stop(req, done)
+            if self.checkpoint_every and step % self.checkpoint_every == 0:
+                self._checkpoint(req, step)
+            reporter.progress(
+                progress=100 * step / self.steps,
+                step=step,
+                total_steps=self.steps,
+                epoch=step / self.steps,
+                loss=1 / step,
+                metrics={"learning_rate": 1e-4},
+                log_lines=[f"step {step}"],
+            )
+            done = step
+        model_dir = req.work_dir / "model"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "weights.txt").write_text(f"{len(rows)} rows, {self.steps} steps")
+        return TrainResult(
+            model_dir=model_dir,
+            metrics={"loss": 1 / self.steps},
+            baseline_metrics={"loss": 1.0},
+            data_stats={"rows": len(rows), "resumed_from_step": start},
+        )
+
+
+@dataclass(frozen=True)
+class Published:
+    store: str
+    repo_id: str
+    revision: str
+    uri: str
+
+
+@dataclass
+class FakePublisher:
+    store_dir: Path
+    fail_times: int = 0
+    calls: int = 0
+
+    def __call__(self, result: TrainResult, req: TrainRequest) -> Published:
+        self.calls += 1
+        if self.calls <= self.fail_times:
+            raise ConnectionError("the Hub is unreachable")
+        revision = uuid.uuid4().hex[:12]
+        target = self.store_dir / req.output_model / revision
+        shutil.copytree(result.model_dir, target)
+        return Published("local", req.output_model, revision, target.resolve().as_uri())
+
+
+class DataServer:
+    """Serves `/api/finetune/datasets/<id>/download?ticket=...` like data-service."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                parts = self.path.split("?")[0].strip("/").split("/")
+                body = server.files.get(parts[3]) if len(parts) == 5 else None
+                if body is None or "ticket=" not in self.path:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    @contextmanager
+    def running(self) -> Iterator["DataServer"]:
+        thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+GOOD_CSV = b"text\n" + b"".join(f"sentence number {i}\n".encode() for i in range(20))
+BAD_CSV = b"sentence,label\nno text column here,1\n"

@@ -1,0 +1,72 @@
+import io
+import ssl
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from contracts.enums import JobPhase, JobType
+from contracts.rpc import DataTicket, JobSpec
+from gpu_worker.cli import app
+from gpu_worker.console import RichDisplay
+from gpu_worker.runtime.job import Outcome
+from gpu_worker.runtime.link import tls_context
+from gpu_worker.runtime.reporter import ProgressState
+
+runner = CliRunner()
+
+
+def test_hardware_lists_the_job_types_this_machine_takes() -> None:
+    result = runner.invoke(app, ["hardware"])
+    assert result.exit_code == 0
+    assert "embedding" in result.output
+
+
+def test_a_bad_broker_url_is_one_readable_line() -> None:
+    result = runner.invoke(app, ["run", "--amqp-url", "http://broker:5672/"])
+    assert result.exit_code == 2
+    assert "amqp:// or amqps://" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_llm_lora_without_cuda_is_refused_unless_forced(monkeypatch) -> None:
+    monkeypatch.setattr(
+        "gpu_worker.hardware.detect",
+        lambda: __import__("gpu_worker.hardware").hardware.Hardware(torch=False, cuda_devices=()),
+    )
+    result = runner.invoke(app, ["run", "--job-type", "llm_lora"])
+    assert result.exit_code == 2
+    assert "CUDA" in result.output
+
+
+def test_tls_context_verifies_the_broker() -> None:
+    context = tls_context(ca_file=None, cert_file=None, key_file=None)
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_rich_display_shows_progress_and_metrics() -> None:
+    out = io.StringIO()
+    spec = JobSpec(
+        job_id=uuid.uuid4(),
+        attempt=1,
+        claim_secret="secret-value",
+        job_type=JobType.EMBEDDING,
+        base_model="m",
+        output_model="a/b",
+        hyperparameters={},
+        data=DataTicket(url="https://x/y?ticket=t"),
+        lease_seconds=30,
+        lease_expires_at=datetime.now(UTC) + timedelta(seconds=30),
+    )
+    with RichDisplay(Console(file=out, width=200, force_terminal=False)) as display:
+        display.start_job(spec)
+        display.update(
+            str(spec.job_id),
+            ProgressState(progress=40, phase=JobPhase.TRAINING, step=4, total_steps=10, loss=0.25),
+        )
+        display.end_job(str(spec.job_id), Outcome.COMPLETED, "pushed file:///x")
+    text = out.getvalue()
+    assert "completed" in text
+    assert "secret-value" not in text
