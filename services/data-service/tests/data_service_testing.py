@@ -65,3 +65,28 @@ def classifier_csv(n: int = 12) -> bytes:
 
 def files(data: bytes, filename: str = "train.csv", **fields: Any) -> dict[str, Any]:
     return {"files": {"file": (filename, data, "text/csv")}, "data": fields}
+
+
+async def publish_event(amqp_url: str, prefix: str, payload: Any) -> None:
+    """Publish a job-api event on the test namespace's events exchange (as job-api's relay would)."""
+    from contracts.events import Envelope
+    from contracts.routing import BrokerNames
+    from messaging.broker import Broker
+
+    broker = Broker(amqp_url, BrokerNames(prefix), client_name="test-publisher")
+    await broker.connect()
+    try:
+        await broker.publish(Envelope.wrap(payload, source="job-api"), payload.routing_key())
+    finally:
+        await broker.close()
+
+
+async def eventually(check: Any, *, timeout: float = 15, interval: float = 0.05) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last result: {result!r})")
+        await asyncio.sleep(interval)
