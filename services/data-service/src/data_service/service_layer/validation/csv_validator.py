@@ -80,7 +80,7 @@ class CsvValidator:
         self.rows = 0
         first_line = header_block.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
         self.delimiter, self.columns, self.shape = parse_header(first_line)
-        self._reader = BlockReader()
+        self._reader = BlockReader(read_credits=4)
         self._thread: threading.Thread | None = None
         self._invalid: list[_InvalidRow] = []
         self._next_record = 2  # pyarrow's number of the next record (the header is 1)
@@ -164,6 +164,7 @@ class CsvValidator:
                 if isinstance(item, BaseException):
                     raise item
                 self._batch(item)
+                self._reader.batch_done()
                 if self._problems.full:
                     self.stopped = True
                     return

@@ -1,6 +1,7 @@
 """A blocking file-like object fed block by block from another thread (pyarrow pulls from it)."""
 
 import queue
+import threading
 
 
 class Aborted(Exception):
@@ -11,11 +12,19 @@ _EOF = b""
 
 
 class BlockReader:
-    def __init__(self, max_blocks: int = 4) -> None:
+    def __init__(self, max_blocks: int = 4, read_credits: int | None = None) -> None:
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=max_blocks)
         self._current = memoryview(b"")
         self._eof = False
         self.closed = False
+        # pyarrow reads up to 32 blocks ahead of the batches it hands out; with credits, each
+        # read waits until the consumer has finished enough batches (memory stays bounded).
+        self._credits = threading.Semaphore(read_credits) if read_credits else None
+        self._aborted = False
+
+    def batch_done(self) -> None:
+        if self._credits is not None:
+            self._credits.release()
 
     # --- producer side
     def put(self, block: bytes) -> None:
@@ -27,6 +36,9 @@ class BlockReader:
 
     def abort(self) -> None:
         """Wake a blocked reader with an error (called from the producer's side)."""
+        self._aborted = True
+        if self._credits is not None:
+            self._credits.release(1000)
         while True:
             try:
                 self._queue.put_nowait(None)
@@ -49,6 +61,10 @@ class BlockReader:
         return True
 
     def read(self, size: int = -1) -> bytes:
+        if self._credits is not None:
+            self._credits.acquire()
+            if self._aborted:
+                raise Aborted
         parts: list[bytes] = []
         want = size if size >= 0 else 1 << 62
         while want > 0:
