@@ -47,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[2]
 async def _database(schema: str, migrate: Any) -> tuple[str, str]:
     name = f"ftd_e2e_{schema}_{uuid.uuid4().hex[:8]}"
     password = uuid.uuid4().hex
-    await bootstrap_service_database(ADMIN_DSN, database=name, role=name, password=password, schema=schema)
+    await bootstrap_service_database(
+        ADMIN_DSN, database=name, role=name, password=password, schema=schema
+    )
     url = with_credentials(ADMIN_DSN, user=name, password=password, database=name)
     await asyncio.to_thread(migrate, url)
     return name, url
@@ -62,7 +64,12 @@ async def prefix() -> AsyncIterator[str]:
     channel = await broker.channel()
     specs = [*job_queues(broker), *data_queues(broker)]
     with contextlib.suppress(Exception):
-        await delete_topology(channel, broker.names, [s.name for s in specs], [s.exchange for s in specs if s.exchange])
+        await delete_topology(
+            channel,
+            broker.names,
+            [s.name for s in specs],
+            [s.exchange for s in specs if s.exchange],
+        )
     await broker.close()
 
 
@@ -122,12 +129,21 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
             served(create_job_app(job_settings)) as job_base,
             served(create_data_app(data_settings)) as data_base,
         ):
-            with gateway(gateway_port, job_base.removeprefix("http://"), data_base.removeprefix("http://"), tmp_path / "gw") as base:
+            with gateway(
+                gateway_port,
+                job_base.removeprefix("http://"),
+                data_base.removeprefix("http://"),
+                tmp_path / "gw",
+            ) as base:
                 async with httpx.AsyncClient(base_url=base, timeout=30) as client:
 
                     async def up() -> bool:
                         with contextlib.suppress(httpx.TransportError):
-                            return (await client.get("/api/finetune/base-models", headers=user_headers())).status_code == 200
+                            return (
+                                await client.get(
+                                    "/api/finetune/base-models", headers=user_headers()
+                                )
+                            ).status_code == 200
                         return False
 
                     await eventually(up, timeout=30)
@@ -139,7 +155,9 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
                     assert r.status_code == 201, r.text
                     assert r.headers["x-request-id"] == "e2e-upload-1"
                     dataset = r.json()["data"]
-                    assert (await client.get("/api/finetune/datasets", headers=user_headers())).headers["x-request-id"]
+                    assert (
+                        await client.get("/api/finetune/datasets", headers=user_headers())
+                    ).headers["x-request-id"]
 
                     job_body = {
                         "job_type": "classifier",
@@ -148,12 +166,16 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
                         "output_model": "alice/e2e-classifier",
                         "gpu_provider": "local",
                     }
-                    catalogue = (await client.get("/api/finetune/base-models", headers=user_headers())).json()["data"]
+                    catalogue = (
+                        await client.get("/api/finetune/base-models", headers=user_headers())
+                    ).json()["data"]
                     models = next(t["models"] for t in catalogue if t["job_type"] == "classifier")
                     job_body["base_model"] = models[0]["id"]
 
                     async def accepted() -> Any:
-                        created = await client.post("/api/finetune/jobs", headers=user_headers(), json=job_body)
+                        created = await client.post(
+                            "/api/finetune/jobs", headers=user_headers(), json=job_body
+                        )
                         return created if created.status_code == 201 else None
 
                     created = await eventually(accepted, timeout=20)
@@ -161,7 +183,12 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
 
                     broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="e2e-worker")
                     await broker.connect()
-                    worker = WorkerClient(broker, worker_id="e2e", provider=GPUProvider.LOCAL, job_types=(JobType.CLASSIFIER,))
+                    worker = WorkerClient(
+                        broker,
+                        worker_id="e2e",
+                        provider=GPUProvider.LOCAL,
+                        job_types=(JobType.CLASSIFIER,),
+                    )
                     await worker.start()
                     try:
                         offer = await worker.next_offer(timeout=20)

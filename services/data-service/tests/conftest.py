@@ -108,7 +108,3 @@ async def data_url(data_settings: Settings) -> AsyncIterator[str]:
 async def data_client(data_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=data_url, timeout=30) as client:
         yield client
-
-
-def stored_files(storage_dir: Path) -> list[Path]:
-    return [p for p in storage_dir.rglob("*") if p.is_file()]

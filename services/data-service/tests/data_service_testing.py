@@ -5,9 +5,9 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -60,7 +60,9 @@ def csv_bytes(header: str, rows: list[str]) -> bytes:
 
 
 def classifier_csv(n: int = 12) -> bytes:
-    return csv_bytes("text,label", [f"sentence number {i},{'pos' if i % 2 else 'neg'}" for i in range(n)])
+    return csv_bytes(
+        "text,label", [f"sentence number {i},{'pos' if i % 2 else 'neg'}" for i in range(n)]
+    )
 
 
 def files(data: bytes, filename: str = "train.csv", **fields: Any) -> dict[str, Any]:
@@ -90,3 +92,8 @@ async def eventually(check: Any, *, timeout: float = 15, interval: float = 0.05)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last result: {result!r})")
         await asyncio.sleep(interval)
+
+
+def stored_files(root: Path, pattern: str = "*") -> list[Path]:
+    """Files under a storage folder (a plain function: async tests call it between awaits)."""
+    return [p for p in root.rglob(pattern) if p.is_file()]

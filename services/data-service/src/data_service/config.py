@@ -104,7 +104,9 @@ class Settings(BaseSettings):
                 )
         if self.environment == "production" and self.data_ticket_secret is None:
             raise ValueError("FTD_DATA_TICKET_SECRET must be set in production.")
-        if self.storage_backend == "s3" and (self.s3_access_key is None or self.s3_secret_key is None):
+        if self.storage_backend == "s3" and (
+            self.s3_access_key is None or self.s3_secret_key is None
+        ):
             raise ValueError(
                 "DATA_SERVICE_S3_ACCESS_KEY and DATA_SERVICE_S3_SECRET_KEY must be set for S3 storage."
             )

@@ -16,6 +16,7 @@ from data_service_testing import (
     files,
     publish_event,
     served,
+    stored_files,
     user_headers,
 )
 
@@ -28,15 +29,28 @@ from servicekit.tickets import mint_data_ticket
 pytestmark = pytest.mark.integration
 
 
-def ticket(dataset_id: str, job_id: uuid.UUID, attempt: int = 1, *, ttl: float = 600, secret: str = TICKET_SECRET) -> str:
+def ticket(
+    dataset_id: str,
+    job_id: uuid.UUID,
+    attempt: int = 1,
+    *,
+    ttl: float = 600,
+    secret: str = TICKET_SECRET,
+) -> str:
     token, _ = mint_data_ticket(
-        secret, dataset_id=uuid.UUID(dataset_id), job_id=job_id, attempt=attempt, ttl=timedelta(seconds=ttl)
+        secret,
+        dataset_id=uuid.UUID(dataset_id),
+        job_id=job_id,
+        attempt=attempt,
+        ttl=timedelta(seconds=ttl),
     )
     return token
 
 
 async def upload(client: httpx.AsyncClient, body: bytes | None = None) -> dict:
-    r = await client.post("/api/finetune/upload", headers=user_headers(), **files(body or classifier_csv()))
+    r = await client.post(
+        "/api/finetune/upload", headers=user_headers(), **files(body or classifier_csv())
+    )
     assert r.status_code == 201, r.text
     return r.json()["data"]
 
@@ -66,7 +80,9 @@ def status(job_id: uuid.UUID, dataset_id: str, to: JobStatus, attempt: int) -> J
     )
 
 
-async def test_download_streams_the_exact_bytes_and_supports_range(data_client: httpx.AsyncClient) -> None:
+async def test_download_streams_the_exact_bytes_and_supports_range(
+    data_client: httpx.AsyncClient,
+) -> None:
     body = classifier_csv(40)
     ds = await upload(data_client, body)
     url = f"/api/finetune/datasets/{ds['id']}/download"
@@ -88,10 +104,17 @@ async def test_bad_tickets_are_refused(data_client: httpx.AsyncClient) -> None:
     url = f"/api/finetune/datasets/{ds['id']}/download"
     good = ticket(ds["id"], uuid.uuid4())
     header, payload, signature = good.split(".")
-    tampered_sig = f"{header}.{payload}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
+    tampered_sig = (
+        f"{header}.{payload}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
+    )
     forged_claims = jwt.encode(
-        {"aud": "ftd-data-download", "sub": ds["id"], "job": str(uuid.uuid4()), "att": 1,
-         "exp": datetime.now(UTC) + timedelta(minutes=5)},
+        {
+            "aud": "ftd-data-download",
+            "sub": ds["id"],
+            "job": str(uuid.uuid4()),
+            "att": 1,
+            "exp": datetime.now(UTC) + timedelta(minutes=5),
+        },
         "not-the-secret-0123456789abcdef-x",
         algorithm="HS256",
     )
@@ -111,14 +134,22 @@ async def test_bad_tickets_are_refused(data_client: httpx.AsyncClient) -> None:
     assert missing.status_code == 422
 
 
-async def test_stale_attempt_is_refused(data_client: httpx.AsyncClient, data_settings: Settings) -> None:
+async def test_stale_attempt_is_refused(
+    data_client: httpx.AsyncClient, data_settings: Settings
+) -> None:
     ds = await upload(data_client)
     job_id = uuid.uuid4()
     url = f"/api/finetune/datasets/{ds['id']}/download"
     await publish_event(AMQP_URL, data_settings.broker_prefix, created(job_id, ds["id"]))
-    await publish_event(AMQP_URL, data_settings.broker_prefix, status(job_id, ds["id"], JobStatus.RUNNING, 1))
-    await publish_event(AMQP_URL, data_settings.broker_prefix, status(job_id, ds["id"], JobStatus.PENDING, 1))
-    await publish_event(AMQP_URL, data_settings.broker_prefix, status(job_id, ds["id"], JobStatus.RUNNING, 2))
+    await publish_event(
+        AMQP_URL, data_settings.broker_prefix, status(job_id, ds["id"], JobStatus.RUNNING, 1)
+    )
+    await publish_event(
+        AMQP_URL, data_settings.broker_prefix, status(job_id, ds["id"], JobStatus.PENDING, 1)
+    )
+    await publish_event(
+        AMQP_URL, data_settings.broker_prefix, status(job_id, ds["id"], JobStatus.RUNNING, 2)
+    )
 
     async def refused() -> bool:
         r = await data_client.get(url, params={"ticket": ticket(ds["id"], job_id, 1)})
@@ -150,9 +181,11 @@ async def test_in_use_dataset_cannot_be_deleted_until_its_job_ends(
         return r.status_code == 200
 
     await eventually(deleted)
-    assert [p for p in storage_dir.rglob("*") if p.is_file()] == []
+    assert stored_files(storage_dir) == []
     # The job has ended: its ticket no longer opens anything.
-    r = await data_client.get(f"{delete_url}/download", params={"ticket": ticket(ds["id"], job_id, 1)})
+    r = await data_client.get(
+        f"{delete_url}/download", params={"ticket": ticket(ds["id"], job_id, 1)}
+    )
     assert r.status_code == 403
 
 
@@ -171,7 +204,7 @@ async def test_retention_deletes_the_data_after_completion(
 
         async def gone() -> bool:
             r = await client.get(f"/api/finetune/datasets/{ds['id']}", headers=user_headers())
-            files_left = [p.name for p in storage_dir.rglob("*") if p.is_file()]
+            files_left = [p.name for p in stored_files(storage_dir)]
             return r.status_code == 404 and files_left == [kept["id"]]
 
         await eventually(gone)

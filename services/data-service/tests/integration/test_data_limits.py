@@ -10,7 +10,7 @@ import httpx
 import psutil
 import pytest
 import sqlalchemy as sa
-from data_service_testing import eventually, served, user_headers
+from data_service_testing import eventually, served, stored_files, user_headers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from data_service.config import Settings
@@ -20,14 +20,16 @@ pytestmark = pytest.mark.integration
 
 BOUNDARY = b"BOUNDARY"
 HEAD = (
-    b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+    b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
     b"Content-Type: text/csv\r\n\r\ntext,label\r\n"
 )
 TAIL = b"\r\n--BOUNDARY--\r\n"
 ROW = b"a reasonably ordinary training sentence,a\nanother ordinary training sentence,b\n"
 
 
-def body(total_rows: int, sent: list[int], chunk_rows: int = 20_000) -> Callable[[], AsyncIterator[bytes]]:
+def body(
+    total_rows: int, sent: list[int], chunk_rows: int = 20_000
+) -> Callable[[], AsyncIterator[bytes]]:
     async def gen() -> AsyncIterator[bytes]:
         yield HEAD
         chunk = ROW * chunk_rows
@@ -82,7 +84,7 @@ async def test_over_limit_is_413_before_the_body_is_read(
             status_line = await reader.readline()
         assert status_line.startswith(b"HTTP/1.1 413"), status_line
         writer.transport.abort()
-    assert [p for p in storage_dir.rglob("*") if p.is_file()] == []
+    assert stored_files(storage_dir) == []
     async with data_db.connect() as conn:
         assert await conn.scalar(sa.text("SELECT count(*) FROM data.datasets")) == 0
 
@@ -147,13 +149,13 @@ async def test_client_disconnect_mid_upload_leaves_nothing(
         await writer.drain()
 
     async def partial_file_exists() -> bool:
-        return any(storage_dir.rglob("*.part"))
+        return bool(stored_files(storage_dir, "*.part"))
 
     await eventually(partial_file_exists)
     writer.transport.abort()
 
     async def nothing_left() -> bool:
-        return [p for p in storage_dir.rglob("*") if p.is_file()] == []
+        return stored_files(storage_dir) == []
 
     await eventually(nothing_left)
     async with data_db.connect() as conn:

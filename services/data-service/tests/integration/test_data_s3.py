@@ -111,10 +111,14 @@ async def test_upload_to_s3_and_download_through_a_presigned_url(
         refused = await client.get(download, params={"ticket": token[:-3] + "abc"})
         assert refused.status_code == 403
         assert "location" not in refused.headers
-        preview = await client.get(f"/api/finetune/datasets/{dataset_id}/preview?rows=2", headers=user_headers())
+        preview = await client.get(
+            f"/api/finetune/datasets/{dataset_id}/preview?rows=2", headers=user_headers()
+        )
         assert preview.status_code == 200
         assert len(preview.json()["data"]["rows"]) == 2
-        deleted = await client.delete(f"/api/finetune/datasets/{dataset_id}", headers=user_headers())
+        deleted = await client.delete(
+            f"/api/finetune/datasets/{dataset_id}", headers=user_headers()
+        )
         assert deleted.status_code == 200
     assert await asyncio.to_thread(objects, minio_client) == []
 
@@ -126,18 +130,22 @@ async def test_invalid_or_interrupted_uploads_leave_no_object(
         r = await client.post(
             "/api/finetune/upload",
             headers=user_headers(),
-            files={"file": ("train.csv", b"text,label\n" + b"a,b\n" * 5 + b"x,y,z\n" * 3, "text/csv")},
+            files={
+                "file": ("train.csv", b"text,label\n" + b"a,b\n" * 5 + b"x,y,z\n" * 3, "text/csv")
+            },
         )
         assert r.status_code == 422
         # A large valid prefix (several S3 parts' worth of blocks) then a bad row at the end.
         big = classifier_csv(10) + b"some text,label\n" * 1_200_000 + b"a,b,c\n"
         r = await client.post(
-            "/api/finetune/upload", headers=user_headers(), files={"file": ("big.csv", big, "text/csv")}
+            "/api/finetune/upload",
+            headers=user_headers(),
+            files={"file": ("big.csv", big, "text/csv")},
         )
         assert r.status_code == 422
         assert r.json()["error"]["details"]["errors"][0]["code"] == "wrong_field_count"
     assert await asyncio.to_thread(objects, minio_client) == []
     uploads = await asyncio.to_thread(
-        lambda: list(minio_client._list_multipart_uploads(BUCKET).uploads)  # noqa: SLF001
+        lambda: list(minio_client._list_multipart_uploads(BUCKET).uploads)
     )
     assert uploads == []

@@ -59,26 +59,39 @@ async def test_dry_run_validates_and_stores_nothing(
 
 
 async def test_users_see_only_their_own_datasets(data_client: httpx.AsyncClient) -> None:
-    r = await data_client.post("/api/finetune/upload", headers=user_headers("alice"), **files(classifier_csv()))
+    r = await data_client.post(
+        "/api/finetune/upload", headers=user_headers("alice"), **files(classifier_csv())
+    )
     dataset_id = r.json()["data"]["id"]
     bob = user_headers("bob")
-    for path in (f"/api/finetune/datasets/{dataset_id}", f"/api/finetune/datasets/{dataset_id}/preview"):
+    for path in (
+        f"/api/finetune/datasets/{dataset_id}",
+        f"/api/finetune/datasets/{dataset_id}/preview",
+    ):
         other = await data_client.get(path, headers=bob)
         assert other.status_code == 404
         assert other.json()["error"]["code"] == "dataset_not_found"
-    assert (await data_client.delete(f"/api/finetune/datasets/{dataset_id}", headers=bob)).status_code == 404
+    assert (
+        await data_client.delete(f"/api/finetune/datasets/{dataset_id}", headers=bob)
+    ).status_code == 404
     listed = await data_client.get("/api/finetune/datasets", headers=bob)
     assert listed.json()["data"] == []
     mine = await data_client.get("/api/finetune/datasets", headers=user_headers("alice"))
     assert [d["id"] for d in mine.json()["data"]] == [dataset_id]
-    admin = await data_client.get("/api/finetune/datasets", headers=user_headers("root", admin=True))
+    admin = await data_client.get(
+        "/api/finetune/datasets", headers=user_headers("root", admin=True)
+    )
     assert [d["id"] for d in admin.json()["data"]] == [dataset_id]
 
 
 async def test_preview_shows_the_first_rows(data_client: httpx.AsyncClient) -> None:
-    r = await data_client.post("/api/finetune/upload", headers=user_headers(), **files(classifier_csv(30)))
+    r = await data_client.post(
+        "/api/finetune/upload", headers=user_headers(), **files(classifier_csv(30))
+    )
     dataset_id = r.json()["data"]["id"]
-    p = await data_client.get(f"/api/finetune/datasets/{dataset_id}/preview?rows=3", headers=user_headers())
+    p = await data_client.get(
+        f"/api/finetune/datasets/{dataset_id}/preview?rows=3", headers=user_headers()
+    )
     assert p.status_code == 200
     body = p.json()["data"]
     assert body["rows"] == [
@@ -92,23 +105,32 @@ async def test_preview_shows_the_first_rows(data_client: httpx.AsyncClient) -> N
 async def test_delete_removes_row_and_file(
     data_client: httpx.AsyncClient, storage_dir: Path
 ) -> None:
-    r = await data_client.post("/api/finetune/upload", headers=user_headers(), **files(classifier_csv()))
+    r = await data_client.post(
+        "/api/finetune/upload", headers=user_headers(), **files(classifier_csv())
+    )
     dataset_id = r.json()["data"]["id"]
     d = await data_client.delete(f"/api/finetune/datasets/{dataset_id}", headers=user_headers())
     assert d.status_code == 200, d.text
     assert stored(storage_dir) == []
-    assert (await data_client.get(f"/api/finetune/datasets/{dataset_id}", headers=user_headers())).status_code == 404
+    assert (
+        await data_client.get(f"/api/finetune/datasets/{dataset_id}", headers=user_headers())
+    ).status_code == 404
 
 
 async def test_paging(data_client: httpx.AsyncClient) -> None:
     ids = []
     for _ in range(3):
-        r = await data_client.post("/api/finetune/upload", headers=user_headers(), **files(classifier_csv()))
+        r = await data_client.post(
+            "/api/finetune/upload", headers=user_headers(), **files(classifier_csv())
+        )
         ids.append(r.json()["data"]["id"])
     first = (await data_client.get("/api/finetune/datasets?limit=2", headers=user_headers())).json()
-    assert first["has_more"] is True and len(first["data"]) == 2
+    assert first["has_more"] is True
+    assert len(first["data"]) == 2
     second = (
-        await data_client.get(f"/api/finetune/datasets?limit=2&cursor={first['next_cursor']}", headers=user_headers())
+        await data_client.get(
+            f"/api/finetune/datasets?limit=2&cursor={first['next_cursor']}", headers=user_headers()
+        )
     ).json()
     assert second["has_more"] is False
     assert [d["id"] for d in first["data"] + second["data"]] == list(reversed(ids))
@@ -117,13 +139,17 @@ async def test_paging(data_client: httpx.AsyncClient) -> None:
 async def test_jsonl_upload_and_job_type_field(data_client: httpx.AsyncClient) -> None:
     lines = b"".join(b'{"instruction": "say %d", "output": "%d"}\n' % (i, i) for i in range(12))
     r = await data_client.post(
-        "/api/finetune/upload", headers=user_headers(), **files(lines, "train.jsonl", job_type="llm_lora")
+        "/api/finetune/upload",
+        headers=user_headers(),
+        **files(lines, "train.jsonl", job_type="llm_lora"),
     )
     assert r.status_code == 201, r.text
     assert r.json()["data"]["format"] == "jsonl"
     assert r.json()["data"]["job_types"] == ["llm_lora"]
     wrong = await data_client.post(
-        "/api/finetune/upload", headers=user_headers(), **files(lines, "train.jsonl", job_type="classifier")
+        "/api/finetune/upload",
+        headers=user_headers(),
+        **files(lines, "train.jsonl", job_type="classifier"),
     )
     assert wrong.status_code == 422
     assert wrong.json()["error"]["details"]["errors"][0]["code"] == "job_type_mismatch"

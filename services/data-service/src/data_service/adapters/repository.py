@@ -109,7 +109,9 @@ class JobUseRepository:
             set_={
                 "dataset_id": sa.func.coalesce(t.c.dataset_id, ins.excluded.dataset_id),
                 "attempt": sa.func.greatest(t.c.attempt, ins.excluded.attempt),
-                "status": sa.case((t.c.ended, t.c.status), (newer, ins.excluded.status), else_=t.c.status),
+                "status": sa.case(
+                    (t.c.ended, t.c.status), (newer, ins.excluded.status), else_=t.c.status
+                ),
                 "ended": t.c.ended | ins.excluded.ended,
                 "updated_at": sa.func.now(),
             },
@@ -120,7 +122,9 @@ class JobUseRepository:
     async def get(self, job_id: UUID) -> JobUse | None:
         t = dataset_jobs
         row = (await self.conn.execute(sa.select(t).where(t.c.job_id == job_id))).first()
-        return JobUse(row.job_id, row.dataset_id, row.attempt, row.status, row.ended) if row else None
+        return (
+            JobUse(row.job_id, row.dataset_id, row.attempt, row.status, row.ended) if row else None
+        )
 
     async def active_for(self, dataset_id: UUID) -> list[UUID]:
         t = dataset_jobs

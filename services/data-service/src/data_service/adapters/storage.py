@@ -11,7 +11,7 @@ import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol, cast
 
 import structlog
 from minio import Minio
@@ -137,7 +137,9 @@ class _S3Writer:
 
     def _run(self, client: Minio, bucket: str, key: str) -> None:
         try:
-            client.put_object(bucket, key, self._reader, length=-1, part_size=S3_PART_BYTES)
+            client.put_object(
+                bucket, key, cast(BinaryIO, self._reader), length=-1, part_size=S3_PART_BYTES
+            )
         except BaseException as exc:  # reported by commit(); an abort's Aborted is expected
             self._error = exc
 

@@ -47,9 +47,7 @@ dataset_jobs = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
-    sa.Index(
-        "dataset_jobs_active", "dataset_id", postgresql_where=sa.text("NOT ended")
-    ),
+    sa.Index("dataset_jobs_active", "dataset_id", postgresql_where=sa.text("NOT ended")),
 )
 
 outbox = outbox_table(metadata)

@@ -25,7 +25,12 @@ class Problem:
         return f"{prefix[:1].upper()}{prefix[1:]}: {self.message}" if prefix else self.message
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "line": self.line, "column": self.column, "message": self.message}
+        return {
+            "code": self.code,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+        }
 
 
 @dataclass

@@ -27,9 +27,7 @@ CHAT_ROLES = frozenset({"system", "user", "assistant"})
 
 
 def describe_csv_shapes() -> str:
-    return "; ".join(
-        f"{s.job_type} ({s.name}): {','.join(s.columns)}" for s in CSV_SHAPES
-    )
+    return "; ".join(f"{s.job_type} ({s.name}): {','.join(s.columns)}" for s in CSV_SHAPES)
 
 
 def match_csv_header(columns: list[str]) -> CsvShape | None:

@@ -56,7 +56,8 @@ def verifier_from(settings: Settings) -> JwtVerifier:
 def storage_from(settings: Settings) -> LocalStorage | S3Storage:
     if settings.storage_backend == "local":
         return LocalStorage(settings.storage_dir)
-    assert settings.s3_access_key is not None and settings.s3_secret_key is not None
+    assert settings.s3_access_key is not None
+    assert settings.s3_secret_key is not None
     credentials = {
         "access_key": settings.s3_access_key.get_secret_value(),
         "secret_key": settings.s3_secret_key.get_secret_value(),

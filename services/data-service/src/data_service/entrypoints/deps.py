@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
 import structlog
+from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from data_service.adapters.storage import LocalStorage, S3Storage

@@ -99,11 +99,13 @@ class _Collector:
         self.ended = True
 
 
-async def multipart_events(content_type: str | None, body: AsyncIterator[bytes]) -> AsyncIterator[Event]:
+async def multipart_events(
+    content_type: str | None, body: AsyncIterator[bytes]
+) -> AsyncIterator[Event]:
     collector = _Collector()
     parser = MultipartParser(
         boundary_of(content_type),
-        {  # type: ignore[arg-type]
+        {
             "on_part_begin": collector.on_part_begin,
             "on_header_field": collector.on_header_field,
             "on_header_value": collector.on_header_value,

@@ -40,7 +40,9 @@ async def list_datasets(
             after = (datetime.fromisoformat(str(created)), UUID(str(dataset_id)))
         except ValueError:
             raise ApiError(
-                422, "invalid_cursor", "The cursor is not valid; use the next_cursor of a previous page."
+                422,
+                "invalid_cursor",
+                "The cursor is not valid; use the next_cursor of a previous page.",
             ) from None
     rows = await uow.datasets.page(user_id=scope(user), after=after, limit=limit + 1)
     more = len(rows) > limit
@@ -91,9 +93,7 @@ async def preview_dataset(
 
 
 @router.delete("/datasets/{dataset_id}", responses=error_responses(404, 409))
-async def delete_dataset(
-    dataset_id: UUID, uow: UowDep, user: UserDep
-) -> Data[DatasetResponse]:
+async def delete_dataset(dataset_id: UUID, uow: UowDep, user: UserDep) -> Data[DatasetResponse]:
     """Delete a dataset (409 while a pending or running job uses it)."""
     row = await dataset_service.delete_dataset(uow, dataset_id, user_id=scope(user))
     # The file goes once the row's deletion has committed (the response waits for both).
@@ -120,7 +120,9 @@ async def download_dataset(
     try:
         claims = verify_data_ticket(state.ticket_secret, ticket)
     except InvalidTicketError:
-        raise _ticket_error("invalid_ticket", "The download ticket is invalid or expired.") from None
+        raise _ticket_error(
+            "invalid_ticket", "The download ticket is invalid or expired."
+        ) from None
     if claims.dataset_id != dataset_id:
         raise _ticket_error("invalid_ticket", "The download ticket is for another dataset.")
     use = await uow.jobs.get(claims.job_id)

@@ -207,9 +207,7 @@ async def upload(
         rows=result.report.rows,
         format=result.report.format,
     )
-    return JSONResponse(
-        {"data": DatasetResponse.of(row).model_dump(mode="json")}, status_code=201
-    )
+    return JSONResponse({"data": DatasetResponse.of(row).model_dump(mode="json")}, status_code=201)
 
 
 async def _forget(state: AppState, result: Ingested | None, key: str, dry_run: bool) -> None:
@@ -237,6 +235,3 @@ def _dry_run_answer(result: Ingested, filename: str) -> JSONResponse:
         validation=report.as_dict(),
     )
     return JSONResponse({"data": body.model_dump(mode="json")}, status_code=200)
-
-
-

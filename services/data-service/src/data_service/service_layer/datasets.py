@@ -35,7 +35,9 @@ async def record_upload(
     size_bytes: int,
     sha256: str,
 ) -> DatasetRow:
-    assert report.valid and report.format is not None and report.shape is not None
+    assert report.valid
+    assert report.format is not None
+    assert report.shape is not None
     row = DatasetRow(
         id=dataset_id,
         user_id=user_id,
@@ -59,7 +61,7 @@ async def record_upload(
             user_id=user_id,
             filename=filename,
             format=report.format,
-            job_types=report.job_types,  # type: ignore[arg-type]
+            job_types=report.job_types,
             rows=report.rows,
             size_bytes=size_bytes,
             sha256=sha256,
@@ -118,9 +120,9 @@ async def apply_job_events(
                 await _after_completion(uow, use.dataset_id, retention, outcome)
         elif isinstance(payload, ModelCompleted):
             # job-api publishes it once per completed job; the status event says the same.
-            use = await uow.jobs.get(payload.job_id)
-            if use is not None:
-                await _after_completion(uow, use.dataset_id, retention, outcome)
+            known = await uow.jobs.get(payload.job_id)
+            if known is not None:
+                await _after_completion(uow, known.dataset_id, retention, outcome)
     return outcome
 
 

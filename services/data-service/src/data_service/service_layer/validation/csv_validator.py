@@ -139,13 +139,17 @@ class CsvValidator:
     # --- consumer side (pyarrow's thread)
     def _on_invalid(self, row: Any) -> str:
         number = row.number if row.number is not None and row.number >= 0 else -1
-        self._invalid.append(_InvalidRow(number, row.text, row.expected_columns, row.actual_columns))
+        self._invalid.append(
+            _InvalidRow(number, row.text, row.expected_columns, row.actual_columns)
+        )
         return "skip"
 
     def _run(self) -> None:
         """Checks batches while a second thread parses the next ones (both release the GIL)."""
         batches: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(maxsize=2)
-        parser = threading.Thread(target=self._parse, args=(batches,), name="csv-parser", daemon=True)
+        parser = threading.Thread(
+            target=self._parse, args=(batches,), name="csv-parser", daemon=True
+        )
         parser.start()
         try:
             while True:
@@ -297,7 +301,8 @@ class CsvValidator:
         limits = self._limits
         found: list[tuple[int, Problem]] = []
         lengths = {
-            name: pc.utf8_length(col).to_numpy(zero_copy_only=False) for name, col in columns.items()
+            name: pc.utf8_length(col).to_numpy(zero_copy_only=False)
+            for name, col in columns.items()
         }
         empty_all = np.logical_and.reduce([arr == 0 for arr in lengths.values()])
         empty_rows = np.nonzero(empty_all)[0]
@@ -310,7 +315,10 @@ class CsvValidator:
             for i in np.nonzero(arr == 0)[0][: limits.max_errors]:
                 if int(i) not in empty_set:
                     found.append(
-                        (int(i), Problem("empty_value", "The value is empty.", line_of(int(i)), name))
+                        (
+                            int(i),
+                            Problem("empty_value", "The value is empty.", line_of(int(i)), name),
+                        )
                     )
             for i in np.nonzero(arr > limits.max_field_chars)[0][: limits.max_errors]:
                 found.append(
@@ -348,7 +356,10 @@ class CsvValidator:
                         bad_list.append(i)
             bad = np.array(bad_list, dtype=np.int64)
         return [
-            (int(i), Problem("not_a_number", "The value is not a finite number.", line_of(int(i)), name))
+            (
+                int(i),
+                Problem("not_a_number", "The value is not a finite number.", line_of(int(i)), name),
+            )
             for i in bad[: self._limits.max_errors]
         ]
 

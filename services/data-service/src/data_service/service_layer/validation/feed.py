@@ -1,5 +1,6 @@
 """A blocking file-like object fed block by block from another thread (pyarrow pulls from it)."""
 
+import contextlib
 import queue
 import threading
 
@@ -44,10 +45,8 @@ class BlockReader:
                 self._queue.put_nowait(None)
                 return
             except queue.Full:
-                try:
+                with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
-                except queue.Empty:
-                    pass
 
     # --- consumer side (file-like)
     def _next(self) -> bool:
@@ -68,9 +67,8 @@ class BlockReader:
         parts: list[bytes] = []
         want = size if size >= 0 else 1 << 62
         while want > 0:
-            if not self._current:
-                if self._eof or not self._next():
-                    break
+            if not self._current and (self._eof or not self._next()):
+                break
             take = self._current[:want]
             parts.append(bytes(take))
             self._current = self._current[len(take) :]

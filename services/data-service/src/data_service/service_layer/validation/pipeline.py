@@ -183,7 +183,9 @@ class Validation:
         )
 
 
-def validate_bytes(data: bytes, limits: Limits | None = None, job_type: str | None = None) -> ValidationReport:
+def validate_bytes(
+    data: bytes, limits: Limits | None = None, job_type: str | None = None
+) -> ValidationReport:
     """Validate an in-memory file (tests, previews of small files)."""
     validation = Validation(limits or Limits(), job_type)
     for start in range(0, len(data), BLOCK_BYTES):

@@ -101,4 +101,6 @@ class RawScanner:
         try:
             self._decoder.decode(b"", True)
         except UnicodeDecodeError:
-            self._fail("invalid_utf8", "The file ends inside a UTF-8 character.", self.lines_before + 1)
+            self._fail(
+                "invalid_utf8", "The file ends inside a UTF-8 character.", self.lines_before + 1
+            )

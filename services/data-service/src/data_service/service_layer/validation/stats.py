@@ -1,5 +1,6 @@
 """Running statistics kept in constant memory: text lengths (a fixed histogram), labels, tokens."""
 
+from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
@@ -19,6 +20,7 @@ class LengthStats:
         self.min: int | None = None
         self.max = 0
         self.histogram = np.zeros(len(BUCKETS) + 1, dtype=np.int64)
+        self._counts = [0] * (len(BUCKETS) + 1)
 
     def add_array(self, lengths: npt.NDArray[Any]) -> None:
         if lengths.size == 0:
@@ -33,21 +35,23 @@ class LengthStats:
         )
 
     def add(self, length: int) -> None:
+        """One value (the JSONL path, per record): plain Python, a numpy call per row costs more."""
         self.count += 1
         self.total += length
-        self.min = length if self.min is None else min(self.min, length)
-        self.max = max(self.max, length)
-        self.histogram[int(np.searchsorted(BUCKETS, length, side="left"))] += 1
+        if self.min is None or length < self.min:
+            self.min = length
+        if length > self.max:
+            self.max = length
+        self._counts[bisect_left(BUCKETS, length)] += 1
 
     def as_dict(self) -> dict[str, Any]:
+        histogram = self.histogram + np.array(self._counts, dtype=np.int64)
         labels = [f"<={b}" for b in BUCKETS] + [f">{BUCKETS[-1]}"]
         return {
             "min": self.min or 0,
             "max": self.max,
             "mean": round(self.total / self.count, 1) if self.count else 0.0,
-            "histogram": {
-                label: int(n) for label, n in zip(labels, self.histogram, strict=True) if n
-            },
+            "histogram": {label: int(n) for label, n in zip(labels, histogram, strict=True) if n},
         }
 
 
@@ -59,7 +63,10 @@ class DatasetStats:
         self.duplicate_rows = 0
 
     def column(self, name: str) -> LengthStats:
-        return self.lengths.setdefault(name, LengthStats())
+        stats = self.lengths.get(name)
+        if stats is None:
+            stats = self.lengths[name] = LengthStats()
+        return stats
 
     def as_dict(self, rows: int) -> dict[str, Any]:
         total_chars = sum(s.total for s in self.lengths.values())
