@@ -116,3 +116,7 @@ def openapi(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document)
     console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    app()
