@@ -76,3 +76,17 @@ def write_jsonl(path: Path, size: int, seed: int = 7) -> int:
             f.write(chunk)
             written += len(chunk)
     return path.stat().st_size
+
+
+class _NoPandas:
+    """A meta-path finder that makes `import pandas` fail, as in a deployment without it."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the benchmark)")
+
+
+def block_pandas() -> None:
+    import sys
+
+    sys.meta_path.insert(0, _NoPandas())  # type: ignore[arg-type]

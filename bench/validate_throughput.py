@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _datafiles import write_csv, write_jsonl
+from _datafiles import block_pandas, write_csv, write_jsonl
 
 BLOCK = 1 << 20
 
@@ -33,7 +33,7 @@ def _measure(kind: str, path: str) -> dict[str, float]:
     if kind != "pandas":
         # pyarrow imports pandas whenever it is installed (here: a dev-only dependency, for this
         # baseline); the service never needs it, so its ~100 MB stay out of the validator's RSS.
-        sys.modules["pandas"] = None  # type: ignore[assignment]
+        block_pandas()
     import orjson
     import pyarrow as pa
     import pyarrow.compute as pc
