@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect
 from contracts.enums import JobType
 from data_service.adapters.storage import NullWriter, ObjectWriter, dataset_key
 from data_service.entrypoints.deps import AppState, StateDep, UserDep, get_state
+from data_service.entrypoints.metrics import UPLOADED_BYTES, UPLOADS
 from data_service.entrypoints.multipart import Event, PartData, PartEnd, PartStart, multipart_events
 from data_service.entrypoints.schemas import DatasetResponse, DryRunResponse
 from data_service.service_layer import datasets as dataset_service
@@ -168,6 +169,7 @@ async def upload(
                 max_bytes=settings.max_upload_bytes,
             )
             if not result.report.valid:
+                UPLOADS.labels("invalid").inc()
                 raise _invalid(result)
         if result is None:
             raise ApiError(422, "missing_file", "The multipart body has no `file` part.")
@@ -179,6 +181,7 @@ async def upload(
                 f"{', '.join(result.report.job_types)} jobs, not {expected}.",
             )
         if dry_run:
+            UPLOADS.labels("dry_run").inc()
             return _dry_run_answer(result, filename)
         async with state.db.write() as conn:
             row = await dataset_service.record_upload(
@@ -192,6 +195,7 @@ async def upload(
                 sha256=result.sha256,
             )
     except TooLarge as exc:
+        UPLOADS.labels("too_large").inc()
         raise too_large(exc.limit) from None
     except ClientDisconnect:
         log.info("upload.client_disconnected", dataset_id=str(dataset_id))
@@ -200,6 +204,9 @@ async def upload(
     except BaseException:
         await _forget(state, result, key, dry_run)
         raise
+    # Counted after the commit above (a failed commit raised before this point).
+    UPLOADS.labels("stored").inc()
+    UPLOADED_BYTES.inc(result.size_bytes)
     log.info(
         "upload.stored",
         dataset_id=str(dataset_id),
