@@ -56,7 +56,9 @@ def _newline_count(col: pa.Array) -> int:
     if data is None:
         return 0
     bounds = np.frombuffer(offsets, dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
-    return memoryview(data)[int(bounds[0]) : int(bounds[-1])].tobytes().count(b"\n")
+    start, end = int(bounds[0]), int(bounds[-1])
+    values = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    return int(np.count_nonzero(values == 10))
 
 
 class _InvalidRow:
@@ -241,6 +243,16 @@ class CsvValidator:
 
     def _settle_invalid(self, n: int, newlines: Any, *, final: bool = False) -> Any:
         """Report the invalid rows of this batch and return a function: row index -> line."""
+        start = self._next_record
+        base = self._extra_newlines
+        if not self._invalid and newlines is None:
+            # The common case: one record per line, nothing skipped.
+            self._next_record += n
+
+            def simple_line_of(index: int) -> int:
+                return start + index + base
+
+            return simple_line_of
         pending = sorted(self._invalid, key=lambda r: r.number)
         k = 0
         while True:
@@ -253,7 +265,6 @@ class CsvValidator:
             k = len(pending)
         mine, self._invalid = pending[:k], pending[k:]
         total = n + k
-        start = self._next_record
         per_record = np.zeros(total, dtype=np.int64)
         invalid_positions = [r.number - start for r in mine if 0 <= r.number - start < total]
         valid_mask = np.ones(total, dtype=bool)
@@ -265,7 +276,6 @@ class CsvValidator:
             if 0 <= pos < total:
                 per_record[pos] = r.newlines
         before = np.concatenate(([0], np.cumsum(per_record)[:-1])) if total else per_record
-        base = self._extra_newlines
         for r in mine:
             pos = r.number - start
             line = (r.number + base + int(before[pos])) if 0 <= pos < total else None
@@ -383,7 +393,10 @@ class CsvValidator:
 
     def _duplicates(self, columns: dict[str, pa.Array], n: int, line_of: Any) -> None:
         """Rows whose first column repeats inside a batch are counted; the first few are named (a
-        warning). Checking whole rows across the file would cost memory growing with the file."""
+        warning). Checking whole rows across the file would cost memory growing with the file,
+        and hashing every value halves the throughput: only the first rows are checked."""
+        if self.rows - n >= self._limits.duplicate_memory_rows:
+            return
         key = next(iter(columns.values()))
         distinct = pc.count_distinct(key).as_py()
         dupes = n - int(distinct)

@@ -14,7 +14,8 @@ class Limits:
     max_field_chars: int = 100_000
     min_rows: int = 10
     max_classes: int = 10_000
-    # Duplicate rows are warnings; remembering them costs memory, so only this many are kept.
+    # Duplicate rows are warnings; finding them costs memory (JSONL) or time (CSV), so only the
+    # first this many rows are checked.
     duplicate_memory_rows: int = 500_000
 
     def __post_init__(self) -> None:
