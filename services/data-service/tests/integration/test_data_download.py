@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 from data_service_testing import (
     AMQP_URL,
     TICKET_SECRET,
@@ -19,6 +20,7 @@ from data_service_testing import (
     stored_files,
     user_headers,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.enums import GPUProvider, JobStatus, JobType
 from contracts.events import JobCreated, JobStatusChanged
@@ -161,7 +163,7 @@ async def test_stale_attempt_is_refused(
 
 
 async def test_in_use_dataset_cannot_be_deleted_until_its_job_ends(
-    data_client: httpx.AsyncClient, data_settings: Settings, storage_dir: Path
+    data_client: httpx.AsyncClient, data_settings: Settings, storage_dir: Path, data_db: AsyncEngine
 ) -> None:
     ds = await upload(data_client)
     job_id = uuid.uuid4()
@@ -169,11 +171,18 @@ async def test_in_use_dataset_cannot_be_deleted_until_its_job_ends(
     await publish_event(AMQP_URL, prefix, created(job_id, ds["id"]))
     delete_url = f"/api/finetune/datasets/{ds['id']}"
 
-    async def refused() -> bool:
-        r = await data_client.delete(delete_url, headers=user_headers())
-        return r.status_code == 409 and r.json()["error"]["code"] == "dataset_in_use"
+    async def recorded() -> bool:
+        async with data_db.connect() as conn:
+            count = await conn.scalar(
+                sa.text("SELECT count(*) FROM data.dataset_jobs WHERE job_id = :j"), {"j": job_id}
+            )
+        return count == 1
 
-    await eventually(refused)
+    await eventually(recorded)
+    r = await data_client.delete(delete_url, headers=user_headers())
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "dataset_in_use"
+    assert r.json()["error"]["details"]["jobs"] == [str(job_id)]
     await publish_event(AMQP_URL, prefix, status(job_id, ds["id"], JobStatus.CANCELLED, 1))
 
     async def deleted() -> bool:
