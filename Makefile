@@ -9,7 +9,8 @@ SUB ?= dev-user
 PYTEST_ARGS ?=
 
 # Source files mypy checks (strict, see pyproject.toml). Add each new lib/service here.
-TYPED_SRC := libs/contracts/src libs/messaging/src libs/servicekit/src services/job-api/src services/gpu-worker/src
+TYPED_SRC := libs/contracts/src libs/messaging/src libs/servicekit/src services/job-api/src \
+	services/gpu-worker/src services/data-service/src
 
 # Each checkout gets its own database (finetune_<8 hex of the checkout path>), so two clones on
 # one machine never share data. The environment may still set FTD_DATABASE_NAME.
@@ -66,11 +67,12 @@ contracts: ## Regenerate docs/contracts (JSON Schema + AsyncAPI) from libs/contr
 contracts-check: ## Fail if docs/contracts is out of date
 	$(UV) run python -m contracts.export --check
 
-openapi: ## Regenerate docs/openapi/job-api.json from the code
+openapi: ## Regenerate docs/openapi/*.json from the code
 	$(UV) run job-api openapi
+	$(UV) run data-service openapi
 
-migrate: ensure-services ## Create job-api's database, role and schema, then run its migrations
-	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init
+migrate: ensure-services ## Create each service's database role and schema, then run its migrations
+	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init && $(UV) run data-service db-init
 
 bench: ## Run every bench/*.py
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \

@@ -11,7 +11,7 @@ DEV_DIR=.dev
 LOG_DIR=$DEV_DIR/logs
 SECRETS_FILE=$DEV_DIR/secrets.env
 HEALTH_TIMEOUT=${FTD_HEALTH_TIMEOUT:-60}
-# Until the gateway exists, job-api itself is the public entry point on :8000.
+# The gateway (nginx, scripts/gateway.sh) is the public entry point; services listen behind it.
 PUBLIC_URL=http://localhost:8000
 
 log() { echo "dev: $*" >&2; }
@@ -126,14 +126,20 @@ export JOB_API_DATABASE_URL=${JOB_API_DATABASE_URL:-postgresql://job_api:job_api
 export PYTHONUNBUFFERED=1
 
 uv run job-api db-init
+uv run data-service db-init
 
 # The platform, in start order. An HTTP service: require_port, start_service, wait_healthy.
-require_port 8000
-start_service job-api uv run job-api serve --host 127.0.0.1 --port 8000
-wait_healthy job-api http://127.0.0.1:8000/healthz
-# data-service (:8002):     start_service data-service uv run data-service serve --host 127.0.0.1 --port 8002
+require_port 8001
+start_service job-api uv run job-api serve --host 127.0.0.1 --port 8001
+wait_healthy job-api http://127.0.0.1:8001/healthz
+require_port 8002
+start_service data-service uv run data-service serve --host 127.0.0.1 --port 8002
+wait_healthy data-service http://127.0.0.1:8002/healthz
 # registry-service (:8003): start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
-# gateway (:8000):          job-api moves to :8001 and the gateway routes /api/* to the services
+# gateway (:8000): nginx routes /api/* to the services (installed by gateway.sh when missing)
+require_port 8000
+start_service gateway bash scripts/gateway.sh
+wait_healthy gateway http://127.0.0.1:8000/healthz
 # frontend (UI):            start_service frontend npm --prefix frontend run dev
 
 # CPU worker (provider local): the training stack goes into .venv outside uv.lock (DEVELOPERS.md),
