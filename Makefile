@@ -9,7 +9,8 @@ SUB ?= dev-user
 PYTEST_ARGS ?=
 
 # Source files mypy checks (strict, see pyproject.toml). Add each new lib/service here.
-TYPED_SRC := libs/contracts/src libs/messaging/src libs/servicekit/src services/job-api/src
+TYPED_SRC := libs/contracts/src libs/messaging/src libs/servicekit/src services/job-api/src \
+	services/registry-service/src services/gpu-worker/src
 
 # Exports FTD_JWT_SECRET and FINETUNE_WORKER_KEY from .dev/secrets.env (written by scripts/dev.sh)
 # unless the environment already sets them, the same precedence dev.sh uses.
