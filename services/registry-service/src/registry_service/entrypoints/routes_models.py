@@ -1,12 +1,12 @@
 """User routes: list, get, deploy, undeploy and delete models; the LiteLLM configuration."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import yaml
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse
 
 from contracts.enums import JobType
 from registry_service.adapters.repository import ModelFilter
@@ -25,6 +25,7 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 @router.get(
     "/litellm-config",
+    response_model=Data[LiteLLMConfig],
     responses={
         200: {
             "content": {"application/yaml": {"schema": {"type": "string"}}},
@@ -40,7 +41,7 @@ async def get_litellm_config(
         Literal["json", "yaml"],
         Query(description="`json` (default): in the `data` envelope; `yaml`: a config.yaml."),
     ] = "json",
-) -> Data[LiteLLMConfig] | Response:
+) -> Any:
     """A LiteLLM proxy configuration for your deployed models (see docs/registry.md)."""
     deployed = await model_service.deployed_models(uow, user.user_id)
     config = litellm_config(deployed, state.endpoints)
