@@ -1,0 +1,1 @@
+"""Finetune Dispatcher GPU worker: takes jobs over AMQP(S), trains them, pushes the model."""
