@@ -24,7 +24,7 @@ from gpu_worker.serve.cli import load_all  # noqa: E402
 from gpu_worker.serve.engines import Engine  # noqa: E402
 from gpu_worker.serve.sources import ModelSource  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 KEY = "serve-test-key-0123456789"
 

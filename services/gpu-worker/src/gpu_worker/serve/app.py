@@ -5,7 +5,9 @@ clients and LiteLLM parse.
 """
 
 import asyncio
+import base64
 import hmac
+import struct
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -48,7 +50,8 @@ class EmbeddingRequest(BaseModel):
 
     model: str
     input: Texts = Field(description="A text or a list of texts (token arrays are not accepted).")
-    encoding_format: Literal["float"] = "float"
+    # OpenAI's Python client asks for base64 (little-endian float32) unless told otherwise.
+    encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
 
 
@@ -72,6 +75,12 @@ def _texts(value: Texts) -> list[str]:
             400, "input_too_long", f"A text may hold at most {MAX_INPUT_CHARS} characters.", "input"
         )
     return texts
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
 
 
 def create_app(engines: Mapping[str, Engine], *, api_key: str | None = None) -> FastAPI:
@@ -146,7 +155,8 @@ def create_app(engines: Mapping[str, Engine], *, api_key: str | None = None) -> 
         return {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+                {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+                for i, v in enumerate(vectors)
             ],
             "model": body.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
