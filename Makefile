@@ -62,11 +62,13 @@ contracts: ## Regenerate docs/contracts (JSON Schema + AsyncAPI) from libs/contr
 contracts-check: ## Fail if docs/contracts is out of date
 	$(UV) run python -m contracts.export --check
 
-openapi: ## Regenerate docs/openapi/job-api.json from the code
+openapi: ## Regenerate docs/openapi/*.json from the code
 	$(UV) run job-api openapi
+	$(UV) run registry-service openapi
 
-migrate: ensure-services ## Create job-api's database, role and schema, then run its migrations
+migrate: ensure-services ## Create the database, each service's role and schema, then migrate
 	$(UV) run job-api db-init
+	$(UV) run registry-service db-init
 
 bench: ## Run every bench/*.py
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \

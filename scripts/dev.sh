@@ -122,8 +122,12 @@ uv run job-api db-init
 require_port 8000
 start_service job-api uv run job-api serve --host 127.0.0.1 --port 8000
 wait_healthy job-api http://127.0.0.1:8000/healthz
+# registry-service (:8003): model versions, deploy, LiteLLM config (docs/registry.md)
+uv run registry-service db-init
+require_port 8003
+start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
+wait_healthy registry-service http://127.0.0.1:8003/healthz
 # data-service (:8002):     start_service data-service uv run data-service serve --host 127.0.0.1 --port 8002
-# registry-service (:8003): start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
 # gateway (:8000):          job-api moves to :8001 and the gateway routes /api/* to the services
 # frontend (UI):            start_service frontend npm --prefix frontend run dev
 # CPU worker:               start_service worker uv run gpu-worker ... (dials RabbitMQ, trains on CPU)

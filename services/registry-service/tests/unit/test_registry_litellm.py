@@ -16,6 +16,8 @@ from registry_service.service_layer.litellm import Endpoints, litellm_config
 # LiteLLM fetches a price list from GitHub at import unless told to use its bundled copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm")
+# Importing LiteLLM alone takes tens of seconds on a busy machine.
+pytestmark = pytest.mark.timeout(600)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 ENDPOINTS = Endpoints(
