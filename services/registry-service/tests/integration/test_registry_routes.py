@@ -1,6 +1,7 @@
 """The model routes: isolation between users, the status machine, deletion, paging, and the
 events deploy and delete publish through the outbox."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -223,3 +224,17 @@ async def test_deploy_and_delete_are_published_through_the_outbox(
         await channel.queue_delete(queue_name)
     finally:
         await broker.close()
+
+
+async def test_concurrent_deploys_of_one_name_leave_one_deployed(
+    registry: Any, registry_prefix: str
+) -> None:
+    versions = await _register(registry, registry_prefix, *(completed() for _ in range(4)))
+    for _ in range(3):
+        answers = await asyncio.gather(
+            *(registry.post(f"{MODELS}/{v['id']}/deploy", headers=ALICE) for v in versions)
+        )
+        # Each deploy either wins or finds its version deployed already (a 409 that says so).
+        assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+        r = await registry.get(MODELS, headers=ALICE, params={"status": "deployed"})
+        assert len(r.json()["data"]) == 1

@@ -75,6 +75,14 @@ class ModelRepository:
         ).returning(model_names.c.last_version)
         return int((await self._conn.execute(stmt)).scalar_one())
 
+    async def lock_name(self, user_id: str, name: str) -> None:
+        """Serialise deploys of one output name (its counter row exists once a version does)."""
+        await self._conn.execute(
+            sa.select(model_names.c.last_version)
+            .where(model_names.c.user_id == user_id, model_names.c.name == name)
+            .with_for_update()
+        )
+
     async def add(self, model: Model) -> None:
         await self._conn.execute(sa.insert(models).values(model_values(model)))
 

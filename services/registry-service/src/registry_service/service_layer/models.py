@@ -118,6 +118,10 @@ async def deploy_model(
     uow: UnitOfWork, model_id: UUID, *, user_id: str | None, now: datetime
 ) -> Model:
     """Deploy a version; the version of the same name deployed before is retired."""
+    # Deploys of one name take the name's lock first, so two of them at once run one after the
+    # other (the second retires what the first deployed) instead of deadlocking or failing.
+    found = await get_model(uow, model_id, user_id=user_id)
+    await uow.models.lock_name(found.user_id, found.name)
     model = await _locked(uow, model_id, user_id)
     model.deploy(now=now)  # raises IllegalTransition before anything else changes
     previous = await uow.models.deployed_version(model.user_id, model.name, for_update=True)
