@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import huggingface_hub.constants
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
@@ -62,8 +63,13 @@ async def hub_running() -> AsyncIterator[tuple[FakeHub, str]]:
 
 
 async def test_delete_repo_with_a_token(
-    registry_settings: Callable[..., Settings], registry_prefix: str
+    registry_settings: Callable[..., Settings],
+    registry_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The stand-in Hub is on this machine: huggingface_hub's offline switch (set for test runs
+    # so nothing is downloaded) would refuse to call it.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     async with (
         hub_running() as (hub, endpoint),
         running_app(registry_settings(hf_token=HUB_TOKEN, hf_endpoint=endpoint)) as client,
