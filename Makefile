@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 # Source files mypy checks (strict, see pyproject.toml). Add each new lib/service here.
 TYPED_SRC := libs/contracts/src libs/messaging/src libs/servicekit/src services/job-api/src \
-	services/gpu-worker/src services/data-service/src
+	services/gpu-worker/src services/data-service/src services/registry-service/src
 
 # Each checkout gets its own database (finetune_<8 hex of the checkout path>), so two clones on
 # one machine never share data. The environment may still set FTD_DATABASE_NAME.
@@ -70,9 +70,11 @@ contracts-check: ## Fail if docs/contracts is out of date
 openapi: ## Regenerate docs/openapi/*.json from the code
 	$(UV) run job-api openapi
 	$(UV) run data-service openapi
+	$(UV) run registry-service openapi
 
 migrate: ensure-services ## Create each service's database role and schema, then run its migrations
-	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init && $(UV) run data-service db-init
+	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init && $(UV) run data-service db-init \
+	  && $(UV) run registry-service db-init
 
 bench: ## Run every bench/*.py
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \

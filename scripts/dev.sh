@@ -135,7 +135,11 @@ wait_healthy job-api http://127.0.0.1:8001/healthz
 require_port 8002
 start_service data-service uv run data-service serve --host 127.0.0.1 --port 8002
 wait_healthy data-service http://127.0.0.1:8002/healthz
-# registry-service (:8003): start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
+# registry-service (:8003): model versions, deploy, LiteLLM config (docs/registry.md)
+uv run registry-service db-init
+require_port 8003
+start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
+wait_healthy registry-service http://127.0.0.1:8003/healthz
 # gateway (:8000): nginx routes /api/* to the services (installed by gateway.sh when missing)
 require_port 8000
 start_service gateway bash scripts/gateway.sh

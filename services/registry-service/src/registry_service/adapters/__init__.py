@@ -1,0 +1,1 @@
+"""SQL tables and repositories, the Hub client."""

@@ -1,0 +1,1 @@
+"""Pure domain: a registered model version and its state machine. Imports no framework."""

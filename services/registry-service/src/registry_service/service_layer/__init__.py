@@ -1,0 +1,1 @@
+"""Commands and event handlers; the unit of work."""
