@@ -252,6 +252,23 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS in /proc status")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def wait_idle(
+        self, *, below: float = 0.05, window: float = 0.3, timeout: float = 30
+    ) -> None:
+        """Wait until the server used less than `below` of a CPU over `window` seconds (its
+        background work, e.g. a relay draining an outbox, is done), at most `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            await asyncio.sleep(window)
+            if (self.cpu_seconds() - before) / window < below:
+                return
+
     def log_tail(self, chars: int = 4000) -> str:
         self._log.flush()
         return Path(self._log.name).read_text(errors="replace")[-chars:]
@@ -384,6 +401,7 @@ class LatencySummary:
     n: int
     p50: float
     p90: float
+    p95: float
     p99: float
     mean: float
     max: float
@@ -395,6 +413,7 @@ class LatencySummary:
             n=len(ms),
             p50=percentile(ms, 50),
             p90=percentile(ms, 90),
+            p95=percentile(ms, 95),
             p99=percentile(ms, 99),
             mean=sum(ms) / len(ms),
             max=ms[-1],
