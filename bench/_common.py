@@ -114,7 +114,18 @@ class Stack:
         return {"Authorization": f"Bearer {self.token(sub)}"}
 
 
-def _rabbitmqctl(*args: str) -> None:
+def queue_depths(vhost: str) -> dict[str, int]:
+    """Ready messages of every queue in `vhost` (rabbitmqctl; about a second a call)."""
+    out = _rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages")
+    depths: dict[str, int] = {}
+    for line in out.splitlines():
+        name, _, count = line.rpartition("\t")
+        if name and count.strip().isdigit():
+            depths[name] = int(count)
+    return depths
+
+
+def _rabbitmqctl(*args: str) -> str:
     ctl = shutil.which("rabbitmqctl")
     if ctl is None:
         raise RuntimeError(
@@ -126,6 +137,7 @@ def _rabbitmqctl(*args: str) -> None:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {proc.stderr or proc.stdout}")
+    return proc.stdout
 
 
 def job_api_cli(*args: str) -> list[str]:
@@ -152,14 +164,14 @@ def _migrate(stack: Stack) -> None:
 
 async def _create_schema(stack: Stack, schema: str) -> None:
     """A second schema owned by the benchmark's role (the floors' tables live there)."""
-    conn = await asyncpg.connect(_admin_dsn_for(stack.database))
+    conn = await asyncpg.connect(admin_dsn_for(stack.database))
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION "{stack.database}"')
     finally:
         await conn.close()
 
 
-def _admin_dsn_for(database: str) -> str:
+def admin_dsn_for(database: str) -> str:
     return asyncpg_dsn(ADMIN_DSN).rsplit("/", 1)[0] + "/" + database
 
 
@@ -386,6 +398,25 @@ def have_wrk() -> bool:
 
 
 # --------------------------------------------------------------------------- statistics + report
+
+
+class Phases:
+    """Wall time of each phase of a run, printed as one line at the end (where the minutes go)."""
+
+    def __init__(self) -> None:
+        self._t = time.perf_counter()
+        self._start = self._t
+        self.parts: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.parts.append((name, now - self._t))
+        self._t = now
+
+    def line(self) -> str:
+        total = time.perf_counter() - self._start
+        inner = ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.parts)
+        return f"wall time {total:.1f} s ({inner})"
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
