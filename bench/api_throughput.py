@@ -13,16 +13,19 @@ FTD_ACCESS_LOG=false):
                                     GET /api/finetune/jobs/{id}, POST /api/finetune/jobs
 
 Load: `wrk -t1 -cN` (keep-alive; Lua for the POST body and the Authorization header, a real JWT),
-each measurement after a 1 s warm-up. Full runs measure the floor before and after job-api and
-compare with the faster floor run (the stricter ratio on a noisy machine).
+each run after a 1 s warm-up. The floor and job-api run side by side on the same database and
+are measured in alternating rounds (full: 3 rounds of 5 s per server and route; --quick: one of
+3 s), each run only once both servers are idle (job-api's relay done with the last POSTs), so a
+load swing on a shared machine hits both alike. `--profile DIR` records each server's first round
+with py-spy and prints where its CPU time went.
 Without wrk (`apt-get install -y wrk`) a closed loop of httpx tasks in this process is used, which
 saturates before the servers: the script then says the ratios are not meaningful.
 
 Targets (issue 5): GET >= 0.7 x floor, POST >= 0.5 x floor, job-api p99 <= 1.5 x the floor's p99
 (each route). A miss is printed, never raised.
 
-  uv run python bench/api_throughput.py [--quick] [--duration S] [--connections N]
-                                        [--server-env KEY=VALUE ...]
+  uv run python bench/api_throughput.py [--quick] [--duration S] [--rounds R] [--connections N]
+                                        [--profile DIR] [--server-env KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import _profile
 import httpx
 from _common import (
     Server,
-    Stack,
     add_server_env_option,
     bare_app_server,
     bench_stack,
@@ -193,13 +196,16 @@ async def load(
     headers: dict[str, str] | None = None,
     duration: float,
     connections: int,
+    profile: Path | None = None,
 ) -> Load:
+    """A 1 s warm-up, then the measured run (recorded by py-spy into `profile` if given)."""
     run = run_wrk if have_wrk() else run_httpx
     url = server.base_url + path
     await run(
         url, method=method, body=body, headers=headers or {}, duration=1, connections=connections
     )
-    return await run(
+    recorder = await _profile.record(server.pid, duration, profile) if profile else None
+    result = await run(
         url,
         method=method,
         body=body,
@@ -207,6 +213,9 @@ async def load(
         duration=duration,
         connections=connections,
     )
+    if recorder is not None:
+        await recorder.wait()
+    return result
 
 
 async def first_job(server: Server, headers: dict[str, str]) -> str:
@@ -225,122 +234,129 @@ async def first_job(server: Server, headers: dict[str, str]) -> str:
     return job_id
 
 
-async def measure_jobs_routes(
-    server: Server, headers: dict[str, str], *, duration: float, connections: int
-) -> tuple[Load, Load]:
-    """(GET, POST) of /api/finetune/jobs[/{id}] on a started server."""
-    job_id = await first_job(server, headers)
-    get = await load(
-        server,
-        f"/api/finetune/jobs/{job_id}",
-        headers=headers,
-        duration=duration,
-        connections=connections,
+def combine(runs: list[Load]) -> Load:
+    """Rounds of one server and route: requests/s over all rounds, the median round's p50/p99."""
+    p50s = sorted(r.p50_ms for r in runs)
+    p99s = sorted(r.p99_ms for r in runs)
+    return Load(
+        requests=sum(r.requests for r in runs),
+        seconds=sum(r.seconds for r in runs),
+        p50_ms=p50s[len(p50s) // 2],
+        p99_ms=p99s[len(p99s) // 2],
+        errors=sum(r.errors for r in runs),
     )
-    post = await load(
-        server,
-        "/api/finetune/jobs",
-        method="POST",
-        body=json.dumps(job_body(0)),
-        headers=headers,
-        duration=duration,
-        connections=connections,
-    )
-    return get, post
-
-
-async def run_floor(
-    stack: Stack, *, pool_size: int, duration: float, connections: int
-) -> tuple[Load, Load]:
-    server = floor_app_server(stack, pool_size=pool_size)
-    await server.start()
-    try:
-        return await measure_jobs_routes(
-            server, stack.user_headers(), duration=duration, connections=connections
-        )
-    finally:
-        await server.stop()
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s per measurement, one floor run")
-    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument(
+        "--quick", action="store_true", help="one round of 3 s runs instead of three of 5 s"
+    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
         "--pool-size", type=int, default=20, help="the floor's asyncpg pool (job-api's default: 20)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record each server's first round with py-spy into DIR and print a summary",
+    )
     add_server_env_option(parser)
     args = parser.parse_args()
-    duration = args.duration or (3.0 if args.quick else 10.0)
+    duration = args.duration or (3.0 if args.quick else 5.0)
+    rounds = args.rounds or (1 if args.quick else 3)
     conns = args.connections
     quiet_logging()
     raise_fd_limit()
+    if args.profile is not None and not _profile.available():
+        raise SystemExit("--profile needs py-spy: uv pip install py-spy")
     print(
-        f"api throughput: {conns} connections, {duration:g} s per run, load from "
-        f"{generator_name()}; {machine_note()}"
+        f"api throughput: {conns} connections, {rounds} round(s) of {duration:g} s runs per "
+        f"server and route, floor and job-api alternating; load from {generator_name()}; "
+        f"{machine_note()}"
     )
-    results: dict[str, Load] = {}
-
+    body = json.dumps(job_body(0))
+    bare_runs: dict[str, Load] = {}
     bare = bare_app_server()
     await bare.start()
     try:
-        results["bare echo GET /item"] = await load(
-            bare, "/item", duration=duration, connections=conns
-        )
-        results["bare echo POST /echo"] = await load(
-            bare,
-            "/echo",
-            method="POST",
-            body=json.dumps(job_body(0)),
-            duration=duration,
-            connections=conns,
+        bare_runs["GET"] = await load(bare, "/item", duration=duration, connections=conns)
+        bare_runs["POST"] = await load(
+            bare, "/echo", method="POST", body=body, duration=duration, connections=conns
         )
     finally:
         await bare.stop()
 
-    floor_runs: list[tuple[Load, Load]] = []
+    runs: dict[tuple[str, str], list[Load]] = {}
+    profiles: list[Path] = []
     async with bench_stack("api") as stack:
-        floor_runs.append(
-            await run_floor(stack, pool_size=args.pool_size, duration=duration, connections=conns)
-        )
-        server = job_api_server(stack, FTD_ACCESS_LOG="false", **server_env(args))
-        await server.start()
+        headers = stack.user_headers()
+        servers = {
+            "floor": floor_app_server(stack, pool_size=args.pool_size),
+            # job-api's own access-log middleware off: the floor logs no requests either.
+            "job-api": job_api_server(stack, FTD_ACCESS_LOG="false", **server_env(args)),
+        }
+        started: list[Server] = []
         try:
-            job_get, job_post = await measure_jobs_routes(
-                server, stack.user_headers(), duration=duration, connections=conns
-            )
+            for server in servers.values():
+                await server.start()
+                started.append(server)
+            paths = {name: await first_job(s, headers) for name, s in servers.items()}
+            for r in range(rounds):
+                order = list(servers) if r % 2 == 0 else list(reversed(servers))
+                for route in ("GET", "POST"):
+                    for name in order:
+                        for s in servers.values():
+                            await s.wait_idle()  # e.g. job-api's relay done with the last POSTs
+                        out = None
+                        if args.profile is not None and r == 0:
+                            out = args.profile / f"{name}-{route.lower()}.txt"
+                            profiles.append(out)
+                        path = "/api/finetune/jobs" + (f"/{paths[name]}" if route == "GET" else "")
+                        runs.setdefault((name, route), []).append(
+                            await load(
+                                servers[name],
+                                path,
+                                method=route,
+                                body=body if route == "POST" else None,
+                                headers=headers,
+                                duration=duration,
+                                connections=conns,
+                                profile=out,
+                            )
+                        )
         finally:
-            await server.stop()
-        if not args.quick:
-            floor_runs.append(
-                await run_floor(
-                    stack, pool_size=args.pool_size, duration=duration, connections=conns
-                )
-            )
+            for server in started:
+                await server.stop()
 
-    for i, (get, post) in enumerate(floor_runs, 1):
-        results[f"floor GET  (run {i})"] = get
-        results[f"floor POST (run {i})"] = post
-    results["job-api GET"] = job_get
-    results["job-api POST"] = job_post
-    floor_get = max((r[0] for r in floor_runs), key=lambda r: r.rps)
-    floor_post = max((r[1] for r in floor_runs), key=lambda r: r.rps)
-
+    results = {key: combine(value) for key, value in runs.items()}
     print()
     print(
         table(
-            ["server / route", "requests", "req/s", "p50 ms", "p99 ms", "errors"],
+            ["server / route", "requests", "req/s", "p50 ms", "p99 ms", "errors", "req/s by round"],
             [
-                [name, r.requests, r.rps, r.p50_ms, r.p99_ms, r.errors]
-                for name, r in results.items()
+                [f"bare echo {route}", r.requests, r.rps, r.p50_ms, r.p99_ms, r.errors, "-"]
+                for route, r in bare_runs.items()
+            ]
+            + [
+                [
+                    f"{name} {route}",
+                    r.requests,
+                    r.rps,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.errors,
+                    " ".join(f"{x.rps:,.0f}" for x in runs[(name, route)]),
+                ]
+                for (name, route), r in results.items()
             ],
         )
     )
-    get_ratio = job_get.rps / floor_get.rps
-    post_ratio = job_post.rps / floor_post.rps
-    get_p99 = job_get.p99_ms / floor_get.p99_ms
-    post_p99 = job_post.p99_ms / floor_post.p99_ms
+    print("(p50/p99 of several rounds: the median round's)")
     errors = sum(r.errors for r in results.values())
     print()
     if not have_wrk():
@@ -348,46 +364,41 @@ async def main() -> None:
             "warning: without wrk the Python load generator saturates first (it shares the CPU "
             "and is slower than the servers): the ratios below are not meaningful; install wrk."
         )
-    print("floor = the faster floor run of each route")
+    rows = []
+    verdicts = []
+    for route, rps_target in (("GET", 0.7), ("POST", 0.5)):
+        floor, job = results[("floor", route)], results[("job-api", route)]
+        ratio, p99 = job.rps / floor.rps, job.p99_ms / floor.p99_ms
+        rows.append(
+            [route, floor.rps, job.rps, f"{ratio:.2f}x", floor.p99_ms, job.p99_ms, f"{p99:.2f}x"]
+        )
+        verdicts.append(
+            f"target {route:<4} req/s >= {rps_target}x floor : {verdict(ratio >= rps_target)} "
+            f"({ratio:.2f}x)"
+        )
+        verdicts.append(
+            f"target {route:<4} p99 <= 1.5x floor's : {verdict(p99 <= 1.5)} ({p99:.2f}x)"
+        )
     print(
         table(
             ["route", "floor req/s", "job-api req/s", "ratio", "floor p99", "job-api p99", "ratio"],
-            [
-                [
-                    "GET",
-                    floor_get.rps,
-                    job_get.rps,
-                    f"{get_ratio:.2f}x",
-                    floor_get.p99_ms,
-                    job_get.p99_ms,
-                    f"{get_p99:.2f}x",
-                ],
-                [
-                    "POST",
-                    floor_post.rps,
-                    job_post.rps,
-                    f"{post_ratio:.2f}x",
-                    floor_post.p99_ms,
-                    job_post.p99_ms,
-                    f"{post_p99:.2f}x",
-                ],
-            ],
+            rows,
         )
     )
     print()
-    print(f"target GET  req/s >= 0.7x floor : {verdict(get_ratio >= 0.7)} ({get_ratio:.2f}x)")
-    print(f"target POST req/s >= 0.5x floor : {verdict(post_ratio >= 0.5)} ({post_ratio:.2f}x)")
-    print(f"target GET  p99 <= 1.5x floor's : {verdict(get_p99 <= 1.5)} ({get_p99:.2f}x)")
-    print(f"target POST p99 <= 1.5x floor's : {verdict(post_p99 <= 1.5)} ({post_p99:.2f}x)")
-    bare_get = results["bare echo GET /item"].rps
-    bare_post = results["bare echo POST /echo"].rps
+    print("\n".join(verdicts))
+    fg, fp = results[("floor", "GET")].rps, results[("floor", "POST")].rps
+    jg, jp = results[("job-api", "GET")].rps, results[("job-api", "POST")].rps
+    bg, bp = bare_runs["GET"].rps, bare_runs["POST"].rps
     print(
-        f"for reference: floor/bare echo GET {floor_get.rps / bare_get:.2f}x, "
-        f"POST {floor_post.rps / bare_post:.2f}x; job-api/bare echo GET {job_get.rps / bare_get:.2f}x, "
-        f"POST {job_post.rps / bare_post:.2f}x"
+        f"for reference: floor/bare echo GET {fg / bg:.2f}x, POST {fp / bp:.2f}x; "
+        f"job-api/bare echo GET {jg / bg:.2f}x, POST {jp / bp:.2f}x"
     )
     if errors:
         print(f"warning: {errors} failed requests (non-2xx, timeouts or socket errors)")
+    for out in profiles:
+        print()
+        print(_profile.summary(out))
 
 
 if __name__ == "__main__":

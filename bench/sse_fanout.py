@@ -15,7 +15,9 @@ job-api is driven from the outside only (`job-api serve`, its HTTP API, a Worker
      every report carries a per-job step, and each stream records when that step reaches it:
      delivery latency = arrival at the client socket - the moment before the publish;
    - meanwhile pg_stat_activity is sampled every 50 ms for the benchmark database, grouped by
-     application_name: the most connections job-api held and the most that were busy.
+     application_name: the most connections job-api held and the most that were busy; and the
+     database's transactions during the flow (pg_stat_database) are divided by the reports
+     published: a stream design that re-reads per stream grows this with N, a shared one not.
 3. The table reports per N: streams opened / refused, deliveries received / expected, latency
    p50/p95/p99/max, RSS base/open and per stream, DB connections (idle with streams open, and the
    maximum total and busy during the flow).
@@ -218,6 +220,18 @@ class ConnectionSampler:
             await conn.close()
 
 
+async def database_xacts(database: str) -> int:
+    """Transactions committed or rolled back in `database` so far (pg_stat_database)."""
+    conn = await asyncpg.connect(admin_dsn_for("postgres"))
+    try:
+        value = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", database
+        )
+    finally:
+        await conn.close()
+    return int(value)
+
+
 # --------------------------------------------------------------------------- one phase
 
 
@@ -239,6 +253,7 @@ class PhaseResult:
     conns_names: dict[str, int]
     published: int
     publish_seconds: float
+    xacts: int
 
 
 class Fanout:
@@ -387,6 +402,7 @@ async def run_phase(fan: Fanout, n: int, phases: Phases) -> PhaseResult:
             await admin.close()
         phases.mark(f"{n} streams: open")
 
+        xacts_before = await database_xacts(fan.stack.database)
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
         t0 = time.perf_counter()
@@ -405,6 +421,9 @@ async def run_phase(fan: Fanout, n: int, phases: Phases) -> PhaseResult:
         stop.set()
         await sampling
         rss_end = server.rss_bytes()
+        await asyncio.sleep(1.5)  # backends flush their statistics at most once a second
+        # The sampler's own queries run in this database too (one transaction per sample).
+        xacts = await database_xacts(fan.stack.database) - xacts_before - sampler.samples - 1
         phases.mark(f"{n} streams: flow")
         return PhaseResult(
             streams=n,
@@ -423,6 +442,7 @@ async def run_phase(fan: Fanout, n: int, phases: Phases) -> PhaseResult:
             conns_names=sampler.by_name,
             published=published,
             publish_seconds=publish_seconds,
+            xacts=xacts,
         )
     finally:
         for s in streams:
@@ -470,6 +490,7 @@ def report(results: list[PhaseResult], rate: float) -> None:
                 "DB conns idle",
                 "DB conns max",
                 "DB busy max",
+                "DB xacts/report",
             ],
             [
                 [
@@ -481,6 +502,7 @@ def report(results: list[PhaseResult], rate: float) -> None:
                     r.conns_idle,
                     r.conns_max,
                     r.conns_busy,
+                    r.xacts / max(1, r.published),
                 ]
                 for r in results
             ],
