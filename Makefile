@@ -67,9 +67,9 @@ openapi: ## Regenerate docs/openapi/job-api.json from the code
 migrate: ensure-services ## Create job-api's database, role and schema, then run its migrations
 	$(UV) run job-api db-init
 
-bench: ## Run every bench/*.py
+bench: ## Run every bench/*.py (BENCH_ARGS=--quick for a short check)
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \
-	  echo "== $$script"; $(UV) run python "$$script"; \
+	  echo "== $$script"; $(UV) run python "$$script" $(BENCH_ARGS); \
 	done
 
 token: ## Print a development JWT for SUB (default dev-user)
