@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import re
 import shutil
@@ -69,10 +70,16 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    # CPU time the server process used during the run (user + system), when known.
+    cpu_s: float = float("nan")
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_s / self.requests if self.requests else float("nan")
 
 
 _LUA = """
@@ -205,6 +212,7 @@ async def load(
         url, method=method, body=body, headers=headers or {}, duration=1, connections=connections
     )
     recorder = await _profile.record(server.pid, duration, profile) if profile else None
+    cpu_before = server.cpu_seconds()
     result = await run(
         url,
         method=method,
@@ -213,6 +221,7 @@ async def load(
         duration=duration,
         connections=connections,
     )
+    result = dataclasses.replace(result, cpu_s=server.cpu_seconds() - cpu_before)
     if recorder is not None:
         await recorder.wait()
     return result
@@ -244,6 +253,7 @@ def combine(runs: list[Load]) -> Load:
         p50_ms=p50s[len(p50s) // 2],
         p99_ms=p99s[len(p99s) // 2],
         errors=sum(r.errors for r in runs),
+        cpu_s=sum(r.cpu_s for r in runs),
     )
 
 
@@ -337,9 +347,27 @@ async def main() -> None:
     print()
     print(
         table(
-            ["server / route", "requests", "req/s", "p50 ms", "p99 ms", "errors", "req/s by round"],
             [
-                [f"bare echo {route}", r.requests, r.rps, r.p50_ms, r.p99_ms, r.errors, "-"]
+                "server / route",
+                "requests",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+                "CPU ms/req",
+                "req/s by round",
+            ],
+            [
+                [
+                    f"bare echo {route}",
+                    r.requests,
+                    r.rps,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.errors,
+                    r.cpu_ms_per_request,
+                    "-",
+                ]
                 for route, r in bare_runs.items()
             ]
             + [
@@ -350,6 +378,7 @@ async def main() -> None:
                     r.p50_ms,
                     r.p99_ms,
                     r.errors,
+                    r.cpu_ms_per_request,
                     " ".join(f"{x.rps:,.0f}" for x in runs[(name, route)]),
                 ]
                 for (name, route), r in results.items()
@@ -369,8 +398,18 @@ async def main() -> None:
     for route, rps_target in (("GET", 0.7), ("POST", 0.5)):
         floor, job = results[("floor", route)], results[("job-api", route)]
         ratio, p99 = job.rps / floor.rps, job.p99_ms / floor.p99_ms
+        cpu = job.cpu_ms_per_request / floor.cpu_ms_per_request
         rows.append(
-            [route, floor.rps, job.rps, f"{ratio:.2f}x", floor.p99_ms, job.p99_ms, f"{p99:.2f}x"]
+            [
+                route,
+                floor.rps,
+                job.rps,
+                f"{ratio:.2f}x",
+                floor.p99_ms,
+                job.p99_ms,
+                f"{p99:.2f}x",
+                f"{cpu:.2f}x",
+            ]
         )
         verdicts.append(
             f"target {route:<4} req/s >= {rps_target}x floor : {verdict(ratio >= rps_target)} "
@@ -381,9 +420,23 @@ async def main() -> None:
         )
     print(
         table(
-            ["route", "floor req/s", "job-api req/s", "ratio", "floor p99", "job-api p99", "ratio"],
+            [
+                "route",
+                "floor req/s",
+                "job-api req/s",
+                "ratio",
+                "floor p99",
+                "job-api p99",
+                "ratio",
+                "CPU/req ratio",
+            ],
             rows,
         )
+    )
+    print(
+        "(CPU/req ratio: the server process's CPU time per request, job-api over floor; steadier "
+        "than req/s on a busy machine, and 1/ratio is the throughput ratio once both are "
+        "CPU-bound)"
     )
     print()
     print("\n".join(verdicts))

@@ -121,7 +121,8 @@ async def wait_depth(channel: aio_pika.abc.AbstractChannel, name: str, want: int
 # --------------------------------------------------------------------------- raw baseline
 
 
-async def measure_raw(stack: Stack, bodies: list[bytes], label: str) -> float:
+async def measure_raw(stack: Stack, bodies: list[bytes], label: str) -> tuple[float, float]:
+    """(events/s, CPU seconds of this process during the window)."""
     names = BrokerNames("raw.")
     queue_name = f"raw.progress.{label}"
     conn = await aio_pika.connect_robust(
@@ -163,12 +164,14 @@ async def measure_raw(stack: Stack, bodies: list[bytes], label: str) -> float:
                 done.set_result(time.perf_counter())
 
         queue = await consume.get_queue(queue_name)
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         await queue.consume(on_message)
         t1 = await asyncio.wait_for(done, 300)
+        cpu = time.process_time() - cpu0
         await consume.close()
         await setup.queue_delete(queue_name, if_unused=False, if_empty=False)
-        return len(bodies) / (t1 - t0)
+        return len(bodies) / (t1 - t0), cpu
     finally:
         await conn.close()
 
@@ -280,9 +283,12 @@ async def measure_job_api(
         second = job_api_server(stack, **env)
         starting = asyncio.create_task(second.start())
         t_full = time.perf_counter()
+        cpu_full = 0.0
         give_up = time.monotonic() + 120
         while (depth := await queue_depth(probe, reports_queue)) == m:
             t_full = time.perf_counter()
+            if second.proc is not None:
+                cpu_full = second.cpu_seconds()
             if starting.done() and starting.exception() is not None:
                 starting.result()
             if time.monotonic() > give_up:
@@ -310,6 +316,7 @@ async def measure_job_api(
             while True:
                 states = await job_steps(client, ids)
                 t1 = time.perf_counter()
+                cpu = second.cpu_seconds() - cpu_full
                 if all(states[j]["step"] == last_step[j] for j in ids):
                     break
                 if time.monotonic() > deadline:
@@ -337,6 +344,7 @@ async def measure_job_api(
         "jobs": len(states),
         "left": left,
         "queue": reports_queue,
+        "cpu": cpu,
     }
     return m / (t1 - t0), bodies, check
 
@@ -360,10 +368,10 @@ async def main() -> None:
     phases = Phases()
     async with bench_stack("ingest") as stack:
         phases.mark("set-up")
-        raw_before = await measure_raw(stack, stand_in_bodies, "a")
+        raw_before, raw_cpu_before = await measure_raw(stack, stand_in_bodies, "a")
         phases.mark("raw 1")
         rate, bodies, check = await measure_job_api(stack, k, m, server_env(args), phases)
-        raw_after = await measure_raw(stack, bodies, "b")
+        raw_after, raw_cpu_after = await measure_raw(stack, bodies, "b")
         phases.mark("raw 2")
     phases.mark("clean-up")
     raw = max(raw_before, raw_after)
@@ -371,13 +379,29 @@ async def main() -> None:
     print()
     print(
         table(
-            ["consumer", "events", "prefetch", "events/s"],
+            ["consumer", "events", "prefetch", "events/s", "CPU us/event"],
             [
-                ["raw aio-pika, ack each (run 1)", m, PREFETCH, raw_before],
-                ["raw aio-pika, ack each (run 2)", m, PREFETCH, raw_after],
-                ["job-api (`job-api serve`, restarted on the backlog)", m, "its own", rate],
+                [
+                    "raw aio-pika, ack each (run 1)",
+                    m,
+                    PREFETCH,
+                    raw_before,
+                    1e6 * raw_cpu_before / m,
+                ],
+                ["raw aio-pika, ack each (run 2)", m, PREFETCH, raw_after, 1e6 * raw_cpu_after / m],
+                [
+                    "job-api (`job-api serve`, restarted on the backlog)",
+                    m,
+                    "its own",
+                    rate,
+                    1e6 * check["cpu"] / m,
+                ],
             ],
         )
+    )
+    print(
+        "(CPU: the consuming process's user + system time in the window; job-api's includes its "
+        "database client work, not PostgreSQL's)"
     )
     print(f"(average message body {avg_body:.0f} bytes; job-api's reports queue: {check['queue']})")
     ok = check["progress_rows"] == m and not check["bad_jobs"] and not check["left"]
