@@ -30,7 +30,7 @@ streams (the maximum at the largest N not above the one at the smallest N); memo
 reported. A miss is printed, never raised.
 
   uv run python bench/sse_fanout.py [--quick] [--streams 100,1000] [--rate 200] [--seconds S]
-                                    [--jobs 100] [--server-env KEY=VALUE ...]
+                                    [--jobs 100] [--profile DIR] [--server-env KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import _profile
 import asyncpg
 import h11
 import httpx
@@ -271,6 +273,7 @@ class Fanout:
             job_types=[JobType.EMBEDDING],
         )
         self.secret_field = "claim_secret" in JobProgress.model_fields
+        self.profiles: list[Path] = []
 
     async def start(self) -> None:
         await self.broker.connect()
@@ -405,8 +408,15 @@ async def run_phase(fan: Fanout, n: int, phases: Phases) -> PhaseResult:
         xacts_before = await database_xacts(fan.stack.database)
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
+        recorder = None
+        if args.profile is not None:
+            out = args.profile / f"job-api-sse-{n}.txt"
+            fan.profiles.append(out)
+            recorder = await _profile.record(server.pid, args.seconds, out)
         t0 = time.perf_counter()
         published = await fan.flow(args.rate, args.seconds, deliveries)
+        if recorder is not None:
+            await recorder.wait()
         publish_seconds = time.perf_counter() - t0
         # Streams per job: how many deliveries each report should make.
         watching: dict[str, int] = {}
@@ -549,10 +559,19 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=200, help="progress reports per second")
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record job-api during each flow with py-spy into DIR and print a summary",
+    )
     add_server_env_option(parser)
     args = parser.parse_args()
     args.seconds = args.seconds or (5.0 if args.quick else 20.0)
     counts = [int(c) for c in args.streams.split(",") if c.strip()]
+    if args.profile is not None and not _profile.available():
+        raise SystemExit("--profile needs py-spy: uv pip install py-spy")
     quiet_logging()
     raise_fd_limit()
     print(
@@ -573,6 +592,9 @@ async def main() -> None:
     print()
     report(results, args.rate)
     print(phases.line())
+    for out in fan.profiles:
+        print()
+        print(_profile.summary(out))
 
 
 if __name__ == "__main__":
