@@ -76,9 +76,9 @@ migrate: ensure-services ## Create each service's database role and schema, then
 	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init && $(UV) run data-service db-init \
 	  && $(UV) run registry-service db-init
 
-bench: ## Run every bench/*.py
+bench: ## Run every bench/*.py (BENCH_ARGS=--quick for a short check)
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \
-	  echo "== $$script"; $(UV) run python "$$script"; \
+	  echo "== $$script"; $(UV) run python "$$script" $(BENCH_ARGS); \
 	done
 
 token: ## Print a development JWT for SUB (default dev-user)

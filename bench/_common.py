@@ -1,16 +1,20 @@
-"""Shared set-up for the benchmarks: a throw-away database + role + broker namespace, a job-api
+"""Shared set-up for the benchmarks: a throw-away database + role and a RabbitMQ vhost, job-api
 served by uvicorn in a subprocess, statistics and the printed report.
 
-Nothing here is imported by the services; each benchmark script is run on its own with
-`uv run python bench/<name>.py [--quick]`.
+job-api is driven only from the outside (its CLI `job-api migrate` / `job-api serve`, its HTTP API,
+and `messaging.worker.WorkerClient` for the worker's side), so the scripts keep working while its
+insides change. Nothing here is imported by the services; each benchmark script is run on its own
+with `uv run python bench/<name>.py [--quick]`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -24,21 +28,26 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import asyncpg
 import httpx
 
-from contracts.routing import JOB_API, BrokerNames
-from job_api.config import Settings
-from job_api.entrypoints.cli import migrate
-from job_api.entrypoints.workers import queue_specs
-from messaging.broker import Broker
-from messaging.topology import delete_topology
+from contracts.routing import BrokerNames
 from servicekit.auth import mint_token
-from servicekit.db import bootstrap_service_database, drop_database, with_credentials
+from servicekit.db import (
+    asyncpg_dsn,
+    bootstrap_service_database,
+    drop_database,
+    with_credentials,
+)
 from servicekit.logging import configure_logging
 
 ADMIN_DSN = os.environ.get("FTD_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URL = os.environ.get("FTD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# The broker's base URL (no vhost); each run adds its own vhost, deleted afterwards.
+AMQP_BASE = os.environ.get("FTD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+AMQP_USER = os.environ.get("FTD_BENCH_AMQP_USER", "guest")
+FLOOR_SCHEMA = "floor"
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 
@@ -48,45 +57,45 @@ def quiet_logging() -> None:
     configure_logging(json_logs=False, level="WARNING")
 
 
+def raise_fd_limit() -> None:
+    """Many sockets (SSE streams, wrk connections): lift the soft limit to the hard one; the
+    servers started from here inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 # --------------------------------------------------------------------------- database + broker
 
 
 @dataclass
 class Stack:
-    """One benchmark's own database, login role and broker prefix."""
+    """One benchmark's own database, login role and RabbitMQ vhost."""
 
     database: str
     database_url: str
-    prefix: str
+    vhost: str
+    amqp_url: str
+    role_password: str
     jwt_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     worker_key: str = field(default_factory=lambda: secrets.token_hex(32))
-    # Queues a baseline declared under the prefix; deleted with the topology.
-    extra_queues: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> BrokerNames:
-        return BrokerNames(self.prefix)
-
-    def settings(self, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "environment": "development",
-            "database_url": self.database_url,
-            "amqp_url": AMQP_URL,
-            "broker_prefix": self.prefix,
-            "jwt_secret": self.jwt_secret,
-            "worker_key": self.worker_key,
-            "enable_offline_models": True,
-        }
-        values.update(overrides)
-        return Settings(**values)
+        # A vhost of our own: no name prefix needed.
+        return BrokerNames("")
 
     def server_env(self, **extra: str) -> dict[str, str]:
+        """Environment of `job-api` commands: this stack's database, vhost and secrets."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JOB_API_", "FTD_"))}
         env.update(
             {
                 "JOB_API_DATABASE_URL": self.database_url,
-                "FTD_AMQP_URL": AMQP_URL,
-                "FTD_BROKER_PREFIX": self.prefix,
+                "JOB_API_DB_PASSWORD": self.role_password,
+                "FTD_ADMIN_DSN": ADMIN_DSN,
+                "FTD_DATABASE_NAME": self.database,
+                "FTD_AMQP_URL": self.amqp_url,
+                "FTD_BROKER_PREFIX": "",
                 "FTD_JWT_SECRET": self.jwt_secret,
                 "FINETUNE_WORKER_KEY": self.worker_key,
                 "FTD_ENABLE_OFFLINE_MODELS": "true",
@@ -96,59 +105,111 @@ class Stack:
         env.update(extra)
         return env
 
+    def token(self, sub: str = "bench-user", *, admin: bool = False) -> str:
+        return mint_token(
+            self.jwt_secret, sub, roles=["admin"] if admin else [], ttl_seconds=6 * 3600
+        )
+
     def user_headers(self, sub: str = "bench-user") -> dict[str, str]:
-        token = mint_token(self.jwt_secret, sub, ttl_seconds=6 * 3600)
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": f"Bearer {self.token(sub)}"}
 
 
-async def _delete_broker_namespace(stack: Stack) -> None:
-    broker = Broker(AMQP_URL, stack.names, client_name="bench-teardown")
-    await broker.connect()
+def queue_depths(vhost: str) -> dict[str, int]:
+    """Ready messages of every queue in `vhost` (rabbitmqctl; about a second a call)."""
+    out = _rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages")
+    depths: dict[str, int] = {}
+    for line in out.splitlines():
+        name, _, count = line.rpartition("\t")
+        if name and count.strip().isdigit():
+            depths[name] = int(count)
+    return depths
+
+
+def _rabbitmqctl(*args: str) -> str:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        raise RuntimeError(
+            "rabbitmqctl not found: the benchmarks create a RabbitMQ vhost of their own with it "
+            "(run them on the broker's host, as a user allowed to run rabbitmqctl)"
+        )
+    proc = subprocess.run(
+        [ctl, "-q", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {proc.stderr or proc.stdout}")
+    return proc.stdout
+
+
+def job_api_cli(*args: str) -> list[str]:
+    """`job-api ARGS` from this virtual environment (what `uv run job-api` runs, without a `uv`
+    parent process in between); falls back to `uv run` when the script is not found."""
+    script = Path(sys.prefix) / "bin" / "job-api"
+    base = [str(script)] if script.exists() else ["uv", "run", "job-api"]
+    return [*base, *args]
+
+
+def _migrate(stack: Stack) -> None:
+    proc = subprocess.run(
+        job_api_cli("migrate"),
+        env=stack.server_env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"job-api migrate failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+async def _create_schema(stack: Stack, schema: str) -> None:
+    """A second schema owned by the benchmark's role (the floors' tables live there)."""
+    conn = await asyncpg.connect(admin_dsn_for(stack.database))
     try:
-        names = broker.names
-        queues = [s.name for s in queue_specs(broker)] + stack.extra_queues
-        # A direct exchange in front of the RPC queue, where the topology has one.
-        rpc_exchange = getattr(names, "rpc_exchange", None)
-        exchanges = [rpc_exchange(JOB_API)] if rpc_exchange is not None else []
-        try:
-            channel = await broker.channel()
-            await delete_topology(channel, names, queues)
-            for exchange in exchanges:
-                await channel.exchange_delete(exchange, if_unused=False)
-        except Exception:
-            # One refusal closes the channel: go on item by item, each on a fresh channel.
-            for queue in (*queues, names.dead_letter_queue):
-                with contextlib.suppress(Exception):
-                    await (await broker.channel()).queue_delete(queue, if_unused=False)
-            for exchange in (*exchanges, names.events_exchange, names.dead_letter_exchange):
-                with contextlib.suppress(Exception):
-                    await (await broker.channel()).exchange_delete(exchange, if_unused=False)
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION "{stack.database}"')
     finally:
-        await broker.close()
+        await conn.close()
+
+
+def admin_dsn_for(database: str) -> str:
+    return asyncpg_dsn(ADMIN_DSN).rsplit("/", 1)[0] + "/" + database
 
 
 @contextlib.asynccontextmanager
 async def bench_stack(label: str) -> AsyncIterator[Stack]:
-    """Create a database + role (migrated to head) and a broker prefix; remove both afterwards."""
+    """Create a database + role (migrated to head by `job-api migrate`) and a vhost; remove
+    both afterwards, whatever happened."""
     tag = uuid.uuid4().hex[:10]
     name = f"ftd_bench_{label}_{tag}"
     password = secrets.token_hex(16)
+    vhost = f"ftd_bench_{label}_{tag}"
+    base = AMQP_BASE if AMQP_BASE.endswith("/") else AMQP_BASE + "/"
     stack = Stack(
         database=name,
         database_url=with_credentials(ADMIN_DSN, user=name, password=password, database=name),
-        prefix=f"bench{tag}.",
+        vhost=vhost,
+        amqp_url=base + quote(vhost, safe=""),
+        role_password=password,
     )
+    vhost_made = False
     try:
+        await asyncio.to_thread(_rabbitmqctl, "add_vhost", vhost)
+        vhost_made = True
+        await asyncio.to_thread(
+            _rabbitmqctl, "set_permissions", "-p", vhost, AMQP_USER, ".*", ".*", ".*"
+        )
         await bootstrap_service_database(
             ADMIN_DSN, database=name, role=name, password=password, schema="jobs"
         )
-        await asyncio.to_thread(migrate, stack.database_url)
+        await _create_schema(stack, FLOOR_SCHEMA)
+        await asyncio.to_thread(_migrate, stack)
         yield stack
     finally:
-        try:
-            await _delete_broker_namespace(stack)
-        except Exception as exc:
-            print(f"warning: broker clean-up of {stack.prefix!r} failed: {exc!r}", file=sys.stderr)
+        if vhost_made:
+            try:
+                await asyncio.to_thread(_rabbitmqctl, "delete_vhost", vhost)
+            except Exception as exc:
+                print(f"warning: deleting vhost {vhost!r} failed: {exc!r}", file=sys.stderr)
         try:
             await drop_database(ADMIN_DSN, name, roles=[name])
         except Exception as exc:
@@ -165,11 +226,7 @@ def free_port() -> int:
 
 
 def job_api_command(port: int) -> list[str]:
-    """`job-api serve` from this virtual environment (what `uv run job-api serve` runs, without a
-    `uv` parent process in between); falls back to `uv run` when the script is not found."""
-    script = Path(sys.prefix) / "bin" / "job-api"
-    base = [str(script)] if script.exists() else ["uv", "run", "job-api"]
-    return [*base, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return job_api_cli("serve", "--host", "127.0.0.1", "--port", str(port))
 
 
 class Server:
@@ -199,6 +256,30 @@ class Server:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the server process (Linux /proc)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc status")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def wait_idle(
+        self, *, below: float = 0.05, window: float = 0.3, timeout: float = 30
+    ) -> None:
+        """Wait until the server used less than `below` of a CPU over `window` seconds (its
+        background work, e.g. a relay draining an outbox, is done), at most `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            await asyncio.sleep(window)
+            if (self.cpu_seconds() - before) / window < below:
+                return
 
     def log_tail(self, chars: int = 4000) -> str:
         self._log.flush()
@@ -262,6 +343,22 @@ def bare_app_server() -> Server:
     return Server("bare-fastapi", argv, env=env, port=port)
 
 
+def floor_app_server(stack: Stack, *, pool_size: int) -> Server:
+    """bench/_floor_app.py on this stack's database (its own `floor` schema) and JWT secret."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        str(BENCH_DIR / "_floor_app.py"),
+        "--port",
+        str(port),
+        "--pool-size",
+        str(pool_size),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOB_API_", "FTD_"))}
+    env.update({"FLOOR_DATABASE_URL": stack.database_url, "FLOOR_JWT_SECRET": stack.jwt_secret})
+    return Server("floor-fastapi", argv, env=env, port=port)
+
+
 def job_body(i: int = 0) -> dict[str, Any]:
     return {
         "job_type": "embedding",
@@ -272,11 +369,54 @@ def job_body(i: int = 0) -> dict[str, Any]:
     }
 
 
+def add_server_env_option(parser: argparse.ArgumentParser) -> None:
+    """`--server-env KEY=VALUE` (repeatable): extra environment for `job-api serve`, e.g. a
+    setting under test. Parsed into `args.server_env` (a dict)."""
+
+    def pair(text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        return key, value
+
+    parser.add_argument(
+        "--server-env",
+        type=pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for job-api (repeatable)",
+    )
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    return dict(args.server_env)
+
+
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
 # --------------------------------------------------------------------------- statistics + report
+
+
+class Phases:
+    """Wall time of each phase of a run, printed as one line at the end (where the minutes go)."""
+
+    def __init__(self) -> None:
+        self._t = time.perf_counter()
+        self._start = self._t
+        self.parts: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.parts.append((name, now - self._t))
+        self._t = now
+
+    def line(self) -> str:
+        total = time.perf_counter() - self._start
+        inner = ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.parts)
+        return f"wall time {total:.1f} s ({inner})"
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -292,6 +432,7 @@ class LatencySummary:
     n: int
     p50: float
     p90: float
+    p95: float
     p99: float
     mean: float
     max: float
@@ -303,6 +444,7 @@ class LatencySummary:
             n=len(ms),
             p50=percentile(ms, 50),
             p90=percentile(ms, 90),
+            p95=percentile(ms, 95),
             p99=percentile(ms, 99),
             mean=sum(ms) / len(ms),
             max=ms[-1],
