@@ -1,0 +1,64 @@
+// Usage snippets for a deployed model, against the server that serves it (ftd-serve's
+// OpenAI-compatible /v1 routes, or an OpenAI-compatible LoRA server behind LiteLLM).
+import type { JobType } from '$lib/api/types';
+
+export const DEFAULT_SERVE_URL = 'http://localhost:8010/v1';
+
+export interface SnippetTarget {
+	jobType: JobType | null;
+	/** The `model` name the server knows it by. */
+	model: string;
+	/** OpenAI-compatible base URL, ending in /v1. */
+	baseUrl: string;
+}
+
+const json = (v: unknown) => JSON.stringify(v);
+// Single-quoted shell string: close, escape the quote, reopen.
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const pyq = (s: string) => JSON.stringify(s);
+
+export function curlSnippet(t: SnippetTarget): string {
+	const base = t.baseUrl.replace(/\/+$/, '');
+	if (t.jobType === 'classifier') {
+		return `curl -s ${base}/classify \\\n  -H "Content-Type: application/json" \\\n  -d ${shq(json({ model: t.model, input: ['This product works great', 'Terrible support'] }))}`;
+	}
+	if (t.jobType === 'llm_lora') {
+		return `curl -s ${base}/chat/completions \\\n  -H "Content-Type: application/json" \\\n  -d ${shq(json({ model: t.model, messages: [{ role: 'user', content: 'Hello!' }] }))}`;
+	}
+	return `curl -s ${base}/embeddings \\\n  -H "Content-Type: application/json" \\\n  -d ${shq(json({ model: t.model, input: ['The first sentence', 'Another one'] }))}`;
+}
+
+export function pythonSnippet(t: SnippetTarget): string {
+	const base = t.baseUrl.replace(/\/+$/, '');
+	if (t.jobType === 'classifier') {
+		return [
+			'import httpx',
+			'',
+			`response = httpx.post(`,
+			`    ${pyq(base + '/classify')},`,
+			`    json={"model": ${pyq(t.model)}, "input": ["This product works great", "Terrible support"]},`,
+			')',
+			'response.raise_for_status()',
+			'print(response.json())'
+		].join('\n');
+	}
+	const head = ['from openai import OpenAI', '', `client = OpenAI(base_url=${pyq(base)}, api_key="not-needed")`];
+	if (t.jobType === 'llm_lora') {
+		return [
+			...head,
+			'reply = client.chat.completions.create(',
+			`    model=${pyq(t.model)},`,
+			'    messages=[{"role": "user", "content": "Hello!"}],',
+			')',
+			'print(reply.choices[0].message.content)'
+		].join('\n');
+	}
+	return [
+		...head,
+		'result = client.embeddings.create(',
+		`    model=${pyq(t.model)},`,
+		'    input=["The first sentence", "Another one"],',
+		')',
+		'print(len(result.data[0].embedding))'
+	].join('\n');
+}
