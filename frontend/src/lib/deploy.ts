@@ -6,7 +6,10 @@ import type { RegisteredModel } from '$lib/api/models';
 export async function modelOfJob(jobId: string): Promise<RegisteredModel | null> {
 	let cursor: string | null = null;
 	do {
-		const page: Awaited<ReturnType<typeof models.listModels>> = await models.listModels(api, { cursor, limit: 100 });
+		const page: Awaited<ReturnType<typeof models.listModels>> = await models.listModels(api, {
+			cursor,
+			limit: 100
+		});
 		const found = page.data.find((m) => m.job_id === jobId);
 		if (found) return found;
 		cursor = page.next_cursor;
@@ -18,7 +21,9 @@ export async function modelOfJob(jobId: string): Promise<RegisteredModel | null>
 export async function deployJobModel(jobId: string): Promise<RegisteredModel> {
 	const model = await modelOfJob(jobId);
 	if (!model) {
-		throw new Error('The registry has no model for this job yet; it appears shortly after the job completes.');
+		throw new Error(
+			'The registry has no model for this job yet; it appears shortly after the job completes.'
+		);
 	}
 	if (model.status === 'deployed') return model;
 	return models.deployModel(api, model.id);

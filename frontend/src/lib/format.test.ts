@@ -10,7 +10,11 @@ describe('format', () => {
 	});
 
 	it('job duration runs until completion or now', () => {
-		const job = { created_at: '2026-01-01T00:00:00Z', started_at: '2026-01-01T00:00:10Z', completed_at: null };
+		const job = {
+			created_at: '2026-01-01T00:00:00Z',
+			started_at: '2026-01-01T00:00:10Z',
+			completed_at: null
+		};
 		expect(jobDuration(job, Date.parse('2026-01-01T00:01:10Z'))).toBe(60);
 		expect(jobDuration({ ...job, completed_at: '2026-01-01T00:00:40Z' })).toBe(30);
 		expect(jobDuration({ ...job, started_at: null })).toBeNull();

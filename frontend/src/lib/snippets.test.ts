@@ -12,7 +12,7 @@ describe('usage snippets', () => {
 	});
 
 	it('quotes a model name safely for the shell and for Python', () => {
-		const t = { jobType: 'embedding' as const, model: "o'brien/m\"x", baseUrl: 'http://h/v1' };
+		const t = { jobType: 'embedding' as const, model: 'o\'brien/m"x', baseUrl: 'http://h/v1' };
 		const curl = curlSnippet(t);
 		expect(curl).toContain(`'\\''`);
 		expect(pythonSnippet(t)).toContain('model="o\'brien/m\\"x"');

@@ -42,7 +42,11 @@ export function pythonSnippet(t: SnippetTarget): string {
 			'print(response.json())'
 		].join('\n');
 	}
-	const head = ['from openai import OpenAI', '', `client = OpenAI(base_url=${pyq(base)}, api_key="not-needed")`];
+	const head = [
+		'from openai import OpenAI',
+		'',
+		`client = OpenAI(base_url=${pyq(base)}, api_key="not-needed")`
+	];
 	if (t.jobType === 'llm_lora') {
 		return [
 			...head,

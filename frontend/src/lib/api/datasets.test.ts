@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ApiClient } from './client';
-import { InvalidDatasetError, normalizeDataset, normalizePreview, normalizeReport, uploadTrainingData } from './datasets';
+import {
+	InvalidDatasetError,
+	normalizeDataset,
+	normalizePreview,
+	normalizeReport,
+	uploadTrainingData
+} from './datasets';
 
 class FakeXhr {
 	static last: FakeXhr;
@@ -45,7 +51,11 @@ const file = () => new File(['text,label\na,b\n'], 'train.csv', { type: 'text/cs
 describe('uploadTrainingData', () => {
 	it('posts multipart with job_type and the token, reports progress, resolves the dataset', async () => {
 		const progress: number[] = [];
-		const done = uploadTrainingData(api, file(), { jobType: 'classifier', xhr, onProgress: (l, t) => progress.push(l / t) });
+		const done = uploadTrainingData(api, file(), {
+			jobType: 'classifier',
+			xhr,
+			onProgress: (l, t) => progress.push(l / t)
+		});
 		const x = FakeXhr.last;
 		expect(x.method).toBe('POST');
 		expect(x.url).toBe('/api/finetune/upload');
@@ -53,10 +63,27 @@ describe('uploadTrainingData', () => {
 		expect((x.sent!.get('file') as File).name).toBe('train.csv');
 		expect(x.sent!.get('job_type')).toBe('classifier');
 		x.upload.onprogress!({ lengthComputable: true, loaded: 5, total: 10 } as ProgressEvent);
-		x.respond(201, { data: { id: 'd1', filename: 'train.csv', format: 'csv', job_type: 'classifier', rows: 2, columns: ['text', 'label'], stats: { rows: 2, label_distribution: { b: 1 } }, validation: { valid: true, errors: [] }, training_data_url: 'ftd://datasets/d1' } });
+		x.respond(201, {
+			data: {
+				id: 'd1',
+				filename: 'train.csv',
+				format: 'csv',
+				job_type: 'classifier',
+				rows: 2,
+				columns: ['text', 'label'],
+				stats: { rows: 2, label_distribution: { b: 1 } },
+				validation: { valid: true, errors: [] },
+				training_data_url: 'ftd://datasets/d1'
+			}
+		});
 		const ds = await done;
 		expect(progress).toEqual([0.5]);
-		expect(ds).toMatchObject({ id: 'd1', rows: 2, training_data_url: 'ftd://datasets/d1', job_types: ['classifier'] });
+		expect(ds).toMatchObject({
+			id: 'd1',
+			rows: 2,
+			training_data_url: 'ftd://datasets/d1',
+			job_types: ['classifier']
+		});
 		expect(ds.stats.labels).toEqual({ b: 1 });
 		expect(ds.validation.valid).toBe(true);
 	});
@@ -67,7 +94,13 @@ describe('uploadTrainingData', () => {
 			error: {
 				code: 'invalid_dataset',
 				message: 'The file has 2 errors; the first is on line 3.',
-				details: { errors: [{ line: 3, column: 'label', code: 'missing_value', message: 'label is empty' }, { line: 7, message: 'extra column' }], error_count: 12 }
+				details: {
+					errors: [
+						{ line: 3, column: 'label', code: 'missing_value', message: 'label is empty' },
+						{ line: 7, message: 'extra column' }
+					],
+					error_count: 12
+				}
 			}
 		});
 		const error = await done.catch((e: unknown) => e);
@@ -84,7 +117,9 @@ describe('uploadTrainingData', () => {
 
 	it('says a too-large file is too large', async () => {
 		const done = uploadTrainingData(api, file(), { xhr });
-		FakeXhr.last.respond(413, { error: { code: 'payload_too_large', message: 'The file is larger than 1 GiB.', details: null } });
+		FakeXhr.last.respond(413, {
+			error: { code: 'payload_too_large', message: 'The file is larger than 1 GiB.', details: null }
+		});
 		await expect(done).rejects.toMatchObject({ status: 413, message: 'The file is larger than 1 GiB.' });
 	});
 
@@ -103,8 +138,13 @@ describe('uploadTrainingData', () => {
 
 describe('normalizers', () => {
 	it('read reports in the shapes a validator may answer', () => {
-		expect(normalizeReport([{ line_number: 2, key: 'output', msg: 'missing' }]).errors).toEqual([{ line: 2, column: 'output', code: null, message: 'missing' }]);
-		expect(normalizeReport({ report: { valid: true, warnings: ['3 duplicate rows'] } })).toMatchObject({ valid: true, warnings: [{ message: '3 duplicate rows' }] });
+		expect(normalizeReport([{ line_number: 2, key: 'output', msg: 'missing' }]).errors).toEqual([
+			{ line: 2, column: 'output', code: null, message: 'missing' }
+		]);
+		expect(normalizeReport({ report: { valid: true, warnings: ['3 duplicate rows'] } })).toMatchObject({
+			valid: true,
+			warnings: [{ message: '3 duplicate rows' }]
+		});
 		expect(normalizeReport({}).valid).toBe(true);
 	});
 

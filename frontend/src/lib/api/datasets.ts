@@ -61,7 +61,11 @@ export function normalizeIssue(raw: unknown): DatasetIssue | null {
 	if (typeof raw === 'string') return { line: null, column: null, code: null, message: raw };
 	if (!isObj(raw)) return null;
 	const line = num(raw.line) ?? num(raw.line_number) ?? num(raw.lineno) ?? num(raw.row);
-	const column = str(raw.column) ?? str(raw.key) ?? str(raw.field) ?? (num(raw.column) !== null ? String(raw.column) : null);
+	const column =
+		str(raw.column) ??
+		str(raw.key) ??
+		str(raw.field) ??
+		(num(raw.column) !== null ? String(raw.column) : null);
 	const message = str(raw.message) ?? str(raw.msg) ?? str(raw.detail) ?? '';
 	if (!message) return null;
 	return { line, column, code: str(raw.code), message };
@@ -96,8 +100,17 @@ export function normalizeStats(raw: unknown, rows: number | null): DatasetStats 
 	const tl = isObj(s.text_length) ? s.text_length : isObj(s.text_lengths) ? s.text_lengths : null;
 	return {
 		rows: num(s.rows) ?? rows,
-		labels: labels ? (Object.fromEntries(Object.entries(labels).filter(([, v]) => typeof v === 'number')) as Record<string, number>) : null,
-		textLength: tl ? (Object.fromEntries(Object.entries(tl).filter(([, v]) => typeof v === 'number')) as DatasetStats['textLength']) : null,
+		labels: labels
+			? (Object.fromEntries(Object.entries(labels).filter(([, v]) => typeof v === 'number')) as Record<
+					string,
+					number
+				>)
+			: null,
+		textLength: tl
+			? (Object.fromEntries(
+					Object.entries(tl).filter(([, v]) => typeof v === 'number')
+				) as DatasetStats['textLength'])
+			: null,
 		estimatedTokens: num(s.estimated_tokens) ?? num(s.tokens),
 		raw: s
 	};
@@ -120,7 +133,11 @@ export function normalizeDataset(raw: unknown): Dataset {
 	}
 	const rows = num(raw.rows) ?? num(raw.row_count);
 	const jobType = str(raw.job_type) as JobType | null;
-	const jobTypes = Array.isArray(raw.job_types) ? (raw.job_types.filter((t) => typeof t === 'string') as JobType[]) : jobType ? [jobType] : [];
+	const jobTypes = Array.isArray(raw.job_types)
+		? (raw.job_types.filter((t) => typeof t === 'string') as JobType[])
+		: jobType
+			? [jobType]
+			: [];
 	return {
 		id: raw.id,
 		filename: str(raw.filename) ?? 'dataset',
@@ -163,7 +180,11 @@ export interface UploadOptions {
  * only it reports upload progress. Resolves with the stored, validated dataset; rejects with an
  * InvalidDatasetError (the report, line-numbered) when the file is refused.
  */
-export function uploadTrainingData(api: ApiClient, file: File, options: UploadOptions = {}): Promise<Dataset> {
+export function uploadTrainingData(
+	api: ApiClient,
+	file: File,
+	options: UploadOptions = {}
+): Promise<Dataset> {
 	return new Promise((resolve, reject) => {
 		const xhr = options.xhr ? options.xhr() : new XMLHttpRequest();
 		const query = options.dryRun ? '?dry_run=true' : '';
@@ -191,7 +212,10 @@ export function uploadTrainingData(api: ApiClient, file: File, options: UploadOp
 			const error = errorFrom(xhr.status, body, xhr.statusText);
 			reject(xhr.status === 400 || xhr.status === 422 ? new InvalidDatasetError(error) : error);
 		};
-		xhr.onerror = () => reject(new ApiError(0, 'network_error', 'The upload was interrupted. Check your connection and try again.'));
+		xhr.onerror = () =>
+			reject(
+				new ApiError(0, 'network_error', 'The upload was interrupted. Check your connection and try again.')
+			);
 		xhr.onabort = () => reject(new DOMException('The upload was cancelled.', 'AbortError'));
 		options.signal?.addEventListener('abort', () => xhr.abort(), { once: true });
 		const form = new FormData();
@@ -211,7 +235,9 @@ export async function getDataset(api: ApiClient, id: string): Promise<Dataset> {
 }
 
 export async function previewDataset(api: ApiClient, id: string): Promise<Record<string, unknown>[]> {
-	return normalizePreview(await api.data<unknown>(`/api/finetune/datasets/${encodeURIComponent(id)}/preview`));
+	return normalizePreview(
+		await api.data<unknown>(`/api/finetune/datasets/${encodeURIComponent(id)}/preview`)
+	);
 }
 
 export function deleteDataset(api: ApiClient, id: string): Promise<unknown> {

@@ -36,15 +36,26 @@ type Raw = Record<string, unknown>;
 const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
 const numbers = (v: unknown): Record<string, number> =>
-	isObj(v) ? (Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === 'number')) as Record<string, number>) : {};
+	isObj(v)
+		? (Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === 'number')) as Record<
+				string,
+				number
+			>)
+		: {};
 
 export function normalizeModel(raw: unknown): RegisteredModel {
 	if (!isObj(raw) || (typeof raw.id !== 'string' && typeof raw.id !== 'number')) {
 		throw new ApiError(0, 'bad_response', 'The registry sent a model without an id.');
 	}
-	const name = str(raw.name) ?? str(raw.repo_id) ?? str(raw.output_model) ?? str(raw.hf_path) ?? String(raw.id);
+	const name =
+		str(raw.name) ?? str(raw.repo_id) ?? str(raw.output_model) ?? str(raw.hf_path) ?? String(raw.id);
 	const status = (str(raw.status) ?? 'registered') as ModelStatus;
-	const version = typeof raw.version === 'number' ? raw.version : typeof raw.version === 'string' ? Number.parseInt(raw.version.replace(/^v/, ''), 10) || null : null;
+	const version =
+		typeof raw.version === 'number'
+			? raw.version
+			: typeof raw.version === 'string'
+				? Number.parseInt(raw.version.replace(/^v/, ''), 10) || null
+				: null;
 	return {
 		id: String(raw.id),
 		name,
@@ -73,8 +84,15 @@ export interface ModelFilter {
 	limit?: number;
 }
 
-export async function listModels(api: ApiClient, filter: ModelFilter = {}, signal?: AbortSignal): Promise<Page<RegisteredModel>> {
-	const page = await api.raw<Page<unknown>>('/api/models', { query: { ...filter, limit: filter.limit ?? 100 }, signal });
+export async function listModels(
+	api: ApiClient,
+	filter: ModelFilter = {},
+	signal?: AbortSignal
+): Promise<Page<RegisteredModel>> {
+	const page = await api.raw<Page<unknown>>('/api/models', {
+		query: { ...filter, limit: filter.limit ?? 100 },
+		signal
+	});
 	return { ...page, data: page.data.map(normalizeModel) };
 }
 
@@ -83,11 +101,15 @@ export async function getModel(api: ApiClient, id: string): Promise<RegisteredMo
 }
 
 export async function deployModel(api: ApiClient, id: string): Promise<RegisteredModel> {
-	return normalizeModel(await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/deploy`, { method: 'POST' }));
+	return normalizeModel(
+		await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/deploy`, { method: 'POST' })
+	);
 }
 
 export async function undeployModel(api: ApiClient, id: string): Promise<RegisteredModel> {
-	return normalizeModel(await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/undeploy`, { method: 'POST' }));
+	return normalizeModel(
+		await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/undeploy`, { method: 'POST' })
+	);
 }
 
 export function deleteModel(api: ApiClient, id: string): Promise<unknown> {

@@ -16,13 +16,7 @@ export type JobEvent = JobApi['JobEventResponse'];
 export type ErrorBody = JobApi['ErrorBody'];
 
 export const JOB_TYPES: readonly JobType[] = ['embedding', 'classifier', 'llm_lora'];
-export const JOB_STATUSES: readonly JobStatus[] = [
-	'pending',
-	'running',
-	'completed',
-	'failed',
-	'cancelled'
-];
+export const JOB_STATUSES: readonly JobStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
 export const GPU_PROVIDERS: readonly GPUProvider[] = ['local', 'colab', 'kaggle', 'runpod'];
 export const TERMINAL: ReadonlySet<JobStatus> = new Set(['completed', 'failed', 'cancelled']);
 

@@ -6,7 +6,11 @@ const jwt = (claims: unknown) => `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64u
 
 describe('jwt', () => {
 	it('reads sub, exp and roles', () => {
-		expect(readClaims(jwt({ sub: 'alice', exp: 2e9, roles: ['admin'] }))).toEqual({ sub: 'alice', exp: 2e9, roles: ['admin'] });
+		expect(readClaims(jwt({ sub: 'alice', exp: 2e9, roles: ['admin'] }))).toEqual({
+			sub: 'alice',
+			exp: 2e9,
+			roles: ['admin']
+		});
 		expect(readClaims(jwt({ sub: 'ünï' }))?.sub).toBe('ünï');
 	});
 

@@ -8,7 +8,10 @@ export interface Claims {
 }
 
 function base64UrlDecode(part: string): string {
-	const padded = part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '=');
+	const padded = part
+		.replace(/-/g, '+')
+		.replace(/_/g, '/')
+		.padEnd(Math.ceil(part.length / 4) * 4, '=');
 	const binary = atob(padded);
 	const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
 	return new TextDecoder().decode(bytes);

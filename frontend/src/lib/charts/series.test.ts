@@ -44,7 +44,10 @@ describe('seriesFrom', () => {
 });
 
 describe('reduceSeries', () => {
-	const big = (n: number): Series => ({ x: Array.from({ length: n }, (_, i) => i), y: Array.from({ length: n }, (_, i) => Math.sin(i / 50)) });
+	const big = (n: number): Series => ({
+		x: Array.from({ length: n }, (_, i) => i),
+		y: Array.from({ length: n }, (_, i) => Math.sin(i / 50))
+	});
 
 	it('keeps small series as they are', () => {
 		const s = big(10);
@@ -66,7 +69,14 @@ describe('reduceSeries', () => {
 describe('log lines', () => {
 	it('collects worker lines and status changes, capped', () => {
 		const events: JobEvent[] = [
-			{ id: 1, job_id: 'j', attempt: 0, kind: 'status', data: { from_status: null, to_status: 'pending', reason: 'created' }, created_at: '' },
+			{
+				id: 1,
+				job_id: 'j',
+				attempt: 0,
+				kind: 'status',
+				data: { from_status: null, to_status: 'pending', reason: 'created' },
+				created_at: ''
+			},
 			progress(1, { log_lines: ['epoch 1', 'epoch 2'] })
 		];
 		const lines = logLinesFrom(events);

@@ -120,12 +120,24 @@ export interface LogLine {
 export function appendLogLines(lines: LogLine[], e: JobEvent, max = 5000): void {
 	if (e.kind === 'progress') {
 		const data = e.data as ProgressData;
-		(data.log_lines ?? []).forEach((text, i) => lines.push({ key: `${e.id}:${i}`, attempt: e.attempt, text, at: e.created_at }));
+		(data.log_lines ?? []).forEach((text, i) =>
+			lines.push({ key: `${e.id}:${i}`, attempt: e.attempt, text, at: e.created_at })
+		);
 	} else if (e.kind === 'status') {
-		const d = e.data as { from_status?: string | null; to_status?: string; reason?: string | null; error?: string | null };
+		const d = e.data as {
+			from_status?: string | null;
+			to_status?: string;
+			reason?: string | null;
+			error?: string | null;
+		};
 		const reason = d.reason ? ` (${d.reason})` : '';
 		const error = d.error ? `: ${d.error}` : '';
-		lines.push({ key: `${e.id}:s`, attempt: e.attempt, text: `— status ${d.from_status ?? 'new'} → ${d.to_status}${reason}${error}`, at: e.created_at });
+		lines.push({
+			key: `${e.id}:s`,
+			attempt: e.attempt,
+			text: `— status ${d.from_status ?? 'new'} → ${d.to_status}${reason}${error}`,
+			at: e.created_at
+		});
 	}
 	if (lines.length > max) lines.splice(0, lines.length - max);
 }

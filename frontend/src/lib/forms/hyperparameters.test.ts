@@ -8,7 +8,9 @@ describe('hyperparameterFields', () => {
 		expect(names).toContain('learning_rate');
 		expect(names).not.toContain('job_type');
 		const lora = hyperparameterFields('llm_lora').map((f) => f.name);
-		expect(lora).toEqual(expect.arrayContaining(['lora_r', 'lora_alpha', 'lora_dropout', 'gradient_accumulation_steps']));
+		expect(lora).toEqual(
+			expect.arrayContaining(['lora_r', 'lora_alpha', 'lora_dropout', 'gradient_accumulation_steps'])
+		);
 		expect(names).not.toContain('lora_r');
 	});
 
@@ -42,7 +44,11 @@ describe('parseHyperparameter', () => {
 describe('hyperparameterOverrides', () => {
 	it('sends only what differs from the defaults, and collects errors', () => {
 		const fields = hyperparameterFields('embedding', { epochs: 3, batch_size: 16 });
-		const { overrides, errors } = hyperparameterOverrides(fields, { epochs: '3', batch_size: '32', seed: '-1' });
+		const { overrides, errors } = hyperparameterOverrides(fields, {
+			epochs: '3',
+			batch_size: '32',
+			seed: '-1'
+		});
 		expect(overrides).toEqual({ batch_size: 32 });
 		expect(Object.keys(errors)).toEqual(['seed']);
 	});

@@ -39,25 +39,51 @@ export function makeJob(over: Partial<FinetuneJob> = {}): FinetuneJob {
 }
 
 let nextId = 1;
-export function ev(kind: 'status' | 'progress', data: Record<string, unknown>, over: Partial<JobEvent> = {}): JobEvent {
+export function ev(
+	kind: 'status' | 'progress',
+	data: Record<string, unknown>,
+	over: Partial<JobEvent> = {}
+): JobEvent {
 	return { id: nextId++, job_id: 'j1', attempt: 1, kind, data, created_at: '2026-01-01T00:01:00Z', ...over };
 }
 
 const status = (to: string, extra: Record<string, unknown> = {}) =>
-	ev('status', { from_status: null, to_status: to, attempt: 1, reason: null, phase: 'claimed', error: null, failure_class: null, ...extra });
+	ev('status', {
+		from_status: null,
+		to_status: to,
+		attempt: 1,
+		reason: null,
+		phase: 'claimed',
+		error: null,
+		failure_class: null,
+		...extra
+	});
 
 describe('applyEvent', () => {
 	it('follows the status rows', () => {
 		let job = makeJob();
 		job = applyEvent(job, status('running'));
-		expect(job).toMatchObject({ status: 'running', attempt: 1, started_at: '2026-01-01T00:01:00Z', completed_at: null });
+		expect(job).toMatchObject({
+			status: 'running',
+			attempt: 1,
+			started_at: '2026-01-01T00:01:00Z',
+			completed_at: null
+		});
 		job = applyEvent(job, status('completed', { phase: 'done' }));
-		expect(job).toMatchObject({ status: 'completed', progress: 100, phase: 'done', completed_at: '2026-01-01T00:01:00Z' });
+		expect(job).toMatchObject({
+			status: 'completed',
+			progress: 100,
+			phase: 'done',
+			completed_at: '2026-01-01T00:01:00Z'
+		});
 	});
 
 	it('shows the error of a failure and clears it on a retry', () => {
 		let job = makeJob({ status: 'running', attempt: 1 });
-		job = applyEvent(job, status('pending', { error: 'CUDA OOM', failure_class: 'infra_error', phase: 'queued' }));
+		job = applyEvent(
+			job,
+			status('pending', { error: 'CUDA OOM', failure_class: 'infra_error', phase: 'queued' })
+		);
 		expect(job.error).toBe('CUDA OOM');
 		job = applyEvent(job, status('running', { attempt: 2, error: null }));
 		expect(job.error).toBeNull();
@@ -67,7 +93,14 @@ describe('applyEvent', () => {
 	it('applies progress of the current attempt only, never backwards', () => {
 		let job = makeJob({ status: 'running', attempt: 2, progress: 40 });
 		expect(applyEvent(job, ev('progress', { progress: 90 }, { attempt: 1 }))).toBe(job);
-		job = applyEvent(job, ev('progress', { progress: 55, step: 11, total_steps: 20, loss: 0.5, metrics: { acc: 0.8 } }, { attempt: 2 }));
+		job = applyEvent(
+			job,
+			ev(
+				'progress',
+				{ progress: 55, step: 11, total_steps: 20, loss: 0.5, metrics: { acc: 0.8 } },
+				{ attempt: 2 }
+			)
+		);
 		expect(job).toMatchObject({ progress: 55, step: 11, total_steps: 20, metrics: { acc: 0.8, loss: 0.5 } });
 		expect(applyEvent(job, ev('progress', { progress: 50 }, { attempt: 2 })).progress).toBe(55);
 	});
@@ -92,8 +125,14 @@ describe('applyToList', () => {
 
 describe('parseStreamEvent', () => {
 	it('reads list and single-job snapshots and history rows', () => {
-		expect(parseStreamEvent('snapshot', JSON.stringify([makeJob()]))).toMatchObject({ kind: 'snapshot', jobs: [{ id: 'j1' }] });
-		expect(parseStreamEvent('snapshot', JSON.stringify(makeJob()))).toMatchObject({ kind: 'snapshot', jobs: [{ id: 'j1' }] });
+		expect(parseStreamEvent('snapshot', JSON.stringify([makeJob()]))).toMatchObject({
+			kind: 'snapshot',
+			jobs: [{ id: 'j1' }]
+		});
+		expect(parseStreamEvent('snapshot', JSON.stringify(makeJob()))).toMatchObject({
+			kind: 'snapshot',
+			jobs: [{ id: 'j1' }]
+		});
 		expect(parseStreamEvent('progress', JSON.stringify(ev('progress', {})))).toMatchObject({ kind: 'event' });
 		expect(parseStreamEvent('progress', 'not json')).toBeNull();
 		expect(parseStreamEvent('ping', '{}')).toBeNull();

@@ -32,13 +32,20 @@ export function applyEvent(job: FinetuneJob, event: JobEvent): FinetuneJob {
 		const d = event.data as ProgressData;
 		return {
 			...job,
-			progress: typeof d.progress === 'number' ? Math.max(d.progress, event.attempt === job.attempt ? job.progress : 0) : job.progress,
+			progress:
+				typeof d.progress === 'number'
+					? Math.max(d.progress, event.attempt === job.attempt ? job.progress : 0)
+					: job.progress,
 			phase: d.phase ?? job.phase,
 			step: d.step ?? job.step,
 			total_steps: d.total_steps ?? job.total_steps,
 			epoch: d.epoch ?? job.epoch,
 			eta_seconds: d.eta_seconds ?? job.eta_seconds,
-			metrics: { ...job.metrics, ...(d.metrics ?? {}), ...(typeof d.loss === 'number' ? { loss: d.loss } : {}) },
+			metrics: {
+				...job.metrics,
+				...(d.metrics ?? {}),
+				...(typeof d.loss === 'number' ? { loss: d.loss } : {})
+			},
 			logs_url: d.logs_url ?? job.logs_url,
 			updated_at: event.created_at
 		};
@@ -59,7 +66,8 @@ export function parseStreamEvent(
 	}
 	if (name === 'snapshot') {
 		if (Array.isArray(body)) return { kind: 'snapshot', jobs: body as FinetuneJob[] };
-		if (typeof body === 'object' && body !== null && 'id' in body) return { kind: 'snapshot', jobs: [body as FinetuneJob] };
+		if (typeof body === 'object' && body !== null && 'id' in body)
+			return { kind: 'snapshot', jobs: [body as FinetuneJob] };
 		return null;
 	}
 	if (typeof body === 'object' && body !== null && 'job_id' in body && 'kind' in body) {
