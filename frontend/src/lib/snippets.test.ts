@@ -11,6 +11,19 @@ describe('usage snippets', () => {
 		expect(pythonSnippet({ ...base, jobType: 'classifier' })).toContain('httpx.post(');
 	});
 
+	it("sends the server's key from the environment, never a literal", () => {
+		const t = {
+			jobType: 'embedding' as const,
+			model: 'a/b',
+			baseUrl: 'http://h/v1',
+			keyEnv: 'FTD_SERVE_API_KEY'
+		};
+		expect(curlSnippet(t)).toContain('-H "Authorization: Bearer $FTD_SERVE_API_KEY"');
+		expect(pythonSnippet(t)).toContain('api_key=os.environ["FTD_SERVE_API_KEY"]');
+		expect(pythonSnippet({ ...t, jobType: 'classifier' })).toContain('os.environ["FTD_SERVE_API_KEY"]');
+		expect(curlSnippet({ ...t, keyEnv: null })).not.toContain('Authorization');
+	});
+
 	it('quotes a model name safely for the shell and for Python', () => {
 		const t = { jobType: 'embedding' as const, model: 'o\'brien/m"x', baseUrl: 'http://h/v1' };
 		const curl = curlSnippet(t);

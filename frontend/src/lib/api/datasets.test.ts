@@ -58,7 +58,8 @@ describe('uploadTrainingData', () => {
 		});
 		const x = FakeXhr.last;
 		expect(x.method).toBe('POST');
-		expect(x.url).toBe('/api/finetune/upload');
+		expect(x.url).toBe('/api/finetune/upload?job_type=classifier');
+		expect([...x.sent!.keys()]).toEqual(['job_type', 'file']);
 		expect(x.headers.Authorization).toBe('Bearer tok');
 		expect((x.sent!.get('file') as File).name).toBe('train.csv');
 		expect(x.sent!.get('job_type')).toBe('classifier');
@@ -71,7 +72,12 @@ describe('uploadTrainingData', () => {
 				job_type: 'classifier',
 				rows: 2,
 				columns: ['text', 'label'],
-				stats: { rows: 2, label_distribution: { b: 1 } },
+				stats: {
+					rows: 2,
+					label_distribution: { b: 1 },
+					text_length: { text: { min: 1, max: 1, mean: 1.0, histogram: { '<=16': 2 } } },
+					estimated_tokens: 0
+				},
 				validation: { valid: true, errors: [] },
 				training_data_url: 'ftd://datasets/d1'
 			}
@@ -85,6 +91,8 @@ describe('uploadTrainingData', () => {
 			job_types: ['classifier']
 		});
 		expect(ds.stats.labels).toEqual({ b: 1 });
+		expect(ds.stats.textLength).toEqual({ text: { min: 1, max: 1, mean: 1 } });
+		expect(ds.stats.estimatedTokens).toBe(0);
 		expect(ds.validation.valid).toBe(true);
 	});
 

@@ -26,10 +26,17 @@ export interface ValidationReport {
 	summary: string | null;
 }
 
+export interface TextLength {
+	min?: number;
+	max?: number;
+	mean?: number;
+}
+
 export interface DatasetStats {
 	rows: number | null;
 	labels: Record<string, number> | null;
-	textLength: { min?: number; max?: number; mean?: number; p50?: number; p95?: number } | null;
+	/** Text length in characters, per text column (a flat summary is filed under `text`). */
+	textLength: Record<string, TextLength> | null;
 	estimatedTokens: number | null;
 	raw: Record<string, unknown>;
 }
@@ -83,6 +90,7 @@ export function normalizeReport(raw: unknown, fallbackSummary: string | null = n
 	const valid = typeof r.valid === 'boolean' ? r.valid && errors.length === 0 : errors.length === 0;
 	const truncated =
 		r.truncated === true ||
+		r.errors_truncated === true ||
 		(num(r.error_count) !== null && (num(r.error_count) as number) > errors.length) ||
 		(num(r.total_errors) !== null && (num(r.total_errors) as number) > errors.length);
 	return { valid, errors, warnings, truncated, summary: str(r.summary) ?? str(r.message) ?? fallbackSummary };
@@ -97,7 +105,19 @@ export function normalizeStats(raw: unknown, rows: number | null): DatasetStats 
 			: isObj(s.labels)
 				? s.labels
 				: null;
-	const tl = isObj(s.text_length) ? s.text_length : isObj(s.text_lengths) ? s.text_lengths : null;
+	const tlRaw = isObj(s.text_length) ? s.text_length : isObj(s.text_lengths) ? s.text_lengths : null;
+	const lengthOf = (v: Raw): TextLength =>
+		Object.fromEntries(
+			Object.entries(v).filter(([k, x]) => ['min', 'max', 'mean'].includes(k) && typeof x === 'number')
+		) as TextLength;
+	let textLength: Record<string, TextLength> | null = null;
+	if (tlRaw) {
+		// data-service answers one summary per column; a flat {min, max, mean} is one column.
+		const perColumn = Object.entries(tlRaw).filter((entry): entry is [string, Raw] => isObj(entry[1]));
+		textLength = perColumn.length
+			? Object.fromEntries(perColumn.map(([k, v]) => [k, lengthOf(v)]))
+			: { text: lengthOf(tlRaw) };
+	}
 	return {
 		rows: num(s.rows) ?? rows,
 		labels: labels
@@ -106,11 +126,7 @@ export function normalizeStats(raw: unknown, rows: number | null): DatasetStats 
 					number
 				>)
 			: null,
-		textLength: tl
-			? (Object.fromEntries(
-					Object.entries(tl).filter(([, v]) => typeof v === 'number')
-				) as DatasetStats['textLength'])
-			: null,
+		textLength,
 		estimatedTokens: num(s.estimated_tokens) ?? num(s.tokens),
 		raw: s
 	};
@@ -187,7 +203,11 @@ export function uploadTrainingData(
 ): Promise<Dataset> {
 	return new Promise((resolve, reject) => {
 		const xhr = options.xhr ? options.xhr() : new XMLHttpRequest();
-		const query = options.dryRun ? '?dry_run=true' : '';
+		const params = new URLSearchParams();
+		if (options.dryRun) params.set('dry_run', 'true');
+		// Also as a query parameter: data-service reads form fields in order, while streaming.
+		if (options.jobType) params.set('job_type', options.jobType);
+		const query = params.size ? `?${params}` : '';
 		xhr.open('POST', `${api.baseUrl}/api/finetune/upload${query}`);
 		for (const [k, v] of Object.entries(api.authHeaders())) xhr.setRequestHeader(k, v);
 		xhr.setRequestHeader('Accept', 'application/json');
@@ -219,8 +239,9 @@ export function uploadTrainingData(
 		xhr.onabort = () => reject(new DOMException('The upload was cancelled.', 'AbortError'));
 		options.signal?.addEventListener('abort', () => xhr.abort(), { once: true });
 		const form = new FormData();
-		form.append('file', file, file.name);
+		// job_type before the file: the server validates the file as it streams past.
 		if (options.jobType) form.append('job_type', options.jobType);
+		form.append('file', file, file.name);
 		xhr.send(form);
 	});
 }

@@ -1,8 +1,6 @@
-// registry-service: trained models, deploy/undeploy, delete, LiteLLM config (issue 8).
-//
-// Written from issue 8's text while registry-service's OpenAPI document is not committed; read
-// tolerantly (normalizeModel). When docs/openapi/registry-service.json lands these become aliases
-// of the generated types.
+// registry-service: trained models, deploy/undeploy, delete, LiteLLM config (issue 8,
+// docs/registry.md). Read tolerantly (normalizeModel) so the UI keeps working while the service's
+// document evolves; `npm run check:api` keeps the generated types next to it current.
 import { ApiError, type ApiClient } from './client';
 import type { JobType, Page } from './types';
 
@@ -16,8 +14,9 @@ export interface RegisteredModel {
 	job_type: JobType | null;
 	base_model: string | null;
 	status: ModelStatus;
-	/** Hub repo id or local store path, as registered. */
+	/** Where it is stored: the load URI (hf://owner/name@rev, file:///path, s3://...). */
 	path: string;
+	repo_id: string | null;
 	revision: string | null;
 	store: string | null;
 	uri: string | null;
@@ -63,7 +62,8 @@ export function normalizeModel(raw: unknown): RegisteredModel {
 		job_type: (str(raw.job_type) as JobType | null) ?? null,
 		base_model: str(raw.base_model),
 		status,
-		path: str(raw.hf_path) ?? str(raw.path) ?? str(raw.local_path) ?? str(raw.uri) ?? name,
+		path: str(raw.uri) ?? str(raw.hf_path) ?? str(raw.path) ?? str(raw.local_path) ?? name,
+		repo_id: str(raw.repo_id),
 		revision: str(raw.revision),
 		store: str(raw.store),
 		uri: str(raw.uri),
@@ -89,8 +89,9 @@ export async function listModels(
 	filter: ModelFilter = {},
 	signal?: AbortSignal
 ): Promise<Page<RegisteredModel>> {
+	const { job_type, ...rest } = filter;
 	const page = await api.raw<Page<unknown>>('/api/models', {
-		query: { ...filter, limit: filter.limit ?? 100 },
+		query: { ...rest, type: job_type, limit: filter.limit ?? 100 },
 		signal
 	});
 	return { ...page, data: page.data.map(normalizeModel) };
@@ -112,30 +113,62 @@ export async function undeployModel(api: ApiClient, id: string): Promise<Registe
 	);
 }
 
-export function deleteModel(api: ApiClient, id: string): Promise<unknown> {
-	return api.raw(`/api/models/${encodeURIComponent(id)}`, { method: 'DELETE' });
+/** Removes a version from the registry (undeploy it first); the Hub repo too only when asked. */
+export function deleteModel(api: ApiClient, id: string, deleteRepo = false): Promise<unknown> {
+	return api.raw(`/api/models/${encodeURIComponent(id)}`, {
+		method: 'DELETE',
+		query: { delete_repo: deleteRepo ? 'true' : null }
+	});
 }
 
-/** One served model from the LiteLLM `model_list` (JSON form). */
-export interface LiteLLMEntry {
+/** Where a deployed model is served, from the registry's LiteLLM configuration (JSON form). */
+export interface ServedModel {
 	model_name: string;
-	model: string | null;
-	api_base: string | null;
 	model_id: string | null;
+	/** OpenAI-compatible base URL, ending in /v1. */
+	api_base: string | null;
+	/** The environment variable holding the server's key (`os.environ/NAME`), if it has one. */
+	api_key_env: string | null;
 }
 
-export async function litellmEntries(api: ApiClient): Promise<LiteLLMEntry[]> {
-	const body = await api.raw<unknown>('/api/models/litellm-config', { query: { format: 'json' } });
+export interface ServingConfig {
+	models: ServedModel[];
+	/** ftd-serve's base URL for classifiers (LiteLLM has no classify API: a pass-through). */
+	classify_base: string | null;
+	classify_key_env: string | null;
+}
+
+const envRef = (v: unknown): string | null => {
+	const m = typeof v === 'string' ? /os\.environ\/([A-Za-z_][A-Za-z0-9_]*)/.exec(v) : null;
+	return m ? (m[1] ?? null) : null;
+};
+
+export function parseServingConfig(body: unknown): ServingConfig {
 	const data = isObj(body) && 'data' in body ? body.data : body;
 	const list = isObj(data) && Array.isArray(data.model_list) ? data.model_list : [];
-	return list.filter(isObj).map((e) => {
+	const models = list.filter(isObj).map((e): ServedModel => {
 		const params = isObj(e.litellm_params) ? e.litellm_params : {};
 		const info = isObj(e.model_info) ? e.model_info : {};
 		return {
 			model_name: str(e.model_name) ?? '',
-			model: str(params.model),
+			model_id: str(info.id) ?? str(info.model_id),
 			api_base: str(params.api_base),
-			model_id: str(info.id) ?? str(info.model_id) ?? str(info.registry_id)
+			api_key_env: envRef(params.api_key)
 		};
 	});
+	const general = isObj(data) && isObj(data.general_settings) ? data.general_settings : {};
+	const passes = Array.isArray(general.pass_through_endpoints) ? general.pass_through_endpoints : [];
+	const classify = passes.filter(isObj).find((p) => /\/classify$/.test(str(p.target) ?? ''));
+	const headers = classify && isObj(classify.headers) ? classify.headers : {};
+	return {
+		models,
+		classify_base: classify ? (str(classify.target)?.replace(/\/classify$/, '') ?? null) : null,
+		classify_key_env: envRef(headers.Authorization)
+	};
+}
+
+export async function servingConfig(api: ApiClient): Promise<ServingConfig> {
+	return parseServingConfig(
+		await api.raw<unknown>('/api/models/litellm-config', { query: { format: 'json' } })
+	);
 }
