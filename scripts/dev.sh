@@ -125,8 +125,13 @@ wait_healthy job-api http://127.0.0.1:8000/healthz
 # data-service (:8002):     start_service data-service uv run data-service serve --host 127.0.0.1 --port 8002
 # registry-service (:8003): start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
 # gateway (:8000):          job-api moves to :8001 and the gateway routes /api/* to the services
-# frontend (UI):            start_service frontend npm --prefix frontend run dev
 # CPU worker:               start_service worker uv run gpu-worker ... (dials RabbitMQ, trains on CPU)
+
+# frontend (UI, :8004): the built single-page app, /api/* proxied to :8000 (the gateway serves it at /).
+require_port 8004
+make --no-print-directory ui-build
+start_service frontend npm --prefix frontend run preview
+wait_healthy frontend http://127.0.0.1:8004/
 
 TOKEN=$(uv run --quiet job-api token --sub dev-user)
 
@@ -135,6 +140,7 @@ cat <<BANNER
   Finetune Dispatcher is running.
 
     API          $PUBLIC_URL
+    Web UI       http://localhost:8004   (sign in with the dev token below)
     API docs     $PUBLIC_URL/docs
     Logs         $LOG_DIR/
 
