@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker
 from messaging.inbox import Inbox
+from messaging.transactions import Begin
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +31,7 @@ class Received:
 
 
 # A handler may return a value; `on_committed` receives it once the batch's transaction committed.
-Handler = Callable[[AsyncSession, Sequence[Received]], Awaitable[object]]
+Handler = Callable[[AsyncConnection, Sequence[Received]], Awaitable[object]]
 
 
 async def _settle(outcome: Awaitable[None]) -> None:
@@ -53,7 +54,7 @@ class InboxConsumer:
         *,
         broker: Broker,
         queue: str,
-        sessions: async_sessionmaker[AsyncSession],
+        begin: Begin,
         inbox: Inbox,
         handler: Handler,
         max_batch: int = 500,
@@ -61,7 +62,7 @@ class InboxConsumer:
     ) -> None:
         self._broker = broker
         self._queue_name = queue
-        self._sessions = sessions
+        self._begin = begin
         self._inbox = inbox
         self._handler = handler
         self._on_committed = on_committed
@@ -156,14 +157,14 @@ class InboxConsumer:
         await _settle(message.ack())
 
     async def _apply(self, batch: Sequence[Received]) -> None:
-        async with self._sessions.begin() as session:
-            fresh = await self._inbox.record_new(session, (r.envelope.id for r in batch))
+        async with self._begin() as conn:
+            fresh = await self._inbox.record_new(conn, (r.envelope.id for r in batch))
             todo, seen = [], set()
             for r in batch:
                 if r.envelope.id in fresh and r.envelope.id not in seen:
                     todo.append(r)
                     seen.add(r.envelope.id)
-            result = await self._handler(session, todo) if todo else None
+            result = await self._handler(conn, todo) if todo else None
         self.applied += len(todo)
         self.duplicates += len(batch) - len(todo)
         if result is not None and self._on_committed is not None:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -38,18 +38,18 @@ class Inbox:
             .returning(table.c.event_id)
         )
 
-    async def record_new(self, session: AsyncSession, event_ids: Iterable[UUID]) -> set[UUID]:
+    async def record_new(self, conn: AsyncConnection, event_ids: Iterable[UUID]) -> set[UUID]:
         """Record the ids; return those not seen before (the ones whose effect must be applied)."""
         ids = list(dict.fromkeys(event_ids))
         if not ids:
             return set()
-        result = await session.execute(self._record, {"consumer": self.consumer, "ids": ids})
+        result = await conn.execute(self._record, {"consumer": self.consumer, "ids": ids})
         return set(result.scalars().all())
 
-    async def prune(self, session: AsyncSession, older_than: timedelta) -> int:
+    async def prune(self, conn: AsyncConnection, older_than: timedelta) -> int:
         """Forget ids older than any redelivery could be (the broker's delivery limit bounds it)."""
         t = self.table
-        result = await session.execute(
+        result = await conn.execute(
             sa.delete(t).where(
                 t.c.consumer == self.consumer, t.c.processed_at < sa.func.now() - older_than
             )

@@ -16,10 +16,11 @@ import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker, PublishFailure, Unroutable
+from messaging.transactions import Begin
 
 log = structlog.get_logger(__name__)
 
@@ -78,10 +79,10 @@ class Outbox:
         self.table = table
         self.source = source
 
-    async def add(self, session: AsyncSession | AsyncConnection, *payloads: EventPayload) -> None:
+    async def add(self, conn: AsyncConnection, *payloads: EventPayload) -> None:
         if payloads:
             rows = [outbox_row(p, source=self.source) for p in payloads]
-            await session.execute(sa.insert(self.table), rows)
+            await conn.execute(sa.insert(self.table), rows)
 
 
 @dataclass
@@ -95,7 +96,7 @@ class OutboxRelay:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        begin: Begin,
         table: sa.Table,
         broker: Broker,
         listen_dsn: str,
@@ -104,7 +105,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         unroutable_backoff: timedelta = timedelta(seconds=5),
     ) -> None:
-        self._engine = engine
+        self._begin = begin
         self._table = table
         self._broker = broker
         self._listen_dsn = listen_dsn
@@ -149,7 +150,7 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch. Returns how many rows it handled (published or deferred)."""
         t = self._table
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             rows = (
                 await conn.execute(
                     sa.select(

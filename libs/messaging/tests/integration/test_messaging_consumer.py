@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from messaging_testing import EFFECTS, INBOX, Topology, eventually, progress
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.events import Envelope, JobProgress
 from messaging.consumer import InboxConsumer, Received
@@ -30,13 +30,13 @@ class Handler:
     def __init__(self) -> None:
         self.batches: list[list[uuid.UUID]] = []
 
-    async def __call__(self, session: AsyncSession, batch: Sequence[Received]) -> None:
+    async def __call__(self, conn: AsyncConnection, batch: Sequence[Received]) -> None:
         self.batches.append([r.envelope.id for r in batch])
         values = []
         for r in batch:
             assert isinstance(r.payload, JobProgress)
             values.append({"event_id": r.envelope.id, "value": r.payload.progress})
-        await session.execute(sa.insert(EFFECTS), values)
+        await conn.execute(sa.insert(EFFECTS), values)
         if any(v["value"] == SLOW for v in values):
             await asyncio.sleep(0.3)
         if any(v["value"] == POISON for v in values):
@@ -64,7 +64,7 @@ async def consuming(
     consumer = InboxConsumer(
         broker=topology.broker,
         queue=queue,
-        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        begin=engine.begin,
         inbox=Inbox(INBOX, consumer=CONSUMER),
         handler=handler,
     )
@@ -90,40 +90,38 @@ def wrap(payload: JobProgress) -> Envelope:
 
 
 async def test_inbox_records_ids_and_returns_only_fresh_ones(engine: AsyncEngine) -> None:
-    sessions = async_sessionmaker(engine)
     inbox = Inbox(INBOX, consumer=CONSUMER)
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with sessions.begin() as session:
-        assert await inbox.record_new(session, [a, b]) == {a, b}
-    async with sessions.begin() as session:
-        assert await inbox.record_new(session, [b, c, c]) == {c}
-        assert await inbox.record_new(session, []) == set()
+    async with engine.begin() as conn:
+        assert await inbox.record_new(conn, [a, b]) == {a, b}
+    async with engine.begin() as conn:
+        assert await inbox.record_new(conn, [b, c, c]) == {c}
+        assert await inbox.record_new(conn, []) == set()
     # Another consumer keeps its own record of the same events.
-    async with sessions.begin() as session:
-        assert await Inbox(INBOX, consumer="other").record_new(session, [a]) == {a}
+    async with engine.begin() as conn:
+        assert await Inbox(INBOX, consumer="other").record_new(conn, [a]) == {a}
     # Recorded in the caller's transaction: rolled back with its effect.
     d = uuid.uuid4()
-    async with sessions() as session:
-        assert await inbox.record_new(session, [d]) == {d}
-        await session.rollback()
-    async with sessions.begin() as session:
-        assert await inbox.record_new(session, [d]) == {d}
+    async with engine.connect() as conn:
+        assert await inbox.record_new(conn, [d]) == {d}
+        await conn.rollback()
+    async with engine.begin() as conn:
+        assert await inbox.record_new(conn, [d]) == {d}
 
 
 async def test_inbox_prune_forgets_old_ids_of_its_consumer_only(engine: AsyncEngine) -> None:
-    sessions = async_sessionmaker(engine)
     inbox = Inbox(INBOX, consumer=CONSUMER)
     old, recent, others = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with sessions.begin() as session:
-        await inbox.record_new(session, [old, recent])
-        await Inbox(INBOX, consumer="other").record_new(session, [others])
-        await session.execute(
+    async with engine.begin() as conn:
+        await inbox.record_new(conn, [old, recent])
+        await Inbox(INBOX, consumer="other").record_new(conn, [others])
+        await conn.execute(
             sa.update(INBOX)
             .where(INBOX.c.event_id.in_([old, others]))
             .values(processed_at=sa.func.now() - timedelta(days=10))
         )
-    async with sessions.begin() as session:
-        assert await inbox.prune(session, timedelta(days=3)) == 1
+    async with engine.begin() as conn:
+        assert await inbox.prune(conn, timedelta(days=3)) == 1
     assert await inbox_ids(engine) == {recent}
     async with engine.connect() as conn:
         kept = await conn.execute(sa.select(INBOX.c.event_id).where(INBOX.c.consumer == "other"))

@@ -39,7 +39,7 @@ async def outbox_rows(engine: AsyncEngine) -> list[Any]:
 
 def make_relay(engine: AsyncEngine, broker: Broker, listen_dsn: str, **kwargs: Any) -> OutboxRelay:
     return OutboxRelay(
-        engine=engine,
+        begin=engine.begin,
         table=OUTBOX,
         broker=broker,
         listen_dsn=listen_dsn,

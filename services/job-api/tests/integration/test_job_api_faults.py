@@ -220,7 +220,7 @@ async def test_relay_killed_mid_publish_keeps_the_row_until_confirmed(
 
         stuck = _StuckBroker()
         relay = OutboxRelay(
-            engine=db,
+            begin=db.begin,
             table=outbox,
             broker=stuck,  # type: ignore[arg-type]
             listen_dsn="",
@@ -234,7 +234,7 @@ async def test_relay_killed_mid_publish_keeps_the_row_until_confirmed(
         assert "job.created" in await outbox_types(db)
 
         down = OutboxRelay(
-            engine=db,
+            begin=db.begin,
             table=outbox,
             broker=_DownBroker(),  # type: ignore[arg-type]
             listen_dsn="",

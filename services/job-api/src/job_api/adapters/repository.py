@@ -1,4 +1,4 @@
-"""All SQL of job-api, built from the caller's session (the entry point owns the transaction)."""
+"""All SQL of job-api, built from the caller's connection (the entry point owns the transaction)."""
 
 import dataclasses
 from collections.abc import Sequence
@@ -9,7 +9,7 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL, job_events, jobs, known_datasets
@@ -105,21 +105,21 @@ class KnownDataset:
 
 
 class JobRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
     async def add(self, job: Job) -> None:
-        await self._session.execute(sa.insert(jobs).values(job_values(job)))
+        await self._conn.execute(sa.insert(jobs).values(job_values(job)))
 
     async def save(self, job: Job) -> None:
-        await self._session.execute(_UPDATE_JOB, _update_params(job))
+        await self._conn.execute(_UPDATE_JOB, _update_params(job))
 
     async def save_many(self, changed: Sequence[Job]) -> None:
         """One executemany (pipelined by asyncpg) instead of one round trip per job."""
         if len(changed) == 1:
             await self.save(changed[0])
         elif changed:
-            await self._session.execute(_UPDATE_JOB, [_update_params(j) for j in changed])
+            await self._conn.execute(_UPDATE_JOB, [_update_params(j) for j in changed])
 
     async def get(
         self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
@@ -129,7 +129,7 @@ class JobRepository:
             stmt = stmt.where(jobs.c.user_id == user_id)
         if for_update:
             stmt = stmt.with_for_update()
-        row = (await self._session.execute(stmt)).first()
+        row = (await self._conn.execute(stmt)).first()
         return job_from_row(row) if row is not None else None
 
     async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:
@@ -142,7 +142,7 @@ class JobRepository:
             .order_by(jobs.c.id)
             .with_for_update()
         )
-        return {row.id: job_from_row(row) for row in (await self._session.execute(stmt)).all()}
+        return {row.id: job_from_row(row) for row in (await self._conn.execute(stmt)).all()}
 
     async def search(
         self,
@@ -167,7 +167,7 @@ class JobRepository:
             return [
                 job_from_row(r)
                 for r in (
-                    await self._session.execute(
+                    await self._conn.execute(
                         stmt.order_by(jobs.c.created_at, jobs.c.id).limit(limit)
                     )
                 ).all()
@@ -175,7 +175,7 @@ class JobRepository:
         if after is not None:
             stmt = stmt.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < sa.tuple_(*after))
         stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
-        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+        return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
     async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Job]:
         stmt = (
@@ -185,7 +185,7 @@ class JobRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+        return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
     async def undispatched_since(self, cutoff: datetime, *, limit: int = 100) -> list[Job]:
         """Pending jobs whose latest work-queue message is older than `cutoff`."""
@@ -196,7 +196,7 @@ class JobRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+        return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
     async def pending_routes(self) -> list[tuple[JobType, GPUProvider]]:
         stmt = (
@@ -204,7 +204,7 @@ class JobRepository:
             .where(jobs.c.status == "pending")
             .distinct()
         )
-        return [(JobType(t), GPUProvider(p)) for t, p in (await self._session.execute(stmt)).all()]
+        return [(JobType(t), GPUProvider(p)) for t, p in (await self._conn.execute(stmt)).all()]
 
     async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
         stmt = (
@@ -216,21 +216,21 @@ class JobRepository:
             )
             .with_for_update(skip_locked=True)
         )
-        return [job_from_row(r) for r in (await self._session.execute(stmt)).all()]
+        return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
 
 class JobEventRepository:
     """Progress history; each insert is also pushed (NOTIFY, delivered at commit) to live streams."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
     async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """rows: job_id, user_id, attempt, kind, data."""
         if not rows:
             return
         # Live streams only need the pointer; they read the row itself (NOTIFY payloads are capped).
-        await self._session.execute(
+        await self._conn.execute(
             _INSERT_EVENTS,
             {
                 "job_ids": [r["job_id"] for r in rows],
@@ -251,7 +251,7 @@ class JobEventRepository:
         if kinds:
             stmt = stmt.where(job_events.c.kind.in_(list(kinds)))
         stmt = stmt.order_by(job_events.c.id).limit(limit)
-        return list((await self._session.execute(stmt)).all())
+        return list((await self._conn.execute(stmt)).all())
 
     async def since(
         self, *, user_id: str | None, job_id: UUID | None, after_id: int, limit: int
@@ -261,9 +261,7 @@ class JobEventRepository:
             stmt = stmt.where(job_events.c.user_id == user_id)
         if job_id is not None:
             stmt = stmt.where(job_events.c.job_id == job_id)
-        return list(
-            (await self._session.execute(stmt.order_by(job_events.c.id).limit(limit))).all()
-        )
+        return list((await self._conn.execute(stmt.order_by(job_events.c.id).limit(limit))).all())
 
     async def latest_id(self, *, user_id: str | None, job_id: UUID | None) -> int:
         stmt = sa.select(sa.func.coalesce(sa.func.max(job_events.c.id), 0))
@@ -271,12 +269,12 @@ class JobEventRepository:
             stmt = stmt.where(job_events.c.user_id == user_id)
         if job_id is not None:
             stmt = stmt.where(job_events.c.job_id == job_id)
-        return int((await self._session.execute(stmt)).scalar_one())
+        return int((await self._conn.execute(stmt)).scalar_one())
 
 
 class DatasetRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
     async def upsert(
         self, *, dataset_id: UUID, user_id: str, job_types: list[str], filename: str, rows: int
@@ -298,7 +296,7 @@ class DatasetRepository:
             },
             where=known_datasets.c.deleted.is_(False),
         )
-        await self._session.execute(stmt)
+        await self._conn.execute(stmt)
 
     async def mark_deleted(self, dataset_id: UUID, user_id: str) -> None:
         stmt = pg.insert(known_datasets).values(
@@ -308,12 +306,12 @@ class DatasetRepository:
             index_elements=[known_datasets.c.dataset_id],
             set_={"deleted": True, "updated_at": sa.func.now()},
         )
-        await self._session.execute(stmt)
+        await self._conn.execute(stmt)
 
     async def get(self, dataset_id: UUID) -> KnownDataset | None:
         t = known_datasets
         row = (
-            await self._session.execute(
+            await self._conn.execute(
                 sa.select(t.c.dataset_id, t.c.user_id, t.c.job_types, t.c.deleted).where(
                     t.c.dataset_id == dataset_id
                 )

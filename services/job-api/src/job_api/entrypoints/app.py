@@ -12,7 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from contracts.catalogue import Catalogue
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL, OUTBOX_CHANNEL
@@ -39,10 +38,23 @@ from servicekit.access_log import AccessLogMiddleware
 from servicekit.auth import JwtVerifier
 from servicekit.db import asyncpg_dsn, make_engine
 from servicekit.errors import error_body, install_error_handlers
+from servicekit.uow import Database
 
 log = structlog.get_logger(__name__)
 
-BACKGROUND_CONNECTIONS = 4
+
+def pool_sizes(total: int) -> dict[str, int]:
+    """Split the engine's connections into admission pools so that no kind of work can take the
+    connections another needs: the relay has its own LISTEN connection and takes one pooled
+    connection per batch; the consumer, the claim server and the watchdog get one or two each;
+    streams read in short bursts; HTTP requests get the rest."""
+    background = {"consumer": 2, "rpc": 2, "watchdog": 1, "relay": 1, "streams": 2}
+    fixed = sum(background.values())
+    if total < fixed + 1:
+        # Small pools (tests): every kind still gets a slot of its own (the engine is sized to
+        # the sum, so this may use a few more connections than asked for).
+        return {**dict.fromkeys(background, 1), "http": max(1, total - len(background))}
+    return {**background, "http": total - fixed}
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -109,26 +121,21 @@ async def _stop(tasks: list[asyncio.Task[Any]]) -> None:
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pools = pool_sizes(settings.db_pool_size)
         engine = make_engine(
             settings.database_url,
             application_name="job-api",
-            pool_size=settings.db_pool_size,
+            pool_size=sum(pools.values()),
             max_overflow=0,
         )
         listen_dsn = asyncpg_dsn(settings.database_url)
         state = AppState(
-            engine=engine,
-            sessions=async_sessionmaker(engine, expire_on_commit=False),
-            reads=async_sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-            ),
+            db=Database(engine, pools),
             policy=policy_from(settings),
             verifier=verifier_from(settings),
             verify_in_loop=settings.jwt_algorithm == "HS256",
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
-            # Leave a few pooled connections to the relay, consumer, claims and watchdog.
-            db_slots=asyncio.Semaphore(max(1, settings.db_pool_size - BACKGROUND_CONNECTIONS)),
         )
         app.state.job_api = state
         broker = Broker(
@@ -170,7 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await _stop(tasks)
             await broker.close()
-            await engine.dispose()
+            await state.db.dispose()
 
     app = FastAPI(
         title="Finetune Dispatcher: job-api",
@@ -197,7 +204,7 @@ def create_app(settings: Settings) -> FastAPI:
         state: AppState = request.app.state.job_api
         checks = {"database": False, "broker": False}
         with contextlib.suppress(Exception):
-            async with state.engine.connect() as conn:
+            async with state.db.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             checks["database"] = True
         checks["broker"] = state.broker is not None and not state.broker.connection.is_closed

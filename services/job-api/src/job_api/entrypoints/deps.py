@@ -1,14 +1,12 @@
 """Request dependencies: the unit of work (the request owns the transaction), the caller's identity,
 the worker key, and the process-wide state built in the lifespan."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.enums import GPUProvider, JobType
 from job_api.entrypoints.live import LiveHub
@@ -16,22 +14,17 @@ from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from messaging.broker import Broker
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
 from servicekit.errors import ApiError
+from servicekit.uow import Database, function_scoped
 
 
 @dataclass
 class AppState:
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    # Read-only work runs in autocommit: one statement per read, no BEGIN/ROLLBACK round trips.
-    reads: async_sessionmaker[AsyncSession]
+    # Every entry point's transactions: HTTP routes, streams, consumer, RPC server, watchdog.
+    db: Database
     policy: Policy
     verifier: JwtVerifier
     worker_key: str
     live: LiveHub
-    # Requests queue here, first come first served, before they take a pooled connection:
-    # asyncio.Queue (inside SQLAlchemy's pool) lets a newcomer take a connection that a woken
-    # waiter was about to get, so under overload some requests starved for seconds.
-    db_slots: asyncio.Semaphore
     broker: Broker | None = None
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
     # may fetch the JWKS over HTTP) it runs in the thread pool.
@@ -51,17 +44,19 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 async def get_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
-    async with state.db_slots, state.sessions.begin() as session:
-        yield UnitOfWork(session)
+    async with state.db.write() as conn:
+        yield UnitOfWork(conn)
 
 
 async def get_read_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
-    async with state.db_slots, state.reads() as session:
-        yield UnitOfWork(session)
+    async with state.db.read() as conn:
+        yield UnitOfWork(conn)
 
 
-UowDep = Annotated[UnitOfWork, Depends(get_uow)]
-ReadUowDep = Annotated[UnitOfWork, Depends(get_read_uow)]
+# Function scope: the transaction commits (and the connection goes back) before the response is
+# sent, so a 2xx always means committed and a failed commit is an error response.
+UowDep = Annotated[UnitOfWork, function_scoped(get_uow)]
+ReadUowDep = Annotated[UnitOfWork, function_scoped(get_read_uow)]
 
 
 async def current_user(

@@ -43,8 +43,8 @@ async def _stream(
 ) -> AsyncIterator[ServerSentEvent]:
     sub = state.live.subscribe(user_id=user_id, job_id=job_id)
     try:
-        async with state.reads() as session:
-            uow = UnitOfWork(session)
+        async with state.db.read("streams") as conn:
+            uow = UnitOfWork(conn)
             if last_event_id is not None and last_event_id.isdigit():
                 last = int(last_event_id)
             else:
@@ -60,8 +60,8 @@ async def _stream(
                     snapshot = [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs]
                 yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(last))
         while not await request.is_disconnected():
-            async with state.reads() as session:
-                rows = await UnitOfWork(session).events.since(
+            async with state.db.read("streams") as conn:
+                rows = await UnitOfWork(conn).events.since(
                     user_id=user_id, job_id=job_id, after_id=last, limit=BATCH
                 )
             for row in rows:
@@ -99,8 +99,8 @@ async def stream_job(
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Live events of one job (SSE)."""
-    async with state.reads() as session:
-        await job_service.get_job(UnitOfWork(session), job_id, user_id=scope(user))
+    async with state.db.read("streams") as conn:
+        await job_service.get_job(UnitOfWork(conn), job_id, user_id=scope(user))
     return EventSourceResponse(
         _stream(request, state, user_id=scope(user), job_id=job_id, last_event_id=last_event_id),
         ping=KEEPALIVE_SECONDS,

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.routing import JOB_API, JOB_API_BINDINGS
 from contracts.rpc import ClaimJob, ClaimReply
@@ -49,14 +49,18 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
 
 def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -> OutboxRelay:
     return OutboxRelay(
-        engine=state.engine, table=outbox, broker=broker, listen_dsn=listen_dsn, channel=channel
+        begin=lambda: state.db.write("relay"),
+        table=outbox,
+        broker=broker,
+        listen_dsn=listen_dsn,
+        channel=channel,
     )
 
 
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
-    async def handle(session: AsyncSession, batch: Sequence[Received]) -> WorkerEventOutcome:
+    async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> WorkerEventOutcome:
         return await apply_worker_events(
-            UnitOfWork(session), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
+            UnitOfWork(conn), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
         )
 
     def count(outcome: object) -> None:
@@ -69,7 +73,7 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     return InboxConsumer(
         broker=broker,
         queue=broker.names.service_queue(JOB_API),
-        sessions=state.sessions,
+        begin=lambda: state.db.write("consumer"),
         inbox=INBOX,
         handler=handle,
         on_committed=count,
@@ -79,8 +83,8 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
 def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     async def handle(body: bytes) -> ClaimReply:
         cmd = ClaimJob.model_validate_json(body)
-        async with state.sessions.begin() as session:
-            reply = await claim_job(UnitOfWork(session), cmd, state.policy, now=datetime.now(UTC))
+        async with state.db.write("rpc") as conn:
+            reply = await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
         CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
         return reply
 
@@ -120,19 +124,19 @@ def watchdog_step(state: AppState, retention: timedelta) -> Callable[[], Awaitab
         nonlocal last_prune
         now = datetime.now(UTC)
         while True:
-            async with state.sessions.begin() as session:
-                expired = await expire_leases(UnitOfWork(session), now=now)
+            async with state.db.write("watchdog") as conn:
+                expired = await expire_leases(UnitOfWork(conn), now=now)
             LEASES_EXPIRED.inc(len(expired))
             if len(expired) < 100:
                 break
         while True:
-            async with state.sessions.begin() as session:
-                offered = await redispatch_stale(UnitOfWork(session), state.policy, now=now)
+            async with state.db.write("watchdog") as conn:
+                offered = await redispatch_stale(UnitOfWork(conn), state.policy, now=now)
             if len(offered) < 100:
                 break
         if now - last_prune > timedelta(hours=1):
-            async with state.sessions.begin() as session:
-                await INBOX.prune(session, retention)
+            async with state.db.write("watchdog") as conn:
+                await INBOX.prune(conn, retention)
             last_prune = now
 
     return step
@@ -151,14 +155,14 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
         finally:
             await channel.close()
         now = datetime.now(UTC)
-        async with state.reads() as session:
-            routes = await UnitOfWork(session).jobs.pending_routes()
+        async with state.db.read("watchdog") as conn:
+            routes = await UnitOfWork(conn).jobs.pending_routes()
         for route, count in counts.items():
             state.presence[route] = count > 0
         for route in routes:
-            async with state.sessions.begin() as session:
+            async with state.db.write("watchdog") as conn:
                 await mark_worker_presence(
-                    UnitOfWork(session), route, has_worker=counts[route] > 0, now=now
+                    UnitOfWork(conn), route, has_worker=counts[route] > 0, now=now
                 )
 
     return step

@@ -1,12 +1,13 @@
 """The unit of work: the repositories and the outbox of one transaction.
 
-The entry point opens the session and commits or rolls back; handlers only stage changes.
+The entry point opens the transaction (servicekit.uow.Database) and commits or rolls back;
+handlers only stage changes.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
@@ -19,14 +20,14 @@ _OUTBOX = Outbox(outbox, source=SOURCE)
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-        self.jobs = JobRepository(session)
-        self.events = JobEventRepository(session)
-        self.datasets = DatasetRepository(session)
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.jobs = JobRepository(conn)
+        self.events = JobEventRepository(conn)
+        self.datasets = DatasetRepository(conn)
 
     async def publish(self, *payloads: EventPayload) -> None:
-        await _OUTBOX.add(self.session, *payloads)
+        await _OUTBOX.add(self.conn, *payloads)
 
 
 @dataclass(frozen=True)
