@@ -24,11 +24,15 @@ LOAD_DEV_SECRETS := if [ -f .dev/secrets.env ]; then \
 	    < <(grep -E '^[A-Z_][A-Z0-9_]*=' .dev/secrets.env); \
 	fi
 
-.PHONY: help install ensure-services dev test test-unit test-integration lint format typecheck \
-	contracts contracts-check openapi migrate bench token clean
+.PHONY: help install install-training ensure-services dev test test-unit test-integration lint format typecheck \
+	contracts contracts-check openapi migrate bench token clean \
+	ui-install ui-gen ui-check ui-test ui-build ui-e2e test-ui
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install-training: install ## The worker's training stack into .venv, outside uv.lock (CPU torch if none)
+	@UV='$(UV)' bash scripts/install-training.sh
 
 install: ## Install uv if missing, then sync the workspace (keeps extra packages such as torch)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -41,8 +45,9 @@ ensure-services: ## Start PostgreSQL and RabbitMQ on localhost if they are down
 dev: ## Run the whole platform on http://localhost:8000 (Ctrl-C stops it)
 	@UV='$(UV)' bash scripts/dev.sh
 
-test: install ensure-services lint typecheck ## Everything CI runs: lint, types, all tests
+test: install install-training ensure-services lint typecheck ## Everything CI runs: lint, types, all tests
 	$(UV) run pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-ui
 
 test-unit: install ## Unit tests only (no I/O)
 	$(UV) run pytest -m "not integration" $(PYTEST_ARGS)
@@ -88,3 +93,43 @@ token: ## Print a development JWT for SUB (default dev-user)
 clean: ## Remove caches and dev logs (keeps .venv and .dev/secrets.env)
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .dev/logs
+
+# --- web UI (frontend/: SvelteKit, Node >= 20.19) -----------------------------------------------
+NPM ?= npm
+UI := frontend
+
+$(UI)/node_modules/.package-lock.json: $(UI)/package-lock.json $(UI)/package.json
+	$(NPM) --prefix $(UI) ci --no-audit --no-fund
+	@touch $@
+
+ui-install: $(UI)/node_modules/.package-lock.json ## Install the UI's npm packages (from package-lock.json)
+
+ui-gen: ui-install ## Regenerate the UI's API types (docs/openapi/*.json) and output-name cases
+	$(NPM) --prefix $(UI) run gen:api
+	$(UV) run python $(UI)/scripts/output_model_cases.py
+
+ui-check: ui-install ## API types current, svelte-check (strict TS), prettier
+	$(NPM) --prefix $(UI) run check:api
+	$(UV) run python $(UI)/scripts/output_model_cases.py --check
+	$(NPM) --prefix $(UI) run check
+	$(NPM) --prefix $(UI) run lint
+
+ui-test: ui-install ## The UI's unit tests (vitest)
+	$(NPM) --prefix $(UI) test
+
+ui-build: ui-install ## Build the UI into frontend/build (static files, index.html fallback)
+	$(NPM) --prefix $(UI) run build
+
+# Against a running stack: E2E_BASE_URL=http://localhost:8000 (E2E_TOKEN defaults to a dev token).
+# Without E2E_BASE_URL: against job-api alone, started on free ports (frontend/e2e/jobapi_stack.py).
+ui-e2e: ui-install ## Browser tests (Debian chromium): every flow, screenshots, axe, phone size
+	@command -v chromium >/dev/null 2>&1 || { echo "ui-e2e: needs Debian's chromium (apt-get install chromium)"; exit 1; }
+	@if [ -n "$${E2E_BASE_URL:-}" ]; then \
+	  $(LOAD_DEV_SECRETS); \
+	  export E2E_TOKEN="$${E2E_TOKEN:-$$(FTD_ENV="$${FTD_ENV:-development}" $(UV) run --quiet job-api token --sub e2e-user)}"; \
+	  $(NPM) --prefix $(UI) run e2e; \
+	else \
+	  $(UV) run python $(UI)/e2e/jobapi_stack.py; \
+	fi
+
+test-ui: ui-check ui-test ui-e2e ## Everything for the UI: checks, unit and browser tests

@@ -144,7 +144,6 @@ wait_healthy registry-service http://127.0.0.1:8003/healthz
 require_port 8000
 start_service gateway bash scripts/gateway.sh
 wait_healthy gateway http://127.0.0.1:8000/healthz
-# frontend (UI):            start_service frontend npm --prefix frontend run dev
 
 # CPU worker (provider local): the training stack goes into .venv outside uv.lock (DEVELOPERS.md),
 # then one worker dials RabbitMQ and trains on this machine; models land in the local model store.
@@ -153,6 +152,12 @@ export FTD_MODEL_STORE_DIR="$PWD/$DEV_DIR/models"
 start_service worker uv run ftd-worker run --provider local --no-console \
   --work-dir "$DEV_DIR/worker"
 
+# frontend (UI, :8004): the built single-page app, /api/* proxied to :8000 (the gateway serves it at /).
+require_port 8004
+make --no-print-directory ui-build
+start_service frontend npm --prefix frontend run preview
+wait_healthy frontend http://127.0.0.1:8004/
+
 TOKEN=$(uv run --quiet job-api token --sub dev-user)
 
 cat <<BANNER
@@ -160,6 +165,7 @@ cat <<BANNER
   Finetune Dispatcher is running.
 
     API          $PUBLIC_URL
+    Web UI       $PUBLIC_URL   (sign in with the dev token below)
     API docs     $PUBLIC_URL/docs
     Logs         $LOG_DIR/
     Database     $FTD_DATABASE_NAME (this checkout's own)

@@ -1,0 +1,317 @@
+// End-to-end browser tests of the web UI against a running stack (see e2e/README.md).
+//
+//   E2E_BASE_URL=http://localhost:8000 E2E_TOKEN=$(make -s token SUB=e2e) npm run e2e
+//
+// The steps run in order in one browser, as a user would: sign in, upload a broken file and see
+// the line named, upload a good one, create a job, watch it run to completion while the chart
+// grows, find the model in the registry and deploy it, cancel another job. Every page is
+// captured wide and narrow under $E2E_OUT/screenshots, checked with axe-core and for horizontal
+// overflow on a phone-sized screen; any console error fails the run.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { apiCall, config, eventually, launch } from './harness.mjs';
+import { badFile, goodFile } from './data.mjs';
+
+const cfg = config();
+const stamp = Date.now().toString(36);
+let h;
+let page;
+let sub = 'e2e';
+const services = { data: true, registry: true };
+const state = { jobId: null, secondJobId: null, pointsSeen: [] };
+
+function needs(t, service) {
+	if (services[service]) return false;
+	if (!cfg.allowMissing.has(service)) {
+		assert.fail(
+			`${service === 'data' ? 'data-service' : 'registry-service'} is not reachable through ${cfg.baseUrl}`
+		);
+	}
+	t.skip(`${service} service not running (allowed by E2E_ALLOW_MISSING)`);
+	return true;
+}
+
+before(async () => {
+	// Which services answer behind the base URL (a 404/5xx from the gateway means absent).
+	const datasets = await apiCall(cfg, 'GET', '/api/finetune/datasets?limit=1');
+	services.data = datasets.status === 200;
+	const models = await apiCall(cfg, 'GET', '/api/models?limit=1');
+	services.registry = models.status === 200;
+
+	const payload = JSON.parse(Buffer.from(cfg.token.split('.')[1] ?? '', 'base64url').toString() || '{}');
+	sub = payload.sub ?? sub;
+	h = await launch(cfg);
+	page = h.page;
+	// Pages ask an absent, allowed-missing service and get the gateway's 404/502: not a UI error.
+	for (const [service, pattern] of [
+		['data', /\/api\/finetune\/(upload|datasets)/],
+		['registry', /\/api\/models/]
+	]) {
+		if (!services[service] && cfg.allowMissing.has(service))
+			for (const s of [404, 502, 503]) h.expectFailure(pattern, s);
+	}
+	// The sign-in page asks whether a dev sign-in exists; outside development that is a 404.
+	h.expectFailure(/\/api\/auth\/dev-token$/, 404);
+	h.expectFailure(/\/api\/auth\/dev-token$/, 405);
+});
+
+after(async () => {
+	await h?.writeReport({ services, state });
+	await h?.close();
+});
+
+async function selectOption(selector, value) {
+	await page.locator(selector).selectOption(value);
+}
+
+async function fillForm({ output, useUpload }) {
+	await page.goto('/finetune/new');
+	await page
+		.getByRole('radio', {
+			name: { embedding: 'Sentence embedding', classifier: 'Text classifier', llm_lora: 'LLM LoRA' }[
+				cfg.jobType
+			]
+		})
+		.check();
+	await eventually(async () => (await page.locator('#base_model option').count()) > 0, {
+		what: 'base models'
+	});
+	if (!useUpload) {
+		await page.getByRole('radio', { name: 'Link an https URL' }).check();
+		await page.getByLabel('Training data URL').fill(cfg.dataUrl);
+	}
+	await selectOption('#gpu_provider', cfg.provider);
+	await page.getByLabel('Output model name').fill(output);
+}
+
+async function uploadGood() {
+	await page.locator('#file').setInputFiles(goodFile(cfg.jobType));
+	await page.locator('[data-testid="validation-report"][data-valid="true"]').waitFor({ timeout: 60_000 });
+}
+
+async function submitJob() {
+	await page.getByRole('button', { name: 'Create job' }).click();
+	await page.waitForURL(/\/finetune\/[0-9a-f-]{36}$/, { timeout: 30_000 });
+	return page.url().split('/').pop();
+}
+
+test('sign in with a pasted token, by keyboard only', async () => {
+	await page.goto('/finetune');
+	await page.waitForURL(/\/signin/);
+	await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+	await h.capture('signin');
+	// Tab to the token field, type, tab to the button, press Enter: no mouse.
+	await page.locator('body').focus();
+	await eventually(
+		async () => {
+			await page.keyboard.press('Tab');
+			return page.evaluate(() => document.activeElement?.id === 'token');
+		},
+		{ what: 'keyboard focus on the token field', timeoutMs: 10_000, intervalMs: 10 }
+	);
+	await page.keyboard.type(cfg.token);
+	await page.keyboard.press('Tab');
+	assert.equal(await page.evaluate(() => document.activeElement?.textContent?.trim()), 'Sign in with token');
+	await page.keyboard.press('Enter');
+	await page.waitForURL(/\/finetune$/);
+	assert.equal(await page.evaluate(() => sessionStorage.getItem('ftd.token')), cfg.token);
+	assert.equal(await page.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
+	assert.ok(!page.url().includes(cfg.token), 'the token is never in a URL');
+});
+
+test('dashboard lists jobs or shows the empty state', async () => {
+	await page.goto('/finetune');
+	await page.locator('[data-testid="job-list"], [data-testid="empty-state"]').first().waitFor();
+	await page.getByRole('link', { name: 'Create job' }).waitFor();
+	await h.capture('dashboard');
+});
+
+test('upload a file with an error: the report names the line', async (t) => {
+	if (needs(t, 'data')) return;
+	await page.goto('/finetune/new');
+	await page
+		.getByRole('radio', {
+			name: { embedding: 'Sentence embedding', classifier: 'Text classifier', llm_lora: 'LLM LoRA' }[
+				cfg.jobType
+			]
+		})
+		.check();
+	h.expectFailure(/\/api\/finetune\/upload/, 400);
+	h.expectFailure(/\/api\/finetune\/upload/, 422);
+	await page.locator('#file').setInputFiles(badFile(cfg.jobType));
+	const report = page.locator('[data-testid="validation-report"][data-valid="false"]');
+	await report.waitFor({ timeout: 60_000 });
+	const errors = await page.locator('[data-testid="validation-errors"]').innerText();
+	assert.match(errors, /Line 3\b/, `the errors name line 3: ${errors}`);
+	await h.capture('new-job-bad-file');
+});
+
+test('upload a good file: stats and preview before submitting', async (t) => {
+	if (needs(t, 'data')) return;
+	await uploadGood();
+	const text = await page.locator('[data-testid="validation-report"]').innerText();
+	assert.match(text, /valid/i);
+	assert.match(text, /rows/i);
+	await h.capture('new-job-good-file');
+});
+
+test('create a job', async () => {
+	await fillForm({ output: `${sub}/ui-e2e-${stamp}`, useUpload: services.data });
+	if (services.data) await uploadGood();
+	// The output name is checked as the server checks it, before anything is sent.
+	await page.getByLabel('Output model name').fill('no slash here');
+	await page.getByText(/Use exactly one '\/'/).waitFor();
+	await page.getByLabel('Output model name').fill(`${sub}/ui-e2e-${stamp}`);
+	await page.getByText('Advanced: hyperparameters').click();
+	await page.getByLabel('Epochs').fill('1');
+	if (!services.data) await h.capture('new-job-url');
+	state.jobId = await submitJob();
+	await page.getByRole('heading', { name: `${sub}/ui-e2e-${stamp}` }).waitFor();
+});
+
+async function httpWorker(jobId, reports) {
+	// Plays a worker over the brief's HTTP worker API (E2E_WORKER=http): for checking the UI against
+	// job-api alone, where no real worker runs. The full-stack run uses the real CPU worker.
+	const call = (body) => apiCall(cfg, 'PATCH', `/api/finetune/jobs/${jobId}`, { token: cfg.workerKey, body });
+	let r = await call({
+		status: 'running',
+		worker_id: 'e2e-http-worker',
+		log_lines: ['worker e2e-http-worker claimed the job']
+	});
+	assert.equal(r.status, 200, JSON.stringify(r.body));
+	const attempt = r.body.data.attempt;
+	for (let i = 1; i <= reports; i++) {
+		r = await call({
+			attempt,
+			progress: (i / (reports + 1)) * 100,
+			phase: 'training',
+			step: i * 10,
+			total_steps: (reports + 1) * 10,
+			epoch: i / reports,
+			loss: 2.5 / (i + 0.5),
+			metrics: { learning_rate: 2e-5 * (1 - i / (reports + 1)), grad_norm: 1 + 1 / i },
+			eta_seconds: (reports - i) * 2,
+			log_lines: [`step ${i * 10}: loss ${(2.5 / (i + 0.5)).toFixed(4)}`]
+		});
+		assert.equal(r.status, 200, JSON.stringify(r.body));
+		// Wait until the open page has drawn this report: the chart grows while we watch.
+		await eventually(
+			async () =>
+				Number(
+					await page.locator('[data-testid="charts"] [role="img"]').first().getAttribute('data-points')
+				) >= i,
+			{
+				what: `chart point ${i}`
+			}
+		);
+		state.pointsSeen.push(i);
+	}
+	r = await call({
+		status: 'completed',
+		attempt,
+		progress: 100,
+		metrics: { eval_cosine_accuracy: 0.91 },
+		output_revision: 'e2e',
+		log_lines: ['model saved']
+	});
+	assert.equal(r.status, 200, JSON.stringify(r.body));
+}
+
+test('watch the job run to completed while the loss chart grows', async () => {
+	assert.ok(state.jobId, 'a job was created');
+	const chart = page.locator('[data-testid="charts"] [role="img"]').first();
+	const badge = page.locator('.page-header [data-status]').first();
+	if (cfg.worker === 'http') {
+		await httpWorker(state.jobId, 5);
+	} else {
+		// The real worker: sample the chart while the job runs; it must grow while the page is open.
+		await eventually(
+			async () => {
+				const points = Number(await chart.getAttribute('data-points'));
+				if (state.pointsSeen.at(-1) !== points) state.pointsSeen.push(points);
+				const status = await badge.getAttribute('data-status');
+				if (status === 'failed' || status === 'cancelled') throw new Error(`the job ended ${status}`);
+				return status === 'completed';
+			},
+			{ timeoutMs: cfg.jobTimeoutMs, intervalMs: 200, what: 'the job to complete' }
+		);
+	}
+	await eventually(async () => (await badge.getAttribute('data-status')) === 'completed', {
+		what: 'completed badge'
+	});
+	const live = Number(await chart.getAttribute('data-points'));
+	assert.ok(live >= 2, `the loss chart has points (${live})`);
+	assert.ok(
+		state.pointsSeen.filter((p) => p > 0).length >= 2,
+		`the chart grew while watched: ${state.pointsSeen}`
+	);
+	const logs = await page.getByTestId('log-viewer').innerText();
+	assert.match(logs, /status running → completed|pending → running/);
+	await h.capture('job-detail');
+	// Reopening the page shows the whole history, not only what arrived while it was open.
+	await page.reload();
+	await eventually(async () => Number(await chart.getAttribute('data-points')) === live, {
+		what: 'the same chart after reopening'
+	});
+	assert.match(await page.getByTestId('log-viewer').innerText(), /completed/);
+});
+
+test('the model appears in the registry and deploys', async (t) => {
+	if (needs(t, 'registry')) return;
+	const card = page.locator(`article[data-model-id]:has(a[href="/finetune/${state.jobId}"])`);
+	await eventually(
+		async () => {
+			await page.goto('/models');
+			await page.locator('h1', { hasText: 'Models' }).waitFor();
+			return (await card.count()) === 1;
+		},
+		{ timeoutMs: 60_000, intervalMs: 2000, what: 'the model in the registry' }
+	);
+	await card.getByRole('button', { name: 'Deploy' }).click();
+	await eventually(async () => (await card.getAttribute('data-status')) === 'deployed', { what: 'deployed' });
+	await card.getByRole('button', { name: /Copy Python/ }).click();
+	const copied = await page.evaluate(() => navigator.clipboard.readText());
+	assert.match(copied, new RegExp(`ui-e2e-${stamp}|/v1`));
+	await h.capture('models');
+});
+
+test('cancel another job', async () => {
+	await fillForm({ output: `${sub}/ui-e2e-cancel-${stamp}`, useUpload: services.data });
+	if (services.data) await uploadGood();
+	state.secondJobId = await submitJob();
+	if (cfg.worker === 'http') {
+		// Nothing consumes the queue in this mode: the page says so.
+		await page.getByTestId('no-worker').waitFor({ timeout: 30_000 });
+	}
+	await page.goto('/finetune');
+	const card = page.locator(`article[data-job-id="${state.secondJobId}"]`);
+	await card.waitFor();
+	if (cfg.worker === 'http') await page.getByTestId('no-worker-banner').waitFor();
+	await h.capture('dashboard-jobs');
+	await card.getByRole('button', { name: 'Cancel' }).click();
+	const dialog = page.getByRole('dialog', { name: 'Cancel this job?' });
+	await dialog.waitFor();
+	await dialog.getByRole('button', { name: 'Cancel job' }).click();
+	await eventually(async () => (await card.getAttribute('data-status')) === 'cancelled', {
+		what: 'cancelled card'
+	});
+	const job = await apiCall(cfg, 'GET', `/api/finetune/jobs/${state.secondJobId}`);
+	assert.equal(job.body.data.status, 'cancelled');
+});
+
+test('filters narrow the list', async () => {
+	await page.goto('/finetune?status=cancelled');
+	await page.locator(`article[data-job-id="${state.secondJobId}"]`).waitFor();
+	assert.equal(await page.locator(`article[data-job-id="${state.jobId}"]`).count(), 0);
+	await page.getByLabel('Status').selectOption('completed');
+	await page.waitForURL(/status=completed/);
+	await page.locator(`article[data-job-id="${state.jobId}"]`).waitFor();
+});
+
+test('every page: accessible (axe), usable on a phone, no console errors', async () => {
+	const serious = h.seriousAxeViolations();
+	assert.deepEqual(serious, [], 'no serious or critical axe violations');
+	const overflowing = Object.entries(h.overflow).filter(([, px]) => px > 1);
+	assert.deepEqual(overflowing, [], 'no page scrolls sideways at 390 px');
+	assert.deepEqual(h.unexpectedConsoleErrors(), [], 'no console errors');
+});

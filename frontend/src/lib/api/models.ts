@@ -1,0 +1,174 @@
+// registry-service: trained models, deploy/undeploy, delete, LiteLLM config (issue 8,
+// docs/registry.md). Read tolerantly (normalizeModel) so the UI keeps working while the service's
+// document evolves; `npm run check:api` keeps the generated types next to it current.
+import { ApiError, type ApiClient } from './client';
+import type { JobType, Page } from './types';
+
+export type ModelStatus = 'registered' | 'deployed' | 'retired';
+
+export interface RegisteredModel {
+	id: string;
+	/** `owner/name` (the job's output_model). */
+	name: string;
+	version: number | null;
+	job_type: JobType | null;
+	base_model: string | null;
+	status: ModelStatus;
+	/** Where it is stored: the load URI (hf://owner/name@rev, file:///path, s3://...). */
+	path: string;
+	repo_id: string | null;
+	revision: string | null;
+	store: string | null;
+	uri: string | null;
+	job_id: string | null;
+	metrics: Record<string, number>;
+	baseline_metrics: Record<string, number>;
+	created_at: string | null;
+	deployed_at: string | null;
+	/** Where the served model answers (OpenAI-compatible base URL), when the registry says. */
+	endpoint: string | null;
+	/** The name to send as `model` to the served endpoint. */
+	served_name: string | null;
+}
+
+type Raw = Record<string, unknown>;
+const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
+const numbers = (v: unknown): Record<string, number> =>
+	isObj(v)
+		? (Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === 'number')) as Record<
+				string,
+				number
+			>)
+		: {};
+
+export function normalizeModel(raw: unknown): RegisteredModel {
+	if (!isObj(raw) || (typeof raw.id !== 'string' && typeof raw.id !== 'number')) {
+		throw new ApiError(0, 'bad_response', 'The registry sent a model without an id.');
+	}
+	const name =
+		str(raw.name) ?? str(raw.repo_id) ?? str(raw.output_model) ?? str(raw.hf_path) ?? String(raw.id);
+	const status = (str(raw.status) ?? 'registered') as ModelStatus;
+	const version =
+		typeof raw.version === 'number'
+			? raw.version
+			: typeof raw.version === 'string'
+				? Number.parseInt(raw.version.replace(/^v/, ''), 10) || null
+				: null;
+	return {
+		id: String(raw.id),
+		name,
+		version,
+		job_type: (str(raw.job_type) as JobType | null) ?? null,
+		base_model: str(raw.base_model),
+		status,
+		path: str(raw.uri) ?? str(raw.hf_path) ?? str(raw.path) ?? str(raw.local_path) ?? name,
+		repo_id: str(raw.repo_id),
+		revision: str(raw.revision),
+		store: str(raw.store),
+		uri: str(raw.uri),
+		job_id: str(raw.job_id),
+		metrics: numbers(raw.metrics),
+		baseline_metrics: numbers(raw.baseline_metrics),
+		created_at: str(raw.created_at) ?? str(raw.registered_at),
+		deployed_at: str(raw.deployed_at),
+		endpoint: str(raw.endpoint) ?? str(raw.api_base) ?? str(raw.serve_url),
+		served_name: str(raw.served_name) ?? str(raw.model_name) ?? str(raw.litellm_model_name)
+	};
+}
+
+export interface ModelFilter {
+	job_type?: JobType | null;
+	status?: ModelStatus | null;
+	cursor?: string | null;
+	limit?: number;
+}
+
+export async function listModels(
+	api: ApiClient,
+	filter: ModelFilter = {},
+	signal?: AbortSignal
+): Promise<Page<RegisteredModel>> {
+	const { job_type, ...rest } = filter;
+	const page = await api.raw<Page<unknown>>('/api/models', {
+		query: { ...rest, type: job_type, limit: filter.limit ?? 100 },
+		signal
+	});
+	return { ...page, data: page.data.map(normalizeModel) };
+}
+
+export async function getModel(api: ApiClient, id: string): Promise<RegisteredModel> {
+	return normalizeModel(await api.data<unknown>(`/api/models/${encodeURIComponent(id)}`));
+}
+
+export async function deployModel(api: ApiClient, id: string): Promise<RegisteredModel> {
+	return normalizeModel(
+		await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/deploy`, { method: 'POST' })
+	);
+}
+
+export async function undeployModel(api: ApiClient, id: string): Promise<RegisteredModel> {
+	return normalizeModel(
+		await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/undeploy`, { method: 'POST' })
+	);
+}
+
+/** Removes a version from the registry (undeploy it first); the Hub repo too only when asked. */
+export function deleteModel(api: ApiClient, id: string, deleteRepo = false): Promise<unknown> {
+	return api.raw(`/api/models/${encodeURIComponent(id)}`, {
+		method: 'DELETE',
+		query: { delete_repo: deleteRepo ? 'true' : null }
+	});
+}
+
+/** Where a deployed model is served, from the registry's LiteLLM configuration (JSON form). */
+export interface ServedModel {
+	model_name: string;
+	model_id: string | null;
+	/** OpenAI-compatible base URL, ending in /v1. */
+	api_base: string | null;
+	/** The environment variable holding the server's key (`os.environ/NAME`), if it has one. */
+	api_key_env: string | null;
+}
+
+export interface ServingConfig {
+	models: ServedModel[];
+	/** ftd-serve's base URL for classifiers (LiteLLM has no classify API: a pass-through). */
+	classify_base: string | null;
+	classify_key_env: string | null;
+}
+
+const envRef = (v: unknown): string | null => {
+	const m = typeof v === 'string' ? /os\.environ\/([A-Za-z_][A-Za-z0-9_]*)/.exec(v) : null;
+	return m ? (m[1] ?? null) : null;
+};
+
+export function parseServingConfig(body: unknown): ServingConfig {
+	const data = isObj(body) && 'data' in body ? body.data : body;
+	const list = isObj(data) && Array.isArray(data.model_list) ? data.model_list : [];
+	const models = list.filter(isObj).map((e): ServedModel => {
+		const params = isObj(e.litellm_params) ? e.litellm_params : {};
+		const info = isObj(e.model_info) ? e.model_info : {};
+		return {
+			model_name: str(e.model_name) ?? '',
+			model_id: str(info.id) ?? str(info.model_id),
+			api_base: str(params.api_base),
+			api_key_env: envRef(params.api_key)
+		};
+	});
+	const general = isObj(data) && isObj(data.general_settings) ? data.general_settings : {};
+	const passes = Array.isArray(general.pass_through_endpoints) ? general.pass_through_endpoints : [];
+	const classify = passes.filter(isObj).find((p) => /\/classify$/.test(str(p.target) ?? ''));
+	const headers = classify && isObj(classify.headers) ? classify.headers : {};
+	return {
+		models,
+		classify_base: classify ? (str(classify.target)?.replace(/\/classify$/, '') ?? null) : null,
+		classify_key_env: envRef(headers.Authorization)
+	};
+}
+
+export async function servingConfig(api: ApiClient): Promise<ServingConfig> {
+	return parseServingConfig(
+		await api.raw<unknown>('/api/models/litellm-config', { query: { format: 'json' } })
+	);
+}

@@ -1,0 +1,44 @@
+// The output model name, checked exactly as job-api checks it (service_layer/jobs.py,
+// validate_output_model, and FinetuneJobCreate's length limits) so the form says what the server
+// would refuse before anything is sent.
+
+// Each part: alphanumerics plus '-', '_' and '.', not starting or ending with '-' or '.', no '--'
+// or '..', at most 96 characters.
+const HUB_PART = /^(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/;
+
+export const OUTPUT_MODEL_RULE =
+	"owner/name: letters, digits, '-', '_' and '.', at most 96 characters per part, no '--' or '..'.";
+
+/** The problem with an output model name, or null when job-api would accept it. */
+export function outputModelProblem(value: string): string | null {
+	if (value.length === 0) return 'Name the model you will get, as owner/name.';
+	if (value.length < 3) return 'The name is too short (at least 3 characters).';
+	if (value.length > 200) return 'The name is too long (at most 200 characters).';
+	const parts = value.split('/');
+	if (parts.length !== 2) return `Use exactly one '/': ${OUTPUT_MODEL_RULE}`;
+	const [owner = '', name = ''] = parts;
+	for (const [label, part] of [
+		['owner', owner],
+		['name', name]
+	] as const) {
+		if (!part) return `The ${label} part is empty: ${OUTPUT_MODEL_RULE}`;
+		if (part.length > 96) return `The ${label} part is longer than 96 characters.`;
+		if (!HUB_PART.test(part)) return `The ${label} part is not allowed: ${OUTPUT_MODEL_RULE}`;
+	}
+	if (name.endsWith('.git')) return "The name may not end in '.git'.";
+	return null;
+}
+
+/** A suggestion for the output name: the user's id and a slug of the base model and type. */
+export function suggestOutputModel(user: string | null, baseModel: string, jobType: string): string {
+	const slug = (s: string) =>
+		s
+			.toLowerCase()
+			.replace(/[^a-z0-9._-]+/g, '-')
+			.replace(/[-.]{2,}/g, '-')
+			.replace(/^[-._]+|[-._]+$/g, '')
+			.slice(0, 60);
+	const owner = slug(user ?? '') || 'me';
+	const base = slug(baseModel.split('/').pop() ?? baseModel) || 'model';
+	return `${owner}/${base}-${slug(jobType) || 'ft'}`.slice(0, 200);
+}

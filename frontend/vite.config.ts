@@ -1,0 +1,17 @@
+import { sveltekit } from '@sveltejs/kit/vite';
+import { defineConfig } from 'vitest/config';
+
+// In development the UI runs on :8004 and sends /api/* to the gateway (or to job-api directly):
+// FTD_API_URL overrides where.
+const api = process.env.FTD_API_URL ?? 'http://127.0.0.1:8000';
+const proxy = { '/api': { target: api, changeOrigin: false } };
+
+export default defineConfig({
+	plugins: [sveltekit()],
+	server: { host: '127.0.0.1', port: 8004, strictPort: true, proxy },
+	preview: { host: '127.0.0.1', port: 8004, strictPort: true, proxy },
+	test: {
+		include: ['src/**/*.test.ts'],
+		environment: 'node'
+	}
+});
