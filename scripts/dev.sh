@@ -123,6 +123,8 @@ export FTD_ENABLE_OFFLINE_MODELS=true
 FTD_DATABASE_NAME=${FTD_DATABASE_NAME:-finetune_$(printf '%s' "$PWD" | sha256sum | cut -c1-8)}
 export FTD_DATABASE_NAME
 export JOB_API_DATABASE_URL=${JOB_API_DATABASE_URL:-postgresql://job_api:job_api_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
+export DATA_SERVICE_DATABASE_URL=${DATA_SERVICE_DATABASE_URL:-postgresql://data_service:data_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
+export REGISTRY_SERVICE_DATABASE_URL=${REGISTRY_SERVICE_DATABASE_URL:-postgresql://registry_service:registry_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export PYTHONUNBUFFERED=1
 
 uv run job-api db-init
