@@ -69,8 +69,10 @@ export interface paths {
         head?: never;
         /**
          * Patch Job
-         * @description Worker update: `running` claims a pending job (attempt + 1), then progress, `completed` or
-         *     `failed`. An update naming an attempt that no longer holds the job is refused with 409.
+         * @description Worker update: `running` claims a pending job (attempt + 1; the response carries the data
+         *     URL, minted for this claim only), then progress, `completed` or `failed`. Only the worker that
+         *     claimed the job may update it, and an update naming another attempt is refused: 409 with the
+         *     reason. A progress value behind the current one renews the lease and keeps the higher value.
          */
         patch: operations["patch_job_api_finetune_jobs__job_id__patch"];
         trace?: never;
@@ -84,7 +86,7 @@ export interface paths {
         };
         /**
          * Job Events
-         * @description The job's history, oldest first: status changes, progress, metrics and log lines.
+         * @description The job's history, oldest first: status changes and progress (with metrics and logs).
          */
         get: operations["job_events_api_finetune_jobs__job_id__events_get"];
         put?: never;
@@ -238,29 +240,78 @@ export interface components {
             message: string;
         };
         /**
+         * EventKind
+         * @enum {string}
+         */
+        EventKind: "status" | "progress";
+        /**
          * FailureClass
          * @description Why a job is not progressing: a bad input, the platform, nobody to run it, or the user.
          * @enum {string}
          */
         FailureClass: "user_error" | "infra_error" | "no_worker" | "cancelled";
-        /** FinetuneJobCreate */
+        /**
+         * FinetuneJobCreate
+         * @description A new job; the variant follows `job_type`.
+         */
         FinetuneJobCreate: {
             /**
-             * Base Model
-             * @description A model of the catalogue for job_type.
+             * @description A base model of the catalogue for embedding jobs.
+             * @enum {string}
              */
-            base_model: string;
+            base_model: "intfloat/multilingual-e5-base" | "intfloat/multilingual-e5-large" | "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2";
             /** @description Which pool of workers may run it: colab, kaggle, runpod, local. */
             gpu_provider: components["schemas"]["GPUProvider"];
             /**
-             * Hyperparameters
-             * @description Overrides of the job type's defaults (see /base-models).
+             * Hyperparameters (embedding)
+             * @description Overrides of this job type's defaults (see /base-models).
              */
             hyperparameters?: {
-                [key: string]: unknown;
+                /**
+                 * Batch Size
+                 * @description Examples per device step.
+                 * @default 16
+                 */
+                batch_size?: number;
+                /**
+                 * Epochs
+                 * @description Passes over the training data.
+                 * @default 3
+                 */
+                epochs?: number;
+                /**
+                 * Eval Split
+                 * @description Fraction of rows held out for evaluation (0 = none).
+                 * @default 0.1
+                 */
+                eval_split?: number;
+                /**
+                 * Learning Rate
+                 * @description Peak learning rate.
+                 * @default 0.00002
+                 */
+                learning_rate?: number;
+                /**
+                 * Max Seq Length
+                 * @description Tokens kept per example.
+                 * @default 256
+                 */
+                max_seq_length?: number;
+                /**
+                 * Seed
+                 * @description Random seed for data order and init.
+                 * @default 42
+                 */
+                seed?: number;
+                /**
+                 * Warmup Ratio
+                 * @description Fraction of steps spent warming up.
+                 * @default 0.1
+                 */
+                warmup_ratio?: number;
             };
-            /** @description embedding, classifier or llm_lora. */
-            job_type: components["schemas"]["JobType"];
+            /** @constant */
+            job_type: "embedding";
             /**
              * Output Model
              * @description Hugging Face Hub repo `owner/name`.
@@ -268,11 +319,166 @@ export interface components {
             output_model: string;
             /** Project Id */
             project_id?: string | null;
+            /** @description A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL. */
+            training_data_url: string | unknown | unknown;
+        } | {
             /**
-             * Training Data Url
-             * @description A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL.
+             * @description A base model of the catalogue for classifier jobs.
+             * @enum {string}
              */
-            training_data_url: string;
+            base_model: "bert-base-multilingual-cased" | "xlm-roberta-base";
+            /** @description Which pool of workers may run it: colab, kaggle, runpod, local. */
+            gpu_provider: components["schemas"]["GPUProvider"];
+            /**
+             * Hyperparameters (classifier)
+             * @description Overrides of this job type's defaults (see /base-models).
+             */
+            hyperparameters?: {
+                /**
+                 * Batch Size
+                 * @description Examples per device step.
+                 * @default 16
+                 */
+                batch_size?: number;
+                /**
+                 * Epochs
+                 * @description Passes over the training data.
+                 * @default 3
+                 */
+                epochs?: number;
+                /**
+                 * Eval Split
+                 * @description Fraction of rows held out for evaluation (0 = none).
+                 * @default 0.1
+                 */
+                eval_split?: number;
+                /**
+                 * Learning Rate
+                 * @description Peak learning rate.
+                 * @default 0.00002
+                 */
+                learning_rate?: number;
+                /**
+                 * Max Seq Length
+                 * @description Tokens kept per example.
+                 * @default 256
+                 */
+                max_seq_length?: number;
+                /**
+                 * Seed
+                 * @description Random seed for data order and init.
+                 * @default 42
+                 */
+                seed?: number;
+                /**
+                 * Warmup Ratio
+                 * @description Fraction of steps spent warming up.
+                 * @default 0.1
+                 */
+                warmup_ratio?: number;
+            };
+            /** @constant */
+            job_type: "classifier";
+            /**
+             * Output Model
+             * @description Hugging Face Hub repo `owner/name`.
+             */
+            output_model: string;
+            /** Project Id */
+            project_id?: string | null;
+            /** @description A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL. */
+            training_data_url: string | unknown | unknown;
+        } | {
+            /**
+             * @description A base model of the catalogue for llm_lora jobs.
+             * @enum {string}
+             */
+            base_model: "meta-llama/Llama-2-7b-hf" | "mistralai/Mistral-7B-v0.1";
+            /** @description Which pool of workers may run it: colab, kaggle, runpod, local. */
+            gpu_provider: components["schemas"]["GPUProvider"];
+            /**
+             * Hyperparameters (llm_lora)
+             * @description Overrides of this job type's defaults (see /base-models).
+             */
+            hyperparameters?: {
+                /**
+                 * Batch Size
+                 * @description Examples per device step.
+                 * @default 4
+                 */
+                batch_size?: number;
+                /**
+                 * Epochs
+                 * @description Passes over the training data.
+                 * @default 1
+                 */
+                epochs?: number;
+                /**
+                 * Eval Split
+                 * @description Fraction of rows held out for evaluation (0 = none).
+                 * @default 0.1
+                 */
+                eval_split?: number;
+                /**
+                 * Gradient Accumulation Steps
+                 * @description Steps per optimizer update.
+                 * @default 4
+                 */
+                gradient_accumulation_steps?: number;
+                /**
+                 * Learning Rate
+                 * @description Peak learning rate.
+                 * @default 0.0002
+                 */
+                learning_rate?: number;
+                /**
+                 * Lora Alpha
+                 * @description LoRA scaling numerator.
+                 * @default 32
+                 */
+                lora_alpha?: number;
+                /**
+                 * Lora Dropout
+                 * @description Dropout on LoRA layers.
+                 * @default 0.05
+                 */
+                lora_dropout?: number;
+                /**
+                 * Lora R
+                 * @description LoRA rank.
+                 * @default 16
+                 */
+                lora_r?: number;
+                /**
+                 * Max Seq Length
+                 * @description Tokens kept per example.
+                 * @default 1024
+                 */
+                max_seq_length?: number;
+                /**
+                 * Seed
+                 * @description Random seed for data order and init.
+                 * @default 42
+                 */
+                seed?: number;
+                /**
+                 * Warmup Ratio
+                 * @description Fraction of steps spent warming up.
+                 * @default 0.1
+                 */
+                warmup_ratio?: number;
+            };
+            /** @constant */
+            job_type: "llm_lora";
+            /**
+             * Output Model
+             * @description Hugging Face Hub repo `owner/name`.
+             */
+            output_model: string;
+            /** Project Id */
+            project_id?: string | null;
+            /** @description A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL. */
+            training_data_url: string | unknown | unknown;
         };
         /** FinetuneJobResponse */
         FinetuneJobResponse: {
@@ -612,6 +818,7 @@ export interface operations {
     list_jobs_api_finetune_jobs_get: {
         parameters: {
             query?: {
+                /** @description The `next_cursor` of the previous page; absent or empty for the first. */
                 cursor?: string | null;
                 gpu_provider?: components["schemas"]["GPUProvider"] | null;
                 job_type?: components["schemas"]["JobType"] | null;
@@ -669,7 +876,10 @@ export interface operations {
     create_job_api_finetune_jobs_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: the same key (from the same user) with the same body returns the job the first request created, never a second one; the same key with another body is a 409 `idempotency_key_reused`. Keys are kept for a day (JOB_API_IDEMPOTENCY_RETENTION_HOURS). */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -679,7 +889,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description Created (or, for a retried Idempotency-Key, the job created first). */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -688,8 +898,53 @@ export interface operations {
                     "application/json": components["schemas"]["Data_FinetuneJobResponse_"];
                 };
             };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unauthorized */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -818,7 +1073,10 @@ export interface operations {
     patch_job_api_finetune_jobs__job_id__patch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Names the worker (default `http-worker`): a claim is granted to one worker, and only that worker's updates apply. */
+                "x-worker-id"?: string | null;
+            };
             path: {
                 job_id: string;
             };
@@ -837,6 +1095,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Data_WorkerJobResponse_"];
+                };
+            };
+            /** @description The body is not valid JSON (`invalid_json`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Unauthorized */
@@ -875,6 +1142,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is larger than this service accepts (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not declared as application/json (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -889,9 +1174,10 @@ export interface operations {
     job_events_api_finetune_jobs__job_id__events_get: {
         parameters: {
             query?: {
+                /** @description The `next_cursor` of the previous page; absent or empty for the first. */
                 cursor?: string | null;
-                /** @description progress and/or status */
-                kind?: string[] | null;
+                /** @description status and/or progress */
+                kind?: components["schemas"]["EventKind"][] | null;
                 /** @description Page size. */
                 limit?: number;
             };
@@ -954,13 +1240,19 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description `text/event-stream`: a `snapshot` event first (the job, or a list of your jobs, as JSON), then one `status` or `progress` event per history row (data: a JobEventResponse as JSON; id: the row id, for `Last-Event-ID`), and comment pings while idle. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "text/event-stream": {
+                        data: string;
+                        /** @enum {string} */
+                        event?: "snapshot" | "status" | "progress";
+                        id?: string;
+                        retry?: number;
+                    };
                 };
             };
             /** @description Unauthorized */
@@ -988,6 +1280,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1054,26 +1355,23 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description `text/event-stream`: a `snapshot` event first (the job, or a list of your jobs, as JSON), then one `status` or `progress` event per history row (data: a JobEventResponse as JSON; id: the row id, for `Last-Event-ID`), and comment pings while idle. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "text/event-stream": {
+                        data: string;
+                        /** @enum {string} */
+                        event?: "snapshot" | "status" | "progress";
+                        id?: string;
+                        retry?: number;
+                    };
                 };
             };
             /** @description Unauthorized */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Not Found */
-            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1088,6 +1386,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
