@@ -113,7 +113,7 @@ class Platform:
             if response.status_code == 201:
                 return str(response.json()["data"]["id"])
             # job-api has not consumed dataset.validated yet.
-            assert response.status_code == 422, response.text
+            assert response.status_code == 404, response.text
             return None
 
         result: str = await eventually(created, timeout=15, interval=0.1)

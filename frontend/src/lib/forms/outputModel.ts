@@ -3,11 +3,11 @@
 // would refuse before anything is sent.
 
 // Each part: alphanumerics plus '-', '_' and '.', not starting or ending with '-' or '.', no '--'
-// or '..', at most 96 characters.
-const HUB_PART = /^(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/;
+// or '..' (the whole name is at most 200 characters, as job-api checks it).
+const HUB_PART = /^(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 
 export const OUTPUT_MODEL_RULE =
-	"owner/name: letters, digits, '-', '_' and '.', at most 96 characters per part, no '--' or '..'.";
+	"owner/name: letters, digits, '-', '_' and '.', no '--' or '..', at most 200 characters.";
 
 /** The problem with an output model name, or null when job-api would accept it. */
 export function outputModelProblem(value: string): string | null {
@@ -22,7 +22,6 @@ export function outputModelProblem(value: string): string | null {
 		['name', name]
 	] as const) {
 		if (!part) return `The ${label} part is empty: ${OUTPUT_MODEL_RULE}`;
-		if (part.length > 96) return `The ${label} part is longer than 96 characters.`;
 		if (!HUB_PART.test(part)) return `The ${label} part is not allowed: ${OUTPUT_MODEL_RULE}`;
 	}
 	if (name.endsWith('.git')) return "The name may not end in '.git'.";
