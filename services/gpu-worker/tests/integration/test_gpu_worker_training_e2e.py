@@ -126,7 +126,7 @@ async def submit(platform: Platform, content: bytes, **hyperparameters: Any) -> 
         )
         if response.status_code == 201:
             return str(response.json()["data"]["id"])
-        assert response.status_code == 422, response.text
+        assert response.status_code == 404, response.text
         return None
 
     job_id: str = await eventually(created, timeout=15, interval=0.1)
