@@ -172,7 +172,12 @@ test('create a job', async () => {
 async function httpWorker(jobId, reports) {
 	// Plays a worker over the brief's HTTP worker API (E2E_WORKER=http): for checking the UI against
 	// job-api alone, where no real worker runs. The full-stack run uses the real CPU worker.
-	const call = (body) => apiCall(cfg, 'PATCH', `/api/finetune/jobs/${jobId}`, { token: cfg.workerKey, body });
+	// Every update names the worker that claimed: job-api fences updates to the holder.
+	const call = (body) =>
+		apiCall(cfg, 'PATCH', `/api/finetune/jobs/${jobId}`, {
+			token: cfg.workerKey,
+			body: { worker_id: 'e2e-http-worker', ...body }
+		});
 	let r = await call({
 		status: 'running',
 		worker_id: 'e2e-http-worker',
