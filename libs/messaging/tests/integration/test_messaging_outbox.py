@@ -192,7 +192,6 @@ async def test_two_relays_publish_each_row_exactly_once(
     async with running(*relays):
         await eventually(drained, timeout=30)
     assert sum(r.stats.published for r in relays) == total
-    assert all(r.stats.published > 0 for r in relays), "both relays should have taken batches"
     messages = await topology.drain(queue)
     ids = [m.message_id for m in messages]
     assert len(ids) == total

@@ -27,8 +27,11 @@ OUTPUT_MODEL_PATTERN = (
 _OUTPUT_MODEL = re.compile(OUTPUT_MODEL_PATTERN)
 # External training data: an https URL with a host name (letters, digits, '.', '-', an optional
 # port) and no user info; published in the OpenAPI document as well.
+# `\s` differs between Python (adds \x1c-\x1f and \x85) and the ECMA regexes of JSON Schema (adds
+# \ufeff): both are named, so the server and the published pattern refuse exactly the same text.
 HTTPS_DATA_URL_PATTERN = (
-    r"^https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:[/?#][^\s@\x00]*)?$"
+    r"^https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+    r"(?:[/?#][^\s\x1c-\x1f\x85\ufeff@\x00]*)?$"
 )
 _HTTPS_DATA_URL = re.compile(HTTPS_DATA_URL_PATTERN)
 
