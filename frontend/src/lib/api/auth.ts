@@ -1,5 +1,4 @@
-// Development sign-in. job-api has no route that mints tokens; this codes against a dev-only
-// route the platform may add (see frontend/README.md):
+// Development sign-in: job-api's dev-only route (routes_auth.py, see frontend/README.md):
 //   GET  /api/auth/dev-token  -> 200 {"data": {"enabled": true}} only when FTD_ENV=development
 //   POST /api/auth/dev-token {"sub": "alice"} -> 200 {"data": {"access_token", "token_type", "expires_in"}}
 // Anywhere else the GET answers 404 and the UI offers only "paste a token".

@@ -4,6 +4,7 @@ Errors always come as `{"error": {"code", "message", "details"}}`; a rejected re
 job, history row or outbox row behind; no response ever carries the worker key or the JWT secret.
 """
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -374,6 +375,51 @@ async def test_dataset_references_follow_data_service_events(
     again = await client.post(JOBS, json=job_body(training_data_url=ref), headers=ALICE)
     error_of(again, 404, "dataset_not_found")
     assert ids(await client.get(JOBS, headers=ALICE)) == [job["id"]]
+
+
+async def test_a_job_created_right_after_its_upload_waits_for_the_dataset_event(
+    db: Any, settings_factory: Callable[..., Settings], make_worker: Any, bodies: list[str]
+) -> None:
+    """data-service's 201 and its `dataset.validated` reaching job-api are apart: a POST /jobs in
+    between waits for the event (bounded) instead of answering 404. Unknown datasets, and
+    another user's, still end in 404 once the wait is over."""
+    dataset_id = uuid.uuid4()
+    ref = dataset_ref(dataset_id)
+    async with running_app(settings_factory(dataset_wait_seconds=20)) as client:
+        record_bodies(client, bodies)
+        broker = (await make_worker()).broker  # after the app declared the topology
+        creating = asyncio.create_task(
+            client.post(JOBS, json=job_body(training_data_url=ref), headers=ALICE)
+        )
+        await asyncio.sleep(0.5)
+        assert not creating.done(), "the POST waits for the dataset"
+        payload = DatasetValidated(
+            dataset_id=dataset_id,
+            user_id="alice",
+            filename="train.csv",
+            format="csv",
+            job_types=[JobType.EMBEDDING],
+            rows=10,
+            size_bytes=120,
+            sha256="0" * 64,
+        )
+        await broker.publish(Envelope.wrap(payload, source="data-service"), payload.routing_key())
+        created = await asyncio.wait_for(creating, timeout=20)
+        assert created.status_code == 201, created.text
+        assert created.json()["data"]["dataset_id"] == str(dataset_id)
+
+    async with running_app(settings_factory(dataset_wait_seconds=0.5)) as client:
+        record_bodies(client, bodies)
+        unknown = dataset_ref(uuid.uuid4())
+        error_of(
+            await client.post(JOBS, json=job_body(training_data_url=unknown), headers=ALICE),
+            404,
+            "dataset_not_found",
+        )
+        as_bob = await client.post(
+            JOBS, json=job_body(training_data_url=ref, output_model="bob/e"), headers=BOB
+        )
+        error_of(as_bob, 404, "dataset_not_found")
 
 
 # --- GET /jobs ------------------------------------------------------------------------------

@@ -2,6 +2,30 @@
 // Regenerate with `npm run gen:api`; `npm run check:api` fails when this file drifts.
 
 export interface paths {
+    "/api/auth/dev-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Dev Sign In Status
+         * @description Whether the development sign-in is offered (200) or not (404).
+         */
+        get: operations["dev_sign_in_status_api_auth_dev_token_get"];
+        put?: never;
+        /**
+         * Dev Token
+         * @description A 24-hour user token for `sub` (development only; no admin role).
+         */
+        post: operations["dev_token_api_auth_dev_token_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/finetune/base-models": {
         parameters: {
             query?: never;
@@ -202,6 +226,14 @@ export interface components {
             /** Models */
             models: components["schemas"]["BaseModelInfo"][];
         };
+        /** Data[DevSignInStatus] */
+        Data_DevSignInStatus_: {
+            data: components["schemas"]["DevSignInStatus"];
+        };
+        /** Data[DevToken] */
+        Data_DevToken_: {
+            data: components["schemas"]["DevToken"];
+        };
         /** Data[FinetuneJobResponse] */
         Data_FinetuneJobResponse_: {
             data: components["schemas"]["FinetuneJobResponse"];
@@ -219,6 +251,38 @@ export interface components {
         /** Data[WorkerJobResponse] */
         Data_WorkerJobResponse_: {
             data: components["schemas"]["WorkerJobResponse"];
+        };
+        /** DevSignInStatus */
+        DevSignInStatus: {
+            /**
+             * Enabled
+             * @description Always true: the route is 404 when sign-in is disabled.
+             */
+            enabled: boolean;
+        };
+        /** DevToken */
+        DevToken: {
+            /** Access Token */
+            access_token: string;
+            /**
+             * Expires In
+             * @description Seconds until the token expires.
+             */
+            expires_in: number;
+            /**
+             * Token Type
+             * @default bearer
+             */
+            token_type: string;
+        };
+        /** DevTokenRequest */
+        DevTokenRequest: {
+            /**
+             * Sub
+             * @description The user to sign in as (the token's `sub`).
+             * @example alice
+             */
+            sub: string;
         };
         /** ErrorBody */
         ErrorBody: {
@@ -777,6 +841,104 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    dev_sign_in_status_api_auth_dev_token_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_DevSignInStatus_"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dev_token_api_auth_dev_token_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DevTokenRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_DevToken_"];
+                };
+            };
+            /** @description The body is not valid JSON (`invalid_json`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than this service accepts (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not declared as application/json (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     base_models_api_finetune_base_models_get: {
         parameters: {
             query?: never;

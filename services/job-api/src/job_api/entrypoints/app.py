@@ -18,7 +18,7 @@ from contracts.catalogue import Catalogue
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL, OUTBOX_CHANNEL
 from job_api.config import Settings
 from job_api.domain.errors import DomainError, IllegalTransition, InvalidJob, JobNotFound
-from job_api.entrypoints import routes_jobs, routes_stream, routes_worker
+from job_api.entrypoints import routes_auth, routes_jobs, routes_stream, routes_worker
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.housekeeping import Retention, presence_step, retention_step
 from job_api.entrypoints.live import LiveHub, StreamLimits
@@ -193,6 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
             stream_limits=StreamLimits(settings.max_streams_per_user, settings.max_streams),
+            dataset_wait_seconds=settings.dataset_wait_seconds,
         )
         app.state.job_api = state
         broker = Broker(
@@ -275,6 +276,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_worker.router)
     app.include_router(routes_stream.router)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_auth.router)
+    app.state.dev_sign_in = routes_auth.DevSignIn(
+        secret=(
+            settings.jwt_secret.get_secret_value()
+            if settings.environment == "development"
+            and settings.jwt_algorithm == "HS256"
+            and settings.jwt_secret is not None
+            else None
+        ),
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
     _true_openapi(app, settings)
 
     @app.get("/healthz", include_in_schema=False)

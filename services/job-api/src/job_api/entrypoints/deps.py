@@ -33,6 +33,8 @@ class AppState:
     verify_in_loop: bool = False
     # Whether a worker consumes each (job type, provider) queue; filled by the presence monitor.
     presence: dict[tuple[JobType, GPUProvider], bool] = field(default_factory=dict)
+    # How long POST /jobs waits for a just-uploaded dataset's `dataset.validated` to arrive.
+    dataset_wait_seconds: float = 5.0
 
 
 # Dependencies are `async def` unless they block: FastAPI runs a plain `def` dependency in its

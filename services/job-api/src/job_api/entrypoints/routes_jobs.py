@@ -4,14 +4,16 @@ Writes run in a unit of work that commits before the response starts (deps.get_u
 committed. Counters are bumped after the commit, never for a transaction that rolled back.
 """
 
+import asyncio
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from contracts.enums import GPUProvider, JobStatus, JobType
 from contracts.hyperparameters import parse_hyperparameters
@@ -26,6 +28,7 @@ from job_api.entrypoints.schemas import (
     JobEventResponse,
 )
 from job_api.service_layer import jobs as job_service
+from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.errors import ApiError
 from servicekit.responses import Data, Page, error_responses
 
@@ -81,6 +84,40 @@ async def base_models(state: StateDep, _user: UserDep) -> Data[list[BaseModelsRe
     return Data(data=data)
 
 
+_DATASET_REF = re.compile(rb'"ftd://datasets/([0-9a-fA-F-]{36})"')
+
+
+async def _dataset_caught_up(request: Request, state: StateDep, user: UserDep) -> None:
+    """Before the job's transaction opens: if the body names an `ftd://datasets/<id>` that
+    job-api's projection does not hold yet, wait (bounded, backing off) for data-service's
+    `dataset.validated` to arrive through the outbox and the broker. An upload's 201 and that event
+    are milliseconds apart, and a client that creates its job right away must not get a 404.
+    Runs after authentication and holds no connection while it sleeps. Only a hint: the creation itself checks the dataset (owner, format, deleted) as always."""
+    if state.dataset_wait_seconds <= 0:
+        return
+    match = _DATASET_REF.search(await request.body())  # cached: FastAPI has read it already
+    if match is None:
+        return
+    try:
+        dataset_id = UUID(match.group(1).decode())
+    except ValueError:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + state.dataset_wait_seconds
+    delay = 0.01
+    while True:
+        async with state.db.read() as conn:
+            known = await UnitOfWork(conn).datasets.get(dataset_id)
+        # Another user's dataset waits like an unknown one: the answer's timing tells nothing.
+        if known is not None and known.user_id == user.user_id:
+            return
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.25)
+
+
 def _request_hash(body: FinetuneJobCreate) -> str:
     canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
@@ -96,9 +133,10 @@ def _request_hash(body: FinetuneJobCreate) -> str:
 )
 async def create_job(
     body: FinetuneJobCreate,
+    user: UserDep,
+    _caught_up: Annotated[None, Depends(_dataset_caught_up)],
     uow: UowDep,
     state: StateDep,
-    user: UserDep,
     response: Response,
     idempotency_key: Annotated[
         str | None,
