@@ -121,7 +121,7 @@ ui-build: ui-install ## Build the UI into frontend/build (static files, index.ht
 	$(NPM) --prefix $(UI) run build
 
 # Against a running stack: E2E_BASE_URL=http://localhost:8000 (E2E_TOKEN defaults to a dev token).
-# Without E2E_BASE_URL: against job-api alone, started on free ports (frontend/e2e/jobapi_stack.py).
+# Without E2E_BASE_URL: the whole platform with a CPU worker on free ports (tests/e2e/ftd_stack.py).
 ui-e2e: ui-install ## Browser tests (Debian chromium): every flow, screenshots, axe, phone size
 	@command -v chromium >/dev/null 2>&1 || { echo "ui-e2e: needs Debian's chromium (apt-get install chromium)"; exit 1; }
 	@if [ -n "$${E2E_BASE_URL:-}" ]; then \
@@ -129,7 +129,7 @@ ui-e2e: ui-install ## Browser tests (Debian chromium): every flow, screenshots, 
 	  export E2E_TOKEN="$${E2E_TOKEN:-$$(FTD_ENV="$${FTD_ENV:-development}" $(UV) run --quiet job-api token --sub e2e-user)}"; \
 	  $(NPM) --prefix $(UI) run e2e; \
 	else \
-	  $(UV) run python $(UI)/e2e/jobapi_stack.py; \
+	  $(UV) run python tests/e2e/ftd_stack.py; \
 	fi
 
 test-ui: ui-check ui-test ui-e2e ## Everything for the UI: checks, unit and browser tests

