@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,22 @@ class Stack:
     model_store: Path
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    start_process: Callable[[str, list[str], dict[str, str]], None] | None = None
+    worker_args: list[str] = field(default_factory=list)
+
+    def kill_worker(self, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Kill the worker (SIGKILL: no hand-back, no last report) and wait for it to exit."""
+        proc = self.processes.pop("worker")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        return proc.wait(timeout=60)
+
+    def start_worker(self, **env: str) -> None:
+        """Start a worker again (a new process, the same id, scratch and checkpoint store), with
+        `env` added to its environment."""
+        assert self.start_process is not None
+        assert self.worker_args, "this stack runs no worker"
+        self.start_process("worker", self.worker_args, env)
 
     def token(self, sub: str = "e2e-user", *, ttl_seconds: int = 3600) -> str:
         from servicekit.auth import mint_token
@@ -230,7 +246,7 @@ def full_stack(
             env.pop(key, None)
 
         def start(name: str, args: list[str], cwd: Path = ROOT, **more: str) -> None:
-            out = (root / "logs" / f"{name}.log").open("wb")
+            out = (root / "logs" / f"{name}.log").open("ab")
             logs.append(out)
             processes[name] = subprocess.Popen(
                 args,
@@ -278,6 +294,7 @@ def full_stack(
         wait_http(f"{base_url}/healthz", processes["gateway"], "gateway")
         if ui:
             wait_http(f"http://127.0.0.1:{ports['ui']}/", processes["ui"], "ui")
+        worker_args: list[str] = []
         if worker_job_types:
             args = [
                 str(BIN / "ftd-worker"),
@@ -295,6 +312,7 @@ def full_stack(
             if "llm_lora" in worker_job_types:
                 args.append("--force-job-types")
             start("worker", args)
+            worker_args = args
         yield Stack(
             base_url=base_url,
             jwt_secret=jwt_secret,
@@ -303,6 +321,8 @@ def full_stack(
             model_store=root / "models",
             env=env,
             processes=processes,
+            start_process=lambda name, args, more: start(name, args, **more),
+            worker_args=worker_args,
         )
     finally:
         # The worker first (it hands a running job back), then the front door, then services.

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,7 +119,12 @@ CASES: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
-    with full_stack(root, worker_job_types=["embedding", "classifier", "llm_lora"]) as running:
+    with full_stack(
+        root,
+        worker_job_types=["embedding", "classifier", "llm_lora"],
+        # A short lease, so that a killed worker's job is requeued within seconds.
+        extra_env={"JOB_API_LEASE_SECONDS": "15", "JOB_API_WATCHDOG_INTERVAL": "1"},
+    ) as running:
         yield running
 
 
@@ -302,3 +308,86 @@ def test_bad_data_is_refused_before_any_gpu_time_and_leaves_nothing(
     )
     assert created.status_code == 422, created.text
     assert created.json()["error"]["code"] == "dataset_incompatible"
+
+
+def long_embedding_job(client: httpx.Client, output: str, epochs: int) -> str:
+    filename, body = embedding_data()
+    dataset = upload(client, "embedding", filename, body)
+    created = client.post(
+        "/api/finetune/jobs",
+        json={
+            "job_type": "embedding",
+            "base_model": base_model(client, "embedding"),
+            "training_data_url": dataset["training_data_url"],
+            "output_model": output,
+            "gpu_provider": "local",
+            "hyperparameters": {**CASES["embedding"]["hyperparameters"], "epochs": epochs},
+        },
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["data"]["id"])
+
+
+def training_at(client: httpx.Client, job_id: str, step: int) -> Callable[[], Any]:
+    def check() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
+        assert job["status"] in {"pending", "running"}, job
+        return job if (job["step"] or 0) >= step else None
+
+    return check
+
+
+def test_a_cancel_stops_training_mid_run_and_registers_nothing(
+    stack: Stack, client: httpx.Client
+) -> None:
+    job_id = long_embedding_job(client, "alice/e2e-cancelled", epochs=20)
+    wait_for(training_at(client, job_id, 2), stack, timeout=JOB_TIMEOUT_S, what="training")
+    cancelled = client.delete(f"/api/finetune/jobs/{job_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["data"]["status"] == "cancelled"
+
+    def stopped() -> bool:
+        return "outcome=cancelled" in stack.log("worker", 400) and job_id in stack.log(
+            "worker", 400
+        )
+
+    wait_for(stopped, stack, timeout=120, what="the worker to stop training")
+    job = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
+    assert job["status"] == "cancelled"
+    assert job["step"] < job["total_steps"], "training stopped before its end"
+    models = client.get("/api/models", params={"limit": 100}).json()["data"]
+    assert all(m["job_id"] != job_id for m in models)
+
+
+def test_a_worker_killed_mid_training_is_replaced_and_attempt_two_resumes_from_its_checkpoint(
+    stack: Stack, client: httpx.Client
+) -> None:
+    # Checkpoints every 2 s of training, copied to the checkpoint store every second.
+    stack.kill_worker(signal.SIGTERM)
+    stack.start_worker(FTD_CHECKPOINT_EVERY_S="2", FTD_WORKER_CHECKPOINT_SYNC_INTERVAL="1")
+    job_id = long_embedding_job(client, "alice/e2e-resumed", epochs=4)
+    store = stack.root / "checkpoints" / job_id
+
+    def checkpointed() -> bool:
+        job = training_at(client, job_id, 4)()
+        return job is not None and store.is_dir() and any(store.iterdir())
+
+    wait_for(checkpointed, stack, timeout=JOB_TIMEOUT_S, what="a stored checkpoint", interval=0.5)
+    assert stack.kill_worker(signal.SIGKILL) != 0
+    stack.start_worker()
+
+    def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
+        return job if job["status"] in {"completed", "failed", "cancelled"} else None
+
+    job = wait_for(finished, stack, timeout=JOB_TIMEOUT_S, what="attempt 2 to finish")
+    assert job["status"] == "completed", job
+    assert job["attempt"] == 2, "the lease expired and the job was taken again"
+    events = all_events(client, job_id)
+    lines = [line for e in events if e["attempt"] == 2 for line in e["data"].get("log_lines", [])]
+    resumed = [line for line in lines if line.startswith("resuming at step")]
+    assert resumed, lines[:20]
+    at = int(resumed[0].split()[3].split("/")[0])
+    assert at > 0, resumed
+    steps = [e["data"]["step"] for e in events if e["attempt"] == 2 and e["data"].get("step")]
+    assert min(steps) >= at, "attempt 2 counted on from the checkpoint, not from zero"
