@@ -250,13 +250,20 @@ class ModelCompleted(EventPayload):
 
 
 class JobCancelRequested(EventPayload):
-    """Tells the worker holding `attempt` (or any attempt when null) to stop within one step."""
+    """Tells the worker holding `attempt` (or any attempt when null) to stop within one step.
+
+    With `claim_secret_sha256` it is for one sender only: a worker whose claim secret does not hash
+    to it ignores the notice. job-api sets it when a report named the current attempt with a wrong
+    secret, so that sender is told to stop while the attempt's real holder trains on."""
 
     event_type: ClassVar[str] = "job.cancel_requested"
 
     job_id: UUID
     attempt: int | None = None
     reason: CancelReason
+    claim_secret_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 (hex) of the secret it is for."
+    )
 
     def routing_key(self) -> str:
         return f"{self.event_type}.{self.job_id}"

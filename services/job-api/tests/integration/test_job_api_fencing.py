@@ -6,6 +6,7 @@ Broker: a report needs the attempt's claim secret; job-api publishes the one mod
 Watchdog: an unexpired lease is never requeued.
 """
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -16,7 +17,7 @@ from job_api_testing import WORKER_HEADERS, eventually, job_body, user_headers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.enums import ModelStore
-from contracts.events import Envelope, JobProgress, ModelPushed
+from contracts.events import Envelope, JobCancelRequested, JobProgress, ModelPushed
 from contracts.rpc import JobSpec
 from messaging.worker import WorkerClient
 
@@ -221,6 +222,10 @@ async def test_a_report_without_the_claim_secret_has_no_effect_and_one_model_com
     channel = await holder.broker.channel()
     tap = await channel.declare_queue(exclusive=True, auto_delete=True)
     await tap.bind(holder.broker.names.events_exchange, routing_key="model.completed")
+    stops = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await stops.bind(
+        holder.broker.names.events_exchange, routing_key=f"job.cancel_requested.{job_id}"
+    )
 
     forged = {"worker_id": "w-holder", "claim_secret": "guessed-secret"}
     await mallory.publish(JobProgress(**{**mallory.report_fields(spec), **forged}, progress=99))
@@ -243,7 +248,18 @@ async def test_a_report_without_the_claim_secret_has_no_effect_and_one_model_com
     messages = []
     while (message := await tap.get(no_ack=True, fail=False)) is not None:
         messages.append(Envelope.model_validate_json(message.body))
+    notices = []
+    while (message := await stops.get(no_ack=True, fail=False)) is not None:
+        notices.append(Envelope.model_validate_json(message.body).payload())
     await channel.close()
+    # The forger alone is told to stop: the notice names its (wrong) secret's hash, not the holder's.
+    # (one per consumer batch that held a forged report)
+    assert notices
+    for notice in notices:
+        assert isinstance(notice, JobCancelRequested)
+        assert notice.attempt == spec.attempt
+        assert notice.claim_secret_sha256 == hashlib.sha256(b"guessed-secret").hexdigest()
+        assert notice.claim_secret_sha256 != hashlib.sha256(spec.claim_secret.encode()).hexdigest()
     [completed] = messages
     assert completed.source == "job-api"
     assert completed.data["revision"] == "rev-1"

@@ -2,6 +2,7 @@
 what it refuses. The fake stores copies, so a change a handler does not save is not kept."""
 
 import copy
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -566,9 +567,12 @@ async def test_model_completed_from_the_current_attempt_completes_the_job(
     assert (completed.user_id, completed.output_model) == ("alice", "alice/custom-embedding")
 
 
-async def test_a_report_with_a_wrong_claim_secret_is_ignored(uow: FakeUnitOfWork) -> None:
+async def test_a_report_with_a_wrong_claim_secret_is_ignored_and_its_sender_alone_told_to_stop(
+    uow: FakeUnitOfWork,
+) -> None:
     """Any worker credential could send a report naming the job and its attempt: without the
-    attempt's secret it has no effect, and no stop notice goes out (it would reach the holder)."""
+    attempt's secret it has no effect. The stop notice is addressed to the wrong secret's hash, so
+    its sender stops and the attempt's holder (whose secret hashes otherwise) trains on."""
     job = await claimed(uow)
     before = await uow.jobs.get(job.id)
 
@@ -581,8 +585,13 @@ async def test_a_report_with_a_wrong_claim_secret_is_ignored(uow: FakeUnitOfWork
 
     assert (outcome.applied, outcome.stale) == (0, 2)
     assert await uow.jobs.get(job.id) == before
-    assert uow.published == []
     assert uow.events.rows == []
+    [notice] = uow.published  # one per sender, however many of its reports were refused
+    assert isinstance(notice, JobCancelRequested)
+    assert (notice.job_id, notice.attempt) == (job.id, 1)
+    assert notice.reason is CancelReason.STALE_ATTEMPT
+    assert notice.claim_secret_sha256 == hashlib.sha256(b"guessed").hexdigest()
+    assert notice.claim_secret_sha256 != hashlib.sha256(SECRETS[job.id].encode()).hexdigest()
 
 
 async def test_a_late_lower_progress_renews_the_lease_and_keeps_the_higher_value(

@@ -8,6 +8,7 @@ broker's `worker` user needs no configure permission beyond its own exclusive qu
 
 import asyncio
 import contextlib
+import hashlib
 import ssl
 import uuid
 from collections.abc import Callable, Sequence
@@ -224,10 +225,17 @@ class BrokerLink:
 
     # --- cancel ----------------------------------------------------------------------------
     async def watch_cancel(
-        self, job_id: uuid.UUID, attempt: int, callback: Callable[[JobCancelRequested], None]
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        callback: Callable[[JobCancelRequested], None],
+        *,
+        claim_secret: str | None = None,
     ) -> AbstractChannel:
-        """Call `callback` when job-api asks the holder of `attempt` to stop. Close the returned
-        channel when the attempt ends."""
+        """Call `callback` when job-api asks the holder of `attempt` to stop. A notice addressed
+        to one claim secret (`claim_secret_sha256`, for a sender that presented a wrong one) is
+        ignored unless it is ours. Close the returned channel when the attempt ends."""
+        ours = hashlib.sha256(claim_secret.encode()).hexdigest() if claim_secret else None
         channel = await self.connection.channel()
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(self.names.events_exchange, routing_key=cancel_binding(str(job_id)))
@@ -237,8 +245,14 @@ class BrokerLink:
                 payload = Envelope.model_validate_json(message.body).payload()
             except (ValueError, KeyError):
                 return
-            if isinstance(payload, JobCancelRequested) and payload.attempt in (None, attempt):
-                callback(payload)
+            if not isinstance(payload, JobCancelRequested) or payload.attempt not in (
+                None,
+                attempt,
+            ):
+                return
+            if payload.claim_secret_sha256 is not None and payload.claim_secret_sha256 != ours:
+                return
+            callback(payload)
 
         await queue.consume(handle, no_ack=True)
         return channel

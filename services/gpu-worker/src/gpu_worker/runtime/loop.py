@@ -118,7 +118,10 @@ class Worker:
         channel = None
         try:
             channel = await self.link.watch_cancel(
-                reply.job.job_id, reply.job.attempt, run.on_cancel
+                reply.job.job_id,
+                reply.job.attempt,
+                run.on_cancel,
+                claim_secret=reply.job.claim_secret,
             )
         except Exception:
             # Without the cancel queue the job still runs; job-api answers a stale report with

@@ -74,7 +74,8 @@ class Reports:
         self.outcome = Outcome()
         self._changed: dict[UUID, Job] = {}
         self._rows: list[dict[str, Any]] = []
-        self._stop: dict[tuple[UUID, int], None] = {}
+        # (job, attempt, sha256 of the sender's secret or None for whoever holds that attempt)
+        self._stop: dict[tuple[UUID, int, str | None], None] = {}
 
     async def apply(self, job: Job, report: Report) -> None:
         """Fence and apply one report. Raises StaleAttempt (the sender does not hold the job) or
@@ -85,8 +86,8 @@ class Reports:
 
     async def apply_from_broker(self, job: Job, report: Report) -> None:
         """A broker report that does not come from the holder is ignored, and its sender told to
-        stop. Not when it names the current attempt with a wrong secret: a stop notice for that
-        attempt would reach the real holder, so a forged report only gets logged."""
+        stop. When it names the current attempt with a wrong secret, the notice carries the hash
+        of that wrong secret: only its sender stops, the attempt's real holder trains on."""
         try:
             await self.apply(job, report)
         except StaleAttempt as exc:
@@ -102,7 +103,13 @@ class Reports:
                 reason=str(exc),
             )
             if attempt is not None and not job.holds(attempt):
-                self._stop[(job.id, attempt)] = None
+                self._stop[(job.id, attempt, None)] = None
+            elif (
+                attempt is not None
+                and report.who.secret_hash is not None
+                and report.who.secret_hash != job.claim_secret_hash
+            ):
+                self._stop[(job.id, attempt, report.who.secret_hash)] = None
         except DomainError as exc:
             log.warning("worker_report.refused", job_id=str(job.id), code=exc.code, error=str(exc))
 
@@ -116,9 +123,12 @@ class Reports:
             await self.uow.publish(
                 *(
                     JobCancelRequested(
-                        job_id=job_id, attempt=attempt, reason=CancelReason.STALE_ATTEMPT
+                        job_id=job_id,
+                        attempt=attempt,
+                        reason=CancelReason.STALE_ATTEMPT,
+                        claim_secret_sha256=secret_hash,
                     )
-                    for job_id, attempt in self._stop
+                    for job_id, attempt, secret_hash in self._stop
                 )
             )
         self._changed.clear()
