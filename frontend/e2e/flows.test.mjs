@@ -270,6 +270,13 @@ test('watch the job run to completed while the loss chart grows', async () => {
 	await eventually(async () => (await badge.getAttribute('data-status')) === 'completed', {
 		what: 'completed badge'
 	});
+	// What came with the completion (the model's revision) shows without a reload.
+	await eventually(
+		async () => !/^—?$/.test((await page.locator('dt:text-is("Revision") + dd').innerText()).trim()),
+		{
+			what: 'the revision of the completed job'
+		}
+	);
 	const live = Number(await chart.getAttribute('data-points'));
 	assert.ok(live >= 2, `the loss chart has points (${live})`);
 	assert.ok(

@@ -180,9 +180,10 @@ async def test_a_failing_event_is_retried_alone_then_dead_lettered(
     async with consuming(engine, topology, queue, handler) as consumer:
 
         async def dead_lettered() -> bool:
-            return await topology.depth(topology.names.dead_letter_queue) == 2
+            # At-least-once dead-lettering (quorum queues) may deliver a dead letter twice.
+            return await topology.depth(topology.names.dead_letter_queue) >= 2
 
-        await eventually(dead_lettered, timeout=20)
+        await eventually(dead_lettered, timeout=30)
         assert consumer.dead_lettered == 1  # the unparseable one, at once
     assert sorted(await effects(engine)) == sorted([slow.id, good1.id, good2.id])
     assert bad.id not in await inbox_ids(engine), "a failed apply leaves no inbox row"
