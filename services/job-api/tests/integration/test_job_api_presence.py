@@ -1,6 +1,7 @@
 """A job whose queue nobody consumes says so (`no_worker`) instead of waiting silently, and a
 job only goes to a worker of its own type and provider."""
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -66,3 +67,23 @@ async def test_no_worker_until_one_for_the_route_appears(
     assert rows[cut - 1][1] == "no_worker", rows
     assert rows[cut][1] == "queued", rows
     assert rows[-1][0] == "claimed", rows
+
+
+async def test_a_route_whose_worker_is_busy_training_is_not_shown_as_without_worker(
+    client: httpx.AsyncClient, make_worker: Any
+) -> None:
+    """A worker that trains consumes nothing (its queue has no consumer then); the job it runs,
+    with a live lease, shows the route is served: the next job waits as `queued`."""
+    worker = await make_worker("busy", provider=GPUProvider.KAGGLE, job_types=(JobType.EMBEDDING,))
+    first = await client.post(JOBS, json=job_body(gpu_provider="kaggle"), headers=user_headers())
+    offer = await worker.next_offer(timeout=10)
+    assert str(offer.job_id) == first.json()["data"]["id"]
+    assert (await worker.take(offer)).granted
+    await worker.close()  # no consumer on the queue from now on; the lease still runs
+
+    second = await client.post(JOBS, json=job_body(gpu_provider="kaggle"), headers=user_headers())
+    second_id = second.json()["data"]["id"]
+    for _ in range(10):  # a few presence readings (JOB_API_PRESENCE_INTERVAL is 0.2 s in tests)
+        await asyncio.sleep(0.2)
+        job = await _job(client, second_id)
+        assert job["phase"] == "queued", job

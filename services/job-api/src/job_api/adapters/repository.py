@@ -249,6 +249,16 @@ class JobRepository:
             counts.setdefault((JobType(t), GPUProvider(p)), {})[JobPhase(phase)] = int(n)
         return counts
 
+    async def busy_routes(self, now: datetime) -> set[tuple[JobType, GPUProvider]]:
+        """Routes with a running job whose lease is alive: a worker serves them even while it
+        trains (a training worker takes no message, so its queue shows no consumer then)."""
+        stmt = (
+            sa.select(jobs.c.job_type, jobs.c.gpu_provider)
+            .where(jobs.c.status == "running", jobs.c.lease_expires_at > now)
+            .distinct()
+        )
+        return {(JobType(t), GPUProvider(p)) for t, p in (await self._conn.execute(stmt)).all()}
+
     async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
         stmt = (
             sa.select(jobs)

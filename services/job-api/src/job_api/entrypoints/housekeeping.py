@@ -58,7 +58,8 @@ def retention_step(state: AppState, retention: Retention) -> Callable[[], Awaita
 
 
 def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[None]]:
-    """Ask the broker how many workers consume each work queue and say so on pending jobs. The
+    """Ask the broker how many workers consume each work queue and say so on pending jobs (a
+    route whose workers are all busy training counts as served: it has a running job). The
     pending jobs are counted per route and phase in SQL; a route's jobs are loaded only when some
     of them show the wrong phase (a worker came or went), not on every tick."""
 
@@ -72,12 +73,13 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
         finally:
             await channel.close()
         now = datetime.now(UTC)
-        for route, count in counts.items():
-            state.presence[route] = count > 0
         async with state.db.read("watchdog") as conn:
+            busy = await UnitOfWork(conn).jobs.busy_routes(now)
             phases = await UnitOfWork(conn).jobs.pending_phase_counts()
+        for route, count in counts.items():
+            state.presence[route] = count > 0 or route in busy
         for route, by_phase in phases.items():
-            has_worker = counts.get(route, 0) > 0
+            has_worker = counts.get(route, 0) > 0 or route in busy
             target = JobPhase.QUEUED if has_worker else JobPhase.NO_WORKER
             if not any(n for phase, n in by_phase.items() if phase != target):
                 continue
