@@ -12,7 +12,7 @@ import aio_pika
 import structlog
 import typer
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
@@ -21,7 +21,7 @@ from gpu_worker.config import WorkerSettings
 from gpu_worker.console import LogDisplay, RichDisplay
 from gpu_worker.logs import configure_logging
 from gpu_worker.runtime.job import Display, JobSettings, Toolkit
-from gpu_worker.runtime.link import BrokerLink, tls_context
+from gpu_worker.runtime.link import BrokerLink, certificate_problem, tls_context
 from gpu_worker.runtime.loop import Worker
 
 app = typer.Typer(help="Finetune Dispatcher GPU worker.", no_args_is_help=True)
@@ -58,9 +58,11 @@ def build_link(settings: WorkerSettings, job_types: list[JobType]) -> BrokerLink
 
 async def connect(link: BrokerLink, *, within: float) -> None:
     """The first connection, retried: a worker may start before the broker (or job-api, which
-    declares the queues) is up. Later losses are the robust connection's to repair."""
+    declares the queues) is up. Later losses are the robust connection's to repair. A refused
+    broker certificate is a configuration error: it is raised at once."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(within),
+        retry=retry_if_exception(lambda exc: certificate_problem(exc) is None),
         wait=wait_exponential(multiplier=0.5, max=10),
         reraise=True,
     ):
@@ -193,7 +195,16 @@ def run(
             status = asyncio.run(serve(settings, types, toolkit, display))
         except (ConnectionError, OSError, aio_pika.exceptions.AMQPException) as exc:
             # The first connection never came up (wrong URL or credentials, job-api not set up).
-            typer.echo(f"ftd-worker: cannot use the broker: {exc}", err=True)
+            refused = certificate_problem(exc)
+            if refused is not None:
+                typer.echo(
+                    "ftd-worker: the broker's TLS certificate was refused "
+                    f"({refused.verify_message or refused.reason}): pass the CA that signed it with --ca-file "
+                    "(FTD_WORKER_CA_FILE) and use the host name the certificate names in the URL",
+                    err=True,
+                )
+            else:
+                typer.echo(f"ftd-worker: cannot use the broker: {exc}", err=True)
             raise typer.Exit(1) from None
     raise typer.Exit(status)
 

@@ -11,7 +11,7 @@ from contracts.rpc import DataTicket, JobSpec
 from gpu_worker.cli import app
 from gpu_worker.console import RichDisplay
 from gpu_worker.runtime.job import Outcome
-from gpu_worker.runtime.link import tls_context
+from gpu_worker.runtime.link import certificate_problem, tls_context
 from gpu_worker.runtime.reporter import ProgressState
 
 runner = CliRunner()
@@ -44,6 +44,17 @@ def test_tls_context_verifies_the_broker() -> None:
     context = tls_context(ca_file=None, cert_file=None, key_file=None)
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname
+
+
+def test_a_refused_certificate_is_found_behind_the_connection_error() -> None:
+    cause = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    wrapped = ConnectionError("cannot connect")
+    wrapped.__cause__ = cause
+    assert certificate_problem(wrapped) is cause
+    looping = ConnectionError("refused")
+    looping.__context__ = OSError("reset")
+    looping.__context__.__context__ = looping
+    assert certificate_problem(looping) is None
 
 
 def test_rich_display_shows_progress_and_metrics() -> None:

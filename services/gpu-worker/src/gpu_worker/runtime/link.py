@@ -47,6 +47,19 @@ def tls_context(
     return context
 
 
+def certificate_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a connection error (aiormq wraps it), if any:
+    an unknown CA or a host name the certificate does not name. Retrying cannot fix it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @dataclass(frozen=True)
 class Offer:
     """A job message taken off a work queue, not yet acknowledged."""
