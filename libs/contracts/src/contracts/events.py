@@ -229,6 +229,9 @@ class ModelCompleted(EventPayload):
     the event registry-service registers a model version on."""
 
     event_type: ClassVar[str] = "model.completed"
+    # The registry's only way to hear of a model: never dropped for want of a bound queue (the
+    # relay keeps it and retries until registry-service has declared its queue).
+    must_route: ClassVar[bool] = True
 
     job_id: UUID
     user_id: str
@@ -310,6 +313,8 @@ class ModelDeleted(EventPayload):
 
 class DatasetValidated(EventPayload):
     event_type: ClassVar[str] = "dataset.validated"
+    # job-api learns of an upload only from this: kept and retried until job-api's queue exists.
+    must_route: ClassVar[bool] = True
 
     dataset_id: UUID
     user_id: str
