@@ -23,6 +23,7 @@ from data_service.domain.shapes import (
     describe_csv_shapes,
     match_csv_header,
 )
+from data_service.service_layer.validation.arrow_text import char_lengths, newlines_per_value
 from data_service.service_layer.validation.feed import Aborted, BlockReader
 from data_service.service_layer.validation.limits import Limits
 from data_service.service_layer.validation.stats import DatasetStats
@@ -46,19 +47,6 @@ def parse_header(first_line: str) -> tuple[str, list[str], CsvShape | None]:
             return delimiter, names, shape
     delimiter, names = fallback or (",", [first_line])
     return delimiter, names, None
-
-
-def _newline_count(col: pa.Array) -> int:
-    """Newlines inside a string column's values, counted on its data buffer (memchr speed)."""
-    if len(col) == 0:
-        return 0
-    _, offsets, data = col.buffers()
-    if data is None:
-        return 0
-    bounds = np.frombuffer(offsets, dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
-    start, end = int(bounds[0]), int(bounds[-1])
-    values = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
-    return int(np.count_nonzero(values == 10))
 
 
 class _InvalidRow:
@@ -232,9 +220,9 @@ class CsvValidator:
         columns = {name.strip().lower(): batch.column(i) for i, name in enumerate(names)}
         newlines = None
         for col in columns.values():
-            if _newline_count(col):
-                counts = pc.count_substring(col, "\n").to_numpy(zero_copy_only=False)
-                newlines = counts.astype(np.int64) if newlines is None else newlines + counts
+            counts = newlines_per_value(col)
+            if counts is not None:
+                newlines = counts if newlines is None else newlines + counts
         lines = self._settle_invalid(n, newlines)
         self.rows += n
         if n == 0:
@@ -310,10 +298,7 @@ class CsvValidator:
         assert self.shape is not None
         limits = self._limits
         found: list[tuple[int, Problem]] = []
-        lengths = {
-            name: pc.utf8_length(col).to_numpy(zero_copy_only=False)
-            for name, col in columns.items()
-        }
+        lengths = {name: char_lengths(col) for name, col in columns.items()}
         empty_all = np.logical_and.reduce([arr == 0 for arr in lengths.values()])
         empty_rows = np.nonzero(empty_all)[0]
         empty_set = set(empty_rows[: limits.max_errors].tolist())
@@ -398,8 +383,7 @@ class CsvValidator:
         if self.rows - n >= self._limits.duplicate_memory_rows:
             return
         key = next(iter(columns.values()))
-        distinct = pc.count_distinct(key).as_py()
-        dupes = n - int(distinct)
+        dupes = n - len(pc.unique(key))
         if dupes <= 0:
             return
         self.stats.duplicate_rows += dupes

@@ -1,0 +1,15 @@
+"""CSV column facts read off pyarrow's buffers: lengths in characters, lines across quoted
+newlines."""
+
+from data_service.service_layer.validation.limits import Limits
+from data_service.service_layer.validation.pipeline import validate_bytes
+
+
+def test_csv_lengths_and_lines_count_characters_not_bytes() -> None:
+    content = ('text,label\n"naïve\ncafé, 漢字",x\n😀😀,y\n"two\nnew\nlines",x\n,y\n').encode()
+    report = validate_bytes(content, Limits(min_rows=3))
+    assert [(p.code, p.line, p.column) for p in report.problems.errors] == [
+        ("empty_value", 8, "text")
+    ]
+    lengths = report.stats["text_length"]["text"]
+    assert (lengths["min"], lengths["max"]) == (0, len("naïve\ncafé, 漢字"))
