@@ -44,13 +44,17 @@ class Block(NamedTuple):
     input: Lengths
 
 
-def check_block(body: bytes, max_chars: int) -> Block | None:
-    """`body`: complete lines without the last newline. The lengths if every line is a valid
-    instruction record (values not blank, none longer than `max_chars`), else None."""
+def check_block(
+    body: bytes, max_chars: int, newlines: npt.NDArray[np.intp] | None = None
+) -> Block | None:
+    """`body`: complete lines without the last newline (at `newlines`, found here if not given).
+    The lengths if every line is a valid instruction record (values not blank, none longer than
+    `max_chars`), else None."""
     if not body:
         return None
     data = np.frombuffer(body, dtype=np.uint8)
-    newlines = np.flatnonzero(data == _NEWLINE)
+    if newlines is None:
+        newlines = np.flatnonzero(data == _NEWLINE)
     if not _one_object_per_line(data, newlines):
         return None
     try:

@@ -10,6 +10,7 @@ from data_service.domain.report import Problem, Problems
 from data_service.domain.shapes import CHAT_ROLES
 from data_service.service_layer.validation.jsonl_block import check_block
 from data_service.service_layer.validation.limits import Limits
+from data_service.service_layer.validation.raw import Positions, newline_positions
 from data_service.service_layer.validation.stats import DatasetStats
 
 
@@ -57,23 +58,31 @@ class JsonlValidator:
         self.keys: set[str] = set()
         self._naming_duplicates = True
 
-    def feed(self, block: bytes) -> None:
+    def feed(self, block: bytes, newlines: Positions | None = None) -> None:
+        """`newlines`: the block's newline positions, if known (else found here)."""
         if self.stopped:
             return
-        end = block.rfind(b"\n")
-        if end < 0:
+        if newlines is None:
+            newlines = newline_positions(block)
+        if not newlines.size:
             self._rest += block
             return
+        end = int(newlines[-1])
         # The unfinished line carried over, then this block's complete lines: one copy.
         body = b"".join((self._rest, memoryview(block)[:end]))
+        inner = newlines[:-1] + len(self._rest)
         self._rest = block[end + 1 :]
-        if self.shape in (None, "instruction") and not self._pending_blank and self._fast(body):
+        if (
+            self.shape in (None, "instruction")
+            and not self._pending_blank
+            and self._fast(body, inner)
+        ):
             return
         self._slow_lines(body.split(b"\n"))
 
-    def _fast(self, body: bytes) -> bool:
+    def _fast(self, body: bytes, newlines: Positions) -> bool:
         """A whole block of valid instruction records at once (see jsonl_block)."""
-        block = check_block(body, self._limits.max_field_chars)
+        block = check_block(body, self._limits.max_field_chars, newlines)
         if block is None:
             return False
         n = block.rows
