@@ -142,7 +142,8 @@ async def ingest(
                 raise TooLarge(max_bytes)
             buf += chunk
             while len(buf) >= BLOCK_BYTES:
-                block = bytes(buf[:BLOCK_BYTES])
+                with memoryview(buf) as view:  # one copy; buf[:n] would copy twice
+                    block = view[:BLOCK_BYTES].tobytes()
                 del buf[:BLOCK_BYTES]
                 if pending is not None:
                     await pending
