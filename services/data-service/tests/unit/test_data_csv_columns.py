@@ -13,3 +13,10 @@ def test_csv_lengths_and_lines_count_characters_not_bytes() -> None:
     ]
     lengths = report.stats["text_length"]["text"]
     assert (lengths["min"], lengths["max"]) == (0, len("naïve\ncafé, 漢字"))
+
+
+def test_a_header_not_in_lower_case_still_reads_every_column_as_text() -> None:
+    # Numeric labels under "Label": read as strings too (pyarrow matches the header as written).
+    report = validate_bytes(b"Text ,LABEL\na,0\nb,1\nc,0\n", Limits(min_rows=3))
+    assert report.valid, report.problems.summary()
+    assert report.stats["label_distribution"] == {"0": 2, "1": 1}

@@ -74,6 +74,8 @@ class CsvValidator:
         self.rows = 0
         first_line = header_block.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
         self.delimiter, self.columns, self.shape = parse_header(first_line)
+        # pyarrow matches column_types on the header as written ("Label ", "TEXT").
+        self._header = list(self.columns)
         self._reader = BlockReader(read_credits=4)
         self._thread: threading.Thread | None = None
         self._invalid: list[_InvalidRow] = []
@@ -190,7 +192,7 @@ class CsvValidator:
                     check_utf8=False,  # the raw scanner checked it, naming the line
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
-                    column_types={name: pa.string() for name in self._raw_names()},
+                    column_types={name: pa.string() for name in self._header},
                 ),
             )
             for batch in reader:
@@ -201,11 +203,6 @@ class CsvValidator:
         except BaseException as exc:  # handed to the checking thread, which decides
             if not self.stopped:
                 out.put(exc)
-
-    def _raw_names(self) -> list[str]:
-        # pyarrow matches column_types on the header as written.
-        _, names, _ = parse_header(self.delimiter.join(self.columns))
-        return names
 
     def _arrow_problem(self, message: str) -> Problem:
         line = self._next_record + self._extra_newlines
