@@ -1,6 +1,9 @@
 """CSV column facts read off pyarrow's buffers: lengths in characters, lines across quoted
 newlines."""
 
+import pytest
+
+from data_service.service_layer.validation.csv_validator import CsvValidator
 from data_service.service_layer.validation.limits import Limits
 from data_service.service_layer.validation.pipeline import validate_bytes
 
@@ -20,3 +23,14 @@ def test_a_header_not_in_lower_case_still_reads_every_column_as_text() -> None:
     report = validate_bytes(b"Text ,LABEL\na,0\nb,1\nc,0\n", Limits(min_rows=3))
     assert report.valid, report.problems.summary()
     assert report.stats["label_distribution"] == {"0": 2, "1": 1}
+
+
+def test_a_failure_inside_the_checks_is_raised_not_reported_as_a_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: CsvValidator, *args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(CsvValidator, "_check_rows", broken)
+    with pytest.raises(RuntimeError, match="bug"):
+        validate_bytes(b"text,label\na,x\nb,y\nc,x\n", Limits(min_rows=3))

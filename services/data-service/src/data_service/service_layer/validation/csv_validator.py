@@ -78,6 +78,7 @@ class CsvValidator:
         self._header = list(self.columns)
         self._reader = BlockReader(read_credits=4)
         self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self._invalid: list[_InvalidRow] = []
         self._next_record = 2  # pyarrow's number of the next record (the header is 1)
         self._extra_newlines = 0  # newlines inside values before that record
@@ -126,6 +127,8 @@ class CsvValidator:
         else:
             self._reader.close_input()
         self._thread.join()
+        if self._failure is not None:
+            raise self._failure
 
     def abort(self) -> None:
         if self._thread is not None:
@@ -168,6 +171,11 @@ class CsvValidator:
                 if self._problems.full:
                     self.stopped = True
                     return
+        except BaseException as exc:
+            # A bug, not a verdict on the file: stop reading (nothing may wait on this thread
+            # forever) and let finish() raise it.
+            self._failure = exc
+            self.stopped = True
         finally:
             if self.stopped:
                 self._reader.abort()
