@@ -34,6 +34,30 @@ def test_lengths_are_the_decoded_strings_lengths(ensure_ascii: bool, sep: str) -
     assert block.input.tolist() == [len(str(r["input"])) for r in GOOD if "input" in r]
 
 
+@pytest.mark.parametrize("separator", [":", ": "])
+def test_plain_text_lengths_count_characters(separator: str) -> None:
+    records = [
+        {"instruction": "café 漢字", "output": "😀", "input": "x"},
+        {"instruction": "plain", "output": "text here"},
+    ]
+    body = "\n".join(
+        json.dumps(r, ensure_ascii=False, separators=(",", separator)) for r in records
+    ).encode()
+    assert b"\\" not in body
+    block = check_block(body, 1000)
+    assert block is not None
+    assert block.instruction.tolist() == [len("café 漢字"), 5]
+    assert block.output.tolist() == [1, 9]
+    assert block.input.tolist() == [1]
+
+
+def test_a_repeated_key_counts_once_as_the_decoder_reads_it() -> None:
+    body = b'{"instruction":"a","output":"bb","output":"ccc"}\n{"instruction":"d","output":"e"}'
+    block = check_block(body, 1000)
+    assert block is not None
+    assert block.output.tolist() == [3, 1]
+
+
 def test_compact_and_spaced_json_and_a_null_input() -> None:
     body = (
         b'{"instruction":"a","output":"bb"}\n'
@@ -63,6 +87,10 @@ def test_compact_and_spaced_json_and_a_null_input() -> None:
         '{"instruction": "\u3000", "output": "b"}'.encode(),
         b'{"instruction": "", "output": "b"}',
         b'{"instruction": "a", "output": 1}',
+        b'{"instruction": "a", "output": "b", "input": 5}',
+        b'{"instruction": "a", "output": "b", "input": {"x": "y"}}',
+        b'{"instruction":"a","output":"b","input":["c"]}',
+        b'{"instruction": "a\tb", "output": "c"}',
         b'{"instruction": "a", "output": null}',
         b'{"instruction": "a", "response": "b"}',
         b'{"instruction": "a", "output": "b", "extra": "c"}',

@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 Lengths = npt.NDArray[np.int64]
 
-_NEWLINE, _CR, _QUOTE, _BACKSLASH, _OPEN, _CLOSE = 0x0A, 0x0D, 0x22, 0x5C, 0x7B, 0x7D
+_NEWLINE, _CR, _SPACE, _QUOTE, _BACKSLASH = 0x0A, 0x0D, 0x20, 0x22, 0x5C
+_OPEN, _CLOSE, _COLON = 0x7B, 0x7D, 0x3A
 _KEY_SIZES = {"instruction": 11, "output": 6, "input": 5}
 
 
@@ -32,6 +33,17 @@ class _Instruction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(_Instruction)
+
+
+class _Shape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The keys only (the plain path checks the values on the bytes): no string is made."""
+
+    instruction: msgspec.Raw
+    output: msgspec.Raw
+    input: msgspec.Raw = msgspec.Raw(b"")
+
+
+_SHAPE_DECODER = msgspec.json.Decoder(_Shape)
 _INSTRUCTION = attrgetter("instruction")
 _OUTPUT = attrgetter("output")
 _INPUT = attrgetter("input")
@@ -57,6 +69,25 @@ def check_block(
         newlines = np.flatnonzero(data == _NEWLINE)
     if not _one_object_per_line(data, newlines):
         return None
+    plain = _plain_block(body, data, newlines) if body.find(b"\\") < 0 else None
+    if plain is not None:
+        return plain if _within(plain, max_chars) else None
+    return _decoded_block(body, data, newlines, max_chars)
+
+
+def _within(block: Block, max_chars: int) -> bool:
+    """Instruction and output not empty; no value longer than `max_chars`."""
+    if min(block.instruction.min(), block.output.min()) < 1:
+        return False
+    if max(block.instruction.max(), block.output.max()) > max_chars:
+        return False
+    return not (block.input.size and block.input.max() > max_chars)
+
+
+def _decoded_block(
+    body: bytes, data: npt.NDArray[np.uint8], newlines: npt.NDArray[np.intp], max_chars: int
+) -> Block | None:
+    """Decoded to strings: types checked by msgspec, blank values by str.isspace."""
     try:
         records = _DECODER.decode_lines(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -71,12 +102,7 @@ def check_block(
         suspect = True
     else:
         block, suspect = found
-    if block.instruction.size and (
-        min(block.instruction.min(), block.output.min()) < 1
-        or max(block.instruction.max(), block.output.max()) > max_chars
-    ):
-        return None
-    if block.input.size and block.input.max() > max_chars:
+    if not _within(block, max_chars):
         return None
     # A value of only whitespace (" ", "\n", "\u3000"), checked exactly on the decoded strings
     # when a value starts with a character that could begin one.
@@ -86,6 +112,55 @@ def check_block(
     ):
         return None
     return block
+
+
+def _plain_block(
+    body: bytes, data: npt.NDArray[np.uint8], newlines: npt.NDArray[np.intp]
+) -> Block | None:
+    """A block of plain text (no escape, no control character but the newlines), its values
+    checked on the bytes: msgspec checks the syntax and the keys without making strings (the
+    values decode as Raw), and each key is followed by `:` or `: ` and a quote, so every value
+    is a string. Any doubt (a value that may be blank, other spacing) returns None: the decoding
+    path decides."""
+    if int(np.count_nonzero(data < 0x20)) != newlines.size:
+        return None
+    try:
+        n = len(_SHAPE_DECODER.decode_lines(body))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if n != newlines.size + 1:
+        return None
+    quotes = np.flatnonzero(data == _QUOTE)
+    if quotes.size % 4:
+        return None
+    opens, closes = quotes[0::2], quotes[1::2]
+    key_opens, key_ends, value_opens = opens[0::2], closes[0::2], opens[1::2]
+    gap = value_opens - key_ends
+    if not np.all(data[key_ends + 1] == _COLON):
+        return None
+    if not np.all(
+        (gap == 2) | ((gap == 3) & (data[np.minimum(key_ends + 2, data.size - 1)] == _SPACE))
+    ):
+        return None
+    sizes = closes - opens - 1
+    if not body.isascii():
+        sizes -= _counts_in(np.flatnonzero((data & 0xC0) == 0x80), opens, closes)
+    # Strings alternate key and value; the keys are these three names (the decode forbids
+    # others), told apart by their size, each at most once per record.
+    keys, values = sizes[0::2], sizes[1::2]
+    record = np.searchsorted(newlines, key_opens)
+    found = {}
+    for name, size in _KEY_SIZES.items():
+        mine = keys == size
+        if np.any(np.diff(record[mine]) == 0):
+            return None  # a key twice in one record
+        found[name] = values[mine]
+    if found["instruction"].size != n or found["output"].size != n:
+        return None
+    first = data[value_opens + 1]
+    if np.any((first == _SPACE) | (first >= 0x80)):
+        return None  # maybe blank: the decoding path checks exactly
+    return Block(n, found["instruction"], found["output"], found["input"])
 
 
 def _one_object_per_line(data: npt.NDArray[np.uint8], newlines: npt.NDArray[np.intp]) -> bool:
