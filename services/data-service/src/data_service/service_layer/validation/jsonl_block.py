@@ -6,8 +6,9 @@ JSON values, whatever the lines. One object per line is checked on the bytes: ev
 with `{` and ends with `}` (so none is blank and no object spans two lines: the shape has no
 nested objects) and there are as many objects as lines (so none holds two). What the stats need
 (each value's length in characters) comes from the quotes' positions when the block allows it,
-from the decoded strings otherwise. Anything the block path cannot vouch for returns None: the
-caller goes line by line, which names the lines.
+from the decoded strings otherwise. A block of plain text (the common case) is not even decoded
+to strings (`_plain_block`). Anything the block path cannot vouch for returns None: the caller
+goes line by line, which names the lines.
 """
 
 from operator import attrgetter
