@@ -41,7 +41,7 @@ def char_lengths(col: pa.Array) -> Counts:
 def newlines_per_value(col: pa.Array) -> Counts | None:
     """Each value's newlines (quoted values may hold them); None when no value has one."""
     offsets, data = _buffers(col)
-    positions = np.flatnonzero(data == _NEWLINE)
-    if not positions.size:
+    hits = data == _NEWLINE
+    if not hits.any():  # the common case: cheaper than collecting no positions
         return None
-    return _per_value(positions, offsets)
+    return _per_value(np.flatnonzero(hits), offsets)

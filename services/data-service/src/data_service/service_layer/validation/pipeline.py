@@ -50,7 +50,7 @@ class Validation:
             block, self._head = self._head, b""
             self._feed_format(block)
             return
-        self._feed_format(block, self.raw.newlines)
+        self._feed_format(block, self.raw.newlines if self.raw.keep_newlines else None)
 
     def _start(self, head: bytes) -> None:
         if head.startswith(b"["):
@@ -66,6 +66,7 @@ class Validation:
         if head.startswith(b"{"):
             self.format = "jsonl"
             self._jsonl = JsonlValidator(self.limits, self.problems)
+            self.raw.keep_newlines = True
         else:
             self.format = "csv"
             self._csv = CsvValidator(self.limits, self.problems, head)

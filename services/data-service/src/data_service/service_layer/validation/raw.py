@@ -30,7 +30,8 @@ class RawScanner:
         self._problems = problems
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self.lines_before = 0  # newlines seen before the current block
-        # The last block's newlines (the JSON Lines validator splits on them).
+        # The last block's newlines, kept when asked (the JSON Lines validator splits on them).
+        self.keep_newlines = False
         self.newlines: Positions = np.empty(0, dtype=np.intp)
         self._since_newline = 0
         self.started = False
@@ -81,8 +82,11 @@ class RawScanner:
             )
             return block
         self._check_line_length(block)
-        self.newlines = newline_positions(block)
-        self.lines_before += self.newlines.size
+        if self.keep_newlines:
+            self.newlines = newline_positions(block)
+            self.lines_before += self.newlines.size
+        else:
+            self.lines_before += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
         return block
 
     @staticmethod
