@@ -1,21 +1,26 @@
 """Streams one upload into storage while validating and hashing it, in one pass.
 
-The event loop only gathers bytes into blocks; each block is hashed, validated and written in a
-worker thread while the next one arrives. Nothing is kept but the current blocks, so memory is
-flat whatever the size. Any failure (too large, invalid, client gone, storage error) aborts the
-writer: nothing is left behind.
+The event loop only gathers bytes into blocks; each block is validated in a worker thread while
+the next one arrives, then hashed and written by two more threads behind it. Nothing is kept but
+the current blocks, so memory is flat whatever the size. Any failure (too large, invalid, client
+gone, storage error) aborts the writer: nothing is left behind.
 """
 
 import asyncio
 import hashlib
+import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from data_service.adapters.storage import ObjectWriter
 from data_service.domain.report import ValidationReport
+from data_service.service_layer.validation.feed import Aborted
 from data_service.service_layer.validation.limits import BLOCK_BYTES
 from data_service.service_layer.validation.pipeline import Validation
+
+# Blocks waiting to be hashed or written: memory stays a few MiB whatever the file size.
+STAGE_QUEUE_BLOCKS = 4
 
 
 class TooLarge(Exception):
@@ -32,8 +37,41 @@ class Ingested:
     stored: bool
 
 
+class _Stage:
+    """A thread applying `step` to each block in order, behind a short queue. After an error
+    it only drains the queue; the error is kept for the sink to raise."""
+
+    def __init__(self, name: str, step: Callable[[bytes], object]) -> None:
+        self._step = step
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=STAGE_QUEUE_BLOCKS)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._step(data)
+                except BaseException as exc:
+                    self.error = exc
+
+    def put(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Wait until every block is through (or skipped, given an `error`) and the thread ends."""
+        if error is not None and self.error is None:
+            self.error = error
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 class _Sink:
-    """The worker-thread side: hash, validate, write. A lock orders blocks and the abort."""
+    """Validation in the caller's worker thread; hashing and writing in a thread each, so the
+    parser, the hash and the disk overlap (all three release the GIL). A lock orders blocks and
+    the abort."""
 
     def __init__(self, writer: ObjectWriter, validation: Validation) -> None:
         self.writer = writer
@@ -41,24 +79,38 @@ class _Sink:
         self.sha = hashlib.sha256()
         self.lock = threading.Lock()
         self.done = False
+        self._stages = (
+            _Stage("upload-hash", self.sha.update),
+            _Stage("upload-write", writer.write),
+        )
+
+    def _error(self) -> BaseException | None:
+        return next((stage.error for stage in self._stages if stage.error is not None), None)
 
     def block(self, data: bytes) -> None:
         with self.lock:
             if self.done or self.validation.stopped:
                 return
-            self.sha.update(data)
+            if (error := self._error()) is not None:
+                raise error
             self.validation.feed(data)
             if not self.validation.stopped:
-                self.writer.write(data)
+                for stage in self._stages:
+                    stage.put(data)
 
     def finish(self) -> ValidationReport:
         with self.lock:
             report = self.validation.finish()
+            for stage in self._stages:
+                stage.close()
+            self.done = True
+            if (error := self._error()) is not None:
+                self.writer.abort()
+                raise error
             if report.valid:
                 self.writer.commit()  # durable before the caller commits the row
             else:
                 self.writer.abort()
-            self.done = True
             return report
 
     def abort(self) -> None:
@@ -66,7 +118,35 @@ class _Sink:
             if not self.done:
                 self.done = True
                 self.validation.abort()
+                for stage in self._stages:
+                    stage.close(Aborted())
                 self.writer.abort()
+
+
+class _Blocks:
+    """Cuts the received chunks into blocks of exactly BLOCK_BYTES, copying each byte once (a
+    join), not twice (appended to a buffer, then sliced off it)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._held = 0
+
+    def add(self, chunk: bytes) -> list[bytes]:
+        self._parts.append(chunk)
+        self._held += len(chunk)
+        out = []
+        while self._held >= BLOCK_BYTES:
+            over = self._held - BLOCK_BYTES
+            tail = b""
+            if over:
+                last = self._parts[-1]
+                self._parts[-1], tail = last[: len(last) - over], last[len(last) - over :]
+            out.append(b"".join(self._parts))
+            self._parts, self._held = ([tail] if tail else []), over
+        return out
+
+    def rest(self) -> bytes:
+        return b"".join(self._parts)
 
 
 async def ingest(
@@ -79,17 +159,14 @@ async def ingest(
     sink = _Sink(writer, validation)
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
-    buf = bytearray()
+    blocks = _Blocks()
     size = 0
     try:
         async for chunk in chunks:
             size += len(chunk)
             if size > max_bytes:
                 raise TooLarge(max_bytes)
-            buf += chunk
-            while len(buf) >= BLOCK_BYTES:
-                block = bytes(buf[:BLOCK_BYTES])
-                del buf[:BLOCK_BYTES]
+            for block in blocks.add(chunk):
                 if pending is not None:
                     await pending
                 if validation.stopped:
@@ -99,8 +176,8 @@ async def ingest(
                 break
         if pending is not None:
             await pending
-        if buf and not validation.stopped:
-            await loop.run_in_executor(None, sink.block, bytes(buf))
+        if (last := blocks.rest()) and not validation.stopped:
+            await loop.run_in_executor(None, sink.block, last)
         report = await loop.run_in_executor(None, sink.finish)
     except BaseException:
         # Waits for a block still in flight (the lock), then removes what was written.

@@ -23,11 +23,14 @@ from data_service.domain.shapes import (
     describe_csv_shapes,
     match_csv_header,
 )
+from data_service.service_layer.validation.arrow_text import char_lengths, newlines_per_value
 from data_service.service_layer.validation.feed import Aborted, BlockReader
 from data_service.service_layer.validation.limits import Limits
 from data_service.service_layer.validation.stats import DatasetStats
 
-PYARROW_BLOCK = 4 << 20
+# pyarrow's block: a record must fit in one. Memory grows about six times faster than the
+# read-ahead (a block is held as bytes, parsed and converted at once), so it stays small.
+PYARROW_BLOCK = 2 << 20
 _DELIMITERS = (",", "\t", ";", "|")
 
 
@@ -48,19 +51,6 @@ def parse_header(first_line: str) -> tuple[str, list[str], CsvShape | None]:
     return delimiter, names, None
 
 
-def _newline_count(col: pa.Array) -> int:
-    """Newlines inside a string column's values, counted on its data buffer (memchr speed)."""
-    if len(col) == 0:
-        return 0
-    _, offsets, data = col.buffers()
-    if data is None:
-        return 0
-    bounds = np.frombuffer(offsets, dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
-    start, end = int(bounds[0]), int(bounds[-1])
-    values = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
-    return int(np.count_nonzero(values == 10))
-
-
 class _InvalidRow:
     __slots__ = ("actual", "expected", "newlines", "number", "text")
 
@@ -78,12 +68,17 @@ class CsvValidator:
     def __init__(self, limits: Limits, problems: Problems, header_block: bytes) -> None:
         self._limits = limits
         self._problems = problems
+        # Room for the longest line the raw scanner lets through, twice (a record may span lines).
+        self._block_size = max(PYARROW_BLOCK, 2 * limits.max_line_bytes)
         self.stats = DatasetStats()
         self.rows = 0
         first_line = header_block.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
         self.delimiter, self.columns, self.shape = parse_header(first_line)
+        # pyarrow matches column_types on the header as written ("Label ", "TEXT").
+        self._header = list(self.columns)
         self._reader = BlockReader(read_credits=4)
         self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self._invalid: list[_InvalidRow] = []
         self._next_record = 2  # pyarrow's number of the next record (the header is 1)
         self._extra_newlines = 0  # newlines inside values before that record
@@ -132,6 +127,8 @@ class CsvValidator:
         else:
             self._reader.close_input()
         self._thread.join()
+        if self._failure is not None:
+            raise self._failure
 
     def abort(self) -> None:
         if self._thread is not None:
@@ -174,6 +171,11 @@ class CsvValidator:
                 if self._problems.full:
                     self.stopped = True
                     return
+        except BaseException as exc:
+            # A bug, not a verdict on the file: stop reading (nothing may wait on this thread
+            # forever) and let finish() raise it.
+            self._failure = exc
+            self.stopped = True
         finally:
             if self.stopped:
                 self._reader.abort()
@@ -187,7 +189,7 @@ class CsvValidator:
         try:
             reader = pacsv.open_csv(
                 self._reader,
-                read_options=pacsv.ReadOptions(block_size=PYARROW_BLOCK, use_threads=False),
+                read_options=pacsv.ReadOptions(block_size=self._block_size, use_threads=False),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.delimiter,
                     newlines_in_values=True,
@@ -198,7 +200,7 @@ class CsvValidator:
                     check_utf8=False,  # the raw scanner checked it, naming the line
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
-                    column_types={name: pa.string() for name in self._raw_names()},
+                    column_types={name: pa.string() for name in self._header},
                 ),
             )
             for batch in reader:
@@ -210,17 +212,12 @@ class CsvValidator:
             if not self.stopped:
                 out.put(exc)
 
-    def _raw_names(self) -> list[str]:
-        # pyarrow matches column_types on the header as written.
-        _, names, _ = parse_header(self.delimiter.join(self.columns))
-        return names
-
     def _arrow_problem(self, message: str) -> Problem:
         line = self._next_record + self._extra_newlines
         if "straddl" in message:
             return Problem(
                 "record_too_long",
-                f"A record starting near this line is longer than {PYARROW_BLOCK >> 20} MiB: "
+                f"A record starting near this line is longer than {self._block_size >> 20} MiB: "
                 "probably a quote that is never closed.",
                 line=line,
             )
@@ -232,9 +229,9 @@ class CsvValidator:
         columns = {name.strip().lower(): batch.column(i) for i, name in enumerate(names)}
         newlines = None
         for col in columns.values():
-            if _newline_count(col):
-                counts = pc.count_substring(col, "\n").to_numpy(zero_copy_only=False)
-                newlines = counts.astype(np.int64) if newlines is None else newlines + counts
+            counts = newlines_per_value(col)
+            if counts is not None:
+                newlines = counts if newlines is None else newlines + counts
         lines = self._settle_invalid(n, newlines)
         self.rows += n
         if n == 0:
@@ -310,10 +307,7 @@ class CsvValidator:
         assert self.shape is not None
         limits = self._limits
         found: list[tuple[int, Problem]] = []
-        lengths = {
-            name: pc.utf8_length(col).to_numpy(zero_copy_only=False)
-            for name, col in columns.items()
-        }
+        lengths = {name: char_lengths(col) for name, col in columns.items()}
         empty_all = np.logical_and.reduce([arr == 0 for arr in lengths.values()])
         empty_rows = np.nonzero(empty_all)[0]
         empty_set = set(empty_rows[: limits.max_errors].tolist())
@@ -398,8 +392,7 @@ class CsvValidator:
         if self.rows - n >= self._limits.duplicate_memory_rows:
             return
         key = next(iter(columns.values()))
-        distinct = pc.count_distinct(key).as_py()
-        dupes = n - int(distinct)
+        dupes = n - len(pc.unique(key))
         if dupes <= 0:
             return
         self.stats.duplicate_rows += dupes

@@ -64,16 +64,16 @@ class BlockReader:
             self._credits.acquire()
             if self._aborted:
                 raise Aborted
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         want = size if size >= 0 else 1 << 62
         while want > 0:
             if not self._current and (self._eof or not self._next()):
                 break
             take = self._current[:want]
-            parts.append(bytes(take))
+            parts.append(take)
             self._current = self._current[len(take) :]
             want -= len(take)
-        return b"".join(parts)
+        return b"".join(parts)  # the one copy
 
     def readable(self) -> bool:
         return True

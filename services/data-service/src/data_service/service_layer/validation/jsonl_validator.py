@@ -1,15 +1,16 @@
 """JSON Lines validation for LLM LoRA data: instruction/input/output (or response), or chat
 `messages`. msgspec decodes each line straight into a typed record (no dict per line)."""
 
-import re
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from data_service.domain.report import Problem, Problems
 from data_service.domain.shapes import CHAT_ROLES
+from data_service.service_layer.validation.jsonl_block import check_block
 from data_service.service_layer.validation.limits import Limits
+from data_service.service_layer.validation.raw import Positions, newline_positions
 from data_service.service_layer.validation.stats import DatasetStats
 
 
@@ -27,23 +28,6 @@ class Record(msgspec.Struct):
 
 
 _DECODER = msgspec.json.Decoder(Record)
-# A value of only whitespace, in a block the fast path decoded ("   " or "\n\t").
-_BLANK_VALUE = re.compile(rb'"(?:instruction|output)"\s*:\s*"(?:\s|\\[nrt])*"')
-
-
-def _block_decoder(limit: int) -> msgspec.json.Decoder[Any]:
-    """Decodes a whole block of well-formed instruction records in one call, checking in C what
-    the per-line path checks in Python; a block it refuses goes line by line instead."""
-    # (A `pattern` for "not only whitespace" costs 5x the decode; isspace() after is cheaper.)
-    text = Annotated[str, msgspec.Meta(min_length=1, max_length=limit)]
-    optional = Annotated[str, msgspec.Meta(max_length=limit)]
-
-    class Instruction(msgspec.Struct, forbid_unknown_fields=True):
-        instruction: text
-        output: text
-        input: optional | None = None
-
-    return msgspec.json.Decoder(list[Instruction])
 
 
 def _decode_problem(exc: Exception, line_no: int) -> Problem:
@@ -72,44 +56,48 @@ class JsonlValidator:
         self._seen: set[int] = set()
         self.stopped = False
         self.keys: set[str] = set()
-        self._block = _block_decoder(limits.max_field_chars)
         self._naming_duplicates = True
 
-    def feed(self, block: bytes) -> None:
+    def feed(self, block: bytes, newlines: Positions | None = None) -> None:
+        """`newlines`: the block's newline positions, if known (else found here)."""
         if self.stopped:
             return
-        data = self._rest + block if self._rest else block
-        end = data.rfind(b"\n")
-        if end < 0:
-            self._rest = data
+        if newlines is None:
+            newlines = newline_positions(block)
+        if not newlines.size:
+            self._rest += block
             return
-        self._rest = data[end + 1 :]
-        self._lines(data[:end].split(b"\n"))
-
-    def _lines(self, lines: list[bytes]) -> None:
-        if self.shape == "instruction" and not self._pending_blank and self._fast(lines):
+        end = int(newlines[-1])
+        # The unfinished line carried over, then this block's complete lines: one copy.
+        body = b"".join((self._rest, memoryview(block)[:end]))
+        inner = newlines[:-1] + len(self._rest)
+        self._rest = block[end + 1 :]
+        if (
+            self.shape in (None, "instruction")
+            and not self._pending_blank
+            and self._fast(body, inner)
+        ):
             return
-        self._slow_lines(lines)
+        self._slow_lines(body.split(b"\n"))
 
-    def _fast(self, lines: list[bytes]) -> bool:
-        try:
-            blob = b"[" + b",".join(lines) + b"]"
-            records = self._block.decode(blob)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+    def _fast(self, body: bytes, newlines: Positions) -> bool:
+        """A whole block of valid instruction records at once (see jsonl_block)."""
+        block = check_block(body, self._limits.max_field_chars, newlines)
+        if block is None:
             return False
-        if _BLANK_VALUE.search(blob):
-            return False
+        n = block.rows
         first = self._line + 1
-        self._line += len(lines)
-        self.rows += len(records)
+        self._line += n
+        self.rows += n
+        self.shape = "instruction"
         column = self.stats.column
-        column("instruction").add_array(np.array([len(r.instruction) for r in records]))
-        column("output").add_array(np.array([len(r.output) for r in records]))
-        inputs = [len(r.input) for r in records if r.input is not None]
-        if inputs:
-            column("input").add_array(np.array(inputs))
+        column("instruction").add_array(block.instruction)
+        column("output").add_array(block.output)
+        if block.input.size:
+            column("input").add_array(block.input)
         seen = self._seen
-        if len(seen) < self._limits.duplicate_memory_rows:
+        if self.rows - n < self._limits.duplicate_memory_rows:
+            lines = body.split(b"\n")
             before = len(seen)
             seen.update(map(hash, lines))
             dupes = len(lines) - (len(seen) - before)
@@ -188,7 +176,7 @@ class JsonlValidator:
                         lo.append(o)
                         if p >= 0:
                             lp.append(p)
-                        if len(seen) < memory:
+                        if self.rows <= memory:
                             key = hash(raw)
                             if key in seen:
                                 self._duplicate(line_no)
@@ -216,7 +204,7 @@ class JsonlValidator:
         if self.stopped:
             return
         if self._rest.strip():
-            self._lines([self._rest])
+            self._slow_lines([self._rest])
         # Blank lines at the very end are harmless; blank lines between records are not.
         self._pending_blank.clear()
 
@@ -242,7 +230,7 @@ class JsonlValidator:
             self._chat(record, line_no)
         else:
             self._instruction(record, line_no)
-        if len(self._seen) < self._limits.duplicate_memory_rows:
+        if self.rows <= self._limits.duplicate_memory_rows:
             key = hash(raw)
             if key in self._seen:
                 self._duplicate(line_no)

@@ -10,7 +10,7 @@ from data_service.domain.shapes import JSONL_SHAPES
 from data_service.service_layer.validation.csv_validator import CsvValidator
 from data_service.service_layer.validation.jsonl_validator import JsonlValidator
 from data_service.service_layer.validation.limits import BLOCK_BYTES, Limits
-from data_service.service_layer.validation.raw import RawScanner
+from data_service.service_layer.validation.raw import Positions, RawScanner
 
 
 class Validation:
@@ -48,7 +48,9 @@ class Validation:
                 return
             self._start(stripped)
             block, self._head = self._head, b""
-        self._feed_format(block)
+            self._feed_format(block)
+            return
+        self._feed_format(block, self.raw.newlines if self.raw.keep_newlines else None)
 
     def _start(self, head: bytes) -> None:
         if head.startswith(b"["):
@@ -64,6 +66,7 @@ class Validation:
         if head.startswith(b"{"):
             self.format = "jsonl"
             self._jsonl = JsonlValidator(self.limits, self.problems)
+            self.raw.keep_newlines = True
         else:
             self.format = "csv"
             self._csv = CsvValidator(self.limits, self.problems, head)
@@ -84,11 +87,12 @@ class Validation:
             )
             self.raw.fatal = True
 
-    def _feed_format(self, block: bytes) -> None:
+    def _feed_format(self, block: bytes, newlines: Positions | None = None) -> None:
+        """`newlines`: where the block's newlines are, when the raw scanner has them."""
         if self._csv is not None:
             self._csv.feed(block)
         elif self._jsonl is not None:
-            self._jsonl.feed(block)
+            self._jsonl.feed(block, newlines)
 
     def _shape_name(self) -> str | None:
         if self._csv is not None:

@@ -6,11 +6,22 @@ first bad block with the line it is on, and the parsers only ever see valid UTF-
 
 import codecs
 
+import numpy as np
+import numpy.typing as npt
+
 from data_service.domain.report import Problem, Problems
 from data_service.service_layer.validation.limits import Limits
 
 UTF8_BOM = codecs.BOM_UTF8
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+Positions = npt.NDArray[np.intp]
+
+
+def newline_positions(data: bytes) -> Positions:
+    """Where `data`'s newlines are (numpy compares several times faster than bytes.count)."""
+    return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
 
 
 class RawScanner:
@@ -19,6 +30,9 @@ class RawScanner:
         self._problems = problems
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self.lines_before = 0  # newlines seen before the current block
+        # The last block's newlines, kept when asked (the JSON Lines validator splits on them).
+        self.keep_newlines = False
+        self.newlines: Positions = np.empty(0, dtype=np.intp)
         self._since_newline = 0
         self.started = False
         self.bom = False
@@ -68,7 +82,11 @@ class RawScanner:
             )
             return block
         self._check_line_length(block)
-        self.lines_before += block.count(b"\n")
+        if self.keep_newlines:
+            self.newlines = newline_positions(block)
+            self.lines_before += self.newlines.size
+        else:
+            self.lines_before += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
         return block
 
     @staticmethod

@@ -1,0 +1,17 @@
+# syntax=docker/dockerfile:1
+# The web UI: the SvelteKit single-page app built to static files, served by nginx on :8004 (the
+# gateway proxies `/` here). Build context: the repository root (the UI reads
+# docs/contracts/hyperparameters.schema.json):
+#   docker build -f deploy/docker/ui.Dockerfile .
+FROM node:22-bookworm-slim AS build
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY docs/contracts /src/docs/contracts
+COPY frontend ./
+RUN npm run build
+
+FROM nginx:1.27-alpine
+COPY deploy/docker/ui-nginx.conf /etc/nginx/conf.d/default.conf
+COPY --from=build /src/frontend/build /usr/share/nginx/html
+EXPOSE 8004
