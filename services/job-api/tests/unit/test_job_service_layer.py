@@ -173,6 +173,10 @@ class FakeUnitOfWork:
         self.datasets = FakeDatasets()
         self.published: list[EventPayload] = []
 
+    async def add_job(self, job: Job, *payloads: EventPayload) -> None:
+        await self.jobs.add(job)
+        self.published.extend(payloads)
+
     async def publish(self, *payloads: EventPayload) -> None:
         self.published.extend(payloads)
 

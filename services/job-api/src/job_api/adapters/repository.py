@@ -83,10 +83,28 @@ def job_values(job: Job) -> dict[str, Any]:
     return values
 
 
+# The column list comes from the parameter names, so the statement is compiled once (building it
+# with .values(job's values) cost a cache-key computation over 30 literal values per insert).
+_INSERT_JOB = sa.insert(jobs)
+
 # The SET clause comes from the parameter names (every column but the key), so the statement is
 # compiled once; building it with .values(literal values) cost a compilation-sized overhead per job.
 _UPDATE_JOB = sa.update(jobs).where(jobs.c.id == sa.bindparam("job_pk"))
 
+
+def _get_job(*, owned: bool, for_update: bool) -> sa.Select[Any]:
+    stmt = sa.select(jobs).where(jobs.c.id == sa.bindparam("job_pk"))
+    if owned:
+        stmt = stmt.where(jobs.c.user_id == sa.bindparam("owner"))
+    return stmt.with_for_update() if for_update else stmt
+
+
+# Built once: a statement built per call costs its construction and cache key on every read.
+_GET_JOB = {
+    (owned, for_update): _get_job(owned=owned, for_update=for_update)
+    for owned in (False, True)
+    for for_update in (False, True)
+}
 
 _NEXT_SEQUENCE = (
     sa.update(jobs)
@@ -126,8 +144,13 @@ class JobRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def add(self, job: Job) -> None:
-        await self._conn.execute(sa.insert(jobs).values(job_values(job)))
+    async def add(self, job: Job, *, event_sequence: int = 0) -> None:
+        """Insert a new job; `event_sequence` is the last event sequence number already taken
+        (the caller stages the job's first events with 1..event_sequence in the same transaction,
+        so no separate reservation round trip is needed)."""
+        values = job_values(job)
+        values["event_sequence"] = event_sequence
+        await self._conn.execute(_INSERT_JOB, values)
 
     async def save(self, job: Job) -> None:
         await self._conn.execute(_UPDATE_JOB, _update_params(job))
@@ -142,12 +165,11 @@ class JobRepository:
     async def get(
         self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
     ) -> Job | None:
-        stmt = sa.select(jobs).where(jobs.c.id == job_id)
+        stmt = _GET_JOB[(user_id is not None, for_update)]
+        params: dict[str, Any] = {"job_pk": job_id}
         if user_id is not None:
-            stmt = stmt.where(jobs.c.user_id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = (await self._conn.execute(stmt)).first()
+            params["owner"] = user_id
+        row = (await self._conn.execute(stmt, params)).first()
         return job_from_row(row) if row is not None else None
 
     async def next_sequences(self, counts: dict[UUID, int]) -> dict[UUID, int]:

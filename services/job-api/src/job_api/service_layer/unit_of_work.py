@@ -20,6 +20,7 @@ from job_api.adapters.repository import (
     JobRepository,
 )
 from job_api.adapters.tables import outbox
+from job_api.domain.job import Job
 from messaging.outbox import Outbox
 
 SOURCE = "job-api"
@@ -35,6 +36,15 @@ class UnitOfWork:
         self.idempotency = IdempotencyRepository(conn)
         # Run by the entry point once the transaction has committed (counters, never on rollback).
         self.after_commit: list[Callable[[], None]] = []
+
+    async def add_job(self, job: Job, *payloads: EventPayload) -> None:
+        """Insert a new job and stage its first events, numbered 1..n: the job's row is written
+        with those numbers already taken, so no reservation statement is needed."""
+        for p in payloads:
+            if getattr(p, "job_id", None) != job.id:
+                raise ValueError("add_job stages only events about the new job")
+        await self.jobs.add(job, event_sequence=len(payloads))
+        await _OUTBOX.add(self.conn, *payloads, sequences=list(range(1, len(payloads) + 1)))
 
     async def publish(self, *payloads: EventPayload) -> None:
         """Stage events in the outbox. Events about a job carry its next `sequence` numbers, so a
