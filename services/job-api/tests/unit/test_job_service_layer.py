@@ -173,9 +173,12 @@ class FakeUnitOfWork:
         self.datasets = FakeDatasets()
         self.published: list[EventPayload] = []
 
-    async def add_job(self, job: Job, *payloads: EventPayload) -> None:
+    async def add_job(
+        self, job: Job, payloads: Sequence[EventPayload], history: Sequence[dict[str, Any]]
+    ) -> None:
         await self.jobs.add(job)
         self.published.extend(payloads)
+        await self.events.add_many(history)
 
     async def publish(self, *payloads: EventPayload) -> None:
         self.published.extend(payloads)

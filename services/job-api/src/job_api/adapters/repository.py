@@ -19,6 +19,7 @@ from job_api.adapters.tables import (
     job_events,
     jobs,
     known_datasets,
+    outbox,
 )
 from job_api.domain.job import Job
 
@@ -64,6 +65,48 @@ _INSERT_EVENTS = _insert_events_and_notify()
 _JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
 
 
+def _insert_job_with_events() -> sa.Select[Any]:
+    """A new job, its outbox rows and its history rows (with their NOTIFY) in one statement, so
+    creating a job costs one round trip inside its transaction instead of three. The job row and
+    its history row are written by the same statement: the history's foreign key is checked at
+    the end of the statement, when the job row exists."""
+    job_columns = [*_JOB_FIELDS, "event_sequence"]
+    new_job = (
+        sa.insert(jobs)
+        .values({c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in job_columns})
+        .returning(jobs.c.id)
+        .cte("new_job")
+    )
+    src = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("outbox_event_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
+            sa.cast(sa.bindparam("outbox_event_types"), pg.ARRAY(sa.Text)),
+            sa.cast(sa.bindparam("outbox_routing_keys"), pg.ARRAY(sa.Text)),
+            sa.cast(sa.bindparam("outbox_bodies"), pg.ARRAY(sa.LargeBinary)),
+            sa.cast(sa.bindparam("outbox_must_route"), pg.ARRAY(sa.Boolean)),
+        )
+        .table_valued(
+            "event_id", "event_type", "routing_key", "body", "must_route", with_ordinality="n"
+        )
+        .render_derived()
+    )
+    staged = (
+        pg.insert(outbox)
+        .from_select(
+            ["event_id", "event_type", "routing_key", "body", "must_route"],
+            sa.select(
+                src.c.event_id, src.c.event_type, src.c.routing_key, src.c.body, src.c.must_route
+            ).order_by(src.c.n),  # outbox ids follow the order of the events (relay order)
+        )
+        .returning(outbox.c.id)
+        .cte("staged")
+    )
+    return _insert_events_and_notify().add_cte(new_job, staged)
+
+
+_INSERT_JOB_WITH_EVENTS = _insert_job_with_events()
+
+
 def job_from_row(row: sa.Row[Any]) -> Job:
     values = dict(row._mapping)
     values["job_type"] = JobType(values["job_type"])
@@ -82,10 +125,6 @@ def job_values(job: Job) -> dict[str, Any]:
             values[key] = str(values[key])
     return values
 
-
-# The column list comes from the parameter names, so the statement is compiled once (building it
-# with .values(job's values) cost a cache-key computation over 30 literal values per insert).
-_INSERT_JOB = sa.insert(jobs)
 
 # The SET clause comes from the parameter names (every column but the key), so the statement is
 # compiled once; building it with .values(literal values) cost a compilation-sized overhead per job.
@@ -144,13 +183,24 @@ class JobRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def add(self, job: Job, *, event_sequence: int = 0) -> None:
-        """Insert a new job; `event_sequence` is the last event sequence number already taken
-        (the caller stages the job's first events with 1..event_sequence in the same transaction,
-        so no separate reservation round trip is needed)."""
-        values = job_values(job)
-        values["event_sequence"] = event_sequence
-        await self._conn.execute(_INSERT_JOB, values)
+    async def add_with_events(
+        self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
+        sequences 1..n are taken in the job's row) and history rows, in one round trip."""
+        params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
+        params["job_event_sequence"] = len(outbox_rows)
+        params.update(
+            {
+                "outbox_event_ids": [r["event_id"] for r in outbox_rows],
+                "outbox_event_types": [r["event_type"] for r in outbox_rows],
+                "outbox_routing_keys": [r["routing_key"] for r in outbox_rows],
+                "outbox_bodies": [r["body"] for r in outbox_rows],
+                "outbox_must_route": [r["must_route"] for r in outbox_rows],
+            }
+        )
+        params.update(_history_params(history))
+        await self._conn.execute(_INSERT_JOB_WITH_EVENTS, params)
 
     async def save(self, job: Job) -> None:
         await self._conn.execute(_UPDATE_JOB, _update_params(job))
@@ -284,6 +334,17 @@ class JobRepository:
         return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
 
+def _history_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "job_ids": [r["job_id"] for r in rows],
+        "user_ids": [r["user_id"] for r in rows],
+        "attempts": [r["attempt"] for r in rows],
+        "kinds": [r["kind"] for r in rows],
+        "data": [orjson.dumps(r["data"]).decode() for r in rows],
+        "channel": JOB_EVENTS_CHANNEL,
+    }
+
+
 class JobEventRepository:
     """Progress history; each insert is also pushed (NOTIFY, delivered at commit) to live streams."""
 
@@ -295,17 +356,7 @@ class JobEventRepository:
         if not rows:
             return
         # Live streams only need the pointer; they read the row itself (NOTIFY payloads are capped).
-        await self._conn.execute(
-            _INSERT_EVENTS,
-            {
-                "job_ids": [r["job_id"] for r in rows],
-                "user_ids": [r["user_id"] for r in rows],
-                "attempts": [r["attempt"] for r in rows],
-                "kinds": [r["kind"] for r in rows],
-                "data": [orjson.dumps(r["data"]).decode() for r in rows],
-                "channel": JOB_EVENTS_CHANNEL,
-            },
-        )
+        await self._conn.execute(_INSERT_EVENTS, _history_params(rows))
 
     async def page(
         self, job_id: UUID, *, after_id: int | None, limit: int, kinds: Sequence[str] | None = None

@@ -191,8 +191,7 @@ async def submit_job(
         job.mark_worker_presence(has_worker=False, now=now)
     else:
         job.phase = JobPhase.QUEUED
-    await uow.add_job(job, *created_events(job))
-    await uow.events.add_many([status_row(job, None)])
+    await uow.add_job(job, created_events(job), [status_row(job, None)])
     return job
 
 

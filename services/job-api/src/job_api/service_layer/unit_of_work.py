@@ -4,9 +4,10 @@ The entry point opens the transaction (servicekit.uow.Database) and commits or r
 handlers only stage changes.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,7 +22,7 @@ from job_api.adapters.repository import (
 )
 from job_api.adapters.tables import outbox
 from job_api.domain.job import Job
-from messaging.outbox import Outbox
+from messaging.outbox import Outbox, outbox_row
 
 SOURCE = "job-api"
 _OUTBOX = Outbox(outbox, source=SOURCE)
@@ -37,14 +38,16 @@ class UnitOfWork:
         # Run by the entry point once the transaction has committed (counters, never on rollback).
         self.after_commit: list[Callable[[], None]] = []
 
-    async def add_job(self, job: Job, *payloads: EventPayload) -> None:
-        """Insert a new job and stage its first events, numbered 1..n: the job's row is written
-        with those numbers already taken, so no reservation statement is needed."""
+    async def add_job(
+        self, job: Job, payloads: Sequence[EventPayload], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert a new job, stage its first events (numbered 1..n, taken in the job's row, so no
+        reservation statement is needed) and its history rows: one statement."""
         for p in payloads:
             if getattr(p, "job_id", None) != job.id:
                 raise ValueError("add_job stages only events about the new job")
-        await self.jobs.add(job, event_sequence=len(payloads))
-        await _OUTBOX.add(self.conn, *payloads, sequences=list(range(1, len(payloads) + 1)))
+        rows = [outbox_row(p, source=SOURCE, sequence=n) for n, p in enumerate(payloads, start=1)]
+        await self.jobs.add_with_events(job, rows, history)
 
     async def publish(self, *payloads: EventPayload) -> None:
         """Stage events in the outbox. Events about a job carry its next `sequence` numbers, so a
