@@ -334,6 +334,24 @@ class JobRepository:
         return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
 
+def _events_since(*, by_user: bool, by_job: bool) -> sa.Select[Any]:
+    e = job_events
+    stmt = sa.select(e).where(e.c.id > sa.bindparam("after_id"))
+    if by_user:
+        stmt = stmt.where(e.c.user_id == sa.bindparam("user_id"))
+    if by_job:
+        stmt = stmt.where(e.c.job_id == sa.bindparam("job_id"))
+    return stmt.order_by(e.c.id).limit(sa.bindparam("limit"))
+
+
+# Live streams read these on every wake-up: built once, not per call.
+_EVENTS_SINCE = {
+    (by_user, by_job): _events_since(by_user=by_user, by_job=by_job)
+    for by_user in (False, True)
+    for by_job in (False, True)
+}
+
+
 def _history_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "job_ids": [r["job_id"] for r in rows],
@@ -372,12 +390,9 @@ class JobEventRepository:
     async def since(
         self, *, user_id: str | None, job_id: UUID | None, after_id: int, limit: int
     ) -> list[sa.Row[Any]]:
-        stmt = sa.select(job_events).where(job_events.c.id > after_id)
-        if user_id is not None:
-            stmt = stmt.where(job_events.c.user_id == user_id)
-        if job_id is not None:
-            stmt = stmt.where(job_events.c.job_id == job_id)
-        return list((await self._conn.execute(stmt.order_by(job_events.c.id).limit(limit))).all())
+        stmt = _EVENTS_SINCE[(user_id is not None, job_id is not None)]
+        params = {"after_id": after_id, "user_id": user_id, "job_id": job_id, "limit": limit}
+        return list((await self._conn.execute(stmt, params)).all())
 
     async def latest_id(self, *, user_id: str | None, job_id: UUID | None) -> int:
         stmt = sa.select(sa.func.coalesce(sa.func.max(job_events.c.id), 0))
