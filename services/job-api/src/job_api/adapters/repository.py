@@ -1,7 +1,7 @@
 """All SQL of job-api, built from the caller's connection (the entry point owns the transaction)."""
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -352,6 +352,29 @@ _EVENTS_SINCE = {
 }
 
 
+def _events_since_jobs() -> sa.Select[Any]:
+    e = job_events
+    feeds = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("job_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
+            sa.cast(sa.bindparam("after_ids"), pg.ARRAY(sa.BigInteger)),
+        )
+        .table_valued("job_id", "after_id")
+        .render_derived()
+    )
+    rows = (
+        sa.select(e)
+        .where(e.c.job_id == feeds.c.job_id, e.c.id > feeds.c.after_id)
+        .order_by(e.c.id)
+        .limit(sa.bindparam("limit"))
+        .lateral("rows")
+    )
+    return sa.select(rows).select_from(feeds).join(rows, sa.true()).order_by(rows.c.id)
+
+
+_EVENTS_SINCE_JOBS = _events_since_jobs()
+
+
 def _history_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "job_ids": [r["job_id"] for r in rows],
@@ -393,6 +416,14 @@ class JobEventRepository:
         stmt = _EVENTS_SINCE[(user_id is not None, job_id is not None)]
         params = {"after_id": after_id, "user_id": user_id, "job_id": job_id, "limit": limit}
         return list((await self._conn.execute(stmt, params)).all())
+
+    async def since_jobs(self, cursors: Mapping[UUID, int], *, limit: int) -> list[sa.Row[Any]]:
+        """For each job, up to `limit` rows after its cursor (oldest first per job): the live
+        feeds of many jobs caught up in one query."""
+        if not cursors:
+            return []
+        params = {"job_ids": list(cursors), "after_ids": list(cursors.values()), "limit": limit}
+        return list((await self._conn.execute(_EVENTS_SINCE_JOBS, params)).all())
 
     async def latest_id(self, *, user_id: str | None, job_id: UUID | None) -> int:
         stmt = sa.select(sa.func.coalesce(sa.func.max(job_events.c.id), 0))

@@ -192,7 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
             verifier=verifier_from(settings),
             verify_in_loop=settings.jwt_algorithm == "HS256",
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
-            live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL, routes_stream.live_reader(db)),
+            live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL, *routes_stream.live_readers(db)),
             stream_limits=StreamLimits(settings.max_streams_per_user, settings.max_streams),
         )
         app.state.job_api = state

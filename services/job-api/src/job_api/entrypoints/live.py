@@ -42,6 +42,10 @@ class LiveEvent:
 # (user_id, job_id, after_id, limit) -> the events after `after_id`, oldest first.
 Reader = Callable[[str | None, UUID | None, int, int], Awaitable[list[LiveEvent]]]
 
+# (cursor per job, limit) -> each job's events after its cursor, oldest first: one query for
+# all the job feeds woken since the last read.
+JobsReader = Callable[[dict[UUID, int], int], Awaitable[dict[UUID, list[LiveEvent]]]]
+
 FeedKey = tuple[str, str]
 
 
@@ -96,7 +100,7 @@ class _Feed:
         self.key = key
         self._reader = reader
         self._user_id = None if job_id is not None else user_id
-        self._job_id = job_id
+        self.job_id = job_id
         self.cursor = cursor
         self.subs: set[Subscription] = set()
         self._dirty = False
@@ -113,19 +117,25 @@ class _Feed:
             self._dirty = False
             try:
                 while self.subs:
-                    events = await self._reader(self._user_id, self._job_id, self.cursor, BATCH)
-                    if events:
-                        self.cursor = events[-1].id
-                        for sub in list(self.subs):
-                            sub.deliver(events)
+                    events = await self._reader(self._user_id, self.job_id, self.cursor, BATCH)
+                    self.deliver(events)
                     if len(events) < BATCH:
                         break
             except Exception as exc:  # the streams read for themselves and report the error
                 log.warning("live.feed_read_failed", error=repr(exc))
-                for sub in list(self.subs):
-                    sub.behind = True
-                    sub.wake.set()
+                self.fail()
                 return
+
+    def deliver(self, events: list[LiveEvent]) -> None:
+        if events:
+            self.cursor = events[-1].id
+            for sub in list(self.subs):
+                sub.deliver(events)
+
+    def fail(self) -> None:
+        for sub in list(self.subs):
+            sub.behind = True
+            sub.wake.set()
 
 
 class TooManyStreams(Exception):
@@ -183,11 +193,15 @@ class StreamLimits:
 
 
 class LiveHub:
-    def __init__(self, dsn: str, channel: str, reader: Reader) -> None:
+    def __init__(self, dsn: str, channel: str, reader: Reader, jobs_reader: JobsReader) -> None:
         self._dsn = dsn
         self._channel = channel
         self._reader = reader
+        self._jobs_reader = jobs_reader
         self._feeds: dict[FeedKey, _Feed] = {}
+        # Job feeds woken since the last read: read together, one query per turn.
+        self._woken_jobs: set[_Feed] = set()
+        self._jobs_task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
 
     @property
@@ -218,7 +232,36 @@ class LiveHub:
         for key in (("job", job_id), ("user", user_id), ("all", "")):
             feed = self._feeds.get(key)
             if feed is not None:
-                feed.poke()
+                self._poke(feed)
+
+    def _poke(self, feed: _Feed) -> None:
+        if feed.job_id is None:
+            feed.poke()
+            return
+        self._woken_jobs.add(feed)
+        if self._jobs_task is None or self._jobs_task.done():
+            self._jobs_task = asyncio.create_task(self._read_jobs(), name="live-jobs")
+
+    async def _read_jobs(self) -> None:
+        """Read the woken job feeds together; notices that arrive meanwhile wait for the next
+        turn (and coalesce: a job woken ten times meanwhile is read once)."""
+        while self._woken_jobs:
+            feeds = {f.job_id: f for f in self._woken_jobs if f.subs and f.job_id is not None}
+            self._woken_jobs = set()
+            if not feeds:
+                continue
+            try:
+                found = await self._jobs_reader({j: f.cursor for j, f in feeds.items()}, BATCH)
+            except Exception as exc:  # the streams read for themselves and report the error
+                log.warning("live.feed_read_failed", error=repr(exc))
+                for feed in feeds.values():
+                    feed.fail()
+                continue
+            for job_id, events in found.items():
+                feed = feeds[job_id]
+                feed.deliver(events)
+                if len(events) >= BATCH:
+                    self._woken_jobs.add(feed)  # more to read
 
     async def run(self) -> None:
         """Keep one LISTEN connection open; on reconnect, poke every feed so none misses rows."""
@@ -229,7 +272,7 @@ class LiveHub:
                 self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await self._conn.add_listener(self._channel, self._on_notify)
                 for feed in list(self._feeds.values()):
-                    feed.poke()
+                    self._poke(feed)
                 await lost.wait()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("live.listen_failed", error=str(exc))

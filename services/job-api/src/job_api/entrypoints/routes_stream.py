@@ -21,7 +21,14 @@ from starlette.background import BackgroundTask
 
 from job_api.adapters.repository import JobFilter
 from job_api.entrypoints.deps import AppState, StateDep, UserDep, scope
-from job_api.entrypoints.live import BATCH, LiveEvent, Reader, StreamSlot, TooManyStreams
+from job_api.entrypoints.live import (
+    BATCH,
+    JobsReader,
+    LiveEvent,
+    Reader,
+    StreamSlot,
+    TooManyStreams,
+)
 from job_api.entrypoints.schemas import FinetuneJobResponse, JobEventResponse
 from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
@@ -77,9 +84,21 @@ async def read_events(
     return [_event(row) for row in rows]
 
 
-def live_reader(db: Database) -> Reader:
-    """The LiveHub's reader over this process's database."""
-    return partial(read_events, db)
+async def read_job_events(
+    db: Database, cursors: dict[UUID, int], limit: int
+) -> dict[UUID, list[LiveEvent]]:
+    """Each job's history rows after its cursor, as encoded SSE events, in one query."""
+    async with db.read("streams") as conn:
+        rows = await UnitOfWork(conn).events.since_jobs(cursors, limit=limit)
+    found: dict[UUID, list[LiveEvent]] = {}
+    for row in rows:
+        found.setdefault(row.job_id, []).append(_event(row))
+    return found
+
+
+def live_readers(db: Database) -> tuple[Reader, JobsReader]:
+    """The LiveHub's readers over this process's database."""
+    return partial(read_events, db), partial(read_job_events, db)
 
 
 async def _snapshot(
