@@ -65,18 +65,8 @@ _INSERT_EVENTS = _insert_events_and_notify()
 _JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
 
 
-def _insert_job_with_events() -> sa.Select[Any]:
-    """A new job, its outbox rows and its history rows (with their NOTIFY) in one statement, so
-    creating a job costs one round trip inside its transaction instead of three. The job row and
-    its history row are written by the same statement: the history's foreign key is checked at
-    the end of the statement, when the job row exists."""
-    job_columns = [*_JOB_FIELDS, "event_sequence"]
-    new_job = (
-        sa.insert(jobs)
-        .values({c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in job_columns})
-        .returning(jobs.c.id)
-        .cte("new_job")
-    )
+def _stage_outbox() -> sa.CTE:
+    """Outbox rows from one array parameter per column (compiled once whatever their number)."""
     src = (
         sa.func.unnest(
             sa.cast(sa.bindparam("outbox_event_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
@@ -90,7 +80,7 @@ def _insert_job_with_events() -> sa.Select[Any]:
         )
         .render_derived()
     )
-    staged = (
+    return (
         pg.insert(outbox)
         .from_select(
             ["event_id", "event_type", "routing_key", "body", "must_route"],
@@ -101,8 +91,35 @@ def _insert_job_with_events() -> sa.Select[Any]:
         .returning(outbox.c.id)
         .cte("staged")
     )
-    return _insert_events_and_notify().add_cte(new_job, staged)
 
+
+def _insert_job_with_events() -> sa.Select[Any]:
+    """A new job, its outbox rows and its history rows (with their NOTIFY) in one statement, so
+    creating a job costs one round trip inside its transaction instead of three. The job row and
+    its history row are written by the same statement: the history's foreign key is checked at
+    the end of the statement, when the job row exists."""
+    job_columns = [*_JOB_FIELDS, "event_sequence"]
+    new_job = (
+        sa.insert(jobs)
+        .values({c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in job_columns})
+        .returning(jobs.c.id)
+        .cte("new_job")
+    )
+    return _insert_events_and_notify().add_cte(new_job, _stage_outbox())
+
+
+def _outbox_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "outbox_event_ids": [r["event_id"] for r in rows],
+        "outbox_event_types": [r["event_type"] for r in rows],
+        "outbox_routing_keys": [r["routing_key"] for r in rows],
+        "outbox_bodies": [r["body"] for r in rows],
+        "outbox_must_route": [r["must_route"] for r in rows],
+    }
+
+
+# Outbox rows and history rows (with their NOTIFY) in one statement.
+_STAGE_EVENTS = _insert_events_and_notify().add_cte(_stage_outbox())
 
 _INSERT_JOB_WITH_EVENTS = _insert_job_with_events()
 
@@ -144,6 +161,14 @@ _GET_JOB = {
     for owned in (False, True)
     for for_update in (False, True)
 }
+
+# Every column from the parameters (as _UPDATE_JOB) and `n` more event sequence numbers taken.
+_SAVE_RESERVING = (
+    sa.update(jobs)
+    .where(jobs.c.id == sa.bindparam("job_pk"))
+    .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
+    .returning(jobs.c.event_sequence)
+)
 
 _NEXT_SEQUENCE = (
     sa.update(jobs)
@@ -190,17 +215,26 @@ class JobRepository:
         sequences 1..n are taken in the job's row) and history rows, in one round trip."""
         params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
         params["job_event_sequence"] = len(outbox_rows)
-        params.update(
-            {
-                "outbox_event_ids": [r["event_id"] for r in outbox_rows],
-                "outbox_event_types": [r["event_type"] for r in outbox_rows],
-                "outbox_routing_keys": [r["routing_key"] for r in outbox_rows],
-                "outbox_bodies": [r["body"] for r in outbox_rows],
-                "outbox_must_route": [r["must_route"] for r in outbox_rows],
-            }
-        )
+        params.update(_outbox_params(outbox_rows))
         params.update(_history_params(history))
         await self._conn.execute(_INSERT_JOB_WITH_EVENTS, params)
+
+    async def save_reserving(self, job: Job, count: int) -> int:
+        """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same
+        UPDATE; returns the first of them."""
+        params = _update_params(job)
+        params["n"] = count
+        last = (await self._conn.execute(_SAVE_RESERVING, params)).scalar_one()
+        return int(last) - count + 1
+
+    async def stage_events(
+        self, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Outbox rows (`messaging.outbox.outbox_row`) and history rows in one round trip."""
+        if not outbox_rows and not history:
+            return
+        params = {**_outbox_params(outbox_rows), **_history_params(history)}
+        await self._conn.execute(_STAGE_EVENTS, params)
 
     async def save(self, job: Job) -> None:
         await self._conn.execute(_UPDATE_JOB, _update_params(job))

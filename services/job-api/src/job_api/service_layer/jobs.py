@@ -217,6 +217,5 @@ async def cancel_job(uow: UnitOfWork, job_id: UUID, *, user_id: str | None, now:
     if job is None:
         raise JobNotFound(job_id)
     transition = job.cancel(now=now)
-    await uow.jobs.save(job)
-    await announce(uow, job, transition, now=now)
+    await announce(uow, job, transition, now=now, save=True)
     return job
