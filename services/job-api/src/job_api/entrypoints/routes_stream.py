@@ -20,7 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from job_api.adapters.repository import JobFilter
-from job_api.entrypoints.deps import AppState, StateDep, UserDep, scope
+from job_api.entrypoints.deps import AppState, StateDep, StreamUserDep, scope
 from job_api.entrypoints.live import (
     BATCH,
     JobsReader,
@@ -185,7 +185,7 @@ def _open_stream(
 
 @router.get("/jobs/stream", response_class=EventSourceResponse, responses=SSE_RESPONSES)
 async def stream_my_jobs(
-    request: Request, state: StateDep, user: UserDep, last_event_id: LastEventId = None
+    request: Request, state: StateDep, user: StreamUserDep, last_event_id: LastEventId = None
 ) -> EventSourceResponse:
     """Live events of all your jobs (SSE)."""
     return _open_stream(
@@ -207,7 +207,7 @@ async def stream_job(
     job_id: UUID,
     request: Request,
     state: StateDep,
-    user: UserDep,
+    user: StreamUserDep,
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Live events of one job (SSE)."""
