@@ -9,6 +9,7 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
@@ -125,7 +126,10 @@ _INSERT_JOB_WITH_EVENTS = _insert_job_with_events()
 
 
 def job_from_row(row: sa.Row[Any]) -> Job:
-    values = dict(row._mapping)
+    return job_from_mapping(dict(row._mapping))
+
+
+def job_from_mapping(values: dict[str, Any]) -> Job:
     values["job_type"] = JobType(values["job_type"])
     values["gpu_provider"] = GPUProvider(values["gpu_provider"])
     values["status"] = JobStatus(values["status"])
@@ -161,6 +165,35 @@ _GET_JOB = {
     for owned in (False, True)
     for for_update in (False, True)
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class _DriverStatement:
+    """A Core statement compiled once to the driver's SQL, with its parameter names in order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, stmt: sa.Select[Any]) -> "_DriverStatement":
+        compiled = stmt.compile(dialect=_DIALECT)
+        return cls(compiled.string, tuple(compiled.positiontup or ()))
+
+    async def fetchrow(self, conn: AsyncConnection, params: dict[str, Any]) -> Any:
+        # The pooled connection's asyncpg connection: SQLAlchemy set its codecs (JSONB decoded
+        # as SQLAlchemy decodes it). Plain reads only: under READ COMMITTED a lone SELECT sees
+        # the same rows whether or not the connection's transaction has begun, while a locking
+        # read must run inside it (so it goes through SQLAlchemy, which begins it).
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        return await driver.fetchrow(self.sql, *(params[n] for n in self.names))
+
+
+_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+# The hottest read (GET /jobs/{id}): straight to the driver, without SQLAlchemy's execution and
+# result layers (which cost several times the driver's own work for this one-row read).
+_GET_JOB_DRIVER = {owned: _DriverStatement.of(_GET_JOB[(owned, False)]) for owned in (False, True)}
 
 # Every column from the parameters (as _UPDATE_JOB) and `n` more event sequence numbers taken.
 _SAVE_RESERVING = (
@@ -249,10 +282,13 @@ class JobRepository:
     async def get(
         self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
     ) -> Job | None:
-        stmt = _GET_JOB[(user_id is not None, for_update)]
         params: dict[str, Any] = {"job_pk": job_id}
         if user_id is not None:
             params["owner"] = user_id
+        if not for_update:
+            record = await _GET_JOB_DRIVER[user_id is not None].fetchrow(self._conn, params)
+            return job_from_mapping(dict(record)) if record is not None else None
+        stmt = _GET_JOB[(user_id is not None, for_update)]
         row = (await self._conn.execute(stmt, params)).first()
         return job_from_row(row) if row is not None else None
 
