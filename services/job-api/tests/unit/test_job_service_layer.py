@@ -174,8 +174,24 @@ class FakeUnitOfWork:
         self.datasets = FakeDatasets()
         self.published: list[EventPayload] = []
 
-    async def publish(self, *payloads: EventPayload) -> None:
+    async def add_job(
+        self, job: Job, payloads: Sequence[EventPayload], history: Sequence[dict[str, Any]]
+    ) -> None:
+        await self.jobs.add(job)
         self.published.extend(payloads)
+        await self.events.add_many(history)
+
+    async def publish(
+        self, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        self.published.extend(payloads)
+        await self.events.add_many(history)
+
+    async def save_and_publish(
+        self, job: Job, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        await self.jobs.save(job)
+        await self.publish(*payloads, history=history)
 
     def of_type(self, kind: type[P]) -> list[P]:
         return [p for p in self.published if isinstance(p, kind)]

@@ -1,7 +1,7 @@
 """All SQL of job-api, built from the caller's connection (the entry point owns the transaction)."""
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -9,6 +9,7 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
@@ -19,6 +20,7 @@ from job_api.adapters.tables import (
     job_events,
     jobs,
     known_datasets,
+    outbox,
 )
 from job_api.domain.job import Job
 
@@ -64,8 +66,70 @@ _INSERT_EVENTS = _insert_events_and_notify()
 _JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
 
 
+def _stage_outbox() -> sa.CTE:
+    """Outbox rows from one array parameter per column (compiled once whatever their number)."""
+    src = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("outbox_event_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
+            sa.cast(sa.bindparam("outbox_event_types"), pg.ARRAY(sa.Text)),
+            sa.cast(sa.bindparam("outbox_routing_keys"), pg.ARRAY(sa.Text)),
+            sa.cast(sa.bindparam("outbox_bodies"), pg.ARRAY(sa.LargeBinary)),
+            sa.cast(sa.bindparam("outbox_must_route"), pg.ARRAY(sa.Boolean)),
+        )
+        .table_valued(
+            "event_id", "event_type", "routing_key", "body", "must_route", with_ordinality="n"
+        )
+        .render_derived()
+    )
+    return (
+        pg.insert(outbox)
+        .from_select(
+            ["event_id", "event_type", "routing_key", "body", "must_route"],
+            sa.select(
+                src.c.event_id, src.c.event_type, src.c.routing_key, src.c.body, src.c.must_route
+            ).order_by(src.c.n),  # outbox ids follow the order of the events (relay order)
+        )
+        .returning(outbox.c.id)
+        .cte("staged")
+    )
+
+
+def _insert_job_with_events() -> sa.Select[Any]:
+    """A new job, its outbox rows and its history rows (with their NOTIFY) in one statement, so
+    creating a job costs one round trip inside its transaction instead of three. The job row and
+    its history row are written by the same statement: the history's foreign key is checked at
+    the end of the statement, when the job row exists."""
+    job_columns = [*_JOB_FIELDS, "event_sequence"]
+    new_job = (
+        sa.insert(jobs)
+        .values({c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in job_columns})
+        .returning(jobs.c.id)
+        .cte("new_job")
+    )
+    return _insert_events_and_notify().add_cte(new_job, _stage_outbox())
+
+
+def _outbox_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "outbox_event_ids": [r["event_id"] for r in rows],
+        "outbox_event_types": [r["event_type"] for r in rows],
+        "outbox_routing_keys": [r["routing_key"] for r in rows],
+        "outbox_bodies": [r["body"] for r in rows],
+        "outbox_must_route": [r["must_route"] for r in rows],
+    }
+
+
+# Outbox rows and history rows (with their NOTIFY) in one statement.
+_STAGE_EVENTS = _insert_events_and_notify().add_cte(_stage_outbox())
+
+_INSERT_JOB_WITH_EVENTS = _insert_job_with_events()
+
+
 def job_from_row(row: sa.Row[Any]) -> Job:
-    values = dict(row._mapping)
+    return job_from_mapping(dict(row._mapping))
+
+
+def job_from_mapping(values: dict[str, Any]) -> Job:
     values["job_type"] = JobType(values["job_type"])
     values["gpu_provider"] = GPUProvider(values["gpu_provider"])
     values["status"] = JobStatus(values["status"])
@@ -87,6 +151,57 @@ def job_values(job: Job) -> dict[str, Any]:
 # compiled once; building it with .values(literal values) cost a compilation-sized overhead per job.
 _UPDATE_JOB = sa.update(jobs).where(jobs.c.id == sa.bindparam("job_pk"))
 
+
+def _get_job(*, owned: bool, for_update: bool) -> sa.Select[Any]:
+    stmt = sa.select(jobs).where(jobs.c.id == sa.bindparam("job_pk"))
+    if owned:
+        stmt = stmt.where(jobs.c.user_id == sa.bindparam("owner"))
+    return stmt.with_for_update() if for_update else stmt
+
+
+# Built once: a statement built per call costs its construction and cache key on every read.
+_GET_JOB = {
+    (owned, for_update): _get_job(owned=owned, for_update=for_update)
+    for owned in (False, True)
+    for for_update in (False, True)
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _DriverStatement:
+    """A Core statement compiled once to the driver's SQL, with its parameter names in order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, stmt: sa.Select[Any]) -> "_DriverStatement":
+        compiled = stmt.compile(dialect=_DIALECT)
+        return cls(compiled.string, tuple(compiled.positiontup or ()))
+
+    async def fetchrow(self, conn: AsyncConnection, params: dict[str, Any]) -> Any:
+        # The pooled connection's asyncpg connection: SQLAlchemy set its codecs (JSONB decoded
+        # as SQLAlchemy decodes it). Plain reads only: under READ COMMITTED a lone SELECT sees
+        # the same rows whether or not the connection's transaction has begun, while a locking
+        # read must run inside it (so it goes through SQLAlchemy, which begins it).
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        return await driver.fetchrow(self.sql, *(params[n] for n in self.names))
+
+
+_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+# The hottest read (GET /jobs/{id}): straight to the driver, without SQLAlchemy's execution and
+# result layers (which cost several times the driver's own work for this one-row read).
+_GET_JOB_DRIVER = {owned: _DriverStatement.of(_GET_JOB[(owned, False)]) for owned in (False, True)}
+
+# Every column from the parameters (as _UPDATE_JOB) and `n` more event sequence numbers taken.
+_SAVE_RESERVING = (
+    sa.update(jobs)
+    .where(jobs.c.id == sa.bindparam("job_pk"))
+    .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
+    .returning(jobs.c.event_sequence)
+)
 
 _NEXT_SEQUENCE = (
     sa.update(jobs)
@@ -126,8 +241,33 @@ class JobRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def add(self, job: Job) -> None:
-        await self._conn.execute(sa.insert(jobs).values(job_values(job)))
+    async def add_with_events(
+        self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
+        sequences 1..n are taken in the job's row) and history rows, in one round trip."""
+        params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
+        params["job_event_sequence"] = len(outbox_rows)
+        params.update(_outbox_params(outbox_rows))
+        params.update(_history_params(history))
+        await self._conn.execute(_INSERT_JOB_WITH_EVENTS, params)
+
+    async def save_reserving(self, job: Job, count: int) -> int:
+        """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same
+        UPDATE; returns the first of them."""
+        params = _update_params(job)
+        params["n"] = count
+        last = (await self._conn.execute(_SAVE_RESERVING, params)).scalar_one()
+        return int(last) - count + 1
+
+    async def stage_events(
+        self, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Outbox rows (`messaging.outbox.outbox_row`) and history rows in one round trip."""
+        if not outbox_rows and not history:
+            return
+        params = {**_outbox_params(outbox_rows), **_history_params(history)}
+        await self._conn.execute(_STAGE_EVENTS, params)
 
     async def save(self, job: Job) -> None:
         await self._conn.execute(_UPDATE_JOB, _update_params(job))
@@ -142,12 +282,14 @@ class JobRepository:
     async def get(
         self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
     ) -> Job | None:
-        stmt = sa.select(jobs).where(jobs.c.id == job_id)
+        params: dict[str, Any] = {"job_pk": job_id}
         if user_id is not None:
-            stmt = stmt.where(jobs.c.user_id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = (await self._conn.execute(stmt)).first()
+            params["owner"] = user_id
+        if not for_update:
+            record = await _GET_JOB_DRIVER[user_id is not None].fetchrow(self._conn, params)
+            return job_from_mapping(dict(record)) if record is not None else None
+        stmt = _GET_JOB[(user_id is not None, for_update)]
+        row = (await self._conn.execute(stmt, params)).first()
         return job_from_row(row) if row is not None else None
 
     async def next_sequences(self, counts: dict[UUID, int]) -> dict[UUID, int]:
@@ -272,6 +414,58 @@ class JobRepository:
         return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
 
+def _events_since(*, by_user: bool, by_job: bool) -> sa.Select[Any]:
+    e = job_events
+    stmt = sa.select(e).where(e.c.id > sa.bindparam("after_id"))
+    if by_user:
+        stmt = stmt.where(e.c.user_id == sa.bindparam("user_id"))
+    if by_job:
+        stmt = stmt.where(e.c.job_id == sa.bindparam("job_id"))
+    return stmt.order_by(e.c.id).limit(sa.bindparam("limit"))
+
+
+# Live streams read these on every wake-up: built once, not per call.
+_EVENTS_SINCE = {
+    (by_user, by_job): _events_since(by_user=by_user, by_job=by_job)
+    for by_user in (False, True)
+    for by_job in (False, True)
+}
+
+
+def _events_since_jobs() -> sa.Select[Any]:
+    e = job_events
+    feeds = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("job_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
+            sa.cast(sa.bindparam("after_ids"), pg.ARRAY(sa.BigInteger)),
+        )
+        .table_valued("job_id", "after_id")
+        .render_derived()
+    )
+    rows = (
+        sa.select(e)
+        .where(e.c.job_id == feeds.c.job_id, e.c.id > feeds.c.after_id)
+        .order_by(e.c.id)
+        .limit(sa.bindparam("limit"))
+        .lateral("rows")
+    )
+    return sa.select(rows).select_from(feeds).join(rows, sa.true()).order_by(rows.c.id)
+
+
+_EVENTS_SINCE_JOBS = _events_since_jobs()
+
+
+def _history_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "job_ids": [r["job_id"] for r in rows],
+        "user_ids": [r["user_id"] for r in rows],
+        "attempts": [r["attempt"] for r in rows],
+        "kinds": [r["kind"] for r in rows],
+        "data": [orjson.dumps(r["data"]).decode() for r in rows],
+        "channel": JOB_EVENTS_CHANNEL,
+    }
+
+
 class JobEventRepository:
     """Progress history; each insert is also pushed (NOTIFY, delivered at commit) to live streams."""
 
@@ -283,17 +477,7 @@ class JobEventRepository:
         if not rows:
             return
         # Live streams only need the pointer; they read the row itself (NOTIFY payloads are capped).
-        await self._conn.execute(
-            _INSERT_EVENTS,
-            {
-                "job_ids": [r["job_id"] for r in rows],
-                "user_ids": [r["user_id"] for r in rows],
-                "attempts": [r["attempt"] for r in rows],
-                "kinds": [r["kind"] for r in rows],
-                "data": [orjson.dumps(r["data"]).decode() for r in rows],
-                "channel": JOB_EVENTS_CHANNEL,
-            },
-        )
+        await self._conn.execute(_INSERT_EVENTS, _history_params(rows))
 
     async def page(
         self, job_id: UUID, *, after_id: int | None, limit: int, kinds: Sequence[str] | None = None
@@ -309,12 +493,17 @@ class JobEventRepository:
     async def since(
         self, *, user_id: str | None, job_id: UUID | None, after_id: int, limit: int
     ) -> list[sa.Row[Any]]:
-        stmt = sa.select(job_events).where(job_events.c.id > after_id)
-        if user_id is not None:
-            stmt = stmt.where(job_events.c.user_id == user_id)
-        if job_id is not None:
-            stmt = stmt.where(job_events.c.job_id == job_id)
-        return list((await self._conn.execute(stmt.order_by(job_events.c.id).limit(limit))).all())
+        stmt = _EVENTS_SINCE[(user_id is not None, job_id is not None)]
+        params = {"after_id": after_id, "user_id": user_id, "job_id": job_id, "limit": limit}
+        return list((await self._conn.execute(stmt, params)).all())
+
+    async def since_jobs(self, cursors: Mapping[UUID, int], *, limit: int) -> list[sa.Row[Any]]:
+        """For each job, up to `limit` rows after its cursor (oldest first per job): the live
+        feeds of many jobs caught up in one query."""
+        if not cursors:
+            return []
+        params = {"job_ids": list(cursors), "after_ids": list(cursors.values()), "limit": limit}
+        return list((await self._conn.execute(_EVENTS_SINCE_JOBS, params)).all())
 
     async def latest_id(self, *, user_id: str | None, job_id: UUID | None) -> int:
         stmt = sa.select(sa.func.coalesce(sa.func.max(job_events.c.id), 0))

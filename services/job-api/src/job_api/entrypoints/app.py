@@ -185,13 +185,14 @@ def create_app(settings: Settings) -> FastAPI:
             max_overflow=0,
         )
         listen_dsn = asyncpg_dsn(settings.database_url)
+        db = Database(engine, pools)
         state = AppState(
-            db=Database(engine, pools),
+            db=db,
             policy=policy_from(settings),
             verifier=verifier_from(settings),
             verify_in_loop=settings.jwt_algorithm == "HS256",
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
-            live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL),
+            live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL, *routes_stream.live_readers(db)),
             stream_limits=StreamLimits(settings.max_streams_per_user, settings.max_streams),
             dataset_wait_seconds=settings.dataset_wait_seconds,
         )

@@ -4,15 +4,14 @@ A stream opens with a `snapshot` event (the job or jobs as they are) and then se
 row (`status`, `progress`) as it is committed. Each event's `id` is the history row id, so a client
 that reconnects with `Last-Event-ID` gets what it missed and nothing twice.
 
-An idle stream holds no database connection: it waits on the process's one LISTEN connection
-(LiveHub) and, when woken, reads the new rows through the `streams` admission pool and gives the
-connection back before sending them. Open streams are capped per user and per process (429).
+An idle stream holds no database connection and does no database work: it waits for the events
+its feed (LiveHub: one per job, per user, and one for admins) reads once for all its streams
+through the `streams` admission pool. Open streams are capped per user and per process (429).
 """
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -21,17 +20,24 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from job_api.adapters.repository import JobFilter
-from job_api.entrypoints.deps import AppState, StateDep, UserDep, scope
-from job_api.entrypoints.live import StreamSlot, TooManyStreams
+from job_api.entrypoints.deps import AppState, StateDep, StreamUserDep, scope
+from job_api.entrypoints.live import (
+    BATCH,
+    JobsReader,
+    LiveEvent,
+    Reader,
+    StreamSlot,
+    TooManyStreams,
+)
 from job_api.entrypoints.schemas import FinetuneJobResponse, JobEventResponse
 from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.errors import ApiError
 from servicekit.responses import error_responses
+from servicekit.uow import Database
 
 router = APIRouter(prefix="/api/finetune", tags=["live"], responses=error_responses(401, 429))
 
-BATCH = 500
 KEEPALIVE_SECONDS = 15
 
 _SSE_DOC = (
@@ -61,9 +67,38 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _event(row: Any) -> ServerSentEvent:
-    body = JobEventResponse.model_validate(dict(row._mapping)).model_dump(mode="json")
-    return ServerSentEvent(data=json.dumps(body), event=row.kind, id=str(row.id))
+def _event(row: Any) -> LiveEvent:
+    body = JobEventResponse.model_validate(dict(row._mapping)).model_dump_json()
+    return LiveEvent(row.id, ServerSentEvent(data=body, event=row.kind, id=str(row.id)).encode())
+
+
+async def read_events(
+    db: Database, user_id: str | None, job_id: UUID | None, after_id: int, limit: int
+) -> list[LiveEvent]:
+    """History rows after `after_id` as encoded SSE events; the connection goes back before the
+    events are handed to any stream."""
+    async with db.read("streams") as conn:
+        rows = await UnitOfWork(conn).events.since(
+            user_id=user_id, job_id=job_id, after_id=after_id, limit=limit
+        )
+    return [_event(row) for row in rows]
+
+
+async def read_job_events(
+    db: Database, cursors: dict[UUID, int], limit: int
+) -> dict[UUID, list[LiveEvent]]:
+    """Each job's history rows after its cursor, as encoded SSE events, in one query."""
+    async with db.read("streams") as conn:
+        rows = await UnitOfWork(conn).events.since_jobs(cursors, limit=limit)
+    found: dict[UUID, list[LiveEvent]] = {}
+    for row in rows:
+        found.setdefault(row.job_id, []).append(_event(row))
+    return found
+
+
+def live_readers(db: Database) -> tuple[Reader, JobsReader]:
+    """The LiveHub's readers over this process's database."""
+    return partial(read_events, db), partial(read_job_events, db)
 
 
 async def _snapshot(
@@ -90,8 +125,8 @@ async def _stream(
     user_id: str | None,
     job_id: UUID | None,
     last_event_id: str | None,
-) -> AsyncIterator[ServerSentEvent]:
-    sub = state.live.subscribe(user_id=user_id, job_id=job_id)
+) -> AsyncIterator[ServerSentEvent | bytes]:
+    sub = None
     try:
         if last_event_id is not None and last_event_id.isdigit():
             last = int(last_event_id)
@@ -99,21 +134,28 @@ async def _stream(
             last, snapshot = await _snapshot(state, user_id=user_id, job_id=job_id)
             # The connection is back in the pool before the (possibly slow) client reads this.
             yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(last))
-        while not await request.is_disconnected():
-            sub.wake.clear()
-            async with state.db.read("streams") as conn:
-                rows = await UnitOfWork(conn).events.since(
-                    user_id=user_id, job_id=job_id, after_id=last, limit=BATCH
-                )
-            for row in rows:
-                yield _event(row)
-                last = row.id
-            if len(rows) == BATCH:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.wake.wait(), KEEPALIVE_SECONDS)
+        sub = state.live.subscribe(user_id=user_id, job_id=job_id, after=last)
+        read_myself = True  # the rows committed before the feed had us
+        # No disconnect check here: EventSourceResponse watches the client and cancels this
+        # generator when it leaves (a check per event cost more than sending the event).
+        while True:
+            if read_myself or sub.behind:
+                sub.caught_up()
+                events = await read_events(state.db, user_id, job_id, last, BATCH)
+                read_myself = len(events) == BATCH
+            else:
+                events = sub.take()
+                if not events:
+                    # No timeout: EventSourceResponse sends the keep-alive pings itself.
+                    await sub.wake.wait()
+                    continue
+            for event in events:
+                if event.id > last:
+                    yield event.payload
+                    last = event.id
     finally:
-        state.live.unsubscribe(sub)
+        if sub is not None:
+            state.live.unsubscribe(sub)
         slot.release()
 
 
@@ -143,7 +185,7 @@ def _open_stream(
 
 @router.get("/jobs/stream", response_class=EventSourceResponse, responses=SSE_RESPONSES)
 async def stream_my_jobs(
-    request: Request, state: StateDep, user: UserDep, last_event_id: LastEventId = None
+    request: Request, state: StateDep, user: StreamUserDep, last_event_id: LastEventId = None
 ) -> EventSourceResponse:
     """Live events of all your jobs (SSE)."""
     return _open_stream(
@@ -165,7 +207,7 @@ async def stream_job(
     job_id: UUID,
     request: Request,
     state: StateDep,
-    user: UserDep,
+    user: StreamUserDep,
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Live events of one job (SSE)."""

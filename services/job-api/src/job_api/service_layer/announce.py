@@ -136,6 +136,13 @@ def transition_events(job: Job, t: Transition, *, now: datetime) -> list[EventPa
     return events
 
 
-async def announce(uow: UnitOfWork, job: Job, t: Transition, *, now: datetime) -> None:
-    await uow.publish(*transition_events(job, t, now=now))
-    await uow.events.add_many([status_row(job, t)])
+async def announce(
+    uow: UnitOfWork, job: Job, t: Transition, *, now: datetime, save: bool = False
+) -> None:
+    """Stage the transition's events and history row; with `save`, also save the job (loaded
+    under lock) in the UPDATE that takes the events' sequence numbers."""
+    events = transition_events(job, t, now=now)
+    if save:
+        await uow.save_and_publish(job, *events, history=[status_row(job, t)])
+    else:
+        await uow.publish(*events, history=[status_row(job, t)])

@@ -97,8 +97,7 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
         lease=policy.lease,
         secret_hash=hash_claim_secret(secret),
     )
-    await uow.jobs.save(job)
-    await announce(uow, job, transition, now=now)
+    await announce(uow, job, transition, now=now, save=True)
     log.info("job.claimed", job_id=str(job.id), attempt=job.attempt, worker_id=cmd.worker_id)
     return ClaimReply(granted=True, job=await job_spec(uow, job, policy, secret))
 
@@ -224,8 +223,7 @@ async def expire_leases(uow: UnitOfWork, *, now: datetime, limit: int = 100) -> 
     expired = await uow.jobs.expired_leases(now, limit=limit)
     for job in expired:
         transition = job.expire_lease(now=now)
-        await uow.jobs.save(job)
-        await announce(uow, job, transition, now=now)
+        await announce(uow, job, transition, now=now, save=True)
         log.warning(
             "job.lease_expired",
             job_id=str(job.id),

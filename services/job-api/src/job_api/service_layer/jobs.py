@@ -191,9 +191,7 @@ async def submit_job(
         job.mark_worker_presence(has_worker=False, now=now)
     else:
         job.phase = JobPhase.QUEUED
-    await uow.jobs.add(job)
-    await uow.publish(*created_events(job))
-    await uow.events.add_many([status_row(job, None)])
+    await uow.add_job(job, created_events(job), [status_row(job, None)])
     return job
 
 
@@ -219,6 +217,5 @@ async def cancel_job(uow: UnitOfWork, job_id: UUID, *, user_id: str | None, now:
     if job is None:
         raise JobNotFound(job_id)
     transition = job.cancel(now=now)
-    await uow.jobs.save(job)
-    await announce(uow, job, transition, now=now)
+    await announce(uow, job, transition, now=now, save=True)
     return job

@@ -4,9 +4,10 @@ The entry point opens the transaction (servicekit.uow.Database) and commits or r
 handlers only stage changes.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,11 +20,10 @@ from job_api.adapters.repository import (
     JobEventRepository,
     JobRepository,
 )
-from job_api.adapters.tables import outbox
-from messaging.outbox import Outbox
+from job_api.domain.job import Job
+from messaging.outbox import outbox_row
 
 SOURCE = "job-api"
-_OUTBOX = Outbox(outbox, source=SOURCE)
 
 
 class UnitOfWork:
@@ -36,24 +36,62 @@ class UnitOfWork:
         # Run by the entry point once the transaction has committed (counters, never on rollback).
         self.after_commit: list[Callable[[], None]] = []
 
-    async def publish(self, *payloads: EventPayload) -> None:
-        """Stage events in the outbox. Events about a job carry its next `sequence` numbers, so a
-        consumer can drop a status it receives after a newer one."""
+    async def add_job(
+        self, job: Job, payloads: Sequence[EventPayload], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert a new job, stage its first events (numbered 1..n, taken in the job's row, so no
+        reservation statement is needed) and its history rows: one statement."""
+        for p in payloads:
+            if getattr(p, "job_id", None) != job.id:
+                raise ValueError("add_job stages only events about the new job")
+        rows = [outbox_row(p, source=SOURCE, sequence=n) for n, p in enumerate(payloads, start=1)]
+        await self.jobs.add_with_events(job, rows, history)
+
+    async def publish(
+        self, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Stage events in the outbox, and `history` rows, in one statement. Events about a job
+        carry its next `sequence` numbers, so a consumer can drop a status it receives after a
+        newer one."""
         counts: dict[UUID, int] = {}
         for p in payloads:
             job_id = getattr(p, "job_id", None)
             if isinstance(job_id, UUID):
                 counts[job_id] = counts.get(job_id, 0) + 1
         firsts = await self.jobs.next_sequences(counts) if counts else {}
-        sequences: list[int | None] = []
+        await self._stage(payloads, firsts, history)
+
+    async def save_and_publish(
+        self, job: Job, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Save `job` (loaded under lock) taking the sequence numbers of its events in the same
+        UPDATE, then stage the events and `history`: two statements instead of four."""
+        mine = sum(1 for p in payloads if getattr(p, "job_id", None) == job.id)
+        first = await self.jobs.save_reserving(job, mine)
+        others: dict[UUID, int] = {}
         for p in payloads:
             job_id = getattr(p, "job_id", None)
+            if isinstance(job_id, UUID) and job_id != job.id:
+                others[job_id] = others.get(job_id, 0) + 1
+        firsts = await self.jobs.next_sequences(others) if others else {}
+        firsts[job.id] = first
+        await self._stage(payloads, firsts, history)
+
+    async def _stage(
+        self,
+        payloads: Sequence[EventPayload],
+        firsts: dict[UUID, int],
+        history: Sequence[dict[str, Any]],
+    ) -> None:
+        rows = []
+        for p in payloads:
+            job_id = getattr(p, "job_id", None)
+            sequence = None
             if isinstance(job_id, UUID) and job_id in firsts:
-                sequences.append(firsts[job_id])
+                sequence = firsts[job_id]
                 firsts[job_id] += 1
-            else:
-                sequences.append(None)
-        await _OUTBOX.add(self.conn, *payloads, sequences=sequences)
+            rows.append(outbox_row(p, source=SOURCE, sequence=sequence))
+        await self.jobs.stage_events(rows, history)
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,7 @@ async def update_job(
     if u.status is JobStatus.RUNNING and job.status is not JobStatus.RUNNING:
         transition = job.claim_over_http(worker_id=worker, now=now, lease=policy.lease)
         if transition is not None:
-            await uow.jobs.save(job)
-            await announce(uow, job, transition, now=now)
+            await announce(uow, job, transition, now=now, save=True)
             ticket = await data_ticket(uow, job, policy)
         if _has_progress(u):
             await reports.apply(job, _heartbeat(job, Credential(worker, job.attempt), u))
@@ -164,8 +163,7 @@ async def update_job(
         transition = job.fail_pending(
             error=error, failure_class=u.failure_class or FailureClass.USER_ERROR, now=now
         )
-        await uow.jobs.save(job)
-        await announce(uow, job, transition, now=now)
+        await announce(uow, job, transition, now=now, save=True)
     else:
         who = Credential(worker, u.attempt)
         for report in _reports(job, who, u):
