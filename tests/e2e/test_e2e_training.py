@@ -369,8 +369,13 @@ def test_a_worker_killed_mid_training_is_replaced_and_attempt_two_resumes_from_i
     store = stack.root / "checkpoints" / job_id
 
     def checkpointed() -> bool:
+        # A complete checkpoint: the store stages a copy in `.incoming-*` and renames it when done.
         job = training_at(client, job_id, 4)()
-        return job is not None and store.is_dir() and any(store.iterdir())
+        return (
+            job is not None
+            and store.is_dir()
+            and any(not p.name.startswith(".") for p in store.iterdir())
+        )
 
     wait_for(checkpointed, stack, timeout=JOB_TIMEOUT_S, what="a stored checkpoint", interval=0.5)
     assert stack.kill_worker(signal.SIGKILL) != 0
