@@ -236,6 +236,8 @@ def full_stack(
             "TRANSFORMERS_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1",
             "WANDB_MODE": "disabled",
+            # Reports every half second: a short CPU job still draws a curve while it is watched.
+            "FTD_WORKER_PROGRESS_INTERVAL": "0.5",
             "TOKENIZERS_PARALLELISM": "false",
             "PYTHONUNBUFFERED": "1",
             **{DB_ENV[service]: url for service, (_, url) in databases.items()},
