@@ -149,6 +149,16 @@ def wait_for(
     )
 
 
+def ended(client: httpx.Client, job_id: str) -> Callable[[], dict[str, Any] | None]:
+    """A check for wait_for: the job once it has reached a terminal status."""
+
+    def check() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
+        return job if job["status"] in {"completed", "failed", "cancelled"} else None
+
+    return check
+
+
 def upload(client: httpx.Client, job_type: str, filename: str, body: bytes) -> dict[str, Any]:
     response = client.post(
         "/api/finetune/upload",
@@ -231,11 +241,9 @@ def test_a_job_created_through_the_gateway_trains_to_completed_and_is_registered
     assert created.status_code == 201, created.text
     job_id = created.json()["data"]["id"]
 
-    def finished() -> dict[str, Any] | None:
-        job: dict[str, Any] = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
-        return job if job["status"] in {"completed", "failed", "cancelled"} else None
-
-    job = wait_for(finished, stack, timeout=JOB_TIMEOUT_S, what=f"the {job_type} job to end")
+    job = wait_for(
+        ended(client, job_id), stack, timeout=JOB_TIMEOUT_S, what=f"the {job_type} job to end"
+    )
     assert job["status"] == "completed", (job, stack.log("worker"))
     assert job["attempt"] == 1
     assert job["progress"] == 100
@@ -347,9 +355,8 @@ def test_a_cancel_stops_training_mid_run_and_registers_nothing(
     assert cancelled.json()["data"]["status"] == "cancelled"
 
     def stopped() -> bool:
-        return "outcome=cancelled" in stack.log("worker", 400) and job_id in stack.log(
-            "worker", 400
-        )
+        log = stack.log("worker", 400)
+        return "outcome=cancelled" in log and job_id in log
 
     wait_for(stopped, stack, timeout=120, what="the worker to stop training")
     job = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
@@ -381,11 +388,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_attempt_two_resumes_from_i
     assert stack.kill_worker(signal.SIGKILL) != 0
     stack.start_worker()
 
-    def finished() -> dict[str, Any] | None:
-        job: dict[str, Any] = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
-        return job if job["status"] in {"completed", "failed", "cancelled"} else None
-
-    job = wait_for(finished, stack, timeout=JOB_TIMEOUT_S, what="attempt 2 to finish")
+    job = wait_for(ended(client, job_id), stack, timeout=JOB_TIMEOUT_S, what="attempt 2 to finish")
     assert job["status"] == "completed", job
     assert job["attempt"] == 2, "the lease expired and the job was taken again"
     events = all_events(client, job_id)
