@@ -1,5 +1,6 @@
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -51,6 +52,28 @@ async def test_throttles_many_calls_into_few_reports_and_keeps_the_latest() -> N
     assert last.total_steps == 1000
     assert last.claim_secret == "s3cret"
     assert [p.progress for p in sent] == sorted(p.progress for p in sent)
+
+
+async def test_steady_training_is_reported_every_interval_not_every_heartbeat() -> None:
+    # A report went out and the state was clean, so the loop slept for the heartbeat; the first
+    # update after that must bring the next report within `interval`, not after the heartbeat.
+    sent: list[JobProgress] = []
+    reporter = make(sent, interval=0.05, heartbeat=30)
+    reporter.progress(progress=0, phase=JobPhase.TRAINING, step=0)
+    task = asyncio.create_task(reporter.run())
+    await wait_for(lambda: len(sent) == 1)
+
+    def train() -> None:
+        for step in range(1, 41):
+            time.sleep(0.02)
+            reporter.progress(progress=step * 2, step=step)
+
+    await asyncio.to_thread(train)
+    await wait_for(lambda: sent[-1].step == 40, timeout=1)
+    task.cancel()
+    steps = [p.step for p in sent]
+    assert len(steps) >= 6, steps
+    assert len(sent) <= 25, "still throttled"
 
 
 async def test_heartbeat_repeats_the_state_when_training_is_silent() -> None:

@@ -8,6 +8,7 @@ sent at once. `should_stop()` turns true after a cancel for this attempt or a SI
 """
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -67,6 +68,7 @@ class JobReporter:
         self._state = ProgressState()
         self._lines: list[str] = []
         self._dirty = True
+        self._urgent = False
         self._stop = threading.Event()
         self.stop_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,8 +112,13 @@ class JobReporter:
             state.eta_seconds = max(0.0, eta) if eta is not None else state.eta_seconds
             self._lines.extend(str(line) for line in log_lines)
             del self._lines[:-MAX_LOG_LINES]
+            # The loop is woken by a phase change (sent at once) and by the first update after a
+            # send: it slept for a whole heartbeat (nothing was new) and must now send within
+            # `interval`. Later updates only overwrite the state.
+            wake = urgent or not self._dirty
+            self._urgent = self._urgent or urgent
             self._dirty = True
-        if urgent:
+        if wake:
             self._wake_soon()
 
     def should_stop(self) -> bool:
@@ -142,7 +149,7 @@ class JobReporter:
         with self._lock:
             state = self._state
             lines, self._lines = self._lines, []
-            self._dirty = False
+            self._dirty = self._urgent = False
             report = JobProgress(
                 job_id=self.job_id,
                 attempt=self.attempt,
@@ -169,22 +176,18 @@ class JobReporter:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.publish_now()
+        wake = self._wake
         while True:
-            since = self._clock() - self._last_sent
+            # Cleared before the state is read: a wake-up scheduled after this line is kept.
+            wake.clear()
             with self._lock:
-                dirty = self._dirty
-            due = self._interval if dirty else self._heartbeat
-            wait = max(0.0, due - since)
-            if wait > 0:
-                try:
-                    async with asyncio.timeout(wait):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-                if self._wake.is_set():
-                    self._wake.clear()
-                    self.publish_now()
-                    continue
-                # Woken by the timer: re-read dirtiness (the trainer may have reported meanwhile).
+                dirty, urgent = self._dirty, self._urgent
+            due = 0.0 if urgent else self._interval if dirty else self._heartbeat
+            wait = due - (self._clock() - self._last_sent)
+            if wait <= 0:
+                self.publish_now()
                 continue
-            self.publish_now()
+            # Until the next report is due, or the trainer has news (then the wait is recomputed).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await wake.wait()
