@@ -151,6 +151,41 @@ async def _drop_databases(names: Sequence[str]) -> None:
             await drop_database(ADMIN_DSN, name, roles=[name])
 
 
+async def _worker_consuming(prefix: str, job_types: Sequence[str], timeout: float = 120) -> None:
+    """Wait until a worker consumes the local work queue of each job type (it is ready for jobs):
+    a job created before would start out as `no_worker` and record the worker's arrival."""
+    from contracts.enums import GPUProvider, JobType
+    from contracts.routing import BrokerNames
+    from messaging.broker import Broker
+    from messaging.topology import consumer_count
+
+    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="ftd-stack-probe")
+    await broker.connect()
+    wanted = {
+        queue
+        for t, p, queue in broker.names.all_work_queues()
+        if p is GPUProvider.LOCAL and t in {JobType(j) for j in job_types}
+    }
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            channel = await broker.channel()
+            try:
+                counts = [await consumer_count(channel, q) for q in sorted(wanted)]
+            except Exception:
+                counts = [0]  # not declared yet: the services are still setting up
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+            if all(counts):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the worker consumes no work queue after {timeout:.0f}s")
+            await asyncio.sleep(0.2)
+    finally:
+        await broker.close()
+
+
 async def _drop_broker_namespace(prefix: str) -> None:
     from contracts.routing import BrokerNames
     from data_service.entrypoints.workers import queue_specs as data_queues
@@ -315,6 +350,7 @@ def full_stack(
                 args.append("--force-job-types")
             start("worker", args)
             worker_args = args
+            asyncio.run(_worker_consuming(prefix, worker_job_types))
         yield Stack(
             base_url=base_url,
             jwt_secret=jwt_secret,

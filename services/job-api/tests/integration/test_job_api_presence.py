@@ -87,3 +87,41 @@ async def test_a_route_whose_worker_is_busy_training_is_not_shown_as_without_wor
         await asyncio.sleep(0.2)
         job = await _job(client, second_id)
         assert job["phase"] == "queued", job
+
+
+async def test_a_busy_worker_serves_every_job_type_it_claimed_with_and_no_other(
+    client: httpx.AsyncClient, make_worker: Any
+) -> None:
+    """The one worker of a box trains an embedding job; it also takes classifier jobs, so a
+    pending classifier job waits as `queued`; nobody takes LoRA jobs there: `no_worker`."""
+    worker = await make_worker(
+        "one-box", provider=GPUProvider.RUNPOD, job_types=(JobType.EMBEDDING, JobType.CLASSIFIER)
+    )
+    first = await client.post(JOBS, json=job_body(gpu_provider="runpod"), headers=user_headers())
+    offer = await worker.next_offer(timeout=10)
+    assert str(offer.job_id) == first.json()["data"]["id"]
+    assert (await worker.take(offer)).granted
+    await worker.close()  # training: no consumer on any of its queues; the lease still runs
+
+    classifier = await client.post(
+        JOBS,
+        json=job_body(gpu_provider="runpod", job_type="classifier", base_model="xlm-roberta-base"),
+        headers=user_headers(),
+    )
+    lora = await client.post(
+        JOBS,
+        json=job_body(
+            gpu_provider="runpod", job_type="llm_lora", base_model="mistralai/Mistral-7B-v0.1"
+        ),
+        headers=user_headers(),
+    )
+    lora_id = lora.json()["data"]["id"]
+
+    async def lora_without_worker() -> bool:
+        return (await _job(client, lora_id))["phase"] == "no_worker"
+
+    await eventually(lora_without_worker)
+    for _ in range(5):
+        await asyncio.sleep(0.2)
+        job = await _job(client, classifier.json()["data"]["id"])
+        assert job["phase"] == "queued", job

@@ -136,6 +136,8 @@ def job_from_mapping(values: dict[str, Any]) -> Job:
     values["phase"] = JobPhase(values["phase"])
     if values["failure_class"] is not None:
         values["failure_class"] = FailureClass(values["failure_class"])
+    if values["worker_job_types"] is not None:
+        values["worker_job_types"] = [JobType(t) for t in values["worker_job_types"]]
     return Job(**{k: values[k] for k in _JOB_FIELDS})
 
 
@@ -144,6 +146,8 @@ def job_values(job: Job) -> dict[str, Any]:
     for key in ("job_type", "gpu_provider", "status", "phase", "failure_class"):
         if values[key] is not None:
             values[key] = str(values[key])
+    if values["worker_job_types"] is not None:
+        values["worker_job_types"] = [str(t) for t in values["worker_job_types"]]
     return values
 
 
@@ -392,10 +396,14 @@ class JobRepository:
         return counts
 
     async def busy_routes(self, now: datetime) -> set[tuple[JobType, GPUProvider]]:
-        """Routes with a running job whose lease is alive: a worker serves them even while it
-        trains (a training worker takes no message, so its queue shows no consumer then)."""
+        """Routes served by a worker that is training (a running job whose lease is alive): a
+        training worker takes no message, so its queues show no consumer then, yet it takes the
+        next job of any type it serves once it is done."""
+        served = sa.func.unnest(
+            sa.func.coalesce(jobs.c.worker_job_types, pg.array([jobs.c.job_type]))
+        )
         stmt = (
-            sa.select(jobs.c.job_type, jobs.c.gpu_provider)
+            sa.select(served, jobs.c.gpu_provider)
             .where(jobs.c.status == "running", jobs.c.lease_expires_at > now)
             .distinct()
         )

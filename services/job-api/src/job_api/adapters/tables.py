@@ -43,6 +43,8 @@ jobs = sa.Table(
     sa.Column("claim_id", pg.UUID(as_uuid=True)),
     # sha256 (hex) of the current attempt's claim secret; the secret itself is never stored.
     sa.Column("claim_secret_hash", sa.Text),
+    # The job types the holding worker serves (its claim's): busy, it still serves those routes.
+    sa.Column("worker_job_types", pg.ARRAY(sa.Text)),
     # The last `sequence` given to an event about this job (CloudEvents extension).
     sa.Column("event_sequence", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),

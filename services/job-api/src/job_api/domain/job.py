@@ -9,6 +9,7 @@ claims) or the worker id that claimed it (the brief's HTTP API, which has no sec
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -111,6 +112,9 @@ class Job:
     claim_id: UUID | None = None
     # sha256 of the claim secret granted with the current attempt (broker claims only).
     claim_secret_hash: str | None = None
+    # The job types the holder serves (from its claim): while it trains it consumes no queue,
+    # yet its routes have a worker. An HTTP worker serves the type of the job it holds.
+    worker_job_types: list[JobType] | None = None
     lease_expires_at: datetime | None = None
     output_revision: str | None = None
     started_at: datetime | None = None
@@ -198,8 +202,10 @@ class Job:
         now: datetime,
         lease: timedelta,
         secret_hash: str | None = None,
+        serves: Sequence[JobType] = (),
     ) -> Transition:
-        """Grant the next attempt. `secret_hash`: the hash of the claim secret (broker claims)."""
+        """Grant the next attempt. `secret_hash`: the hash of the claim secret (broker claims);
+        `serves`: the job types the claiming worker takes (at least this job's)."""
         transition = self._move(JobStatus.RUNNING, now, "claimed")
         self.attempt += 1
         transition = Transition(
@@ -208,6 +214,7 @@ class Job:
         self.worker_id = worker_id
         self.claim_id = claim_id
         self.claim_secret_hash = secret_hash
+        self.worker_job_types = sorted({self.job_type, *serves})
         self.lease_expires_at = now + lease
         self.phase = JobPhase.CLAIMED
         self.progress = 0.0

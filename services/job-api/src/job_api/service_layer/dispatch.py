@@ -96,6 +96,7 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
         now=now,
         lease=policy.lease,
         secret_hash=hash_claim_secret(secret),
+        serves=cmd.job_types,
     )
     await announce(uow, job, transition, now=now, save=True)
     log.info("job.claimed", job_id=str(job.id), attempt=job.attempt, worker_id=cmd.worker_id)
