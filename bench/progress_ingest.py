@@ -271,11 +271,16 @@ async def measure_job_api(
             )
         # The queue holding the reports: the one that filled up (rabbitmqctl's counts may lag;
         # the exact depth is then awaited with a passive declare).
-        depths = await asyncio.to_thread(queue_depths, stack.vhost)
-        reports_queue = max(depths, key=lambda name: depths[name])
-        if depths[reports_queue] == 0:
-            raise RuntimeError(f"no queue holds the reports: {depths}")
         probe = await wbroker.channel()
+        deadline = time.monotonic() + 30
+        while True:
+            depths = await exact_depths(probe, stack.vhost)
+            reports_queue = max(depths, key=lambda name: depths[name])
+            if depths[reports_queue] > 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no queue holds the reports: {depths}")
+            await asyncio.sleep(0.2)
         await wait_depth(probe, reports_queue, m)
         phases.mark("publish backlog")
 

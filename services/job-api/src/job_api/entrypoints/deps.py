@@ -1,6 +1,7 @@
 """Request dependencies: the unit of work (the request owns the transaction), the caller's identity,
 the worker key, and the process-wide state built in the lifespan."""
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -15,7 +16,7 @@ from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from messaging.broker import Broker
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
 from servicekit.errors import ApiError
-from servicekit.uow import Database, function_scoped
+from servicekit.uow import Database
 
 
 @dataclass
@@ -47,7 +48,13 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def get_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
+# A route opens its unit of work in its body (`async with writing(state) as uow:`), never through
+# a `yield` dependency: the block ends, and the transaction commits (or the read connection goes
+# back), before the route returns, so a 2xx always means committed and a failed commit is an error
+# response. (A function-scoped `yield` dependency would do the same, at a cost per request of
+# FastAPI's exit-stack machinery larger than the whole primary-key read.)
+@contextlib.asynccontextmanager
+async def writing(state: AppState) -> AsyncIterator[UnitOfWork]:
     async with state.db.write() as conn:
         uow = UnitOfWork(conn)
         yield uow
@@ -56,15 +63,10 @@ async def get_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
         hook()
 
 
-async def get_read_uow(state: StateDep) -> AsyncIterator[UnitOfWork]:
+@contextlib.asynccontextmanager
+async def reading(state: AppState) -> AsyncIterator[UnitOfWork]:
     async with state.db.read() as conn:
         yield UnitOfWork(conn)
-
-
-# Function scope: the transaction commits (and the connection goes back) before the response is
-# sent, so a 2xx always means committed and a failed commit is an error response.
-UowDep = Annotated[UnitOfWork, function_scoped(get_uow)]
-ReadUowDep = Annotated[UnitOfWork, function_scoped(get_read_uow)]
 
 
 # The security schemes of the OpenAPI document (the Authorize button of /docs). The checks

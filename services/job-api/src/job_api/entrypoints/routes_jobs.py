@@ -1,6 +1,6 @@
 """User routes: the brief's job routes plus the catalogue and paged history.
 
-Writes run in a unit of work that commits before the response starts (deps.get_uow): a 2xx means
+Writes run in a unit of work that commits before the response starts (deps.writing): a 2xx means
 committed. Counters are bumped after the commit, never for a transaction that rolled back.
 """
 
@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from contracts.enums import GPUProvider, JobStatus, JobType
 from contracts.hyperparameters import parse_hyperparameters
 from job_api.adapters.repository import JobFilter
-from job_api.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep, scope
+from job_api.entrypoints.deps import StateDep, UserDep, reading, scope, writing
 from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
     NO_NUL,
@@ -135,7 +135,6 @@ async def create_job(
     body: FinetuneJobCreate,
     user: UserDep,
     _caught_up: Annotated[None, Depends(_dataset_caught_up)],
-    uow: UowDep,
     state: StateDep,
     response: Response,
     idempotency_key: Annotated[
@@ -147,26 +146,27 @@ async def create_job(
 ) -> Data[FinetuneJobResponse]:
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
-    job, created = await job_service.create_job(
-        uow,
-        cmd,
-        state.policy,
-        now=datetime.now(UTC),
-        worker_present=state.presence.get((body.job_type, body.gpu_provider)),
-        idempotency_key=idempotency_key,
-        request_hash=_request_hash(body),
-    )
-    if created:
-        counter = JOBS_CREATED.labels(str(job.job_type), str(job.gpu_provider))
-        uow.after_commit.append(counter.inc)
-    else:
+    async with writing(state) as uow:
+        job, created = await job_service.create_job(
+            uow,
+            cmd,
+            state.policy,
+            now=datetime.now(UTC),
+            worker_present=state.presence.get((body.job_type, body.gpu_provider)),
+            idempotency_key=idempotency_key,
+            request_hash=_request_hash(body),
+        )
+        if created:
+            counter = JOBS_CREATED.labels(str(job.job_type), str(job.gpu_provider))
+            uow.after_commit.append(counter.inc)
+    if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return Data(data=FinetuneJobResponse.of(job))
 
 
 @router.get("/jobs", responses=error_responses(403))
 async def list_jobs(
-    uow: ReadUowDep,
+    state: StateDep,
     user: UserDep,
     status: JobStatus | None = None,
     job_type: JobType | None = None,
@@ -195,7 +195,8 @@ async def list_jobs(
         project_id=project_id,
         gpu_provider=gpu_provider,
     )
-    jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=_jobs_after(cursor))
+    async with reading(state) as uow:
+        jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=_jobs_after(cursor))
     return Page(
         data=[FinetuneJobResponse.of(j) for j in jobs],
         next_cursor=_jobs_cursor(*nxt) if nxt else None,
@@ -204,23 +205,25 @@ async def list_jobs(
 
 
 @router.get("/jobs/{job_id:uuid}", responses=error_responses(404))
-async def get_job(job_id: UUID, uow: ReadUowDep, user: UserDep) -> Data[FinetuneJobResponse]:
+async def get_job(job_id: UUID, state: StateDep, user: UserDep) -> Data[FinetuneJobResponse]:
     """One job: status, progress, latest metrics, attempt and lease."""
-    job = await job_service.get_job(uow, job_id, user_id=scope(user))
+    async with reading(state) as uow:
+        job = await job_service.get_job(uow, job_id, user_id=scope(user))
     return Data(data=FinetuneJobResponse.of(job))
 
 
 @router.delete("/jobs/{job_id:uuid}", responses=error_responses(404, 409))
-async def cancel_job(job_id: UUID, uow: UowDep, user: UserDep) -> Data[FinetuneJobResponse]:
+async def cancel_job(job_id: UUID, state: StateDep, user: UserDep) -> Data[FinetuneJobResponse]:
     """Cancel a pending or running job (a running worker stops within one step)."""
-    job = await job_service.cancel_job(uow, job_id, user_id=scope(user), now=datetime.now(UTC))
+    async with writing(state) as uow:
+        job = await job_service.cancel_job(uow, job_id, user_id=scope(user), now=datetime.now(UTC))
     return Data(data=FinetuneJobResponse.of(job))
 
 
 @router.get("/jobs/{job_id:uuid}/events", responses=error_responses(404))
 async def job_events(
     job_id: UUID,
-    uow: ReadUowDep,
+    state: StateDep,
     user: UserDep,
     kind: Annotated[list[EventKind] | None, Query(description="status and/or progress")] = None,
     limit: Limit = 100,
@@ -233,10 +236,11 @@ async def job_events(
     ] = None,
 ) -> Page[JobEventResponse]:
     """The job's history, oldest first: status changes and progress (with metrics and logs)."""
-    await job_service.get_job(uow, job_id, user_id=scope(user))
     after = int(cursor) if cursor else None
     kinds = [str(k) for k in kind] if kind else None
-    rows = await uow.events.page(job_id, after_id=after, limit=limit + 1, kinds=kinds)
+    async with reading(state) as uow:
+        await job_service.get_job(uow, job_id, user_id=scope(user))
+        rows = await uow.events.page(job_id, after_id=after, limit=limit + 1, kinds=kinds)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query
 
 from contracts.enums import GPUProvider, JobType
-from job_api.entrypoints.deps import ReadUowDep, StateDep, UowDep, WorkerDep
+from job_api.entrypoints.deps import StateDep, WorkerDep, reading, writing
 from job_api.entrypoints.schemas import FinetuneJobResponse, FinetuneJobUpdate, WorkerJobResponse
 from job_api.service_layer.worker_http import WorkerUpdate, pending_jobs, update_job
 from servicekit.responses import Data, error_responses
@@ -22,13 +22,14 @@ router = APIRouter(
 
 @router.get("/jobs/pending")
 async def list_pending(
-    uow: ReadUowDep,
+    state: StateDep,
     job_type: JobType | None = None,
     gpu_provider: GPUProvider | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Data[list[FinetuneJobResponse]]:
     """Pending jobs, oldest first, for workers that poll over HTTP instead of the broker."""
-    jobs = await pending_jobs(uow, job_type=job_type, provider=gpu_provider, limit=limit)
+    async with reading(state) as uow:
+        jobs = await pending_jobs(uow, job_type=job_type, provider=gpu_provider, limit=limit)
     return Data(data=[FinetuneJobResponse.of(j) for j in jobs])
 
 
@@ -36,7 +37,6 @@ async def list_pending(
 async def patch_job(
     job_id: UUID,
     body: FinetuneJobUpdate,
-    uow: UowDep,
     state: StateDep,
     x_worker_id: Annotated[
         str | None,
@@ -52,9 +52,10 @@ async def patch_job(
     claimed the job may update it, and an update naming another attempt is refused: 409 with the
     reason. A progress value behind the current one renews the lease and keeps the higher value."""
     update = WorkerUpdate(**body.model_dump())
-    updated = await update_job(
-        uow, job_id, update, state.policy, now=datetime.now(UTC), worker_id=x_worker_id
-    )
+    async with writing(state) as uow:
+        updated = await update_job(
+            uow, job_id, update, state.policy, now=datetime.now(UTC), worker_id=x_worker_id
+        )
     data_url = updated.data.url if updated.data is not None else None
     response = WorkerJobResponse(
         **FinetuneJobResponse.of(updated.job).model_dump(), data_url=data_url
