@@ -47,6 +47,13 @@ def run(req: TrainRequest, reporter: Reporter) -> TrainResult:
         layout=dataset.layout.value,
         resume=bool(req.resume_from),
     )
+    # The libraries' first import and the model load take a while (seconds on a warm box, more
+    # on a cold one): say so, rather than sit on "reading the data".
+    reporter.progress(
+        progress=0.0,
+        phase=JobPhase.TRAINING,
+        log_lines=(f"read {len(dataset.rows)} rows; loading {req.base_model}",),
+    )
     try:
         result = _dispatch(req, hp, dataset, reporter)
     except (StopRequested, UserDataError, InfraError):
