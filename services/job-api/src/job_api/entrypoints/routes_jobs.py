@@ -6,19 +6,19 @@ committed. Counters are bumped after the commit, never for a transaction that ro
 
 import asyncio
 import hashlib
-import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 
 from contracts.enums import GPUProvider, JobStatus, JobType
 from contracts.hyperparameters import parse_hyperparameters
+from contracts.routing import DATASET_REF_PREFIX
 from job_api.adapters.repository import JobFilter
-from job_api.entrypoints.deps import StateDep, UserDep, reading, scope, writing
+from job_api.entrypoints.deps import AppState, StateDep, UserDep, reading, scope, writing
 from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
     NO_NUL,
@@ -29,6 +29,7 @@ from job_api.entrypoints.schemas import (
 )
 from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
+from servicekit.auth import Principal
 from servicekit.errors import ApiError
 from servicekit.responses import Data, Page, error_responses
 
@@ -84,22 +85,17 @@ async def base_models(state: StateDep, _user: UserDep) -> Data[list[BaseModelsRe
     return Data(data=data)
 
 
-_DATASET_REF = re.compile(rb'"ftd://datasets/([0-9a-fA-F-]{36})"')
-
-
-async def _dataset_caught_up(request: Request, state: StateDep, user: UserDep) -> None:
-    """Before the job's transaction opens: if the body names an `ftd://datasets/<id>` that
+async def _dataset_caught_up(state: AppState, user: Principal, training_data_url: str) -> None:
+    """Before the job's transaction opens: if the job names an `ftd://datasets/<id>` that
     job-api's projection does not hold yet, wait (bounded, backing off) for data-service's
     `dataset.validated` to arrive through the outbox and the broker. An upload's 201 and that event
     are milliseconds apart, and a client that creates its job right away must not get a 404.
-    Runs after authentication and holds no connection while it sleeps. Only a hint: the creation itself checks the dataset (owner, format, deleted) as always."""
-    if state.dataset_wait_seconds <= 0:
-        return
-    match = _DATASET_REF.search(await request.body())  # cached: FastAPI has read it already
-    if match is None:
+    Runs after authentication and holds no connection while it sleeps. Only a hint: the creation
+    itself checks the dataset (owner, format, deleted) as always."""
+    if state.dataset_wait_seconds <= 0 or not training_data_url.startswith(DATASET_REF_PREFIX):
         return
     try:
-        dataset_id = UUID(match.group(1).decode())
+        dataset_id = UUID(training_data_url.removeprefix(DATASET_REF_PREFIX))
     except ValueError:
         return
     loop = asyncio.get_running_loop()
@@ -134,7 +130,6 @@ def _request_hash(body: FinetuneJobCreate) -> str:
 async def create_job(
     body: FinetuneJobCreate,
     user: UserDep,
-    _caught_up: Annotated[None, Depends(_dataset_caught_up)],
     state: StateDep,
     response: Response,
     idempotency_key: Annotated[
@@ -146,6 +141,7 @@ async def create_job(
 ) -> Data[FinetuneJobResponse]:
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
+    await _dataset_caught_up(state, user, body.training_data_url)
     async with writing(state) as uow:
         job, created = await job_service.create_job(
             uow,
