@@ -151,9 +151,11 @@ async def _drop_databases(names: Sequence[str]) -> None:
             await drop_database(ADMIN_DSN, name, roles=[name])
 
 
-async def _worker_consuming(prefix: str, job_types: Sequence[str], timeout: float = 120) -> None:
-    """Wait until a worker consumes the local work queue of each job type (it is ready for jobs):
-    a job created before would start out as `no_worker` and record the worker's arrival."""
+async def _worker_consuming(
+    prefix: str, job_types: Sequence[str], proc: subprocess.Popen[bytes], timeout: float = 120
+) -> None:
+    """Wait until the worker `proc` consumes the local work queue of each job type (it is ready
+    for jobs): a job created before would start out as `no_worker` and record its arrival."""
     from contracts.enums import GPUProvider, JobType
     from contracts.routing import BrokerNames
     from messaging.broker import Broker
@@ -179,6 +181,8 @@ async def _worker_consuming(prefix: str, job_types: Sequence[str], timeout: floa
                     await channel.close()
             if all(counts):
                 return
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode} before consuming")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker consumes no work queue after {timeout:.0f}s")
             await asyncio.sleep(0.2)
@@ -350,7 +354,7 @@ def full_stack(
                 args.append("--force-job-types")
             start("worker", args)
             worker_args = args
-            asyncio.run(_worker_consuming(prefix, worker_job_types))
+            asyncio.run(_worker_consuming(prefix, worker_job_types, processes["worker"]))
         yield Stack(
             base_url=base_url,
             jwt_secret=jwt_secret,

@@ -28,7 +28,6 @@ from job_api.entrypoints.schemas import (
     JobEventResponse,
 )
 from job_api.service_layer import jobs as job_service
-from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.auth import Principal
 from servicekit.errors import ApiError
 from servicekit.responses import Data, Page, error_responses
@@ -102,8 +101,8 @@ async def _dataset_caught_up(state: AppState, user: Principal, training_data_url
     deadline = loop.time() + state.dataset_wait_seconds
     delay = 0.01
     while True:
-        async with state.db.read() as conn:
-            known = await UnitOfWork(conn).datasets.get(dataset_id)
+        async with reading(state) as uow:
+            known = await uow.datasets.get(dataset_id)
         # Another user's dataset waits like an unknown one: the answer's timing tells nothing.
         if known is not None and known.user_id == user.user_id:
             return
