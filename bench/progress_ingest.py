@@ -26,7 +26,9 @@ Target (issue 5): job-api >= 1.0 x the raw ack-each rate, nothing lost. A miss i
 script exits non-zero only if reports were lost or misapplied (or it could not run).
 
   uv run python bench/progress_ingest.py [--quick] [--events M] [--jobs K]
-                                         [--server-env KEY=VALUE ...]
+                                         [--profile FILE] [--server-env KEY=VALUE ...]
+
+`--profile FILE` records job-api with py-spy from the moment it starts draining the backlog.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ import argparse
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import _profile
 import aio_pika
 import httpx
 from _common import (
@@ -242,7 +246,12 @@ async def exact_depths(channel: aio_pika.abc.AbstractChannel, vhost: str) -> dic
 
 
 async def measure_job_api(
-    stack: Stack, k: int, m: int, extra_env: dict[str, str], phases: Phases
+    stack: Stack,
+    k: int,
+    m: int,
+    extra_env: dict[str, str],
+    phases: Phases,
+    profile: Path | None = None,
 ) -> tuple[float, list[bytes], dict[str, Any]]:
     """Returns events/s, the bodies (for the baseline) and the verification."""
     env = {"JOB_API_LEASE_SECONDS": "3600", **extra_env}
@@ -300,6 +309,10 @@ async def measure_job_api(
                 raise RuntimeError(f"job-api consumed nothing in 120 s:\n{second.log_tail()}")
             await asyncio.sleep(0.002)
         t0 = t_full
+        recorder = None
+        if profile is not None:
+            # About how long the drain takes at ~5,000 events/s.
+            recorder = await _profile.record(second.pid, max(1.0, m / 5000), profile)
         while depth > 0:
             await asyncio.sleep(0.002)
             depth = await queue_depth(probe, reports_queue)
@@ -328,6 +341,8 @@ async def measure_job_api(
                     break
                 await asyncio.sleep(0.01)
             rows = {j: await count_progress_rows(client, j) for j in ids}
+        if recorder is not None:
+            await recorder.wait()
         phases.mark("verify over HTTP")
         await second.stop()
         second = None
@@ -359,8 +374,11 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 events instead of 20,000")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output file")
     add_server_env_option(parser)
     args = parser.parse_args()
+    if args.profile is not None and not _profile.available():
+        raise SystemExit("--profile needs py-spy: uv pip install py-spy")
     m = args.events or (5000 if args.quick else 20000)
     k = args.jobs
     quiet_logging()
@@ -375,7 +393,9 @@ async def main() -> None:
         phases.mark("set-up")
         raw_before, raw_cpu_before = await measure_raw(stack, stand_in_bodies, "a")
         phases.mark("raw 1")
-        rate, bodies, check = await measure_job_api(stack, k, m, server_env(args), phases)
+        rate, bodies, check = await measure_job_api(
+            stack, k, m, server_env(args), phases, args.profile
+        )
         raw_after, raw_cpu_after = await measure_raw(stack, bodies, "b")
         phases.mark("raw 2")
     phases.mark("clean-up")
@@ -423,6 +443,8 @@ async def main() -> None:
     print(f"ratio job-api/raw (best raw run) = {ratio:.2f}x")
     print(f"target >= 1.0x raw ack-each : {verdict(ratio >= 1.0)} ({ratio:.2f}x)")
     print(phases.line())
+    if args.profile is not None:
+        print(_profile.summary(args.profile))
     if not ok:
         raise SystemExit("verification failed: reports were lost or misapplied")
 

@@ -18,6 +18,7 @@ What happens to a message depends on WHY it was not applied, and the distinction
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,9 @@ from uuid import UUID
 import asyncpg
 import sqlalchemy.exc
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
+from aiormq.abc import AbstractChannel as AmqpChannel
+from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
@@ -105,7 +108,27 @@ async def _settle(outcome: Awaitable[None]) -> None:
         log.warning("consumer.settle_failed", error=repr(exc))
 
 
-def parse(message: AbstractIncomingMessage) -> Received:
+def _tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    assert tag is not None  # a Basic.Deliver always has one
+    return tag
+
+
+def _ack(message: DeliveredMessage, *, multiple: bool = False) -> Awaitable[None]:
+    return message.channel.basic_ack(_tag(message), multiple=multiple)
+
+
+def _nack(message: DeliveredMessage) -> Awaitable[None]:
+    """Back to the queue; the quorum queue counts it against the delivery limit."""
+    return message.channel.basic_nack(_tag(message), requeue=True)
+
+
+def _reject(message: DeliveredMessage) -> Awaitable[None]:
+    """Dead-lettered (the queue's dead-letter exchange)."""
+    return message.channel.basic_reject(_tag(message), requeue=False)
+
+
+def parse(message: DeliveredMessage) -> Received:
     envelope = Envelope.model_validate_json(message.body)
     return Received(envelope=envelope, payload=envelope.payload())
 
@@ -132,7 +155,12 @@ class InboxConsumer:
         max_batch: int = 500,
         on_committed: Callable[[object], None] | None = None,
         max_backoff: float = 5.0,
+        linger: float = 0.005,
     ) -> None:
+        """`max_batch`: messages applied in one transaction at most (the prefetch is twice it).
+        `linger`: when a batch starts while more messages are already waiting (a backlog is
+        flowing in), wait this long for it to fill before applying it, since each batch costs a
+        few statements whatever its size; a lone message is applied at once."""
         self._broker = broker
         self._queue_name = queue
         self._begin = begin
@@ -140,9 +168,11 @@ class InboxConsumer:
         self._handler = handler
         self._on_committed = on_committed
         self._max_batch = max_batch
+        self._linger = linger
         self._max_backoff = max_backoff
-        self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._buffer: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         self._channel: AbstractChannel | None = None
+        self._amqp: AmqpChannel | None = None
         self._consuming = False
         self._paused = False
         self._consuming_since = 0.0
@@ -177,9 +207,9 @@ class InboxConsumer:
 
         (The queue's own message count is not used: a quorum queue's declare-ok count lags.)
         """
-        if not self._consuming or self._paused or self._channel is None:
+        if not self._consuming or self._paused or self._amqp is None:
             return False
-        if self._channel.is_closed:
+        if self._amqp.is_closed:
             return False
         loop = asyncio.get_running_loop()
         if loop.time() - self._consuming_since < settle:
@@ -194,20 +224,45 @@ class InboxConsumer:
             return False
         return not self._paused
 
-    async def _receive(self, message: AbstractIncomingMessage) -> None:
+    async def _receive(self, message: DeliveredMessage) -> None:
         self._received += 1
-        await self._buffer.put(message)
+        self._buffer.put_nowait(message)  # unbounded: the channel's prefetch bounds it
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled, or until the channel closes (a dropped connection, a broker
+        restart): then it raises ConnectionError and the caller's supervisor runs it again on the
+        reconnected broker.
+
+        Consumption goes through the channel's AMQP layer (aiormq) rather than aio-pika's
+        `Queue.consume`: aio-pika wraps each delivery in an IncomingMessage and a second task,
+        which cost more CPU than applying the report. aio-pika therefore does not restore this
+        consumer after a reconnect, which is why a closed channel ends the run. Messages received
+        on the closed channel are dropped unsettled: the broker redelivers them, and the inbox
+        recognises any that were applied.
+        """
         self._channel = await self._broker.channel(prefetch=self._max_batch * 2)
-        queue = await self._channel.get_queue(self._queue_name, ensure=True)
-        tag = await queue.consume(self._receive)
+        await self._channel.get_queue(self._queue_name, ensure=True)  # fails early if it is gone
+        amqp = await self._channel.get_underlay_channel()
+        self._amqp = amqp
+        ok = await amqp.basic_consume(self._queue_name, self._receive)
         self._consuming = True
         self._consuming_since = asyncio.get_running_loop().time()
+        closed = amqp.closing
         try:
             while True:
-                batch = [await self._buffer.get()]
+                if self._buffer.empty():
+                    waiting = asyncio.ensure_future(self._buffer.get())
+                    await asyncio.wait((waiting, closed), return_when=asyncio.FIRST_COMPLETED)
+                    if not waiting.done():
+                        waiting.cancel()
+                        raise ConnectionError(f"consumer channel of {self._queue_name} closed")
+                    batch = [waiting.result()]
+                else:
+                    batch = [self._buffer.get_nowait()]
+                    if self._linger and self._buffer.qsize() + 1 < self._max_batch:
+                        # A backlog is flowing in: let the batch fill up a little, since each
+                        # batch costs a few statements whatever its size.
+                        await asyncio.sleep(self._linger)
                 while len(batch) < self._max_batch and not self._buffer.empty():
                     batch.append(self._buffer.get_nowait())
                 await self._process(batch)
@@ -215,12 +270,20 @@ class InboxConsumer:
                 self._progress.set()
         finally:
             self._consuming = False
-            if not self._channel.is_closed:
-                await queue.cancel(tag)
+            self._amqp = None
+            # What was received and not settled is redelivered by the broker.
+            while not self._buffer.empty():
+                self._buffer.get_nowait()
+                self._settled += 1
+            self._progress.set()
+            if ok.consumer_tag is not None and not amqp.is_closed:
+                with contextlib.suppress(Exception):
+                    await amqp.basic_cancel(ok.consumer_tag)
+            with contextlib.suppress(Exception):
                 await self._channel.close()
 
-    async def _process(self, messages: list[AbstractIncomingMessage]) -> None:
-        parsed: list[tuple[AbstractIncomingMessage, Received]] = []
+    async def _process(self, messages: list[DeliveredMessage]) -> None:
+        parsed: list[tuple[DeliveredMessage, Received]] = []
         for message in messages:
             try:
                 parsed.append((message, parse(message)))
@@ -229,18 +292,18 @@ class InboxConsumer:
                 log.error(
                     "consumer.unparseable",
                     queue=self._queue_name,
-                    message_id=message.message_id,
+                    message_id=message.header.properties.message_id,
                     error=str(exc)[:500],
                 )
-                await _settle(message.reject(requeue=False))
+                await _settle(_reject(message))
         if parsed:
             await self._apply_batch(parsed, whole=messages)
 
     async def _apply_batch(
         self,
-        parsed: list[tuple[AbstractIncomingMessage, Received]],
+        parsed: list[tuple[DeliveredMessage, Received]],
         *,
-        whole: list[AbstractIncomingMessage] | None = None,
+        whole: list[DeliveredMessage] | None = None,
     ) -> None:
         """Apply `parsed`; `whole` is the delivered batch it came from (None for a retry of one
         message), whose other messages are settled already."""
@@ -280,13 +343,13 @@ class InboxConsumer:
                 )
                 # The quorum queue counts redeliveries and dead-letters past its delivery limit.
                 self.stats.requeued += 1
-                await _settle(message.nack(requeue=True))
+                await _settle(_nack(message))
                 return
             await self._ack(whole or [], [m for m, _ in pending])
             return
 
     async def _dead_letter(
-        self, message: AbstractIncomingMessage, received: Received, reason: str
+        self, message: DeliveredMessage, received: Received, reason: str
     ) -> None:
         self.stats.rejected += 1
         self.stats.dead_lettered += 1
@@ -297,7 +360,7 @@ class InboxConsumer:
             event_type=received.envelope.type,
             reason=reason,
         )
-        await _settle(message.reject(requeue=False))
+        await _settle(_reject(message))
 
     async def _apply_riding_out_outages(self, batch: Sequence[Received]) -> None:
         """Apply the batch; on an infrastructure error, wait (exponential back-off with jitter)
@@ -329,9 +392,7 @@ class InboxConsumer:
         )
 
     @staticmethod
-    async def _ack(
-        batch: list[AbstractIncomingMessage], applied: list[AbstractIncomingMessage]
-    ) -> None:
+    async def _ack(batch: list[DeliveredMessage], applied: list[DeliveredMessage]) -> None:
         """Ack the applied messages of a batch, with one `multiple` ack where that is exact.
 
         Batches are settled one after the other, in delivery order, so every delivery before the
@@ -348,10 +409,10 @@ class InboxConsumer:
             and all(m.channel is batch[0].channel for m in batch)
         )
         if exact:
-            await _settle(applied[-1].ack(multiple=True))
+            await _settle(_ack(applied[-1], multiple=True))
             return
         for message in applied:
-            await _settle(message.ack())
+            await _settle(_ack(message))
 
     async def _apply(self, batch: Sequence[Received]) -> None:
         async with self._begin() as conn:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     preview_rows: int = Field(default=20, ge=1, le=200)
     retention: Literal["keep", "delete_after_completion"] = "keep"
 
+    # Generation-0 threshold of CPython's cyclic collector (servicekit.gctune); 0: its default.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
     run_relay: bool = True
     run_consumers: bool = True
     inbox_retention_hours: float = Field(default=72, gt=0)

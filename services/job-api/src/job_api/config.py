@@ -94,6 +94,10 @@ class Settings(DatabaseSettings):
     max_streams_per_user: int = Field(default=8, ge=1)
     max_streams: int = Field(default=2000, ge=1)
 
+    # CPython's cyclic collector runs every this many allocations (servicekit.gctune); its
+    # default, 700, collects every few messages under load. 0 keeps CPython's thresholds.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
+
     run_relay: bool = True
     run_consumers: bool = True
     run_watchdog: bool = True

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     hf_endpoint: str | None = None
 
     inbox_retention_hours: float = Field(default=72, gt=0)
+    # Generation-0 threshold of CPython's cyclic collector (servicekit.gctune); 0: its default.
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
     run_relay: bool = True
     run_consumers: bool = True
     access_log: bool = Field(

@@ -41,6 +41,7 @@ from servicekit.auth import JwtVerifier
 from servicekit.db import asyncpg_dsn, make_engine
 from servicekit.docs import install_docs
 from servicekit.errors import error_body, install_error_handlers
+from servicekit.gctune import tune_gc
 from servicekit.http import BodyLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from servicekit.uow import Database
 
@@ -244,6 +245,7 @@ def create_app(settings: Settings) -> FastAPI:
                     name="presence",
                 )
             )
+        tune_gc(gen0_threshold=settings.gc_gen0_threshold)
         log.info(
             "job_api.started", environment=settings.environment, tasks=[t.get_name() for t in tasks]
         )

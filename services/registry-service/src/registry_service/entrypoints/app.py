@@ -38,6 +38,7 @@ from servicekit.access_log import AccessLogMiddleware
 from servicekit.auth import JwtVerifier
 from servicekit.db import asyncpg_dsn, make_engine
 from servicekit.errors import error_body, install_error_handlers
+from servicekit.gctune import tune_gc
 from servicekit.uow import Database
 
 log = structlog.get_logger(__name__)
@@ -132,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
             tasks.append(asyncio.create_task(supervised("consumer", consumer.run), name="consumer"))
             retention = timedelta(hours=settings.inbox_retention_hours)
             tasks.append(asyncio.create_task(prune_inbox(state, retention), name="prune"))
+        tune_gc(gen0_threshold=settings.gc_gen0_threshold)
         log.info(
             "registry.started",
             environment=settings.environment,
