@@ -153,7 +153,29 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.stats = RelayStats()
         # One lock per outbox table: relays of one service exclude each other, not other services.
-        self._lock_key = sa.func.hashtext(f"outbox-relay:{table.fullname}")
+        lock_key = sa.func.hashtext(f"outbox-relay:{table.fullname}")
+        # The lock and the batch in one round trip: the lock (a one-row subquery, evaluated once)
+        # joined with the oldest available rows, read only when it was taken. Always one row at
+        # least: `locked` false means another relay is publishing; a NULL id, nothing to do.
+        lock = sa.select(sa.func.pg_try_advisory_xact_lock(lock_key).label("locked")).subquery(
+            "relay_lock"
+        )
+        t = table
+        batch = (
+            sa.select(
+                t.c.id, t.c.event_id, t.c.event_type, t.c.routing_key, t.c.body, t.c.must_route
+            )
+            .where(lock.c.locked, t.c.available_at <= sa.func.now())
+            .order_by(t.c.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+            .lateral("batch")
+        )
+        self._take_batch = (
+            sa.select(lock.c.locked, batch)
+            .select_from(lock.outerjoin(batch, sa.true()))
+            .order_by(batch.c.id)
+        )
 
     async def run(self) -> None:
         """Relay until cancelled. Survives database and broker outages by retrying."""
@@ -211,30 +233,12 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch. Returns how many rows it handled (published or deferred); 0 when
         there was nothing to do or another relay is publishing."""
-        t = self._table
         async with self._begin() as conn:
-            locked = (
-                await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
-            ).scalar_one()
-            if not locked:
+            taken = (await conn.execute(self._take_batch)).all()
+            if not taken[0].locked:
                 self.stats.standby += 1
                 return 0
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        t.c.id,
-                        t.c.event_id,
-                        t.c.event_type,
-                        t.c.routing_key,
-                        t.c.body,
-                        t.c.must_route,
-                    )
-                    .where(t.c.available_at <= sa.func.now())
-                    .order_by(t.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = [r for r in taken if r.id is not None]
             if not rows:
                 return 0
             chains: dict[object, list[Any]] = {}
@@ -263,6 +267,7 @@ class OutboxRelay:
                 else:
                     assert isinstance(result, BaseException)
                     raise result
+            t = self._table
             if done:
                 await conn.execute(sa.delete(t).where(t.c.id.in_(done)))
             if deferred:

@@ -122,6 +122,26 @@ def _outbox_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # Outbox rows and history rows (with their NOTIFY) in one statement.
 _STAGE_EVENTS = _insert_events_and_notify().add_cte(_stage_outbox())
 
+
+def _save_job_with_events() -> sa.Select[Any]:
+    """A job loaded under lock saved (every column from `job_<column>` parameters), `n` event
+    sequence numbers taken, its outbox rows and history rows (with their NOTIFY): one statement.
+    The caller numbers the events from the sequence it read under the same lock."""
+    saved = (
+        sa.update(jobs)
+        .where(jobs.c.id == sa.bindparam("job_pk"))
+        .values(
+            {c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in _JOB_FIELDS if c != "id"}
+        )
+        .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
+        .returning(jobs.c.id)
+        .cte("saved")
+    )
+    return _insert_events_and_notify().add_cte(saved, _stage_outbox())
+
+
+_SAVE_JOB_WITH_EVENTS = _save_job_with_events()
+
 _INSERT_JOB_WITH_EVENTS = _insert_job_with_events()
 
 
@@ -244,6 +264,18 @@ class KnownDataset:
 class JobRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+        # The event sequence of each job this transaction read under lock (FOR UPDATE): stable
+        # until commit, so the job's next events can be numbered without another statement.
+        self._locked_sequences: dict[UUID, int] = {}
+
+    def _locked(self, row: sa.Row[Any]) -> Job:
+        self._locked_sequences[row.id] = int(row.event_sequence)
+        return job_from_row(row)
+
+    def locked_sequence(self, job_id: UUID) -> int | None:
+        """The last event sequence number of a job read under lock in this transaction (None if
+        it was not)."""
+        return self._locked_sequences.get(job_id)
 
     async def add_with_events(
         self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
@@ -261,8 +293,31 @@ class JobRepository:
         UPDATE; returns the first of them."""
         params = _update_params(job)
         params["n"] = count
-        last = (await self._conn.execute(_SAVE_RESERVING, params)).scalar_one()
-        return int(last) - count + 1
+        last = int((await self._conn.execute(_SAVE_RESERVING, params)).scalar_one())
+        if job.id in self._locked_sequences:
+            self._locked_sequences[job.id] = last
+        return last - count + 1
+
+    async def save_with_events(
+        self,
+        job: Job,
+        reserved: int,
+        outbox_rows: Sequence[dict[str, Any]],
+        history: Sequence[dict[str, Any]],
+    ) -> None:
+        """Save a job read under lock in this transaction, taking `reserved` more event
+        sequence numbers (those after `locked_sequence`, which `outbox_rows` carry), and stage the
+        outbox and history rows: one round trip."""
+        known = self._locked_sequences.get(job.id)
+        if known is None:
+            raise RuntimeError(f"job {job.id} was not read under lock in this transaction")
+        params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items() if k != "id"}
+        params["job_pk"] = job.id
+        params["n"] = reserved
+        params.update(_outbox_params(outbox_rows))
+        params.update(_history_params(history))
+        await self._conn.execute(_SAVE_JOB_WITH_EVENTS, params)
+        self._locked_sequences[job.id] = known + reserved
 
     async def stage_events(
         self, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
@@ -294,7 +349,7 @@ class JobRepository:
             return job_from_mapping(dict(record)) if record is not None else None
         stmt = _GET_JOB[(user_id is not None, for_update)]
         row = (await self._conn.execute(stmt, params)).first()
-        return job_from_row(row) if row is not None else None
+        return self._locked(row) if row is not None else None
 
     async def next_sequences(self, counts: dict[UUID, int]) -> dict[UUID, int]:
         """Reserve `counts[job]` event sequence numbers per job; returns the first of each. A job
@@ -318,7 +373,7 @@ class JobRepository:
             .order_by(jobs.c.id)
             .with_for_update()
         )
-        return {row.id: job_from_row(row) for row in (await self._conn.execute(stmt)).all()}
+        return {row.id: self._locked(row) for row in (await self._conn.execute(stmt)).all()}
 
     async def search(
         self,
@@ -361,7 +416,7 @@ class JobRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
+        return [self._locked(r) for r in (await self._conn.execute(stmt)).all()]
 
     async def undispatched_since(self, cutoff: datetime, *, limit: int = 100) -> list[Job]:
         """Pending jobs whose latest work-queue message is older than `cutoff`."""

@@ -64,25 +64,30 @@ class UnitOfWork:
     async def save_and_publish(
         self, job: Job, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
     ) -> None:
-        """Save `job` (loaded under lock) taking the sequence numbers of its events in the same
-        UPDATE, then stage the events and `history`: two statements instead of four."""
+        """Save `job` (loaded under lock) with the sequence numbers of its events, and stage the
+        events and `history`. When only this job's events are staged, its sequence is known from
+        the locked read and it all is one statement; otherwise two or more."""
         mine = sum(1 for p in payloads if getattr(p, "job_id", None) == job.id)
-        first = await self.jobs.save_reserving(job, mine)
         others: dict[UUID, int] = {}
         for p in payloads:
             job_id = getattr(p, "job_id", None)
             if isinstance(job_id, UUID) and job_id != job.id:
                 others[job_id] = others.get(job_id, 0) + 1
+        known = self.jobs.locked_sequence(job.id)
+        if known is not None and not others:
+            rows = self._outbox_rows(payloads, {job.id: known + 1})
+            await self.jobs.save_with_events(job, mine, rows, history)
+            return
+        first = await self.jobs.save_reserving(job, mine)
         firsts = await self.jobs.next_sequences(others) if others else {}
         firsts[job.id] = first
         await self._stage(payloads, firsts, history)
 
-    async def _stage(
-        self,
-        payloads: Sequence[EventPayload],
-        firsts: dict[UUID, int],
-        history: Sequence[dict[str, Any]],
-    ) -> None:
+    @staticmethod
+    def _outbox_rows(
+        payloads: Sequence[EventPayload], firsts: dict[UUID, int]
+    ) -> list[dict[str, Any]]:
+        """Outbox rows; events about a job in `firsts` are numbered from its first number."""
         rows = []
         for p in payloads:
             job_id = getattr(p, "job_id", None)
@@ -91,7 +96,15 @@ class UnitOfWork:
                 sequence = firsts[job_id]
                 firsts[job_id] += 1
             rows.append(outbox_row(p, source=SOURCE, sequence=sequence))
-        await self.jobs.stage_events(rows, history)
+        return rows
+
+    async def _stage(
+        self,
+        payloads: Sequence[EventPayload],
+        firsts: dict[UUID, int],
+        history: Sequence[dict[str, Any]],
+    ) -> None:
+        await self.jobs.stage_events(self._outbox_rows(payloads, firsts), history)
 
 
 @dataclass(frozen=True)
