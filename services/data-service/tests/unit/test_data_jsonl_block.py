@@ -149,3 +149,60 @@ def test_a_problem_deep_in_the_file_names_its_line(bad: bytes, code: str, key: s
     report = validate_bytes(_file(50_000, line, bad), Limits())
     assert not report.valid
     assert [(p.code, p.line, p.column) for p in report.problems.errors] == [(code, line, key)]
+
+
+def _plain(body: bytes) -> object:
+    import numpy as np
+
+    from data_service.service_layer.validation.jsonl_block import _plain_block
+
+    data = np.frombuffer(body, dtype=np.uint8)
+    return _plain_block(body, data, np.flatnonzero(data == 10))
+
+
+@pytest.mark.parametrize("separators", [(", ", ": "), (",", ":")])
+def test_the_parser_free_plain_path_measures_canonical_blocks(
+    separators: tuple[str, str],
+) -> None:
+    records = [
+        {"output": "b: c, d", "instruction": "a {x} [y]", "input": "xé"},
+        {"instruction": "plain", "output": "text"},
+    ]
+    body = "\n".join(
+        json.dumps(r, ensure_ascii=False, separators=separators) for r in records
+    ).encode()
+    block = _plain(body)
+    assert block is not None
+    assert block.instruction.tolist() == [9, 5]  # type: ignore[attr-defined]
+    assert block.output.tolist() == [7, 4]  # type: ignore[attr-defined]
+    assert block.input.tolist() == [2]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # keys of a name's length, spelled otherwise
+        b'{"instructiom": "a", "output": "b"}',
+        b'{"instruction": "a", "outpux": "b"}',
+        b'{"instruction": "a", "output": "b", "inpus": "c"}',
+        b'{"Instruction": "a", "output": "b"}',
+        # a key twice, a required key missing, a key of another length
+        b'{"instruction": "a", "output": "b", "output": "c"}',
+        b'{"instruction": "a", "input": "b"}',
+        b'{"instruction": "a", "output": "b", "context": "c"}',
+        # separators other than the canonical ones
+        b'{"instruction": "a" , "output": "b"}',
+        b'{"instruction":  "a", "output": "b"}',
+        b'{ "instruction": "a", "output": "b"}',
+        b'{"instruction": "a", "output": "b" }',
+        b'{"instruction": "a"; "output": "b"}',
+        # a record boundary that is not `}` newline `{`
+        b'{"instruction": "a", "output": "b"}\n {"instruction": "a", "output": "b"}',
+        b'{"instruction": "a", "output": "b"},\n{"instruction": "a", "output": "b"}',
+        # a string that is not a value: an array, a bare word around it
+        b'{"instruction": ["a"], "output": "b"}',
+        b'{"instruction": "a", "output": x"b"}',
+    ],
+)
+def test_the_plain_path_vouches_for_nothing_else(body: bytes) -> None:
+    assert _plain(body) is None

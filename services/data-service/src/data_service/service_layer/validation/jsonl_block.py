@@ -1,14 +1,16 @@
-"""The block path of JSON Lines validation: a whole block of instruction records checked with one
-msgspec decode, and the values' lengths read off the block's bytes with array operations.
+"""The block path of JSON Lines validation: a whole block of instruction records checked at once,
+and the values' lengths read off the block's bytes with array operations.
 
-The decode (`decode_lines`) checks the syntax, the types and the keys, but it reads a stream of
-JSON values, whatever the lines. One object per line is checked on the bytes: every line starts
-with `{` and ends with `}` (so none is blank and no object spans two lines: the shape has no
-nested objects) and there are as many objects as lines (so none holds two). What the stats need
-(each value's length in characters) comes from the quotes' positions when the block allows it,
-from the decoded strings otherwise. A block of plain text (the common case) is not even decoded
-to strings (`_plain_block`). Anything the block path cannot vouch for returns None: the caller
-goes line by line, which names the lines.
+A block of plain text (no escape, no control character: the common case) is checked on its bytes
+alone (`_plain_block`): without escapes the quotes are the strings, and the separators between
+them, compared with the canonical ones, prove the syntax. Any other block is decoded with one
+msgspec `decode_lines`, which checks the syntax, the types and the keys, but reads a stream of
+JSON values, whatever the lines; one object per line is then checked on the bytes: every line
+starts with `{` and ends with `}` (so none is blank and no object spans two lines: the shape has
+no nested objects) and there are as many objects as lines (so none holds two). What the stats
+need (each value's length in characters) comes from the quotes' positions when the block allows
+it, from the decoded strings otherwise. Anything the block path cannot vouch for returns None:
+the caller goes line by line, which names the lines.
 """
 
 from operator import attrgetter
@@ -21,8 +23,19 @@ import numpy.typing as npt
 Lengths = npt.NDArray[np.int64]
 
 _NEWLINE, _CR, _SPACE, _QUOTE, _BACKSLASH = 0x0A, 0x0D, 0x20, 0x22, 0x5C
-_OPEN, _CLOSE, _COLON = 0x7B, 0x7D, 0x3A
-_KEY_SIZES = {"instruction": 11, "output": 6, "input": 5}
+_OPEN, _CLOSE, _COLON, _COMMA = 0x7B, 0x7D, 0x3A, 0x2C
+
+
+def _spelling(name: str) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """A key's length and its quoted spelling (`"name":`, cut or padded to whole 8-byte words
+    that overlap at the end) as (offset, little-endian word) pairs."""
+    quoted = f'"{name}":'.encode()
+    offsets = sorted({*range(0, len(quoted) - 8, 8), len(quoted) - 8})
+    words = tuple((o, int(np.frombuffer(quoted[o : o + 8], dtype="<u8")[0])) for o in offsets)
+    return len(name), words
+
+
+_KEYS = {name: _spelling(name) for name in ("instruction", "output", "input")}
 
 
 class _Instruction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -36,15 +49,6 @@ class _Instruction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _DECODER = msgspec.json.Decoder(_Instruction)
 
 
-class _Shape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """The keys only (the plain path checks the values on the bytes): no string is made."""
-
-    instruction: msgspec.Raw
-    output: msgspec.Raw
-    input: msgspec.Raw = msgspec.Raw(b"")
-
-
-_SHAPE_DECODER = msgspec.json.Decoder(_Shape)
 _INSTRUCTION = attrgetter("instruction")
 _OUTPUT = attrgetter("output")
 _INPUT = attrgetter("input")
@@ -118,48 +122,73 @@ def _decoded_block(
 def _plain_block(
     body: bytes, data: npt.NDArray[np.uint8], newlines: npt.NDArray[np.intp]
 ) -> Block | None:
-    """A block of plain text (no escape, no control character but the newlines), its values
-    checked on the bytes: msgspec checks the syntax and the keys without making strings (the
-    values decode as Raw), and each key is followed by `:` or `: ` and a quote, so every value
-    is a string. Any doubt (a value that may be blank, other spacing) returns None: the decoding
-    path decides."""
+    """A block of plain text (no escape, no control character but the newlines), checked and
+    measured on its bytes alone, without a parser.
+
+    Without a backslash every quote opens or closes a string, so the quotes' positions are the
+    strings. What lies between them must be exactly the canonical JSON Lines separators (as
+    `json.dumps` writes them, with or without spaces): `{` before a line's first string, `:` or
+    `: ` after a key, `,` or `, ` after a value, `}` + newline + `{` between records and `}` at
+    the end. Then every line is one object whose values are all strings, the keys are compared
+    byte for byte with the three names, and each record has instruction and output once and input
+    at most once. (The bytes are valid UTF-8 already: the raw scanner checked them.) Any doubt
+    (other spacing, another key, a value that may be blank) returns None: the decoding path,
+    which names the line, decides."""
     if int(np.count_nonzero(data < 0x20)) != newlines.size:
         return None
-    try:
-        n = len(_SHAPE_DECODER.decode_lines(body))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if n != newlines.size + 1:
-        return None
     quotes = np.flatnonzero(data == _QUOTE)
-    if quotes.size % 4:
+    if not quotes.size or quotes.size % 4:
         return None
     opens, closes = quotes[0::2], quotes[1::2]
-    key_opens, key_ends, value_opens = opens[0::2], closes[0::2], opens[1::2]
-    gap = value_opens - key_ends
-    if not np.all(data[key_ends + 1] == _COLON):
+    if opens[0] != 1 or closes[-1] != data.size - 2:
+        return None  # the block starts with `{"` and ends with `"}`
+    # The separator after each string but the last: its first two bytes and its length.
+    after = closes[:-1]
+    gap = opens[1:] - after
+    first = data[after + 1]
+    second = data[after + 2]  # inside the block: the next string's quote comes later
+    short = (gap == 2) | ((gap == 3) & (second == _SPACE))
+    # Strings alternate key, value: even separators follow a key, odd ones a value.
+    if not np.all((first[0::2] == _COLON) & short[0::2]):
         return None
-    if not np.all(
-        (gap == 2) | ((gap == 3) & (data[np.minimum(key_ends + 2, data.size - 1)] == _SPACE))
-    ):
+    v_after, v_gap = after[1::2], gap[1::2]
+    boundary = (
+        (first[1::2] == _CLOSE)
+        & (v_gap == 4)
+        & (second[1::2] == _NEWLINE)
+        & (data[v_after + 3] == _OPEN)
+    )
+    if not np.all(((first[1::2] == _COMMA) & short[1::2]) | boundary):
         return None
+    if int(np.count_nonzero(boundary)) != newlines.size:
+        return None  # a newline inside a string
+    n = newlines.size + 1
+    # The record of each key/value pair: how many record boundaries come before it.
+    record = np.zeros(opens.size // 2, dtype=np.intp)
+    np.cumsum(boundary, out=record[1:])
     sizes = closes - opens - 1
     if not body.isascii():
-        sizes -= _counts_in(np.flatnonzero((data & 0xC0) == 0x80), opens, closes)
-    # Strings alternate key and value; the keys are these three names (the decode forbids
-    # others), told apart by their size, each at most once per record.
-    keys, values = sizes[0::2], sizes[1::2]
-    record = np.searchsorted(newlines, key_opens)
+        sizes = sizes - _counts_in(np.flatnonzero((data & 0xC0) == 0x80), opens, closes)
+    key_opens, key_sizes, values = opens[0::2], sizes[0::2], sizes[1::2]
+    # Each key compared whole, as 8-byte words read at its opening quote: every key is followed
+    # by at least `:"v"}`, so a word never runs past the block.
+    words = np.ndarray((data.size - 7,), dtype="<u8", buffer=body, strides=(1,))
     found = {}
-    for name, size in _KEY_SIZES.items():
-        mine = keys == size
-        if np.any(np.diff(record[mine]) == 0):
-            return None  # a key twice in one record
+    named = 0
+    for name, (size, spelling) in _KEYS.items():
+        mine = np.flatnonzero(key_sizes == size)
+        at = key_opens[mine]
+        if not all(np.all(words[at + offset] == word) for offset, word in spelling):
+            return None  # another key of the same length
+        counts = np.bincount(record[mine], minlength=n)
+        if np.any(counts > 1) or (name != "input" and np.any(counts == 0)):
+            return None  # a key twice in one record, or a required key missing
+        named += mine.size
         found[name] = values[mine]
-    if found["instruction"].size != n or found["output"].size != n:
-        return None
-    first = data[value_opens + 1]
-    if np.any((first == _SPACE) | (first >= 0x80)):
+    if named != key_sizes.size:
+        return None  # a key of another length
+    value_first = data[opens[1::2] + 1]
+    if np.any((value_first == _SPACE) | (value_first >= 0x80)):
         return None  # maybe blank: the decoding path checks exactly
     return Block(n, found["instruction"], found["output"], found["input"])
 
@@ -227,9 +256,9 @@ def _lengths_from_bytes(
     keys, values = sizes[0::2], sizes[1::2]
     block = Block(
         n,
-        values[keys == _KEY_SIZES["instruction"]],
-        values[keys == _KEY_SIZES["output"]],
-        values[keys == _KEY_SIZES["input"]],
+        values[keys == _KEYS["instruction"][0]],
+        values[keys == _KEYS["output"][0]],
+        values[keys == _KEYS["input"][0]],
     )
     if block.instruction.size != n or block.output.size != n or block.input.size != with_input:
         return None
