@@ -4,7 +4,9 @@ writes it to disk (fsync) before answering. Baseline in the same run: curl writi
 to the same disk (file:// to a file, then fsync). Reports MB/s, the ratio (target >= 0.5x) and
 data-service's peak RSS (target < 300 MB).
 
-    uv run python bench/upload_throughput.py [--size-mb 1024]
+    uv run python bench/upload_throughput.py [--size-mb 1024] [--profile FILE]
+
+`--profile FILE` records data-service with py-spy (every thread) during the upload.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def curl_copy(path: Path, target: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output file")
     args = parser.parse_args()
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed (apt-get install -y curl)")
@@ -172,9 +175,32 @@ def main() -> None:
 
             copy_s = curl_copy(source, tmpdir / "copy.csv")
             (tmpdir / "copy.csv").unlink()
+            recorder = None
+            if args.profile is not None:
+                recorder = subprocess.Popen(
+                    [
+                        str(Path(sys.prefix) / "bin" / "py-spy"),
+                        "record",
+                        "--threads",
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "200",
+                        "--duration",
+                        str(max(1, round(size / 250e6))),
+                        "--pid",
+                        str(service.pid),
+                        "--output",
+                        str(args.profile),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             upload_s, answer = curl_upload(
                 f"http://127.0.0.1:{gateway_port}/api/finetune/upload", source, token
             )
+            if recorder is not None:
+                recorder.wait()
             status = answer.rsplit("\n", 1)[-1]
             if status != "201":
                 raise SystemExit(f"upload failed: {answer[-500:]}")
