@@ -248,15 +248,18 @@ class InboxConsumer:
         self._consuming = True
         self._consuming_since = asyncio.get_running_loop().time()
         closed = amqp.closing
+        waiting: asyncio.Future[DeliveredMessage] | None = None
         try:
             while True:
+                if closed.done():
+                    raise ConnectionError(f"consumer channel of {self._queue_name} closed")
                 if self._buffer.empty():
                     waiting = asyncio.ensure_future(self._buffer.get())
                     await asyncio.wait((waiting, closed), return_when=asyncio.FIRST_COMPLETED)
                     if not waiting.done():
-                        waiting.cancel()
-                        raise ConnectionError(f"consumer channel of {self._queue_name} closed")
+                        continue  # the channel closed: raised above
                     batch = [waiting.result()]
+                    waiting = None
                 else:
                     batch = [self._buffer.get_nowait()]
                     if self._linger and self._buffer.qsize() + 1 < self._max_batch:
@@ -269,6 +272,8 @@ class InboxConsumer:
                 self._settled += len(batch)
                 self._progress.set()
         finally:
+            if waiting is not None:
+                waiting.cancel()  # a message it had not taken stays in the buffer
             self._consuming = False
             self._amqp = None
             # What was received and not settled is redelivered by the broker.

@@ -231,3 +231,51 @@ async def test_unknown_types_and_invalid_payloads_are_dead_lettered(
         return await topology.depth(topology.names.dead_letter_queue) == 2
 
     await eventually(dead_lettered)
+
+
+async def test_a_closed_channel_ends_the_run_and_nothing_is_lost(
+    engine: AsyncEngine, topology: Topology
+) -> None:
+    """The consumer reads at the AMQP layer, which aio-pika does not restore after a reconnect:
+    a closed channel ends `run` with ConnectionError (its supervisor starts it again), and what
+    it had received but not acknowledged comes back to the next run, applied once."""
+    queue = await topology.declare("consumer", ["job.progress"])
+    envelopes = [wrap(progress(v)) for v in (10, 20, 30, 40, 50)]
+    entered, release = asyncio.Event(), asyncio.Event()
+    inner = Handler()
+
+    async def gated(conn: AsyncConnection, batch: Sequence[Received]) -> None:
+        entered.set()
+        await release.wait()
+        await inner(conn, batch)
+
+    consumer = InboxConsumer(
+        broker=topology.broker,
+        queue=queue,
+        begin=engine.begin,
+        inbox=Inbox(INBOX, consumer=CONSUMER),
+        handler=gated,
+        linger=0,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await send(topology, *envelopes)
+        await asyncio.wait_for(entered.wait(), 10)
+        channel = consumer._amqp
+        assert channel is not None
+        await channel.close()
+        release.set()  # the batch in hand commits; its ack cannot be sent any more
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await task
+
+    async with consuming(engine, topology, queue, Handler()) as again:
+
+        async def drained() -> bool:
+            return again.applied + again.duplicates >= 5 and await topology.depth(queue) == 0
+
+        await eventually(drained)
+    assert sorted(await effects(engine)) == sorted(e.id for e in envelopes)

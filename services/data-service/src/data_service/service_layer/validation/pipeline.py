@@ -12,7 +12,6 @@ from data_service.service_layer.validation.jsonl_validator import JsonlValidator
 from data_service.service_layer.validation.limits import BLOCK_BYTES, Limits
 from data_service.service_layer.validation.raw import Positions, RawScanner
 
-
 JSONL_SLICE_BYTES = 256 << 10
 
 
