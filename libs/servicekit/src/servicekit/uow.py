@@ -95,6 +95,15 @@ class Database:
         async with self.pools[pool].held(), self._autocommit.connect() as conn:
             yield conn
 
+    @contextlib.asynccontextmanager
+    async def write_one_statement(self, pool: str = "http") -> AsyncIterator[AsyncConnection]:
+        """For a write that is ONE statement (reads around it allowed): no transaction block.
+        PostgreSQL runs each statement atomically and commits it when it completes (deferred
+        constraints included), so once the block ends the write is committed, and a failed one
+        raised; it saves the BEGIN and COMMIT round trips. Two writes need `write`."""
+        async with self.pools[pool].held(), self._autocommit.connect() as conn:
+            yield conn
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

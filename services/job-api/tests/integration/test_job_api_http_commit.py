@@ -119,19 +119,28 @@ def _created_count() -> float:
     return total
 
 
+@pytest.mark.parametrize("idempotency_key", [None, "k-commit"])
 async def test_a_failed_commit_is_an_error_and_stores_nothing(
-    settings_factory: Callable[..., Settings], db: Any, fails_at_commit: None
+    settings_factory: Callable[..., Settings],
+    db: Any,
+    fails_at_commit: None,
+    idempotency_key: str | None,
 ) -> None:
+    """Without a key the job is one statement run without a transaction block (its deferred
+    check runs when the statement completes); with a key, the key and the job are one
+    transaction. Either way the failure is an error and nothing is left."""
+    key = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     async with served_app(_quiet(settings_factory)) as (client, _app):
         before = _created_count()
         response = await client.post(
-            JOBS, json=job_body(output_model=FAIL_AT_COMMIT), headers=ALICE
+            JOBS, json=job_body(output_model=FAIL_AT_COMMIT), headers={**ALICE, **key}
         )
         assert response.status_code >= 500, response.text
         assert response.json()["error"]["code"] == "internal_error"
         assert await _count(db, "jobs.jobs") == 0
         assert await _count(db, "jobs.outbox") == 0
         assert await _count(db, "jobs.job_events") == 0
+        assert await _count(db, "jobs.idempotency_keys") == 0
         # Counted only after commit: nothing was created.
         assert _created_count() == before
         ok = await client.post(JOBS, json=job_body(), headers=ALICE)

@@ -64,6 +64,17 @@ async def writing(state: AppState) -> AsyncIterator[UnitOfWork]:
 
 
 @contextlib.asynccontextmanager
+async def writing_one_statement(state: AppState) -> AsyncIterator[UnitOfWork]:
+    """A unit of work whose only write is one statement (servicekit's `write_one_statement`):
+    committed when that statement completes, so still committed before the response."""
+    async with state.db.write_one_statement() as conn:
+        uow = UnitOfWork(conn)
+        yield uow
+    for hook in uow.after_commit:
+        hook()
+
+
+@contextlib.asynccontextmanager
 async def reading(state: AppState) -> AsyncIterator[UnitOfWork]:
     async with state.db.read() as conn:
         yield UnitOfWork(conn)

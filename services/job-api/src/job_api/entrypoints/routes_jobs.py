@@ -18,7 +18,15 @@ from contracts.enums import GPUProvider, JobStatus, JobType
 from contracts.hyperparameters import parse_hyperparameters
 from contracts.routing import DATASET_REF_PREFIX
 from job_api.adapters.repository import JobFilter
-from job_api.entrypoints.deps import AppState, StateDep, UserDep, reading, scope, writing
+from job_api.entrypoints.deps import (
+    AppState,
+    StateDep,
+    UserDep,
+    reading,
+    scope,
+    writing,
+    writing_one_statement,
+)
 from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
     NO_NUL,
@@ -141,7 +149,11 @@ async def create_job(
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
     await _dataset_caught_up(state, user, body.training_data_url)
-    async with writing(state) as uow:
+    # Without an Idempotency-Key the job, its outbox and history rows are one INSERT statement
+    # (job_service.create_job), which needs no transaction block; with one, the key's claim and
+    # the insert commit together.
+    unit = writing(state) if idempotency_key is not None else writing_one_statement(state)
+    async with unit as uow:
         job, created = await job_service.create_job(
             uow,
             cmd,

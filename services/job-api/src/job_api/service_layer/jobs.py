@@ -133,7 +133,10 @@ async def create_job(
     request_hash: str = "",
 ) -> tuple[Job, bool]:
     """Submit a job, once per `idempotency_key` (per user). Returns the job and whether this call
-    created it (False: a retry of an earlier request with the same key and body)."""
+    created it (False: a retry of an earlier request with the same key and body).
+
+    Without a key the only write is one statement (`UnitOfWork.add_job`), so the caller may run
+    it without a transaction block; with a key there are two, which must commit together."""
     if idempotency_key is None:
         return await submit_job(uow, cmd, policy, now=now, worker_present=worker_present), True
     job_id = uuid.uuid4()
