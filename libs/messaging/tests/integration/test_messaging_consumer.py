@@ -57,18 +57,24 @@ async def inbox_ids(engine: AsyncEngine) -> set[uuid.UUID]:
         return set(rows.scalars())
 
 
-@contextlib.asynccontextmanager
-async def consuming(
-    engine: AsyncEngine, topology: Topology, queue: str, handler: Handler
-) -> AsyncIterator[InboxConsumer]:
-    consumer = InboxConsumer(
+def make_consumer(
+    engine: AsyncEngine, topology: Topology, queue: str, handler: Any, **options: Any
+) -> InboxConsumer:
+    return InboxConsumer(
         broker=topology.broker,
         queue=queue,
         begin=engine.begin,
         inbox=Inbox(INBOX, consumer=CONSUMER),
         handler=handler,
-        max_backoff=0.2,
+        **{"max_backoff": 0.2, **options},
     )
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    engine: AsyncEngine, topology: Topology, queue: str, handler: Handler
+) -> AsyncIterator[InboxConsumer]:
+    consumer = make_consumer(engine, topology, queue, handler)
     task = asyncio.create_task(consumer.run())
     try:
         yield consumer
@@ -249,14 +255,7 @@ async def test_a_closed_channel_ends_the_run_and_nothing_is_lost(
         await release.wait()
         await inner(conn, batch)
 
-    consumer = InboxConsumer(
-        broker=topology.broker,
-        queue=queue,
-        begin=engine.begin,
-        inbox=Inbox(INBOX, consumer=CONSUMER),
-        handler=gated,
-        linger=0,
-    )
+    consumer = make_consumer(engine, topology, queue, gated, linger=0)
     task = asyncio.create_task(consumer.run())
     try:
         await send(topology, *envelopes)
