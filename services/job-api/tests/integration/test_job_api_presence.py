@@ -2,13 +2,16 @@
 job only goes to a worker of its own type and provider."""
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from job_api_testing import eventually, job_body, user_headers
+from job_api_testing import eventually, job_body, served_app, user_headers
 
 from contracts.enums import GPUProvider, JobType
+from job_api.config import Settings
+from job_api.entrypoints import housekeeping
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +128,42 @@ async def test_a_busy_worker_serves_every_job_type_it_claimed_with_and_no_other(
         await asyncio.sleep(0.2)
         job = await _job(client, classifier.json()["data"]["id"])
         assert job["phase"] == "queued", job
+
+
+async def test_a_presence_reading_that_began_before_a_claim_cannot_say_nobody(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reading asks the broker first, then the database. A worker that arrives, claims and
+    starts training in between is in neither half (no consumer then, no running job yet): the
+    claim itself says the route is served, so the reading cannot mark its jobs `no_worker`."""
+    route = (JobType.EMBEDDING, GPUProvider.KAGGLE)
+    # One reading at start-up (no worker yet), then only the ones this test runs.
+    async with served_app(settings_factory(presence_interval=3600)) as (client, app):
+        state = app.state.job_api
+
+        async def nobody(channel: Any, queue: str) -> int:
+            return 0
+
+        monkeypatch.setattr(housekeeping, "consumer_count", nobody)
+        await housekeeping.presence_step(state, state.broker)()
+        created = await client.post(
+            JOBS, json=job_body(gpu_provider="kaggle"), headers=user_headers()
+        )
+        job_id = created.json()["data"]["id"]
+        assert created.json()["data"]["phase"] == "no_worker"
+
+        async def count_then_claim(channel: Any, queue: str) -> int:
+            # The broker half sees nobody; a claim on the route is granted meanwhile.
+            state.worker_claimed([JobType.EMBEDDING], GPUProvider.KAGGLE)
+            return 0
+
+        monkeypatch.setattr(housekeeping, "consumer_count", count_then_claim)
+        await housekeeping.presence_step(state, state.broker)()
+        assert state.presence[route] is True
+        assert (await _job(client, job_id))["phase"] == "queued"
+
+        # A later reading that sees nobody, and no claim since it began, says so again.
+        monkeypatch.setattr(housekeeping, "consumer_count", nobody)
+        await housekeeping.presence_step(state, state.broker)()
+        assert state.presence[route] is False
+        assert (await _job(client, job_id))["phase"] == "no_worker"

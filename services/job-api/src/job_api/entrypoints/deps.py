@@ -1,8 +1,9 @@
 """Request dependencies: the unit of work (the request owns the transaction), the caller's identity,
 the worker key, and the process-wide state built in the lifespan."""
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -34,6 +35,18 @@ class AppState:
     verify_in_loop: bool = False
     # Whether a worker consumes each (job type, provider) queue; filled by the presence monitor.
     presence: dict[tuple[JobType, GPUProvider], bool] = field(default_factory=dict)
+    # When (event-loop time) a claim last proved a worker on each route: a presence reading that
+    # began before it cannot say the route has nobody (its broker or database half may predate
+    # the worker's arrival or its claim).
+    claimed_at: dict[tuple[JobType, GPUProvider], float] = field(default_factory=dict)
+
+    def worker_claimed(self, job_types: Iterable[JobType], provider: GPUProvider) -> None:
+        now = asyncio.get_running_loop().time()
+        for job_type in job_types:
+            route = (job_type, provider)
+            self.claimed_at[route] = now
+            self.presence[route] = True
+
     # How long POST /jobs waits for a just-uploaded dataset's `dataset.validated` to arrive.
     dataset_wait_seconds: float = 5.0
 

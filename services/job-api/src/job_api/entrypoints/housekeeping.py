@@ -1,13 +1,14 @@
 """Periodic upkeep that keeps the database from growing without bound, and the worker-presence
 monitor. Each step runs in short transactions of a bounded batch through the `watchdog` pool."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from contracts.enums import JobPhase
+from contracts.enums import GPUProvider, JobPhase, JobType
 from job_api.adapters.repository import RetentionRepository
 from job_api.entrypoints.deps import AppState
 from job_api.service_layer.dispatch import mark_worker_presence
@@ -64,6 +65,7 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
     of them show the wrong phase (a worker came or went), not on every tick."""
 
     async def step() -> None:
+        started = asyncio.get_running_loop().time()
         channel = await broker.channel()
         try:
             counts = {
@@ -76,10 +78,16 @@ def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[Non
         async with state.db.read("watchdog") as conn:
             busy = await UnitOfWork(conn).jobs.busy_routes(now)
             phases = await UnitOfWork(conn).jobs.pending_phase_counts()
-        for route, count in counts.items():
-            state.presence[route] = count > 0 or route in busy
+
+        def served(route: tuple[JobType, GPUProvider]) -> bool:
+            # A claim granted since this reading began proves a worker, whatever it read.
+            claimed = state.claimed_at.get(route, float("-inf")) >= started
+            return counts.get(route, 0) > 0 or route in busy or claimed
+
+        for route in counts:
+            state.presence[route] = served(route)
         for route, by_phase in phases.items():
-            has_worker = counts.get(route, 0) > 0 or route in busy
+            has_worker = served(route)
             target = JobPhase.QUEUED if has_worker else JobPhase.NO_WORKER
             if not any(n for phase, n in by_phase.items() if phase != target):
                 continue

@@ -91,6 +91,10 @@ def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
         async with state.db.write("rpc") as conn:
             reply = await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
         CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
+        if reply.granted:
+            # A worker serves these routes (it trains now, consuming nothing): say so at once,
+            # rather than after the next presence reading.
+            state.worker_claimed(cmd.job_types, cmd.provider)
         return reply
 
     return RpcServer(broker=broker, queue=broker.names.rpc_queue(JOB_API), handler=handle)
