@@ -376,10 +376,12 @@ def test_a_cancel_stops_training_mid_run_and_registers_nothing(
 def test_a_worker_killed_mid_training_is_replaced_and_attempt_two_resumes_from_its_checkpoint(
     stack: Stack, client: httpx.Client
 ) -> None:
-    # Checkpoints every 2 s of training, copied to the checkpoint store every second.
+    # Checkpoints every second of training, copied to the checkpoint store every second; the job
+    # is long enough that a checkpoint is stored well before it could finish, even on an idle
+    # machine (with 4 epochs it once completed before the first copy reached the store).
     stack.kill_worker(signal.SIGTERM)
-    stack.start_worker(FTD_CHECKPOINT_EVERY_S="2", FTD_WORKER_CHECKPOINT_SYNC_INTERVAL="1")
-    job_id = long_embedding_job(client, "alice/e2e-resumed", epochs=4)
+    stack.start_worker(FTD_CHECKPOINT_EVERY_S="1", FTD_WORKER_CHECKPOINT_SYNC_INTERVAL="1")
+    job_id = long_embedding_job(client, "alice/e2e-resumed", epochs=8)
     store = stack.root / "checkpoints" / job_id
 
     def checkpointed() -> bool:
