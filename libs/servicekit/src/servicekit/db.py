@@ -80,7 +80,8 @@ def make_engine(
         # No pre-ping: it costs three round trips per checkout. A connection that died with a
         # PostgreSQL restart fails one statement and is replaced by the pool.
         pool_pre_ping=False,
-        # JSON/JSONB parameters and results through orjson (several times faster than the standard library).
+        # JSON/JSONB parameters and results through orjson (several times faster than the
+        # standard library).
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": application_name}},

@@ -101,7 +101,7 @@ class Database:
         PostgreSQL runs each statement atomically and commits it when it completes (deferred
         constraints included), so once the block ends the write is committed, and a failed one
         raised; it saves the BEGIN and COMMIT round trips. Two writes need `write`."""
-        async with self.pools[pool].held(), self._autocommit.connect() as conn:
+        async with self.read(pool) as conn:
             yield conn
 
     async def dispose(self) -> None:

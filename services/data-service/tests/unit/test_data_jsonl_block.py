@@ -3,9 +3,10 @@ the same lengths, and the pipeline names the line of anything it refuses."""
 
 import json
 
+import numpy as np
 import pytest
 
-from data_service.service_layer.validation.jsonl_block import check_block
+from data_service.service_layer.validation.jsonl_block import _plain_block, check_block
 from data_service.service_layer.validation.limits import BLOCK_BYTES, Limits
 from data_service.service_layer.validation.pipeline import validate_bytes
 
@@ -152,10 +153,6 @@ def test_a_problem_deep_in_the_file_names_its_line(bad: bytes, code: str, key: s
 
 
 def _plain(body: bytes) -> object:
-    import numpy as np
-
-    from data_service.service_layer.validation.jsonl_block import _plain_block
-
     data = np.frombuffer(body, dtype=np.uint8)
     return _plain_block(body, data, np.flatnonzero(data == 10))
 

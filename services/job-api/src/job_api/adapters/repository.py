@@ -272,6 +272,11 @@ class JobRepository:
         self._locked_sequences[row.id] = int(row.event_sequence)
         return job_from_row(row)
 
+    def _taken(self, job_id: UUID, last: int) -> None:
+        """Sequence numbers up to `last` were taken: a job read under lock numbers on from it."""
+        if job_id in self._locked_sequences:
+            self._locked_sequences[job_id] = last
+
     def locked_sequence(self, job_id: UUID) -> int | None:
         """The last event sequence number of a job read under lock in this transaction (None if
         it was not)."""
@@ -294,8 +299,7 @@ class JobRepository:
         params = _update_params(job)
         params["n"] = count
         last = int((await self._conn.execute(_SAVE_RESERVING, params)).scalar_one())
-        if job.id in self._locked_sequences:
-            self._locked_sequences[job.id] = last
+        self._taken(job.id, last)
         return last - count + 1
 
     async def save_with_events(
@@ -361,6 +365,7 @@ class JobRepository:
             ).scalar_one_or_none()
             if last is not None:
                 firsts[job_id] = int(last) - count + 1
+                self._taken(job_id, int(last))
         return firsts
 
     async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:

@@ -67,22 +67,15 @@ StateDep = Annotated[AppState, Depends(get_state)]
 # response. (A function-scoped `yield` dependency would do the same, at a cost per request of
 # FastAPI's exit-stack machinery larger than the whole primary-key read.)
 @contextlib.asynccontextmanager
-async def writing(state: AppState) -> AsyncIterator[UnitOfWork]:
-    async with state.db.write() as conn:
+async def writing(state: AppState, *, one_statement: bool = False) -> AsyncIterator[UnitOfWork]:
+    """A unit of work, committed when the block ends. `one_statement`: its only write is one
+    statement, run without a transaction block (servicekit's `write_one_statement`): committed
+    when that statement completes, so still before the response, without BEGIN and COMMIT."""
+    unit = state.db.write_one_statement() if one_statement else state.db.write()
+    async with unit as conn:
         uow = UnitOfWork(conn)
         yield uow
     # Only reached once COMMIT succeeded (a failed commit raises out of the block above).
-    for hook in uow.after_commit:
-        hook()
-
-
-@contextlib.asynccontextmanager
-async def writing_one_statement(state: AppState) -> AsyncIterator[UnitOfWork]:
-    """A unit of work whose only write is one statement (servicekit's `write_one_statement`):
-    committed when that statement completes, so still committed before the response."""
-    async with state.db.write_one_statement() as conn:
-        uow = UnitOfWork(conn)
-        yield uow
     for hook in uow.after_commit:
         hook()
 

@@ -25,7 +25,6 @@ from job_api.entrypoints.deps import (
     reading,
     scope,
     writing,
-    writing_one_statement,
 )
 from job_api.entrypoints.metrics import JOBS_CREATED
 from job_api.entrypoints.schemas import (
@@ -152,8 +151,7 @@ async def create_job(
     # Without an Idempotency-Key the job, its outbox and history rows are one INSERT statement
     # (job_service.create_job), which needs no transaction block; with one, the key's claim and
     # the insert commit together.
-    unit = writing(state) if idempotency_key is not None else writing_one_statement(state)
-    async with unit as uow:
+    async with writing(state, one_statement=idempotency_key is None) as uow:
         job, created = await job_service.create_job(
             uow,
             cmd,

@@ -36,6 +36,7 @@ def _spelling(name: str) -> tuple[int, tuple[tuple[int, int], ...]]:
 
 
 _KEYS = {name: _spelling(name) for name in ("instruction", "output", "input")}
+_KEY_SIZES = {name: size for name, (size, _) in _KEYS.items()}
 
 
 class _Instruction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -256,9 +257,9 @@ def _lengths_from_bytes(
     keys, values = sizes[0::2], sizes[1::2]
     block = Block(
         n,
-        values[keys == _KEYS["instruction"][0]],
-        values[keys == _KEYS["output"][0]],
-        values[keys == _KEYS["input"][0]],
+        values[keys == _KEY_SIZES["instruction"]],
+        values[keys == _KEY_SIZES["output"]],
+        values[keys == _KEY_SIZES["input"]],
     )
     if block.instruction.size != n or block.output.size != n or block.input.size != with_input:
         return None
