@@ -50,6 +50,14 @@ class LoraHyperparameters(_Common):
     lora_r: int = Field(default=16, ge=1, le=256, description="LoRA rank.")
     lora_alpha: int = Field(default=32, ge=1, le=1024, description="LoRA scaling numerator.")
     lora_dropout: float = Field(default=0.05, ge=0, le=0.5, description="Dropout on LoRA layers.")
+    gradient_checkpointing: bool | None = Field(
+        default=None,
+        description=(
+            "Recompute activations in the backward pass: less GPU memory, slower steps. "
+            "Unset: on only when the run's estimated activations would not fit the GPU's free "
+            "memory."
+        ),
+    )
 
 
 Hyperparameters = Annotated[

@@ -29,8 +29,15 @@ LORA_DEFAULTS = {
     "lora_r": 16,
     "lora_alpha": 32,
     "lora_dropout": 0.05,
+    "gradient_checkpointing": None,
 }
-LORA_ONLY = ("gradient_accumulation_steps", "lora_r", "lora_alpha", "lora_dropout")
+LORA_ONLY = (
+    "gradient_accumulation_steps",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "gradient_checkpointing",
+)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +64,13 @@ def test_given_values_override_defaults() -> None:
 
     assert isinstance(params, LoraHyperparameters)
     assert (params.epochs, params.lora_r, params.batch_size) == (2, 8, 4)
+
+
+def test_gradient_checkpointing_is_unset_true_or_false() -> None:
+    for value in (None, True, False):
+        params = parse_hyperparameters(JobType.LLM_LORA, {"gradient_checkpointing": value})
+        assert isinstance(params, LoraHyperparameters)
+        assert params.gradient_checkpointing is value
 
 
 def test_the_job_type_argument_wins_over_the_payload() -> None:
@@ -96,6 +110,7 @@ def test_out_of_range_values_are_rejected(job_type: JobType, field: str, value: 
         ("lora_dropout", 0.9),
         ("gradient_accumulation_steps", 0),
         ("batch_size", 512),
+        ("gradient_checkpointing", "sometimes"),
     ],
 )
 def test_lora_out_of_range_values_are_rejected(field: str, value: float) -> None:

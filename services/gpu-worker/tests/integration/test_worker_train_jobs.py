@@ -283,6 +283,10 @@ def test_lora_instructions_train_and_the_adapter_generates(tmp_path: Path) -> No
     assert_reported_training(rec, result)
     assert result.metrics["eval_loss"] < result.baseline_metrics["eval_loss"]
     assert result.data_stats["chat_template"] is True
+    assert result.data_stats["activation_checkpointing"] is False
+    assert any(
+        "activation checkpointing off (CPU)" in line for e in rec.events for line in e["log_lines"]
+    )
     assert len(result.samples) == 3
     adapter = json.loads((result.model_dir / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == OFFLINE_TINY_LLAMA
@@ -315,9 +319,18 @@ def test_lora_chat_messages_logged_to_wandb_offline(
         for w in WORDS
     ]
     data = write_jsonl(tmp_path / "chat.jsonl", rows)
-    hp = LORA_HP | {"epochs": 1}
+    # Checkpointing asked for: the GPU path's recompute with a PEFT model, exercised on CPU.
+    hp = LORA_HP | {"gradient_checkpointing": True}
     result = train(request(tmp_path, JobType.LLM_LORA, OFFLINE_TINY_LLAMA, data, hp), Recorder())
     assert result.data_stats["layout"] == "chat"
+    assert result.data_stats["activation_checkpointing"] is True
+    # Gradients reached the adapter through the recomputed layers: LoRA's B starts at zero.
+    from safetensors.torch import load_file
+
+    weights = load_file(str(result.model_dir / "adapter_model.safetensors"))
+    lora_b = [t for name, t in weights.items() if "lora_B" in name]
+    assert lora_b
+    assert all(t.abs().sum() > 0 for t in lora_b)
     assert (result.model_dir / "adapter_model.safetensors").is_file()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1  # the Trainer logged this job to W&B (offline: no run page URL)

@@ -490,6 +490,12 @@ export interface components {
                  */
                 gradient_accumulation_steps?: number;
                 /**
+                 * Gradient Checkpointing
+                 * @description Recompute activations in the backward pass: less GPU memory, slower steps. Unset: on only when the run's estimated activations would not fit the GPU's free memory.
+                 * @default null
+                 */
+                gradient_checkpointing?: boolean | null;
+                /**
                  * Learning Rate
                  * @description Peak learning rate.
                  * @default 0.0002

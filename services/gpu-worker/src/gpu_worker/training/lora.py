@@ -5,6 +5,11 @@ rows through the tokenizer's chat template when it has one (a plain "### Instruc
 otherwise), chat `messages` as conversations. QLoRA (4-bit NF4 base weights) when a CUDA GPU and
 bitsandbytes are present. Held-out metric: eval loss of the base model (the adapter starts as an
 exact no-op, LoRA's B matrix is zero) against the tuned one; plus a few sample generations.
+
+Activation checkpointing (the `gradient_checkpointing` hyperparameter; unset: decided here) trades
+compute for memory: measured on an H200 with a 704M Llama, 8 packed 512-token sequences a step, it
+made a step 2.3x slower (407 against 176 ms) to save 6.7 GiB. So it is on only when the run's
+estimated activations would not fit in the GPU's free memory.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
         model = _load_model(source)
     except (OSError, ValueError) as exc:
         raise models.load_error(req.base_model, exc) from exc
+    checkpointing, why = activation_checkpointing(hp, model)
+    if qlora_available():
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    common.report_phase(reporter, JobPhase.TRAINING, 1.0, why)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if data.layout is Layout.CHAT and not tokenizer.chat_template:
@@ -66,7 +77,7 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
     args = SFTConfig(
         **kwargs,
         gradient_accumulation_steps=hp.gradient_accumulation_steps,
-        gradient_checkpointing=torch.cuda.is_available(),
+        gradient_checkpointing=checkpointing,
         max_length=hp.max_seq_length,
         packing=True,
         dataset_num_proc=None,
@@ -109,6 +120,7 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
         "eval_rows": len(eval_rows),
         "chat_template": chat,
         "qlora_4bit": qlora_available(),
+        "activation_checkpointing": checkpointing,
         "packing": True,
     }
     return TrainResult(
@@ -135,14 +147,76 @@ def _load_model(source: str) -> Any:
             if torch.cuda.is_bf16_supported()
             else torch.float16,
         )
-        from peft import prepare_model_for_kbit_training
-
-        model = AutoModelForCausalLM.from_pretrained(source, quantization_config=quant)
-        return prepare_model_for_kbit_training(model)
+        return AutoModelForCausalLM.from_pretrained(source, quantization_config=quant)
     dtype = torch.float32
     if torch.cuda.is_available():
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+
+
+# Bytes of activations a decoder layer keeps per token for the backward pass, as multiples of its
+# hidden and MLP widths (bf16, LoRA on every linear layer). Calibrated on an H200: a 704M Llama
+# (hidden 2048, MLP 5440, 16 layers), 4096 tokens a step, peaked 6.7 GiB above its checkpointed
+# run; this formula gives 7.8 GiB for it. Logits (bf16, their float32 copy for the loss, and its
+# gradient) come on top, checkpointing or not.
+_ACTIVATION_BYTES = {"hidden": 20, "intermediate": 16}
+_LOGIT_BYTES = 10
+_USABLE_FRACTION = 0.8  # of the free memory: the allocator's fragmentation, optimizer states
+
+
+def estimated_memory(
+    *, tokens: int, hidden: int, intermediate: int, layers: int, vocab: int
+) -> tuple[int, int]:
+    """(activations kept without checkpointing, logits) of one micro-batch, in bytes."""
+    per_token_layer = (
+        _ACTIVATION_BYTES["hidden"] * hidden + _ACTIVATION_BYTES["intermediate"] * intermediate
+    )
+    return tokens * layers * per_token_layer, tokens * vocab * _LOGIT_BYTES
+
+
+def checkpointing_needed(
+    *, tokens: int, hidden: int, intermediate: int, layers: int, vocab: int, free_bytes: int
+) -> bool:
+    activations, logits = estimated_memory(
+        tokens=tokens, hidden=hidden, intermediate=intermediate, layers=layers, vocab=vocab
+    )
+    return activations + logits > _USABLE_FRACTION * free_bytes
+
+
+def activation_checkpointing(hp: Any, model: Any) -> tuple[bool, str]:
+    """Whether to checkpoint activations (called with the model loaded, its weights already in
+    GPU memory), and a log line saying why."""
+    if hp.gradient_checkpointing is not None:
+        state = "on" if hp.gradient_checkpointing else "off"
+        return hp.gradient_checkpointing, f"activation checkpointing {state} (hyperparameter)"
+    if not torch.cuda.is_available():
+        return False, "activation checkpointing off (CPU)"
+    config = model.config
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if not hidden or not layers:
+        return True, "activation checkpointing on (the model's size is unknown)"
+    intermediate = int(getattr(config, "intermediate_size", 0) or 4 * hidden)
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    tokens = hp.batch_size * hp.max_seq_length
+    free, _ = torch.cuda.mem_get_info()
+    activations, logits = estimated_memory(
+        tokens=tokens, hidden=hidden, intermediate=intermediate, layers=layers, vocab=vocab
+    )
+    needed = checkpointing_needed(
+        tokens=tokens,
+        hidden=hidden,
+        intermediate=intermediate,
+        layers=layers,
+        vocab=vocab,
+        free_bytes=free,
+    )
+    gib = 2**30
+    return needed, (
+        f"activation checkpointing {'on' if needed else 'off'}: about "
+        f"{(activations + logits) / gib:.1f} GiB of activations and logits a step, "
+        f"{free / gib:.1f} GiB of GPU memory free"
+    )
 
 
 def _instruction_prompt(row: Row) -> str:
