@@ -124,12 +124,12 @@ async def _stream(
     *,
     user_id: str | None,
     job_id: UUID | None,
-    last_event_id: str | None,
+    after: int | None,
 ) -> AsyncIterator[ServerSentEvent | bytes]:
     sub = None
     try:
-        if last_event_id is not None and last_event_id.isdigit():
-            last = int(last_event_id)
+        if after is not None:
+            last = after
         else:
             last, snapshot = await _snapshot(state, user_id=user_id, job_id=job_id)
             # The connection is back in the pool before the (possibly slow) client reads this.
@@ -160,6 +160,17 @@ async def _stream(
 
 
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
+_MAX_EVENT_ID = 2**63 - 1  # job_events.id is a bigint
+
+
+def event_cursor(last_event_id: str | None) -> int | None:
+    """The event id a reconnecting client last saw, or None (send a snapshot first). What this
+    server sends as `id:` is a decimal bigint; any other value (a stale or foreign header) is not
+    a cursor into this stream, and the client starts over from a snapshot."""
+    if last_event_id is None or not last_event_id.isascii() or not last_event_id.isdecimal():
+        return None
+    value = int(last_event_id)
+    return value if value <= _MAX_EVENT_ID else None
 
 
 def _open_stream(
@@ -176,7 +187,9 @@ def _open_stream(
     except TooManyStreams as exc:
         raise ApiError(429, "too_many_streams", str(exc)) from None
     return EventSourceResponse(
-        _stream(request, state, slot, user_id=user_id, job_id=job_id, last_event_id=last_event_id),
+        _stream(
+            request, state, slot, user_id=user_id, job_id=job_id, after=event_cursor(last_event_id)
+        ),
         ping=KEEPALIVE_SECONDS,
         # Also released if the body never starts (the generator's finally would not run).
         background=BackgroundTask(slot.release),
