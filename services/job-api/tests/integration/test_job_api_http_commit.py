@@ -15,6 +15,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -29,10 +30,11 @@ from job_api_testing import (
 )
 from prometheus_client import REGISTRY
 
-from contracts.enums import JobPhase, JobStatus
+from contracts.enums import GPUProvider, JobPhase, JobStatus, JobType
 from contracts.events import JobStatusChanged
 from contracts.routing import BrokerNames
 from job_api.config import Settings
+from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
 from messaging.broker import Broker
 
@@ -265,6 +267,40 @@ async def test_an_outbox_row_of_a_rolled_back_transaction_is_never_published(
     finally:
         await broker.close()
     assert not any(str(doomed) in body for body in received)
+
+
+@pytest.mark.parametrize("first", [True, False])
+async def test_a_new_job_written_through_the_driver_stays_inside_its_transaction(
+    settings_factory: Callable[..., Settings], db: Any, first: bool
+) -> None:
+    """The job INSERT goes straight to asyncpg. As a transaction's first statement (SQLAlchemy
+    has not sent BEGIN yet) or after others, a rollback must take it back with its outbox and
+    history rows."""
+    async with served_app(_quiet(settings_factory)) as (_client, app):
+        state = app.state.job_api
+        body = job_body()
+        cmd = job_service.SubmitJob(
+            user_id="alice",
+            job_type=JobType(body["job_type"]),
+            base_model=body["base_model"],
+            training_data_url=body["training_data_url"],
+            output_model=body["output_model"],
+            gpu_provider=GPUProvider(body.get("gpu_provider", "local")),
+        )
+
+        async def create_then_fail() -> None:
+            async with state.db.write() as conn:
+                uow = UnitOfWork(conn)
+                if not first:
+                    await conn.execute(sa.text("SELECT 1"))
+                await job_service.create_job(uow, cmd, state.policy, now=datetime.now(UTC))
+                raise RuntimeError("roll back after the insert")
+
+        with pytest.raises(RuntimeError):
+            await create_then_fail()
+    assert await _count(db, "jobs.jobs") == 0
+    assert await _count(db, "jobs.outbox") == 0
+    assert await _count(db, "jobs.job_events") == 0
 
 
 async def _arrived(received: list[str], job_id: uuid.UUID) -> bool:

@@ -187,9 +187,7 @@ async def test_last_event_id_replays_what_was_missed(client: httpx.AsyncClient) 
     assert again == [*first_time[1:], done]
 
 
-@pytest.mark.parametrize(
-    "header", ["", "abc", "-1", "1.5", "+7", "9223372036854775808", "9" * 30]
-)
+@pytest.mark.parametrize("header", ["", "abc", "-1", "1.5", "+7", "9223372036854775808", "9" * 30])
 async def test_a_last_event_id_that_is_no_event_id_starts_over_from_a_snapshot(
     client: httpx.AsyncClient, header: str
 ) -> None:

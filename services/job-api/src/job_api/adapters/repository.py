@@ -1,7 +1,7 @@
 """All SQL of job-api, built from the caller's connection (the entry point owns the transaction)."""
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -193,31 +193,77 @@ _GET_JOB = {
 
 @dataclasses.dataclass(frozen=True)
 class _DriverStatement:
-    """A Core statement compiled once to the driver's SQL, with its parameter names in order."""
+    """A Core statement compiled once to the driver's SQL, with its parameter names in order and
+    the conversions SQLAlchemy would apply to them (JSONB values serialised, ...). The hottest
+    statements go straight to asyncpg: SQLAlchemy's execution and result layers cost several
+    times the driver's own work for them."""
 
+    stmt: Any
     sql: str
     names: tuple[str, ...]
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    constants: dict[str, Any]  # the statement's own literals (e.g. concat_ws's separator)
 
     @classmethod
-    def of(cls, stmt: sa.Select[Any]) -> "_DriverStatement":
+    def of(cls, stmt: Any) -> "_DriverStatement":
         compiled = stmt.compile(dialect=_DIALECT)
-        return cls(compiled.string, tuple(compiled.positiontup or ()))
+        names = tuple(compiled.positiontup or ())
+        binds = compiled.binds
+        converters = tuple(
+            (i, conv)
+            for i, name in enumerate(names)
+            if (conv := binds[name].type.bind_processor(_DIALECT)) is not None
+        )
+        constants = {n: binds[n].value for n in names if not binds[n].required}
+        return cls(stmt, compiled.string, names, converters, constants)
+
+    def _args(self, params: dict[str, Any]) -> list[Any]:
+        constants = self.constants
+        args = [constants[n] if n in constants else params[n] for n in self.names]
+        for i, conv in self.converters:
+            if args[i] is not None:
+                args[i] = conv(args[i])
+        return args
 
     async def fetchrow(self, conn: AsyncConnection, params: dict[str, Any]) -> Any:
         # The pooled connection's asyncpg connection: SQLAlchemy set its codecs (JSONB decoded
         # as SQLAlchemy decodes it). Plain reads only: under READ COMMITTED a lone SELECT sees
         # the same rows whether or not the connection's transaction has begun, while a locking
         # read must run inside it (so it goes through SQLAlchemy, which begins it).
+        driver = await _driver(conn)
+        return await driver.fetchrow(self.sql, *self._args(params))
+
+    async def execute(self, conn: AsyncConnection, params: dict[str, Any]) -> None:
+        """A write. Straight to the driver when that is where SQLAlchemy would run it: on an
+        autocommit connection, or inside a transaction that has begun. A transaction SQLAlchemy
+        has not begun yet (it sends BEGIN with its first statement) gets this statement through
+        SQLAlchemy, so the write can never land outside its transaction."""
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        return await driver.fetchrow(self.sql, *(params[n] for n in self.names))
+        if getattr(raw.dbapi_connection, "autocommit", False) or driver.is_in_transaction():
+            await driver.execute(self.sql, *self._args(params))
+        else:
+            await conn.execute(self.stmt, params)
 
 
-_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
-# The hottest read (GET /jobs/{id}): straight to the driver, without SQLAlchemy's execution and
-# result layers (which cost several times the driver's own work for this one-row read).
+async def _driver(conn: AsyncConnection) -> Any:
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return driver
+
+
+def _json_text(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+# JSON parameters serialised as the engine does (servicekit.db.make_engine: orjson).
+_DIALECT = pg_asyncpg.dialect(json_serializer=_json_text)  # type: ignore[no-untyped-call]
+# The hottest read (GET /jobs/{id}) and writes (a new job, a claim's save): straight to the driver.
 _GET_JOB_DRIVER = {owned: _DriverStatement.of(_GET_JOB[(owned, False)]) for owned in (False, True)}
+_INSERT_JOB_WITH_EVENTS_DRIVER = _DriverStatement.of(_INSERT_JOB_WITH_EVENTS)
+_SAVE_JOB_WITH_EVENTS_DRIVER = _DriverStatement.of(_SAVE_JOB_WITH_EVENTS)
 
 # Every column from the parameters (as _UPDATE_JOB) and `n` more event sequence numbers taken.
 _SAVE_RESERVING = (
@@ -291,7 +337,7 @@ class JobRepository:
         params["job_event_sequence"] = len(outbox_rows)
         params.update(_outbox_params(outbox_rows))
         params.update(_history_params(history))
-        await self._conn.execute(_INSERT_JOB_WITH_EVENTS, params)
+        await _INSERT_JOB_WITH_EVENTS_DRIVER.execute(self._conn, params)
 
     async def save_reserving(self, job: Job, count: int) -> int:
         """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same
@@ -320,7 +366,7 @@ class JobRepository:
         params["n"] = reserved
         params.update(_outbox_params(outbox_rows))
         params.update(_history_params(history))
-        await self._conn.execute(_SAVE_JOB_WITH_EVENTS, params)
+        await _SAVE_JOB_WITH_EVENTS_DRIVER.execute(self._conn, params)
         self._locked_sequences[job.id] = known + reserved
 
     async def stage_events(
