@@ -1,21 +1,44 @@
-"""Success bodies: a single `data` envelope, and keyset-paginated lists with opaque cursors.
+"""Success bodies: a single `data` envelope, and keyset-paginated lists with cursors.
 
-Cursors are opaque to clients on purpose (base64 of the sort key of the last row), so the
-ordering can change without breaking anyone who just echoes `next_cursor` back.
+A list cursor is the sort key of the last row (creation time in microseconds since the epoch, and
+the row's id), in a format the OpenAPI document states exactly (`CursorQuery`): every string that
+matches its pattern is a position in the list, so a client (or a fuzzer) can never send a
+schema-valid cursor that is then refused. Clients just echo `next_cursor` back.
 """
 
-import base64
-import binascii
-from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
 
-import orjson
+from fastapi import Query
 from pydantic import BaseModel, Field, computed_field
 
-from servicekit.errors import ApiError
-
-CursorValue = str | int | float
 T = TypeVar("T")
+
+KEYSET_CURSOR = r"^$|^[0-9]{1,16}_[0-9a-f]{32}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        pattern=KEYSET_CURSOR,
+        description="The `next_cursor` of the previous page; absent or empty for the first.",
+    ),
+]
+
+
+def keyset_cursor(created_at: datetime, row_id: UUID) -> str:
+    """The cursor of the page after the row (created_at, row_id)."""
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{row_id.hex}"
+
+
+def keyset_after(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The (created_at, id) a `CursorQuery` value points after; None for the first page."""
+    if not cursor:
+        return None
+    micros, _, hex_id = cursor.partition("_")
+    return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=hex_id)
 
 
 class Data(BaseModel, Generic[T]):
@@ -51,37 +74,3 @@ class ErrorBody(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting the error envelope for these statuses."""
     return {status: {"model": ErrorBody} for status in statuses}
-
-
-# A cursor holds a handful of sort-key values; anything longer is not one of ours.
-_MAX_CURSOR_LENGTH = 1024
-
-
-def encode_cursor(values: Sequence[CursorValue]) -> str:
-    """The sort-key values of the last row, as an opaque, URL-safe token."""
-    raw = orjson.dumps(list(values))
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _invalid_cursor() -> ApiError:
-    return ApiError(
-        422, "invalid_cursor", "The cursor is not valid; use the next_cursor of a previous page."
-    )
-
-
-def decode_cursor(cursor: str, arity: int) -> list[CursorValue]:
-    """The values `encode_cursor` was given; a 422 `ApiError` for anything a client made up."""
-    if not cursor or len(cursor) > _MAX_CURSOR_LENGTH:
-        raise _invalid_cursor()
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
-        values = orjson.loads(raw)
-    except (UnicodeEncodeError, binascii.Error, orjson.JSONDecodeError):
-        raise _invalid_cursor() from None
-    if not isinstance(values, list) or len(values) != arity:
-        raise _invalid_cursor()
-    # bool is an int subclass, and null/objects are never sort keys we wrote.
-    if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
-        raise _invalid_cursor()
-    return values

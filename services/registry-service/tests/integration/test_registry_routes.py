@@ -59,9 +59,11 @@ async def test_auth_and_bad_ids(registry: Any) -> None:
     r = await registry.get(MODELS, headers={"Authorization": "Bearer not-a-jwt"})
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "invalid_token"
+    # Model ids are UUIDs in the path itself (as job-api's): anything else is no such resource,
+    # and /api/models/litellm-config can never be taken for a model id.
     r = await registry.get(f"{MODELS}/not-a-uuid", headers=ALICE)
-    assert r.status_code == 422
-    assert r.json()["error"]["code"] == "validation_error"
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
     r = await registry.get(MODELS, headers=ALICE, params={"cursor": "garbage"})
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "invalid_cursor"

@@ -281,6 +281,7 @@ export interface operations {
     list_datasets_api_finetune_datasets_get: {
         parameters: {
             query?: {
+                /** @description The `next_cursor` of the previous page; absent or empty for the first. */
                 cursor?: string | null;
                 /** @description Page size. */
                 limit?: number;

@@ -325,6 +325,7 @@ export interface operations {
     list_models_api_models_get: {
         parameters: {
             query?: {
+                /** @description The `next_cursor` of the previous page; absent or empty for the first. */
                 cursor?: string | null;
                 /** @description Page size. */
                 limit?: number;
@@ -623,7 +624,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Data_LiteLLMConfig_"];
-                    "application/yaml": string;
+                    "application/yaml": components["schemas"]["LiteLLMConfig"];
                 };
             };
             /** @description Unauthorized */

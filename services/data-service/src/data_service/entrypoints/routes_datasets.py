@@ -16,7 +16,14 @@ from data_service.entrypoints.preview import preview_rows
 from data_service.entrypoints.schemas import DatasetResponse, PreviewResponse
 from data_service.service_layer import datasets as dataset_service
 from servicekit.errors import ApiError
-from servicekit.responses import Data, Page, decode_cursor, encode_cursor, error_responses
+from servicekit.responses import (
+    CursorQuery,
+    Data,
+    Page,
+    error_responses,
+    keyset_after,
+    keyset_cursor,
+)
 from servicekit.tickets import InvalidTicketError, verify_data_ticket
 
 log = structlog.get_logger(__name__)
@@ -30,26 +37,14 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"
 
 @router.get("/datasets")
 async def list_datasets(
-    uow: ReadUowDep, user: UserDep, limit: Limit = 50, cursor: str | None = None
+    uow: ReadUowDep, user: UserDep, limit: Limit = 50, cursor: CursorQuery = None
 ) -> Page[DatasetResponse]:
     """Your datasets, newest first."""
-    after = None
-    if cursor is not None:
-        created, dataset_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(str(created)), UUID(str(dataset_id)))
-        except ValueError:
-            raise ApiError(
-                422,
-                "invalid_cursor",
-                "The cursor is not valid; use the next_cursor of a previous page.",
-            ) from None
+    after = keyset_after(cursor)
     rows = await uow.datasets.page(user_id=scope(user), after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = (
-        encode_cursor([rows[-1].created_at.isoformat(), str(rows[-1].id)]) if more else None
-    )
+    next_cursor = keyset_cursor(rows[-1].created_at, rows[-1].id) if more else None
     return Page(data=[DatasetResponse.of(r) for r in rows], next_cursor=next_cursor, limit=limit)
 
 

@@ -6,7 +6,7 @@ committed. Counters are bumped after the commit, never for a transaction that ro
 
 import asyncio
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -37,29 +37,22 @@ from job_api.entrypoints.schemas import (
 from job_api.service_layer import jobs as job_service
 from servicekit.auth import Principal
 from servicekit.errors import ApiError
-from servicekit.responses import Data, Page, error_responses
+from servicekit.responses import (
+    CursorQuery,
+    Data,
+    Page,
+    error_responses,
+    keyset_after,
+    keyset_cursor,
+)
 
 router = APIRouter(prefix="/api/finetune", tags=["jobs"], responses=error_responses(401, 422))
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
-# Keyset cursors, in a format the OpenAPI document states exactly: every string that matches the
-# pattern is a position in the list (an empty value means the first page).
-JOBS_CURSOR = r"^$|^[0-9]{1,16}_[0-9a-f]{32}$"
+# The events cursor is an event id, in a format the OpenAPI document states exactly (as the jobs
+# list's keyset cursor, servicekit.responses.CursorQuery): an empty value means the first page.
 EVENTS_CURSOR = r"^$|^[0-9]{1,18}$"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _jobs_cursor(created_at: datetime, job_id: UUID) -> str:
-    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}_{job_id.hex}"
-
-
-def _jobs_after(cursor: str | None) -> tuple[datetime, UUID] | None:
-    if not cursor:
-        return None
-    micros, _, hex_id = cursor.partition("_")
-    return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=hex_id)
 
 
 class EventKind(StrEnum):
@@ -181,13 +174,7 @@ async def list_jobs(
         str | None, Query(description="Admins only: one user's jobs.", pattern=NO_NUL)
     ] = None,
     limit: Limit = 50,
-    cursor: Annotated[
-        str | None,
-        Query(
-            pattern=JOBS_CURSOR,
-            description="The `next_cursor` of the previous page; absent or empty for the first.",
-        ),
-    ] = None,
+    cursor: CursorQuery = None,
 ) -> Page[FinetuneJobResponse]:
     """List your jobs, newest first (admins: everyone's, or one user's with `user_id`)."""
     if user_id is not None and not user.is_admin and user_id != user.user_id:
@@ -201,10 +188,10 @@ async def list_jobs(
         gpu_provider=gpu_provider,
     )
     async with reading(state) as uow:
-        jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=_jobs_after(cursor))
+        jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=keyset_after(cursor))
     return Page(
         data=[FinetuneJobResponse.of(j) for j in jobs],
-        next_cursor=_jobs_cursor(*nxt) if nxt else None,
+        next_cursor=keyset_cursor(*nxt) if nxt else None,
         limit=limit,
     )
 

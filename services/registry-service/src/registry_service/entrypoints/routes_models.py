@@ -15,8 +15,14 @@ from registry_service.entrypoints.deps import ReadUowDep, StateDep, UowDep, User
 from registry_service.entrypoints.schemas import DeletedResponse, LiteLLMConfig, ModelResponse
 from registry_service.service_layer import models as model_service
 from registry_service.service_layer.litellm import litellm_config
-from servicekit.errors import ApiError
-from servicekit.responses import Data, Page, decode_cursor, encode_cursor, error_responses
+from servicekit.responses import (
+    CursorQuery,
+    Data,
+    Page,
+    error_responses,
+    keyset_after,
+    keyset_cursor,
+)
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(401, 422))
 
@@ -28,7 +34,10 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
     response_model=Data[LiteLLMConfig],
     responses={
         200: {
-            "content": {"application/yaml": {"schema": {"type": "string"}}},
+            # The YAML file is the config itself (no envelope): the same structure as `data`.
+            "content": {
+                "application/yaml": {"schema": {"$ref": "#/components/schemas/LiteLLMConfig"}}
+            },
             "description": "JSON in the envelope, or with `format=yaml` the YAML file itself.",
         }
     },
@@ -51,20 +60,6 @@ async def get_litellm_config(
     return Data(data=LiteLLMConfig.model_validate(config))
 
 
-def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
-    if cursor is None:
-        return None
-    created, model_id = decode_cursor(cursor, 2)
-    try:
-        return datetime.fromisoformat(str(created)), UUID(str(model_id))
-    except ValueError:
-        raise ApiError(
-            422,
-            "invalid_cursor",
-            "The cursor is not valid; use the next_cursor of a previous page.",
-        ) from None
-
-
 @router.get("")
 async def list_models(
     uow: ReadUowDep,
@@ -73,23 +68,23 @@ async def list_models(
     status: ModelStatus | None = None,
     name: Annotated[str | None, Query(max_length=200, description="One output name.")] = None,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
 ) -> Page[ModelResponse]:
     """Your models, newest first; each completed job is one version of its output name."""
     flt = ModelFilter(user_id=scope(user), job_type=job_type, status=status, name=name)
-    models, nxt = await model_service.list_models(uow, flt, limit=limit, after=_after(cursor))
-    next_cursor = encode_cursor([nxt[0].isoformat(), str(nxt[1])]) if nxt else None
+    models, nxt = await model_service.list_models(uow, flt, limit=limit, after=keyset_after(cursor))
+    next_cursor = keyset_cursor(*nxt) if nxt else None
     return Page(data=[ModelResponse.of(m) for m in models], next_cursor=next_cursor, limit=limit)
 
 
-@router.get("/{model_id}", responses=error_responses(404))
+@router.get("/{model_id:uuid}", responses=error_responses(404))
 async def get_model(model_id: UUID, uow: ReadUowDep, user: UserDep) -> Data[ModelResponse]:
     """One model version: where it is stored, its metrics against the base model, its status."""
     model = await model_service.get_model(uow, model_id, user_id=scope(user))
     return Data(data=ModelResponse.of(model))
 
 
-@router.post("/{model_id}/deploy", responses=error_responses(404, 409))
+@router.post("/{model_id:uuid}/deploy", responses=error_responses(404, 409))
 async def deploy_model(model_id: UUID, uow: UowDep, user: UserDep) -> Data[ModelResponse]:
     """Deploy this version (the deployed version of the same name, if any, is retired)."""
     model = await model_service.deploy_model(
@@ -98,7 +93,7 @@ async def deploy_model(model_id: UUID, uow: UowDep, user: UserDep) -> Data[Model
     return Data(data=ModelResponse.of(model))
 
 
-@router.post("/{model_id}/undeploy", responses=error_responses(404, 409))
+@router.post("/{model_id:uuid}/undeploy", responses=error_responses(404, 409))
 async def undeploy_model(model_id: UUID, uow: UowDep, user: UserDep) -> Data[ModelResponse]:
     """Take this version out of service (status `retired`; it can be deployed again)."""
     model = await model_service.undeploy_model(
@@ -107,7 +102,7 @@ async def undeploy_model(model_id: UUID, uow: UowDep, user: UserDep) -> Data[Mod
     return Data(data=ModelResponse.of(model))
 
 
-@router.delete("/{model_id}", responses=error_responses(404, 409, 502))
+@router.delete("/{model_id:uuid}", responses=error_responses(404, 409, 502))
 async def delete_model(
     model_id: UUID,
     uow: UowDep,
