@@ -65,7 +65,8 @@ def sqlalchemy_dsn(dsn: str) -> str:
     return _convert(dsn, "postgresql+asyncpg")
 
 
-def _json_text(value: object) -> str:
+def json_text(value: object) -> str:
+    """The JSON text of `value`, as the engine serialises JSON/JSONB parameters (orjson)."""
     return orjson.dumps(value).decode()
 
 
@@ -82,7 +83,7 @@ def make_engine(
         pool_pre_ping=False,
         # JSON/JSONB parameters and results through orjson (several times faster than the
         # standard library).
-        json_serializer=_json_text,
+        json_serializer=json_text,
         json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": application_name}},
     )

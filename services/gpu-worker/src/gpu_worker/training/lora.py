@@ -177,10 +177,10 @@ def estimated_memory(
 def checkpointing_needed(
     *, tokens: int, hidden: int, intermediate: int, layers: int, vocab: int, free_bytes: int
 ) -> bool:
-    activations, logits = estimated_memory(
+    needed = estimated_memory(
         tokens=tokens, hidden=hidden, intermediate=intermediate, layers=layers, vocab=vocab
     )
-    return activations + logits > _USABLE_FRACTION * free_bytes
+    return sum(needed) > _USABLE_FRACTION * free_bytes
 
 
 def activation_checkpointing(hp: Any, model: Any) -> tuple[bool, str]:
@@ -196,25 +196,19 @@ def activation_checkpointing(hp: Any, model: Any) -> tuple[bool, str]:
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
     if not hidden or not layers:
         return True, "activation checkpointing on (the model's size is unknown)"
-    intermediate = int(getattr(config, "intermediate_size", 0) or 4 * hidden)
-    vocab = int(getattr(config, "vocab_size", 0) or 0)
-    tokens = hp.batch_size * hp.max_seq_length
+    shape = {
+        "tokens": hp.batch_size * hp.max_seq_length,
+        "hidden": hidden,
+        "intermediate": int(getattr(config, "intermediate_size", 0) or 4 * hidden),
+        "layers": layers,
+        "vocab": int(getattr(config, "vocab_size", 0) or 0),
+    }
     free, _ = torch.cuda.mem_get_info()
-    activations, logits = estimated_memory(
-        tokens=tokens, hidden=hidden, intermediate=intermediate, layers=layers, vocab=vocab
-    )
-    needed = checkpointing_needed(
-        tokens=tokens,
-        hidden=hidden,
-        intermediate=intermediate,
-        layers=layers,
-        vocab=vocab,
-        free_bytes=free,
-    )
+    needed = checkpointing_needed(**shape, free_bytes=free)
     gib = 2**30
     return needed, (
         f"activation checkpointing {'on' if needed else 'off'}: about "
-        f"{(activations + logits) / gib:.1f} GiB of activations and logits a step, "
+        f"{sum(estimated_memory(**shape)) / gib:.1f} GiB of activations and logits a step, "
         f"{free / gib:.1f} GiB of GPU memory free"
     )
 

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
@@ -23,6 +22,7 @@ from job_api.adapters.tables import (
     outbox,
 )
 from job_api.domain.job import Job
+from servicekit.db import json_text
 
 
 def _insert_events_and_notify() -> sa.Select[Any]:
@@ -230,7 +230,7 @@ class _DriverStatement:
         # as SQLAlchemy decodes it). Plain reads only: under READ COMMITTED a lone SELECT sees
         # the same rows whether or not the connection's transaction has begun, while a locking
         # read must run inside it (so it goes through SQLAlchemy, which begins it).
-        driver = await _driver(conn)
+        _, driver = await _driver(conn)
         return await driver.fetchrow(self.sql, *self._args(params))
 
     async def execute(self, conn: AsyncConnection, params: dict[str, Any]) -> None:
@@ -238,28 +238,23 @@ class _DriverStatement:
         autocommit connection, or inside a transaction that has begun. A transaction SQLAlchemy
         has not begun yet (it sends BEGIN with its first statement) gets this statement through
         SQLAlchemy, so the write can never land outside its transaction."""
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        if getattr(raw.dbapi_connection, "autocommit", False) or driver.is_in_transaction():
+        adapter, driver = await _driver(conn)
+        if getattr(adapter, "autocommit", False) or driver.is_in_transaction():
             await driver.execute(self.sql, *self._args(params))
         else:
             await conn.execute(self.stmt, params)
 
 
-async def _driver(conn: AsyncConnection) -> Any:
+async def _driver(conn: AsyncConnection) -> tuple[Any, Any]:
+    """(the pooled DBAPI adapter, its asyncpg connection)."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    return driver
+    return raw.dbapi_connection, driver
 
 
-def _json_text(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
-# JSON parameters serialised as the engine does (servicekit.db.make_engine: orjson).
-_DIALECT = pg_asyncpg.dialect(json_serializer=_json_text)  # type: ignore[no-untyped-call]
+# JSON parameters serialised as the engine does (servicekit.db.make_engine).
+_DIALECT = pg_asyncpg.dialect(json_serializer=json_text)  # type: ignore[no-untyped-call]
 # The hottest read (GET /jobs/{id}) and writes (a new job, a claim's save): straight to the driver.
 _GET_JOB_DRIVER = {owned: _DriverStatement.of(_GET_JOB[(owned, False)]) for owned in (False, True)}
 _INSERT_JOB_WITH_EVENTS_DRIVER = _DriverStatement.of(_INSERT_JOB_WITH_EVENTS)
@@ -575,7 +570,7 @@ def _history_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "user_ids": [r["user_id"] for r in rows],
         "attempts": [r["attempt"] for r in rows],
         "kinds": [r["kind"] for r in rows],
-        "data": [orjson.dumps(r["data"]).decode() for r in rows],
+        "data": [json_text(r["data"]) for r in rows],
         "channel": JOB_EVENTS_CHANNEL,
     }
 
