@@ -1,19 +1,25 @@
 """Transactional outbox: an event is written in the same transaction as the state change it
 announces, and a relay publishes it afterwards with publisher confirms.
 
-The relay wakes on a PostgreSQL NOTIFY fired by a statement trigger on the outbox table (delivered
-at commit, so it costs the writer no extra round trip) and polls as a fallback. A row is deleted
-only once the broker confirmed it.
+The relay holds one connection of its own (not a pooled one): it LISTENs there for the NOTIFY a
+statement trigger on the outbox table fires (delivered at commit, so it costs the writer no extra
+round trip), polls as a fallback, and reads and deletes rows on it with plain driver statements.
+A row is deleted only once the broker confirmed it.
 
 Order: events about one subject (a job) reach the broker in the order they were written.
-- Several relays may run (one per replica), but only one publishes at a time: each batch runs in a
-  transaction holding a PostgreSQL advisory lock on the table; another relay that cannot take it
-  stands by until its next wake-up. (SKIP LOCKED alone let two relays interleave their batches.)
+- Several relays may run (one per replica), but only one publishes: the relay that holds a
+  PostgreSQL session advisory lock on the table. It keeps the lock as long as its connection
+  lives; the others stand by, trying it at each wake-up, and one takes over when the holder's
+  connection ends (the server releases the lock; TCP keepalives bound how long a dead client's
+  session can keep it). (SKIP LOCKED alone let two relays interleave their batches.)
 - Within a batch, the rows of one subject are published one after the other, each after the
   broker confirmed the previous one; different subjects go in parallel. When a publish fails, the
   subject's later rows of the batch are not sent: they go after it, in the next batch.
 - The producer may give each event a `sequence` (CloudEvents extension) that increases per
   subject, so a consumer can also drop a stale status it receives late.
+
+A batch costs two round trips (read, delete) and no transaction: only the lock holder touches the
+rows, and a crash between the publish and the delete publishes the row again (at least once).
 """
 
 import asyncio
@@ -22,17 +28,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker, PublishFailure, Unroutable
-from messaging.transactions import Begin
 
 log = structlog.get_logger(__name__)
 
@@ -129,65 +136,90 @@ class RelayStats:
     standby: int = 0
 
 
+# Server-side keepalives on the relay's connection: if the relay's host vanishes, the server drops
+# its session (and the lock) within about 25 s, and a standby relay takes over.
+_KEEPALIVES = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+# The errors that mean the database or the network failed (the relay reconnects), not a bug.
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _driver_sql(stmt: sa.ClauseElement, *params: str) -> str:
+    """`stmt` as asyncpg SQL whose positional parameters are `params`, in that order."""
+    compiled = cast(SQLCompiler, stmt.compile(dialect=_DIALECT))
+    if tuple(compiled.positiontup or ()) != params:
+        raise ValueError(f"parameters {compiled.positiontup} are not {params}")
+    return str(compiled.string)
+
+
+_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
 class OutboxRelay:
     def __init__(
         self,
         *,
-        begin: Begin,
+        dsn: str,
         table: sa.Table,
         broker: Broker,
-        listen_dsn: str,
         channel: str,
         batch_size: int = 200,
         poll_interval: float = 1.0,
         unroutable_backoff: timedelta = timedelta(seconds=5),
     ) -> None:
-        self._begin = begin
-        self._table = table
+        self._dsn = dsn
         self._broker = broker
-        self._listen_dsn = listen_dsn
         self._channel = channel
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._unroutable_backoff = unroutable_backoff
         self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._leader = False
         self.stats = RelayStats()
         # One lock per outbox table: relays of one service exclude each other, not other services.
-        lock_key = sa.func.hashtext(f"outbox-relay:{table.fullname}")
-        # The lock and the batch in one round trip: the lock (a one-row subquery, evaluated once)
-        # joined with the oldest available rows, read only when it was taken. Always one row at
-        # least: `locked` false means another relay is publishing; a NULL id, nothing to do.
-        lock = sa.select(sa.func.pg_try_advisory_xact_lock(lock_key).label("locked")).subquery(
-            "relay_lock"
-        )
+        self.lock_name = f"outbox-relay:{table.fullname}"
         t = table
-        batch = (
+        self._take_sql = _driver_sql(
             sa.select(
                 t.c.id, t.c.event_id, t.c.event_type, t.c.routing_key, t.c.body, t.c.must_route
             )
-            .where(lock.c.locked, t.c.available_at <= sa.func.now())
+            .where(t.c.available_at <= sa.func.now())
             .order_by(t.c.id)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-            .lateral("batch")
+            .limit(sa.bindparam("limit", type_=sa.Integer)),
+            "limit",
         )
-        self._take_batch = (
-            sa.select(lock.c.locked, batch)
-            .select_from(lock.outerjoin(batch, sa.true()))
-            .order_by(batch.c.id)
+        ids = t.c.id == sa.any_(sa.bindparam("ids", type_=pg.ARRAY(sa.BigInteger)))
+        self._delete_sql = _driver_sql(sa.delete(t).where(ids), "ids")
+        self._defer_sql = _driver_sql(
+            sa.update(t)
+            .where(ids)
+            .values(
+                attempts=t.c.attempts + sa.literal_column("1"),
+                available_at=sa.func.now() + sa.bindparam("backoff", type_=sa.Interval),
+            ),
+            "backoff",
+            "ids",
         )
+
+    @property
+    def is_leader(self) -> bool:
+        """This relay holds the lock (it is the one that publishes)."""
+        return self._leader and self._conn is not None and not self._conn.is_closed()
 
     async def run(self) -> None:
         """Relay until cancelled. Survives database and broker outages by retrying."""
-        listener: asyncpg.Connection | None = None
         try:
             while True:
-                if listener is None or listener.is_closed():
-                    listener = await self._listen()
                 try:
                     moved = await self.relay_once()
-                except (OSError, asyncpg.PostgresError, sa.exc.DBAPIError) as exc:
+                except _DB_ERRORS as exc:
                     log.warning("outbox.relay_db_error", error=str(exc))
+                    await self.close()
                     moved = 0
                     await asyncio.sleep(self._poll_interval)
                 if moved >= self._batch_size:
@@ -196,16 +228,36 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
                 self._wake.clear()
         finally:
-            if listener is not None and not listener.is_closed():
-                await listener.close()
+            await self.close()
 
-    async def _listen(self) -> asyncpg.Connection | None:
+    async def __aenter__(self) -> "OutboxRelay":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the relay's connection (which gives its lock up)."""
+        conn, self._conn, self._leader = self._conn, None, False
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except (*_DB_ERRORS, TimeoutError):
+                conn.terminate()
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        self._conn, self._leader = None, False
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": "outbox-relay", **_KEEPALIVES}
+        )
         try:
-            conn = await asyncpg.connect(self._listen_dsn)
             await conn.add_listener(self._channel, lambda *_: self._wake.set())
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("outbox.listen_failed", error=str(exc))
-            return None
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
         return conn
 
     async def _publish_chain(self, rows: Sequence[Any]) -> list[tuple[Any, object]]:
@@ -215,12 +267,12 @@ class OutboxRelay:
         for r in rows:
             try:
                 await self._broker.publish_raw(
-                    r.body,
-                    routing_key=r.routing_key,
-                    message_id=str(r.event_id),
-                    event_type=r.event_type,
+                    r["body"],
+                    routing_key=r["routing_key"],
+                    message_id=str(r["event_id"]),
+                    event_type=r["event_type"],
                     # Broadcasts nobody subscribes to yet are dropped by the broker.
-                    mandatory=r.must_route,
+                    mandatory=r["must_route"],
                 )
                 result: object = None
             except Exception as exc:
@@ -232,54 +284,53 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch. Returns how many rows it handled (published or deferred); 0 when
-        there was nothing to do or another relay is publishing."""
-        async with self._begin() as conn:
-            taken = (await conn.execute(self._take_batch)).all()
-            if not taken[0].locked:
+        there was nothing to do or another relay is publishing. Database errors propagate (the
+        caller closes the connection and retries)."""
+        conn = await self._connection()
+        if not self._leader:
+            self._leader = bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.lock_name)
+            )
+            if not self._leader:
                 self.stats.standby += 1
                 return 0
-            rows = [r for r in taken if r.id is not None]
-            if not rows:
-                return 0
-            chains: dict[object, list[Any]] = {}
-            for r in rows:
-                # Rows without a subject have no order to keep: each is its own chain.
-                key = _subject(r.body) or ("row", r.id)
-                chains.setdefault(key, []).append(r)
-            outcomes = await asyncio.gather(*(self._publish_chain(c) for c in chains.values()))
-            done: list[int] = []
-            deferred: list[int] = []
-            for row, result in (pair for chain in outcomes for pair in chain):
-                if result is None:
-                    done.append(row.id)
-                elif isinstance(result, Unroutable):
-                    # Only must_route rows are published as mandatory, so only they come back.
-                    self.stats.unroutable += 1
-                    log.error(
-                        "outbox.unroutable", event_type=row.event_type, routing_key=row.routing_key
-                    )
-                    deferred.append(row.id)
-                elif isinstance(result, PublishFailure):
-                    self.stats.failures += 1
-                    log.warning(
-                        "outbox.publish_failed", event_type=row.event_type, error=repr(result)
-                    )
-                else:
-                    assert isinstance(result, BaseException)
-                    raise result
-            t = self._table
-            if done:
-                await conn.execute(sa.delete(t).where(t.c.id.in_(done)))
-            if deferred:
-                await conn.execute(
-                    sa.update(t)
-                    .where(t.c.id.in_(deferred))
-                    .values(
-                        attempts=t.c.attempts + 1,
-                        available_at=sa.func.now() + self._unroutable_backoff,
-                    )
+            log.info("outbox.relay_leading", lock=self.lock_name)
+        rows = await conn.fetch(self._take_sql, self._batch_size)
+        if not rows:
+            return 0
+        chains: dict[object, list[Any]] = {}
+        for r in rows:
+            # Rows without a subject have no order to keep: each is its own chain.
+            key = _subject(r["body"]) or ("row", r["id"])
+            chains.setdefault(key, []).append(r)
+        outcomes = await asyncio.gather(*(self._publish_chain(c) for c in chains.values()))
+        done: list[int] = []
+        deferred: list[int] = []
+        for row, result in (pair for chain in outcomes for pair in chain):
+            if result is None:
+                done.append(row["id"])
+            elif isinstance(result, Unroutable):
+                # Only must_route rows are published as mandatory, so only they come back.
+                self.stats.unroutable += 1
+                log.error(
+                    "outbox.unroutable",
+                    event_type=row["event_type"],
+                    routing_key=row["routing_key"],
                 )
-            self.stats.published += len(done)
+                deferred.append(row["id"])
+            elif isinstance(result, PublishFailure):
+                self.stats.failures += 1
+                log.warning(
+                    "outbox.publish_failed", event_type=row["event_type"], error=repr(result)
+                )
+            else:
+                assert isinstance(result, BaseException)
+                raise result
+        if done:
+            await conn.execute(self._delete_sql, done)
+        if deferred:
+            await conn.execute(self._defer_sql, self._unroutable_backoff, deferred)
+        self.stats.published += len(done)
         if len(done) + len(deferred) < len(rows):
             # The broker is unreachable: let the robust connection recover before the next batch.
             await asyncio.sleep(self._poll_interval)

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -37,15 +38,24 @@ async def outbox_rows(engine: AsyncEngine) -> list[Any]:
         return list((await conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id))).all())
 
 
-def make_relay(engine: AsyncEngine, broker: Broker, listen_dsn: str, **kwargs: Any) -> OutboxRelay:
-    return OutboxRelay(
-        begin=engine.begin,
-        table=OUTBOX,
-        broker=broker,
-        listen_dsn=listen_dsn,
-        channel=NOTIFY_CHANNEL,
-        **kwargs,
-    )
+MakeRelay = Callable[..., OutboxRelay]
+
+
+@pytest.fixture
+async def make_relay(listen_dsn: str) -> AsyncIterator[MakeRelay]:
+    """Relays on the test database; each one's connection (and lock) is closed at the end."""
+    made: list[OutboxRelay] = []
+
+    def make(broker: Broker, **kwargs: Any) -> OutboxRelay:
+        relay = OutboxRelay(
+            dsn=listen_dsn, table=OUTBOX, broker=broker, channel=NOTIFY_CHANNEL, **kwargs
+        )
+        made.append(relay)
+        return relay
+
+    yield make
+    for relay in made:
+        await relay.close()
 
 
 @contextlib.asynccontextmanager
@@ -63,7 +73,7 @@ async def running(*relays: OutboxRelay) -> Any:
 
 
 async def test_rows_are_published_with_confirms_then_deleted(
-    engine: AsyncEngine, topology: Topology, listen_dsn: str
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
 ) -> None:
     queue = await topology.declare("probe", ["job.status_changed"])
     payloads = [status_changed() for _ in range(3)]
@@ -71,7 +81,7 @@ async def test_rows_are_published_with_confirms_then_deleted(
     rows = await outbox_rows(engine)
     assert len(rows) == 3
 
-    relay = make_relay(engine, topology.broker, listen_dsn)
+    relay = make_relay(topology.broker)
     assert await relay.relay_once() == 3
     assert relay.stats.published == 3
     assert await outbox_rows(engine) == []
@@ -101,33 +111,35 @@ class _FailsFor(Broker):
 
 
 async def test_a_failed_publish_keeps_the_row_for_the_next_round(
-    engine: AsyncEngine, topology: Topology, listen_dsn: str
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
 ) -> None:
     queue = await topology.declare("probe", ["job.status_changed"])
     await add(engine, status_changed(), status_changed())
     first, second = await outbox_rows(engine)
 
     flaky = _FailsFor(topology.broker, {str(second.event_id)})
-    relay = make_relay(engine, flaky, listen_dsn, poll_interval=0.01)
+    relay = make_relay(flaky, poll_interval=0.01)
     assert await relay.relay_once() == 1
     assert relay.stats.failures == 1
     [left] = await outbox_rows(engine)
     assert left.event_id == second.event_id
     assert left.attempts == 0, "a broker failure is not the event's fault"
 
-    assert await make_relay(engine, topology.broker, listen_dsn).relay_once() == 1
+    # The relay's process ends (its connection and lock with it); the next one sends the rest.
+    await relay.close()
+    assert await make_relay(topology.broker).relay_once() == 1
     assert await outbox_rows(engine) == []
     ids = {m.message_id for m in await topology.drain(queue)}
     assert ids == {str(first.event_id), str(second.event_id)}
 
 
 async def test_unroutable_must_route_event_stays_and_a_broadcast_is_dropped(
-    engine: AsyncEngine, topology: Topology, listen_dsn: str
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
 ) -> None:
     # No queue is bound in this namespace: the must_route event (published as mandatory) comes
     # back; the broadcast is published without `mandatory` and the broker drops it.
     await add(engine, job_created(), status_changed())
-    relay = make_relay(engine, topology.broker, listen_dsn, unroutable_backoff=timedelta(minutes=1))
+    relay = make_relay(topology.broker, unroutable_backoff=timedelta(minutes=1))
     assert await relay.relay_once() == 2
     assert relay.stats.unroutable == 1
     [kept] = await outbox_rows(engine)
@@ -150,10 +162,10 @@ async def test_unroutable_must_route_event_stays_and_a_broadcast_is_dropped(
 
 
 async def test_notify_wakes_the_relay_long_before_its_poll(
-    engine: AsyncEngine, topology: Topology, listen_dsn: str
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
 ) -> None:
     queue = await topology.declare("probe", ["job.status_changed"])
-    relay = make_relay(engine, topology.broker, listen_dsn, poll_interval=5)
+    relay = make_relay(topology.broker, poll_interval=5)
     await add(engine, status_changed())
     async with running(relay):
         # The first round runs after the listener is up; after it the relay sleeps on NOTIFY.
@@ -175,16 +187,13 @@ async def _published(relay: OutboxRelay, n: int) -> bool:
 
 
 async def test_two_relays_publish_each_row_exactly_once(
-    engine: AsyncEngine, topology: Topology, listen_dsn: str
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
 ) -> None:
     queue = await topology.declare("probe", ["job.status_changed"])
     total = 400
     await add(engine, *(status_changed() for _ in range(total)))
     expected = {str(r.event_id) for r in await outbox_rows(engine)}
-    relays = [
-        make_relay(engine, topology.broker, listen_dsn, batch_size=10, poll_interval=0.05)
-        for _ in range(2)
-    ]
+    relays = [make_relay(topology.broker, batch_size=10, poll_interval=0.05) for _ in range(2)]
 
     async def drained() -> bool:
         return not await outbox_rows(engine)
@@ -209,3 +218,44 @@ async def test_outbox_add_is_part_of_the_callers_transaction(engine: AsyncEngine
     with pytest.raises(RuntimeError):
         await failing_write()
     assert await outbox_rows(engine) == []
+
+
+async def test_the_leader_keeps_its_lock_and_a_standby_takes_over_when_its_session_ends(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    leader, standby = make_relay(topology.broker), make_relay(topology.broker)
+    await add(engine, status_changed())
+    assert await leader.relay_once() == 1
+    assert leader.is_leader
+    # Between batches the leader keeps the lock: the other relay stands by, even with work.
+    await add(engine, status_changed())
+    assert await standby.relay_once() == 0
+    assert standby.stats.standby == 1
+    assert not standby.is_leader
+
+    # The leader's session ends (its host died; the server terminated the backend).
+    async with engine.connect() as conn:
+        pid = (
+            await conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND objid::int = hashtext(:name)"
+                ),
+                {"name": leader.lock_name},
+            )
+        ).scalar_one()
+        assert (await conn.execute(sa.select(sa.func.pg_terminate_backend(pid)))).scalar()
+
+    async def took_over() -> bool:
+        return await standby.relay_once() == 1
+
+    await eventually(took_over, timeout=10)
+    assert standby.is_leader
+    assert len(await topology.drain(queue)) == 2
+    # The old leader finds its connection gone, reconnects, and stands by: a new session is not
+    # the leader until it takes the lock.
+    await add(engine, status_changed())
+    assert await leader.relay_once() == 0
+    assert not leader.is_leader
+    assert await standby.relay_once() == 1

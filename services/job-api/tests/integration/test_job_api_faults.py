@@ -42,6 +42,7 @@ from job_api.adapters.tables import OUTBOX_CHANNEL, outbox
 from messaging.broker import Broker
 from messaging.outbox import OutboxRelay
 from messaging.worker import Offer, WorkerClient
+from servicekit.db import asyncpg_dsn
 
 pytestmark = pytest.mark.integration
 
@@ -226,20 +227,20 @@ class _DownBroker:
 
 
 async def test_relay_killed_mid_publish_keeps_the_row_until_confirmed(
-    db: AsyncEngine, settings_factory: Any, make_worker: Any
+    db: AsyncEngine, database_url: str, settings_factory: Any, make_worker: Any
 ) -> None:
     """A relay cancelled while it waits for a confirm, or one whose publish fails, leaves the row
-    (unlocked, not counted as an attempt); the next relay publishes it."""
+    (not counted as an attempt); the next relay publishes it."""
+    dsn = asyncpg_dsn(database_url)
     async with running_app(settings_factory(run_relay=False)) as client:
         worker = await make_worker()  # after the app declared the topology
         job_id = await create_job(client)
 
         stuck = _StuckBroker()
         relay = OutboxRelay(
-            begin=db.begin,
+            dsn=dsn,
             table=outbox,
             broker=stuck,  # type: ignore[arg-type]
-            listen_dsn="",
             channel=OUTBOX_CHANNEL,
         )
         task = asyncio.create_task(relay.relay_once())
@@ -247,17 +248,18 @@ async def test_relay_killed_mid_publish_keeps_the_row_until_confirmed(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await relay.close()  # the killed relay's process is gone, its session and lock with it
         assert "job.created" in await outbox_types(db)
 
         down = OutboxRelay(
-            begin=db.begin,
+            dsn=dsn,
             table=outbox,
             broker=_DownBroker(),  # type: ignore[arg-type]
-            listen_dsn="",
             channel=OUTBOX_CHANNEL,
             poll_interval=0.01,
         )
-        assert await down.relay_once() == 0
+        async with down:
+            assert await down.relay_once() == 0
         assert down.stats.failures >= 1
         assert down.stats.published == 0
         async with db.connect() as conn:

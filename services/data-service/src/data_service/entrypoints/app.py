@@ -40,7 +40,8 @@ log = structlog.get_logger(__name__)
 
 
 def pool_sizes(total: int) -> dict[str, int]:
-    background = {"consumer": 1, "relay": 1}
+    # The relay holds a connection of its own, outside the engine's pool.
+    background = {"consumer": 1}
     return {**background, "http": max(1, total - sum(background.values()))}
 
 
@@ -126,7 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.broker = broker
         tasks: list[asyncio.Task[Any]] = []
         if settings.run_relay:
-            relay = make_relay(state, broker, asyncpg_dsn(settings.database_url), OUTBOX_CHANNEL)
+            relay = make_relay(broker, asyncpg_dsn(settings.database_url), OUTBOX_CHANNEL)
             tasks.append(asyncio.create_task(supervised("relay", relay.run), name="relay"))
         if settings.run_consumers:
             consumer = make_consumer(state, broker)

@@ -25,9 +25,15 @@ from job_api.domain.job import Job
 from servicekit.db import json_text
 
 
-def _insert_events_and_notify() -> sa.Select[Any]:
+def _only_if(rows: sa.Select[Any], applied: sa.CTE | None) -> sa.Select[Any]:
+    """`rows`, or none of them when the `applied` write (a CTE) changed no row."""
+    return rows if applied is None else rows.where(sa.exists(sa.select(applied.c.id)))
+
+
+def _insert_events_and_notify(applied: sa.CTE | None = None) -> sa.Select[Any]:
     """History rows in, and one NOTIFY (`<job id>:<user id>`) per job they touch, in one round
     trip: a stream that is woken reads every row after its last id, so one wake per job suffices.
+    With `applied`, only if that write changed a row.
 
     The rows travel as one array parameter per column, so the statement is compiled and prepared
     once whatever the number of rows (a multi-row VALUES is compiled anew on every call).
@@ -43,9 +49,12 @@ def _insert_events_and_notify() -> sa.Select[Any]:
         .table_valued("job_id", "user_id", "attempt", "kind", "data", with_ordinality="n")
         .render_derived()
     )
-    rows = sa.select(
-        src.c.job_id, src.c.user_id, src.c.attempt, src.c.kind, sa.cast(src.c.data, pg.JSONB)
-    ).order_by(src.c.n)  # ids follow the order of the rows given
+    rows = _only_if(
+        sa.select(
+            src.c.job_id, src.c.user_id, src.c.attempt, src.c.kind, sa.cast(src.c.data, pg.JSONB)
+        ).order_by(src.c.n),  # ids follow the order of the rows given
+        applied,
+    )
     inserted = (
         pg.insert(job_events)
         .from_select(["job_id", "user_id", "attempt", "kind", "data"], rows)
@@ -66,8 +75,9 @@ _INSERT_EVENTS = _insert_events_and_notify()
 _JOB_FIELDS = [f.name for f in dataclasses.fields(Job)]
 
 
-def _stage_outbox() -> sa.CTE:
-    """Outbox rows from one array parameter per column (compiled once whatever their number)."""
+def _stage_outbox(applied: sa.CTE | None = None) -> sa.CTE:
+    """Outbox rows from one array parameter per column (compiled once whatever their number);
+    with `applied`, only if that write changed a row."""
     src = (
         sa.func.unnest(
             sa.cast(sa.bindparam("outbox_event_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
@@ -85,9 +95,16 @@ def _stage_outbox() -> sa.CTE:
         pg.insert(outbox)
         .from_select(
             ["event_id", "event_type", "routing_key", "body", "must_route"],
-            sa.select(
-                src.c.event_id, src.c.event_type, src.c.routing_key, src.c.body, src.c.must_route
-            ).order_by(src.c.n),  # outbox ids follow the order of the events (relay order)
+            _only_if(
+                sa.select(
+                    src.c.event_id,
+                    src.c.event_type,
+                    src.c.routing_key,
+                    src.c.body,
+                    src.c.must_route,
+                ).order_by(src.c.n),  # outbox ids follow the order of the events (relay order)
+                applied,
+            ),
         )
         .returning(outbox.c.id)
         .cte("staged")
@@ -141,6 +158,38 @@ def _save_job_with_events() -> sa.Select[Any]:
 
 
 _SAVE_JOB_WITH_EVENTS = _save_job_with_events()
+
+
+# The version of a row: PostgreSQL's xmin, the transaction that wrote this version of it. Any
+# UPDATE of the row, whatever columns it sets, gives it a new one.
+def _row_version() -> sa.Cast[str]:
+    return sa.cast(sa.literal_column("xmin"), sa.Text)
+
+
+def _save_job_with_events_if_unchanged() -> sa.Select[Any]:
+    """As _save_job_with_events, but only if the job row is still the version that was read
+    (`row_version`): a compare-and-set, so the save needs no lock held since the read and no
+    transaction block. It returns the job's id when it applied and no row when it did not, and
+    then stages nothing."""
+    saved = (
+        sa.update(jobs)
+        .where(jobs.c.id == sa.bindparam("job_pk"), _row_version() == sa.bindparam("row_version"))
+        .values(
+            {c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in _JOB_FIELDS if c != "id"}
+        )
+        .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
+        .returning(jobs.c.id)
+        .cte("saved")
+    )
+    notified = _insert_events_and_notify(saved).add_cte(_stage_outbox(saved)).subquery("notified")
+    # The NOTIFYs run as a scalar subquery of the one row `saved` returns.
+    return sa.select(
+        saved.c.id,
+        sa.select(sa.func.count()).select_from(notified).scalar_subquery().label("notified"),
+    )
+
+
+_SAVE_JOB_WITH_EVENTS_IF_UNCHANGED = _save_job_with_events_if_unchanged()
 
 _INSERT_JOB_WITH_EVENTS = _insert_job_with_events()
 
@@ -259,6 +308,11 @@ _DIALECT = pg_asyncpg.dialect(json_serializer=json_text)  # type: ignore[no-unty
 _GET_JOB_DRIVER = {owned: _DriverStatement.of(_GET_JOB[(owned, False)]) for owned in (False, True)}
 _INSERT_JOB_WITH_EVENTS_DRIVER = _DriverStatement.of(_INSERT_JOB_WITH_EVENTS)
 _SAVE_JOB_WITH_EVENTS_DRIVER = _DriverStatement.of(_SAVE_JOB_WITH_EVENTS)
+_SAVE_JOB_WITH_EVENTS_IF_UNCHANGED_DRIVER = _DriverStatement.of(_SAVE_JOB_WITH_EVENTS_IF_UNCHANGED)
+# A read that also returns the row's version, for a save that checks it instead of holding a lock.
+_GET_JOB_VERSIONED_DRIVER = _DriverStatement.of(
+    sa.select(jobs, _row_version().label("row_version")).where(jobs.c.id == sa.bindparam("job_pk"))
+)
 
 # Every column from the parameters (as _UPDATE_JOB) and `n` more event sequence numbers taken.
 _SAVE_RESERVING = (
@@ -302,12 +356,41 @@ class KnownDataset:
     format: str | None = None
 
 
+class ConcurrentUpdate(Exception):
+    """An optimistic save found the job changed since it was read: nothing was written. Run the
+    work again in a transaction that locks the row."""
+
+
+class NeedsTransaction(Exception):
+    """Optimistic mode cannot do this write (it is not a checked save, or not the first write):
+    nothing was written. Run the work again in a transaction that locks the row."""
+
+
 class JobRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    """With `optimistic`, on a connection without a transaction block (each statement commits
+    on its own): a read "for update" takes no lock but remembers the row's version, and the one
+    write allowed, a save of that job, applies only if the row is still that version (else
+    ConcurrentUpdate). Any other write raises NeedsTransaction before it runs. Either way the
+    save lands only on the row as it was read, as under a lock held since the read."""
+
+    def __init__(self, conn: AsyncConnection, *, optimistic: bool = False) -> None:
         self._conn = conn
+        self._optimistic = optimistic
+        self._wrote = False
         # The event sequence of each job this transaction read under lock (FOR UPDATE): stable
         # until commit, so the job's next events can be numbered without another statement.
+        # In optimistic mode: as read, with the row's version in _versions.
         self._locked_sequences: dict[UUID, int] = {}
+        self._versions: dict[UUID, str] = {}
+
+    def _plain_write(self) -> None:
+        """Called before a write that optimistic mode cannot check."""
+        if self._optimistic:
+            raise NeedsTransaction(
+                "optimistic unit of work: only one checked save"
+                if not self._wrote
+                else "optimistic unit of work: a second write after a committed one"
+            )
 
     def _locked(self, row: sa.Row[Any]) -> Job:
         self._locked_sequences[row.id] = int(row.event_sequence)
@@ -328,6 +411,7 @@ class JobRepository:
     ) -> None:
         """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
         sequences 1..n are taken in the job's row) and history rows, in one round trip."""
+        self._plain_write()
         params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
         params["job_event_sequence"] = len(outbox_rows)
         params.update(_outbox_params(outbox_rows))
@@ -337,6 +421,7 @@ class JobRepository:
     async def save_reserving(self, job: Job, count: int) -> int:
         """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same
         UPDATE; returns the first of them."""
+        self._plain_write()
         params = _update_params(job)
         params["n"] = count
         last = int((await self._conn.execute(_SAVE_RESERVING, params)).scalar_one())
@@ -361,23 +446,35 @@ class JobRepository:
         params["n"] = reserved
         params.update(_outbox_params(outbox_rows))
         params.update(_history_params(history))
-        await _SAVE_JOB_WITH_EVENTS_DRIVER.execute(self._conn, params)
+        if not self._optimistic:
+            await _SAVE_JOB_WITH_EVENTS_DRIVER.execute(self._conn, params)
+        else:
+            if self._wrote:
+                raise NeedsTransaction("optimistic unit of work: a second write")
+            params["row_version"] = self._versions[job.id]
+            self._wrote = True  # from here on, whatever happens, no retry in this mode
+            applied = await _SAVE_JOB_WITH_EVENTS_IF_UNCHANGED_DRIVER.fetchrow(self._conn, params)
+            if applied is None:
+                raise ConcurrentUpdate(f"job {job.id} changed since it was read")
         self._locked_sequences[job.id] = known + reserved
 
     async def stage_events(
         self, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
     ) -> None:
         """Outbox rows (`messaging.outbox.outbox_row`) and history rows in one round trip."""
+        self._plain_write()
         if not outbox_rows and not history:
             return
         params = {**_outbox_params(outbox_rows), **_history_params(history)}
         await self._conn.execute(_STAGE_EVENTS, params)
 
     async def save(self, job: Job) -> None:
+        self._plain_write()
         await self._conn.execute(_UPDATE_JOB, _update_params(job))
 
     async def save_many(self, changed: Sequence[Job]) -> None:
         """One executemany (pipelined by asyncpg) instead of one round trip per job."""
+        self._plain_write()
         if len(changed) == 1:
             await self.save(changed[0])
         elif changed:
@@ -392,6 +489,16 @@ class JobRepository:
         if not for_update:
             record = await _GET_JOB_DRIVER[user_id is not None].fetchrow(self._conn, params)
             return job_from_mapping(dict(record)) if record is not None else None
+        if self._optimistic:
+            if user_id is not None:
+                raise NeedsTransaction("optimistic unit of work: an owned read for update")
+            record = await _GET_JOB_VERSIONED_DRIVER.fetchrow(self._conn, params)
+            if record is None:
+                return None
+            values = dict(record)
+            self._versions[job_id] = values.pop("row_version")
+            self._locked_sequences[job_id] = int(values["event_sequence"])
+            return job_from_mapping(values)
         stmt = _GET_JOB[(user_id is not None, for_update)]
         row = (await self._conn.execute(stmt, params)).first()
         return self._locked(row) if row is not None else None
@@ -399,6 +506,7 @@ class JobRepository:
     async def next_sequences(self, counts: dict[UUID, int]) -> dict[UUID, int]:
         """Reserve `counts[job]` event sequence numbers per job; returns the first of each. A job
         not (yet) in the table gets none."""
+        self._plain_write()
         firsts: dict[UUID, int] = {}
         for job_id, count in counts.items():
             last = (
@@ -410,6 +518,7 @@ class JobRepository:
         return firsts
 
     async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:
+        self._plain_write()
         if not job_ids:
             return {}
         # A stable lock order keeps concurrent batches from deadlocking.
@@ -709,8 +818,13 @@ class RetentionRepository:
 
 
 class DatasetRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, read_only: bool = False) -> None:
         self._conn = conn
+        self._read_only = read_only
+
+    def _write(self) -> None:
+        if self._read_only:
+            raise NeedsTransaction("optimistic unit of work: datasets are read-only")
 
     async def upsert(
         self,
@@ -724,6 +838,7 @@ class DatasetRepository:
         size_bytes: int | None = None,
         format: str | None = None,
     ) -> None:
+        self._write()
         file_facts = {"sha256": sha256, "size_bytes": size_bytes, "format": format}
         stmt = pg.insert(known_datasets).values(
             dataset_id=dataset_id,
@@ -747,6 +862,7 @@ class DatasetRepository:
         await self._conn.execute(stmt)
 
     async def mark_deleted(self, dataset_id: UUID, user_id: str) -> None:
+        self._write()
         stmt = pg.insert(known_datasets).values(
             dataset_id=dataset_id, user_id=user_id, job_types=[], filename="", rows=0, deleted=True
         )

@@ -50,10 +50,10 @@ log = structlog.get_logger(__name__)
 
 def pool_sizes(total: int) -> dict[str, int]:
     """Split the engine's connections into admission pools so that no kind of work can take the
-    connections another needs: the relay has its own LISTEN connection and takes one pooled
-    connection per batch; the consumer, the claim server and the watchdog get one or two each;
-    streams read in short bursts; HTTP requests get the rest."""
-    background = {"consumer": 2, "rpc": 2, "watchdog": 1, "relay": 1, "streams": 2}
+    connections another needs (the relay is not among them: it holds a connection of its own, as
+    the stream hub's LISTEN does): the consumer, the claim server and the watchdog get one or two
+    each; streams read in short bursts; HTTP requests get the rest."""
+    background = {"consumer": 2, "rpc": 2, "watchdog": 1, "streams": 2}
     fixed = sum(background.values())
     if total < fixed + 1:
         # Small pools (tests): every kind still gets a slot of its own (the engine is sized to
@@ -208,7 +208,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.broker = broker
         tasks = [asyncio.create_task(state.live.run(), name="live")]
         if settings.run_relay:
-            relay = make_relay(state, broker, listen_dsn, OUTBOX_CHANNEL)
+            relay = make_relay(broker, listen_dsn, OUTBOX_CHANNEL)
             tasks.append(asyncio.create_task(supervised("relay", relay.run), name="relay"))
         caught_up = None
         if settings.run_consumers:

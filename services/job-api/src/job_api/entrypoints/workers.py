@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.routing import JOB_API, JOB_API_EVENT_BINDINGS, WORKER_REPORT_KEYS
 from contracts.rpc import ClaimJob, ClaimReply
+from job_api.adapters.repository import ConcurrentUpdate, NeedsTransaction
 from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS
@@ -52,14 +53,9 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
     ]
 
 
-def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -> OutboxRelay:
-    return OutboxRelay(
-        begin=lambda: state.db.write("relay"),
-        table=outbox,
-        broker=broker,
-        listen_dsn=listen_dsn,
-        channel=channel,
-    )
+def make_relay(broker: Broker, dsn: str, channel: str) -> OutboxRelay:
+    """The relay, on a connection of its own (`dsn`), not one of the engine's."""
+    return OutboxRelay(dsn=dsn, table=outbox, broker=broker, channel=channel)
 
 
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
@@ -85,11 +81,27 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     )
 
 
+async def claim(state: AppState, cmd: ClaimJob) -> ClaimReply:
+    """Answer a claim. Optimistic first: the job is read, then saved with its events by one
+    statement that applies only if the row did not change in between, with no transaction block
+    (two round trips instead of four). A lost race, or a claim that needs more than that save (a
+    retried claim id), runs again in a transaction holding the row lock; nothing was written by
+    the first try."""
+    try:
+        async with state.db.write_one_statement("rpc") as conn:
+            return await claim_job(
+                UnitOfWork(conn, optimistic=True), cmd, state.policy, now=datetime.now(UTC)
+            )
+    except (ConcurrentUpdate, NeedsTransaction) as exc:
+        log.info("claim.locking", job_id=str(cmd.job_id), reason=str(exc))
+    async with state.db.write("rpc") as conn:
+        return await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
+
+
 def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     async def handle(body: bytes) -> ClaimReply:
         cmd = ClaimJob.model_validate_json(body)
-        async with state.db.write("rpc") as conn:
-            reply = await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
+        reply = await claim(state, cmd)
         CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
         if reply.granted:
             # A worker serves these routes (it trains now, consuming nothing): say so at once,

@@ -19,6 +19,7 @@ from job_api.adapters.repository import (
     IdempotencyRepository,
     JobEventRepository,
     JobRepository,
+    NeedsTransaction,
 )
 from job_api.domain.job import Job
 from messaging.outbox import outbox_row
@@ -27,14 +28,34 @@ SOURCE = "job-api"
 
 
 class UnitOfWork:
-    def __init__(self, conn: AsyncConnection) -> None:
+    """The repositories on one connection. `optimistic` (on a connection without a transaction
+    block, `Database.write_one_statement`): jobs read "for update" are not locked but versioned,
+    and the one write allowed is a save of such a job that applies only if the row is unchanged
+    (JobRepository). A handler that needs more raises NeedsTransaction, a lost race
+    ConcurrentUpdate; nothing was written either way, and the entry point runs the handler again
+    in a transaction (`Database.write`)."""
+
+    def __init__(self, conn: AsyncConnection, *, optimistic: bool = False) -> None:
         self.conn = conn
-        self.jobs = JobRepository(conn)
-        self.events = JobEventRepository(conn)
-        self.datasets = DatasetRepository(conn)
-        self.idempotency = IdempotencyRepository(conn)
+        self.optimistic = optimistic
+        self.jobs = JobRepository(conn, optimistic=optimistic)
+        self._events = JobEventRepository(conn)
+        self.datasets = DatasetRepository(conn, read_only=optimistic)
+        self._idempotency = IdempotencyRepository(conn)
         # Run by the entry point once the transaction has committed (counters, never on rollback).
         self.after_commit: list[Callable[[], None]] = []
+
+    @property
+    def events(self) -> JobEventRepository:
+        if self.optimistic:
+            raise NeedsTransaction("optimistic unit of work: no history repository")
+        return self._events
+
+    @property
+    def idempotency(self) -> IdempotencyRepository:
+        if self.optimistic:
+            raise NeedsTransaction("optimistic unit of work: no idempotency repository")
+        return self._idempotency
 
     async def add_job(
         self, job: Job, payloads: Sequence[EventPayload], history: Sequence[dict[str, Any]]

@@ -33,14 +33,9 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
     return [QueueSpec(name=broker.names.service_queue(REGISTRY_SERVICE), bindings=BINDINGS)]
 
 
-def make_relay(state: AppState, broker: Broker, listen_dsn: str, channel: str) -> OutboxRelay:
-    return OutboxRelay(
-        begin=lambda: state.db.write("relay"),
-        table=outbox,
-        broker=broker,
-        listen_dsn=listen_dsn,
-        channel=channel,
-    )
+def make_relay(broker: Broker, dsn: str, channel: str) -> OutboxRelay:
+    """The relay, on a connection of its own (`dsn`), not one of the engine's."""
+    return OutboxRelay(dsn=dsn, table=outbox, broker=broker, channel=channel)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""The claim's optimistic path (entrypoints/workers.claim): the job is read without a lock and
+saved, with its events and history, by one statement that applies only if the row is the version
+that was read. A lost race writes nothing and the claim runs again under the row lock; a claim
+that needs another write goes there before writing anything; the save wakes live streams."""
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from job_api_testing import job_body, served_app, user_headers
+
+from contracts.enums import GPUProvider, JobType
+from contracts.rpc import ClaimJob, ClaimRefusal
+from job_api.adapters.repository import ConcurrentUpdate, JobRepository, NeedsTransaction
+from job_api.adapters.tables import JOB_EVENTS_CHANNEL
+from job_api.config import Settings
+from job_api.entrypoints.workers import claim
+from job_api.service_layer.dispatch import claim_job
+from job_api.service_layer.unit_of_work import UnitOfWork
+from servicekit.db import asyncpg_dsn
+
+pytestmark = pytest.mark.integration
+
+ALICE = user_headers("alice")
+
+
+def _claim(job_id: str, *, claim_id: uuid.UUID | None = None) -> ClaimJob:
+    return ClaimJob(
+        job_id=uuid.UUID(job_id),
+        worker_id="w1",
+        claim_id=claim_id or uuid.uuid4(),
+        provider=GPUProvider.LOCAL,
+        job_types=[JobType.EMBEDDING],
+        expires_at=datetime.now(UTC) + timedelta(seconds=30),
+    )
+
+
+async def _counts(db: Any, job_id: str) -> dict[str, Any]:
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.text(
+                    "SELECT (SELECT count(*) FROM jobs.outbox) AS outbox,"
+                    " (SELECT count(*) FROM jobs.job_events WHERE job_id = :id) AS history,"
+                    " (SELECT status FROM jobs.jobs WHERE id = :id) AS status,"
+                    " (SELECT attempt FROM jobs.jobs WHERE id = :id) AS attempt,"
+                    " (SELECT event_sequence FROM jobs.jobs WHERE id = :id) AS sequence"
+                ),
+                {"id": job_id},
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+def _quiet(settings_factory: Callable[..., Settings]) -> Settings:
+    # No relay (the outbox keeps what was staged, to be counted) and no consumers.
+    return settings_factory(access_log=False, run_relay=False, run_consumers=False)
+
+
+async def test_a_claim_that_loses_a_race_writes_nothing_and_is_decided_under_the_lock(
+    settings_factory: Callable[..., Settings], db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with served_app(_quiet(settings_factory)) as (client, app):
+        state = app.state.job_api
+        job_id = (await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)).json()[
+            "data"
+        ]["id"]
+        before = await _counts(db, job_id)
+
+        # Between the optimistic read and its save, another writer touches the row: a no-op
+        # UPDATE, which changes no value but is a new version of the row all the same.
+        real_get = JobRepository.get
+
+        async def get_then_race(self: JobRepository, *args: Any, **kwargs: Any) -> Any:
+            job = await real_get(self, *args, **kwargs)
+            if kwargs.get("for_update") and self._optimistic:
+                async with db.begin() as other:
+                    await other.execute(
+                        sa.text("UPDATE jobs.jobs SET phase = phase WHERE id = :id"), {"id": job_id}
+                    )
+            return job
+
+        monkeypatch.setattr(JobRepository, "get", get_then_race)
+        async with state.db.write_one_statement("rpc") as conn:
+            with pytest.raises(ConcurrentUpdate):
+                await claim_job(
+                    UnitOfWork(conn, optimistic=True),
+                    _claim(job_id),
+                    state.policy,
+                    now=datetime.now(UTC),
+                )
+        assert await _counts(db, job_id) == before, "a lost race wrote something"
+
+        # Through the entry point: the race is lost again, and the locking retry grants it.
+        reply = await claim(state, _claim(job_id))
+        assert reply.granted and reply.job is not None and reply.job.attempt == 1
+        after = await _counts(db, job_id)
+        assert (after["status"], after["attempt"]) == ("running", 1)
+        # One claim's events (status_changed + job.claimed) and one history row, once.
+        assert after["outbox"] == before["outbox"] + 2
+        assert after["history"] == before["history"] + 1
+        assert after["sequence"] == before["sequence"] + 2
+
+
+async def test_the_optimistic_claim_saves_once_and_wakes_live_streams(
+    settings_factory: Callable[..., Settings], db: Any, database_url: str
+) -> None:
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(JOB_EVENTS_CHANNEL, lambda *args: heard.put_nowait(args[3]))
+    try:
+        async with served_app(_quiet(settings_factory)) as (client, app):
+            state = app.state.job_api
+            created = await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)
+            job_id = created.json()["data"]["id"]
+            assert await asyncio.wait_for(heard.get(), 5) == f"{job_id}:alice"
+            before = await _counts(db, job_id)
+
+            reply = await claim(state, _claim(job_id))
+            assert reply.granted
+            assert await asyncio.wait_for(heard.get(), 5) == f"{job_id}:alice"
+            after = await _counts(db, job_id)
+            assert (after["status"], after["attempt"]) == ("running", 1)
+            assert after["outbox"] == before["outbox"] + 2
+            assert after["history"] == before["history"] + 1
+
+            # A second claim (another claim id) is refused and writes nothing.
+            refused = await claim(state, _claim(job_id))
+            assert refused.refusal is ClaimRefusal.NOT_PENDING
+            assert await _counts(db, job_id) == after
+    finally:
+        await listener.close()
+
+
+async def test_a_claim_that_needs_another_write_leaves_optimistic_mode_before_writing(
+    settings_factory: Callable[..., Settings], db: Any
+) -> None:
+    """A retried claim (same claim id, its reply was lost) rotates the claim secret with a plain
+    save: optimistic mode refuses it before it runs, and the entry point's locking retry grants
+    the same attempt again."""
+    async with served_app(_quiet(settings_factory)) as (client, app):
+        state = app.state.job_api
+        job_id = (await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)).json()[
+            "data"
+        ]["id"]
+        claim_id = uuid.uuid4()
+        first = await claim(state, _claim(job_id, claim_id=claim_id))
+        assert first.granted and first.job is not None
+        granted = await _counts(db, job_id)
+
+        async with state.db.write_one_statement("rpc") as conn:
+            with pytest.raises(NeedsTransaction):
+                await claim_job(
+                    UnitOfWork(conn, optimistic=True),
+                    _claim(job_id, claim_id=claim_id),
+                    state.policy,
+                    now=datetime.now(UTC),
+                )
+        assert await _counts(db, job_id) == granted
+
+        again = await claim(state, _claim(job_id, claim_id=claim_id))
+        assert again.granted and again.job is not None
+        assert again.job.attempt == first.job.attempt == 1
+        assert again.job.claim_secret != first.job.claim_secret
+
+
+async def test_optimistic_mode_allows_one_checked_save_and_nothing_else(
+    settings_factory: Callable[..., Settings], db: Any
+) -> None:
+    async with served_app(_quiet(settings_factory)) as (client, app):
+        state = app.state.job_api
+        job_id = (await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)).json()[
+            "data"
+        ]["id"]
+        before = await _counts(db, job_id)
+        async with state.db.write_one_statement("rpc") as conn:
+            uow = UnitOfWork(conn, optimistic=True)
+            job = await uow.jobs.get(uuid.UUID(job_id), for_update=True)
+            assert job is not None
+            for write in (
+                lambda: uow.jobs.save(job),
+                lambda: uow.jobs.save_many([job]),
+                lambda: uow.jobs.get_many_for_update([job.id]),
+                lambda: uow.jobs.next_sequences({job.id: 1}),
+                lambda: uow.publish(),
+                lambda: uow.datasets.mark_deleted(uuid.uuid4(), "alice"),
+                lambda: uow.jobs.get(job.id, user_id="alice", for_update=True),
+            ):
+                with pytest.raises(NeedsTransaction):
+                    await write()
+            with pytest.raises(NeedsTransaction):
+                uow.events  # noqa: B018 - the property refuses
+            with pytest.raises(NeedsTransaction):
+                uow.idempotency  # noqa: B018
+        assert await _counts(db, job_id) == before
