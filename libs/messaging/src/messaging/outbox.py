@@ -170,8 +170,13 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval: float = 1.0,
         unroutable_backoff: timedelta = timedelta(seconds=5),
+        delete_linger: float = 0.02,
     ) -> None:
         self._dsn = dsn
+        self._delete_linger = delete_linger
+        # Rows the broker confirmed that are not deleted yet (run() deletes them with its next
+        # read, or after `delete_linger` without one).
+        self._confirmed: list[int] = []
         self._broker = broker
         self._channel = channel
         self._batch_size = batch_size
@@ -184,20 +189,26 @@ class OutboxRelay:
         # One lock per outbox table: relays of one service exclude each other, not other services.
         self.lock_name = f"outbox-relay:{table.fullname}"
         t = table
+        ids = sa.bindparam("ids", type_=pg.ARRAY(sa.BigInteger))
+        listed = t.c.id == sa.any_(ids)
+        # The rows confirmed by the previous batch deleted and the next batch read, in one
+        # statement (the read does not see the delete: same snapshot, hence the ALL filter).
         self._take_sql = _driver_sql(
             sa.select(
                 t.c.id, t.c.event_id, t.c.event_type, t.c.routing_key, t.c.body, t.c.must_route
             )
-            .where(t.c.available_at <= sa.func.now())
+            .add_cte(sa.delete(t).where(listed).returning(t.c.id).cte("gone"))
+            .where(t.c.available_at <= sa.func.now(), t.c.id != sa.all_(ids))
             .order_by(t.c.id)
             .limit(sa.bindparam("limit", type_=sa.Integer)),
+            "ids",
             "limit",
         )
-        ids = t.c.id == sa.any_(sa.bindparam("ids", type_=pg.ARRAY(sa.BigInteger)))
-        self._delete_sql = _driver_sql(sa.delete(t).where(ids), "ids")
+        listed = t.c.id == sa.any_(ids)
+        self._delete_sql = _driver_sql(sa.delete(t).where(listed), "ids")
         self._defer_sql = _driver_sql(
             sa.update(t)
-            .where(ids)
+            .where(listed)
             .values(
                 attempts=t.c.attempts + sa.literal_column("1"),
                 available_at=sa.func.now() + sa.bindparam("backoff", type_=sa.Interval),
@@ -212,23 +223,41 @@ class OutboxRelay:
         return self._leader and self._conn is not None and not self._conn.is_closed()
 
     async def run(self) -> None:
-        """Relay until cancelled. Survives database and broker outages by retrying."""
+        """Relay until cancelled. Survives database and broker outages by retrying.
+
+        A batch's confirmed rows are deleted by the statement that reads the next batch when one
+        follows within `delete_linger` (events come in bursts: a job's creation, its claim), and
+        on their own otherwise; a crash in between publishes them again (at least once)."""
         try:
             while True:
                 try:
-                    moved = await self.relay_once()
+                    moved = await self._relay_batch(delete_now=False)
+                    if moved >= self._batch_size:
+                        continue
+                    if self._confirmed:
+                        if await self._woken(self._delete_linger):
+                            continue
+                        await self._delete_confirmed()
                 except _DB_ERRORS as exc:
                     log.warning("outbox.relay_db_error", error=str(exc))
                     await self.close()
-                    moved = 0
                     await asyncio.sleep(self._poll_interval)
-                if moved >= self._batch_size:
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-                self._wake.clear()
+                await self._woken(self._poll_interval)
         finally:
             await self.close()
+
+    async def _woken(self, timeout: float) -> bool:
+        """Wait up to `timeout` for a NOTIFY; True (and the wake consumed) if one came."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        woken = self._wake.is_set()
+        self._wake.clear()
+        return woken
+
+    async def _delete_confirmed(self) -> None:
+        if self._confirmed and self._conn is not None and not self._conn.is_closed():
+            await self._conn.execute(self._delete_sql, self._confirmed)
+            self._confirmed = []
 
     async def __aenter__(self) -> "OutboxRelay":
         return self
@@ -283,9 +312,12 @@ class OutboxRelay:
         return results
 
     async def relay_once(self) -> int:
-        """Publish one batch. Returns how many rows it handled (published or deferred); 0 when
-        there was nothing to do or another relay is publishing. Database errors propagate (the
-        caller closes the connection and retries)."""
+        """Publish one batch and delete what the broker confirmed. Returns how many rows it
+        handled (published or deferred); 0 when there was nothing to do or another relay is
+        publishing. Database errors propagate (the caller closes the connection and retries)."""
+        return await self._relay_batch(delete_now=True)
+
+    async def _relay_batch(self, *, delete_now: bool) -> int:
         conn = await self._connection()
         if not self._leader:
             self._leader = bool(
@@ -295,7 +327,8 @@ class OutboxRelay:
                 self.stats.standby += 1
                 return 0
             log.info("outbox.relay_leading", lock=self.lock_name)
-        rows = await conn.fetch(self._take_sql, self._batch_size)
+        rows = await conn.fetch(self._take_sql, self._confirmed, self._batch_size)
+        self._confirmed = []
         if not rows:
             return 0
         chains: dict[object, list[Any]] = {}
@@ -326,8 +359,9 @@ class OutboxRelay:
             else:
                 assert isinstance(result, BaseException)
                 raise result
-        if done:
-            await conn.execute(self._delete_sql, done)
+        self._confirmed = done
+        if delete_now:
+            await self._delete_confirmed()
         if deferred:
             await conn.execute(self._defer_sql, self._unroutable_backoff, deferred)
         self.stats.published += len(done)

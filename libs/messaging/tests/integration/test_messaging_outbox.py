@@ -182,6 +182,10 @@ async def test_notify_wakes_the_relay_long_before_its_poll(
     assert len(await topology.drain(queue)) == 3
 
 
+async def _leading(relay: OutboxRelay) -> bool:
+    return relay.is_leader
+
+
 async def _published(relay: OutboxRelay, n: int) -> bool:
     return relay.stats.published >= n
 
@@ -259,3 +263,34 @@ async def test_the_leader_keeps_its_lock_and_a_standby_takes_over_when_its_sessi
     assert await leader.relay_once() == 0
     assert not leader.is_leader
     assert await standby.relay_once() == 1
+
+
+async def test_a_batch_is_deleted_by_the_read_of_the_next_or_after_the_linger(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    slow = make_relay(topology.broker, poll_interval=5, delete_linger=30)
+    async with running(slow):
+        # Let it find the outbox empty and wait for a NOTIFY (it then reads once per wake).
+        await eventually(lambda: _leading(slow))
+        await asyncio.sleep(0.2)
+        await add(engine, status_changed())
+        await eventually(lambda: _published(slow, 1))
+        [first] = await outbox_rows(engine)  # confirmed, its delete waits for the next read
+        await add(engine, status_changed())
+        await eventually(lambda: _published(slow, 2))
+        [second] = await outbox_rows(engine)
+        assert second.id != first.id, "the read of the second batch deleted the first"
+    assert len(await topology.drain(queue)) == 2
+
+    quick = make_relay(topology.broker, poll_interval=5, delete_linger=0.01)
+    async with running(quick):
+        # The row the stopped relay left (published, not deleted) goes out again: at least once.
+        await eventually(lambda: _published(quick, 1))
+
+        async def drained() -> bool:
+            return not await outbox_rows(engine)
+
+        # Nothing follows: the linger runs out and the confirmed row is deleted on its own.
+        await eventually(drained, timeout=2)
+    assert [m.message_id for m in await topology.drain(queue)] == [str(second.event_id)]

@@ -53,6 +53,13 @@ def test_other_keys_are_kept() -> None:
         ),
         ("https://h/x?a=1&worker_key=k#f", "https://h/x?a=1&worker_key=[redacted]#f"),
         ("http://example.com/path?page=2", "http://example.com/path?page=2"),
+        # No scheme, no "bearer ", no query: the pre-check lets these through untouched...
+        ("job 3f1c claimed by w1", "job 3f1c claimed by w1"),
+        # ...but not these, in any case or spacing.
+        ("BEARER\tabc", "BEARER [redacted]"),
+        ("see REDIS://app:pw@cache/0", "see REDIS://app:[redacted]@cache/0"),
+        ("/x?X-Amz-Security-Token=abc", "/x?X-Amz-Security-Token=[redacted]"),
+        ("/x?a=b&MyJWT=abc", "/x?a=b&MyJWT=[redacted]"),
     ],
 )
 def test_credentials_in_strings_are_masked(text: str, expected: str) -> None:
@@ -122,6 +129,7 @@ def test_json_pipeline_redacts_and_routes_stdlib(capsys: pytest.CaptureFixture[s
     assert first["worker_key"] == "[redacted]"
     assert first["level"] == "info"
     assert first["timestamp"].endswith("Z")
+    assert first["logger"] == "ftd.test"
     assert lines[2]["logger"] == "aio_pika"
     assert lines[2]["level"] == "warning"
 

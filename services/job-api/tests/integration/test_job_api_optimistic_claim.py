@@ -98,7 +98,9 @@ async def test_a_claim_that_loses_a_race_writes_nothing_and_is_decided_under_the
 
         # Through the entry point: the race is lost again, and the locking retry grants it.
         reply = await claim(state, _claim(job_id))
-        assert reply.granted and reply.job is not None and reply.job.attempt == 1
+        assert reply.granted
+        assert reply.job is not None
+        assert reply.job.attempt == 1
         after = await _counts(db, job_id)
         assert (after["status"], after["attempt"]) == ("running", 1)
         # One claim's events (status_changed + job.claimed) and one history row, once.
@@ -150,7 +152,8 @@ async def test_a_claim_that_needs_another_write_leaves_optimistic_mode_before_wr
         ]["id"]
         claim_id = uuid.uuid4()
         first = await claim(state, _claim(job_id, claim_id=claim_id))
-        assert first.granted and first.job is not None
+        assert first.granted
+        assert first.job is not None
         granted = await _counts(db, job_id)
 
         async with state.db.write_one_statement("rpc") as conn:
@@ -164,7 +167,8 @@ async def test_a_claim_that_needs_another_write_leaves_optimistic_mode_before_wr
         assert await _counts(db, job_id) == granted
 
         again = await claim(state, _claim(job_id, claim_id=claim_id))
-        assert again.granted and again.job is not None
+        assert again.granted
+        assert again.job is not None
         assert again.job.attempt == first.job.attempt == 1
         assert again.job.claim_secret != first.job.claim_secret
 
