@@ -58,8 +58,11 @@ async def _counts(db: Any, job_id: str) -> dict[str, Any]:
 
 
 def _quiet(settings_factory: Callable[..., Settings]) -> Settings:
-    # No relay (the outbox keeps what was staged, to be counted) and no consumers.
-    return settings_factory(access_log=False, run_relay=False, run_consumers=False)
+    # No relay (the outbox keeps what was staged, to be counted), no consumers, and no watchdog
+    # or presence monitor (which may mark a pending job `no_worker` while a test counts rows).
+    return settings_factory(
+        access_log=False, run_relay=False, run_consumers=False, run_watchdog=False
+    )
 
 
 async def test_a_claim_that_loses_a_race_writes_nothing_and_is_decided_under_the_lock(
