@@ -25,7 +25,7 @@ rows, and a crash between the publish and the delete publishes the row again (at
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -177,6 +177,14 @@ class OutboxRelay:
         # Rows the broker confirmed that are not deleted yet (run() deletes them with its next
         # read, or after `delete_linger` without one).
         self._confirmed: list[int] = []
+        # Rows handed over by publish_now() while they are being published, and the publishing
+        # task of each of their subjects: the relay's reads skip those rows and publish a
+        # subject's later rows only after them.
+        self._held: set[int] = set()
+        self._held_chains: dict[object, asyncio.Task[bool]] = {}
+        # The rows of the batch the relay is publishing (publish_now() leaves them alone).
+        self._batch_ids: set[int] = set()
+        self._background: set[asyncio.Task[bool]] = set()
         self._broker = broker
         self._channel = channel
         self._batch_size = batch_size
@@ -191,17 +199,24 @@ class OutboxRelay:
         t = table
         ids = sa.bindparam("ids", type_=pg.ARRAY(sa.BigInteger))
         listed = t.c.id == sa.any_(ids)
+        skipped = sa.bindparam("skip", type_=pg.ARRAY(sa.BigInteger))
         # The rows confirmed by the previous batch deleted and the next batch read, in one
-        # statement (the read does not see the delete: same snapshot, hence the ALL filter).
+        # statement (the read does not see the delete: same snapshot, hence the ALL filter), rows
+        # being published by publish_now() skipped.
         self._take_sql = _driver_sql(
             sa.select(
                 t.c.id, t.c.event_id, t.c.event_type, t.c.routing_key, t.c.body, t.c.must_route
             )
             .add_cte(sa.delete(t).where(listed).returning(t.c.id).cte("gone"))
-            .where(t.c.available_at <= sa.func.now(), t.c.id != sa.all_(ids))
+            .where(
+                t.c.available_at <= sa.func.now(),
+                t.c.id != sa.all_(ids),
+                t.c.id != sa.all_(skipped),
+            )
             .order_by(t.c.id)
             .limit(sa.bindparam("limit", type_=sa.Integer)),
             "ids",
+            "skip",
             "limit",
         )
         listed = t.c.id == sa.any_(ids)
@@ -256,8 +271,55 @@ class OutboxRelay:
 
     async def _delete_confirmed(self) -> None:
         if self._confirmed and self._conn is not None and not self._conn.is_closed():
-            await self._conn.execute(self._delete_sql, self._confirmed)
-            self._confirmed = []
+            # Taken before the await: publish_now() may confirm more rows meanwhile.
+            deleting, self._confirmed = self._confirmed, []
+            try:
+                await self._conn.execute(self._delete_sql, deleting)
+            except BaseException:
+                self._confirmed.extend(deleting)
+                raise
+
+    def publish_now(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Publish rows this process has just committed, without waiting for the NOTIFY and the
+        read: the rows must be about subjects that had no earlier events (a new job), so that
+        nothing of theirs can be waiting in the table. Each row needs the outbox columns (`id`,
+        `event_id`, `event_type`, `routing_key`, `body`, `must_route`).
+
+        Only the leading relay does it (elsewhere the leader reads the rows as usual). A row the
+        broker confirms is deleted with the relay's next read; one it does not stays in the table
+        for the next read, and the subject's later rows are published only after it. Returns at
+        once: the publishing runs in a task of its own."""
+        if not rows or not self.is_leader:
+            return
+        chains: dict[object, list[Mapping[str, Any]]] = {}
+        for r in rows:
+            if r["id"] in self._batch_ids or r["id"] in self._held:
+                continue  # the relay's own read got there first
+            chains.setdefault(_subject(r["body"]) or ("row", r["id"]), []).append(r)
+        for subject, chain in chains.items():
+            if subject in self._held_chains:
+                continue  # not a new subject after all: the relay keeps its order
+            self._held.update(r["id"] for r in chain)
+            task = asyncio.create_task(self._publish_held(subject, chain))
+            self._held_chains[subject] = task
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _publish_held(self, subject: object, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """publish_now()'s chain; True when every row was confirmed."""
+        try:
+            results = await self._publish_chain(rows)
+            for row, result in results:
+                if result is None:
+                    self._confirmed.append(row["id"])
+                    self.stats.published += 1
+            # Anything else (unroutable, a broker failure) stays for the relay's next read,
+            # which handles it as any row of the table.
+            return len(results) == len(rows) and all(r is None for _, r in results)
+        finally:
+            self._held.difference_update(r["id"] for r in rows)
+            if self._held_chains.get(subject) is asyncio.current_task():
+                del self._held_chains[subject]
 
     async def __aenter__(self) -> "OutboxRelay":
         return self
@@ -266,7 +328,10 @@ class OutboxRelay:
         await self.close()
 
     async def close(self) -> None:
-        """Close the relay's connection (which gives its lock up)."""
+        """Close the relay's connection (which gives its lock up). What publish_now() is still
+        publishing stops; those rows stay in the table for the next leader."""
+        for task in list(self._background):
+            task.cancel()
         conn, self._conn, self._leader = self._conn, None, False
         if conn is not None and not conn.is_closed():
             try:
@@ -289,10 +354,22 @@ class OutboxRelay:
         self._conn = conn
         return conn
 
-    async def _publish_chain(self, rows: Sequence[Any]) -> list[tuple[Any, object]]:
+    async def _publish_chain(
+        self, rows: Sequence[Any], *, after: "asyncio.Task[bool] | None" = None
+    ) -> list[tuple[Any, object]]:
         """Publish one subject's rows in order, each after the previous one was confirmed; stop at
-        the first failure (the rest wait for the next batch, behind the failed one)."""
+        the first failure (the rest wait for the next batch, behind the failed one). `after`: the
+        subject's rows publish_now() is publishing; these go only once all of those went."""
         results: list[tuple[Any, object]] = []
+        if after is not None:
+            try:
+                went = await asyncio.shield(after)
+            except asyncio.CancelledError:
+                if not after.cancelled():
+                    raise  # this chain itself is cancelled
+                went = False
+            if not went:
+                return results  # not attempted: they wait behind the unconfirmed row
         for r in rows:
             try:
                 await self._broker.publish_raw(
@@ -327,8 +404,15 @@ class OutboxRelay:
                 self.stats.standby += 1
                 return 0
             log.info("outbox.relay_leading", lock=self.lock_name)
-        rows = await conn.fetch(self._take_sql, self._confirmed, self._batch_size)
-        self._confirmed = []
+        # Taken before the await: publish_now() may confirm more rows meanwhile.
+        deleting, self._confirmed = self._confirmed, []
+        try:
+            fetched = await conn.fetch(self._take_sql, deleting, list(self._held), self._batch_size)
+        except BaseException:
+            self._confirmed.extend(deleting)
+            raise
+        # publish_now() may have taken some of them while the read was on its way.
+        rows = [r for r in fetched if r["id"] not in self._held]
         if not rows:
             return 0
         chains: dict[object, list[Any]] = {}
@@ -336,7 +420,13 @@ class OutboxRelay:
             # Rows without a subject have no order to keep: each is its own chain.
             key = _subject(r["body"]) or ("row", r["id"])
             chains.setdefault(key, []).append(r)
-        outcomes = await asyncio.gather(*(self._publish_chain(c) for c in chains.values()))
+        self._batch_ids = {r["id"] for r in rows}
+        try:
+            outcomes = await asyncio.gather(
+                *(self._publish_chain(c, after=self._held_chains.get(k)) for k, c in chains.items())
+            )
+        finally:
+            self._batch_ids = set()
         done: list[int] = []
         deferred: list[int] = []
         for row, result in (pair for chain in outcomes for pair in chain):
@@ -359,7 +449,7 @@ class OutboxRelay:
             else:
                 assert isinstance(result, BaseException)
                 raise result
-        self._confirmed = done
+        self._confirmed.extend(done)
         if delete_now:
             await self._delete_confirmed()
         if deferred:

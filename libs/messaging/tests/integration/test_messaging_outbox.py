@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -294,3 +295,127 @@ async def test_a_batch_is_deleted_by_the_read_of_the_next_or_after_the_linger(
         # Nothing follows: the linger runs out and the confirmed row is deleted on its own.
         await eventually(drained, timeout=2)
     assert [m.message_id for m in await topology.drain(queue)] == [str(second.event_id)]
+
+
+# ------------------------------------------------------------ publish_now: a new subject's rows
+
+
+class _Gated:
+    """The real broker, except that the first publish waits for `gate` (and then fails, with
+    `fail`): a publish in flight, held as long as the test wants."""
+
+    def __init__(self, broker: Broker, *, fail: bool = False) -> None:
+        self._broker = broker
+        self._fail = fail
+        self.gate = asyncio.Event()
+        self._first = True
+
+    async def publish_raw(self, body: bytes, **kwargs: Any) -> None:
+        if self._first:
+            self._first = False
+            await self.gate.wait()
+            if self._fail:
+                raise ConnectionError("lost the channel for this one")
+        await self._broker.publish_raw(body, **kwargs)
+
+
+def _mappings(rows: list[Any]) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in rows]
+
+
+async def _collect(topology: Topology, queue: str, n: int) -> list[Any]:
+    got: list[Any] = []
+
+    async def enough() -> bool:
+        got.extend(await topology.drain(queue))
+        return len(got) >= n
+
+    await eventually(enough, timeout=10)
+    return got
+
+
+async def test_publish_now_sends_committed_rows_without_a_read_and_the_next_read_deletes_them(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    relay = make_relay(topology.broker, poll_interval=5)
+    assert await relay.relay_once() == 0  # now leading, the outbox empty
+    job = uuid.uuid4()
+    await add(engine, status_changed(job), status_changed(job))
+    rows = await outbox_rows(engine)
+
+    relay.publish_now(_mappings(rows))  # no read, no run(): only this can publish them
+    messages = await _collect(topology, queue, 2)
+    assert [m.message_id for m in messages] == [str(r.event_id) for r in rows]
+    await eventually(lambda: _published(relay, 2))
+    assert len(await outbox_rows(engine)) == 2, "confirmed rows wait for the next read"
+    assert await relay.relay_once() == 0, "the read skips them, and deletes them"
+    assert await outbox_rows(engine) == []
+    assert await topology.drain(queue) == [], "published once"
+
+
+async def test_publish_now_on_a_standby_relay_leaves_the_rows_to_the_leader(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    leader, standby = make_relay(topology.broker), make_relay(topology.broker)
+    assert await leader.relay_once() == 0
+    assert await standby.relay_once() == 0
+    assert not standby.is_leader
+    await add(engine, status_changed())
+    standby.publish_now(_mappings(await outbox_rows(engine)))
+    await asyncio.sleep(0.3)
+    assert await topology.drain(queue) == []
+    assert await leader.relay_once() == 1
+    assert len(await _collect(topology, queue, 1)) == 1
+
+
+async def test_a_read_skips_rows_in_flight_and_sends_the_subjects_later_rows_after_them(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    gated = _Gated(topology.broker)
+    relay = make_relay(gated)  # type: ignore[arg-type]
+    assert await relay.relay_once() == 0
+    job = uuid.uuid4()
+    await add(engine, status_changed(job))
+    [first] = await outbox_rows(engine)
+    relay.publish_now(_mappings([first]))  # held at the gate
+    await add(engine, status_changed(job))  # a later event of the same job (cancelled at once)
+    [_, second] = await outbox_rows(engine)
+    reading = asyncio.create_task(relay.relay_once())
+    await asyncio.sleep(0.3)
+    assert not reading.done(), "the later row waits behind the one in flight"
+    assert await topology.drain(queue) == []
+
+    gated.gate.set()
+    assert await asyncio.wait_for(reading, 10) == 1
+    messages = await _collect(topology, queue, 2)
+    assert [m.message_id for m in messages] == [str(first.event_id), str(second.event_id)]
+    assert relay.stats.published == 2
+
+
+async def test_an_unconfirmed_row_from_publish_now_goes_with_the_next_read_before_its_successor(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    gated = _Gated(topology.broker, fail=True)
+    relay = make_relay(gated, poll_interval=0.01)  # type: ignore[arg-type]
+    assert await relay.relay_once() == 0
+    job = uuid.uuid4()
+    await add(engine, status_changed(job))
+    [first] = await outbox_rows(engine)
+    relay.publish_now(_mappings([first]))
+    await add(engine, status_changed(job))
+    reading = asyncio.create_task(relay.relay_once())
+    await asyncio.sleep(0.2)
+    gated.gate.set()  # the held publish fails
+    assert await asyncio.wait_for(reading, 10) == 0, "its successor was not attempted"
+    assert await topology.drain(queue) == []
+    assert len(await outbox_rows(engine)) == 2
+
+    assert await relay.relay_once() == 2  # both, in order, from the table
+    messages = await _collect(topology, queue, 2)
+    rows_order = [json.loads(m.body)["id"] for m in messages]
+    assert rows_order[0] == str(first.event_id)
+    assert await outbox_rows(engine) == []

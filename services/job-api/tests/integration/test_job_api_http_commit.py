@@ -12,6 +12,7 @@ dependency teardown included, so it cannot see a commit that happens after the r
 """
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import Callable
@@ -335,3 +336,59 @@ async def test_worker_routes_refuse_a_near_miss_key(
         job = (await client.get(f"{JOBS}/{job_id}", headers=ALICE)).json()["data"]
         assert job["status"] == "pending"
         assert job["attempt"] == 0
+
+
+async def test_a_new_jobs_events_are_published_once_each_in_order_and_leave_the_outbox(
+    settings_factory: Callable[..., Settings], db: Any, broker_prefix: str
+) -> None:
+    """A created job's events go to the broker from the POST's process right after the commit
+    (OutboxRelay.publish_now), racing the relay's own NOTIFY-driven read: each is published once,
+    job.created before the job's first status, and the outbox empties."""
+    names = BrokerNames(broker_prefix)
+    broker = Broker(AMQP_URL, names, client_name="test-outbox-tap")
+    await broker.connect()
+    received: list[tuple[str, str, int]] = []
+    try:
+        async with served_app(_quiet(settings_factory, run_consumers=False)) as (client, app):
+            channel = await broker.channel()
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            for key in ("job.created.#", "job.status_changed"):
+                await queue.bind(names.events_exchange, routing_key=key)
+
+            async def keep(message: Any) -> None:
+                async with message.process():
+                    envelope = json.loads(message.body)
+                    received.append((envelope["subject"], envelope["type"], envelope["sequence"]))
+
+            await queue.consume(keep)
+
+            async def lane() -> None:
+                for _ in range(10):
+                    created = await client.post(JOBS, json=job_body(), headers=ALICE)
+                    assert created.status_code == 201, created.text
+
+            await asyncio.gather(*(lane() for _ in range(4)))
+
+            async def all_in() -> bool:
+                return len(received) >= 80
+
+            await eventually(all_in, timeout=30)
+
+            async def drained() -> bool:
+                return await _count(db, "jobs.outbox") == 0
+
+            await eventually(drained, timeout=10)
+            relay = app.state.job_api.relay
+            assert relay is not None
+            assert relay.stats.published == 80
+            await asyncio.sleep(0.3)  # nothing more arrives
+            await channel.close()
+    finally:
+        await broker.close()
+    assert len(received) == 80, "an event was published twice"
+    by_job: dict[str, list[tuple[str, int]]] = {}
+    for subject, kind, sequence in received:
+        by_job.setdefault(subject, []).append((kind, sequence))
+    assert len(by_job) == 40
+    for events in by_job.values():
+        assert events == [("job.created", 1), ("job.status_changed", 2)]

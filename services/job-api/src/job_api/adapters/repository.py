@@ -123,7 +123,16 @@ def _insert_job_with_events() -> sa.Select[Any]:
         .returning(jobs.c.id)
         .cte("new_job")
     )
-    return _insert_events_and_notify().add_cte(new_job, _stage_outbox())
+    staged = _stage_outbox()
+    notified = _insert_events_and_notify().add_cte(new_job).subquery("notified")
+    # One row: the outbox ids in the order of the events (the relay may publish them at once,
+    # see messaging.outbox.OutboxRelay.publish_now), the NOTIFYs run as a scalar subquery.
+    return sa.select(
+        sa.select(sa.func.array_agg(pg.aggregate_order_by(staged.c.id, staged.c.id)))
+        .scalar_subquery()
+        .label("outbox_ids"),
+        sa.select(sa.func.count()).select_from(notified).scalar_subquery().label("notified"),
+    ).add_cte(staged)
 
 
 def _outbox_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -293,6 +302,14 @@ class _DriverStatement:
         else:
             await conn.execute(self.stmt, params)
 
+    async def write_returning(self, conn: AsyncConnection, params: dict[str, Any]) -> Any:
+        """A write that returns a row (a mapping, or None), run where `execute` would run it."""
+        adapter, driver = await _driver(conn)
+        if getattr(adapter, "autocommit", False) or driver.is_in_transaction():
+            return await driver.fetchrow(self.sql, *self._args(params))
+        row = (await conn.execute(self.stmt, params)).first()
+        return None if row is None else row._mapping
+
 
 async def _driver(conn: AsyncConnection) -> tuple[Any, Any]:
     """(the pooled DBAPI adapter, its asyncpg connection)."""
@@ -408,15 +425,17 @@ class JobRepository:
 
     async def add_with_events(
         self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
-    ) -> None:
+    ) -> list[int]:
         """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
-        sequences 1..n are taken in the job's row) and history rows, in one round trip."""
+        sequences 1..n are taken in the job's row) and history rows, in one round trip. Returns
+        the outbox rows' ids, in the order of `outbox_rows`."""
         self._plain_write()
         params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
         params["job_event_sequence"] = len(outbox_rows)
         params.update(_outbox_params(outbox_rows))
         params.update(_history_params(history))
-        await _INSERT_JOB_WITH_EVENTS_DRIVER.execute(self._conn, params)
+        row = await _INSERT_JOB_WITH_EVENTS_DRIVER.write_returning(self._conn, params)
+        return list(row["outbox_ids"] or [])
 
     async def save_reserving(self, job: Job, count: int) -> int:
         """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same

@@ -208,7 +208,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.broker = broker
         tasks = [asyncio.create_task(state.live.run(), name="live")]
         if settings.run_relay:
-            relay = make_relay(broker, listen_dsn, OUTBOX_CHANNEL)
+            relay = state.relay = make_relay(broker, listen_dsn, OUTBOX_CHANNEL)
             tasks.append(asyncio.create_task(supervised("relay", relay.run), name="relay"))
         caught_up = None
         if settings.run_consumers:

@@ -15,6 +15,7 @@ from contracts.enums import GPUProvider, JobType
 from job_api.entrypoints.live import LiveHub, StreamLimits
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from messaging.broker import Broker
+from messaging.outbox import OutboxRelay
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
 from servicekit.errors import ApiError
 from servicekit.uow import Database
@@ -30,6 +31,8 @@ class AppState:
     live: LiveHub
     stream_limits: StreamLimits = field(default_factory=lambda: StreamLimits(8, 2000))
     broker: Broker | None = None
+    # This process's outbox relay (None when it runs elsewhere).
+    relay: OutboxRelay | None = None
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
     # may fetch the JWKS over HTTP) it runs in the thread pool.
     verify_in_loop: bool = False
@@ -78,6 +81,9 @@ async def writing(state: AppState, *, one_statement: bool = False) -> AsyncItera
     # Only reached once COMMIT succeeded (a failed commit raises out of the block above).
     for hook in uow.after_commit:
         hook()
+    if uow.new_subject_rows and state.relay is not None:
+        # A new job's events go to the broker now, not after the relay's NOTIFY and read.
+        state.relay.publish_now(uow.new_subject_rows)
 
 
 @contextlib.asynccontextmanager

@@ -44,6 +44,9 @@ class UnitOfWork:
         self._idempotency = IdempotencyRepository(conn)
         # Run by the entry point once the transaction has committed (counters, never on rollback).
         self.after_commit: list[Callable[[], None]] = []
+        # Outbox rows (with their ids) about jobs this unit of work created: no event of theirs
+        # can be older, so once committed the relay may publish them at once (publish_now).
+        self.new_subject_rows: list[dict[str, Any]] = []
 
     @property
     def events(self) -> JobEventRepository:
@@ -66,7 +69,10 @@ class UnitOfWork:
             if getattr(p, "job_id", None) != job.id:
                 raise ValueError("add_job stages only events about the new job")
         rows = [outbox_row(p, source=SOURCE, sequence=n) for n, p in enumerate(payloads, start=1)]
-        await self.jobs.add_with_events(job, rows, history)
+        ids = await self.jobs.add_with_events(job, rows, history)
+        self.new_subject_rows.extend(
+            {**row, "id": outbox_id} for row, outbox_id in zip(rows, ids, strict=True)
+        )
 
     async def publish(
         self, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
