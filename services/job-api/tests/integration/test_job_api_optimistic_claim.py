@@ -57,6 +57,12 @@ async def _counts(db: Any, job_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+async def _new_job(client: Any) -> str:
+    created = await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)
+    assert created.status_code == 201, created.text
+    return str(created.json()["data"]["id"])
+
+
 def _quiet(settings_factory: Callable[..., Settings]) -> Settings:
     # No relay (the outbox keeps what was staged, to be counted), no consumers, and no watchdog
     # or presence monitor (which may mark a pending job `no_worker` while a test counts rows).
@@ -70,9 +76,7 @@ async def test_a_claim_that_loses_a_race_writes_nothing_and_is_decided_under_the
 ) -> None:
     async with served_app(_quiet(settings_factory)) as (client, app):
         state = app.state.job_api
-        job_id = (await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)).json()[
-            "data"
-        ]["id"]
+        job_id = await _new_job(client)
         before = await _counts(db, job_id)
 
         # Between the optimistic read and its save, another writer touches the row: a no-op
@@ -121,8 +125,7 @@ async def test_the_optimistic_claim_saves_once_and_wakes_live_streams(
     try:
         async with served_app(_quiet(settings_factory)) as (client, app):
             state = app.state.job_api
-            created = await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)
-            job_id = created.json()["data"]["id"]
+            job_id = await _new_job(client)
             assert await asyncio.wait_for(heard.get(), 5) == f"{job_id}:alice"
             before = await _counts(db, job_id)
 
@@ -150,9 +153,7 @@ async def test_a_claim_that_needs_another_write_leaves_optimistic_mode_before_wr
     the same attempt again."""
     async with served_app(_quiet(settings_factory)) as (client, app):
         state = app.state.job_api
-        job_id = (await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)).json()[
-            "data"
-        ]["id"]
+        job_id = await _new_job(client)
         claim_id = uuid.uuid4()
         first = await claim(state, _claim(job_id, claim_id=claim_id))
         assert first.granted
@@ -181,9 +182,7 @@ async def test_optimistic_mode_allows_one_checked_save_and_nothing_else(
 ) -> None:
     async with served_app(_quiet(settings_factory)) as (client, app):
         state = app.state.job_api
-        job_id = (await client.post("/api/finetune/jobs", json=job_body(), headers=ALICE)).json()[
-            "data"
-        ]["id"]
+        job_id = await _new_job(client)
         before = await _counts(db, job_id)
         async with state.db.write_one_statement("rpc") as conn:
             uow = UnitOfWork(conn, optimistic=True)
