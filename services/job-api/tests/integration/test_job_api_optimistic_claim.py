@@ -16,6 +16,7 @@ from job_api_testing import job_body, served_app, user_headers
 
 from contracts.enums import GPUProvider, JobType
 from contracts.rpc import ClaimJob, ClaimRefusal
+from job_api.adapters import repository
 from job_api.adapters.repository import ConcurrentUpdate, JobRepository, NeedsTransaction
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL
 from job_api.config import Settings
@@ -203,4 +204,56 @@ async def test_optimistic_mode_allows_one_checked_save_and_nothing_else(
                 uow.events  # noqa: B018 - the property refuses
             with pytest.raises(NeedsTransaction):
                 uow.idempotency  # noqa: B018
+        assert await _counts(db, job_id) == before
+
+
+class _CountingRead:
+    """Wraps the claim's versioned read to count the times it reaches the database."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+
+    async def fetchrow(self, conn: Any, params: dict[str, Any]) -> Any:
+        self.calls += 1
+        return await self.real.fetchrow(conn, params)
+
+
+async def test_a_claim_on_the_process_that_created_the_job_skips_the_read(
+    settings_factory: Callable[..., Settings], db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _CountingRead(repository._GET_JOB_VERSIONED_DRIVER)
+    monkeypatch.setattr(repository, "_GET_JOB_VERSIONED_DRIVER", reads)
+    async with served_app(_quiet(settings_factory)) as (client, app):
+        state = app.state.job_api
+        job_id = await _new_job(client)
+        assert len(state.fresh_jobs) == 1
+        reply = await claim(state, _claim(job_id))
+        assert reply.granted
+        assert reply.job is not None
+        assert reply.job.attempt == 1
+        assert reads.calls == 0, "the version written by the POST was used"
+        assert len(state.fresh_jobs) == 0, "an entry is used once"
+        after = await _counts(db, job_id)
+        assert (after["status"], after["attempt"], after["sequence"]) == ("running", 1, 4)
+
+        # A job this process did not create (another replica's): read as before.
+        other = await _new_job(client)
+        assert state.fresh_jobs.take(uuid.UUID(other)) is not None
+        assert (await claim(state, _claim(other))).granted
+        assert reads.calls == 1
+
+
+async def test_a_fresh_entry_for_a_job_changed_since_writes_nothing_and_the_lock_decides(
+    settings_factory: Callable[..., Settings], db: Any
+) -> None:
+    async with served_app(_quiet(settings_factory)) as (client, app):
+        state = app.state.job_api
+        job_id = await _new_job(client)
+        cancelled = await client.delete(f"/api/finetune/jobs/{job_id}", headers=ALICE)
+        assert cancelled.status_code == 200
+        before = await _counts(db, job_id)
+        assert len(state.fresh_jobs) == 1, "the entry still says pending"
+        reply = await claim(state, _claim(job_id))
+        assert reply.refusal is ClaimRefusal.NOT_PENDING
         assert await _counts(db, job_id) == before

@@ -1,5 +1,6 @@
 """All SQL of job-api, built from the caller's connection (the entry point owns the transaction)."""
 
+import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -7,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from cachetools import TTLCache
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -120,14 +122,16 @@ def _insert_job_with_events() -> sa.Select[Any]:
     new_job = (
         sa.insert(jobs)
         .values({c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in job_columns})
-        .returning(jobs.c.id)
+        .returning(jobs.c.id, _row_version().label("row_version"))
         .cte("new_job")
     )
     staged = _stage_outbox()
     notified = _insert_events_and_notify().add_cte(new_job).subquery("notified")
-    # One row: the outbox ids in the order of the events (the relay may publish them at once,
-    # see messaging.outbox.OutboxRelay.publish_now), the NOTIFYs run as a scalar subquery.
+    # One row: the new row's version, the outbox ids in the order of the events (the relay may
+    # publish them at once, see messaging.outbox.OutboxRelay.publish_now), and the NOTIFYs, run
+    # as a scalar subquery.
     return sa.select(
+        sa.select(new_job.c.row_version).scalar_subquery().label("row_version"),
         sa.select(sa.func.array_agg(pg.aggregate_order_by(staged.c.id, staged.c.id)))
         .scalar_subquery()
         .label("outbox_ids"),
@@ -373,6 +377,43 @@ class KnownDataset:
     format: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class FreshJob:
+    """A job as this process has just written it: the row's version and its last event sequence
+    number with it."""
+
+    job: Job
+    row_version: str
+    sequence: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Inserted:
+    outbox_ids: list[int]  # in the order of the rows given
+    fresh: FreshJob
+
+
+class FreshJobs:
+    """Jobs this process created in the last minute (at most `size`), for the optimistic claim:
+    a claim served by the process that created the job skips the read and saves against the
+    version it wrote. Only ever a guess: the save still compares the version, so a job changed
+    since (cancelled, marked no_worker) costs one statement that writes nothing, then the claim
+    runs under the row lock. Each entry is used once."""
+
+    def __init__(self, size: int = 10_000, ttl: float = 60.0) -> None:
+        self._entries: TTLCache[UUID, FreshJob] = TTLCache(maxsize=size, ttl=ttl)
+
+    def remember(self, fresh: FreshJob) -> None:
+        # A copy: the caller's object goes on to build its response.
+        self._entries[fresh.job.id] = dataclasses.replace(fresh, job=copy.deepcopy(fresh.job))
+
+    def take(self, job_id: UUID) -> FreshJob | None:
+        return self._entries.pop(job_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class ConcurrentUpdate(Exception):
     """An optimistic save found the job changed since it was read: nothing was written. Run the
     work again in a transaction that locks the row."""
@@ -390,9 +431,12 @@ class JobRepository:
     ConcurrentUpdate). Any other write raises NeedsTransaction before it runs. Either way the
     save lands only on the row as it was read, as under a lock held since the read."""
 
-    def __init__(self, conn: AsyncConnection, *, optimistic: bool = False) -> None:
+    def __init__(
+        self, conn: AsyncConnection, *, optimistic: bool = False, fresh: FreshJobs | None = None
+    ) -> None:
         self._conn = conn
         self._optimistic = optimistic
+        self._fresh = fresh
         self._wrote = False
         # The event sequence of each job this transaction read under lock (FOR UPDATE): stable
         # until commit, so the job's next events can be numbered without another statement.
@@ -425,17 +469,19 @@ class JobRepository:
 
     async def add_with_events(
         self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
-    ) -> list[int]:
+    ) -> "Inserted":
         """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
-        sequences 1..n are taken in the job's row) and history rows, in one round trip. Returns
-        the outbox rows' ids, in the order of `outbox_rows`."""
+        sequences 1..n are taken in the job's row) and history rows, in one round trip."""
         self._plain_write()
         params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
         params["job_event_sequence"] = len(outbox_rows)
         params.update(_outbox_params(outbox_rows))
         params.update(_history_params(history))
         row = await _INSERT_JOB_WITH_EVENTS_DRIVER.write_returning(self._conn, params)
-        return list(row["outbox_ids"] or [])
+        return Inserted(
+            outbox_ids=list(row["outbox_ids"] or []),
+            fresh=FreshJob(job=job, row_version=row["row_version"], sequence=len(outbox_rows)),
+        )
 
     async def save_reserving(self, job: Job, count: int) -> int:
         """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same
@@ -511,6 +557,11 @@ class JobRepository:
         if self._optimistic:
             if user_id is not None:
                 raise NeedsTransaction("optimistic unit of work: an owned read for update")
+            known = self._fresh.take(job_id) if self._fresh is not None else None
+            if known is not None:
+                self._versions[job_id] = known.row_version
+                self._locked_sequences[job_id] = known.sequence
+                return known.job
             record = await _GET_JOB_VERSIONED_DRIVER.fetchrow(self._conn, params)
             if record is None:
                 return None

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.enums import GPUProvider, JobType
+from job_api.adapters.repository import FreshJobs
 from job_api.entrypoints.live import LiveHub, StreamLimits
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from messaging.broker import Broker
@@ -33,6 +34,8 @@ class AppState:
     broker: Broker | None = None
     # This process's outbox relay (None when it runs elsewhere).
     relay: OutboxRelay | None = None
+    # Jobs this process just created, for the claim that usually follows within milliseconds.
+    fresh_jobs: FreshJobs = field(default_factory=FreshJobs)
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
     # may fetch the JWKS over HTTP) it runs in the thread pool.
     verify_in_loop: bool = False
@@ -81,6 +84,8 @@ async def writing(state: AppState, *, one_statement: bool = False) -> AsyncItera
     # Only reached once COMMIT succeeded (a failed commit raises out of the block above).
     for hook in uow.after_commit:
         hook()
+    for fresh in uow.created:
+        state.fresh_jobs.remember(fresh)
     if uow.new_subject_rows and state.relay is not None:
         # A new job's events go to the broker now, not after the relay's NOTIFY and read.
         state.relay.publish_now(uow.new_subject_rows)

@@ -90,7 +90,10 @@ async def claim(state: AppState, cmd: ClaimJob) -> ClaimReply:
     try:
         async with state.db.write_one_statement("rpc") as conn:
             return await claim_job(
-                UnitOfWork(conn, optimistic=True), cmd, state.policy, now=datetime.now(UTC)
+                UnitOfWork(conn, optimistic=True, fresh=state.fresh_jobs),
+                cmd,
+                state.policy,
+                now=datetime.now(UTC),
             )
     except (ConcurrentUpdate, NeedsTransaction) as exc:
         log.info("claim.locking", job_id=str(cmd.job_id), reason=str(exc))

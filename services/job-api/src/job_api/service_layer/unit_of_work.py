@@ -16,6 +16,8 @@ from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
 from job_api.adapters.repository import (
     DatasetRepository,
+    FreshJob,
+    FreshJobs,
     IdempotencyRepository,
     JobEventRepository,
     JobRepository,
@@ -35,10 +37,12 @@ class UnitOfWork:
     ConcurrentUpdate; nothing was written either way, and the entry point runs the handler again
     in a transaction (`Database.write`)."""
 
-    def __init__(self, conn: AsyncConnection, *, optimistic: bool = False) -> None:
+    def __init__(
+        self, conn: AsyncConnection, *, optimistic: bool = False, fresh: FreshJobs | None = None
+    ) -> None:
         self.conn = conn
         self.optimistic = optimistic
-        self.jobs = JobRepository(conn, optimistic=optimistic)
+        self.jobs = JobRepository(conn, optimistic=optimistic, fresh=fresh)
         self._events = JobEventRepository(conn)
         self.datasets = DatasetRepository(conn, read_only=optimistic)
         self._idempotency = IdempotencyRepository(conn)
@@ -47,6 +51,8 @@ class UnitOfWork:
         # Outbox rows (with their ids) about jobs this unit of work created: no event of theirs
         # can be older, so once committed the relay may publish them at once (publish_now).
         self.new_subject_rows: list[dict[str, Any]] = []
+        # The jobs it created, as written (for FreshJobs, once committed).
+        self.created: list[FreshJob] = []
 
     @property
     def events(self) -> JobEventRepository:
@@ -69,10 +75,12 @@ class UnitOfWork:
             if getattr(p, "job_id", None) != job.id:
                 raise ValueError("add_job stages only events about the new job")
         rows = [outbox_row(p, source=SOURCE, sequence=n) for n, p in enumerate(payloads, start=1)]
-        ids = await self.jobs.add_with_events(job, rows, history)
+        inserted = await self.jobs.add_with_events(job, rows, history)
         self.new_subject_rows.extend(
-            {**row, "id": outbox_id} for row, outbox_id in zip(rows, ids, strict=True)
+            {**row, "id": outbox_id}
+            for row, outbox_id in zip(rows, inserted.outbox_ids, strict=True)
         )
+        self.created.append(inserted.fresh)
 
     async def publish(
         self, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
