@@ -377,6 +377,17 @@ class KnownDataset:
     format: str | None = None
 
 
+def _detached(job: Job) -> Job:
+    """A copy of `job` that shares no mutable value with it (its dicts and lists are copied; the
+    rest is immutable), at a fraction of a deepcopy's cost."""
+    containers = {
+        f.name: copy.deepcopy(value)
+        for f in dataclasses.fields(job)
+        if isinstance(value := getattr(job, f.name), dict | list)
+    }
+    return dataclasses.replace(job, **containers)
+
+
 @dataclasses.dataclass(frozen=True)
 class FreshJob:
     """A job as this process has just written it: the row's version and its last event sequence
@@ -404,8 +415,8 @@ class FreshJobs:
         self._entries: TTLCache[UUID, FreshJob] = TTLCache(maxsize=size, ttl=ttl)
 
     def remember(self, fresh: FreshJob) -> None:
-        # A copy: the caller's object goes on to build its response.
-        self._entries[fresh.job.id] = dataclasses.replace(fresh, job=copy.deepcopy(fresh.job))
+        # A copy: the caller's object goes on to build its response, the claim changes this one.
+        self._entries[fresh.job.id] = dataclasses.replace(fresh, job=_detached(fresh.job))
 
     def take(self, job_id: UUID) -> FreshJob | None:
         return self._entries.pop(job_id, None)
