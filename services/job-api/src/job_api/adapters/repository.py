@@ -380,7 +380,7 @@ class KnownDataset:
 def _detached(job: Job) -> Job:
     """A copy of `job` that shares no mutable value with it (its dicts and lists are copied; the
     rest is immutable), at a fraction of a deepcopy's cost."""
-    containers = {
+    containers: dict[str, Any] = {
         f.name: copy.deepcopy(value)
         for f in dataclasses.fields(job)
         if isinstance(value := getattr(job, f.name), dict | list)
