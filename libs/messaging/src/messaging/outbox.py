@@ -171,6 +171,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         unroutable_backoff: timedelta = timedelta(seconds=5),
         delete_linger: float = 0.02,
+        max_published_now: int = 4,
     ) -> None:
         self._dsn = dsn
         self._delete_linger = delete_linger
@@ -185,6 +186,7 @@ class OutboxRelay:
         # The rows of the batch the relay is publishing (publish_now() leaves them alone).
         self._batch_ids: set[int] = set()
         self._background: set[asyncio.Task[bool]] = set()
+        self._max_published_now = max_published_now
         self._broker = broker
         self._channel = channel
         self._batch_size = batch_size
@@ -285,11 +287,13 @@ class OutboxRelay:
         nothing of theirs can be waiting in the table. Each row needs the outbox columns (`id`,
         `event_id`, `event_type`, `routing_key`, `body`, `must_route`).
 
-        Only the leading relay does it (elsewhere the leader reads the rows as usual). A row the
-        broker confirms is deleted with the relay's next read; one it does not stays in the table
-        for the next read, and the subject's later rows are published only after it. Returns at
-        once: the publishing runs in a task of its own."""
-        if not rows or not self.is_leader:
+        Only the leading relay does it (elsewhere the leader reads the rows as usual), and only
+        while fewer than `max_published_now` such subjects are in flight: under load the relay's
+        read takes them in batches, which costs less per row than a publishing task per subject.
+        A row the broker confirms is deleted with the relay's next read; one it does not stays in
+        the table for the next read, and the subject's later rows are published only after it.
+        Returns at once: the publishing runs in a task of its own."""
+        if not rows or not self.is_leader or len(self._held_chains) >= self._max_published_now:
             return
         chains: dict[object, list[Mapping[str, Any]]] = {}
         for r in rows:

@@ -419,3 +419,23 @@ async def test_an_unconfirmed_row_from_publish_now_goes_with_the_next_read_befor
     rows_order = [json.loads(m.body)["id"] for m in messages]
     assert rows_order[0] == str(first.event_id)
     assert await outbox_rows(engine) == []
+
+
+async def test_publish_now_leaves_rows_to_the_read_while_enough_subjects_are_in_flight(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    queue = await topology.declare("probe", ["job.status_changed"])
+    gated = _Gated(topology.broker)
+    relay = make_relay(gated, max_published_now=1)  # type: ignore[arg-type]
+    assert await relay.relay_once() == 0
+    await add(engine, status_changed())
+    await add(engine, status_changed())
+    first, second = await outbox_rows(engine)
+    relay.publish_now(_mappings([first]))  # in flight, held at the gate
+    relay.publish_now(_mappings([second]))  # one subject is the most in flight: not taken
+    assert await relay.relay_once() == 1, "the read publishes the row publish_now left"
+    [m] = await _collect(topology, queue, 1)
+    assert m.message_id == str(second.event_id)
+    gated.gate.set()
+    [m] = await _collect(topology, queue, 1)
+    assert m.message_id == str(first.event_id)
