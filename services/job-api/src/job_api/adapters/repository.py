@@ -405,13 +405,14 @@ class Inserted:
 
 
 class FreshJobs:
-    """Jobs this process created in the last minute (at most `size`), for the optimistic claim:
-    a claim served by the process that created the job skips the read and saves against the
-    version it wrote. Only ever a guess: the save still compares the version, so a job changed
-    since (cancelled, marked no_worker) costs one statement that writes nothing, then the claim
-    runs under the row lock. Each entry is used once."""
+    """Jobs this process created in the last minute (at most `size`, about 2 KB each), for the
+    optimistic claim: a claim served by the process that created the job skips the read and
+    saves against the version it wrote. Only ever a guess: the save still compares the version,
+    so a job changed since (cancelled, marked no_worker) costs one statement that writes nothing,
+    then the claim runs under the row lock. Each entry is used once. A job claimed later than a
+    minute, or after a thousand newer ones, is read as any other."""
 
-    def __init__(self, size: int = 10_000, ttl: float = 60.0) -> None:
+    def __init__(self, size: int = 1_000, ttl: float = 60.0) -> None:
         self._entries: TTLCache[UUID, FreshJob] = TTLCache(maxsize=size, ttl=ttl)
 
     def remember(self, fresh: FreshJob) -> None:

@@ -152,7 +152,8 @@ async def create_job(
             now=datetime.now(UTC),
             worker_present=state.presence.get((body.job_type, body.gpu_provider)),
             idempotency_key=idempotency_key,
-            request_hash=_request_hash(body),
+            # Only a retried Idempotency-Key is compared with it.
+            request_hash=_request_hash(body) if idempotency_key is not None else "",
         )
         if created:
             counter = JOBS_CREATED.labels(str(job.job_type), str(job.gpu_provider))
