@@ -148,15 +148,15 @@ _KEEPALIVES = {
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
 def _driver_sql(stmt: sa.ClauseElement, *params: str) -> str:
     """`stmt` as asyncpg SQL whose positional parameters are `params`, in that order."""
     compiled = cast(SQLCompiler, stmt.compile(dialect=_DIALECT))
     if tuple(compiled.positiontup or ()) != params:
         raise ValueError(f"parameters {compiled.positiontup} are not {params}")
     return str(compiled.string)
-
-
-_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
 
 
 class OutboxRelay:
@@ -221,7 +221,6 @@ class OutboxRelay:
             "skip",
             "limit",
         )
-        listed = t.c.id == sa.any_(ids)
         self._delete_sql = _driver_sql(sa.delete(t).where(listed), "ids")
         self._defer_sql = _driver_sql(
             sa.update(t)

@@ -146,13 +146,6 @@ def _logger_factory(*args: Any) -> _StderrLogger:
     return _StderrLogger(args[0] if args and isinstance(args[0], str) else None)
 
 
-def _add_logger_name(logger: WrappedLogger, _: str, event_dict: EventDict) -> EventDict:
-    name = getattr(logger, "name", None)
-    if name is not None:
-        event_dict.setdefault("logger", name)
-    return event_dict
-
-
 def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     """Route structlog and stdlib logging to stderr through one redacting pipeline.
 
@@ -163,7 +156,15 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
 
     Call it once, first thing in an entrypoint; calling it again replaces the previous setup.
     """
-    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    # What every line gets, ours and other libraries' alike (stdlib's add_logger_name reads the
+    # `name` of our stderr logger as it reads a stdlib record's).
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
     renderer: Processor
     if json_logs:
         renderer = structlog.processors.JSONRenderer()
@@ -180,27 +181,14 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
         raise ValueError(f"unknown log level {level!r}")
 
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _add_logger_name,
-            timestamper,
-            structlog.processors.StackInfoRenderer(),
-            *final,
-        ],
+        # The filtering bound logger formats positional arguments itself.
+        processors=[*shared, *final],
         logger_factory=_logger_factory,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            timestamper,
-            structlog.processors.StackInfoRenderer(),
-        ],
+        foreign_pre_chain=[*shared, structlog.stdlib.PositionalArgumentsFormatter()],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -257,3 +257,23 @@ async def test_a_fresh_entry_for_a_job_changed_since_writes_nothing_and_the_lock
         reply = await claim(state, _claim(job_id))
         assert reply.refusal is ClaimRefusal.NOT_PENDING
         assert await _counts(db, job_id) == before
+
+
+async def test_a_write_after_the_checked_save_is_a_bug_not_a_retry(
+    settings_factory: Callable[..., Settings], db: Any
+) -> None:
+    """Once the checked save has committed, running the handler again under the lock would apply
+    it twice: a further write is a RuntimeError, which the entry point does not retry."""
+    async with served_app(_quiet(settings_factory)) as (client, app):
+        state = app.state.job_api
+        job_id = await _new_job(client)
+        async with state.db.write_one_statement("rpc") as conn:
+            uow = UnitOfWork(conn, optimistic=True)
+            reply = await claim_job(uow, _claim(job_id), state.policy, now=datetime.now(UTC))
+            assert reply.granted
+            granted = await _counts(db, job_id)
+            job = await uow.jobs.get(uuid.UUID(job_id), for_update=False)
+            assert job is not None
+            with pytest.raises(RuntimeError):
+                await uow.jobs.save(job)
+        assert await _counts(db, job_id) == granted

@@ -457,13 +457,16 @@ class JobRepository:
         self._versions: dict[UUID, str] = {}
 
     def _plain_write(self) -> None:
-        """Called before a write that optimistic mode cannot check."""
+        """Called before a write (or a locking read) that optimistic mode cannot check."""
         if self._optimistic:
-            raise NeedsTransaction(
-                "optimistic unit of work: only one checked save"
-                if not self._wrote
-                else "optimistic unit of work: a second write after a committed one"
-            )
+            self._nothing_written_yet()
+            raise NeedsTransaction("optimistic unit of work: only one checked save")
+
+    def _nothing_written_yet(self) -> None:
+        """After the checked save has committed, the work cannot be run again in a transaction
+        (it would apply twice): a handler that writes more is a bug, not a retry."""
+        if self._wrote:
+            raise RuntimeError("optimistic unit of work: a second write after a committed one")
 
     def _locked(self, row: sa.Row[Any]) -> Job:
         self._locked_sequences[row.id] = int(row.event_sequence)
@@ -481,7 +484,7 @@ class JobRepository:
 
     async def add_with_events(
         self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
-    ) -> "Inserted":
+    ) -> Inserted:
         """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
         sequences 1..n are taken in the job's row) and history rows, in one round trip."""
         self._plain_write()
@@ -526,8 +529,7 @@ class JobRepository:
         if not self._optimistic:
             await _SAVE_JOB_WITH_EVENTS_DRIVER.execute(self._conn, params)
         else:
-            if self._wrote:
-                raise NeedsTransaction("optimistic unit of work: a second write")
+            self._nothing_written_yet()
             params["row_version"] = self._versions[job.id]
             self._wrote = True  # from here on, whatever happens, no retry in this mode
             applied = await _SAVE_JOB_WITH_EVENTS_IF_UNCHANGED_DRIVER.fetchrow(self._conn, params)
