@@ -280,7 +280,7 @@ class OutboxRelay:
                 self._confirmed.extend(deleting)
                 raise
 
-    def publish_now(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def publish_now(self, rows: Sequence[Mapping[str, Any]]) -> bool:
         """Publish rows this process has just committed, without waiting for the NOTIFY and the
         read: the rows must be about subjects that had no earlier events (a new job), so that
         nothing of theirs can be waiting in the table. Each row needs the outbox columns (`id`,
@@ -291,9 +291,10 @@ class OutboxRelay:
         read takes them in batches, which costs less per row than a publishing task per subject.
         A row the broker confirms is deleted with the relay's next read; one it does not stays in
         the table for the next read, and the subject's later rows are published only after it.
-        Returns at once: the publishing runs in a task of its own."""
+        Returns at once, True when it started publishing: that runs in a task of its own."""
         if not rows or not self.is_leader or len(self._held_chains) >= self._max_published_now:
-            return
+            return False
+        started = False
         chains: dict[object, list[Mapping[str, Any]]] = {}
         for r in rows:
             if r["id"] in self._batch_ids or r["id"] in self._held:
@@ -307,6 +308,8 @@ class OutboxRelay:
             self._held_chains[subject] = task
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            started = True
+        return started
 
     async def _publish_held(self, subject: object, rows: Sequence[Mapping[str, Any]]) -> bool:
         """publish_now()'s chain; True when every row was confirmed."""

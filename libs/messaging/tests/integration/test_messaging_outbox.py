@@ -344,7 +344,7 @@ async def test_publish_now_sends_committed_rows_without_a_read_and_the_next_read
     await add(engine, status_changed(job), status_changed(job))
     rows = await outbox_rows(engine)
 
-    relay.publish_now(_mappings(rows))  # no read, no run(): only this can publish them
+    assert relay.publish_now(_mappings(rows))  # no read, no run(): only this can publish them
     messages = await _collect(topology, queue, 2)
     assert [m.message_id for m in messages] == [str(r.event_id) for r in rows]
     await eventually(lambda: _published(relay, 2))
@@ -363,7 +363,7 @@ async def test_publish_now_on_a_standby_relay_leaves_the_rows_to_the_leader(
     assert await standby.relay_once() == 0
     assert not standby.is_leader
     await add(engine, status_changed())
-    standby.publish_now(_mappings(await outbox_rows(engine)))
+    assert not standby.publish_now(_mappings(await outbox_rows(engine)))
     await asyncio.sleep(0.3)
     assert await topology.drain(queue) == []
     assert await leader.relay_once() == 1
@@ -380,7 +380,8 @@ async def test_a_read_skips_rows_in_flight_and_sends_the_subjects_later_rows_aft
     job = uuid.uuid4()
     await add(engine, status_changed(job))
     [first] = await outbox_rows(engine)
-    relay.publish_now(_mappings([first]))  # held at the gate
+    assert relay.publish_now(_mappings([first]))  # held at the gate
+    assert not relay.publish_now(_mappings([first])), "already in flight"
     await add(engine, status_changed(job))  # a later event of the same job (cancelled at once)
     [_, second] = await outbox_rows(engine)
     reading = asyncio.create_task(relay.relay_once())
@@ -431,8 +432,9 @@ async def test_publish_now_leaves_rows_to_the_read_while_enough_subjects_are_in_
     await add(engine, status_changed())
     await add(engine, status_changed())
     first, second = await outbox_rows(engine)
-    relay.publish_now(_mappings([first]))  # in flight, held at the gate
-    relay.publish_now(_mappings([second]))  # one subject is the most in flight: not taken
+    assert relay.publish_now(_mappings([first]))  # in flight, held at the gate
+    # One subject is the most in flight: not taken.
+    assert not relay.publish_now(_mappings([second]))
     assert await relay.relay_once() == 1, "the read publishes the row publish_now left"
     [m] = await _collect(topology, queue, 1)
     assert m.message_id == str(second.event_id)

@@ -81,14 +81,28 @@ async def writing(state: AppState, *, one_statement: bool = False) -> AsyncItera
     async with unit as conn:
         uow = UnitOfWork(conn)
         yield uow
+        if one_statement:
+            # Committed when its statement completed: the new job's events leave now, before
+            # the connection goes back and the response is built.
+            await _publish_new(state, uow)
     # Only reached once COMMIT succeeded (a failed commit raises out of the block above).
+    await _publish_new(state, uow)
     for hook in uow.after_commit:
         hook()
     for fresh in uow.created:
         state.fresh_jobs.remember(fresh)
+
+
+async def _publish_new(state: AppState, uow: UnitOfWork) -> None:
+    """A new job's events go to the broker now, not after the relay's NOTIFY and read. Two turns
+    of the loop let the publishing task queue its frames and aiormq's writer task send them, so
+    they are on the wire before this request's remaining work (giving the connection back, the
+    response) runs; the broker's confirm is awaited by that task, not here."""
     if uow.new_subject_rows and state.relay is not None:
-        # A new job's events go to the broker now, not after the relay's NOTIFY and read.
-        state.relay.publish_now(uow.new_subject_rows)
+        rows, uow.new_subject_rows = uow.new_subject_rows, []
+        if state.relay.publish_now(rows):
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
 
 @contextlib.asynccontextmanager
