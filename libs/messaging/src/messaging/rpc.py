@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import BaseModel, ValidationError
@@ -21,13 +23,22 @@ log = structlog.get_logger(__name__)
 Reply = TypeVar("Reply", bound=BaseModel)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A handler's reply with what to do once it has been sent (a log line, counters): work the
+    caller does not wait for."""
+
+    reply: BaseModel
+    then: Callable[[], object]
+
+
 class RpcServer:
     def __init__(
         self,
         *,
         broker: Broker,
         queue: str,
-        handler: Callable[[bytes], Awaitable[BaseModel]],
+        handler: Callable[[bytes], Awaitable[BaseModel | Answer]],
         prefetch: int = 64,
     ) -> None:
         self._broker = broker
@@ -51,7 +62,7 @@ class RpcServer:
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         assert self._channel is not None
         try:
-            reply = await self._handler(message.body)
+            answer = await self._handler(message.body)
         except ValidationError as exc:
             log.error("rpc.bad_request", queue=self._queue_name, error=str(exc)[:500])
             await message.reject(requeue=False)
@@ -67,17 +78,25 @@ class RpcServer:
             log.exception("rpc.handler_failed", queue=self._queue_name)
             await message.reject(requeue=False)
             return
+        reply, then = (answer.reply, answer.then) if isinstance(answer, Answer) else (answer, None)
         if message.reply_to:
             with contextlib.suppress(Exception):
-                await self._channel.default_exchange.publish(
-                    aio_pika.Message(
-                        body=reply.model_dump_json().encode(),
-                        correlation_id=message.correlation_id,
-                        content_type="application/json",
-                    ),
+                # Straight to the channel: aio-pika's Message and exchange layers add nothing
+                # for a reply (no confirm: best-effort, the caller retries).
+                channel = await self._channel.get_underlay_channel()
+                await channel.basic_publish(
+                    reply.__pydantic_serializer__.to_json(reply),
                     routing_key=message.reply_to,
+                    properties=aiormq.spec.Basic.Properties(
+                        correlation_id=message.correlation_id, content_type="application/json"
+                    ),
                 )
         await message.ack()
+        if then is not None:
+            try:
+                then()
+            except Exception:
+                log.exception("rpc.after_reply_failed", queue=self._queue_name)
 
 
 class RpcTimeout(TimeoutError):

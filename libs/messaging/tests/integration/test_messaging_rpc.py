@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +13,7 @@ from contracts.enums import GPUProvider, JobType
 from contracts.events import Envelope
 from contracts.routing import JOB_API
 from contracts.rpc import ClaimJob, ClaimReply, DataTicket, JobSpec
-from messaging.rpc import RpcClient, RpcServer, RpcTimeout
+from messaging.rpc import Answer, RpcClient, RpcServer, RpcTimeout
 from messaging.topology import consumer_count
 from messaging.worker import WorkerClient
 
@@ -39,8 +39,12 @@ async def handle(body: bytes) -> Pong:
 
 
 @contextlib.asynccontextmanager
-async def serving(topology: Topology, queue: str) -> AsyncIterator[None]:
-    server = RpcServer(broker=topology.broker, queue=queue, handler=handle)
+async def serving(
+    topology: Topology,
+    queue: str,
+    handler: Callable[[bytes], Awaitable[BaseModel | Answer]] = handle,
+) -> AsyncIterator[None]:
+    server = RpcServer(broker=topology.broker, queue=queue, handler=handler)
     task = asyncio.create_task(server.run())
 
     async def ready() -> bool:
@@ -67,6 +71,31 @@ async def client(topology: Topology) -> AsyncIterator[RpcClient]:
         yield rpc
     finally:
         await rpc.close()
+
+
+async def test_an_answers_follow_up_runs_once_and_a_failing_one_breaks_nothing(
+    topology: Topology,
+) -> None:
+    """`Answer.then` (a log line, counters) runs once per request, after the reply is sent; one
+    that fails is logged, and the reply and the server are unaffected."""
+    queue = await topology.declare("svc.rpc")
+    followed: list[int] = []
+
+    async def answer(body: bytes) -> Answer:
+        ping = Ping.model_validate_json(body)
+
+        def then() -> None:
+            followed.append(ping.n)
+            if ping.fail:
+                raise RuntimeError("follow-up failed")
+
+        return Answer(Pong(n=ping.n, doubled=2 * ping.n), then)
+
+    async with serving(topology, queue, answer), client(topology) as rpc:
+        assert await rpc.call(queue, Ping(n=1, fail=True), Pong) == Pong(n=1, doubled=2)
+        assert await rpc.call(queue, Ping(n=2), Pong) == Pong(n=2, doubled=4)
+        await eventually(lambda: asyncio.sleep(0, len(followed) == 2))
+    assert followed == [1, 2]
 
 
 async def test_round_trip_and_concurrent_calls(topology: Topology) -> None:

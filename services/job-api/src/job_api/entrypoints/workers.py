@@ -26,7 +26,7 @@ from messaging.broker import Broker
 from messaging.consumer import InboxConsumer, Received, is_infrastructure_error
 from messaging.inbox import Inbox
 from messaging.outbox import OutboxRelay
-from messaging.rpc import RpcServer
+from messaging.rpc import Answer, RpcServer
 from messaging.topology import QueueSpec, work_queue_specs
 
 log = structlog.get_logger(__name__)
@@ -102,15 +102,25 @@ async def claim(state: AppState, cmd: ClaimJob) -> ClaimReply:
 
 
 def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
-    async def handle(body: bytes) -> ClaimReply:
+    async def handle(body: bytes) -> Answer:
         cmd = ClaimJob.model_validate_json(body)
         reply = await claim(state, cmd)
-        CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
-        if reply.granted:
-            # A worker serves these routes (it trains now, consuming nothing): say so at once,
-            # rather than after the next presence reading.
-            state.worker_claimed(cmd.job_types, cmd.provider)
-        return reply
+
+        def then() -> None:
+            # Once the reply is on its way: the worker does not wait for the bookkeeping.
+            CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
+            if reply.granted and reply.job is not None:
+                log.info(
+                    "job.claimed",
+                    job_id=str(reply.job.job_id),
+                    attempt=reply.job.attempt,
+                    worker_id=cmd.worker_id,
+                )
+                # A worker serves these routes (it trains now, consuming nothing): say so at
+                # once, rather than after the next presence reading.
+                state.worker_claimed(cmd.job_types, cmd.provider)
+
+        return Answer(reply, then)
 
     return RpcServer(broker=broker, queue=broker.names.rpc_queue(JOB_API), handler=handle)
 

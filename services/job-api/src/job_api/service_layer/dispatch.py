@@ -99,7 +99,6 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
         serves=cmd.job_types,
     )
     await announce(uow, job, transition, now=now, save=True)
-    log.info("job.claimed", job_id=str(job.id), attempt=job.attempt, worker_id=cmd.worker_id)
     return ClaimReply(granted=True, job=await job_spec(uow, job, policy, secret))
 
 
