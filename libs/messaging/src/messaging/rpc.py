@@ -4,6 +4,7 @@ idempotent (ClaimJob carries a claim id for that)."""
 
 import asyncio
 import contextlib
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ Reply = TypeVar("Reply", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Answer:
-    """A handler's reply with what to do once it has been sent (a log line, counters): work the
-    caller does not wait for."""
+    """A handler's reply with what to do once it has been sent (give a connection back, a log
+    line, counters): work the caller does not wait for. `then` may be a coroutine function; it
+    runs once the handler has answered, whatever happens to the reply (so it may release
+    what the handler holds)."""
 
     reply: BaseModel
     then: Callable[[], object]
@@ -79,24 +82,28 @@ class RpcServer:
             await message.reject(requeue=False)
             return
         reply, then = (answer.reply, answer.then) if isinstance(answer, Answer) else (answer, None)
-        if message.reply_to:
-            with contextlib.suppress(Exception):
-                # Straight to the channel: aio-pika's Message and exchange layers add nothing
-                # for a reply (no confirm: best-effort, the caller retries).
-                channel = await self._channel.get_underlay_channel()
-                await channel.basic_publish(
-                    reply.__pydantic_serializer__.to_json(reply),
-                    routing_key=message.reply_to,
-                    properties=aiormq.spec.Basic.Properties(
-                        correlation_id=message.correlation_id, content_type="application/json"
-                    ),
-                )
-        await message.ack()
-        if then is not None:
-            try:
-                then()
-            except Exception:
-                log.exception("rpc.after_reply_failed", queue=self._queue_name)
+        try:
+            if message.reply_to:
+                with contextlib.suppress(Exception):
+                    # Straight to the channel: aio-pika's Message and exchange layers add
+                    # nothing for a reply (no confirm: best-effort, the caller retries).
+                    channel = await self._channel.get_underlay_channel()
+                    await channel.basic_publish(
+                        reply.__pydantic_serializer__.to_json(reply),
+                        routing_key=message.reply_to,
+                        properties=aiormq.spec.Basic.Properties(
+                            correlation_id=message.correlation_id,
+                            content_type="application/json",
+                        ),
+                    )
+            await message.ack()
+        finally:
+            if then is not None:
+                try:
+                    if inspect.isawaitable(result := then()):
+                        await result
+                except Exception:
+                    log.exception("rpc.after_reply_failed", queue=self._queue_name)
 
 
 class RpcTimeout(TimeoutError):

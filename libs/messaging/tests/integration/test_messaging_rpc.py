@@ -76,8 +76,9 @@ async def client(topology: Topology) -> AsyncIterator[RpcClient]:
 async def test_an_answers_follow_up_runs_once_and_a_failing_one_breaks_nothing(
     topology: Topology,
 ) -> None:
-    """`Answer.then` (a log line, counters) runs once per request, after the reply is sent; one
-    that fails is logged, and the reply and the server are unaffected."""
+    """`Answer.then` (a log line, counters, a connection to give back; a function or a coroutine
+    function) runs once per request, after the reply is sent; one that fails is logged, and the
+    reply and the server are unaffected."""
     queue = await topology.declare("svc.rpc")
     followed: list[int] = []
 
@@ -89,13 +90,18 @@ async def test_an_answers_follow_up_runs_once_and_a_failing_one_breaks_nothing(
             if ping.fail:
                 raise RuntimeError("follow-up failed")
 
-        return Answer(Pong(n=ping.n, doubled=2 * ping.n), then)
+        async def then_later() -> None:
+            await asyncio.sleep(0.01)
+            followed.append(ping.n)
+
+        return Answer(Pong(n=ping.n, doubled=2 * ping.n), then_later if ping.n % 2 == 0 else then)
 
     async with serving(topology, queue, answer), client(topology) as rpc:
         assert await rpc.call(queue, Ping(n=1, fail=True), Pong) == Pong(n=1, doubled=2)
         assert await rpc.call(queue, Ping(n=2), Pong) == Pong(n=2, doubled=4)
-        await eventually(lambda: asyncio.sleep(0, len(followed) == 2))
-    assert followed == [1, 2]
+        assert await rpc.call(queue, Ping(n=3), Pong) == Pong(n=3, doubled=6)
+        await eventually(lambda: asyncio.sleep(0, len(followed) == 3))
+    assert sorted(followed) == [1, 2, 3], "once each (2's follow-up, awaited, may end last)"
 
 
 async def test_round_trip_and_concurrent_calls(topology: Topology) -> None:

@@ -20,7 +20,8 @@ from job_api.adapters import repository
 from job_api.adapters.repository import ConcurrentUpdate, JobRepository, NeedsTransaction
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL
 from job_api.config import Settings
-from job_api.entrypoints.workers import claim
+from job_api.entrypoints import workers
+from job_api.entrypoints.workers import claim, claim_holding
 from job_api.service_layer.dispatch import claim_job
 from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.db import asyncpg_dsn
@@ -277,3 +278,44 @@ async def test_a_write_after_the_checked_save_is_a_bug_not_a_retry(
             with pytest.raises(RuntimeError):
                 await uow.jobs.save(job)
         assert await _counts(db, job_id) == granted
+
+
+async def test_the_optimistic_claim_is_committed_before_its_connection_goes_back(
+    settings_factory: Callable[..., Settings], db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RPC server sends the reply, then calls `release`: the claim must already be visible
+    to everyone while the connection is still held, and the held slot must come back. A claim
+    decided under the lock has given its connection back already."""
+    async with served_app(_quiet(settings_factory)) as (client, app):
+        state = app.state.job_api
+        slots = state.db.pools["rpc"]
+        job_id = await _new_job(client)
+        reply, release = await claim_holding(state, _claim(job_id))
+        assert reply.granted
+        assert slots.in_use == 1, "held until the reply is sent"
+        held = await _counts(db, job_id)
+        assert (held["status"], held["attempt"]) == ("running", 1), "committed while held"
+        await release()
+        assert slots.in_use == 0
+
+        # A lost race: decided in a transaction, whose connection is back before the reply.
+        other = await _new_job(client)
+        async with db.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE jobs.jobs SET updated_at = updated_at WHERE id = :id"),
+                {"id": other},
+            )
+        reply, release = await claim_holding(state, _claim(other))
+        assert reply.granted
+        assert slots.in_use == 0
+        await release()
+        assert slots.in_use == 0
+
+        # A handler that fails gives its connection back too.
+        async def boom(*_: object, **__: object) -> None:
+            raise ValueError("boom")
+
+        monkeypatch.setattr(workers, "claim_job", boom)
+        with pytest.raises(ValueError, match="boom"):
+            await claim_holding(state, _claim(other))
+        assert slots.in_use == 0

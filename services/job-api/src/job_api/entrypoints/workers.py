@@ -2,6 +2,7 @@
 lease watchdog and the worker-presence monitor. Each owns its transactions like a request does."""
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -82,32 +83,59 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
 
 
 async def claim(state: AppState, cmd: ClaimJob) -> ClaimReply:
+    """Answer a claim (`claim_holding`, its connection given back at once)."""
+    reply, release = await claim_holding(state, cmd)
+    await release()
+    return reply
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def claim_holding(
+    state: AppState, cmd: ClaimJob
+) -> tuple[ClaimReply, Callable[[], Awaitable[None]]]:
     """Answer a claim. Optimistic first: the job is read, then saved with its events by one
     statement that applies only if the row did not change in between, with no transaction block
     (two round trips instead of four). A lost race, or a claim that needs more than that save (a
     retried claim id), runs again in a transaction holding the row lock; nothing was written by
-    the first try."""
+    the first try.
+
+    Returns the reply and `release`, which gives the optimistic try's connection back: its save
+    committed when the statement completed, so the caller sends the reply first (a committed
+    claim either way; the transaction's connection is already back)."""
+    held = contextlib.AsyncExitStack()
+    conn = await held.enter_async_context(state.db.write_one_statement("rpc"))
     try:
-        async with state.db.write_one_statement("rpc") as conn:
-            return await claim_job(
-                UnitOfWork(conn, optimistic=True, fresh=state.fresh_jobs),
-                cmd,
-                state.policy,
-                now=datetime.now(UTC),
-            )
+        reply = await claim_job(
+            UnitOfWork(conn, optimistic=True, fresh=state.fresh_jobs),
+            cmd,
+            state.policy,
+            now=datetime.now(UTC),
+        )
     except (ConcurrentUpdate, NeedsTransaction) as exc:
+        await held.aclose()
         log.info("claim.locking", job_id=str(cmd.job_id), reason=str(exc))
+    except BaseException:
+        await held.aclose()
+        raise
+    else:
+        return reply, held.aclose
     async with state.db.write("rpc") as conn:
-        return await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
+        reply = await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
+    return reply, _nothing
 
 
 def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     async def handle(body: bytes) -> Answer:
         cmd = ClaimJob.model_validate_json(body)
-        reply = await claim(state, cmd)
+        reply, release = await claim_holding(state, cmd)
 
-        def then() -> None:
-            # Once the reply is on its way: the worker does not wait for the bookkeeping.
+        async def then() -> None:
+            # Once the reply is on its way: the worker waits neither for the connection to go
+            # back to the pool nor for the bookkeeping.
+            await release()
             CLAIMS.labels("granted" if reply.granted else str(reply.refusal)).inc()
             if reply.granted and reply.job is not None:
                 log.info(
