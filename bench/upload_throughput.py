@@ -1,12 +1,14 @@
 """Upload end to end through the gateway: a generated >= 1 GB CSV sent with curl to nginx, which
 streams it to data-service (`data-service serve` in a subprocess), which validates, hashes and
 writes it to disk (fsync) before answering. Baseline in the same run: curl writing the same file
-to the same disk (file:// to a file, then fsync). Reports MB/s, the ratio (target >= 0.5x) and
-data-service's peak RSS (target < 300 MB).
+to the same disk (file:// to a file, then fsync). The two alternate for `--rounds` rounds (3),
+with a sync before each, and their medians are compared: on this VM the time the page cache takes
+to absorb a gigabyte varies several times over from one minute to the next. Reports MB/s, the
+ratio (target >= 0.5x) and data-service's peak RSS (target < 300 MB).
 
-    uv run python bench/upload_throughput.py [--size-mb 1024] [--profile FILE]
+    uv run python bench/upload_throughput.py [--size-mb 1024] [--rounds 3] [--profile FILE]
 
-`--profile FILE` records data-service with py-spy (every thread) during the upload.
+`--profile FILE` records data-service with py-spy (every thread) during the last upload.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,10 +116,21 @@ def curl_copy(path: Path, target: Path) -> float:
     return time.perf_counter() - start
 
 
+def _upload(url: str, path: Path, token: str) -> float:
+    seconds, answer = curl_upload(url, path, token)
+    status = answer.rsplit("\n", 1)[-1]
+    if status != "201":
+        raise SystemExit(f"upload failed: {answer[-500:]}")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output file")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating baseline/upload rounds (medians)"
+    )
     args = parser.parse_args()
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed (apt-get install -y curl)")
@@ -172,9 +186,23 @@ def main() -> None:
             processes.append(gateway)
             wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway)
             token = mint_token(JWT_SECRET, "bench", roles=[], ttl_seconds=3600)
-
-            copy_s = curl_copy(source, tmpdir / "copy.csv")
+            # The generated file's own writeback must not slow the first measurement down.
+            os.sync()
+            url = f"http://127.0.0.1:{gateway_port}/api/finetune/upload"
+            copies: list[float] = []
+            uploads: list[float] = []
+            for _ in range(args.rounds - 1):
+                # Alternating rounds: how fast this VM's page cache takes a gigabyte varies by
+                # several times from one minute to the next (fresh pages cost the hypervisor
+                # faults), so one of each could compare a slow moment with a fast one.
+                copies.append(curl_copy(source, tmpdir / "copy.csv"))
+                (tmpdir / "copy.csv").unlink()
+                os.sync()
+                uploads.append(_upload(url, source, token))
+                os.sync()
+            copies.append(curl_copy(source, tmpdir / "copy.csv"))
             (tmpdir / "copy.csv").unlink()
+            os.sync()
             recorder = None
             if args.profile is not None:
                 recorder = subprocess.Popen(
@@ -196,19 +224,20 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            upload_s, answer = curl_upload(
-                f"http://127.0.0.1:{gateway_port}/api/finetune/upload", source, token
-            )
+            uploads.append(_upload(url, source, token))
             if recorder is not None:
                 recorder.wait()
-            status = answer.rsplit("\n", 1)[-1]
-            if status != "201":
-                raise SystemExit(f"upload failed: {answer[-500:]}")
             rss = peak_rss_mb(service.pid)
+            copy_s = statistics.median(copies)
+            upload_s = statistics.median(uploads)
             disk = size / 1e6 / copy_s
             upload = size / 1e6 / upload_s
             print()
-            print(f"{'path':44} {'seconds':>8} {'MB/s':>8}")
+            print(f"{args.rounds} alternating rounds; seconds of each, then the medians:")
+            print(f"  baseline: {', '.join(f'{c:.2f}' for c in copies)}")
+            print(f"  upload:   {', '.join(f'{u:.2f}' for u in uploads)}")
+            print()
+            print(f"{'path (median)':44} {'seconds':>8} {'MB/s':>8}")
             print(f"{'curl file:// -> same disk (+fsync), baseline':44} {copy_s:8.2f} {disk:8.1f}")
             print(f"{'curl -> nginx -> data-service (validated)':44} {upload_s:8.2f} {upload:8.1f}")
             ratio = upload / disk

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # Storage: a local folder by default, S3/MinIO when storage_backend is "s3".
     storage_backend: Literal["local", "s3"] = "local"
     storage_dir: Path = Path(".dev/datasets")
+    storage_direct_io: bool = Field(
+        default=True,
+        description="Local backend: write uploads with O_DIRECT (no page-cache copy; falls back "
+        "to buffered writes where the filesystem refuses it).",
+    )
     s3_endpoint: str = "127.0.0.1:9000"
     s3_public_endpoint: str | None = Field(
         default=None, description="Host workers reach for presigned URLs (default: s3_endpoint)."

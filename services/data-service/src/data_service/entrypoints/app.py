@@ -57,7 +57,7 @@ def verifier_from(settings: Settings) -> JwtVerifier:
 
 def storage_from(settings: Settings) -> LocalStorage | S3Storage:
     if settings.storage_backend == "local":
-        return LocalStorage(settings.storage_dir)
+        return LocalStorage(settings.storage_dir, direct_io=settings.storage_direct_io)
     assert settings.s3_access_key is not None
     assert settings.s3_secret_key is not None
     credentials = {
