@@ -19,7 +19,9 @@ class PartStart:
 
 @dataclass
 class PartData:
-    data: bytes
+    # A view into the received chunk (immutable bytes), not a copy: the file's bytes are copied
+    # once, when they are gathered into blocks.
+    data: bytes | memoryview
 
 
 @dataclass
@@ -90,7 +92,7 @@ class _Collector:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if end > start:
-            self.events.append(PartData(bytes(data[start:end])))
+            self.events.append(PartData(memoryview(data)[start:end]))
 
     def on_part_end(self) -> None:
         self.events.append(PartEnd())

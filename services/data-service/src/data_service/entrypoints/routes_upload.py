@@ -69,7 +69,7 @@ def safe_filename(name: str | None) -> str:
     return name
 
 
-async def _file_chunks(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+async def _file_chunks(events: AsyncIterator[Event]) -> AsyncIterator[bytes | memoryview]:
     async for event in events:
         if isinstance(event, PartData):
             yield event.data
