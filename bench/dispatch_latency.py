@@ -28,7 +28,7 @@ rotating), so a load swing on a shared machine hits all of them alike.
 Target (issue 5): job-api <= 1.5 x the floor (p50; p95 and p99 reported against the same bound).
 A miss is printed, never raised.
 
-  uv run python bench/dispatch_latency.py [--quick] [--jobs N] [--warmup N]
+  uv run python bench/dispatch_latency.py [--quick] [--jobs N] [--warmup N] [--client httpx]
                                           [--server-env KEY=VALUE ...]
 """
 
@@ -127,17 +127,35 @@ class LeanHttpClient:
             await self._writer.wait_closed()
 
 
+class HttpxClient:
+    """`--client httpx`: the same POST through httpx.AsyncClient (keep-alive), for comparison."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+        self._client = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30)
+
+    async def connect(self) -> None:
+        return None
+
+    async def post_json(self, path: str, body: Any) -> tuple[int, bytes]:
+        response = await self._client.post(path, json=body)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
 class JobApiChain:
     """`job-api serve` in a subprocess and a WorkerClient task in this process."""
 
-    def __init__(self, stack: Stack, extra_env: dict[str, str]) -> None:
+    def __init__(self, stack: Stack, extra_env: dict[str, str], client: str = "lean") -> None:
+        self.client_kind = client
         self.stack = stack
         self.server = job_api_server(stack, **extra_env)
         self.broker = Broker(stack.amqp_url, stack.names, client_name="bench-worker")
         self.worker: WorkerClient | None = None
         self.task: asyncio.Task[None] | None = None
         self.claimed: dict[uuid.UUID, asyncio.Future[tuple[float, float]]] = {}
-        self.client: LeanHttpClient | None = None
+        self.client: LeanHttpClient | HttpxClient | None = None
 
     def _slot(self, job_id: uuid.UUID) -> asyncio.Future[tuple[float, float]]:
         return self.claimed.setdefault(job_id, asyncio.get_running_loop().create_future())
@@ -165,7 +183,11 @@ class JobApiChain:
         await self.worker.start()
         self.task = asyncio.create_task(self._work(self.worker))
         url = httpx.URL(self.server.base_url)
-        self.client = LeanHttpClient(url.host, url.port or 80, self.stack.user_headers())
+        self.client = (
+            HttpxClient(self.server.base_url, self.stack.user_headers())
+            if self.client_kind == "httpx"
+            else LeanHttpClient(url.host, url.port or 80, self.stack.user_headers())
+        )
         await self.client.connect()
 
     async def sample(self, i: int) -> Sample:
@@ -546,6 +568,12 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50 jobs instead of 300")
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument(
+        "--client",
+        choices=["lean", "httpx"],
+        default="lean",
+        help="HTTP client for the POST (default: the minimal one; httpx for comparison)",
+    )
     add_server_env_option(parser)
     args = parser.parse_args()
     n = args.jobs or (50 if args.quick else 300)
@@ -557,7 +585,7 @@ async def main() -> None:
     samples: dict[str, list[Sample]] = {"bare": [], "floor": [], "job-api": []}
     cpu_per_job = 0.0
     async with bench_stack("dispatch") as stack:
-        job_api = JobApiChain(stack, server_env(args))
+        job_api = JobApiChain(stack, server_env(args), client=args.client)
         chains: dict[str, BareChain | FloorChain | JobApiChain] = {
             "bare": BareChain(stack),
             "floor": FloorChain(stack),
