@@ -75,6 +75,20 @@ from messaging.worker import WorkerClient
 Sample = dict[str, float]
 
 
+class _Response:
+    """httptools' callbacks for one response: its body, and whether it is complete."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done = False
+
+    def on_body(self, part: bytes) -> None:
+        self.chunks.append(part)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
 class LeanHttpClient:
     """A keep-alive HTTP/1.1 client over one TCP connection: the request goes out as one write,
     the response is parsed by httptools (uvicorn's own parser). Used for the POST so that what
@@ -102,24 +116,14 @@ class LeanHttpClient:
             ).encode()
             + data
         )
-        done = False
-        chunks: list[bytes] = []
-
-        class _Response:
-            def on_body(self, part: bytes) -> None:
-                chunks.append(part)
-
-            def on_message_complete(self) -> None:
-                nonlocal done
-                done = True
-
-        parser = httptools.HttpResponseParser(_Response())
-        while not done:
+        response = _Response()
+        parser = httptools.HttpResponseParser(response)
+        while not response.done:
             part = await self._reader.read(65536)
             if not part:
                 raise ConnectionError("the server closed the connection")
             parser.feed_data(part)
-        return parser.get_status_code(), b"".join(chunks)
+        return parser.get_status_code(), b"".join(response.chunks)
 
     async def close(self) -> None:
         if self._writer is not None:

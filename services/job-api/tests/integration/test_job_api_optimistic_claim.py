@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from job_api_testing import job_body, served_app, user_headers
 
 from contracts.enums import GPUProvider, JobType
-from contracts.rpc import ClaimJob, ClaimRefusal
+from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply
 from job_api.adapters import repository
 from job_api.adapters.repository import ConcurrentUpdate, JobRepository, NeedsTransaction
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL
 from job_api.config import Settings
 from job_api.entrypoints import workers
-from job_api.entrypoints.workers import claim, claim_holding
+from job_api.entrypoints.workers import claim_holding
 from job_api.service_layer.dispatch import claim_job
 from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.db import asyncpg_dsn
@@ -40,6 +40,13 @@ def _claim(job_id: str, *, claim_id: uuid.UUID | None = None) -> ClaimJob:
         job_types=[JobType.EMBEDDING],
         expires_at=datetime.now(UTC) + timedelta(seconds=30),
     )
+
+
+async def claim(state: Any, cmd: ClaimJob) -> ClaimReply:
+    """A claim answered as the RPC server answers it, its connection given back at once."""
+    reply, release = await claim_holding(state, cmd)
+    await release()
+    return reply
 
 
 async def _counts(db: Any, job_id: str) -> dict[str, Any]:

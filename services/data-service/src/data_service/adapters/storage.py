@@ -63,8 +63,8 @@ WRITEBACK_BYTES = 8 << 20
 # the page cache. Measured here (1 GB, ext4 on a virtio disk): the service layer's write went
 # from 2.8-3.5 s of kernel CPU per GB, most of it copying into fresh page-cache pages, to 0.1 s,
 # and the fsync before the answer finds nothing left. Offsets and lengths must be multiples of
-# the alignment; the buffer is an anonymous mmap, so page-aligned.
-DIRECT_ALIGN = 4096
+# the device's block size: the buffer is an anonymous mmap (page-aligned) whose size is a
+# multiple of the page size, and only whole buffers are written direct.
 DIRECT_BUFFER_BYTES = 1 << 20
 
 

@@ -69,11 +69,10 @@ class _Stage:
 
 
 class _Sink:
-    """Validation in the caller's worker thread; hashing then writing in a thread behind it, so
-    the parser and the store overlap (both release the GIL). One store thread, not one each for
-    the hash and the write: a thread more cost more in hand-offs and GIL switches than the
-    overlap gained (the direct write is a copy into an aligned buffer and a DMA). A lock orders
-    blocks and the abort."""
+    """Validation in the caller's worker thread; hashing then writing in one store thread behind
+    it, so the parser and the store overlap (both release the GIL). The direct write is a copy
+    into an aligned buffer and a DMA, too little for a thread of its own. A lock orders blocks
+    and the abort."""
 
     def __init__(self, writer: ObjectWriter, validation: Validation) -> None:
         self.writer = writer
@@ -81,33 +80,28 @@ class _Sink:
         self.sha = hashlib.sha256()
         self.lock = threading.Lock()
         self.done = False
-        self._stages = (_Stage("upload-store", self._store),)
+        self._store_stage = _Stage("upload-store", self._store)
 
     def _store(self, data: bytes) -> None:
         self.sha.update(data)
         self.writer.write(data)
 
-    def _error(self) -> BaseException | None:
-        return next((stage.error for stage in self._stages if stage.error is not None), None)
-
     def block(self, data: bytes) -> None:
         with self.lock:
             if self.done or self.validation.stopped:
                 return
-            if (error := self._error()) is not None:
+            if (error := self._store_stage.error) is not None:
                 raise error
             self.validation.feed(data)
             if not self.validation.stopped:
-                for stage in self._stages:
-                    stage.put(data)
+                self._store_stage.put(data)
 
     def finish(self) -> ValidationReport:
         with self.lock:
             report = self.validation.finish()
-            for stage in self._stages:
-                stage.close()
+            self._store_stage.close()
             self.done = True
-            if (error := self._error()) is not None:
+            if (error := self._store_stage.error) is not None:
                 self.writer.abort()
                 raise error
             if report.valid:
@@ -121,8 +115,7 @@ class _Sink:
             if not self.done:
                 self.done = True
                 self.validation.abort()
-                for stage in self._stages:
-                    stage.close(Aborted())
+                self._store_stage.close(Aborted())
                 self.writer.abort()
 
 

@@ -82,13 +82,6 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     )
 
 
-async def claim(state: AppState, cmd: ClaimJob) -> ClaimReply:
-    """Answer a claim (`claim_holding`, its connection given back at once)."""
-    reply, release = await claim_holding(state, cmd)
-    await release()
-    return reply
-
-
 async def _nothing() -> None:
     return None
 
