@@ -222,6 +222,10 @@ class ModelPushed(EventPayload):
     )
     data_stats: dict[str, Any] = Field(default_factory=dict)
     logs_url: str | None = None
+    created_repo: bool = Field(
+        default=False,
+        description="The push created the repository (so deleting the model may delete it).",
+    )
 
 
 class ModelCompleted(EventPayload):
@@ -250,6 +254,10 @@ class ModelCompleted(EventPayload):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     dataset_id: UUID | None = None
     completed_at: datetime
+    created_repo: bool = Field(
+        default=False,
+        description="The worker's push created the repository for this job's owner.",
+    )
 
 
 class JobCancelRequested(EventPayload):

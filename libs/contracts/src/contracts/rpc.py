@@ -38,7 +38,28 @@ class DataTicket(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     url: str = Field(
-        description="Where the worker downloads the training data; valid for this claim only."
+        description=(
+            "Where the worker downloads the training data. It never carries a secret: an "
+            "uploaded dataset's ticket travels in `token`, sent as `Authorization: Bearer`."
+        )
+    )
+    token: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "The download ticket of an uploaded dataset (valid for this attempt only): send it "
+            "as `Authorization: Bearer <token>`, never in the URL, so no access log records it."
+        ),
+    )
+    external: bool = Field(
+        default=False,
+        description=(
+            "True when the URL is one a user gave: the worker fetches it only through its SSRF "
+            "guard (public addresses, checked at connect time and on every redirect)."
+        ),
+    )
+    max_bytes: int | None = Field(
+        default=None, ge=0, description="Stop the download beyond this many bytes."
     )
     expires_at: datetime | None = None
     sha256: str | None = Field(
@@ -67,6 +88,14 @@ class JobSpec(BaseModel):
     output_model: str
     hyperparameters: dict[str, Any]
     data: DataTicket
+    hub_token: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "The job owner's own Hugging Face token, linked to the output namespace: the push "
+            "uses it instead of the worker's. Null when the owner linked none."
+        ),
+    )
     lease_seconds: float = Field(description="Send progress at least this often or lose the job.")
     lease_expires_at: datetime
 

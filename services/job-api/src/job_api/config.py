@@ -62,9 +62,47 @@ class Settings(DatabaseSettings):
     enable_offline_models: bool = Field(
         default=False, validation_alias=_alias("FTD_ENABLE_OFFLINE_MODELS")
     )
-    allow_external_data_urls: bool = Field(
-        default=True, validation_alias=_alias("FTD_ALLOW_EXTERNAL_DATA_URLS")
+    # https training_data_urls (else only uploaded `ftd://datasets/<id>`): on in development,
+    # off elsewhere unless set.
+    allow_external_data_urls: bool | None = Field(
+        default=None, validation_alias=_alias("FTD_ALLOW_EXTERNAL_DATA_URLS")
     )
+    # Comma-separated hosts (`files.example.com`) or suffixes (`.example.com`) an external data
+    # URL may name even where they resolve to an address the SSRF guard refuses.
+    data_url_allowed_hosts: str = Field(
+        default="", validation_alias=_alias("FTD_DATA_URL_ALLOWED_HOSTS")
+    )
+    # Largest external training file a worker downloads.
+    max_external_data_bytes: int = Field(
+        default=10 << 30, ge=1, validation_alias=_alias("FTD_MAX_EXTERNAL_DATA_BYTES")
+    )
+
+    # Worker identity: the shared FINETUNE_WORKER_KEY (the brief's HTTP worker API) is accepted
+    # in development, elsewhere only when this says so. Enrolled workers need no shared key.
+    allow_shared_worker_key: bool | None = Field(
+        default=None, validation_alias=_alias("FTD_ALLOW_SHARED_WORKER_KEY")
+    )
+    # The broker's management API (http://user:password@host:15672): job-api makes a broker user
+    # for each enrolled worker with its pool's permissions, and deletes it on revocation.
+    # Unset: enrolled workers are told `worker_amqp_url` as it is (development).
+    broker_management_url: SecretStr | None = Field(
+        default=None, validation_alias=_alias("FTD_BROKER_MANAGEMENT_URL")
+    )
+    # The broker URL workers dial (amqps:// for remote ones); the credentials are the worker's own.
+    worker_amqp_url: str | None = Field(
+        default=None, validation_alias=_alias("FTD_WORKER_AMQP_URL_PUBLIC")
+    )
+    # A worker counts as online while its last heartbeat is younger than this.
+    worker_online_seconds: float = Field(default=30, gt=0)
+    # A retryable failure puts the job back after this long, doubled per attempt (max 10 min).
+    retry_backoff_seconds: float = Field(default=10, ge=0)
+
+    # Output names: the Hugging Face endpoint that tells whose a linked token is, and the key
+    # (Fernet, urlsafe base64 of 32 bytes) that encrypts linked tokens at rest.
+    hf_endpoint: str = Field(
+        default="https://huggingface.co", validation_alias=_alias("FTD_HF_ENDPOINT")
+    )
+    secrets_key: SecretStr | None = Field(default=None, validation_alias=_alias("FTD_SECRETS_KEY"))
     public_base_url: str = Field(
         default="http://localhost:8000", validation_alias=_alias("FTD_PUBLIC_BASE_URL")
     )
@@ -133,6 +171,20 @@ class Settings(DatabaseSettings):
         if self.environment == "production" and self.data_ticket_secret is None:
             raise ValueError("FTD_DATA_TICKET_SECRET must be set in production.")
         return self
+
+    @property
+    def external_data_urls(self) -> bool:
+        """Whether https training data URLs are accepted (default: in development only)."""
+        if self.allow_external_data_urls is not None:
+            return self.allow_external_data_urls
+        return self.environment == "development"
+
+    @property
+    def shared_worker_key(self) -> bool:
+        """Whether the brief's shared FINETUNE_WORKER_KEY opens the worker endpoints."""
+        if self.allow_shared_worker_key is not None:
+            return self.allow_shared_worker_key
+        return self.environment == "development"
 
     @property
     def lease(self) -> timedelta:

@@ -55,6 +55,8 @@ class PushedModel:
     metrics: dict[str, float] = field(default_factory=dict)
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     data_stats: dict[str, Any] = field(default_factory=dict)
+    # The push created the repository: the registry may delete it with the model.
+    created_repo: bool = False
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def policy_from(settings: Settings) -> Policy:
         lease=settings.lease,
         max_attempts=settings.max_attempts,
         redispatch_after=timedelta(seconds=settings.redispatch_seconds),
-        allow_external_data_urls=settings.allow_external_data_urls,
+        allow_external_data_urls=settings.external_data_urls,
         data_ticket_secret=settings.ticket_secret(),
         public_base_url=settings.public_base_url.rstrip("/"),
     )
@@ -167,7 +167,7 @@ def _true_openapi(app: FastAPI, settings: Settings) -> None:
             schemas["FinetuneJobCreate"] = job_create_schema(
                 schemas["FinetuneJobCreate"],
                 Catalogue(include_offline=settings.enable_offline_models),
-                allow_external_data_urls=settings.allow_external_data_urls,
+                allow_external_data_urls=settings.external_data_urls,
             )
             app.openapi_schema = document
         return app.openapi_schema

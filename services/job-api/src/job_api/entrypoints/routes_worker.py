@@ -56,8 +56,14 @@ async def patch_job(
         updated = await update_job(
             uow, job_id, update, state.policy, now=datetime.now(UTC), worker_id=x_worker_id
         )
-    data_url = updated.data.url if updated.data is not None else None
+    ticket = updated.data
     response = WorkerJobResponse(
-        **FinetuneJobResponse.of(updated.job).model_dump(), data_url=data_url
+        **FinetuneJobResponse.of(updated.job).model_dump(),
+        data_url=ticket.url if ticket is not None else None,
+        data_headers=(
+            {"Authorization": f"Bearer {ticket.token}"}
+            if ticket is not None and ticket.token
+            else None
+        ),
     )
     return Data(data=response)

@@ -135,6 +135,13 @@ class WorkerJobResponse(FinetuneJobResponse):
     data_url: str | None = Field(
         default=None, description="Where the worker holding this attempt downloads the data."
     )
+    data_headers: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "Headers to send with the download (the data ticket, as `Authorization: Bearer`): "
+            "kept out of the URL so that no access log records it. Given with `data_url` only."
+        ),
+    )
 
 
 class JobEventResponse(BaseModel):

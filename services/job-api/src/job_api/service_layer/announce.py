@@ -113,6 +113,7 @@ def transition_events(job: Job, t: Transition, *, now: datetime) -> list[EventPa
                 hyperparameters=job.hyperparameters,
                 dataset_id=job.dataset_id,
                 completed_at=now,
+                created_repo=t.model.created_repo,
             )
         )
     elif t.to_status is JobStatus.PENDING:

@@ -31,7 +31,8 @@ log = structlog.get_logger(__name__)
 async def data_ticket(uow: UnitOfWork, job: Job, policy: Policy) -> DataTicket:
     """The data ticket of a claim: minted when a claim is granted, never otherwise."""
     if job.dataset_id is None:
-        return DataTicket(url=job.training_data_url)
+        # A URL the user gave: the worker fetches it only through its SSRF guard.
+        return DataTicket(url=job.training_data_url, external=True)
     token, expires_at = mint_data_ticket(
         policy.data_ticket_secret,
         dataset_id=job.dataset_id,
@@ -39,10 +40,13 @@ async def data_ticket(uow: UnitOfWork, job: Job, policy: Policy) -> DataTicket:
         attempt=job.attempt,
         ttl=policy.data_ticket_ttl,
     )
-    url = f"{policy.public_base_url}/api/finetune/datasets/{job.dataset_id}/download?ticket={token}"
+    # The ticket travels in a header (DataTicket.token), never in the URL: no access or error
+    # log on the way (the gateway's included) can record it.
+    url = f"{policy.public_base_url}/api/finetune/datasets/{job.dataset_id}/download"
     known = await uow.datasets.get(job.dataset_id)
     return DataTicket(
         url=url,
+        token=token,
         expires_at=expires_at,
         sha256=known.sha256 if known else None,
         size_bytes=known.size_bytes if known else None,
@@ -157,6 +161,7 @@ def completion_of(p: EventPayload) -> Report:
             metrics=p.metrics,
             baseline_metrics=p.baseline_metrics,
             data_stats=p.data_stats,
+            created_repo=p.created_repo,
         ),
         logs_url=p.logs_url,
     )
