@@ -69,8 +69,16 @@ def policy_from(settings: Settings) -> Policy:
         max_attempts=settings.max_attempts,
         redispatch_after=timedelta(seconds=settings.redispatch_seconds),
         allow_external_data_urls=settings.external_data_urls,
+        data_url_allowed_hosts=tuple(
+            host.strip().lower()
+            for host in settings.data_url_allowed_hosts.split(",")
+            if host.strip()
+        ),
+        max_external_data_bytes=settings.max_external_data_bytes,
         data_ticket_secret=settings.ticket_secret(),
         public_base_url=settings.public_base_url.rstrip("/"),
+        retry_backoff=timedelta(seconds=settings.retry_backoff_seconds),
+        worker_online=timedelta(seconds=settings.worker_online_seconds),
     )
 
 

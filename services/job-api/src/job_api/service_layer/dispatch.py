@@ -32,7 +32,9 @@ async def data_ticket(uow: UnitOfWork, job: Job, policy: Policy) -> DataTicket:
     """The data ticket of a claim: minted when a claim is granted, never otherwise."""
     if job.dataset_id is None:
         # A URL the user gave: the worker fetches it only through its SSRF guard.
-        return DataTicket(url=job.training_data_url, external=True)
+        return DataTicket(
+            url=job.training_data_url, external=True, max_bytes=policy.max_external_data_bytes
+        )
     token, expires_at = mint_data_ticket(
         policy.data_ticket_secret,
         dataset_id=job.dataset_id,

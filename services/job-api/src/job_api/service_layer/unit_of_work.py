@@ -153,6 +153,14 @@ class Policy:
     # message must not leave it waiting forever).
     redispatch_after: timedelta = timedelta(minutes=30)
     allow_external_data_urls: bool = True
+    # Hosts (`files.example.com`) or suffixes (`.example.com`) an external data URL may name even
+    # where the SSRF guard would refuse them (an operator's own file server).
+    data_url_allowed_hosts: tuple[str, ...] = ()
+    max_external_data_bytes: int = 10 << 30
+    # A retryable failure is offered again after this long, doubled per attempt (capped).
+    retry_backoff: timedelta = timedelta(seconds=10)
+    # A worker is online while its last heartbeat is younger than this.
+    worker_online: timedelta = timedelta(seconds=30)
     data_ticket_secret: str = ""
     data_ticket_ttl: timedelta = timedelta(minutes=30)
     public_base_url: str = "http://localhost:8000"
