@@ -4,11 +4,18 @@ Verification is deliberately narrow. The accepted algorithm is fixed by configur
 from the token's header (the classic `alg` confusion: an RS256 public key reused as an HS256
 secret, or `alg: none`). Every failure is a 401 with a stable code and a sentence that never
 repeats the token, which would otherwise end up in client logs and bug reports.
+
+A well-signed token is still data: its subject becomes the user id every query is scoped to, so it
+must be a sane identifier (1 to `MAX_SUBJECT_CHARS` characters, no control characters or lone
+surrogates, which PostgreSQL text refuses), and its time claims (`exp`, `nbf`, `iat`) must be JSON
+numbers, as RFC 7519 says, not numeric strings or booleans that PyJWT would coerce.
 """
 
 import hmac
+import math
 import threading
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +34,12 @@ _JWKS_LIFESPAN_SECONDS = 300
 # The JWKS fetch is a blocking call made from a request; a slow identity provider must not hang it.
 _JWKS_TIMEOUT_SECONDS = 5
 _VERIFIED_CACHE_SIZE = 4096
+# The longest subject accepted: identity providers' ids (UUIDs, `auth0|...`, e-mail addresses)
+# are far shorter; a longer one would only bloat every index keyed by user id.
+MAX_SUBJECT_CHARS = 255
+# Unicode categories refused in a subject: control characters (NUL, C0, DEL, C1) and surrogates.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs"})
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,34 @@ def _describe(exc: jwt.PyJWTError) -> str:
     if isinstance(exc, jwt.DecodeError):
         return "The token is malformed."
     return "The token is not valid."
+
+
+class _BadClaimType(jwt.InvalidTokenError):
+    def __init__(self, claim: str) -> None:
+        super().__init__(f"{claim} is not a number")
+        self.claim = claim
+
+
+def _sane_subject(subject: str) -> bool:
+    """Whether a (string) subject can serve as a user id: stored, indexed, logged."""
+    if not subject or len(subject) > MAX_SUBJECT_CHARS or subject.isspace():
+        return False
+    if subject.isprintable():  # the common case: no control character, no surrogate
+        return True
+    return not any(unicodedata.category(char) in _REFUSED_CATEGORIES for char in subject)
+
+
+def _bad_time_claim(claims: Mapping[str, Any]) -> str | None:
+    """The first of `exp`, `nbf`, `iat` present that is not a finite JSON number, if any."""
+    for name in _TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return name
+        if not math.isfinite(value):
+            return name
+    return None
 
 
 def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -154,11 +195,18 @@ class JwtVerifier:
             # Not the caller's fault, but we cannot tell a good token from a bad one without keys.
             log.warning("auth.jwks_unavailable", error=type(exc).__name__)
             raise _invalid(_describe(exc)) from None
+        except _BadClaimType as exc:
+            raise _invalid(
+                f"The token's '{exc.claim}' claim must be a number of seconds."
+            ) from None
         except jwt.PyJWTError as exc:
             raise _invalid(_describe(exc)) from None
         subject = claims["sub"]
-        if not subject:
-            raise _invalid("The token subject is not valid.")
+        if not isinstance(subject, str) or not _sane_subject(subject):
+            raise _invalid(
+                "The token subject is not valid: it must be 1 to "
+                f"{MAX_SUBJECT_CHARS} characters without control characters."
+            )
         # jwt.decode accepted `exp` (a number) with this leeway; the cache honours the same bound.
         return Principal(user_id=subject, roles=_roles(claims)), float(claims["exp"]) + self._leeway
 
@@ -168,6 +216,12 @@ class JwtVerifier:
         header = jwt.get_unverified_header(token)
         if header.get("alg") != self._algorithm:
             raise jwt.InvalidAlgorithmError("unexpected algorithm")
+        # PyJWT coerces time claims with int(): "9999999999" would pass as a number and `true` as
+        # 1 (expired). Their type is checked first, so such a token is refused as invalid
+        # whatever its signature or times (a parse of the payload; no key is involved).
+        bad_claim = _bad_time_claim(jwt.decode(token, options={"verify_signature": False}))
+        if bad_claim is not None:
+            raise _BadClaimType(bad_claim)
         key: Any
         if self._jwks is not None:
             key = self._jwks.get_signing_key_from_jwt(token).key
