@@ -159,6 +159,8 @@ def main() -> None:
                 **os.environ,
                 "FTD_ENV": "test",
                 "FTD_JWT_SECRET": JWT_SECRET,
+                "FTD_DATA_TICKET_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+                "DATA_SERVICE_DB_PASSWORD": password,
                 "FTD_AMQP_URL": AMQP_URL,
                 "FTD_BROKER_PREFIX": prefix,
                 "DATA_SERVICE_DATABASE_URL": db_url,

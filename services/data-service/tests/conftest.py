@@ -82,6 +82,8 @@ def data_settings_factory(
             "broker_prefix": data_broker_prefix,
             "jwt_secret": JWT_SECRET,
             "data_ticket_secret": TICKET_SECRET,
+            # Outside development the role's password must not be the `_dev` default.
+            "db_password": uuid.uuid4().hex,
             "storage_dir": storage_dir,
             "db_pool_size": 4,
             "min_rows": 10,

@@ -76,6 +76,9 @@ def settings_factory(database_url: str, broker_prefix: str, db: Any) -> Callable
             "broker_prefix": broker_prefix,
             "jwt_secret": JWT_SECRET,
             "worker_key": WORKER_KEY,
+            # Outside development a ticket secret of its own and no `_dev` password are required.
+            "data_ticket_secret": f"test-ticket-secret-{uuid.uuid4().hex}",
+            "db_password": uuid.uuid4().hex,
             "enable_offline_models": True,
             "lease_seconds": 30,
             "watchdog_interval": 0.2,

@@ -71,6 +71,8 @@ def registry_settings(
             "amqp_url": AMQP_URL,
             "broker_prefix": registry_prefix,
             "jwt_secret": JWT_SECRET,
+            # Outside development the role's password must not be the `_dev` default.
+            "db_password": uuid.uuid4().hex,
             "db_pool_size": 5,
             "lora_base_url": "http://vllm.test:8000/v1",
             "serve_base_url": "http://ftd-serve.test:8005/v1",

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.routing import BrokerNames
 from data_service.service_layer.validation.limits import BLOCK_BYTES, Limits
-from servicekit.settings import refuse_placeholder
+from servicekit.settings import check_deployment
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -101,16 +101,21 @@ class Settings(BaseSettings):
             )
         if self.jwt_algorithm == "RS256" and not self.jwks_url:
             raise ValueError("FTD_JWKS_URL must be set for RS256 tokens.")
-        for name, secret in (
-            ("FTD_JWT_SECRET", self.jwt_secret),
-            ("FTD_DATA_TICKET_SECRET", self.data_ticket_secret),
-        ):
-            if secret is not None:
-                refuse_placeholder(
-                    secret.get_secret_value(), name=name, environment=self.environment
-                )
-        if self.environment == "production" and self.data_ticket_secret is None:
-            raise ValueError("FTD_DATA_TICKET_SECRET must be set in production.")
+        check_deployment(
+            environment=self.environment,
+            secrets={
+                "FTD_JWT_SECRET": self.jwt_secret,
+                "FTD_DATA_TICKET_SECRET": self.data_ticket_secret,
+            },
+            databases={
+                "DATA_SERVICE_DATABASE_URL": self.database_url,
+                "DATA_SERVICE_DB_PASSWORD": self.db_password,
+                "FTD_ADMIN_DSN": self.admin_dsn,
+            },
+            brokers={"FTD_AMQP_URL": self.amqp_url},
+        )
+        if self.environment != "development" and self.data_ticket_secret is None:
+            raise ValueError("FTD_DATA_TICKET_SECRET must be set outside development.")
         if self.storage_backend == "s3" and (
             self.s3_access_key is None or self.s3_secret_key is None
         ):

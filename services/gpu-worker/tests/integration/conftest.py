@@ -105,6 +105,9 @@ def job_api_settings(
             "broker_prefix": prefix,
             "jwt_secret": JWT_SECRET,
             "worker_key": WORKER_KEY,
+            # Outside development a ticket secret of its own and no `_dev` password are required.
+            "data_ticket_secret": f"test-ticket-secret-{uuid.uuid4().hex}",
+            "db_password": uuid.uuid4().hex,
             "enable_offline_models": True,
             "public_base_url": data_server.base_url,
             "lease_seconds": 30,

@@ -11,7 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.routing import BrokerNames
-from servicekit.settings import refuse_placeholder
+from servicekit.settings import check_deployment, refuse_default_database_password
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -35,6 +35,16 @@ class DatabaseSettings(BaseSettings):
     # `make dev` and `make migrate` set it per checkout (finetune_<hash of the path>), so two
     # clones on one machine never share a database.
     database_name: str = Field(default="finetune", validation_alias=_alias("FTD_DATABASE_NAME"))
+
+    @model_validator(mode="after")
+    def _database_passwords(self) -> Self:
+        for name, value in (
+            ("JOB_API_DATABASE_URL", self.database_url),
+            ("JOB_API_DB_PASSWORD", self.db_password),
+            ("FTD_ADMIN_DSN", self.admin_dsn),
+        ):
+            refuse_default_database_password(value, name=name, environment=self.environment)
+        return self
 
 
 class Settings(DatabaseSettings):
@@ -159,17 +169,21 @@ class Settings(DatabaseSettings):
             raise ValueError("FTD_JWKS_URL must be set for RS256 tokens.")
         if self.worker_key is None:
             raise ValueError("FINETUNE_WORKER_KEY must be set (`make dev` generates one).")
-        for name, secret in (
-            ("FTD_JWT_SECRET", self.jwt_secret),
-            ("FINETUNE_WORKER_KEY", self.worker_key),
-            ("FTD_DATA_TICKET_SECRET", self.data_ticket_secret),
-        ):
-            if secret is not None:
-                refuse_placeholder(
-                    secret.get_secret_value(), name=name, environment=self.environment
-                )
-        if self.environment == "production" and self.data_ticket_secret is None:
-            raise ValueError("FTD_DATA_TICKET_SECRET must be set in production.")
+        check_deployment(
+            environment=self.environment,
+            secrets={
+                "FTD_JWT_SECRET": self.jwt_secret,
+                "FINETUNE_WORKER_KEY": self.worker_key,
+                "FTD_DATA_TICKET_SECRET": self.data_ticket_secret,
+                "FTD_SECRETS_KEY": self.secrets_key,
+            },
+            brokers={
+                "FTD_AMQP_URL": self.amqp_url,
+                "FTD_BROKER_MANAGEMENT_URL": self.broker_management_url,
+            },
+        )
+        if self.environment != "development" and self.data_ticket_secret is None:
+            raise ValueError("FTD_DATA_TICKET_SECRET must be set outside development.")
         return self
 
     @property

@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.routing import BrokerNames
-from servicekit.settings import refuse_placeholder
+from servicekit.settings import check_deployment
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -86,12 +86,16 @@ class Settings(BaseSettings):
             )
         if self.jwt_algorithm == "RS256" and not self.jwks_url:
             raise ValueError("FTD_JWKS_URL must be set for RS256 tokens.")
-        if self.jwt_secret is not None:
-            refuse_placeholder(
-                self.jwt_secret.get_secret_value(),
-                name="FTD_JWT_SECRET",
-                environment=self.environment,
-            )
+        check_deployment(
+            environment=self.environment,
+            secrets={"FTD_JWT_SECRET": self.jwt_secret},
+            databases={
+                "REGISTRY_SERVICE_DATABASE_URL": self.database_url,
+                "REGISTRY_SERVICE_DB_PASSWORD": self.db_password,
+                "FTD_ADMIN_DSN": self.admin_dsn,
+            },
+            brokers={"FTD_AMQP_URL": self.amqp_url},
+        )
         return self
 
     @property
