@@ -178,6 +178,39 @@ CASES = [
         1,
         None,
     ),
+    # Nested 100,000 deep: a parser would run out of stack (RecursionError, a 500 before).
+    (
+        "jsonl_deep_nesting",
+        "a.jsonl",
+        jsonl('{"instruction": ' + "[" * 100_000),
+        "nesting_too_deep",
+        2,
+        None,
+    ),
+    (
+        "jsonl_deep_nesting_in_an_extra_key",
+        "a.jsonl",
+        jsonl('{"instruction": "q", "output": "a", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        "nesting_too_deep",
+        2,
+        None,
+    ),
+    (
+        "jsonl_deep_nesting_in_a_message",
+        "a.jsonl",
+        (
+            '{"messages": [{"role": "assistant", "content": "x"}]}\n' * 2
+            + '{"messages": [{"role": "assistant", "content": "x", "m": '
+            + '{"a": ' * 50_000
+            + "1"
+            + "}" * 50_000
+            + "}]}\n"
+            + '{"messages": [{"role": "assistant", "content": "y"}]}\n' * 10
+        ).encode(),
+        "nesting_too_deep",
+        3,
+        None,
+    ),
     (
         "jsonl_field_too_long",
         "a.jsonl",

@@ -10,6 +10,7 @@ from data_service.domain.report import Problem, Problems
 from data_service.domain.shapes import CHAT_ROLES
 from data_service.service_layer.validation.jsonl_block import check_block
 from data_service.service_layer.validation.limits import Limits
+from data_service.service_layer.validation.nesting import may_nest_deeper, nesting_depth
 from data_service.service_layer.validation.raw import Positions, newline_positions
 from data_service.service_layer.validation.stats import DatasetStats
 
@@ -141,6 +142,7 @@ class JsonlValidator:
         limit = self._limits.max_field_chars
         seen = self._seen
         memory = self._limits.duplicate_memory_rows
+        nesting = self._limits.max_nesting
         lengths: dict[str, list[int]] = {"instruction": [], "input": [], "output": []}
         li, lp, lo = lengths["instruction"], lengths["input"], lengths["output"]
         line_no = self._line
@@ -154,13 +156,14 @@ class JsonlValidator:
             ):
                 try:
                     record = decode(raw)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    record = None
+                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                    record = None  # RecursionError: nested too deeply; `_one` says so
                 if (
                     record is not None
                     and record.messages is None
                     and record.instruction is not None
                     and record.output is not None
+                    and not may_nest_deeper(raw, nesting)
                 ):
                     a, o = len(record.instruction), len(record.output)
                     p = len(record.input) if record.input is not None else -1
@@ -220,6 +223,17 @@ class JsonlValidator:
             for blank in self._pending_blank:
                 self._problems.add(Problem("empty_row", "The line is empty.", blank))
             self._pending_blank.clear()
+        limit = self._limits.max_nesting
+        if may_nest_deeper(raw, limit) and (depth := nesting_depth(raw)) > limit:
+            self._problems.add(
+                Problem(
+                    "nesting_too_deep",
+                    f"The line nests arrays and objects {depth:,} levels deep; the limit is "
+                    f"{limit}.",
+                    line_no,
+                )
+            )
+            return
         try:
             record = _DECODER.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -17,6 +17,10 @@ class Limits:
     # Duplicate rows are warnings; finding them costs memory (JSONL) or time (CSV), so only the
     # first this many rows are checked.
     duplicate_memory_rows: int = 500_000
+    # A JSON line nesting arrays and objects deeper than this is refused (`nesting_too_deep`):
+    # parsers recurse per level. The record shapes nest three deep; 64 leaves room for any
+    # metadata a line carries besides them.
+    max_nesting: int = 64
 
     def __post_init__(self) -> None:
         if self.max_line_bytes < BLOCK_BYTES:
