@@ -107,6 +107,7 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
         jwt_secret=JWT_SECRET,
         worker_key="e2e-worker-key-0123456789abcdef",
         data_ticket_secret=TICKET_SECRET,
+        db_password=uuid.uuid4().hex,
         enable_offline_models=True,
         public_base_url=public,
         db_pool_size=5,
@@ -119,6 +120,7 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
         broker_prefix=prefix,
         jwt_secret=JWT_SECRET,
         data_ticket_secret=TICKET_SECRET,
+        db_password=uuid.uuid4().hex,
         storage_dir=tmp_path / "datasets",
         db_pool_size=4,
         access_log=False,
@@ -197,9 +199,14 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
                         assert reply.granted, reply
                         assert reply.job is not None
                         url = reply.job.data.url
+                        token = reply.job.data.token
                         assert url.startswith(public + "/api/finetune/datasets/")
+                        assert token is not None
+                        assert token not in url
                         async with httpx.AsyncClient(timeout=30) as plain:
-                            got = await plain.get(url)
+                            got = await plain.get(
+                                url, headers={"Authorization": f"Bearer {token}"}
+                            )
                         assert got.status_code == 200
                         assert got.content == body
                         assert got.headers["x-content-sha256"] == dataset["sha256"]

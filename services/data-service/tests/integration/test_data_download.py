@@ -49,6 +49,11 @@ def ticket(
     return token
 
 
+def bearer(token: str) -> dict[str, str]:
+    """How a worker sends its data ticket: in a header, never in the URL."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def upload(client: httpx.AsyncClient, body: bytes | None = None) -> dict:
     r = await client.post(
         "/api/finetune/upload", headers=user_headers(), **files(body or classifier_csv())
@@ -88,13 +93,13 @@ async def test_download_streams_the_exact_bytes_and_supports_range(
     body = classifier_csv(40)
     ds = await upload(data_client, body)
     url = f"/api/finetune/datasets/{ds['id']}/download"
-    r = await data_client.get(url, params={"ticket": ticket(ds["id"], uuid.uuid4())})
+    r = await data_client.get(url, headers=bearer(ticket(ds["id"], uuid.uuid4())))
     assert r.status_code == 200
     assert r.content == body
     assert r.headers["x-content-sha256"] == ds["sha256"]
     assert r.headers["accept-ranges"] == "bytes"
     part = await data_client.get(
-        url, params={"ticket": ticket(ds["id"], uuid.uuid4())}, headers={"Range": "bytes=10-29"}
+        url, headers={**bearer(ticket(ds["id"], uuid.uuid4())), "Range": "bytes=10-29"}
     )
     assert part.status_code == 206
     assert part.content == body[10:30]
@@ -128,12 +133,36 @@ async def test_bad_tickets_are_refused(data_client: httpx.AsyncClient) -> None:
         "garbage": "not-a-ticket",
     }
     for name, token in cases.items():
-        r = await data_client.get(url, params={"ticket": token})
+        r = await data_client.get(url, headers=bearer(token))
         assert r.status_code == 403, name
         assert r.json()["error"]["code"] == "invalid_ticket", name
         assert token not in r.text
     missing = await data_client.get(url)
-    assert missing.status_code == 422
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "missing_ticket"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    not_bearer = await data_client.get(url, headers={"Authorization": f"Basic {good}"})
+    assert not_bearer.status_code == 401
+
+
+async def test_a_ticket_in_the_url_is_refused_even_a_valid_one(
+    data_client: httpx.AsyncClient,
+) -> None:
+    ds = await upload(data_client)
+    url = f"/api/finetune/datasets/{ds['id']}/download"
+    good = ticket(ds["id"], uuid.uuid4())
+    for params, headers in (
+        ({"ticket": good}, {}),
+        ({"ticket": good}, bearer(good)),
+        ({"ticket": ""}, bearer(good)),
+    ):
+        r = await data_client.get(url, params=params, headers=headers)
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["code"] == "ticket_in_url"
+        assert "Authorization: Bearer" in error["message"]
+        assert good not in r.text
+    assert (await data_client.get(url, headers=bearer(good))).status_code == 200
 
 
 async def test_stale_attempt_is_refused(
@@ -154,11 +183,11 @@ async def test_stale_attempt_is_refused(
     )
 
     async def refused() -> bool:
-        r = await data_client.get(url, params={"ticket": ticket(ds["id"], job_id, 1)})
+        r = await data_client.get(url, headers=bearer(ticket(ds["id"], job_id, 1)))
         return r.status_code == 403 and r.json()["error"]["code"] == "stale_ticket"
 
     await eventually(refused)
-    current = await data_client.get(url, params={"ticket": ticket(ds["id"], job_id, 2)})
+    current = await data_client.get(url, headers=bearer(ticket(ds["id"], job_id, 2)))
     assert current.status_code == 200
 
 
@@ -192,9 +221,7 @@ async def test_in_use_dataset_cannot_be_deleted_until_its_job_ends(
     await eventually(deleted)
     assert stored_files(storage_dir) == []
     # The job has ended: its ticket no longer opens anything.
-    r = await data_client.get(
-        f"{delete_url}/download", params={"ticket": ticket(ds["id"], job_id, 1)}
-    )
+    r = await data_client.get(f"{delete_url}/download", headers=bearer(ticket(ds["id"], job_id, 1)))
     assert r.status_code == 403
 
 

@@ -99,7 +99,7 @@ async def test_upload_to_s3_and_download_through_a_presigned_url(
             ttl=timedelta(minutes=5),
         )
         download = f"/api/finetune/datasets/{dataset_id}/download"
-        redirect = await client.get(download, params={"ticket": token})
+        redirect = await client.get(download, headers={"Authorization": f"Bearer {token}"})
         assert redirect.status_code == 307
         location = redirect.headers["location"]
         query = parse_qs(urlsplit(location).query)
@@ -108,7 +108,7 @@ async def test_upload_to_s3_and_download_through_a_presigned_url(
         assert got.status_code == 200
         assert got.content == body
         # No redirect (so no URL) without a valid ticket.
-        refused = await client.get(download, params={"ticket": token[:-3] + "abc"})
+        refused = await client.get(download, headers={"Authorization": f"Bearer {token[:-3]}abc"})
         assert refused.status_code == 403
         assert "location" not in refused.headers
         preview = await client.get(

@@ -55,7 +55,8 @@ export interface paths {
         };
         /**
          * Download Dataset
-         * @description For workers: the dataset's bytes (Range supported), with the ticket from the claim.
+         * @description For workers: the dataset's bytes (Range supported), with the claim's data ticket sent as
+         *     `Authorization: Bearer <ticket>` (never in the URL: a `ticket` query parameter is a 400).
          */
         get: operations["download_dataset_api_finetune_datasets__dataset_id__download_get"];
         put?: never;
@@ -430,11 +431,11 @@ export interface operations {
     };
     download_dataset_api_finetune_datasets__dataset_id__download_get: {
         parameters: {
-            query: {
-                /** @description The data ticket from the job's claim. */
-                ticket: string;
+            query?: never;
+            header?: {
+                /** @description `Bearer <ticket>`: the data ticket from the job's claim. */
+                authorization?: string | null;
             };
-            header?: never;
             path: {
                 dataset_id: string;
             };
@@ -457,6 +458,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description Unauthorized */
             401: {

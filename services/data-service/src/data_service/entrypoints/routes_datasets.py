@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import structlog
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 from data_service.adapters.storage import LocalStorage, S3Storage
@@ -15,6 +15,7 @@ from data_service.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep,
 from data_service.entrypoints.preview import preview_rows
 from data_service.entrypoints.schemas import DatasetResponse, PreviewResponse
 from data_service.service_layer import datasets as dataset_service
+from servicekit.auth import bearer_token
 from servicekit.errors import ApiError
 from servicekit.responses import (
     CursorQuery,
@@ -102,16 +103,36 @@ def _ticket_error(code: str, message: str) -> ApiError:
 
 @router.get(
     "/datasets/{dataset_id}/download",
-    responses={**error_responses(403, 404), 307: {"description": "S3: a presigned URL."}},
+    responses={**error_responses(400, 403, 404), 307: {"description": "S3: a presigned URL."}},
     include_in_schema=True,
 )
 async def download_dataset(
     dataset_id: UUID,
+    request: Request,
     uow: ReadUowDep,
     state: StateDep,
-    ticket: Annotated[str, Query(description="The data ticket from the job's claim.")],
+    authorization: Annotated[
+        str | None,
+        Header(description="`Bearer <ticket>`: the data ticket from the job's claim."),
+    ] = None,
 ) -> Any:
-    """For workers: the dataset's bytes (Range supported), with the ticket from the claim."""
+    """For workers: the dataset's bytes (Range supported), with the claim's data ticket sent as
+    `Authorization: Bearer <ticket>` (never in the URL: a `ticket` query parameter is a 400)."""
+    if "ticket" in request.query_params:
+        # URLs end up in access logs, proxies' error logs and shell histories; headers do not.
+        raise ApiError(
+            400,
+            "ticket_in_url",
+            "Send the download ticket as `Authorization: Bearer <ticket>`, never in the URL, "
+            "where logs would keep it.",
+        )
+    ticket = bearer_token(authorization)
+    if ticket is None:
+        raise ApiError(
+            401,
+            "missing_ticket",
+            "Send the data ticket from the job's claim as `Authorization: Bearer <ticket>`.",
+        )
     try:
         claims = verify_data_ticket(state.ticket_secret, ticket)
     except InvalidTicketError:
