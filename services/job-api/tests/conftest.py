@@ -80,6 +80,8 @@ def settings_factory(database_url: str, broker_prefix: str, db: Any) -> Callable
             "data_ticket_secret": f"test-ticket-secret-{uuid.uuid4().hex}",
             "db_password": uuid.uuid4().hex,
             "enable_offline_models": True,
+            # https training data URLs are on by default in development only.
+            "allow_external_data_urls": True,
             "lease_seconds": 30,
             "watchdog_interval": 0.2,
             "presence_interval": 0.2,

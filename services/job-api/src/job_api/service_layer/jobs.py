@@ -16,6 +16,7 @@ from job_api.adapters.repository import JobFilter
 from job_api.domain.errors import DomainError, InvalidJob, JobNotFound
 from job_api.domain.job import Job
 from job_api.service_layer.announce import announce, created_events, status_row
+from job_api.service_layer.data_urls import check_external_data_url
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 
 # Hugging Face Hub repo ids: `owner/name`, each part runs of letters and digits joined by single
@@ -119,6 +120,7 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
             "This deployment accepts only uploaded datasets; upload the file and use its reference.",
             "training_data_url",
         )
+    check_external_data_url(url, policy.data_url_allowed_hosts)
     return None
 
 
