@@ -12,7 +12,10 @@ key or password. They apply everywhere but `development` (so `test` and `product
   are, not of randomness: it catches the lazy secret, not a well-chosen phrase.
 - `refuse_reused`: one value for two secrets (a leak of one would open the other).
 - `refuse_default_database_password`: a `*_dev` password (the development roles' passwords,
-  `job_api_dev`...) in a database URL or a password setting.
+  `job_api_dev`...) in a database URL or a password setting. A service's URL and its role's
+  password describe one credential, and each command needs one of them (`serve` the URL,
+  `db-init` the password): `role_credentials` picks those set explicitly, or the defaults when
+  none is (then the defaults are what would run).
 - `refuse_guest_broker`: a broker URL logging in as RabbitMQ's default `guest` (named, or implied
   by an AMQP URL without a user). In `test` a broker on this host's loopback is the exception:
   RabbitMQ confines `guest` to loopback connections itself, and local test suites use it.
@@ -26,7 +29,7 @@ from collections import Counter
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 PLACEHOLDER_SECRETS = frozenset(
     {
@@ -131,6 +134,13 @@ def refuse_default_database_password(value: Secret, *, name: str, environment: s
             f"{name} uses a development database password (ending in {DEV_PASSWORD_SUFFIX!r}); "
             "set the role's own password outside development"
         )
+
+
+def role_credentials(settings: BaseModel, fields: Mapping[str, str]) -> dict[str, Secret]:
+    """{setting name: value} of the role's credential settings (`fields`: setting name -> field)
+    that were set explicitly (environment or arguments); all of them when none was."""
+    given = {n: getattr(settings, f) for n, f in fields.items() if f in settings.model_fields_set}
+    return given or {name: getattr(settings, field) for name, field in fields.items()}
 
 
 def _loopback(host: str | None) -> bool:

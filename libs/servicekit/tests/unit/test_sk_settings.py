@@ -2,7 +2,7 @@ import secrets
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from servicekit.settings import (
     PLACEHOLDER_SECRETS,
@@ -12,6 +12,7 @@ from servicekit.settings import (
     refuse_guest_broker,
     refuse_placeholder,
     refuse_reused,
+    role_credentials,
 )
 
 REAL = "q8V2-fT9xLr0mZc4pW7s"
@@ -235,3 +236,28 @@ def test_check_deployment_names_the_first_bad_setting() -> None:
         databases={"URL": "job_api_dev"},
         brokers={"FTD_AMQP_URL": "amqp://guest:guest@mq/"},
     )
+
+
+class _Role(BaseModel):
+    database_url: str = "postgresql://svc:svc_dev@127.0.0.1/finetune"
+    db_password: SecretStr = SecretStr("svc_dev")
+
+
+NAMES = {"SVC_DATABASE_URL": "database_url", "SVC_DB_PASSWORD": "db_password"}
+
+
+def test_role_credentials_are_those_set_or_else_the_defaults() -> None:
+    strong = f"postgresql://svc:{secrets.token_urlsafe(16)}@db/finetune"
+    # `serve` sets the URL only, `db-init` the password only: the other default never runs.
+    assert role_credentials(_Role(database_url=strong), NAMES) == {"SVC_DATABASE_URL": strong}
+    password = SecretStr(secrets.token_urlsafe(16))
+    assert role_credentials(_Role(db_password=password), NAMES) == {"SVC_DB_PASSWORD": password}
+    # Nothing set: the development defaults are what would run, and are refused.
+    defaults = role_credentials(_Role(), NAMES)
+    assert set(defaults) == set(NAMES)
+    with pytest.raises(ValueError, match="SVC_DATABASE_URL uses a development"):
+        check_deployment(environment="production", secrets={}, databases=defaults)
+    # Set explicitly to a development password: refused too.
+    given = role_credentials(_Role(database_url=strong, db_password=SecretStr("svc_dev")), NAMES)
+    with pytest.raises(ValueError, match="SVC_DB_PASSWORD uses a development"):
+        check_deployment(environment="test", secrets={}, databases=given)

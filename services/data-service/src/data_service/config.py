@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.routing import BrokerNames
 from data_service.service_layer.validation.limits import BLOCK_BYTES, Limits
-from servicekit.settings import check_deployment
+from servicekit.settings import check_deployment, role_credentials
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -108,8 +108,13 @@ class Settings(BaseSettings):
                 "FTD_DATA_TICKET_SECRET": self.data_ticket_secret,
             },
             databases={
-                "DATA_SERVICE_DATABASE_URL": self.database_url,
-                "DATA_SERVICE_DB_PASSWORD": self.db_password,
+                **role_credentials(
+                    self,
+                    {
+                        "DATA_SERVICE_DATABASE_URL": "database_url",
+                        "DATA_SERVICE_DB_PASSWORD": "db_password",
+                    },
+                ),
                 "FTD_ADMIN_DSN": self.admin_dsn,
             },
             brokers={"FTD_AMQP_URL": self.amqp_url},

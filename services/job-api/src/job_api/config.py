@@ -11,7 +11,11 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.routing import BrokerNames
-from servicekit.settings import check_deployment, refuse_default_database_password
+from servicekit.settings import (
+    check_deployment,
+    refuse_default_database_password,
+    role_credentials,
+)
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -38,11 +42,10 @@ class DatabaseSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _database_passwords(self) -> Self:
-        for name, value in (
-            ("JOB_API_DATABASE_URL", self.database_url),
-            ("JOB_API_DB_PASSWORD", self.db_password),
-            ("FTD_ADMIN_DSN", self.admin_dsn),
-        ):
+        credentials = role_credentials(
+            self, {"JOB_API_DATABASE_URL": "database_url", "JOB_API_DB_PASSWORD": "db_password"}
+        )
+        for name, value in {**credentials, "FTD_ADMIN_DSN": self.admin_dsn}.items():
             refuse_default_database_password(value, name=name, environment=self.environment)
         return self
 

@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.routing import BrokerNames
-from servicekit.settings import check_deployment
+from servicekit.settings import check_deployment, role_credentials
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -90,8 +90,13 @@ class Settings(BaseSettings):
             environment=self.environment,
             secrets={"FTD_JWT_SECRET": self.jwt_secret},
             databases={
-                "REGISTRY_SERVICE_DATABASE_URL": self.database_url,
-                "REGISTRY_SERVICE_DB_PASSWORD": self.db_password,
+                **role_credentials(
+                    self,
+                    {
+                        "REGISTRY_SERVICE_DATABASE_URL": "database_url",
+                        "REGISTRY_SERVICE_DB_PASSWORD": "db_password",
+                    },
+                ),
                 "FTD_ADMIN_DSN": self.admin_dsn,
             },
             brokers={"FTD_AMQP_URL": self.amqp_url},
