@@ -6,7 +6,8 @@
 #   FTD_GATEWAY_PORT (8000), FTD_GATEWAY_ADDR (127.0.0.1), FTD_GATEWAY_DIR (.dev/gateway),
 #   FTD_JOB_API_ADDR (127.0.0.1:8001), FTD_DATA_SERVICE_ADDR (127.0.0.1:8002),
 #   FTD_REGISTRY_ADDR (127.0.0.1:8003), FTD_UI_ADDR (127.0.0.1:8004),
-#   DATA_SERVICE_MAX_UPLOAD_BYTES (2147483648, data-service's own limit).
+#   DATA_SERVICE_MAX_UPLOAD_BYTES (2147483648, data-service's own limit),
+#   JOB_API_MAX_BODY_BYTES (1048576, job-api's own limit).
 # With --render-only it writes the configuration, prints its path and exits.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,7 @@ RUN_DIR="$(cd "$RUN_DIR" && pwd)"
 MAX_UPLOAD=${DATA_SERVICE_MAX_UPLOAD_BYTES:-2147483648}
 # Room for the multipart framing around the file; data-service enforces the exact limit.
 MAX_BODY=$((MAX_UPLOAD + 65536))
+JOB_API_MAX_BODY=${JOB_API_MAX_BODY_BYTES:-1048576}
 
 CONF="$RUN_DIR/nginx.conf"
 sed -e "s|@@RUN_DIR@@|$RUN_DIR|g" \
@@ -29,6 +31,7 @@ sed -e "s|@@RUN_DIR@@|$RUN_DIR|g" \
   -e "s|@@UI_ADDR@@|${FTD_UI_ADDR:-127.0.0.1:8004}|g" \
   -e "s|@@MAX_BODY_BYTES@@|$MAX_BODY|g" \
   -e "s|@@MAX_UPLOAD_BYTES@@|$MAX_UPLOAD|g" \
+  -e "s|@@JOB_API_MAX_BODY_BYTES@@|$JOB_API_MAX_BODY|g" \
   "$TEMPLATE" >"$CONF"
 
 if [ "${1:-}" = "--render-only" ]; then
