@@ -1,7 +1,10 @@
 """`ftd-serve`: load the models to serve, then answer HTTP requests for them.
 
 ftd-serve --model embedding:alice/emb=hf://alice/emb@3f2a9c... --port 8005
-ftd-serve --registry-url http://localhost:8000 --token "$TOKEN"   # the user's deployed models
+FTD_SERVE_REGISTRY_TOKEN=... ftd-serve --registry-url http://localhost:8000   # deployed models
+
+Secrets (the registry token, the API key) come from the environment or a file, never from an
+argument: any user on the machine reads a process's arguments (`ps`, /proc/<pid>/cmdline).
 """
 
 import os
@@ -19,6 +22,23 @@ from gpu_worker.serve.sources import ModelSource, SourceError, detect_kind, pars
 app = typer.Typer(help="Serve deployed embedding and classifier models.", no_args_is_help=True)
 console = Console(stderr=True)
 log = structlog.get_logger(__name__)
+
+
+TOKEN_ENV = "FTD_SERVE_REGISTRY_TOKEN"  # noqa: S105 - a variable name, not a secret
+API_KEY_ENV = "FTD_SERVE_API_KEY"
+
+
+def secret_from(env: str, file: Path | None) -> str | None:
+    """A secret from `file` when given (surrounding whitespace dropped), else from `env`."""
+    if file is not None:
+        try:
+            value = file.read_text().strip()
+        except OSError as exc:
+            raise SourceError(f"cannot read {file}: {exc.strerror}") from None
+        if not value:
+            raise SourceError(f"{file} is empty")
+        return value
+    return os.environ.get(env) or None
 
 
 def load_all(
@@ -55,16 +75,19 @@ def serve(
             help="Also serve the token's user's deployed models, from this registry.",
         ),
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(envvar="FTD_SERVE_REGISTRY_TOKEN", help="User JWT for the registry."),
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help=f"A file holding the user JWT for the registry (default: ${TOKEN_ENV})."),
     ] = None,
     store_dir: Annotated[
         Path | None, typer.Option(envvar="FTD_MODEL_STORE_DIR", help="The local model store.")
     ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar="FTD_SERVE_API_KEY", help="Require this Bearer key on /v1/*."),
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"A file holding the Bearer key /v1/* requires (default: ${API_KEY_ENV}; "
+            "neither: no key)."
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1... (default: auto)")] = None,
     host: str = "127.0.0.1",
@@ -76,10 +99,12 @@ def serve(
     from gpu_worker.serve.app import create_app
 
     try:
+        api_key = secret_from(API_KEY_ENV, api_key_file)
         sources = [parse_cli_model(m) for m in model or []]
         if registry_url:
+            token = secret_from(TOKEN_ENV, token_file)
             if not token:
-                raise SourceError("--registry-url needs --token (FTD_SERVE_REGISTRY_TOKEN)")
+                raise SourceError(f"--registry-url needs a token: set {TOKEN_ENV} or --token-file")
             sources += deployed_models(registry_url, token)
         if not sources:
             raise SourceError("nothing to serve: give --model or --registry-url")
