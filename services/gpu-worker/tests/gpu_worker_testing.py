@@ -134,7 +134,7 @@ class FakePublisher:
 
 
 class DataServer:
-    """Serves `/api/finetune/datasets/<id>/download?ticket=...` like data-service."""
+    """Serves `/api/finetune/datasets/<id>/download` like data-service: only with a ticket."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -146,7 +146,9 @@ class DataServer:
                 server.requests.append(self.path)
                 parts = self.path.split("?")[0].strip("/").split("/")
                 body = server.files.get(parts[3]) if len(parts) == 5 else None
-                if body is None or "ticket=" not in self.path:
+                # The ticket comes as a Bearer token (older URLs carried it as a parameter).
+                ticket = self.headers.get("Authorization", "").startswith("Bearer ")
+                if body is None or not (ticket or "ticket=" in self.path):
                     self.send_response(404)
                     self.end_headers()
                     return

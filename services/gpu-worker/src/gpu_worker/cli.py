@@ -20,6 +20,7 @@ from gpu_worker import hardware
 from gpu_worker.config import WorkerSettings
 from gpu_worker.console import LogDisplay, RichDisplay
 from gpu_worker.logs import configure_logging
+from gpu_worker.runtime.download import ExternalData
 from gpu_worker.runtime.job import Display, JobSettings, Toolkit
 from gpu_worker.runtime.link import BrokerLink, certificate_problem, tls_context
 from gpu_worker.runtime.loop import Worker
@@ -92,6 +93,7 @@ async def serve(
             progress_interval=settings.progress_interval,
             stop_grace=settings.stop_grace,
             checkpoint_sync_interval=settings.checkpoint_sync_interval,
+            external_data=ExternalData(allowed_hosts=settings.allowed_data_hosts),
         ),
         display=display,
         claim_timeout=settings.claim_timeout,

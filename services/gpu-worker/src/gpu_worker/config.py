@@ -54,6 +54,12 @@ class WorkerSettings(BaseSettings):
         default=None, validation_alias=_alias("FTD_WORKER_HF_TOKEN", "HF_TOKEN")
     )
     private_repos: bool = True
+    data_url_allowed_hosts: str = Field(
+        default="",
+        validation_alias=_alias("FTD_WORKER_DATA_URL_ALLOWED_HOSTS", "FTD_DATA_URL_ALLOWED_HOSTS"),
+        description="Comma-separated hosts (`files.example.com`) or suffixes (`.example.com`) a "
+        "user's training_data_url may name even where they resolve to internal addresses.",
+    )
     checkpoint_sync_interval: float = Field(
         default=30.0, gt=0, description="How often new checkpoints are copied while training."
     )
@@ -84,6 +90,10 @@ class WorkerSettings(BaseSettings):
         if not value.get_secret_value().startswith(("amqp://", "amqps://")):
             raise ValueError("the broker URL must start with amqp:// or amqps://")
         return value
+
+    @property
+    def allowed_data_hosts(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.data_url_allowed_hosts.split(",") if h.strip())
 
     @property
     def checkpoints(self) -> Path:

@@ -304,7 +304,7 @@ def test_the_wheel_build_commands_it_documents_are_valid() -> None:
                 assert len(packages) == 1, command
                 assert packages[0] in workspace
                 built.add(packages[0])
-    assert built == {"ftd-contracts", "gpu-worker"}
+    assert built == {"ftd-contracts", "ftd-netguard", "gpu-worker"}
 
 
 def ftd_worker_commands() -> list[list[str]]:

@@ -1,9 +1,20 @@
-"""Download the training data through the claim's URL: streamed to disk, hashed on the way, checked
-against the ticket's sha256 and size when it gives them."""
+"""Download the training data through the claim's ticket: streamed to disk, hashed on the way,
+checked against the ticket's sha256 and size when it gives them.
+
+An uploaded dataset comes from the platform's download URL, the ticket sent as a Bearer token (a
+URL without one serves plain files: tests, a local data server). A URL a user gave
+(`ticket.external`) is fetched only through netguard: public addresses only, checked when
+connecting and on every redirect, never from https to http, at most `ticket.max_bytes`, within a
+deadline. What the worker says about such a URL names the rule that stopped it, never what the
+server sent.
+"""
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+import re
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,16 +29,33 @@ from tenacity import (
     wait_exponential,
 )
 
+from contracts.enums import JobType
 from contracts.rpc import DataTicket
+from gpu_worker.training.api import UserDataError
+from netguard import (
+    DeadlineExceeded,
+    GuardedClient,
+    RedirectRefused,
+    Resolver,
+    TooLarge,
+    UrlRefused,
+)
 
 log = structlog.get_logger(__name__)
 
 CHUNK = 1 << 20
 DataFormat = Literal["csv", "jsonl"]
+# The cap for an external URL whose ticket names none (job-api always sends one).
+DEFAULT_EXTERNAL_MAX_BYTES = 10 << 30
 
 
 class DataUnavailable(Exception):
     """The URL refused us for good (4xx): the dataset is gone or the ticket is not valid."""
+
+
+class DataRefused(DataUnavailable):
+    """The worker will not fetch this external URL (an internal host, a redirect it does not
+    follow, too large, too slow): a user error, not retried."""
 
 
 class DataCorrupted(Exception):
@@ -46,6 +74,19 @@ class Downloaded:
     format: DataFormat
 
 
+@dataclass(frozen=True)
+class ExternalData:
+    """How the worker fetches a URL a user gave: the operator's allow-list (hosts, or `.suffix`
+    for every name below), and for tests a resolver and a CA of their own."""
+
+    allowed_hosts: tuple[str, ...] = ()
+    resolver: Resolver | None = None
+    verify: ssl.SSLContext | None = None
+    max_redirects: int = 5
+    # Each try, redirects and the whole body included.
+    deadline: float = 3600.0
+
+
 def guess_format(ticket: DataTicket, path: Path) -> DataFormat:
     """The ticket's format; else the URL's suffix; else the first byte (`{` starts a JSON line)."""
     if ticket.format is not None:
@@ -60,17 +101,37 @@ def guess_format(ticket: DataTicket, path: Path) -> DataFormat:
     return "jsonl" if head.startswith(b"{") else "csv"
 
 
-async def _fetch_once(
-    client: httpx.AsyncClient,
-    url: str,
+async def _save(
+    chunks: AsyncIterator[bytes],
     target: Path,
+    expected: int | None,
     on_bytes: Callable[[int, int | None], None],
 ) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
+    with target.open("wb") as out:
+        async for chunk in chunks:
+            out.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+            on_bytes(size, expected)
+    return size, digest.hexdigest()
+
+
+def _transient(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+async def _fetch_platform(
+    client: httpx.AsyncClient,
+    ticket: DataTicket,
+    target: Path,
+    on_bytes: Callable[[int, int | None], None],
+) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {ticket.token}"} if ticket.token else None
     try:
-        async with client.stream("GET", url) as response:
-            if response.status_code in (408, 429) or response.status_code >= 500:
+        async with client.stream("GET", ticket.url, headers=headers) as response:
+            if _transient(response.status_code):
                 raise TransientDownloadError(f"the data URL answered {response.status_code}")
             if response.status_code >= 400:
                 raise DataUnavailable(
@@ -79,15 +140,54 @@ async def _fetch_once(
                 )
             total = response.headers.get("content-length")
             expected = int(total) if total and total.isdigit() else None
-            with target.open("wb") as out:
-                async for chunk in response.aiter_bytes(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                    on_bytes(size, expected)
+            return await _save(response.aiter_bytes(CHUNK), target, expected, on_bytes)
     except httpx.TransportError as exc:
         raise TransientDownloadError(f"downloading the data failed: {exc!r}") from exc
-    return size, digest.hexdigest()
+
+
+_UPLOAD_INSTEAD = "upload the file instead"
+
+
+async def _fetch_external(
+    client: GuardedClient,
+    ticket: DataTicket,
+    target: Path,
+    on_bytes: Callable[[int, int | None], None],
+    deadline: float,
+) -> tuple[int, str]:
+    cap = ticket.max_bytes if ticket.max_bytes is not None else DEFAULT_EXTERNAL_MAX_BYTES
+    try:
+        async with client.stream("GET", ticket.url, max_bytes=cap, deadline=deadline) as response:
+            status = response.status_code
+            if _transient(status):
+                raise TransientDownloadError(f"training_data_url answered HTTP {status}")
+            if not 200 <= status < 300:
+                raise DataUnavailable(
+                    f"training_data_url answered HTTP {status}; check that the file is there "
+                    f"and public, or {_UPLOAD_INSTEAD}."
+                )
+            chunks = response.aiter_bytes(CHUNK)
+            return await _save(chunks, target, response.content_length, on_bytes)
+    except (UrlRefused, RedirectRefused) as exc:
+        raise DataRefused(
+            f"training_data_url was refused: {exc}. Workers fetch training data only from "
+            f"public https hosts; {_UPLOAD_INSTEAD}."
+        ) from None
+    except TooLarge as exc:
+        raise DataRefused(
+            f"the file at training_data_url is larger than {exc.max_bytes} bytes, the most a "
+            f"worker downloads from a URL; {_UPLOAD_INSTEAD}."
+        ) from None
+    except DeadlineExceeded as exc:
+        raise DataRefused(
+            f"downloading training_data_url did not finish within {exc.seconds:g} seconds; "
+            f"{_UPLOAD_INSTEAD}."
+        ) from None
+    except httpx.TransportError as exc:
+        # Only the kind of failure: a message could quote what the server sent.
+        raise TransientDownloadError(
+            f"downloading training_data_url failed ({type(exc).__name__})"
+        ) from None
 
 
 async def download(
@@ -98,12 +198,37 @@ async def download(
     tries: int = 3,
     timeout: float = 60,
     verify: bool | str = True,
+    external: ExternalData | None = None,
 ) -> Downloaded:
     await asyncio.to_thread(target_dir.mkdir, parents=True, exist_ok=True)
     partial = target_dir / "data.part"
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout), follow_redirects=True, verify=verify
-    ) as client:
+    fetch: Callable[[], Awaitable[tuple[int, str]]]
+    async with AsyncExitStack() as stack:
+        if ticket.external:
+            rules = external or ExternalData()
+            guarded = await stack.enter_async_context(
+                GuardedClient(
+                    allowed_hosts=rules.allowed_hosts,
+                    resolver=rules.resolver,
+                    verify=rules.verify,
+                    timeout=timeout,
+                    max_redirects=rules.max_redirects,
+                )
+            )
+
+            def fetch() -> Awaitable[tuple[int, str]]:
+                return _fetch_external(guarded, ticket, partial, on_bytes, rules.deadline)
+
+        else:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    timeout=httpx.Timeout(timeout), follow_redirects=True, verify=verify
+                )
+            )
+
+            def fetch() -> Awaitable[tuple[int, str]]:
+                return _fetch_platform(client, ticket, partial, on_bytes)
+
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TransientDownloadError),
             stop=stop_after_attempt(tries),
@@ -111,7 +236,7 @@ async def download(
             reraise=True,
         ):
             with attempt:
-                size, sha256 = await _fetch_once(client, ticket.url, partial, on_bytes)
+                size, sha256 = await fetch()
     if ticket.size_bytes is not None and size != ticket.size_bytes:
         partial.unlink(missing_ok=True)
         raise DataCorrupted(
@@ -129,3 +254,45 @@ async def download(
     partial.replace(path)
     log.info("data.downloaded", size_bytes=size, sha256=sha256, format=data_format)
     return Downloaded(path=path, size_bytes=size, sha256=sha256, format=data_format)
+
+
+# What a problem with an external file is called, found in the trainers' messages
+# (gpu_worker.training.data). Only these fixed phrases and a line or row number reach the user:
+# the messages themselves quote the file (its columns, a value), and the file is whatever the
+# URL's server sent. First match wins.
+_DATA_PROBLEMS = (
+    ("not UTF-8 text", "the file is not UTF-8 text"),
+    ("has no header row", "the CSV file has no header row"),
+    ("more fields than header columns", "a line has more fields than the header"),
+    ("cannot be parsed", "the CSV syntax is invalid"),
+    ("is not valid JSON", "a line is not valid JSON"),
+    ("is not a JSON object", "a line is not a JSON object"),
+    ("are needed", "too few rows"),
+    ("training rows are left", "too few rows"),
+    ("distinct labels", "fewer than two distinct labels"),
+    ("data needs", "the columns this job type needs are missing"),
+    ("'score'", "a score is not a number in range"),
+    ("'label' is empty", "a label is empty"),
+    ("is empty or not text", "a required value is empty or not text"),
+    ("message", "a conversation is malformed"),
+)
+_WHERE = re.compile(r"(CSV line|JSONL line|row) (\d+)\b")
+# Problems with the job itself rather than the file: they quote nothing the server sent.
+_ABOUT_THE_JOB = ("invalid hyperparameters:", "base model ")
+
+
+def external_data_error(error: UserDataError, job_type: JobType) -> str:
+    """What to tell the user about `error` when the data came from their URL: the kind of problem
+    and where, never the file's content."""
+    text = str(error)
+    if text.startswith(_ABOUT_THE_JOB):
+        return text
+    problem = next(
+        (name for marker, name in _DATA_PROBLEMS if marker in text), "its content does not fit"
+    )
+    where = _WHERE.match(text)
+    at = f", {where.group(1)} {int(where.group(2))}" if where else ""
+    return (
+        f"The file at training_data_url is not a valid CSV/JSONL for a {job_type} job "
+        f"({problem}{at}); upload the file to see a detailed report."
+    )

@@ -9,7 +9,7 @@ the link's outbox, which survives a dropped connection.
 import asyncio
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -37,8 +37,10 @@ from gpu_worker.runtime.download import (
     DataCorrupted,
     DataUnavailable,
     Downloaded,
+    ExternalData,
     TransientDownloadError,
     download,
+    external_data_error,
 )
 from gpu_worker.runtime.reporter import JobReporter, ProgressState
 from gpu_worker.runtime.threads import run_in_thread
@@ -125,6 +127,8 @@ class JobSettings:
     # How often new checkpoints the trainer wrote are copied to the checkpoint store while it
     # trains (so a worker that dies without SIGTERM still leaves something to resume from).
     checkpoint_sync_interval: float = 30.0
+    # How a URL the user gave is fetched (the operator's allow-list).
+    external_data: ExternalData = field(default_factory=ExternalData)
 
 
 class JobRun:
@@ -223,6 +227,9 @@ class JobRun:
             return self._stopped_with(stop)
         except (UserDataError, DataUnavailable) as exc:
             message = str(exc) or type(exc).__name__
+            if isinstance(exc, UserDataError) and self.spec.data.external:
+                # The file is what a user's URL served: say what is wrong, never quote it.
+                message = external_data_error(exc, self.spec.job_type)
             return (
                 Outcome.FAILED,
                 message,
@@ -246,6 +253,8 @@ class JobRun:
             # platform's fault until shown otherwise, so another attempt gets a chance.
             self.log.exception("job.crashed")
             message = f"the worker failed: {type(exc).__name__}: {exc}"
+            if self.spec.data.external:
+                message = f"the worker failed: {type(exc).__name__}"
             return (
                 Outcome.RETRY,
                 message,
@@ -285,7 +294,9 @@ class JobRun:
         spec = self.spec
         self.reporter.progress(progress=0, phase=JobPhase.DOWNLOADING)
         data: Downloaded = await self._unless_stopped(
-            asyncio.ensure_future(download(spec.data, self.work_dir / "data"))
+            asyncio.ensure_future(
+                download(spec.data, self.work_dir / "data", external=self._settings.external_data)
+            )
         )
         checkpoints = self._checkpoints = self._toolkit.checkpoints(spec)
         resume = await run_in_thread(
