@@ -364,7 +364,8 @@ def job_body(i: int = 0) -> dict[str, Any]:
         "job_type": "embedding",
         "base_model": "sentence-transformers/all-MiniLM-L6-v2",
         "training_data_url": "https://data.example.com/train.csv",
-        "output_model": f"bench/embedding-{i}",
+        # In the namespace of the benchmark's user (`user_headers`): names belong to their owner.
+        "output_model": f"bench-user/embedding-{i}",
         "gpu_provider": "local",
     }
 

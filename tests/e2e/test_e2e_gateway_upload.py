@@ -106,6 +106,7 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
         broker_prefix=prefix,
         jwt_secret=JWT_SECRET,
         worker_key="e2e-worker-key-0123456789abcdef",
+        secrets_key=f"e2e-secrets-key-{uuid.uuid4().hex}",
         data_ticket_secret=TICKET_SECRET,
         db_password=uuid.uuid4().hex,
         enable_offline_models=True,

@@ -76,6 +76,8 @@ def settings_factory(database_url: str, broker_prefix: str, db: Any) -> Callable
             "broker_prefix": broker_prefix,
             "jwt_secret": JWT_SECRET,
             "worker_key": WORKER_KEY,
+            # Encrypts linked Hub tokens; required outside development.
+            "secrets_key": f"test-secrets-key-{uuid.uuid4().hex}",
             # Outside development a ticket secret of its own and no `_dev` password are required.
             "data_ticket_secret": f"test-ticket-secret-{uuid.uuid4().hex}",
             "db_password": uuid.uuid4().hex,

@@ -29,6 +29,8 @@ TABLES = (
     "jobs.inbox",
     "jobs.known_datasets",
     "jobs.idempotency_keys",
+    "jobs.namespace_grants",
+    "jobs.hf_accounts",
 )
 
 

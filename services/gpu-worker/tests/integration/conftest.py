@@ -105,6 +105,8 @@ def job_api_settings(
             "broker_prefix": prefix,
             "jwt_secret": JWT_SECRET,
             "worker_key": WORKER_KEY,
+            # Encrypts linked Hub tokens; required outside development.
+            "secrets_key": f"test-secrets-key-{uuid.uuid4().hex}",
             # Outside development a ticket secret of its own and no `_dev` password are required.
             "data_ticket_secret": f"test-ticket-secret-{uuid.uuid4().hex}",
             "db_password": uuid.uuid4().hex,

@@ -110,8 +110,9 @@ class Settings(DatabaseSettings):
     # A retryable failure puts the job back after this long, doubled per attempt (max 10 min).
     retry_backoff_seconds: float = Field(default=10, ge=0)
 
-    # Output names: the Hugging Face endpoint that tells whose a linked token is, and the key
-    # (Fernet, urlsafe base64 of 32 bytes) that encrypts linked tokens at rest.
+    # Output names: the Hugging Face endpoint that tells whose a linked token is, and the secret
+    # the Fernet key that encrypts linked tokens at rest is derived from (HKDF); several,
+    # comma-separated, rotate it (the first encrypts). Development derives one from the JWT secret.
     hf_endpoint: str = Field(
         default="https://huggingface.co", validation_alias=_alias("FTD_HF_ENDPOINT")
     )
@@ -187,6 +188,15 @@ class Settings(DatabaseSettings):
         )
         if self.environment != "development" and self.data_ticket_secret is None:
             raise ValueError("FTD_DATA_TICKET_SECRET must be set outside development.")
+        return self
+
+    @model_validator(mode="after")
+    def _secrets_key_present(self) -> Self:
+        if self.environment != "development" and self.secrets_key is None:
+            raise ValueError(
+                "FTD_SECRETS_KEY must be set outside development (it encrypts linked Hugging Face "
+                "tokens at rest)."
+            )
         return self
 
     @property

@@ -179,8 +179,10 @@ async def test_create_job_fills_lora_defaults(client: httpx.AsyncClient) -> None
 
 
 async def test_create_job_with_the_briefs_example(client: httpx.AsyncClient) -> None:
+    # The brief's `myuser/...` is a namespace of the user `myuser` (names belong to their owner).
     job = await create(
         client,
+        user_headers("myuser"),
         base_model="intfloat/multilingual-e5-base",
         output_model="myuser/custom-e5-hr",
         gpu_provider="colab",

@@ -2,6 +2,36 @@
 // Regenerate with `npm run gen:api`; `npm run check:api` fails when this file drifts.
 
 export interface paths {
+    "/api/account/huggingface": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Huggingface Account
+         * @description Your linked Hugging Face user, if any (the token itself is never returned).
+         */
+        get: operations["get_huggingface_account_api_account_huggingface_get"];
+        /**
+         * Link Huggingface Account
+         * @description Link your Hugging Face account with one of its write tokens: its user name becomes a
+         *     namespace you hold, and your models are pushed with it. Linking again replaces the token.
+         */
+        put: operations["link_huggingface_account_api_account_huggingface_put"];
+        post?: never;
+        /**
+         * Unlink Huggingface Account
+         * @description Forget your Hugging Face token and the namespace it gave you (pushes use the platform's
+         *     token again).
+         */
+        delete: operations["unlink_huggingface_account_api_account_huggingface_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/dev-token": {
         parameters: {
             query?: never;
@@ -181,6 +211,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/namespaces": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Namespaces
+         * @description The namespaces you may name output models in (`<namespace>/<name>`), and why.
+         */
+        get: operations["list_namespaces_api_namespaces_get"];
+        put?: never;
+        /**
+         * Grant Namespace
+         * @description Admins: let a user name output models in an organisation's namespace.
+         */
+        post: operations["grant_namespace_api_namespaces_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/namespaces/{namespace}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Namespace
+         * @description Admins: take a granted namespace back from a user (their jobs already created keep it).
+         */
+        delete: operations["revoke_namespace_api_namespaces__namespace__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -238,6 +312,10 @@ export interface components {
         Data_FinetuneJobResponse_: {
             data: components["schemas"]["FinetuneJobResponse"];
         };
+        /** Data[HuggingFaceAccount] */
+        Data_HuggingFaceAccount_: {
+            data: components["schemas"]["HuggingFaceAccount"];
+        };
         /** Data[list[BaseModelsResponse]] */
         Data_list_BaseModelsResponse__: {
             /** Data */
@@ -247,6 +325,19 @@ export interface components {
         Data_list_FinetuneJobResponse__: {
             /** Data */
             data: components["schemas"]["FinetuneJobResponse"][];
+        };
+        /** Data[list[NamespaceResponse]] */
+        Data_list_NamespaceResponse__: {
+            /** Data */
+            data: components["schemas"]["NamespaceResponse"][];
+        };
+        /** Data[NamespaceGrantResponse] */
+        Data_NamespaceGrantResponse_: {
+            data: components["schemas"]["NamespaceGrantResponse"];
+        };
+        /** Data[NamespaceRevoked] */
+        Data_NamespaceRevoked_: {
+            data: components["schemas"]["NamespaceRevoked"];
         };
         /** Data[WorkerJobResponse] */
         Data_WorkerJobResponse_: {
@@ -676,6 +767,27 @@ export interface components {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
         };
+        /** HuggingFaceAccount */
+        HuggingFaceAccount: {
+            /**
+             * Hf Username
+             * @description The Hugging Face user of the linked token: a namespace you hold.
+             */
+            hf_username: string | null;
+            /** Linked */
+            linked: boolean;
+            /** Linked At */
+            linked_at: string | null;
+        };
+        /** HuggingFaceLink */
+        HuggingFaceLink: {
+            /**
+             * Token
+             * Format: password
+             * @description Your Hugging Face access token with write access. Kept encrypted, never returned; the worker that pushes your models uses it.
+             */
+            token: string;
+        };
         /** JobEventResponse */
         JobEventResponse: {
             /** Attempt */
@@ -715,6 +827,57 @@ export interface components {
          * @enum {string}
          */
         JobType: "embedding" | "classifier" | "llm_lora";
+        /** NamespaceGrantCreate */
+        NamespaceGrantCreate: {
+            /**
+             * Namespace
+             * @description A Hub name: runs of letters and digits joined by single '-', '_' or '.'.
+             */
+            namespace: string;
+            /**
+             * User Id
+             * @description The user (a token's `sub`) who may name output models in the namespace.
+             */
+            user_id: string;
+        };
+        /** NamespaceGrantResponse */
+        NamespaceGrantResponse: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Granted By */
+            granted_by: string;
+            /** Namespace */
+            namespace: string;
+            /** User Id */
+            user_id: string;
+        };
+        /** NamespaceResponse */
+        NamespaceResponse: {
+            /** Namespace */
+            namespace: string;
+            /** @description `user`: your user name; `huggingface`: the Hugging Face user of your linked token; `grant`: granted by an admin. */
+            source: components["schemas"]["NamespaceSource"];
+        };
+        /** NamespaceRevoked */
+        NamespaceRevoked: {
+            /** Namespace */
+            namespace: string;
+            /**
+             * Revoked
+             * @description Always true: the grant is gone.
+             */
+            revoked: boolean;
+            /** User Id */
+            user_id: string;
+        };
+        /**
+         * NamespaceSource
+         * @enum {string}
+         */
+        NamespaceSource: "user" | "huggingface" | "grant";
         /** Page[FinetuneJobResponse] */
         Page_FinetuneJobResponse_: {
             /** Data */
@@ -775,6 +938,13 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Data Headers
+             * @description Headers to send with the download (the data ticket, as `Authorization: Bearer`): kept out of the URL so that no access log records it. Given with `data_url` only.
+             */
+            data_headers?: {
+                [key: string]: string;
+            } | null;
             /**
              * Data Url
              * @description Where the worker holding this attempt downloads the data.
@@ -847,6 +1017,160 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_huggingface_account_api_account_huggingface_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_HuggingFaceAccount_"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    link_huggingface_account_api_account_huggingface_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HuggingFaceLink"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_HuggingFaceAccount_"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unlink_huggingface_account_api_account_huggingface_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_HuggingFaceAccount_"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     dev_sign_in_status_api_auth_dev_token_get: {
         parameters: {
             query?: never;
@@ -1558,6 +1882,202 @@ export interface operations {
             };
             /** @description Too Many Requests */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_namespaces_api_namespaces_get: {
+        parameters: {
+            query?: {
+                /** @description Admins only: another user's namespaces. */
+                user_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_list_NamespaceResponse__"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    grant_namespace_api_namespaces_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NamespaceGrantCreate"];
+            };
+        };
+        responses: {
+            /** @description The user held this grant already (it is returned unchanged). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_NamespaceGrantResponse_"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_namespace_api_namespaces__namespace__delete: {
+        parameters: {
+            query: {
+                /** @description The user. */
+                user_id: string;
+            };
+            header?: never;
+            path: {
+                namespace: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_NamespaceRevoked_"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -132,6 +132,36 @@ idempotency_keys = sa.Table(
     sa.Index("ix_idempotency_keys_created", "created_at"),
 )
 
+# Organisation namespaces an admin granted a user: they may name output models `<namespace>/...`.
+# Hub names are compared without regard to case (one grant per user and name, whatever case).
+namespace_grants = sa.Table(
+    "namespace_grants",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("namespace", sa.Text, primary_key=True),
+    sa.Column("granted_by", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Index(
+        "uq_namespace_grants_user_namespace", "user_id", sa.text("lower(namespace)"), unique=True
+    ),
+    sa.Index("ix_namespace_grants_namespace", sa.text("lower(namespace)")),
+)
+
+# A user's linked Hugging Face account: the Hub user name its token belongs to (a namespace they
+# hold) and the token, Fernet-encrypted (the plaintext is never stored).
+hf_accounts = sa.Table(
+    "hf_accounts",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("hf_username", sa.Text, nullable=False),
+    sa.Column("token_ciphertext", sa.Text, nullable=False),
+    sa.Column(
+        "linked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 # Pruning deletes by age: without this index each prune scanned the whole inbox.

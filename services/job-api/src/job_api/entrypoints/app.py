@@ -16,9 +16,16 @@ from sqlalchemy import text
 
 from contracts.catalogue import Catalogue
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL, OUTBOX_CHANNEL
+from job_api.adapters.token_cipher import cipher_from
 from job_api.config import Settings
 from job_api.domain.errors import DomainError, IllegalTransition, InvalidJob, JobNotFound
-from job_api.entrypoints import routes_auth, routes_jobs, routes_stream, routes_worker
+from job_api.entrypoints import (
+    routes_auth,
+    routes_jobs,
+    routes_namespaces,
+    routes_stream,
+    routes_worker,
+)
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.housekeeping import Retention, presence_step, retention_step
 from job_api.entrypoints.live import LiveHub, StreamLimits
@@ -79,6 +86,13 @@ def policy_from(settings: Settings) -> Policy:
         public_base_url=settings.public_base_url.rstrip("/"),
         retry_backoff=timedelta(seconds=settings.retry_backoff_seconds),
         worker_online=timedelta(seconds=settings.worker_online_seconds),
+        token_cipher=cipher_from(
+            settings.secrets_key.get_secret_value() if settings.secrets_key else None,
+            development_secret=(
+                settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+            ),
+        ),
+        hf_endpoint=settings.hf_endpoint,
     )
 
 
@@ -288,6 +302,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_stream.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_auth.router)
+    app.include_router(routes_namespaces.router)
     app.state.dev_sign_in = routes_auth.DevSignIn(
         secret=(
             settings.jwt_secret.get_secret_value()

@@ -21,6 +21,7 @@ from contracts.events import (
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
 from job_api.domain.job import Credential, Job, Progress, PushedModel, hash_claim_secret
 from job_api.service_layer.announce import announce, status_row
+from job_api.service_layer.namespaces import linked_hub_token
 from job_api.service_layer.reports import Completion, Failure, Heartbeat, Outcome, Report, Reports
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from servicekit.tickets import mint_data_ticket
@@ -67,6 +68,8 @@ async def job_spec(uow: UnitOfWork, job: Job, policy: Policy, claim_secret: str)
         output_model=job.output_model,
         hyperparameters=job.hyperparameters,
         data=await data_ticket(uow, job, policy),
+        # The owner's own Hub token, when linked: the push goes where they may write.
+        hub_token=await linked_hub_token(uow, job.user_id, policy.token_cipher),
         lease_seconds=policy.lease.total_seconds(),
         lease_expires_at=job.lease_expires_at,
     )

@@ -17,6 +17,7 @@ from job_api.domain.errors import DomainError, InvalidJob, JobNotFound
 from job_api.domain.job import Job
 from job_api.service_layer.announce import announce, created_events, status_row
 from job_api.service_layer.data_urls import check_external_data_url
+from job_api.service_layer.namespaces import check_output_namespace
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 
 # Hugging Face Hub repo ids: `owner/name`, each part runs of letters and digits joined by single
@@ -171,6 +172,7 @@ async def submit_job(
             "base_model",
         )
     validate_output_model(cmd.output_model)
+    await check_output_namespace(uow, cmd.user_id, cmd.output_model)
     try:
         hyperparameters = parse_hyperparameters(cmd.job_type, cmd.hyperparameters)
     except ValidationError as exc:

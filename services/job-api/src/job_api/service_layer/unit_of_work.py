@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
+from job_api.adapters.namespaces import NamespaceRepository
 from job_api.adapters.repository import (
     DatasetRepository,
     FreshJob,
@@ -24,6 +25,7 @@ from job_api.adapters.repository import (
     NeedsTransaction,
 )
 from job_api.domain.job import Job
+from job_api.domain.namespaces import TokenCipher
 from messaging.outbox import outbox_row
 
 SOURCE = "job-api"
@@ -46,6 +48,7 @@ class UnitOfWork:
         self._events = JobEventRepository(conn)
         self.datasets = DatasetRepository(conn, read_only=optimistic)
         self._idempotency = IdempotencyRepository(conn)
+        self.namespaces = NamespaceRepository(conn)
         # Run by the entry point once the transaction has committed (counters, never on rollback).
         self.after_commit: list[Callable[[], None]] = []
         # Outbox rows (with their ids) about jobs this unit of work created: no event of theirs
@@ -164,3 +167,6 @@ class Policy:
     data_ticket_secret: str = ""
     data_ticket_ttl: timedelta = timedelta(minutes=30)
     public_base_url: str = "http://localhost:8000"
+    # Linked Hub tokens: encrypted at rest with this, and asked about at this Hub.
+    token_cipher: TokenCipher | None = None
+    hf_endpoint: str = "https://huggingface.co"
