@@ -14,7 +14,7 @@ export interface RegisteredModel {
 	job_type: JobType | null;
 	base_model: string | null;
 	status: ModelStatus;
-	/** Where it is stored: the load URI (hf://owner/name@rev, file:///path, s3://...). */
+	/** Where it is stored: the load URI (hf://owner/name@rev, local://owner/name@rev, s3://...). */
 	path: string;
 	repo_id: string | null;
 	revision: string | null;

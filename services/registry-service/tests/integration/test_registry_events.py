@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from registry_testing import MODELS, completed, eventually, publish, user_headers
 
+from contracts.enums import JobType, ModelStore
+
 pytestmark = pytest.mark.integration
 
 ALICE = user_headers("alice")
@@ -125,3 +127,42 @@ async def test_another_users_completion_is_theirs_alone(
     [model] = await eventually(registered)
     assert model["name"] == "bob/support-embed"
     assert await _models(registry) == []
+
+
+async def test_a_model_in_a_workers_store_is_shown_without_the_workers_path(
+    registry: Any, registry_prefix: str
+) -> None:
+    legacy = completed(
+        output_model="alice/local-embed",
+        store=ModelStore.LOCAL,
+        revision="9c1e",
+        uri="file:///srv/worker/.dev/models/alice/local-embed/9c1e",
+    )
+    current = completed(
+        output_model="alice/local-clf",
+        job_type=JobType.CLASSIFIER,
+        store=ModelStore.LOCAL,
+        revision="77ab",
+        uri="local://alice/local-clf@77ab",
+    )
+    await publish(registry_prefix, legacy, current)
+    models = {m["name"]: m for m in await _wait_for(registry, 2)}
+    assert models["alice/local-embed"]["uri"] == "local://alice/local-embed@9c1e"
+    assert models["alice/local-clf"]["uri"] == "local://alice/local-clf@77ab"
+    for model in models.values():
+        r = await registry.post(f"{MODELS}/{model['id']}/deploy", headers=ALICE)
+        assert r.status_code == 200, r.text
+    config = await registry.get(f"{MODELS}/litellm-config", headers=ALICE)
+    [entry] = config.json()["data"]["model_list"]
+    assert entry["model_info"]["ftd_uri"] == "local://alice/local-embed@9c1e"
+    seen = [
+        (await registry.get(MODELS, headers=ALICE)).text,
+        config.text,
+        (
+            await registry.get(f"{MODELS}/litellm-config", headers=ALICE, params={"format": "yaml"})
+        ).text,
+    ]
+    for model in models.values():
+        await registry.post(f"{MODELS}/{model['id']}/undeploy", headers=ALICE)
+        seen.append((await registry.delete(f"{MODELS}/{model['id']}", headers=ALICE)).text)
+    assert not [text for text in seen if "/srv" in text or "file:" in text]

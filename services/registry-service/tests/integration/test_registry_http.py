@@ -117,12 +117,29 @@ async def test_litellm_config_lists_the_deployed_models(
     for model in (emb, clf, lora):
         r = await registry.post(f"{MODELS}/{model['id']}/deploy", headers=ALICE)
         assert r.status_code == 200
-    # Bob's deployed models are not in Alice's configuration.
+    # Bob deploys a model of his own: it is in his configuration, never in Alice's.
+    bob = user_headers("bob")
     await publish(registry_prefix, completed(user_id="bob", output_model="bob/x"))
+
+    async def bobs() -> list[dict[str, Any]] | None:
+        data: list[dict[str, Any]] = (await registry.get(MODELS, headers=bob)).json()["data"]
+        return data or None
+
+    [bob_model] = await eventually(bobs)
+    r = await registry.post(f"{MODELS}/{bob_model['id']}/deploy", headers=bob)
+    assert r.status_code == 200, r.text
+    bobs_config = (await registry.get(f"{MODELS}/litellm-config", headers=bob)).json()["data"]
+    assert [e["model_name"] for e in bobs_config["model_list"]] == ["bob/x"]
+    assert bobs_config["general_settings"] is None  # Alice's classifier is not his
+    # An admin's configuration is theirs alone too.
+    admin = user_headers("root", admin=True)
+    admins = (await registry.get(f"{MODELS}/litellm-config", headers=admin)).json()["data"]
+    assert admins == {"model_list": [], "general_settings": None}
 
     config = (await registry.get(f"{MODELS}/litellm-config", headers=ALICE)).json()["data"]
     entries = {e["model_name"]: e for e in config["model_list"]}
     assert set(entries) == {"alice/support-embed", "alice/lora"}
+    assert bob_model["id"] not in {e["model_info"]["id"] for e in config["model_list"]}
     assert entries["alice/support-embed"]["litellm_params"] == {
         "model": "openai/alice/support-embed",
         "api_base": "http://ftd-serve.test:8005/v1",

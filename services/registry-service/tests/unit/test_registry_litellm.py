@@ -93,6 +93,7 @@ def test_entries_are_ordered_by_name_and_carry_where_the_model_is() -> None:
     config = litellm_config(MODELS, ENDPOINTS)
     assert [e["model_name"] for e in config["model_list"]] == ["alice/emb", "alice/lora"]
     info = config["model_list"][0]["model_info"]
-    assert info["ftd_uri"] == "file:///models/alice/emb/r1"
+    # The model's place in a worker's store, without the worker's path.
+    assert info["ftd_uri"] == "local://alice/emb@r1"
     assert info["ftd_version"] == 2
     assert info["mode"] == "embedding"

@@ -211,6 +211,11 @@ export interface components {
              * @description When the job completed (the model was made).
              */
             created_at: string;
+            /**
+             * Created Repo
+             * @description The push created the Hub repository: `DELETE ...?delete_repo=true` may delete it once no other registered version names it.
+             */
+            created_repo: boolean;
             /** Data Stats */
             data_stats: {
                 [key: string]: unknown;
@@ -274,7 +279,7 @@ export interface components {
             updated_at: string;
             /**
              * Uri
-             * @description Where to load it: hf://owner/name@rev, file:///path, s3://...
+             * @description Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a worker's local model store; ftd-serve resolves it against its FTD_MODEL_STORE_DIR), `s3://...`. Never a path on a server.
              */
             uri: string;
             /** User Id */

@@ -124,11 +124,16 @@ class ModelRepository:
         return model_from_row(row) if row is not None else None
 
     async def count_with_repo(self, repo_id: str, *, excluding: UUID) -> int:
-        """Registered versions (anyone's) other than `excluding` stored in Hub repo `repo_id`."""
+        """Registered versions, of any user, other than `excluding` that name Hub repository
+        `repo_id` (the Hub compares repo ids without regard to case)."""
         stmt = (
             sa.select(sa.func.count())
             .select_from(models)
-            .where(models.c.repo_id == repo_id, models.c.store == "hub", models.c.id != excluding)
+            .where(
+                sa.func.lower(models.c.repo_id) == repo_id.lower(),
+                models.c.store == "hub",
+                models.c.id != excluding,
+            )
         )
         return int((await self._conn.execute(stmt)).scalar_one())
 

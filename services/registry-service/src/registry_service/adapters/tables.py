@@ -40,10 +40,15 @@ models = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deployed_at", sa.DateTime(timezone=True)),
     sa.Column("retired_at", sa.DateTime(timezone=True)),
+    # The worker's push created the Hub repository for this version's owner: only then may
+    # `delete_repo=true` delete it.
+    sa.Column("created_repo", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint("status IN ('registered','deployed','retired')", name="status_known"),
     sa.CheckConstraint("version >= 1", name="version_positive"),
     sa.UniqueConstraint("user_id", "name", "version", name="uq_models_user_name_version"),
     sa.Index("ix_models_user_created", "user_id", sa.text("created_at DESC"), sa.text("id DESC")),
+    # The delete guard counts the versions naming a Hub repository (ids are case-insensitive).
+    sa.Index("ix_models_repo", sa.text("lower(repo_id)")),
     # One deployed version per name: the LiteLLM model_name must mean one model.
     sa.Index(
         "uq_models_one_deployed",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from contracts.enums import JobType, ModelStore
@@ -33,6 +34,18 @@ _HINTS = {
     (S.REGISTERED, S.RETIRED): "Only a deployed model can be undeployed.",
     (S.RETIRED, S.RETIRED): "It is not deployed.",
 }
+
+
+def public_uri(store: ModelStore, repo_id: str, revision: str, uri: str) -> str:
+    """Where a model is, as users see it: never a path on a worker's machine. A model in a
+    worker's local store is `local://owner/name@revision` (ftd-serve resolves it against its own
+    store folder); one on the Hub `hf://owner/name@revision`."""
+    scheme = urlsplit(uri).scheme.lower()
+    if store is ModelStore.HUB:
+        return uri if scheme == "hf" else f"hf://{repo_id}@{revision}"
+    if store is ModelStore.S3 and scheme == "s3":
+        return uri
+    return f"local://{repo_id}@{revision}"
 
 
 @dataclass
@@ -61,6 +74,9 @@ class Model:
     status: ModelStatus = ModelStatus.REGISTERED
     deployed_at: datetime | None = None
     retired_at: datetime | None = None
+    # The push created the Hub repository for this owner (model.completed said so, for the
+    # repository named after the job's output model).
+    created_repo: bool = False
 
     def _move(self, target: ModelStatus, now: datetime) -> None:
         if target not in ALLOWED[self.status]:
@@ -82,6 +98,11 @@ class Model:
     def check_deletable(self) -> None:
         if self.status is ModelStatus.DEPLOYED:
             raise ModelDeployedError(self.id)
+
+    @property
+    def shown_uri(self) -> str:
+        """The URI users see (public_uri): never a path on a server."""
+        return public_uri(self.store, self.repo_id, self.revision, self.uri)
 
     @property
     def label(self) -> str:

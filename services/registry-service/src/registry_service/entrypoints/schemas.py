@@ -22,7 +22,13 @@ class ModelResponse(BaseModel):
     repo_id: str = Field(description="Hugging Face Hub repo id (or the local store's owner/name).")
     revision: str = Field(description="Hub commit sha, or the local store's version id.")
     store: ModelStore
-    uri: str = Field(description="Where to load it: hf://owner/name@rev, file:///path, s3://...")
+    uri: str = Field(
+        description=(
+            "Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a "
+            "worker's local model store; ftd-serve resolves it against its FTD_MODEL_STORE_DIR), "
+            "`s3://...`. Never a path on a server."
+        )
+    )
     project_id: str | None
     dataset_id: UUID | None
     metrics: dict[str, float] = Field(description="The fine-tuned model on held-out data.")
@@ -35,10 +41,18 @@ class ModelResponse(BaseModel):
     updated_at: datetime
     deployed_at: datetime | None
     retired_at: datetime | None
+    created_repo: bool = Field(
+        description=(
+            "The push created the Hub repository: `DELETE ...?delete_repo=true` may delete it "
+            "once no other registered version names it."
+        )
+    )
 
     @classmethod
     def of(cls, model: Model) -> "ModelResponse":
-        return cls.model_validate({name: getattr(model, name) for name in cls.model_fields})
+        values = {name: getattr(model, name) for name in cls.model_fields}
+        values["uri"] = model.shown_uri
+        return cls.model_validate(values)
 
 
 class DeletedResponse(BaseModel):

@@ -50,7 +50,9 @@ def _model_info(model: Model, mode: str) -> dict[str, Any]:
         "ftd_job_type": str(model.job_type),
         "ftd_repo_id": model.repo_id,
         "ftd_revision": model.revision,
-        "ftd_uri": model.uri,
+        # Where the files are, never a path on a server (a row written before URIs were
+        # recorded that way is shown in the same form).
+        "ftd_uri": model.shown_uri,
     }
 
 

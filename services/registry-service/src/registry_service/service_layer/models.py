@@ -13,7 +13,7 @@ from contracts.enums import ModelStore
 from contracts.events import ModelCompleted, ModelDeleted, ModelDeployed
 from registry_service.adapters.repository import ModelFilter
 from registry_service.domain.errors import ModelNotFound, RepoDeletionRefused
-from registry_service.domain.model import Model
+from registry_service.domain.model import Model, public_uri
 from registry_service.service_layer.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ class Deleted:
             return f"{removed} and deleted the Hub repository {self.model.repo_id}."
         if self.model.store is ModelStore.HUB:
             return f"{removed}; the Hub repository {self.model.repo_id} was left as it is."
-        return f"{removed}; the stored files at {self.model.uri} were left as they are."
+        return f"{removed}; the stored files at {self.model.shown_uri} were left as they are."
 
 
 async def register_models(
@@ -64,7 +64,7 @@ async def register_models(
             repo_id=event.repo_id,
             revision=event.revision,
             store=event.store,
-            uri=event.uri,
+            uri=public_uri(event.store, event.repo_id, event.revision, event.uri),
             project_id=event.project_id,
             dataset_id=event.dataset_id,
             metrics=dict(event.metrics),
@@ -74,6 +74,13 @@ async def register_models(
             created_at=event.completed_at,
             registered_at=now,
             updated_at=now,
+            # Only a repository named after the job's output model (which job-api checked is
+            # in the owner's namespace) may ever be deleted with the model.
+            created_repo=(
+                event.created_repo
+                and event.store is ModelStore.HUB
+                and event.repo_id == event.output_model
+            ),
         )
         await uow.models.add(model)
         registered.append(model)
@@ -152,17 +159,17 @@ async def delete_model(
     delete_repo: bool,
     hub: HubRepos | None,
 ) -> Deleted:
-    """Remove a version from the registry. Its Hub repository is deleted only when asked and only
-    if the platform has a Hub token; that happens first, so a refusal or a Hub failure leaves the
-    registry unchanged. The repository holds every revision pushed to it, so it is not deleted
-    while another registered version still points to it."""
+    """Remove a version from the registry. Its Hub repository is deleted only when asked, only if
+    the platform has a Hub token, only if this version's push created it, and only while no other
+    registered version (of any user) names it: the repository holds every revision pushed to it.
+    The Hub is asked first, so a refusal or a Hub failure leaves the registry unchanged."""
     model = await _locked(uow, model_id, user_id)
     model.check_deletable()
     if delete_repo:
         if model.store is not ModelStore.HUB:
             raise RepoDeletionRefused(
                 "not_a_hub_model",
-                f"{model.label} is stored at {model.uri}, not on the Hugging Face Hub; "
+                f"{model.label} is stored at {model.shown_uri}, not on the Hugging Face Hub; "
                 "nothing was deleted.",
                 status=422,
             )
@@ -172,12 +179,20 @@ async def delete_model(
                 "Deleting Hub repositories is not enabled on this platform "
                 "(REGISTRY_SERVICE_HF_TOKEN is not set); nothing was deleted.",
             )
+        if not model.created_repo:
+            raise RepoDeletionRefused(
+                "repo_not_created_by_push",
+                f"The Hub repository {model.repo_id} was not created by the push of "
+                f"{model.label} (it existed before, or the version predates this record), so "
+                "the platform does not delete it. Nothing was deleted.",
+            )
         others = await uow.models.count_with_repo(model.repo_id, excluding=model.id)
         if others:
             raise RepoDeletionRefused(
                 "repo_shared",
                 f"The Hub repository {model.repo_id} also holds {others} other registered "
-                "version(s); delete those first. Nothing was deleted.",
+                "version(s), yours or other users'; it is deleted only once none is left. "
+                "Nothing was deleted.",
             )
         await hub.delete_repo(model.repo_id)
     await uow.models.delete(model.id)
