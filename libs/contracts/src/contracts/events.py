@@ -214,7 +214,12 @@ class ModelPushed(EventPayload):
     store: ModelStore
     uri: str = Field(
         min_length=1,
-        description="Where to load it: `hf://owner/name@rev`, `file:///abs/path`, `s3://bucket/key`.",
+        description=(
+            "Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a "
+            "worker's local model store: `<store>/<owner key>/owner/name/rev/`, resolved by the "
+            "server that loads it against its own store folder; contracts.store), "
+            "`s3://bucket/key`. Never a path on a machine."
+        ),
     )
     metrics: dict[str, float] = Field(default_factory=dict, description="After training.")
     baseline_metrics: dict[str, float] = Field(
@@ -247,7 +252,14 @@ class ModelCompleted(EventPayload):
     repo_id: str
     revision: str
     store: ModelStore
-    uri: str
+    uri: str = Field(
+        description=(
+            "Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a "
+            "worker's local model store: `<store>/<owner key>/owner/name/rev/`, resolved by the "
+            "server that loads it against its own store folder; contracts.store), "
+            "`s3://bucket/key`. Never a path on a machine."
+        ),
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
     data_stats: dict[str, Any] = Field(default_factory=dict)

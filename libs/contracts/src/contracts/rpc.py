@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.enums import GPUProvider, JobType
+from contracts.store import OWNER_KEY_PATTERN
 
 
 class ClaimJob(BaseModel):
@@ -94,6 +95,15 @@ class JobSpec(BaseModel):
         description=(
             "The job owner's own Hugging Face token, linked to the output namespace: the push "
             "uses it instead of the worker's. Null when the owner linked none."
+        ),
+    )
+    owner_key: str | None = Field(
+        default=None,
+        pattern=OWNER_KEY_PATTERN,
+        description=(
+            "The job owner's folder in a worker's local model store (contracts.store.owner_key: "
+            "a hash of the user id). Null from a job-api that does not say: the model is stored "
+            "without one."
         ),
     )
     lease_seconds: float = Field(description="Send progress at least this often or lose the job.")

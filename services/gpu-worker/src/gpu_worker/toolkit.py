@@ -12,29 +12,44 @@ def real_toolkit(settings: WorkerSettings) -> Toolkit:
     from gpu_worker.publish import HubCheckpointStore, LocalCheckpointStore, publish_model
     from gpu_worker.training.api import train
 
-    hf_token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    worker_token = settings.hf_token.get_secret_value() if settings.hf_token else None
     store_dir = settings.model_store_dir.resolve()
     local_checkpoints = LocalCheckpointStore(settings.checkpoints.resolve())
+    # The Hub checkpoint store of the job this worker runs (one at a time): whether its first
+    # save created the repository decides whether the job did.
+    hub_checkpoints: dict[str, HubCheckpointStore] = {}
 
-    def publish(result: TrainResult, request: TrainRequest) -> PublishedModel:
+    def hub_token(spec: JobSpec) -> str | None:
+        """The owner's own token when they linked one (they may write where they named the
+        model), else the worker's."""
+        return spec.hub_token or worker_token
+
+    def publish(result: TrainResult, request: TrainRequest, spec: JobSpec) -> PublishedModel:
+        checkpoints_store = hub_checkpoints.get(str(spec.job_id))
         return publish_model(
             result,
             output_model=request.output_model,
             job_type=request.job_type,
             base_model=request.base_model,
             hyperparameters=request.hyperparameters,
-            hf_token=hf_token,
+            hf_token=hub_token(spec),
             store_dir=store_dir,
+            owner_key=spec.owner_key,
+            created_by_job=checkpoints_store is not None and checkpoints_store.created_repo,
             private=settings.private_repos,
         )
 
     def checkpoints(spec: JobSpec) -> Checkpoints:
         # With a Hub token the checkpoints go to a branch of the job's own (private) repo, where
         # an attempt on any other machine finds them; without one, to a folder on this machine.
-        if hf_token and not settings.checkpoint_dir:
-            return HubCheckpointStore(
-                HfApi(token=hf_token), spec.output_model, private=settings.private_repos
+        token = hub_token(spec)
+        hub_checkpoints.clear()
+        if token and not settings.checkpoint_dir:
+            store = HubCheckpointStore(
+                HfApi(token=token), spec.output_model, private=settings.private_repos
             )
+            hub_checkpoints[str(spec.job_id)] = store
+            return store
         return local_checkpoints
 
     # publish_model retries transient failures itself.

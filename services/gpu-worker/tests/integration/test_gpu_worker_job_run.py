@@ -23,6 +23,7 @@ from messaging_testing import eventually
 from contracts.enums import CancelReason, FailureClass, JobType, ModelStore
 from contracts.events import JobCancelRequested, JobFailed, JobProgress, ModelPushed
 from contracts.rpc import DataTicket, JobSpec
+from contracts.store import owner_key
 from gpu_worker.publish import LocalCheckpointStore
 from gpu_worker.runtime.job import JobRun, JobSettings, Outcome, Toolkit
 from gpu_worker.training.api import InfraError, Reporter, TrainRequest, TrainResult
@@ -64,6 +65,7 @@ def make_run(
     *,
     stop_grace: float = 30,
     sync_interval: float = 30,
+    publisher: FakePublisher | None = None,
 ) -> tuple[JobRun, ListSink]:
     sink = ListSink()
     run = JobRun(
@@ -77,7 +79,7 @@ def make_run(
         ),
         toolkit=Toolkit(
             train=trainer,
-            publish=FakePublisher(tmp_path / "store"),
+            publish=publisher or FakePublisher(tmp_path / "store"),
             checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
         ),
         sink=sink,
@@ -98,12 +100,33 @@ async def test_a_completed_attempt_ends_with_model_pushed(
     assert isinstance(final, ModelPushed)
     assert final.claim_secret == "the-claim-secret"
     assert final.store is ModelStore.LOCAL
-    assert final.uri.startswith("file://")
+    assert final.uri == f"local://alice/model@{final.revision}"  # no path of this machine
+    assert final.created_repo is False
     assert final.data_stats["rows"] == 20
     progress = [p for p in sink.sent if isinstance(p, JobProgress)]
     assert all(p.claim_secret == "the-claim-secret" for p in progress)
     assert progress[-1].phase == "uploading"
     assert not run.work_dir.exists()  # scratch space is cleaned up
+
+
+async def test_the_push_gets_the_claim_and_says_whether_it_created_the_repo(
+    data_server: DataServer, tmp_path: Path
+) -> None:
+    spec = make_spec(data_server, GOOD_CSV).model_copy(
+        update={"hub_token": "hf_the_owners_token", "owner_key": owner_key("alice")}
+    )
+    publisher = FakePublisher(tmp_path / "store", created_repo=True)
+    run, sink = make_run(spec, FakeTrainer(steps=2), tmp_path, publisher=publisher)
+
+    assert await run.run() is Outcome.COMPLETED
+
+    [given] = publisher.specs
+    assert given.hub_token == "hf_the_owners_token"
+    final = sink.sent[-1]
+    assert isinstance(final, ModelPushed)
+    assert final.created_repo is True
+    assert (tmp_path / "store" / owner_key("alice") / "alice" / "model" / final.revision).is_dir()
+    assert "hf_the_owners_token" not in repr(spec)
 
 
 async def test_a_missing_dataset_is_a_user_error(data_server: DataServer, tmp_path: Path) -> None:

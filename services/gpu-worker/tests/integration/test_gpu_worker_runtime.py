@@ -20,6 +20,7 @@ from gpu_worker_testing import (
 from messaging_testing import eventually
 
 from contracts.enums import JobType
+from contracts.store import owner_key
 from gpu_worker.cli import serve
 from gpu_worker.config import WorkerSettings
 from gpu_worker.publish import LocalCheckpointStore
@@ -46,7 +47,9 @@ async def test_a_job_trains_to_completed_with_progress_reaching_job_api(
 
     assert job["attempt"] == 1
     assert job["progress"] == 100
-    published = list((worker.publisher.store_dir / "alice" / "custom-embedding").iterdir())
+    # In the owner's folder of the store (the claim names it).
+    owner = owner_key("alice")
+    published = list((worker.publisher.store_dir / owner / "alice" / "custom-embedding").iterdir())
     assert [p.name for p in published] == [job["output_revision"]]
     assert (published[0] / "weights.txt").read_text() == "20 rows, 8 steps"
     assert job["metrics"]["loss"] == pytest.approx(1 / 8)

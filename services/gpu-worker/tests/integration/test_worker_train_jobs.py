@@ -26,6 +26,7 @@ torch = pytest.importorskip("torch", reason="the training stack is not installed
 from contracts.catalogue import OFFLINE_MINILM, OFFLINE_TINY_LLAMA  # noqa: E402
 from contracts.enums import JobPhase, JobType  # noqa: E402
 from gpu_worker.publish import LocalCheckpointStore, publish_model  # noqa: E402
+from gpu_worker.publish.local_store import model_folder  # noqa: E402
 from gpu_worker.training.api import (  # noqa: E402
     StopRequested,
     TrainRequest,
@@ -186,7 +187,8 @@ def test_embedding_pairs_train_load_and_encode(tmp_path: Path) -> None:
         hf_token=None,
         store_dir=tmp_path / "store",
     )
-    stored = Path(published.uri.removeprefix("file://"))
+    assert published.uri == f"local://alice/emb@{published.revision}"
+    stored = model_folder(tmp_path / "store", None, "alice/emb", published.revision)
     model = SentenceTransformer(str(stored), device="cpu")
     vectors = model.encode(["what is a cat?", "a small pet that purrs"])
     assert vectors.shape == (2, 384)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.store import owner_key
 from gpu_worker.serve.sources import (
     ModelSource,
     SourceError,
@@ -53,6 +54,59 @@ def test_resolve_local_folders(tmp_path: Path) -> None:
         resolve(ModelSource("x", "store://alice/emb@rev2"), store_dir=tmp_path, hf_token=None)
     with pytest.raises(SourceError, match="cannot load"):
         resolve(ModelSource("x", "s3://bucket/key"), store_dir=tmp_path, hf_token=None)
+
+
+def test_resolve_local_store_uris_in_the_owners_folder(tmp_path: Path) -> None:
+    """`local://` (what the registry shows) is resolved against this machine's store, in the
+    model's owner's folder: Alice's server never loads Bob's model of the same name."""
+    alices = tmp_path / owner_key("alice") / "acme" / "emb" / "rev1"
+    bobs = tmp_path / owner_key("bob") / "acme" / "emb" / "rev1"
+    for folder in (alices, bobs):
+        folder.mkdir(parents=True)
+
+    def from_registry(owner: str) -> ModelSource:
+        return ModelSource(
+            "acme/emb",
+            "local://acme/emb@rev1",
+            store="local",
+            repo_id="acme/emb",
+            revision="rev1",
+            owner=owner,
+        )
+
+    assert resolve(from_registry("alice"), store_dir=tmp_path, hf_token=None) == alices
+    assert resolve(from_registry("bob"), store_dir=tmp_path, hf_token=None) == bobs
+    with pytest.raises(SourceError, match="not in this machine's model store"):
+        resolve(from_registry("carol"), store_dir=tmp_path, hf_token=None)
+    # From the command line (no owner): the one owner folder holding it; two are ambiguous.
+    cli = ModelSource("acme/emb", "local://acme/emb@rev1")
+    with pytest.raises(SourceError, match="2 owners"):
+        resolve(cli, store_dir=tmp_path, hf_token=None)
+    bobs.rmdir()
+    assert resolve(cli, store_dir=tmp_path, hf_token=None) == alices
+    with pytest.raises(SourceError, match="FTD_MODEL_STORE_DIR"):
+        resolve(cli, store_dir=None, hf_token=None)
+    for bad in ("local://../emb@rev1", "local://acme/emb", "local://acme/../x@r", "local://a@b"):
+        with pytest.raises(SourceError, match="expected local://"):
+            resolve(ModelSource("x", bad), store_dir=tmp_path, hf_token=None)
+
+
+def test_models_stored_before_owner_folders_still_load(tmp_path: Path) -> None:
+    legacy = tmp_path / "alice" / "emb" / "rev1"
+    legacy.mkdir(parents=True)
+    registered = ModelSource(
+        "alice/emb",
+        "local://alice/emb@rev1",
+        store="local",
+        repo_id="alice/emb",
+        revision="rev1",
+        owner="alice",
+    )
+    assert resolve(registered, store_dir=tmp_path, hf_token=None) == legacy
+    # A registry entry with odd coordinates never leads outside the store.
+    odd = ModelSource("x", "file:///nowhere", store="local", repo_id="../../etc", revision="x")
+    with pytest.raises(SourceError, match="not a folder"):
+        resolve(odd, store_dir=tmp_path / "alice", hf_token=None)
 
 
 def test_detect_kind(tmp_path: Path) -> None:

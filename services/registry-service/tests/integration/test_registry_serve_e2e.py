@@ -22,6 +22,7 @@ import pytest
 from registry_testing import MODELS, completed, eventually, publish, served, user_headers
 
 from contracts.enums import ModelStore
+from contracts.store import owner_key
 from registry_service.config import Settings
 
 pytest.importorskip("torch")
@@ -63,7 +64,8 @@ async def test_a_deployed_embedding_model_answers(
 ) -> None:
     store = tmp_path / "models"
     revision = "0123456789abcdef"
-    folder = store / "alice" / "support-embed" / revision
+    # Where a worker without a Hub token stored Alice's model (her folder of the store).
+    folder = store / owner_key("alice") / "alice" / "support-embed" / revision
     shutil.copytree(str(minilm.get_model_path()), folder)
     # ftd-serve's port is taken first: the registry writes it into the LiteLLM configuration.
     serve_sock = socket.socket()
@@ -76,7 +78,7 @@ async def test_a_deployed_embedding_model_answers(
             completed(
                 store=ModelStore.LOCAL,
                 revision=revision,
-                uri=folder.as_uri(),
+                uri=f"local://alice/support-embed@{revision}",
                 output_model="alice/support-embed",
             ),
             completed(output_model="alice/not-deployed"),

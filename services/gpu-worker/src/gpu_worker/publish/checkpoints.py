@@ -18,6 +18,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
 from gpu_worker.publish.errors import call_with_retries
+from gpu_worker.publish.push import create_repo_if_missing
 
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -98,6 +99,8 @@ class HubCheckpointStore:
         self.repo_id = repo_id
         self.private = private
         self.attempts = attempts
+        # This store's first save created the repository (so the job did, not someone before).
+        self.created_repo = False
 
     def _branch(self, job_id: str) -> str:
         return f"checkpoints-{job_id}"
@@ -107,7 +110,8 @@ class HubCheckpointStore:
         branch = self._branch(job_id)
 
         def push() -> None:
-            self.api.create_repo(self.repo_id, private=self.private, exist_ok=True)
+            if create_repo_if_missing(self.api, self.repo_id, private=self.private):
+                self.created_repo = True
             self.api.create_branch(self.repo_id, branch=branch, exist_ok=True)
             self.api.upload_folder(
                 repo_id=self.repo_id,

@@ -1,19 +1,27 @@
-"""The local model store: `<store_dir>/<owner>/<name>/<revision>/`, revision = content hash.
+"""The local model store: `<store_dir>/<owner key>/<namespace>/<name>/<revision>/`, revision =
+content hash (layout and URIs: contracts.store).
 
-Used without an HF token so the local stack works offline. Content addressing makes a repeated
-publish of the same artifact land on the same revision (idempotent), and the copy is written to a
-temporary folder then renamed, so a reader never sees half a model.
+Used without a Hub token so the local stack works offline. Each job owner has a folder of their
+own (the claim's `owner_key`), so a namespace several users hold (an organisation) never mixes
+their models, and a model is reported as `local://<namespace>/<name>@<revision>`, never by its
+path on this machine. Content addressing makes a repeated publish of the same artifact land on
+the same revision (idempotent), and the copy is written to a temporary folder then renamed, so a
+reader never sees half a model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from contracts.store import OWNER_KEY_PATTERN
+
 CARD = "README.md"
+_OWNER_KEY = re.compile(OWNER_KEY_PATTERN)
 
 
 def content_revision(model_dir: Path) -> str:
@@ -31,12 +39,24 @@ def content_revision(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def store_locally(model_dir: Path, store_dir: Path, repo_id: str, revision: str) -> Path:
-    owner, name = repo_id.split("/", 1)
-    parent = store_dir / owner / name
-    target = parent / revision
+def model_folder(store_dir: Path, owner_key: str | None, repo_id: str, revision: str) -> Path:
+    """Where a model is in the store. Without an owner key (a claim from a job-api that sends
+    none) the layout of earlier versions: `<store_dir>/<namespace>/<name>/<revision>`."""
+    namespace, name = repo_id.split("/", 1)
+    if owner_key is None:
+        return store_dir / namespace / name / revision
+    if not _OWNER_KEY.fullmatch(owner_key):
+        raise ValueError("not an owner key (contracts.store.owner_key)")
+    return store_dir / owner_key / namespace / name / revision
+
+
+def store_locally(
+    model_dir: Path, store_dir: Path, owner_key: str | None, repo_id: str, revision: str
+) -> Path:
+    target = model_folder(store_dir, owner_key, repo_id, revision)
     if (target / CARD).is_file():
         return target.resolve()
+    parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{revision}-", dir=parent))
     try:

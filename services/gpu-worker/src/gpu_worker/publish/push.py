@@ -1,10 +1,11 @@
-"""Store a trained model: the Hugging Face Hub with a token, else the local model store."""
+"""Store a trained model: the Hugging Face Hub with a token (the job owner's own when they linked
+one, else the worker's), else the local model store (the owner's folder in it)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,8 +13,9 @@ import structlog
 from huggingface_hub import HfApi
 
 from contracts.enums import JobType
+from contracts.store import local_uri
 from gpu_worker.publish import local_store, model_card
-from gpu_worker.publish.errors import PublishError, call_with_retries
+from gpu_worker.publish.errors import PublishError, call_with_retries, status_of
 from gpu_worker.training.api import TrainResult
 
 log = structlog.get_logger(__name__)
@@ -25,7 +27,22 @@ class Published:
     store: Literal["hub", "local"]
     repo_id: str
     revision: str
-    uri: str  # hf://owner/name@rev or file:///abs/path
+    uri: str  # hf://owner/name@rev or local://owner/name@rev (never a path on this machine)
+    # This job's writes created the Hub repository (the registry may delete it with the model).
+    created_repo: bool = False
+
+
+def create_repo_if_missing(api: HfApi, repo_id: str, *, private: bool) -> bool:
+    """Create the model repository unless it exists; True when this call created it. A create
+    retried after a lost answer finds the repository there and says False: when unsure, the
+    repository counts as someone else's (the registry then never deletes it)."""
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=False, repo_type="model")
+    except Exception as exc:
+        if status_of(exc) == 409:
+            return False
+        raise
+    return True
 
 
 def publish_model(
@@ -37,6 +54,8 @@ def publish_model(
     hyperparameters: Mapping[str, Any],
     hf_token: str | None,
     store_dir: Path,
+    owner_key: str | None = None,
+    created_by_job: bool = False,
     private: bool = True,
     hub_api: HfApi | None = None,
     attempts: int = 5,
@@ -44,7 +63,11 @@ def publish_model(
 ) -> Published:
     """Write the model card into `result.model_dir` and store the folder; retries transient
     failures (`attempts` tries, exponential backoff). Never trains: on PublishError the folder is
-    intact and a later call with the same result pushes it."""
+    intact and a later call with the same result pushes it.
+
+    `hf_token`: the Hub token to push with (the owner's, else the worker's); none stores locally,
+    in the owner's folder (`owner_key`). `created_by_job`: an earlier write of this job (its
+    checkpoints) created the Hub repository."""
     if not REPO_ID.match(output_model):
         raise PublishError(f"output model {output_model!r} is not 'owner/name'", retryable=False)
     if not result.model_dir.is_dir():
@@ -58,21 +81,35 @@ def publish_model(
     if hf_token:
         api = hub_api or HfApi(token=hf_token)
         (result.model_dir / local_store.CARD).write_text(model_card.render(result, **card))
-        return _push_to_hub(api, result.model_dir, output_model, private, attempts, max_wait_s)
+        published = _push_to_hub(api, result.model_dir, output_model, private, attempts, max_wait_s)
+        if created_by_job and not published.created_repo:
+            return replace(published, created_repo=True)
+        return published
     revision = local_store.content_revision(result.model_dir)
     (result.model_dir / local_store.CARD).write_text(
         model_card.render(result, **card, revision=None)
     )
-    target = local_store.store_locally(result.model_dir, store_dir, output_model, revision)
+    try:
+        target = local_store.store_locally(
+            result.model_dir, store_dir, owner_key, output_model, revision
+        )
+    except ValueError as exc:
+        raise PublishError(f"cannot store the model locally: {exc}", retryable=False) from None
+    # The path stays in this machine's log; the report names the model by its store URI.
     log.info("model.stored_locally", repo_id=output_model, revision=revision, path=str(target))
-    return Published(store="local", repo_id=output_model, revision=revision, uri=target.as_uri())
+    return Published(
+        store="local",
+        repo_id=output_model,
+        revision=revision,
+        uri=local_uri(output_model, revision),
+    )
 
 
 def _push_to_hub(
     api: HfApi, folder: Path, repo_id: str, private: bool, attempts: int, max_wait_s: float
 ) -> Published:
-    call_with_retries(
-        lambda: api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model"),
+    created = call_with_retries(
+        lambda: create_repo_if_missing(api, repo_id, private=private),
         attempts=attempts,
         max_wait_s=max_wait_s,
         what=f"creating Hub repo {repo_id}",
@@ -92,7 +129,11 @@ def _push_to_hub(
     revision = getattr(commit, "oid", None)
     if not isinstance(revision, str) or not revision:
         raise PublishError("the Hub answered the upload without a commit id", retryable=True)
-    log.info("model.pushed_to_hub", repo_id=repo_id, revision=revision)
+    log.info("model.pushed_to_hub", repo_id=repo_id, revision=revision, created_repo=created)
     return Published(
-        store="hub", repo_id=repo_id, revision=revision, uri=f"hf://{repo_id}@{revision}"
+        store="hub",
+        repo_id=repo_id,
+        revision=revision,
+        uri=f"hf://{repo_id}@{revision}",
+        created_repo=created,
     )

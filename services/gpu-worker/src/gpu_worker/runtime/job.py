@@ -84,6 +84,8 @@ class PublishedModel(Protocol):
     def revision(self) -> str: ...
     @property
     def uri(self) -> str: ...
+    @property
+    def created_repo(self) -> bool: ...
 
 
 class Checkpoints(Protocol):
@@ -101,7 +103,8 @@ class Toolkit:
     wire fakes."""
 
     train: Callable[[TrainRequest, Reporter], TrainResult]
-    publish: Callable[[TrainResult, TrainRequest], PublishedModel]
+    # Given the claim's spec: the push uses its owner's token and store folder.
+    publish: Callable[[TrainResult, TrainRequest, JobSpec], PublishedModel]
     checkpoints: Callable[[JobSpec], Checkpoints]
     publish_tries: int = 3
 
@@ -345,6 +348,7 @@ class JobRun:
             revision=published.revision,
             store=ModelStore(published.store),
             uri=published.uri,
+            created_repo=published.created_repo,
             metrics=result.metrics,
             baseline_metrics=result.baseline_metrics,
             data_stats=result.data_stats,
@@ -399,6 +403,6 @@ class JobRun:
                         ],
                     )
                 return await run_in_thread(
-                    self._toolkit.publish, result, request, name=f"publish-{self.job_id}"
+                    self._toolkit.publish, result, request, self.spec, name=f"publish-{self.job_id}"
                 )
         raise AssertionError("unreachable")

@@ -64,8 +64,8 @@ def serve(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            help="[TYPE:]NAME=URI; URI is hf://owner/name@rev, file:///path or "
-            "store://owner/name@rev. Repeatable."
+            help="[TYPE:]NAME=URI; URI is hf://owner/name@rev, local://owner/name@rev, "
+            "file:///path or store://owner/name@rev. Repeatable."
         ),
     ] = None,
     registry_url: Annotated[

@@ -39,6 +39,7 @@ def deployed_models(base_url: str, token: str, *, timeout: float = 30) -> list[M
                             store=model["store"],
                             repo_id=model["repo_id"],
                             revision=model["revision"],
+                            owner=model.get("user_id"),
                         )
                     )
             cursor = page.get("next_cursor")

@@ -2,17 +2,23 @@
 
 A model comes from the command line (`[TYPE:]NAME=URI`) or from the registry's list of deployed
 models. URIs: `hf://owner/name@revision` (downloaded with huggingface_hub at that revision),
-`file:///absolute/path`, or `store://owner/name@revision` (the local model store,
-`<FTD_MODEL_STORE_DIR>/<owner>/<name>/<revision>/`).
+`local://owner/name@revision` (a worker's local model store, resolved against this server's
+FTD_MODEL_STORE_DIR: `<store>/<owner key>/<owner>/<name>/<revision>/`, the owner key being the
+model's user's, contracts.store), `file:///absolute/path`, or `store://owner/name@revision`
+(`<store>/<owner>/<name>/<revision>/`, the layout before owner folders).
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from contracts.store import OWNER_KEY_PATTERN, local_uri, owner_key, parse_local_uri
+
 Kind = Literal["embedding", "classifier"]
 KINDS: tuple[Kind, ...] = ("embedding", "classifier")
+_OWNER_KEY = re.compile(OWNER_KEY_PATTERN)
 
 
 class SourceError(ValueError):
@@ -28,6 +34,8 @@ class ModelSource:
     store: str | None = None
     repo_id: str | None = None
     revision: str | None = None
+    # The user the model belongs to (from the registry): its folder in the local store.
+    owner: str | None = None
 
 
 def parse_cli_model(value: str) -> ModelSource:
@@ -53,14 +61,57 @@ def _repo_at(rest: str, uri: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
+def _in_store(source: ModelSource, store_dir: Path, repo: str, revision: str) -> Path | None:
+    """The model's folder in this machine's store: its owner's folder when the owner is known,
+    else the one owner folder holding it (several: ambiguous, refused), then the layout of
+    versions before owner folders. None when it is in none of them (or the names are not a
+    model's: nothing outside the store is ever looked at)."""
+    try:
+        repo, revision = parse_local_uri(local_uri(repo, revision))
+    except ValueError:
+        return None
+    if source.owner is not None:
+        owned = store_dir / owner_key(source.owner) / repo / revision
+        candidates = [owned] if owned.is_dir() else []
+    else:
+        found = sorted(store_dir.glob(f"*/{repo}/{revision}"))
+        candidates = [p for p in found if _OWNER_KEY.fullmatch(p.relative_to(store_dir).parts[0])]
+        if len(candidates) > 1:
+            raise SourceError(
+                f"{source.name}: {len(candidates)} owners have {repo}@{revision} in the store; "
+                "serve it from the registry (which knows whose it is) or by its file:// path"
+            )
+    if candidates:
+        return candidates[0]
+    legacy = store_dir / repo / revision
+    return legacy if legacy.is_dir() else None
+
+
+def _resolve_local(source: ModelSource, store_dir: Path | None) -> Path:
+    try:
+        repo, revision = parse_local_uri(source.uri)
+    except ValueError:
+        raise SourceError(f"{source.name}: expected local://owner/name@revision") from None
+    if store_dir is None:
+        raise SourceError(f"{source.name}: local:// needs FTD_MODEL_STORE_DIR")
+    path = _in_store(source, store_dir, repo, revision)
+    if path is None:
+        raise SourceError(
+            f"{source.name}: {source.uri} is not in this machine's model store ({store_dir})"
+        )
+    return path
+
+
 def resolve(source: ModelSource, *, store_dir: Path | None, hf_token: str | None) -> Path:
     """A local folder holding the model, downloading it from the Hub when needed."""
+    parts = urlsplit(source.uri)
+    if parts.scheme == "local":
+        return _resolve_local(source, store_dir)
     # A model in the local store is found under this machine's store when it has one there.
     if source.store == "local" and store_dir and source.repo_id and source.revision:
-        local = store_dir / source.repo_id / source.revision
-        if local.is_dir():
+        local = _in_store(source, store_dir, source.repo_id, source.revision)
+        if local is not None:
             return local
-    parts = urlsplit(source.uri)
     if parts.scheme == "file":
         path = Path(unquote(parts.path))
         if not path.is_dir():
@@ -79,7 +130,9 @@ def resolve(source: ModelSource, *, store_dir: Path | None, hf_token: str | None
 
         repo, revision = _repo_at(f"{parts.netloc}{parts.path}", source.uri)
         return Path(snapshot_download(repo, revision=revision, token=hf_token))
-    raise SourceError(f"{source.name}: cannot load {source.uri!r} (hf://, file:// or store://)")
+    raise SourceError(
+        f"{source.name}: cannot load {source.uri!r} (hf://, local://, file:// or store://)"
+    )
 
 
 def detect_kind(path: Path) -> Kind:

@@ -19,6 +19,7 @@ from contracts.events import (
     ModelPushed,
 )
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
+from contracts.store import owner_key
 from job_api.domain.job import Credential, Job, Progress, PushedModel, hash_claim_secret
 from job_api.service_layer.announce import announce, status_row
 from job_api.service_layer.namespaces import linked_hub_token
@@ -70,6 +71,7 @@ async def job_spec(uow: UnitOfWork, job: Job, policy: Policy, claim_secret: str)
         data=await data_ticket(uow, job, policy),
         # The owner's own Hub token, when linked: the push goes where they may write.
         hub_token=await linked_hub_token(uow, job.user_id, policy.token_cipher),
+        owner_key=owner_key(job.user_id),
         lease_seconds=policy.lease.total_seconds(),
         lease_expires_at=job.lease_expires_at,
     )
