@@ -3,22 +3,18 @@
 a linked Hugging Face account (checked against a stand-in Hub's `whoami-v2` on a loopback port)
 gives its user name, is stored encrypted, never shown, and travels to the worker with the claim."""
 
-import asyncio
-import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from job_api_testing import eventually, job_body, served_app, user_headers
+from job_api_testing import job_body, served_app, user_headers
 from sqlalchemy.ext.asyncio import AsyncEngine
+from stand_in_hub import stand_in_hub, write_user
 
 from contracts.rpc import JobSpec
 from job_api.config import Settings
@@ -39,54 +35,21 @@ READ_TOKEN = "hf_bobReadToken0123456789abcdefXYZ"
 ORG_TOKEN = "hf_orgToken0123456789abcdefXYZ"
 
 
-class FakeHub:
-    """Answers `GET /api/whoami-v2` as the Hub does for the tokens it knows; 401 otherwise."""
-
-    def __init__(self) -> None:
-        self.seen: list[str | None] = []
-        self.app = FastAPI()
-        answers: dict[str, dict[str, Any]] = {
-            WRITE_TOKEN: {
-                "type": "user",
-                "name": "bob-hf",
-                "auth": {"type": "access_token", "accessToken": {"role": "write"}},
-            },
-            READ_TOKEN: {
-                "type": "user",
-                "name": "bob-hf",
-                "auth": {"type": "access_token", "accessToken": {"role": "read"}},
-            },
-            ORG_TOKEN: {"type": "org", "name": "acme"},
-        }
-
-        @self.app.get("/api/whoami-v2")
-        async def whoami(request: Request) -> JSONResponse:
-            header = request.headers.get("authorization")
-            self.seen.append(header)
-            token = (header or "").removeprefix("Bearer ")
-            if token not in answers:
-                return JSONResponse({"error": "Invalid credentials"}, status_code=401)
-            return JSONResponse(answers[token])
+ANSWERS: dict[str, dict[str, Any]] = {
+    WRITE_TOKEN: write_user("bob-hf"),
+    READ_TOKEN: {
+        "type": "user",
+        "name": "bob-hf",
+        "auth": {"type": "access_token", "accessToken": {"role": "read"}},
+    },
+    ORG_TOKEN: {"type": "org", "name": "acme"},
+}
 
 
-@contextlib.asynccontextmanager
-async def hub_running() -> AsyncIterator[tuple[FakeHub, str]]:
-    hub = FakeHub()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(hub.app, log_config=None, access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-
-        async def started() -> bool:
-            return server.started
-
-        await eventually(started, timeout=30)
-        yield hub, f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
+def hub_answer(token: str) -> tuple[int, dict[str, Any]]:
+    if token not in ANSWERS:
+        return 401, {"error": "Invalid credentials"}
+    return 200, ANSWERS[token]
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:
@@ -206,7 +169,7 @@ async def test_a_linked_hub_account_gives_its_name_and_the_claim_carries_its_tok
     # A user id that is not a Hub name gives no namespace of its own.
     dave = user_headers("auth0|dave")
     async with (
-        hub_running() as (hub, endpoint),
+        stand_in_hub(hub_answer) as (hub, endpoint),
         served_app(settings_factory(hf_endpoint=endpoint)) as (client, app),
     ):
         state: AppState = app.state.job_api
@@ -262,7 +225,7 @@ async def test_tokens_that_cannot_push_link_nothing(
     settings_factory: Callable[..., Settings], db: AsyncEngine
 ) -> None:
     async with (
-        hub_running() as (_hub, endpoint),
+        stand_in_hub(hub_answer) as (_hub, endpoint),
         served_app(settings_factory(hf_endpoint=endpoint)) as (client, _app),
     ):
         for token, status, code in (

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from job_api_testing import WORKER_KEY, served_app, user_headers
 from schemathesis_run import run_schemathesis
+from stand_in_hub import stand_in_hub, write_user
 
 from job_api.config import Settings
 
@@ -18,6 +19,15 @@ def _config(user_token: str) -> str:
     return f"""
 # A live stream never ends: judge it on its first event (the snapshot).
 max-stream-events = 1
+
+[[operations]]
+include-path = "/api/finetune/jobs"
+include-method = "POST"
+headers = {{ Authorization = "{user_token}" }}
+# output_model's owner is checked against the caller's namespaces after the schema: a
+# schema-valid name in someone else's namespace is the documented 422
+# `output_namespace_not_yours` (as unknown datasets are the documented 404).
+checks.positive_data_acceptance.expected-statuses = ["2XX", "401", "403", "404", "409", "422"]
 
 [[operations]]
 include-tag = "worker"
@@ -33,8 +43,11 @@ headers = {{ Authorization = "{user_token}" }}
 async def test_openapi_document_matches_the_live_api(
     settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = settings_factory(access_log=False)
-    async with served_app(settings) as (client, _app):
+    # Linking an account asks the Hub whose the token is: a stand-in vouches for every token.
+    async with (
+        stand_in_hub(lambda _token: (200, write_user("schemathesis-hf"))) as (_hub, hub),
+        served_app(settings_factory(access_log=False, hf_endpoint=hub)) as (client, _app),
+    ):
         status, report = await run_schemathesis(
             f"{client.base_url}/openapi.json",
             _config(user_headers("alice")["Authorization"]),

@@ -5,6 +5,7 @@ A linked token is checked with the Hub (`whoami-v2`), stored encrypted and never
 worker that pushes a job's model gets its owner's token with the claim."""
 
 import contextlib
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
@@ -28,6 +29,9 @@ from servicekit.responses import Data, error_responses
 
 router = APIRouter(tags=["namespaces"], responses=error_responses(401, 422))
 
+# A Hub token: printable ASCII, no spaces.
+PRINTABLE_NO_SPACE = r"^[!-~]+$"
+_PRINTABLE_NO_SPACE = re.compile(PRINTABLE_NO_SPACE)
 # A user id as a token's `sub` may hold it: no control characters (PostgreSQL text holds no NUL).
 USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 UserIdQuery = Annotated[
@@ -89,12 +93,14 @@ class HuggingFaceLink(BaseModel):
             "Your Hugging Face access token with write access. Kept encrypted, never returned; "
             "the worker that pushes your models uses it."
         ),
+        # Checked below (a SecretStr takes no pattern) and published, so clients know it too.
+        json_schema_extra={"pattern": PRINTABLE_NO_SPACE},
     )
 
     @field_validator("token")
     @classmethod
     def _printable(cls, value: SecretStr) -> SecretStr:
-        if not all("\x21" <= c <= "\x7e" for c in value.get_secret_value()):
+        if not _PRINTABLE_NO_SPACE.fullmatch(value.get_secret_value()):
             raise ValueError("a token is printable ASCII without spaces")
         return value
 
