@@ -15,7 +15,13 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.enums import GPUProvider, JobType
 from contracts.events import EVENT_TYPES, Envelope, EventPayload
-from contracts.routing import DELIVERY_LIMIT, JOB_API, WORKER_REPORT_KEYS, BrokerNames
+from contracts.routing import (
+    CLAIM_KEY,
+    DELIVERY_LIMIT,
+    JOB_API,
+    WORKER_REPORT_KEYS,
+    BrokerNames,
+)
 from contracts.rpc import ClaimJob, ClaimReply
 
 ASYNCAPI_VERSION = "2.6.0"
@@ -50,6 +56,7 @@ FLOWS: dict[str, Flow] = {
     "job.progress": Flow((GPU_WORKER,), (JOB_API,)),
     "job.failed": Flow((GPU_WORKER,), (JOB_API,)),
     "model.pushed": Flow((GPU_WORKER,), (JOB_API,)),
+    "worker.heartbeat": Flow((GPU_WORKER,), (JOB_API,)),
     "model.completed": Flow((JOB_API,), (REGISTRY_SERVICE,)),
     "job.cancel_requested": Flow((JOB_API,), (GPU_WORKER,)),
     "job.status_changed": Flow((JOB_API,), (DATA_SERVICE,)),
@@ -147,9 +154,11 @@ def _operations(
 def _consumed_from(event_type: str, flow: Flow, names: BrokerNames) -> str:
     if GPU_WORKER in flow.consumers and event_type in ("job.created", "job.requeued"):
         queue = _work_queue_pattern(names)
+        pool = names.pool_queue("{pool}", cast(JobType, "{job_type}"))
         return (
-            f"From the work queue `{queue}` of the job's type and provider; the worker then "
-            f"claims the job over `{names.rpc_queue(JOB_API)}`."
+            f"From the shared pool's work queue `{queue}` of the job's type and provider, or a "
+            f"private pool's `{pool}` (routing: `worker_pool`); the worker then claims the job "
+            f"over `{names.rpc_queue(JOB_API)}`."
         )
     if GPU_WORKER in flow.consumers and event_type == "job.cancel_requested":
         return "Through a binding for the job id that the worker adds while it runs the job."
@@ -247,10 +256,11 @@ def _rpc_channels(names: BrokerNames) -> dict[str, Any]:
     request = {
         "description": (
             f"Claim requests. A worker that took a job off a work queue sends `ClaimJob` through "
-            f"the direct exchange `{names.rpc_exchange(JOB_API)}` (routing key `{rpc_queue}`, never "
-            f"the default exchange, which workers may not write to) to the queue `{rpc_queue}`, "
-            "with AMQP `reply_to` and `correlation_id` set; job-api answers with `ClaimReply`. "
-            "A request read after its `expires_at` is refused."
+            f"the topic exchange `{names.claims_exchange}` (routing key `{CLAIM_KEY}`, the only "
+            "key its broker permissions allow; never the default exchange, which workers may not "
+            f"write to) to the queue `{rpc_queue}`, with AMQP `reply_to` and `correlation_id` "
+            "set; job-api answers with `ClaimReply`. The request is signed with the worker's "
+            "credential (`signature`); one read after its `expires_at` is refused."
         ),
         "bindings": {
             "amqp": {

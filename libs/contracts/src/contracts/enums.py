@@ -31,6 +31,15 @@ class GPUProvider(StrEnum):
     LOCAL = "local"
 
 
+class WorkerPool(StrEnum):
+    """Which workers may run a job: the operator's shared pool, the owner's own enrolled workers
+    (their Colab, their box), or whichever takes it first."""
+
+    SHARED = "shared"
+    PRIVATE = "private"
+    ANY = "any"
+
+
 class FailureClass(StrEnum):
     """Why a job is not progressing: a bad input, the platform, nobody to run it, or the user."""
 
@@ -57,6 +66,7 @@ class CancelReason(StrEnum):
     USER = "user"
     STALE_ATTEMPT = "stale_attempt"
     LEASE_EXPIRED = "lease_expired"
+    WORKER_REVOKED = "worker_revoked"
 
 
 class ModelStore(StrEnum):

@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contracts.credentials import sign
 from contracts.enums import (
     CancelReason,
     FailureClass,
@@ -19,7 +20,9 @@ from contracts.enums import (
     JobStatus,
     JobType,
     ModelStore,
+    WorkerPool,
 )
+from contracts.routing import offer_routing_key
 
 MAX_LOG_LINES = 50
 MAX_LOG_LINE_CHARS = 2000
@@ -120,9 +123,17 @@ class JobCreated(EventPayload):
     )
     hyperparameters: dict[str, Any]
     created_at: datetime
+    worker_pool: WorkerPool = Field(
+        default=WorkerPool.SHARED, description="Which workers may take it."
+    )
+    owner_pool: str | None = Field(
+        default=None, description="The owner's private pool key, when `worker_pool` includes it."
+    )
 
     def routing_key(self) -> str:
-        return f"{self.event_type}.{self.job_type}.{self.gpu_provider}"
+        return offer_routing_key(
+            self.event_type, self.job_type, self.gpu_provider, self.worker_pool, self.owner_pool
+        )
 
 
 class JobRequeued(EventPayload):
@@ -136,9 +147,13 @@ class JobRequeued(EventPayload):
     gpu_provider: GPUProvider
     previous_attempt: int
     reason: str
+    worker_pool: WorkerPool = WorkerPool.SHARED
+    owner_pool: str | None = None
 
     def routing_key(self) -> str:
-        return f"{self.event_type}.{self.job_type}.{self.gpu_provider}"
+        return offer_routing_key(
+            self.event_type, self.job_type, self.gpu_provider, self.worker_pool, self.owner_pool
+        )
 
 
 class JobClaimed(EventPayload):
@@ -231,6 +246,48 @@ class ModelPushed(EventPayload):
         default=False,
         description="The push created the repository (so deleting the model may delete it).",
     )
+
+
+class WorkerHeartbeat(EventPayload):
+    """Sent by every enrolled worker (on the worker exchange) when it connects and every few
+    seconds after: what it serves, whether it is busy. job-api keeps the worker registry with it
+    (GET /api/workers, "no worker online" against "all busy")."""
+
+    event_type: ClassVar[str] = "worker.heartbeat"
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    sent_at: datetime
+    state: Literal["idle", "busy", "stopping"]
+    job_id: UUID | None = Field(default=None, description="The job it runs, when busy.")
+    provider: GPUProvider
+    job_types: list[JobType] = Field(min_length=1)
+    hardware: str | None = Field(default=None, max_length=300)
+    version: str | None = Field(default=None, max_length=50)
+    signature: str = Field(
+        default="",
+        max_length=128,
+        repr=False,
+        description="HMAC-SHA256 (hex) of `signing_parts()`, keyed by sha256(worker token).",
+    )
+
+    def subject(self) -> str | None:
+        return None
+
+    def signing_parts(self) -> tuple[str, ...]:
+        return (
+            "heartbeat",
+            self.worker_id,
+            self.sent_at.isoformat(),
+            self.state,
+            str(self.job_id or ""),
+            str(self.provider),
+            ",".join(sorted(str(t) for t in self.job_types)),
+            self.hardware or "",
+            self.version or "",
+        )
+
+    def signed(self, key: bytes) -> "WorkerHeartbeat":
+        return self.model_copy(update={"signature": sign(key, self.signing_parts())})
 
 
 class ModelCompleted(EventPayload):
@@ -369,6 +426,7 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         JobProgress,
         JobFailed,
         ModelPushed,
+        WorkerHeartbeat,
         ModelCompleted,
         JobCancelRequested,
         JobStatusChanged,

@@ -7,17 +7,21 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.credentials import sign
 from contracts.enums import GPUProvider, JobType
 from contracts.store import OWNER_KEY_PATTERN
 
 
 class ClaimJob(BaseModel):
-    """Command: grant me this job. `claim_id` makes a retried request idempotent."""
+    """Command: grant me this job. `claim_id` makes a retried request idempotent; `signature`
+    proves the enrolled worker's credential without sending it (contracts.credentials)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     job_id: UUID
-    worker_id: str = Field(min_length=1, max_length=200)
+    worker_id: str = Field(
+        min_length=1, max_length=200, description="The enrolled worker's id (its token names it)."
+    )
     claim_id: UUID = Field(
         description="Unique per claim attempt; a retry with the same id is re-granted."
     )
@@ -26,9 +30,31 @@ class ClaimJob(BaseModel):
     expires_at: datetime = Field(
         description="job-api refuses a request it reads after this moment."
     )
+    signature: str = Field(
+        default="",
+        max_length=128,
+        repr=False,
+        description="HMAC-SHA256 (hex) of `signing_parts()`, keyed by sha256(worker token).",
+    )
+
+    def signing_parts(self) -> tuple[str, ...]:
+        return (
+            "claim",
+            self.worker_id,
+            str(self.job_id),
+            str(self.claim_id),
+            self.expires_at.isoformat(),
+            str(self.provider),
+            ",".join(sorted(str(t) for t in self.job_types)),
+        )
+
+    def signed(self, key: bytes) -> "ClaimJob":
+        return self.model_copy(update={"signature": sign(key, self.signing_parts())})
 
 
 class ClaimRefusal(StrEnum):
+    # The credential is unknown, revoked or the signature does not match: the worker must stop.
+    UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     NOT_PENDING = "not_pending"
     WRONG_ROUTE = "wrong_route"

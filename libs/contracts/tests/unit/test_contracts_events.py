@@ -32,6 +32,7 @@ from contracts.events import (
     ModelDeleted,
     ModelDeployed,
     ModelPushed,
+    WorkerHeartbeat,
 )
 
 JOB_ID = UUID("00000000-0000-4000-8000-000000000001")
@@ -100,6 +101,15 @@ SAMPLES: dict[str, EventPayload] = {
             baseline_metrics={"eval_loss": 0.3},
             data_stats={"rows": 100},
         ),
+        WorkerHeartbeat(
+            worker_id="0" * 32,
+            sent_at=NOW,
+            state="busy",
+            job_id=JOB_ID,
+            provider=GPUProvider.LOCAL,
+            job_types=[JobType.EMBEDDING],
+            hardware="cpu",
+        ).signed(b"k" * 32),
         ModelCompleted(
             job_id=JOB_ID,
             user_id="u1",
@@ -173,6 +183,9 @@ def test_envelope_round_trips_the_payload(event_type: str) -> None:
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
 def test_subject_is_the_job_or_dataset_id(event_type: str) -> None:
     payload = SAMPLES[event_type]
+    if event_type == "worker.heartbeat":
+        assert Envelope.wrap(payload, source="test").subject is None
+        return
     subject_field = (
         "dataset_id"
         if event_type.startswith("dataset.")

@@ -6,9 +6,9 @@ from uuid import UUID
 
 import pytest
 
-from contracts.enums import CancelReason, GPUProvider, JobType
+from contracts.enums import CancelReason, GPUProvider, JobType, WorkerPool
 from contracts.events import JobCancelRequested, JobCreated, JobRequeued
-from contracts.routing import BrokerNames, cancel_binding
+from contracts.routing import BrokerNames, cancel_binding, is_pool_key, pool_key
 
 JOB_ID = UUID("00000000-0000-4000-8000-000000000001")
 
@@ -21,6 +21,9 @@ def _names(names: BrokerNames) -> list[str]:
         names.dead_letter_queue,
         names.service_queue("job-api"),
         names.rpc_queue("job-api"),
+        names.claims_exchange,
+        names.pool_queue(pool_key("u"), JobType.EMBEDDING),
+        names.worker_queue_prefix("w"),
         *(queue for _, _, queue in names.all_work_queues()),
     ]
 
@@ -79,10 +82,72 @@ def test_work_queue_name_and_bindings(job_type: JobType, provider: GPUProvider) 
 
     assert names.work_queue(job_type, provider) == f"finetune.work.{job_type}.{provider}"
     # The queue hears exactly the events that route to its type and provider.
-    assert names.work_bindings(job_type, provider) == [
-        created.routing_key(),
-        requeued.routing_key(),
-    ]
+    assert _reaches(names.work_bindings(job_type, provider), created.routing_key())
+    assert _reaches(names.work_bindings(job_type, provider), requeued.routing_key())
+
+
+def _topic_match(binding: str, key: str) -> bool:
+    """AMQP topic matching (`*` one word, `#` zero or more), as RabbitMQ does it."""
+    pattern, words = binding.split("."), key.split(".")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pattern):
+            return j == len(words)
+        if pattern[i] == "#":
+            return any(match(i + 1, k) for k in range(j, len(words) + 1))
+        return j < len(words) and pattern[i] in ("*", words[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def _reaches(bindings: list[str], key: str) -> bool:
+    return any(_topic_match(binding, key) for binding in bindings)
+
+
+def _offer(pool: WorkerPool, owner: str | None, provider: GPUProvider) -> str:
+    return JobCreated(
+        job_id=JOB_ID,
+        user_id="alice",
+        job_type=JobType.EMBEDDING,
+        gpu_provider=provider,
+        base_model="m",
+        output_model="o",
+        hyperparameters={},
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        worker_pool=pool,
+        owner_pool=owner,
+    ).routing_key()
+
+
+@pytest.mark.parametrize(
+    ("pool", "shared", "alices", "bobs"),
+    [
+        (WorkerPool.SHARED, True, False, False),
+        (WorkerPool.PRIVATE, False, True, False),
+        (WorkerPool.ANY, True, True, False),
+    ],
+)
+def test_an_offer_reaches_the_pools_the_job_targets_and_no_other(
+    pool: WorkerPool, shared: bool, alices: bool, bobs: bool
+) -> None:
+    names = BrokerNames()
+    alice, bob = pool_key("alice"), pool_key("bob")
+    key = _offer(pool, alice, GPUProvider.COLAB)
+
+    assert _reaches(names.work_bindings(JobType.EMBEDDING, GPUProvider.COLAB), key) is shared
+    assert _reaches(names.pool_bindings(alice, JobType.EMBEDDING), key) is alices
+    assert _reaches(names.pool_bindings(bob, JobType.EMBEDDING), key) is bobs
+    # Never another provider's shared queue, never another job type's queue.
+    assert not _reaches(names.work_bindings(JobType.EMBEDDING, GPUProvider.KAGGLE), key)
+    assert not _reaches(names.work_bindings(JobType.CLASSIFIER, GPUProvider.COLAB), key)
+    assert not _reaches(names.pool_bindings(alice, JobType.CLASSIFIER), key)
+
+
+def test_pool_keys_are_opaque_and_stable() -> None:
+    assert pool_key("alice") == pool_key("alice") != pool_key("bob")
+    assert is_pool_key(pool_key("auth0|weird user\x00"))
+    assert not is_pool_key("shared")
+    assert "alice" not in pool_key("alice")
 
 
 def test_cancel_binding_matches_the_cancel_routing_key() -> None:
