@@ -13,17 +13,24 @@ from messaging_testing import eventually
 from contracts.enums import JobType
 from contracts.events import DatasetValidated, Envelope
 from contracts.routing import BrokerNames
-from gpu_worker.runtime.link import BrokerLink
 from gpu_worker.runtime.loop import Worker
 from messaging.broker import Broker
 from servicekit.auth import mint_token
+from workerlink.link import BrokerLink
 
 # The same values job-api's tests use (services/job-api/tests/job_api_testing.py).
 ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 WORKER_KEY = "test-worker-key-0123456789abcdef"
-TABLES = ("jobs.job_events", "jobs.jobs", "jobs.outbox", "jobs.inbox", "jobs.known_datasets")
+TABLES = (
+    "jobs.job_events",
+    "jobs.jobs",
+    "jobs.outbox",
+    "jobs.inbox",
+    "jobs.known_datasets",
+    "jobs.workers",
+)
 
 
 def user_headers(sub: str = "alice") -> dict[str, str]:
@@ -118,6 +125,9 @@ class Platform:
 
         result: str = await eventually(created, timeout=15, interval=0.1)
         return result
+
+    def admin_token(self) -> str:
+        return f"Bearer {mint_token(JWT_SECRET, 'operator', roles=['admin'], ttl_seconds=3600)}"
 
     async def job(self, job_id: str) -> dict[str, Any]:
         response = await self.client.get(f"/api/finetune/jobs/{job_id}", headers=self.headers)

@@ -150,6 +150,8 @@ class DataServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
+        # Downloads that presented a ticket (as data-service wants it: a Bearer header).
+        self.tickets = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -157,12 +159,15 @@ class DataServer:
                 server.requests.append(self.path)
                 parts = self.path.split("?")[0].strip("/").split("/")
                 body = server.files.get(parts[3]) if len(parts) == 5 else None
-                # The ticket comes as a Bearer token (older URLs carried it as a parameter).
+                # A claim's ticket comes as a Bearer token; runtime tests that hand the worker a
+                # ticket of their own may put it in the URL (the server stands in for data-service
+                # and for any file server).
                 ticket = self.headers.get("Authorization", "").startswith("Bearer ")
                 if body is None or not (ticket or "ticket=" in self.path):
                     self.send_response(404)
                     self.end_headers()
                     return
+                server.tickets += ticket
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

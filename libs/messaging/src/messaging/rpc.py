@@ -1,27 +1,23 @@
-"""Request/reply over the broker: a durable request queue served by one service, replies to the
-caller's exclusive queue matched by correlation id. Callers retry on timeout, so handlers must be
-idempotent (ClaimJob carries a claim id for that)."""
+"""The serving side of request/reply over the broker: a durable request queue served by one
+service, replies to the caller's exclusive queue matched by correlation id. Callers retry on
+timeout, so handlers must be idempotent (ClaimJob carries a claim id for that). The calling side
+is the worker's (workerlink.rpc.RpcClient)."""
 
 import asyncio
 import contextlib
 import inspect
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import BaseModel, ValidationError
 
 from messaging.broker import Broker
 from messaging.consumer import is_infrastructure_error
 
 log = structlog.get_logger(__name__)
-
-Reply = TypeVar("Reply", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,9 @@ class RpcServer:
         try:
             answer = await self._handler(message.body)
         except ValidationError as exc:
-            log.error("rpc.bad_request", queue=self._queue_name, error=str(exc)[:500])
+            # Where and why, never the values (a request may carry a signature or a secret).
+            problems = [f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors()]
+            log.error("rpc.bad_request", queue=self._queue_name, problems=problems[:10])
             await message.reject(requeue=False)
             return
         except Exception as exc:
@@ -104,68 +102,3 @@ class RpcServer:
                         await result
                 except Exception:
                     log.exception("rpc.after_reply_failed", queue=self._queue_name)
-
-
-class RpcTimeout(TimeoutError):
-    """No reply in time. A TimeoutError, so callers that retry on timeouts (WorkerClient.take)
-    catch it."""
-
-
-class RpcClient:
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self._futures: dict[str, asyncio.Future[bytes]] = {}
-        self._channel: AbstractChannel | None = None
-        self._reply_queue: AbstractQueue | None = None
-
-    async def start(self) -> None:
-        self._channel = await self._broker.channel()
-        self._reply_queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
-        await self._reply_queue.consume(self._on_reply, no_ack=True)
-
-    async def close(self) -> None:
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self._futures.pop(message.correlation_id or "", None)
-        if future is not None and not future.done():
-            future.set_result(message.body)
-
-    async def call(
-        self,
-        queue: str,
-        request: BaseModel,
-        reply_type: type[Reply],
-        *,
-        timeout: float = 10,
-        exchange: str | None = None,
-    ) -> Reply:
-        """Send `request` to `queue` (through `exchange` when given, routed by the queue's name)."""
-        if self._channel is None or self._reply_queue is None:
-            raise RuntimeError("RpcClient.start() has not been awaited")
-        correlation_id = uuid.uuid4().hex
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._futures[correlation_id] = future
-        target = (
-            self._channel.default_exchange
-            if exchange is None
-            else await self._channel.get_exchange(exchange, ensure=False)
-        )
-        try:
-            await target.publish(
-                aio_pika.Message(
-                    body=request.model_dump_json().encode(),
-                    correlation_id=correlation_id,
-                    reply_to=self._reply_queue.name,
-                    content_type="application/json",
-                    expiration=timeout,
-                ),
-                routing_key=queue,
-            )
-            body = await asyncio.wait_for(future, timeout)
-        except TimeoutError as exc:
-            raise RpcTimeout(f"no reply from {queue} within {timeout}s") from exc
-        finally:
-            self._futures.pop(correlation_id, None)
-        return reply_type.model_validate_json(body)

@@ -34,7 +34,8 @@ class QueueSpec:
     name: str
     bindings: Sequence[str] = field(default_factory=tuple)
     delivery_limit: int = DELIVERY_LIMIT
-    # Bind to this direct exchange (declared with the queue) instead of the events exchange.
+    # Bind to this topic exchange (declared with the queue) instead of the events exchange: the
+    # claims exchange in front of job-api's RPC queue, whose keys broker permissions can narrow.
     exchange: str | None = None
     # Keys bound on the worker exchange (worker reports): only job-api's queue has any.
     worker_bindings: Sequence[str] = field(default_factory=tuple)
@@ -63,7 +64,7 @@ async def declare_queue(
     )
     exchange = names.events_exchange
     if spec.exchange is not None:
-        await channel.declare_exchange(spec.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        await channel.declare_exchange(spec.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         exchange = spec.exchange
     for key in spec.bindings:
         await queue.bind(exchange, routing_key=key)

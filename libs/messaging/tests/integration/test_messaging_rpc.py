@@ -2,20 +2,24 @@
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from messaging_testing import Topology, eventually, job_created
+from messaging_testing import AMQP_URL, Topology, eventually, job_created
 from pydantic import BaseModel
 
+from contracts.credentials import new_token
 from contracts.enums import GPUProvider, JobType
 from contracts.events import Envelope
-from contracts.routing import JOB_API
+from contracts.routing import CLAIM_KEY, JOB_API, SHARED_POOL
 from contracts.rpc import ClaimJob, ClaimReply, DataTicket, JobSpec
-from messaging.rpc import Answer, RpcClient, RpcServer, RpcTimeout
+from messaging.rpc import Answer, RpcServer
 from messaging.topology import consumer_count
-from messaging.worker import WorkerClient
+from workerlink.identity import WorkerIdentity
+from workerlink.link import BrokerLink
+from workerlink.rpc import RpcClient, RpcTimeout
 
 pytestmark = pytest.mark.integration
 
@@ -63,12 +67,25 @@ async def serving(
             await task
 
 
+class QueueClient:
+    """The worker's RPC client (workerlink), sending straight to a queue (the default exchange):
+    this lib's tests have no claims exchange."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self._rpc = rpc
+
+    async def call(
+        self, queue: str, request: BaseModel, reply_type: type[Pong], *, timeout: float = 10
+    ) -> Pong:
+        return await self._rpc.call("", queue, request, reply_type, timeout=timeout)
+
+
 @contextlib.asynccontextmanager
-async def client(topology: Topology) -> AsyncIterator[RpcClient]:
-    rpc = RpcClient(topology.broker)
+async def client(topology: Topology) -> AsyncIterator[QueueClient]:
+    rpc = RpcClient(topology.broker.connection, reply_queue=f"{topology.names.prefix}reply")
     await rpc.start()
     try:
-        yield rpc
+        yield QueueClient(rpc)
     finally:
         await rpc.close()
 
@@ -154,8 +171,8 @@ async def test_worker_take_retries_a_lost_claim_reply_with_the_same_claim_id(
     )
     rpc_queue = await topology.declare(
         names.rpc_queue(JOB_API).removeprefix(names.prefix),
-        [names.rpc_queue(JOB_API)],
-        exchange=names.rpc_exchange(JOB_API),
+        [CLAIM_KEY],
+        exchange=names.claims_exchange,
     )
     seen: list[ClaimJob] = []
 
@@ -182,10 +199,16 @@ async def test_worker_take_retries_a_lost_claim_reply_with_the_same_claim_id(
 
     server = RpcServer(broker=topology.broker, queue=rpc_queue, handler=claim)
     task = asyncio.create_task(server.run())
-    worker = WorkerClient(
-        topology.broker, worker_id="w1", provider=GPUProvider.LOCAL, job_types=[JobType.EMBEDDING]
+    worker = BrokerLink(
+        AMQP_URL,
+        names,
+        # The handler here does not check signatures: any well-formed identity does.
+        identity=WorkerIdentity.of(new_token(uuid.uuid4().hex).token, SHARED_POOL),
+        provider=GPUProvider.LOCAL,
+        job_types=[JobType.EMBEDDING],
     )
-    await worker.start()
+    await worker.connect()
+    await worker.resume_offers()
     try:
         created = job_created()
         await topology.broker.publish(
@@ -193,14 +216,14 @@ async def test_worker_take_retries_a_lost_claim_reply_with_the_same_claim_id(
         )
         offer = await worker.next_offer(timeout=10)
         assert offer.job_id == created.job_id
-        reply = await worker.take(offer, timeout=0.5)
+        reply = await worker.claim(offer, timeout=0.5)
         assert reply.granted
         assert len(seen) == 2
         assert seen[0].claim_id == seen[1].claim_id
-        await worker.close()  # an unacknowledged offer would go back to the queue
+        await worker.close(flush_timeout=1)  # an unacknowledged offer would go back
         assert await topology.depth(work) == 0
     finally:
-        await worker.close()
+        await worker.close(flush_timeout=1)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

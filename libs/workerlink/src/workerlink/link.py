@@ -2,8 +2,12 @@
 
 A robust aio-pika connection: after a broker restart or a dropped link it reconnects and restores
 the channels, the reply and cancel queues and their consumers. It declares nothing shared (the
-work queues and exchanges exist because job-api declared them, deploy/rabbitmq/README.md), so the
-broker's `worker` user needs no configure permission beyond its own exclusive queues.
+work queues and exchanges exist because job-api declared them), only queues under its own names
+(`ftdw.<worker id>.*`), the one thing its broker user may configure.
+
+Identity: claims and heartbeats are signed with the worker's credential (never sent), reports
+carry the claim secret of the attempt they belong to. A worker whose credential was revoked is
+told so (its broker user is deleted, its claims are refused): `revoked` is set and the loop stops.
 """
 
 import asyncio
@@ -14,9 +18,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Literal
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -27,37 +32,24 @@ from aio_pika.abc import (
 )
 
 from contracts.enums import GPUProvider, JobType
-from contracts.events import Envelope, JobCancelRequested
-from contracts.routing import JOB_API, BrokerNames, cancel_binding
-from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply
-from gpu_worker.runtime.reports import ReportOutbox
-from gpu_worker.runtime.rpc import RpcClient
+from contracts.events import Envelope, EventPayload, JobCancelRequested, WorkerHeartbeat
+from contracts.routing import CLAIM_KEY, BrokerNames, cancel_binding
+from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, JobSpec
+from workerlink.identity import WorkerIdentity
+from workerlink.reports import ReportOutbox, Unroutable
+from workerlink.rpc import RpcClient
 
 log = structlog.get_logger(__name__)
 
-
-def tls_context(
-    *, ca_file: Path | None, cert_file: Path | None, key_file: Path | None
-) -> ssl.SSLContext:
-    """Verifies the broker's certificate (system trust store, plus `ca_file`); presents a client
-    certificate when one is given."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    if cert_file is not None:
-        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-    return context
-
-
-def certificate_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate verification failure behind a connection error (aiormq wraps it), if any:
-    an unknown CA or a host name the certificate does not name. Retrying cannot fix it."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+# What a dropped channel or connection raises at us while it is being restored.
+LINK_ERRORS = (
+    aio_pika.exceptions.AMQPException,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    RuntimeError,
+    TimeoutError,
+)
+State = Literal["idle", "busy", "stopping"]
 
 
 @dataclass(frozen=True)
@@ -75,27 +67,41 @@ class BrokerLink:
         url: str,
         names: BrokerNames,
         *,
-        worker_id: str,
+        identity: WorkerIdentity,
         provider: GPUProvider,
         job_types: Sequence[JobType],
         ssl_context: ssl.SSLContext | None = None,
         reconnect_interval: float = 1.0,
+        heartbeat_interval: float = 10.0,
+        hardware: str | None = None,
+        version: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._url = url
+        self._clock = clock
         self.names = names
-        self.worker_id = worker_id
+        self.identity = identity
+        self.worker_id = identity.worker_id
         self.provider = provider
         self.job_types = list(job_types)
-        self.source = f"gpu-worker/{worker_id}"
+        self.source = f"gpu-worker/{self.worker_id}"
         self._ssl_context = ssl_context
         self._reconnect_interval = reconnect_interval
+        self._heartbeat_interval = heartbeat_interval
+        self._hardware = hardware
+        self._version = version
         self._connection: AbstractRobustConnection | None = None
         self._work_channel: AbstractChannel | None = None
-        self._work_queues: list[AbstractQueue] = []
-        self._consumer_tags: dict[str, str] = {}
+        self._consumer_tags: dict[str, tuple[AbstractQueue, str]] = {}
         self._offers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._rpc: RpcClient | None = None
+        self._report_exchange: AbstractExchange | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._beat_now = asyncio.Event()
+        self._state: State = "idle"
+        self._job_id: uuid.UUID | None = None
         self.reports: ReportOutbox | None = None
+        self.revoked = asyncio.Event()
         self._closing = False
 
     @property
@@ -108,6 +114,9 @@ class BrokerLink:
     def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
+    def _own_queue(self, purpose: str) -> str:
+        return f"{self.names.worker_queue_prefix(self.worker_id)}{purpose}.{uuid.uuid4().hex}"
+
     async def connect(self) -> None:
         self._closing = False
         self._connection = await aio_pika.connect_robust(
@@ -118,21 +127,15 @@ class BrokerLink:
         )
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         self._connection.close_callbacks.add(self._on_close)
-        self._rpc = RpcClient(self._connection)
+        self._rpc = RpcClient(self._connection, reply_queue=self._own_queue("reply"))
         await self._rpc.start()
         report_channel = await self._connection.channel(publisher_confirms=True)
-        exchange: AbstractExchange = await report_channel.get_exchange(
+        self._report_exchange = await report_channel.get_exchange(
             self.names.worker_exchange, ensure=False
         )
-        self.reports = ReportOutbox(exchange, source=self.source)
+        self.reports = ReportOutbox(self._report_exchange, source=self.source)
         self.reports.start()
-        # prefetch 1: a worker holds at most one offer per queue; it pauses consuming altogether
-        # while it runs a job (pause_offers), so it never sits on work another worker could take.
-        self._work_channel = await self._connection.channel()
-        await self._work_channel.set_qos(prefetch_count=1)
-        for job_type in self.job_types:
-            name = self.names.work_queue(job_type, self.provider)
-            self._work_queues.append(await self._work_channel.get_queue(name))
+        self._heartbeats = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
         log.info(
             "broker.connected",
             worker_id=self.worker_id,
@@ -142,14 +145,26 @@ class BrokerLink:
 
     def _on_reconnect(self, *_: object) -> None:
         log.info("broker.reconnected", worker_id=self.worker_id)
+        self._beat_now.set()
 
     def _on_close(self, *args: object) -> None:
         exc = args[1] if len(args) > 1 else None
-        if exc is not None and not self._closing:
-            log.warning("broker.connection_lost", worker_id=self.worker_id, error=str(exc)[:200])
+        if exc is None or self._closing:
+            return
+        text = str(exc)
+        if "is deleted" in text or "ACCESS_REFUSED" in text:
+            # RabbitMQ closes a deleted user's connections: our credential was revoked.
+            log.error("worker.revoked", worker_id=self.worker_id, detail=text[:200])
+            self.revoked.set()
+        else:
+            log.warning("broker.connection_lost", worker_id=self.worker_id, error=text[:200])
 
     async def close(self, *, flush_timeout: float = 10) -> None:
         self._closing = True
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            await asyncio.gather(self._heartbeats, return_exceptions=True)
+            self._heartbeats = None
         if self.reports is not None:
             await self.reports.close(timeout=flush_timeout)
             self.reports = None
@@ -159,26 +174,70 @@ class BrokerLink:
             self._connection = None
         self._rpc = None
         self._work_channel = None
-        self._work_queues = []
         self._consumer_tags = {}
 
     # --- offers ----------------------------------------------------------------------------
-    async def resume_offers(self) -> None:
-        for queue in self._work_queues:
-            if queue.name not in self._consumer_tags:
-                self._consumer_tags[queue.name] = await queue.consume(self._offers.put)
+    async def _wait_connected(self) -> bool:
+        """Until the link is up; False when it never will be (our credential was revoked)."""
+        connected = asyncio.ensure_future(self.connection.connected.wait())
+        revoked = asyncio.ensure_future(self.revoked.wait())
+        try:
+            await asyncio.wait({connected, revoked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connected.cancel()
+            revoked.cancel()
+        return not self.revoked.is_set()
+
+    async def resume_offers(self, *, retry_interval: float = 0.5) -> None:
+        """Consume the pool's work queues of our job types (prefetch 1). Survives a link that
+        drops underneath: it waits for the reconnect and subscribes again."""
+        delay = retry_interval
+        while True:
+            try:
+                if not await self._wait_connected():
+                    return
+                if self._work_channel is None or self._work_channel.is_closed:
+                    self._consumer_tags = {}
+                    self._work_channel = await self.connection.channel()
+                    # prefetch 1: a worker holds at most one offer per queue; it pauses
+                    # consuming while it runs a job, so it never sits on work another could take.
+                    await self._work_channel.set_qos(prefetch_count=1)
+                for name in self.names.offer_queues(
+                    self.identity.pool, self.job_types, self.provider
+                ):
+                    if name not in self._consumer_tags:
+                        queue = await self._work_channel.get_queue(name, ensure=False)
+                        self._consumer_tags[name] = (queue, await queue.consume(self._offers.put))
+                return
+            except LINK_ERRORS as exc:
+                log.warning("offers.subscribe_failed", error=repr(exc)[:200], retry_in=delay)
+                await self._drop_work_channel()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _drop_work_channel(self) -> None:
+        """Forget the work channel: the broker requeues whatever it delivered on it."""
+        channel, self._work_channel = self._work_channel, None
+        self._consumer_tags = {}
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def pause_offers(self) -> None:
         """Stop deliveries, and hand back any offer that raced in (it goes to another worker)."""
-        for queue in self._work_queues:
-            tag = self._consumer_tags.pop(queue.name, None)
-            if tag is not None:
-                with contextlib.suppress(Exception):
+        try:
+            # Bounded: on a link that is down (or gone for good) a robust channel would wait.
+            async with asyncio.timeout(5):
+                for queue, tag in self._consumer_tags.values():
                     await queue.cancel(tag)
-        while not self._offers.empty():
-            message = self._offers.get_nowait()
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+                self._consumer_tags = {}
+                while not self._offers.empty():
+                    await self._offers.get_nowait().nack(requeue=True)
+        except LINK_ERRORS:
+            # The channel went away: the broker has requeued what it delivered on it.
+            await self._drop_work_channel()
+            while not self._offers.empty():
+                self._offers.get_nowait()
 
     async def next_offer(self, timeout: float | None = None) -> Offer:
         while True:
@@ -197,31 +256,38 @@ class BrokerLink:
                     await message.reject(requeue=False)
 
     # --- claim -----------------------------------------------------------------------------
+    async def request_claim(
+        self, job_id: uuid.UUID, *, claim_id: uuid.UUID | None = None, timeout: float = 10
+    ) -> ClaimReply:
+        """One signed claim request (RpcTimeout when unanswered; retry with the same claim_id)."""
+        if self._rpc is None:
+            raise RuntimeError("BrokerLink.connect() has not been awaited")
+        request = ClaimJob(
+            job_id=job_id,
+            worker_id=self.worker_id,
+            claim_id=claim_id or uuid.uuid4(),
+            provider=self.provider,
+            job_types=self.job_types,
+            expires_at=self._clock() + timedelta(seconds=timeout),
+        ).signed(self.identity.key)
+        reply = await self._rpc.call(
+            self.names.claims_exchange, CLAIM_KEY, request, ClaimReply, timeout=timeout
+        )
+        if reply.refusal is ClaimRefusal.UNAUTHORIZED:
+            log.error("worker.unauthorized", worker_id=self.worker_id, detail=reply.message)
+            self.revoked.set()
+        return reply
+
     async def claim(self, offer: Offer, *, timeout: float = 10, tries: int = 3) -> ClaimReply:
         """Claim an offer (a lost reply is retried with the same claim id, which job-api grants
         again), then acknowledge the message: granted or refused, it is answered. An expired
-        request goes back to the queue: the job is still pending."""
-        if self._rpc is None:
-            raise RuntimeError("BrokerLink.connect() has not been awaited")
+        request, or one refused because our credential is not (or no longer) valid, goes back to
+        the queue: the job is still pending for someone else."""
         claim_id = uuid.uuid4()
         reply: ClaimReply | None = None
         for attempt in range(tries):
-            request = ClaimJob(
-                job_id=offer.job_id,
-                worker_id=self.worker_id,
-                claim_id=claim_id,
-                provider=self.provider,
-                job_types=self.job_types,
-                expires_at=datetime.now(UTC) + timedelta(seconds=timeout),
-            )
             try:
-                reply = await self._rpc.call(
-                    self.names.rpc_exchange(JOB_API),
-                    self.names.rpc_queue(JOB_API),
-                    request,
-                    ClaimReply,
-                    timeout=timeout,
-                )
+                reply = await self.request_claim(offer.job_id, claim_id=claim_id, timeout=timeout)
                 break
             except TimeoutError:
                 log.warning("claim.no_reply", job_id=str(offer.job_id), attempt=attempt + 1)
@@ -230,11 +296,87 @@ class BrokerLink:
         assert reply is not None
         with contextlib.suppress(Exception):
             # After a reconnect the broker has requeued the message already; nothing to settle.
-            if reply.refusal is ClaimRefusal.EXPIRED:
+            if reply.refusal in (ClaimRefusal.EXPIRED, ClaimRefusal.UNAUTHORIZED):
                 await offer.message.nack(requeue=True)
             else:
                 await offer.message.ack()
         return reply
+
+    # --- reports and heartbeats --------------------------------------------------------------
+    def report_fields(self, spec: JobSpec) -> dict[str, object]:
+        """The fields every report of the attempt `spec` granted must carry."""
+        return {
+            "job_id": spec.job_id,
+            "attempt": spec.attempt,
+            "worker_id": self.worker_id,
+            "claim_secret": spec.claim_secret,
+        }
+
+    async def publish(self, payload: EventPayload, *, timeout: float = 10) -> None:
+        """Send one report now and wait until the broker confirmed it (raises on failure). The
+        training loop uses `reports.send` instead, which never waits and survives an outage."""
+        if self._report_exchange is None:
+            raise RuntimeError("BrokerLink.connect() has not been awaited")
+        envelope = Envelope.wrap(payload, source=self.source)
+        async with asyncio.timeout(timeout):
+            result = await self._report_exchange.publish(
+                aio_pika.Message(
+                    body=envelope.model_dump_json().encode(),
+                    message_id=str(envelope.id),
+                    type=envelope.type,
+                    content_type="application/cloudevents+json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                payload.routing_key(),
+                mandatory=True,
+            )
+        if isinstance(result, aiormq.abc.DeliveredMessage):
+            raise Unroutable(payload.routing_key())
+
+    def set_state(self, state: State, job_id: uuid.UUID | None = None) -> None:
+        """What the next heartbeat says (sent at once): idle, busy with `job_id`, stopping."""
+        self._state, self._job_id = state, job_id
+        self._beat_now.set()
+
+    def heartbeat(self) -> WorkerHeartbeat:
+        return WorkerHeartbeat(
+            worker_id=self.worker_id,
+            sent_at=self._clock(),
+            state=self._state,
+            job_id=self._job_id if self._state == "busy" else None,
+            provider=self.provider,
+            job_types=self.job_types,
+            hardware=self._hardware,
+            version=self._version,
+        ).signed(self.identity.key)
+
+    async def _send_heartbeat(self) -> None:
+        """A heartbeat is worth sending only now: not queued through an outage like reports."""
+        if self._report_exchange is None:
+            return
+        beat = self.heartbeat()
+        envelope = Envelope.wrap(beat, source=self.source)
+        async with asyncio.timeout(5):
+            await self._report_exchange.publish(
+                aio_pika.Message(
+                    body=envelope.model_dump_json().encode(),
+                    message_id=str(envelope.id),
+                    type=envelope.type,
+                    content_type="application/cloudevents+json",
+                ),
+                beat.routing_key(),
+            )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self._send_heartbeat()
+            except LINK_ERRORS as exc:
+                log.debug("heartbeat.unsent", error=repr(exc)[:200])
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._heartbeat_interval):
+                    await self._beat_now.wait()
+            self._beat_now.clear()
 
     # --- cancel ----------------------------------------------------------------------------
     async def watch_cancel(
@@ -250,7 +392,9 @@ class BrokerLink:
         ignored unless it is ours. Close the returned channel when the attempt ends."""
         ours = hashlib.sha256(claim_secret.encode()).hexdigest() if claim_secret else None
         channel = await self.connection.channel()
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        queue = await channel.declare_queue(
+            self._own_queue("cancel"), exclusive=True, auto_delete=True
+        )
         await queue.bind(self.names.events_exchange, routing_key=cancel_binding(str(job_id)))
 
         async def handle(message: AbstractIncomingMessage) -> None:
@@ -269,3 +413,6 @@ class BrokerLink:
 
         await queue.consume(handle, no_ack=True)
         return channel
+
+
+__all__ = ["BrokerLink", "Offer"]

@@ -1,4 +1,4 @@
-"""Request/reply over the broker: the request goes to a direct exchange (never the default one,
+"""Request/reply over the broker: the request goes to a topic exchange (never the default one,
 which a worker may not write to), the reply comes back to an exclusive queue of ours, matched by
 correlation id. The caller retries on timeout, with the same request id."""
 
@@ -14,20 +14,29 @@ Reply = TypeVar("Reply", bound=BaseModel)
 
 
 class RpcTimeout(TimeoutError):
-    """No reply in time."""
+    """No reply in time (or the link dropped under the request): retry with the same request."""
 
 
 class RpcClient:
-    def __init__(self, connection: AbstractConnection) -> None:
+    def __init__(self, connection: AbstractConnection, *, reply_queue: str) -> None:
+        """`reply_queue`: the name of our reply queue, one our broker permissions let us declare
+        (and a robust channel re-declares after a reconnect)."""
         self._connection = connection
+        self._reply_queue_name = reply_queue
         self._futures: dict[str, asyncio.Future[bytes]] = {}
         self._channel: AbstractChannel | None = None
         self._reply_queue: AbstractQueue | None = None
 
     async def start(self) -> None:
         self._channel = await self._connection.channel()
-        self._reply_queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+        self._reply_queue = await self._channel.declare_queue(
+            self._reply_queue_name, exclusive=True, auto_delete=True
+        )
         await self._reply_queue.consume(self._on_reply, no_ack=True)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._futures.pop(message.correlation_id or "", None)
@@ -51,7 +60,11 @@ class RpcClient:
         try:
             # A robust channel waits while reconnecting: bound the whole call, not just the frame.
             async with asyncio.timeout(timeout):
-                target = await self._channel.get_exchange(exchange, ensure=False)
+                target = (
+                    self._channel.default_exchange
+                    if exchange == ""
+                    else await self._channel.get_exchange(exchange, ensure=False)
+                )
                 await target.publish(
                     aio_pika.Message(
                         body=request.model_dump_json().encode(),
@@ -66,7 +79,6 @@ class RpcClient:
         except TimeoutError as exc:
             raise RpcTimeout(f"no reply from {routing_key} within {timeout}s") from exc
         except (aio_pika.exceptions.AMQPException, ConnectionError, RuntimeError) as exc:
-            # The link dropped under the request: the caller retries like a lost reply.
             raise RpcTimeout(f"request to {routing_key} failed: {exc}") from exc
         finally:
             self._futures.pop(correlation_id, None)

@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,18 +13,36 @@ import aio_pika
 import structlog
 import typer
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
+from contracts.credentials import parse_token
 from contracts.enums import GPUProvider, JobType
-from contracts.routing import BrokerNames
-from gpu_worker import hardware
-from gpu_worker.config import WorkerSettings
+from contracts.routing import SHARED_POOL, BrokerNames
+from gpu_worker import __version__, hardware
+from gpu_worker.config import WorkerSettings, credentials_file
 from gpu_worker.console import LogDisplay, RichDisplay
+from gpu_worker.enrolment import (
+    CredentialRefused,
+    Enrolment,
+    PlatformUnreachable,
+    broker_url,
+    load_credentials,
+    save_credentials,
+    who_am_i,
+)
 from gpu_worker.logs import configure_logging
 from gpu_worker.runtime.download import ExternalData
 from gpu_worker.runtime.job import Display, JobSettings, Toolkit
-from gpu_worker.runtime.link import BrokerLink, certificate_problem, tls_context
 from gpu_worker.runtime.loop import Worker
+from workerlink.identity import WorkerIdentity
+from workerlink.link import BrokerLink
+from workerlink.tls import certificate_problem, tls_context
 
 app = typer.Typer(help="Finetune Dispatcher GPU worker.", no_args_is_help=True)
 log = structlog.get_logger(__name__)
@@ -40,8 +59,15 @@ def load_settings(**overrides: Any) -> WorkerSettings:
         raise typer.Exit(2) from None
 
 
-def build_link(settings: WorkerSettings, job_types: list[JobType]) -> BrokerLink:
-    url = settings.amqp_url.get_secret_value()
+def build_link(
+    settings: WorkerSettings,
+    job_types: list[JobType],
+    *,
+    identity: WorkerIdentity,
+    url: str,
+    prefix: str,
+    hardware_text: str | None = None,
+) -> BrokerLink:
     context = None
     if url.startswith("amqps://"):
         context = tls_context(
@@ -49,11 +75,14 @@ def build_link(settings: WorkerSettings, job_types: list[JobType]) -> BrokerLink
         )
     return BrokerLink(
         url,
-        BrokerNames(settings.broker_prefix),
-        worker_id=settings.worker_id,
+        BrokerNames(prefix),
+        identity=identity,
         provider=settings.provider,
         job_types=job_types,
         ssl_context=context,
+        heartbeat_interval=settings.heartbeat_interval,
+        hardware=hardware_text,
+        version=__version__,
     )
 
 
@@ -78,17 +107,54 @@ async def connect(link: BrokerLink, *, within: float) -> None:
                 raise
 
 
-async def serve(
-    settings: WorkerSettings, job_types: list[JobType], toolkit: Toolkit, display: Display
+async def enrolment(settings: WorkerSettings, token: str, api_url: str) -> Enrolment:
+    """Who we are, asked of the platform; retried while it does not answer (it may start after
+    us), never when it refuses the token."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(settings.connect_timeout),
+        retry=retry_if_exception_type(PlatformUnreachable),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        reraise=True,
+    ):
+        with attempt:
+            return await who_am_i(api_url, token)
+    raise AssertionError("unreachable")
+
+
+class Revoked(Exception):
+    """The platform revoked this worker's credential."""
+
+
+async def serve_once(
+    settings: WorkerSettings,
+    job_types: list[JobType],
+    toolkit: Toolkit,
+    display: Display,
+    worker: "Worker | None",
+    *,
+    token: str,
+    api_url: str,
+    hardware_text: str,
+    on_worker: "Callable[[Worker], None]",
 ) -> int:
-    """Run until SIGTERM/SIGINT (or max_jobs); returns the exit status."""
-    link = build_link(settings, job_types)
+    """One life of the worker: ask who we are, connect, take jobs until stopped."""
+    me = await enrolment(settings, token, api_url)
+    identity = WorkerIdentity.of(token, me.pool)
+    override = settings.amqp_url.get_secret_value() if settings.amqp_url else None
+    link = build_link(
+        settings,
+        job_types,
+        identity=identity,
+        url=broker_url(me, token, override=override),
+        prefix=settings.broker_prefix or me.broker_prefix,
+        hardware_text=hardware_text,
+    )
     await connect(link, within=settings.connect_timeout)
-    worker = Worker(
+    current = Worker(
         link,
         toolkit=toolkit,
         settings=JobSettings(
-            worker_id=settings.worker_id,
+            worker_id=identity.worker_id,
             work_dir=settings.work_dir,
             progress_interval=settings.progress_interval,
             stop_grace=settings.stop_grace,
@@ -99,30 +165,121 @@ async def serve(
         claim_timeout=settings.claim_timeout,
         max_jobs=settings.max_jobs,
     )
+    if worker is not None and worker.stopping:
+        current.request_shutdown()
+    on_worker(current)
+    try:
+        await current.run()
+    finally:
+        # The last reports (a hand-back after SIGTERM) must reach the broker before we exit.
+        await link.close(flush_timeout=30)
+    if current.revoked:
+        raise Revoked("the platform revoked this worker's credential")
+    log.info("worker.stopped", jobs=len(current.outcomes))
+    return 0
+
+
+async def serve(
+    settings: WorkerSettings,
+    job_types: list[JobType],
+    toolkit: Toolkit,
+    display: Display,
+    *,
+    token: str,
+    api_url: str,
+    hardware_text: str = "",
+) -> int:
+    """Run until SIGTERM/SIGINT (or max_jobs); returns the exit status. With `supervise` (the
+    default), an unexpected failure starts the worker again after a back-off instead of ending
+    the process: a worker on a machine nobody watches must outlive what goes wrong around it."""
     loop = asyncio.get_running_loop()
     signals_seen = 0
+    current: Worker | None = None
+
+    def adopt(worker: Worker) -> None:
+        nonlocal current
+        current = worker
 
     def on_signal() -> None:
         nonlocal signals_seen
         signals_seen += 1
-        if signals_seen > 1 and worker.current is not None:
+        if signals_seen > 1 and current is not None and current.current is not None:
             # A second Ctrl-C: the person does not want to wait for the checkpoint. The lease
             # watchdog requeues the job.
-            log.warning("worker.forced_exit", job_id=worker.current.job_id)
+            log.warning("worker.forced_exit", job_id=current.current.job_id)
             os._exit(130)
-        worker.request_shutdown()
+        if current is not None:
+            current.request_shutdown()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    delay = 1.0
     try:
-        await worker.run()
+        while True:
+            try:
+                return await serve_once(
+                    settings,
+                    job_types,
+                    toolkit,
+                    display,
+                    current,
+                    token=token,
+                    api_url=api_url,
+                    hardware_text=hardware_text,
+                    on_worker=adopt,
+                )
+            except (CredentialRefused, Revoked) as exc:
+                log.error("worker.credential_refused", detail=str(exc))
+                return 3
+            except Exception as exc:
+                if not settings.supervise or signals_seen or certificate_problem(exc):
+                    raise
+                log.exception("worker.crashed", restart_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        # The last reports (a hand-back after SIGTERM) must reach the broker before we exit.
-        await link.close(flush_timeout=30)
-    log.info("worker.stopped", jobs=len(worker.outcomes))
-    return 0
+
+
+def resolve_token(settings: WorkerSettings, api_url: str | None) -> tuple[str, str]:
+    """(token, api url): from the options/environment, else from `ftd-worker login`'s file."""
+    saved = load_credentials(credentials_file())
+    token = settings.token.get_secret_value() if settings.token else (saved[1] if saved else None)
+    if not token:
+        typer.echo(
+            "ftd-worker: no worker token: enroll the worker (Workers page, or POST /api/workers), "
+            "then `ftd-worker login` or set FTD_WORKER_TOKEN",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if parse_token(token) is None:
+        typer.echo("ftd-worker: FTD_WORKER_TOKEN is not a worker token (ftdw_...)", err=True)
+        raise typer.Exit(2)
+    url = api_url or (saved[0] if saved and not settings.token and saved[0] else settings.api_url)
+    return token, url
+
+
+@app.command()
+def login(
+    token: Annotated[
+        str | None,
+        typer.Option(help="The token from Add a worker (asked for when not given)."),
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="The platform's URL.")] = None,
+) -> None:
+    """Check a worker token with the platform and keep it (~/.config/ftd-worker, mode 0600), so
+    `ftd-worker run` needs no token in its environment or command line."""
+    value = token or typer.prompt("Worker token", hide_input=True)
+    url = api_url or WorkerSettings().api_url
+    try:
+        me = asyncio.run(who_am_i(url, value))
+    except (CredentialRefused, PlatformUnreachable) as exc:
+        typer.echo(f"ftd-worker: {exc}", err=True)
+        raise typer.Exit(1) from None
+    save_credentials(credentials_file(), api_url=url, token=value)
+    pool = "the shared pool" if me.pool == SHARED_POOL else "your private pool"
+    typer.echo(f"Logged in as worker {me.name} ({me.worker_id}) in {pool}.")
 
 
 @app.command()
@@ -140,7 +297,9 @@ def run(
     force_job_types: Annotated[
         bool, typer.Option(help="Take llm_lora jobs without a CUDA GPU (tiny models, tests).")
     ] = False,
-    worker_id: Annotated[str | None, typer.Option(help="Default: host name + random.")] = None,
+    api_url: Annotated[
+        str | None, typer.Option(help="The platform's URL [env FTD_API_URL].")
+    ] = None,
     broker_prefix: Annotated[str | None, typer.Option(help="Topology name prefix.")] = None,
     ca_file: Annotated[Path | None, typer.Option(help="CA of the broker's certificate.")] = None,
     cert_file: Annotated[Path | None, typer.Option(help="Client certificate (amqps).")] = None,
@@ -162,7 +321,6 @@ def run(
         amqp_url=amqp_url,
         provider=provider,
         job_types=job_type or None,
-        worker_id=worker_id,
         broker_prefix=broker_prefix,
         ca_file=ca_file,
         cert_file=cert_file,
@@ -180,9 +338,10 @@ def run(
         typer.echo(f"ftd-worker: {exc}", err=True)
         raise typer.Exit(2) from None
     configure_logging(json=settings.json_logs, level=settings.log_level)
+    token, platform = resolve_token(settings, api_url)
     log.info(
         "worker.starting",
-        worker_id=settings.worker_id,
+        api_url=platform,
         provider=str(settings.provider),
         hardware=found.describe(),
         job_types=[str(t) for t in types],
@@ -194,7 +353,17 @@ def run(
     with contextlib.ExitStack() as stack:
         display: Display = stack.enter_context(RichDisplay()) if use_console else LogDisplay()
         try:
-            status = asyncio.run(serve(settings, types, toolkit, display))
+            status = asyncio.run(
+                serve(
+                    settings,
+                    types,
+                    toolkit,
+                    display,
+                    token=token,
+                    api_url=platform,
+                    hardware_text=found.describe(),
+                )
+            )
         except (ConnectionError, OSError, aio_pika.exceptions.AMQPException) as exc:
             # The first connection never came up (wrong URL or credentials, job-api not set up).
             refused = certificate_problem(exc)

@@ -1,7 +1,5 @@
 """The worker's settings: environment variables (or the CLI, which overrides them)."""
 
-import socket
-import uuid
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -14,8 +12,9 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+def credentials_file() -> Path:
+    """Where `ftd-worker login` keeps the token (readable by this user only)."""
+    return Path.home() / ".config" / "ftd-worker" / "credentials.json"
 
 
 class WorkerSettings(BaseSettings):
@@ -23,10 +22,22 @@ class WorkerSettings(BaseSettings):
         env_prefix="FTD_WORKER_", extra="ignore", populate_by_name=True
     )
 
-    amqp_url: SecretStr = Field(
-        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+    token: SecretStr | None = Field(
+        default=None,
+        validation_alias=_alias("FTD_WORKER_TOKEN"),
+        description="The worker's credential (from POST /api/workers or the UI's Add a worker); "
+        "`ftd-worker login` stores it instead.",
+    )
+    api_url: str = Field(
+        default="http://localhost:8000",
+        validation_alias=_alias("FTD_API_URL", "FTD_WORKER_API_URL"),
+        description="The platform's URL: the worker asks it who it is and how to reach the broker.",
+    )
+    amqp_url: SecretStr | None = Field(
+        default=None,
         validation_alias=_alias("FTD_WORKER_AMQP_URL", "FTD_AMQP_URL"),
-        description="amqp:// locally, amqps:// for a remote broker.",
+        description="Overrides the broker URL the platform gives (amqp:// locally, amqps:// for a "
+        "remote broker).",
     )
     broker_prefix: str = Field(default="", validation_alias=_alias("FTD_BROKER_PREFIX"))
     ca_file: Path | None = Field(
@@ -35,7 +46,6 @@ class WorkerSettings(BaseSettings):
     cert_file: Path | None = Field(default=None, description="Client certificate (amqps).")
     key_file: Path | None = Field(default=None, description="Client certificate key (amqps).")
 
-    worker_id: str = Field(default_factory=default_worker_id, min_length=1, max_length=200)
     provider: GPUProvider = GPUProvider.LOCAL
     job_types: list[JobType] | None = Field(
         default=None,
@@ -84,10 +94,16 @@ class WorkerSettings(BaseSettings):
     json_logs: bool = Field(default=False, validation_alias=_alias("FTD_JSON_LOGS"))
     log_level: str = Field(default="INFO", validation_alias=_alias("FTD_LOG_LEVEL"))
 
+    supervise: bool = Field(
+        default=True,
+        description="Start the worker again (with back-off) if it ever fails unexpectedly.",
+    )
+    heartbeat_interval: float = Field(default=10.0, gt=0)
+
     @field_validator("amqp_url")
     @classmethod
-    def _amqp_scheme(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("amqp://", "amqps://")):
+    def _amqp_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("amqp://", "amqps://")):
             raise ValueError("the broker URL must start with amqp:// or amqps://")
         return value
 

@@ -23,15 +23,17 @@ from gpu_worker_harness import (
     RunningWorker,
 )
 from gpu_worker_testing import DataServer, FakePublisher, FakeTrainer
+from job_api_testing import enroll_over_http
 
 from contracts.enums import GPUProvider, JobType
-from contracts.routing import BrokerNames
+from contracts.routing import SHARED_POOL, BrokerNames
 from gpu_worker.publish import LocalCheckpointStore
 from gpu_worker.runtime.job import JobSettings, Toolkit
-from gpu_worker.runtime.link import BrokerLink
 from gpu_worker.runtime.loop import Worker
 from messaging.broker import Broker
 from servicekit.db import bootstrap_service_database, drop_database, make_engine, with_credentials
+from workerlink.identity import WorkerIdentity
+from workerlink.link import BrokerLink
 
 
 @pytest.fixture(scope="session")
@@ -129,10 +131,11 @@ async def job_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """job-api running in-process; `@pytest.mark.parametrize("job_api", [{...}], indirect=True)`
     overrides its settings."""
-    from job_api_testing import running_app
+    from job_api_testing import served_app
 
     overrides = getattr(request, "param", {}) or {}
-    async with running_app(job_api_settings(**overrides)) as client:
+    # Over TCP: a worker asks job-api who it is (GET /api/workers/me) as ftd-worker does.
+    async with served_app(job_api_settings(**overrides)) as (client, _app):
         yield client
 
 
@@ -143,7 +146,7 @@ def platform(job_api: httpx.AsyncClient, data_server: DataServer, prefix: str) -
 
 @pytest.fixture
 async def start_worker(
-    prefix: str, tmp_path: Path
+    prefix: str, tmp_path: Path, job_api: httpx.AsyncClient
 ) -> AsyncIterator[Callable[..., Awaitable[RunningWorker]]]:
     started: list[RunningWorker] = []
     checkpoints = LocalCheckpointStore(tmp_path / "checkpoints")
@@ -161,13 +164,19 @@ async def start_worker(
     ) -> RunningWorker:
         trainer = trainer if trainer is not None else FakeTrainer()
         publisher = publisher if publisher is not None else FakePublisher(tmp_path / "models")
-        worker_id = worker_id or f"test-worker-{uuid.uuid4().hex[:8]}"
+        # Enrolled as an operator enrolls a shared-pool worker (POST /api/workers).
+        enrolled = await enroll_over_http(
+            job_api, worker_id or f"test-worker-{uuid.uuid4().hex[:8]}"
+        )
+        identity = WorkerIdentity.of(enrolled["token"], SHARED_POOL)
+        worker_id = identity.worker_id
         link = BrokerLink(
             amqp_url,
             BrokerNames(prefix if broker_prefix is None else broker_prefix),
-            worker_id=worker_id,
+            identity=identity,
             provider=GPUProvider.LOCAL,
             job_types=job_types,
+            heartbeat_interval=1.0,
         )
         await link.connect()
         worker = Worker(

@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from gpu_worker_harness import AMQP_URL
+from job_api_testing import enroll_over_http
 
 from contracts.enums import CancelReason, GPUProvider, JobType
 from contracts.events import Envelope, JobCancelRequested
-from contracts.routing import BrokerNames
-from gpu_worker.runtime.link import BrokerLink
+from contracts.routing import SHARED_POOL, BrokerNames
 from messaging.broker import Broker
+from workerlink.identity import WorkerIdentity
+from workerlink.link import BrokerLink
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +31,11 @@ async def test_a_notice_for_another_secret_or_attempt_is_ignored(
     job_api: httpx.AsyncClient, prefix: str
 ) -> None:
     # job_api: running, so the topology (the events exchange) exists.
+    enrolled = await enroll_over_http(job_api, "w-holder")
     link = BrokerLink(
         AMQP_URL,
         BrokerNames(prefix),
-        worker_id="w-holder",
+        identity=WorkerIdentity.of(enrolled["token"], SHARED_POOL),
         provider=GPUProvider.LOCAL,
         job_types=(JobType.EMBEDDING,),
     )

@@ -17,6 +17,7 @@ from gpu_worker_testing import (
     FakePublisher,
     FakeTrainer,
 )
+from job_api_testing import enroll_over_http
 from messaging_testing import eventually
 
 from contracts.enums import JobType
@@ -58,9 +59,10 @@ async def test_a_job_trains_to_completed_with_progress_reaching_job_api(
     assert request.resume_from is None
     assert request.data_format == "csv"
     assert request.job_type is JobType.EMBEDDING
-    # The data came through the claim's ticket URL, once.
+    # The data came through the claim's URL, once, its ticket in the Authorization header.
     assert len(platform.data.requests) == 1
-    assert "ticket=" in platform.data.requests[0]
+    assert "ticket=" not in platform.data.requests[0]
+    assert platform.data.tickets == 1
     progress = [e["data"] for e in await platform.events(job_id) if e["kind"] == "progress"]
     phases = [p.get("phase") for p in progress]
     assert "downloading" in phases
@@ -130,7 +132,6 @@ async def test_sigterm_hands_the_job_back_and_a_second_worker_resumes_it(
     settings = WorkerSettings(
         amqp_url=AMQP_URL,
         broker_prefix=prefix,
-        worker_id=f"sigterm-{uuid.uuid4().hex[:6]}",
         work_dir=tmp_path / "first",
         job_types=[JobType.EMBEDDING],
         progress_interval=0.2,
@@ -140,7 +141,17 @@ async def test_sigterm_hands_the_job_back_and_a_second_worker_resumes_it(
         publish=FakePublisher(tmp_path / "models"),
         checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
     )
-    first = asyncio.create_task(serve(settings, [JobType.EMBEDDING], toolkit, QuietDisplay()))
+    enrolled = await enroll_over_http(platform.client, f"sigterm-{uuid.uuid4().hex[:6]}")
+    first = asyncio.create_task(
+        serve(
+            settings,
+            [JobType.EMBEDDING],
+            toolkit,
+            QuietDisplay(),
+            token=enrolled["token"],
+            api_url=str(platform.client.base_url),
+        )
+    )
     job_id = await platform.submit(GOOD_CSV)
     await wait_holding(trainer)
 

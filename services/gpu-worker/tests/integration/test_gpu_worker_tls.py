@@ -15,19 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from gpu_worker_harness import AMQP_URL
+from job_api_testing import enroll_over_http
 from tls_testing import CLIENT_NAME, Pki, TlsProxy, make_pki, server_context
 from yarl import URL
 
+from contracts.credentials import new_token
 from contracts.enums import GPUProvider, JobType
-from contracts.routing import BrokerNames
+from contracts.routing import SHARED_POOL, BrokerNames
 from gpu_worker.cli import build_link
 from gpu_worker.config import WorkerSettings
-from gpu_worker.runtime.link import BrokerLink, certificate_problem
 from job_api.entrypoints.workers import queue_specs
 from messaging.broker import Broker
 from messaging.topology import consumer_count, declare_topology
+from workerlink.identity import WorkerIdentity
+from workerlink.link import BrokerLink
+from workerlink.tls import certificate_problem
 
 pytestmark = pytest.mark.integration
 
@@ -73,13 +78,12 @@ def amqps_url(port: int) -> str:
 def link_for(port: int, prefix: str, **tls: Path | None) -> BrokerLink:
     """The link `ftd-worker run --amqp-url amqps://... --ca-file ... --cert-file ... --key-file`
     builds."""
-    settings = WorkerSettings(
-        amqp_url=amqps_url(port),
-        broker_prefix=prefix,
-        worker_id=f"tls-test-{uuid.uuid4().hex[:6]}",
-        **tls,
+    settings = WorkerSettings(amqp_url=amqps_url(port), broker_prefix=prefix, **tls)
+    # No claim is made here: any well-formed identity does.
+    identity = WorkerIdentity.of(new_token(uuid.uuid4().hex).token, SHARED_POOL)
+    return build_link(
+        settings, [JobType.EMBEDDING], identity=identity, url=amqps_url(port), prefix=prefix
     )
-    return build_link(settings, [JobType.EMBEDDING])
 
 
 async def refused(link: BrokerLink) -> BaseException:
@@ -165,10 +169,12 @@ async def test_a_server_certificate_for_another_host_is_refused(pki: Pki, topolo
 # --- the real CLI --------------------------------------------------------------------------------
 
 
-def cli_args(port: int, prefix: str, tmp_path: Path, *tls: str) -> list[str]:
+def cli_args(port: int, prefix: str, tmp_path: Path, api_url: str, *tls: str) -> list[str]:
     return [
         str(FTD_WORKER),
         "run",
+        "--api-url",
+        api_url,
         "--amqp-url",
         amqps_url(port),
         *tls,
@@ -178,8 +184,6 @@ def cli_args(port: int, prefix: str, tmp_path: Path, *tls: str) -> list[str]:
         "local",
         "--job-type",
         "embedding",
-        "--worker-id",
-        f"tls-cli-{uuid.uuid4().hex[:6]}",
         "--work-dir",
         str(tmp_path / "work"),
         "--model-store-dir",
@@ -218,13 +222,14 @@ def events(stderr: str) -> list[dict[str, Any]]:
 
 
 async def test_ftd_worker_run_connects_over_amqps_with_the_tls_flags(
-    pki: Pki, proxy: TlsProxy, topology: str, tmp_path: Path
+    pki: Pki, proxy: TlsProxy, topology: str, tmp_path: Path, job_api: httpx.AsyncClient
 ) -> None:
+    token = (await enroll_over_http(job_api, f"tls-cli-{uuid.uuid4().hex[:6]}"))["token"]
     tls = ["--ca-file", str(pki.ca), "--cert-file", str(pki.client.cert)]
     tls += ["--key-file", str(pki.client.key)]
     process = await asyncio.create_subprocess_exec(
-        *cli_args(proxy.port, topology, tmp_path, *tls),
-        env=cli_env(FTD_WORKER_CONNECT_TIMEOUT="30"),
+        *cli_args(proxy.port, topology, tmp_path, str(job_api.base_url), *tls),
+        env=cli_env(FTD_WORKER_CONNECT_TIMEOUT="30", FTD_WORKER_TOKEN=token),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -258,13 +263,14 @@ async def test_ftd_worker_run_connects_over_amqps_with_the_tls_flags(
 
 
 async def test_ftd_worker_run_without_the_ca_stops_at_once_with_a_clear_error(
-    pki: Pki, proxy: TlsProxy, topology: str, tmp_path: Path
+    pki: Pki, proxy: TlsProxy, topology: str, tmp_path: Path, job_api: httpx.AsyncClient
 ) -> None:
+    token = (await enroll_over_http(job_api, f"tls-cli-{uuid.uuid4().hex[:6]}"))["token"]
     tls = ["--cert-file", str(pki.client.cert), "--key-file", str(pki.client.key)]
     process = await asyncio.create_subprocess_exec(
-        *cli_args(proxy.port, topology, tmp_path, *tls),
+        *cli_args(proxy.port, topology, tmp_path, str(job_api.base_url), *tls),
         # Long enough for several retries of a transient failure: a refused certificate gets none.
-        env=cli_env(FTD_WORKER_CONNECT_TIMEOUT="30"),
+        env=cli_env(FTD_WORKER_CONNECT_TIMEOUT="30", FTD_WORKER_TOKEN=token),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

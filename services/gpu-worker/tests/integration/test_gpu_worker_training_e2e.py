@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from gpu_worker_harness import AMQP_URL, Platform, QuietDisplay
+from job_api_testing import enroll_over_http
 from messaging_testing import eventually
 
 from contracts.catalogue import OFFLINE_MINILM
@@ -66,11 +67,14 @@ class HoldingReporter:
 class WorkerProcess:
     """serve() as the CLI runs it, in this event loop."""
 
-    def __init__(self, prefix: str, root: Path, name: str, hold_at: int | None = None) -> None:
+    def __init__(
+        self, platform: Platform, prefix: str, root: Path, name: str, hold_at: int | None = None
+    ) -> None:
+        self.platform = platform
+        self.name = f"{name}-{uuid.uuid4().hex[:6]}"
         self.settings = WorkerSettings(
             amqp_url=AMQP_URL,
             broker_prefix=prefix,
-            worker_id=f"{name}-{uuid.uuid4().hex[:6]}",
             work_dir=root / name,
             model_store_dir=root / "models",
             checkpoint_dir=root / "checkpoints",
@@ -93,10 +97,20 @@ class WorkerProcess:
     async def wait_mid_training(self) -> None:
         assert await asyncio.to_thread(self.reached.wait, 900), "training never reached the step"
 
-    def start(self) -> "WorkerProcess":
-        self.task = asyncio.create_task(
-            serve(self.settings, [JobType.EMBEDDING], self.toolkit, QuietDisplay())
+    async def _run(self) -> int:
+        # Enrolled as an operator would (POST /api/workers); serve() asks job-api who it is.
+        enrolled = await enroll_over_http(self.platform.client, self.name)
+        return await serve(
+            self.settings,
+            [JobType.EMBEDDING],
+            self.toolkit,
+            QuietDisplay(),
+            token=enrolled["token"],
+            api_url=str(self.platform.client.base_url),
         )
+
+    def start(self) -> "WorkerProcess":
+        self.task = asyncio.create_task(self._run())
         return self
 
     async def sigterm(self) -> int:
@@ -145,7 +159,7 @@ def cleanup() -> Any:
 async def test_an_embedding_job_trains_and_the_stored_model_loads(
     platform: Platform, prefix: str, tmp_path: Path, cleanup: Any
 ) -> None:
-    worker = WorkerProcess(prefix, tmp_path, "w1").start()
+    worker = WorkerProcess(platform, prefix, tmp_path, "w1").start()
     cleanup(worker)
     job_id = await submit(platform, pairs_csv(48))
 
@@ -171,7 +185,7 @@ async def test_an_embedding_job_trains_and_the_stored_model_loads(
 async def test_sigterm_mid_training_then_attempt_two_resumes_from_the_checkpoint(
     platform: Platform, prefix: str, tmp_path: Path, cleanup: Any
 ) -> None:
-    first = WorkerProcess(prefix, tmp_path, "first", hold_at=3).start()
+    first = WorkerProcess(platform, prefix, tmp_path, "first", hold_at=3).start()
     cleanup(first)
     job_id = await submit(platform, pairs_csv(80), epochs=1, batch_size=4)
     await first.wait_mid_training()
@@ -185,7 +199,7 @@ async def test_sigterm_mid_training_then_attempt_two_resumes_from_the_checkpoint
     assert saved, "the stop checkpoint was not stored"
     stopped_at = max(int(p.name.split("-")[1]) for p in saved)
 
-    second = WorkerProcess(prefix, tmp_path, "second").start()
+    second = WorkerProcess(platform, prefix, tmp_path, "second").start()
     cleanup(second)
     job = await platform.until(job_id, lambda j: j["status"] in ("completed", "failed"), 900, 1.0)
     assert job["status"] == "completed", job["error"]
@@ -202,7 +216,7 @@ async def test_sigterm_mid_training_then_attempt_two_resumes_from_the_checkpoint
 async def test_a_cancel_stops_real_training(
     platform: Platform, prefix: str, tmp_path: Path, cleanup: Any
 ) -> None:
-    worker = WorkerProcess(prefix, tmp_path, "w1", hold_at=3).start()
+    worker = WorkerProcess(platform, prefix, tmp_path, "w1", hold_at=3).start()
     cleanup(worker)
     job_id = await submit(platform, pairs_csv(80), epochs=1, batch_size=4)
     await worker.wait_mid_training()

@@ -11,8 +11,8 @@ from contracts.rpc import DataTicket, JobSpec
 from gpu_worker.cli import app
 from gpu_worker.console import RichDisplay
 from gpu_worker.runtime.job import Outcome
-from gpu_worker.runtime.link import certificate_problem, tls_context
 from gpu_worker.runtime.reporter import ProgressState
+from workerlink.tls import certificate_problem, tls_context
 
 runner = CliRunner()
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from contracts.enums import FailureClass
 from contracts.events import JobFailed, JobProgress
-from gpu_worker.runtime.reports import ReportOutbox
+from workerlink.reports import ReportOutbox
 
 
 class FlakyExchange:

@@ -174,6 +174,13 @@ class JobRun:
         # Also after a SIGTERM: the job is no longer ours, so no hand-back report follows.
         self.reporter.stop_reason = STOP_CANCELLED
 
+    def on_revoked(self) -> None:
+        """Our credential was revoked: the job is no longer ours (job-api requeued it), so it
+        stops like a cancelled one and reports nothing more."""
+        self.log.info("job.revoked")
+        self._request_stop(STOP_CANCELLED)
+        self.reporter.stop_reason = STOP_CANCELLED
+
     def shutdown(self) -> None:
         self._request_stop(STOP_SHUTDOWN)
 

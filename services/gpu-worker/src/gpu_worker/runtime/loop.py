@@ -2,7 +2,9 @@
 
 While a job runs the worker consumes nothing (it holds no offer another worker could take).
 SIGTERM: no new job; the running one is asked to stop (it checkpoints), is handed back with a
-retryable failure, and the loop ends.
+retryable failure, and the loop ends. A revoked credential ends the loop too (the running job,
+if any, is no longer ours: job-api has requeued it). A broker that goes away mid-loop is waited
+for: the link reconnects and the loop carries on.
 """
 
 import asyncio
@@ -12,7 +14,7 @@ import structlog
 
 from contracts.rpc import ClaimReply
 from gpu_worker.runtime.job import Display, JobRun, JobSettings, Outcome, Toolkit
-from gpu_worker.runtime.link import BrokerLink, Offer
+from workerlink.link import LINK_ERRORS, BrokerLink, Offer
 
 log = structlog.get_logger(__name__)
 
@@ -42,22 +44,31 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    async def _stop_when_revoked(self, run: JobRun) -> None:
+        """Revoked mid-job: job-api has requeued the job already; stop training it now."""
+        await self.link.revoked.wait()
+        log.warning("job.stopping_revoked", job_id=run.job_id)
+        run.on_revoked()
+
     def request_shutdown(self) -> None:
         if not self._stopping.is_set():
             log.info(
                 "worker.shutting_down", running_job=self.current.job_id if self.current else None
             )
         self._stopping.set()
+        self.link.set_state("stopping")
         if self.current is not None:
             self.current.shutdown()
 
     async def _next_offer(self) -> Offer | None:
         offer = asyncio.ensure_future(self.link.next_offer())
         stop = asyncio.create_task(self._stopping.wait())
+        revoked = asyncio.create_task(self.link.revoked.wait())
         try:
-            await asyncio.wait({offer, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({offer, stop, revoked}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+            revoked.cancel()
         if offer.done():
             return offer.result()
         offer.cancel()
@@ -66,7 +77,7 @@ class Worker:
     async def _claim(self, offer: Offer) -> ClaimReply | None:
         try:
             reply = await self.link.claim(offer, timeout=self._claim_timeout)
-        except TimeoutError:
+        except (TimeoutError, *LINK_ERRORS):
             log.warning("claim.unanswered", job_id=str(offer.job_id))
             with contextlib.suppress(Exception):
                 await offer.message.nack(requeue=True)
@@ -82,15 +93,22 @@ class Worker:
         log.info("job.claimed", job_id=str(offer.job_id), attempt=reply.job.attempt)
         return reply
 
+    @property
+    def revoked(self) -> bool:
+        return self.link.revoked.is_set()
+
     async def run(self) -> list[Outcome]:
         log.info("worker.waiting", job_types=[str(t) for t in self.link.job_types])
-        while not self.stopping:
+        while not self.stopping and not self.revoked:
+            self.link.set_state("idle")
             await self.link.resume_offers()
             offer = await self._next_offer()
+            if self.revoked:
+                break
             await self.link.pause_offers()
             if offer is None:
                 break
-            if self.stopping:
+            if self.stopping or self.revoked:
                 with contextlib.suppress(Exception):
                     await offer.message.nack(requeue=True)
                 break
@@ -113,6 +131,7 @@ class Worker:
             display=self._display,
         )
         self.current = run
+        self.link.set_state("busy", reply.job.job_id)
         if self.stopping:
             run.shutdown()
         channel = None
@@ -127,9 +146,11 @@ class Worker:
             # Without the cancel queue the job still runs; job-api answers a stale report with
             # a cancel we would miss, but the lease and fencing keep the job safe.
             log.exception("cancel.subscribe_failed", job_id=run.job_id)
+        revoked = asyncio.create_task(self._stop_when_revoked(run))
         try:
             self.outcomes.append(await run.run())
         finally:
+            revoked.cancel()
             self.current = None
             if channel is not None:
                 with contextlib.suppress(Exception):

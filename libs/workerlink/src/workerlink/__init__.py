@@ -1,0 +1,1 @@
+"""The worker's side of the dispatch protocol (see `workerlink.link.BrokerLink`)."""
