@@ -4,6 +4,9 @@
 #
 #   FTD_EXTERNAL_SERVICES=1   the services run elsewhere (docker compose, CI containers): skip all
 #   FTD_SERVICES_TIMEOUT=60   seconds to wait for a started service to come up
+#
+# RabbitMQ's management plugin is enabled too (job-api makes each enrolled worker's broker user
+# through its API, on 127.0.0.1:15672).
 set -euo pipefail
 
 PG_HOST=127.0.0.1
@@ -64,6 +67,18 @@ ensure_rabbitmq() {
   log "rabbitmq is up"
 }
 
+management_up() { (exec 3<>"/dev/tcp/127.0.0.1/15672") 2>/dev/null; }
+
+ensure_rabbitmq_management() {
+  if ! rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+    log "enabling rabbitmq's management plugin ..."
+    rabbitmq-plugins -q enable rabbitmq_management >/dev/null ||
+      die "could not enable rabbitmq_management (job-api needs its API for worker broker users)"
+  fi
+  wait_until management_up || die "rabbitmq's management API did not answer on 127.0.0.1:15672"
+  log "rabbitmq management API is up on 127.0.0.1:15672"
+}
+
 if [ "${FTD_EXTERNAL_SERVICES:-0}" = 1 ]; then
   log "FTD_EXTERNAL_SERVICES=1: not checking local postgresql and rabbitmq"
   exit 0
@@ -71,3 +86,4 @@ fi
 
 ensure_postgres
 ensure_rabbitmq
+ensure_rabbitmq_management

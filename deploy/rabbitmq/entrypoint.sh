@@ -2,9 +2,9 @@
 # Container entrypoint for RabbitMQ in docker-compose.yml: starts the broker ("$@"), then sets the
 # passwords of the users that definitions.json creates, from the environment:
 #
-#   FTD_BROKER_ADMIN_USER / FTD_BROKER_ADMIN_PASSWORD   administrator (management UI, :15672)
+#   FTD_BROKER_ADMIN_USER / FTD_BROKER_ADMIN_PASSWORD   administrator (management UI and API,
+#                                                       :15672; job-api makes workers' users with it)
 #   FTD_BROKER_JOB_API_PASSWORD                         user job-api
-#   FTD_BROKER_WORKER_PASSWORD                          user worker (the one GPU workers get)
 #   FTD_BROKER_DATA_SERVICE_PASSWORD                    user data-service
 #   FTD_BROKER_REGISTRY_SERVICE_PASSWORD                user registry-service
 #
@@ -49,7 +49,6 @@ if [ -n "${FTD_BROKER_ADMIN_PASSWORD:-}" ]; then
   echo "ftd-entrypoint: administrator $admin ready" >&2
 fi
 set_password job-api "${FTD_BROKER_JOB_API_PASSWORD:-}"
-set_password worker "${FTD_BROKER_WORKER_PASSWORD:-}"
 set_password data-service "${FTD_BROKER_DATA_SERVICE_PASSWORD:-}"
 set_password registry-service "${FTD_BROKER_REGISTRY_SERVICE_PASSWORD:-}"
 

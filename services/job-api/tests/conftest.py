@@ -13,7 +13,16 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from job_api_testing import ADMIN_DSN, AMQP_URL, JWT_SECRET, TABLES, WORKER_KEY, running_app
+from job_api_testing import (
+    ADMIN_DSN,
+    AMQP_URL,
+    JWT_SECRET,
+    TABLES,
+    WORKER_KEY,
+    delete_queues_named,
+    enroll_worker,
+    running_app,
+)
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
@@ -22,8 +31,8 @@ from job_api.entrypoints.cli import migrate
 from job_api.entrypoints.workers import queue_specs
 from messaging.broker import Broker
 from messaging.topology import delete_topology
-from messaging.worker import WorkerClient
 from servicekit.db import bootstrap_service_database, drop_database, make_engine, with_credentials
+from workerlink.link import BrokerLink
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +71,8 @@ async def broker_prefix() -> AsyncIterator[str]:
         channel, broker.names, [s.name for s in specs], [s.exchange for s in specs if s.exchange]
     )
     await broker.close()
+    # Private pools' queues, and anything else a test declared under the prefix.
+    await delete_queues_named(prefix)
 
 
 @pytest.fixture
@@ -76,6 +87,9 @@ def settings_factory(database_url: str, broker_prefix: str, db: Any) -> Callable
             "broker_prefix": broker_prefix,
             "jwt_secret": JWT_SECRET,
             "worker_key": WORKER_KEY,
+            # The brief's shared-key worker API (development's default); tests of enrolled
+            # workers and of a deployment that turns it off set it to False.
+            "allow_shared_worker_key": True,
             # Encrypts linked Hub tokens; required outside development.
             "secrets_key": f"test-secrets-key-{uuid.uuid4().hex}",
             # Outside development a ticket secret of its own and no `_dev` password are required.
@@ -109,24 +123,45 @@ async def client(db: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClient
 
 
 @pytest.fixture
-async def make_worker(broker_prefix: str) -> AsyncIterator[Callable[..., Awaitable[WorkerClient]]]:
-    started: list[tuple[Broker, WorkerClient]] = []
+async def make_worker(
+    broker_prefix: str, db: sa.ext.asyncio.AsyncEngine
+) -> AsyncIterator[Callable[..., Awaitable[BrokerLink]]]:
+    """A worker's link (the one worker-side client, as gpu-worker runs it), enrolled in the shared
+    pool (or `owner`'s private pool), consuming its queues."""
+    started: list[BrokerLink] = []
 
     async def make(
-        worker_id: str = "w1",
+        name: str = "w1",
         provider: GPUProvider = GPUProvider.LOCAL,
         job_types: tuple[JobType, ...] = tuple(JobType),
-    ) -> WorkerClient:
-        broker = Broker(AMQP_URL, BrokerNames(broker_prefix), client_name=f"test-{worker_id}")
-        await broker.connect()
-        worker = WorkerClient(broker, worker_id=worker_id, provider=provider, job_types=job_types)
-        await worker.start()
-        started.append((broker, worker))
-        return worker
+        *,
+        owner: str | None = None,
+        amqp_url: str = AMQP_URL,
+    ) -> BrokerLink:
+        identity = await enroll_worker(db, name=name, owner=owner)
+        link = BrokerLink(
+            amqp_url,
+            BrokerNames(broker_prefix),
+            identity=identity,
+            provider=provider,
+            job_types=job_types,
+        )
+        await link.connect()
+        await link.resume_offers()
+        started.append(link)
+        return link
 
     yield make
-    for broker, worker in started:
+    for link in started:
         with contextlib.suppress(Exception):
-            await worker.close()
-        with contextlib.suppress(Exception):
-            await broker.close()
+            await link.close(flush_timeout=1)
+
+
+@pytest.fixture
+async def publisher(broker_prefix: str) -> AsyncIterator[Broker]:
+    """A connection in the test's namespace that publishes as another service would (a
+    data-service event, a raw message): not the worker's client."""
+    broker = Broker(AMQP_URL, BrokerNames(broker_prefix), client_name="test-publisher")
+    await broker.connect()
+    yield broker
+    await broker.close()

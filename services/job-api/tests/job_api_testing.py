@@ -4,7 +4,9 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import uvicorn
@@ -13,13 +15,19 @@ from fastapi import FastAPI
 
 # One polling helper for every test package (re-exported for job-api's tests).
 from messaging_testing import eventually as eventually
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from job_api.config import Settings
 from job_api.entrypoints.app import create_app
+from job_api.service_layer.unit_of_work import UnitOfWork
+from job_api.service_layer.workers import enroll
 from servicekit.auth import mint_token
+from workerlink.identity import WorkerIdentity
 
 ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# The local broker's management API (scripts/ensure-services.sh enables it).
+MANAGEMENT_URL = os.environ.get("FTD_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 WORKER_KEY = "test-worker-key-0123456789abcdef"
 TABLES = (
@@ -31,6 +39,7 @@ TABLES = (
     "jobs.idempotency_keys",
     "jobs.namespace_grants",
     "jobs.hf_accounts",
+    "jobs.workers",
 )
 
 
@@ -88,6 +97,26 @@ def user_headers(sub: str = "alice", *, admin: bool = False, ttl: int = 3600) ->
 WORKER_HEADERS = {"Authorization": f"Bearer {WORKER_KEY}"}
 
 
+async def enroll_over_http(
+    client: httpx.AsyncClient, name: str, *, owner: str | None = None
+) -> dict[str, Any]:
+    """POST /api/workers as an operator (shared pool) or as `owner` (their private pool): the
+    answer's `data` (worker, token, setup)."""
+    headers = user_headers(owner) if owner else user_headers("operator", admin=True)
+    response = await client.post(
+        "/api/workers",
+        json={"name": name, "pool": "private" if owner else "shared"},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def job_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "job_type": "embedding",
@@ -114,3 +143,35 @@ async def rabbitmqctl(*args: str, timeout: float = 60) -> str:
         raise
     assert process.returncode == 0, f"rabbitmqctl {' '.join(args)}: {err.decode()}"
     return out.decode()
+
+
+async def enroll_worker(
+    engine: AsyncEngine, *, name: str = "test-worker", owner: str | None = None
+) -> WorkerIdentity:
+    """An enrolled worker straight through the service layer (as POST /api/workers does, without
+    the broker user): the shared pool, or `owner`'s private pool."""
+    async with engine.begin() as conn:
+        enrolled = await enroll(
+            UnitOfWork(conn),
+            name=name,
+            shared=owner is None,
+            user_id=owner or "operator",
+            admin=True,
+            now=datetime.now(UTC),
+        )
+    return WorkerIdentity.of(enrolled.token, enrolled.worker.pool)
+
+
+async def delete_queues_named(prefix: str, *, vhost: str = "/") -> None:
+    """Delete every queue of `vhost` whose name starts with `prefix` (test clean-up)."""
+    parts = httpx.URL(MANAGEMENT_URL)
+    auth = (parts.username, parts.password)
+    base = f"{parts.scheme}://{parts.host}:{parts.port}/api"
+    encoded = vhost.replace("/", "%2F")
+    async with httpx.AsyncClient(auth=auth, timeout=10, trust_env=False) as http:
+        listed = await http.get(f"{base}/queues/{encoded}", params={"columns": "name"})
+        listed.raise_for_status()
+        for queue in listed.json():
+            name = queue["name"]
+            if name.startswith(prefix):
+                await http.delete(f"{base}/queues/{encoded}/{quote(name, safe='')}")

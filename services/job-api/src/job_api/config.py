@@ -105,6 +105,16 @@ class Settings(DatabaseSettings):
     worker_amqp_url: str | None = Field(
         default=None, validation_alias=_alias("FTD_WORKER_AMQP_URL_PUBLIC")
     )
+    # How the "Add a worker" Colab cell installs the worker (a shell command).
+    worker_install: str = Field(
+        default=(
+            "git clone -q --depth 1 https://github.com/your-org/finetune-dispatcher.git "
+            "/content/ftd && pip install -q /content/ftd/libs/contracts /content/ftd/libs/netguard "
+            "/content/ftd/libs/workerlink /content/ftd/services/gpu-worker && pip install -q -r "
+            "/content/ftd/services/gpu-worker/requirements-train.txt"
+        ),
+        validation_alias=_alias("FTD_WORKER_INSTALL"),
+    )
     # A worker counts as online while its last heartbeat is younger than this.
     worker_online_seconds: float = Field(default=30, gt=0)
     # A retryable failure puts the job back after this long, doubled per attempt (max 10 min).

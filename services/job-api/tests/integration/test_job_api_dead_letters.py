@@ -6,7 +6,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from job_api_testing import eventually, job_body, running_app, user_headers
+from job_api_testing import AMQP_URL, eventually, job_body, running_app, user_headers
 from typer.testing import CliRunner
 
 from contracts.events import Envelope, JobProgress
@@ -14,6 +14,7 @@ from job_api.config import Settings
 from job_api.entrypoints import cli_dead_letters
 from job_api.entrypoints.cli import app as cli
 from job_api.entrypoints.cli_dead_letters import read_dead_letters
+from messaging.broker import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +35,11 @@ async def test_dead_letters_are_listed_shown_without_secrets_and_replayed(
         created = await client.post(JOBS, json=job_body(), headers=user_headers())
         job_id = created.json()["data"]["id"]
         offer = await worker.next_offer(timeout=10)
-        reply = await worker.take(offer)
+        reply = await worker.claim(offer)
         assert reply.job is not None
-        broker = worker.broker
+        # A raw publisher beside the worker (the worker's client sends only well-formed reports).
+        broker = Broker(AMQP_URL, worker.names, client_name="test-dead-letters")
+        await broker.connect()
         names = broker.names
 
         # One poison message, rejected by job-api's consumer (it cannot be parsed)...
@@ -67,6 +70,7 @@ async def test_dead_letters_are_listed_shown_without_secrets_and_replayed(
             routing_key="job.progress",
         )
         await channel.close()
+        await broker.close()
 
         async def both_dead() -> bool:
             return len(await read_dead_letters(settings)) == 2

@@ -20,7 +20,9 @@ import pytest
 import sqlalchemy as sa
 from job_api_private_broker import private_rabbit
 from job_api_testing import (
+    AMQP_URL,
     WORKER_HEADERS,
+    enroll_worker,
     eventually,
     job_body,
     rabbitmqctl,
@@ -41,8 +43,8 @@ from contracts.routing import BrokerNames
 from job_api.adapters.tables import OUTBOX_CHANNEL, outbox
 from messaging.broker import Broker
 from messaging.outbox import OutboxRelay
-from messaging.worker import Offer, WorkerClient
 from servicekit.db import asyncpg_dsn
+from workerlink.link import BrokerLink, Offer
 
 pytestmark = pytest.mark.integration
 
@@ -86,9 +88,9 @@ async def outbox_types(db: AsyncEngine) -> list[str]:
         return [r.event_type for r in rows]
 
 
-async def queue_depth(broker: Broker, queue: str) -> int:
+async def queue_depth(link: BrokerLink, queue: str) -> int:
     """Ready messages in `queue` (a passive declare: fails if the queue does not exist)."""
-    channel = await broker.channel()
+    channel = await link.connection.channel()
     try:
         declared = await channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
@@ -100,7 +102,7 @@ async def queue_depth(broker: Broker, queue: str) -> int:
 SECRETS: dict[tuple[str, int], str] = {}
 
 
-def progress(worker: WorkerClient, job_id: str, attempt: int, value: float) -> JobProgress:
+def progress(worker: BrokerLink, job_id: str, attempt: int, value: float) -> JobProgress:
     return JobProgress(
         job_id=uuid.UUID(job_id),
         attempt=attempt,
@@ -114,7 +116,7 @@ def progress(worker: WorkerClient, job_id: str, attempt: int, value: float) -> J
     )
 
 
-def completed(worker: WorkerClient, job_id: str, attempt: int, revision: str) -> ModelPushed:
+def completed(worker: BrokerLink, job_id: str, attempt: int, revision: str) -> ModelPushed:
     return ModelPushed(
         job_id=uuid.UUID(job_id),
         attempt=attempt,
@@ -132,10 +134,10 @@ def remember(job_id: str, reply: Any) -> None:
     SECRETS[(job_id, reply.job.attempt)] = reply.job.claim_secret
 
 
-async def take_job(worker: WorkerClient, job_id: str, *, attempt: int) -> Offer:
+async def take_job(worker: BrokerLink, job_id: str, *, attempt: int) -> Offer:
     offer = await worker.next_offer(timeout=10)
     assert str(offer.job_id) == job_id
-    reply = await worker.take(offer)
+    reply = await worker.claim(offer)
     assert reply.granted, reply
     assert reply.job is not None
     assert reply.job.attempt == attempt
@@ -286,7 +288,9 @@ async def test_a_message_delivered_twice_is_applied_once(
     worker = await make_worker()
     job_id = await create_job(client)
     await take_job(worker, job_id, attempt=1)
-    broker = worker.broker
+    # A raw publisher beside the worker: the same report sent twice with one event id.
+    broker = Broker(AMQP_URL, worker.names, client_name="test-duplicates")
+    await broker.connect()
 
     # model.completed has no subscriber in this namespace: bind one to count what the relay sends.
     channel = await broker.channel()
@@ -361,7 +365,6 @@ async def test_vanished_worker_loses_the_lease_and_the_job_is_requeued(
         job_id = await create_job(client)
         await take_job(first, job_id, attempt=1)
         await first.close()  # it never reports again
-        await first.broker.close()
 
         async def requeued() -> list[Any]:
             return [
@@ -373,7 +376,7 @@ async def test_vanished_worker_loses_the_lease_and_the_job_is_requeued(
         [row] = await eventually(requeued)
         assert row["data"]["attempt"] == 1
         assert row["data"]["failure_class"] == FailureClass.INFRA_ERROR
-        assert "w-gone" in row["data"]["error"]
+        assert first.worker_id in row["data"]["error"]
         job = await get_job(client, job_id)
         assert job["status"] == "pending"
         assert job["attempt"] == 1
@@ -385,13 +388,13 @@ async def test_vanished_worker_loses_the_lease_and_the_job_is_requeued(
         offer = await second.next_offer(timeout=10)
         assert str(offer.job_id) == job_id
         assert offer.message.type == "job.requeued"
-        reply = await second.take(offer)
+        reply = await second.claim(offer)
         assert reply.granted
         assert reply.job is not None
         assert reply.job.attempt == 2
         job = await get_job(client, job_id)
         assert job["status"] == "running"
-        assert job["worker_id"] == "w-next"
+        assert job["worker_id"] == second.worker_id
 
 
 async def test_vanished_worker_on_the_last_attempt_fails_the_job(
@@ -403,7 +406,6 @@ async def test_vanished_worker_on_the_last_attempt_fails_the_job(
         job_id = await create_job(client)
         await take_job(worker, job_id, attempt=1)
         await worker.close()
-        await worker.broker.close()
 
         job = await wait_status(client, job_id, "failed")
         assert job["failure_class"] == FailureClass.INFRA_ERROR
@@ -424,25 +426,23 @@ async def test_worker_dying_before_it_acknowledges_never_loses_the_job(
         job_id = await create_job(client)
         offer = await a.next_offer(timeout=10)
         await a.close()  # dies before claiming
-        await a.broker.close()
 
         b = await make_worker("w-b")
         offer = await b.next_offer(timeout=10)
         assert str(offer.job_id) == job_id
         assert offer.message.redelivered
-        reply = await b.claim(offer.job_id)  # granted, but B dies before acknowledging
+        reply = await b.request_claim(offer.job_id)  # granted, but B dies before acknowledging
         assert reply.granted
         assert reply.job is not None
         assert reply.job.attempt == 1
         await b.close()
-        await b.broker.close()
 
         c = await make_worker("w-c")
         replies = []
         for _ in range(2):  # the redelivered job.created, and the job.requeued after B's lease
             offer = await c.next_offer(timeout=10)
             assert str(offer.job_id) == job_id
-            replies.append((offer.message.type, await c.take(offer)))
+            replies.append((offer.message.type, await c.claim(offer)))
         granted = [r for _, r in replies if r.granted]
         assert len(granted) == 1, replies
         assert granted[0].job is not None
@@ -461,13 +461,13 @@ async def test_a_pending_job_whose_offer_was_lost_is_offered_again(
     async with running_app(settings_factory(redispatch_seconds=1)) as client:
         worker = await make_worker("w-late", job_types=(JobType.CLASSIFIER,))
         job_id = await create_job(client)
-        queue = worker.broker.names.work_queue(JobType.EMBEDDING, GPUProvider.LOCAL)
+        queue = worker.names.work_queue(JobType.EMBEDDING, GPUProvider.LOCAL)
 
         async def offered() -> bool:
-            return await queue_depth(worker.broker, queue) >= 1
+            return await queue_depth(worker, queue) >= 1
 
         await eventually(offered)
-        channel = await worker.broker.channel()
+        channel = await worker.connection.channel()
         await (await channel.get_queue(queue)).purge()  # the offer is gone
         await channel.close()
 
@@ -475,7 +475,7 @@ async def test_a_pending_job_whose_offer_was_lost_is_offered_again(
         offer = await embedding_worker.next_offer(timeout=10)
         assert str(offer.job_id) == job_id
         assert offer.message.type == "job.requeued"
-        reply = await embedding_worker.take(offer)
+        reply = await embedding_worker.claim(offer)
         assert reply.granted
         assert reply.job is not None
         assert reply.job.attempt == 1
@@ -490,7 +490,7 @@ async def test_an_expired_claim_request_puts_the_offer_back(
     skewed._clock = lambda: datetime.now(UTC) - timedelta(minutes=5)
     job_id = await create_job(client)
     offer = await skewed.next_offer(timeout=10)
-    reply = await skewed.take(offer)
+    reply = await skewed.claim(offer)
     assert not reply.granted
     assert reply.refusal == "expired"
     await skewed.close()
@@ -498,7 +498,7 @@ async def test_an_expired_claim_request_puts_the_offer_back(
     again = await worker.next_offer(timeout=10)
     assert str(again.job_id) == job_id
     assert again.message.redelivered
-    granted = await worker.take(again)
+    granted = await worker.claim(again)
     assert granted.granted
 
 
@@ -512,19 +512,19 @@ async def test_a_retried_claim_is_granted_the_same_attempt(
     job_id = await create_job(client)
     offer = await worker.next_offer(timeout=10)
     claim_id = uuid.uuid4()
-    first = await worker.claim(offer.job_id, claim_id=claim_id)
-    again = await worker.claim(offer.job_id, claim_id=claim_id)
+    first = await worker.request_claim(offer.job_id, claim_id=claim_id)
+    again = await worker.request_claim(offer.job_id, claim_id=claim_id)
     assert first.granted
     assert again.granted
     assert first.job is not None
     assert again.job is not None
     assert first.job.attempt == again.job.attempt == 1
-    assert (await worker.claim(offer.job_id)).refusal == "not_pending"
-    assert (await other.claim(offer.job_id, claim_id=claim_id)).refusal == "not_pending"
+    assert (await worker.request_claim(offer.job_id)).refusal == "not_pending"
+    assert (await other.request_claim(offer.job_id, claim_id=claim_id)).refusal == "not_pending"
     await offer.message.ack()
     job = await get_job(client, job_id)
     assert job["attempt"] == 1
-    assert job["worker_id"] == "w1"
+    assert job["worker_id"] == worker.worker_id
     assert len(await status_rows(client, job_id, "running")) == 1
 
 
@@ -557,9 +557,9 @@ async def test_zombie_worker_is_fenced_off_and_told_to_stop(
     job_id = await create_job(client)
     await take_job(a, job_id, attempt=1)
     a_cancels = CancelSink()
-    await a.on_cancel(uuid.UUID(job_id), 1, a_cancels)
+    await a.watch_cancel(uuid.UUID(job_id), 1, a_cancels)
     # A stops consuming offers (it is busy training); it keeps its publishing channel.
-    await a.close()
+    await a.pause_offers()
 
     # Time passes without a heartbeat from A: its lease lapses and the watchdog requeues the job.
     async with db.begin() as conn:
@@ -576,13 +576,13 @@ async def test_zombie_worker_is_fenced_off_and_told_to_stop(
     offer = await b.next_offer(timeout=10)
     assert str(offer.job_id) == job_id
     assert offer.message.type == "job.requeued"
-    reply = await b.take(offer)
+    reply = await b.claim(offer)
     assert reply.granted
     assert reply.job is not None
     assert reply.job.attempt == 2
     remember(job_id, reply)
     b_cancels = CancelSink()
-    await b.on_cancel(uuid.UUID(job_id), 2, b_cancels)
+    await b.watch_cancel(uuid.UUID(job_id), 2, b_cancels)
     await b.publish(progress(b, job_id, 2, 10))
     await wait_progress(client, job_id, 10)
 
@@ -610,7 +610,7 @@ async def test_zombie_worker_is_fenced_off_and_told_to_stop(
     job = await wait_progress(client, job_id, 20)
     assert job["status"] == "running"
     assert job["attempt"] == 2
-    assert job["worker_id"] == "w-b"
+    assert job["worker_id"] == b.worker_id
     assert job["output_revision"] is None
     rows = await history(client, job_id, "progress")
     assert [(r["attempt"], r["data"]["progress"]) for r in rows] == [(2, 10), (2, 20)]
@@ -634,10 +634,10 @@ async def test_cancel_while_pending_refuses_the_queued_offer(
 ) -> None:
     job_id = await create_job(client)
     observer = await make_worker("observer", job_types=(JobType.CLASSIFIER,))
-    work_queue = observer.broker.names.work_queue(JobType.EMBEDDING, GPUProvider.LOCAL)
+    work_queue = observer.names.work_queue(JobType.EMBEDDING, GPUProvider.LOCAL)
 
     async def queued() -> bool:
-        return await queue_depth(observer.broker, work_queue) == 1
+        return await queue_depth(observer, work_queue) == 1
 
     await eventually(queued)
     cancelled = await client.delete(f"{JOBS}/{job_id}", headers=user_headers())
@@ -647,12 +647,12 @@ async def test_cancel_while_pending_refuses_the_queued_offer(
     worker = await make_worker("late")
     offer = await worker.next_offer(timeout=10)
     assert str(offer.job_id) == job_id
-    reply = await worker.take(offer)
+    reply = await worker.claim(offer)
     assert not reply.granted
     assert reply.refusal == "not_pending"
     # Closing the channel would return an unacknowledged message to the queue.
     await worker.close()
-    assert await queue_depth(observer.broker, work_queue) == 0
+    assert await queue_depth(observer, work_queue) == 0
     job = await get_job(client, job_id)
     assert job["status"] == "cancelled"
     assert job["attempt"] == 0
@@ -665,7 +665,7 @@ async def test_cancel_while_running_stops_the_worker(
     job_id = await create_job(client)
     await take_job(worker, job_id, attempt=1)
     cancels = CancelSink()
-    await worker.on_cancel(uuid.UUID(job_id), 1, cancels)
+    await worker.watch_cancel(uuid.UUID(job_id), 1, cancels)
     await worker.publish(progress(worker, job_id, 1, 25))
     await wait_progress(client, job_id, 25)
 
@@ -698,7 +698,9 @@ async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(
     worker = await make_worker()
     job_id = await create_job(client)
     await take_job(worker, job_id, attempt=1)
-    broker = worker.broker
+    # A raw publisher beside the worker (its client sends only well-formed reports).
+    broker = Broker(AMQP_URL, worker.names, client_name="test-poison")
+    await broker.connect()
 
     garbage_id, unknown_id, invalid_id = (str(uuid.uuid4()) for _ in range(3))
     await broker.publish_raw(
@@ -798,9 +800,7 @@ async def _close_my_broker_connections() -> int:
     return closed
 
 
-async def _first_offer(
-    workers: Sequence[WorkerClient], timeout: float
-) -> tuple[WorkerClient, Offer]:
+async def _first_offer(workers: Sequence[BrokerLink], timeout: float) -> tuple[BrokerLink, Offer]:
     tasks = {asyncio.create_task(w.next_offer(timeout=timeout)): w for w in workers}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -844,7 +844,7 @@ async def _survives_a_broker_outage(
     await wait_progress(client, job_id, 50)
     taker, offer = await _first_offer([worker, fresh], timeout=30)
     assert str(offer.job_id) == second
-    reply = await taker.take(offer)
+    reply = await taker.claim(offer)
     assert reply.granted
     assert reply.job is not None
     assert reply.job.attempt == 1
@@ -869,21 +869,24 @@ async def test_job_api_recovers_when_the_broker_drops_its_connections(
 
 @pytest.mark.timeout(300)
 async def test_job_api_recovers_from_a_broker_restart(
-    settings_factory: Any, broker_prefix: str
+    settings_factory: Any, broker_prefix: str, db: AsyncEngine
 ) -> None:
     """A real broker restart, in the default test run: on a private RabbitMQ node this test starts
     (never the shared one), stopped while a worker runs a job and job-api commits a new one."""
     async with private_rabbit() as node:
-        workers: list[tuple[Broker, WorkerClient]] = []
+        workers: list[BrokerLink] = []
 
-        async def make_private_worker(worker_id: str = "w1") -> WorkerClient:
-            broker = Broker(node.url, BrokerNames(broker_prefix), client_name=f"test-{worker_id}")
-            await broker.connect()
-            worker = WorkerClient(
-                broker, worker_id=worker_id, provider=GPUProvider.LOCAL, job_types=list(JobType)
+        async def make_private_worker(name: str = "w1") -> BrokerLink:
+            worker = BrokerLink(
+                node.url,
+                BrokerNames(broker_prefix),
+                identity=await enroll_worker(db, name=name),
+                provider=GPUProvider.LOCAL,
+                job_types=list(JobType),
             )
-            await worker.start()
-            workers.append((broker, worker))
+            await worker.connect()
+            await worker.resume_offers()
+            workers.append(worker)
             return worker
 
         async def outage(during: Any) -> None:
@@ -895,8 +898,6 @@ async def test_job_api_recovers_from_a_broker_restart(
             async with running_app(settings_factory(amqp_url=node.url)) as client:
                 await _survives_a_broker_outage(client, make_private_worker, outage)
         finally:
-            for broker, worker in workers:
+            for worker in workers:
                 with contextlib.suppress(Exception):
-                    await worker.close()
-                with contextlib.suppress(Exception):
-                    await broker.close()
+                    await worker.close(flush_timeout=1)

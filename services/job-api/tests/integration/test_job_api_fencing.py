@@ -13,13 +13,20 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from job_api_testing import WORKER_HEADERS, eventually, job_body, user_headers
+from job_api_testing import (
+    WORKER_HEADERS,
+    bearer,
+    enroll_over_http,
+    eventually,
+    job_body,
+    user_headers,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.enums import ModelStore
 from contracts.events import Envelope, JobCancelRequested, JobProgress, ModelPushed
 from contracts.rpc import JobSpec
-from messaging.worker import WorkerClient
+from workerlink.link import BrokerLink
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +46,31 @@ async def get_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     return data
 
 
+# Enrolled workers' tokens by the names tests use (per client: each test has its own app).
+TOKENS: dict[tuple[int, str], tuple[str, str]] = {}
+
+
+async def credential(client: httpx.AsyncClient, name: str) -> tuple[str, str]:
+    """(worker id, token) of the shared-pool worker `name`, enrolled on first use."""
+    key = (id(client), name)
+    if key not in TOKENS:
+        enrolled = await enroll_over_http(client, name)
+        TOKENS[key] = (enrolled["worker"]["id"].replace("-", ""), enrolled["token"])
+    return TOKENS[key]
+
+
 async def patch(
     client: httpx.AsyncClient, job_id: str, worker: str | None = None, **body: Any
 ) -> httpx.Response:
+    """A worker update as the enrolled worker `worker`, or (None) with the shared key."""
     headers = dict(WORKER_HEADERS)
     if worker is not None:
-        headers["X-Worker-Id"] = worker
+        headers = bearer((await credential(client, worker))[1])
     return await client.patch(f"{JOBS}/{job_id}", json=body, headers=headers)
+
+
+async def worker_id(client: httpx.AsyncClient, name: str) -> str:
+    return (await credential(client, name))[0]
 
 
 def refused(response: httpx.Response, code: str) -> str:
@@ -84,15 +109,16 @@ async def test_two_workers_claiming_one_job_over_http_get_one_grant(
     first = await patch(client, job_id, "w-a", status="running")
     second = await patch(client, job_id, "w-b", status="running")
 
+    w_a = await worker_id(client, "w-a")
     assert first.status_code == 200, first.text
     assert first.json()["data"]["data_url"] == "https://data.example.com/train.csv"
-    assert first.json()["data"]["worker_id"] == "w-a"
+    assert first.json()["data"]["worker_id"] == w_a
     message = refused(second, "already_claimed")
     assert message == (
-        f"Job {job_id} is running attempt 1 for worker w-a; only a pending job can be claimed."
+        f"Job {job_id} is running attempt 1 for worker {w_a}; only a pending job can be claimed."
     )
     job = await get_job(client, job_id)
-    assert (job["attempt"], job["worker_id"]) == (1, "w-a")
+    assert (job["attempt"], job["worker_id"]) == (1, w_a)
     # The holder repeating its claim (a lost response) keeps attempt 1; no second data ticket.
     again = await patch(client, job_id, "w-a", status="running", progress=5)
     assert again.status_code == 200, again.text
@@ -110,15 +136,20 @@ async def test_a_job_claimed_over_the_broker_cannot_be_claimed_or_reported_over_
     worker = await make_worker("w-broker")
     job_id = await create_job(client)
     offer = await worker.next_offer(timeout=10)
-    assert (await worker.take(offer)).granted
+    assert (await worker.claim(offer)).granted
 
-    for who in (None, "w-broker"):
+    # Another credential, and the shared key: neither holds the job.
+    for who in (None, "w-http"):
         refused(await patch(client, job_id, who, status="running"), "already_claimed")
         message = refused(await patch(client, job_id, who, progress=10, attempt=1), "stale_attempt")
         assert "claimed over the broker" in message
         refused(await patch(client, job_id, who, status="completed"), "stale_attempt")
+    # The same credential over HTTP: still not without the claim secret the broker gave it.
+    same = {"Authorization": f"Bearer {worker.identity.credential.token}"}
+    response = await client.patch(f"{JOBS}/{job_id}", json={"status": "completed"}, headers=same)
+    assert "claimed over the broker" in refused(response, "stale_attempt")
     job = await get_job(client, job_id)
-    assert (job["status"], job["attempt"], job["worker_id"]) == ("running", 1, "w-broker")
+    assert (job["status"], job["attempt"], job["worker_id"]) == ("running", 1, worker.worker_id)
 
 
 async def test_a_zombie_http_worker_cannot_complete_the_next_attempt(
@@ -136,7 +167,8 @@ async def test_a_zombie_http_worker_cannot_complete_the_next_attempt(
     zombie = await patch(client, job_id, "w-old", status="completed", output_revision="zombie")
 
     message = refused(zombie, "stale_attempt")
-    assert message == f"Job {job_id} is held by worker w-new (attempt 2), not by w-old."
+    w_new, w_old = await worker_id(client, "w-new"), await worker_id(client, "w-old")
+    assert message == f"Job {job_id} is held by worker {w_new} (attempt 2), not by {w_old}."
     job = await get_job(client, job_id)
     assert (job["status"], job["attempt"], job["output_revision"]) == ("running", 2, None)
     done = await patch(client, job_id, "w-new", status="completed", output_revision="rev-2")
@@ -193,7 +225,7 @@ async def test_a_late_http_heartbeat_renews_the_lease_and_keeps_the_higher_progr
 # ---------------------------------------------------------------------------------- broker path
 
 
-def pushed(worker: WorkerClient, spec: JobSpec, revision: str, **override: Any) -> ModelPushed:
+def pushed(worker: BrokerLink, spec: JobSpec, revision: str, **override: Any) -> ModelPushed:
     fields: dict[str, Any] = {**worker.report_fields(spec), **override}
     return ModelPushed(
         **fields,
@@ -216,16 +248,14 @@ async def test_a_report_without_the_claim_secret_has_no_effect_and_one_model_com
     mallory = await make_worker("w-mallory")
     job_id = await create_job(client)
     offer = await holder.next_offer(timeout=10)
-    reply = await holder.take(offer)
+    reply = await holder.claim(offer)
     assert reply.job is not None
     spec = reply.job
-    channel = await holder.broker.channel()
+    channel = await holder.connection.channel()
     tap = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await tap.bind(holder.broker.names.events_exchange, routing_key="model.completed")
+    await tap.bind(holder.names.events_exchange, routing_key="model.completed")
     stops = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await stops.bind(
-        holder.broker.names.events_exchange, routing_key=f"job.cancel_requested.{job_id}"
-    )
+    await stops.bind(holder.names.events_exchange, routing_key=f"job.cancel_requested.{job_id}")
 
     forged = {"worker_id": "w-holder", "claim_secret": "guessed-secret"}
     await mallory.publish(JobProgress(**{**mallory.report_fields(spec), **forged}, progress=99))
@@ -303,7 +333,8 @@ async def test_the_watchdog_requeues_an_expired_lease_and_never_an_unexpired_one
 
     # The watchdog ran (it requeued the other one) and left the unexpired lease alone.
     job = await get_job(client, alive)
-    assert (job["status"], job["attempt"], job["worker_id"]) == ("running", 1, "w1")
+    w1 = await worker_id(client, "w1")
+    assert (job["status"], job["attempt"], job["worker_id"]) == ("running", 1, w1)
     events = await client.get(
         f"{JOBS}/{alive}/events", params={"kind": "status"}, headers=user_headers()
     )

@@ -176,7 +176,9 @@ async def test_idempotency_key_gives_one_job_even_under_concurrent_retries(
         assert other.json()["error"]["code"] == "idempotency_key_reused"
 
         # Keys are per user: bob's same key is his own job.
-        bobs = await client.post(JOBS, json=job_body(), headers={**BOB, **key})
+        bobs = await client.post(
+            JOBS, json=job_body(output_model="bob/custom-embedding"), headers={**BOB, **key}
+        )
         assert bobs.status_code == 201
         assert bobs.json()["data"]["id"] != answers[0].json()["data"]["id"]
         assert await _count(db, "jobs.jobs") == 2

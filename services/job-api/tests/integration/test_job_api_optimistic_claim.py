@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from job_api_testing import job_body, served_app, user_headers
+from job_api_testing import enroll_worker, job_body, served_app, user_headers
 
 from contracts.enums import GPUProvider, JobType
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply
@@ -25,21 +25,32 @@ from job_api.entrypoints.workers import claim_holding
 from job_api.service_layer.dispatch import claim_job
 from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.db import asyncpg_dsn
+from workerlink.identity import WorkerIdentity
 
 pytestmark = pytest.mark.integration
 
 ALICE = user_headers("alice")
 
 
+# The enrolled worker every claim here is signed by (enrolled afresh for each test).
+W1: list[WorkerIdentity] = []
+
+
+@pytest.fixture(autouse=True)
+async def w1(db: Any) -> None:
+    W1[:] = [await enroll_worker(db, name="w1")]
+
+
 def _claim(job_id: str, *, claim_id: uuid.UUID | None = None) -> ClaimJob:
+    identity = W1[0]
     return ClaimJob(
         job_id=uuid.UUID(job_id),
-        worker_id="w1",
+        worker_id=identity.worker_id,
         claim_id=claim_id or uuid.uuid4(),
         provider=GPUProvider.LOCAL,
         job_types=[JobType.EMBEDDING],
         expires_at=datetime.now(UTC) + timedelta(seconds=30),
-    )
+    ).signed(identity.key)
 
 
 async def claim(state: Any, cmd: ClaimJob) -> ClaimReply:

@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.enums import ModelStore
 from contracts.events import JobCancelRequested, JobProgress, ModelPushed
 from contracts.rpc import JobSpec
-from messaging.broker import Broker
-from messaging.worker import WorkerClient
+from workerlink.link import BrokerLink
 
 pytestmark = pytest.mark.integration
 
@@ -53,17 +52,17 @@ async def history(client: httpx.AsyncClient, job_id: str, kind: str) -> list[dic
     return rows
 
 
-async def claim(worker: WorkerClient, job_id: str) -> JobSpec:
+async def claim(worker: BrokerLink, job_id: str) -> JobSpec:
     offer = await worker.next_offer(timeout=15)
     assert str(offer.job_id) == job_id
-    reply = await worker.take(offer)
+    reply = await worker.claim(offer)
     assert reply.granted, reply
     assert reply.job is not None
     return reply.job
 
 
-async def queue_depth(broker: Broker, queue: str) -> int:
-    channel = await broker.channel()
+async def queue_depth(link: BrokerLink, queue: str) -> int:
+    channel = await link.connection.channel()
     try:
         declared = await channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
@@ -75,7 +74,7 @@ class Heartbeats:
     """A worker reporting progress every `interval` seconds in the background, as a training
     loop does; counts what it sent."""
 
-    def __init__(self, worker: WorkerClient, spec: JobSpec, interval: float) -> None:
+    def __init__(self, worker: BrokerLink, spec: JobSpec, interval: float) -> None:
         self._worker = worker
         self._spec = spec
         self._interval = interval
@@ -111,13 +110,13 @@ class Heartbeats:
                 await self._task
 
 
-def stop_notices(worker: WorkerClient) -> tuple[list[JobCancelRequested], Callable[..., None]]:
+def stop_notices(worker: BrokerLink) -> tuple[list[JobCancelRequested], Callable[..., None]]:
     heard: list[JobCancelRequested] = []
     return heard, heard.append
 
 
 async def finish(
-    client: httpx.AsyncClient, worker: WorkerClient, spec: JobSpec, job_id: str
+    client: httpx.AsyncClient, worker: BrokerLink, spec: JobSpec, job_id: str
 ) -> dict[str, Any]:
     await worker.publish(
         ModelPushed(
@@ -156,7 +155,7 @@ async def test_postgresql_unreachable_for_30_seconds_mid_stream(
             job_id = await create_job(client)
             spec = await claim(worker, job_id)
             heard, listen = stop_notices(worker)
-            await worker.on_cancel(spec.job_id, spec.attempt, listen)
+            await worker.watch_cancel(spec.job_id, spec.attempt, listen)
             beats = Heartbeats(worker, spec, interval=0.5)
             async with beats.running():
 
@@ -185,8 +184,8 @@ async def test_postgresql_unreachable_for_30_seconds_mid_stream(
             reasons = [r["data"]["reason"] for r in await history(client, job_id, "status")]
             assert "lease_expired" not in reasons
             assert heard == [], "the worker was never told to stop"
-            dlq = worker.broker.names.dead_letter_queue
-            assert await queue_depth(worker.broker, dlq) == 0, "nothing dead-lettered"
+            dlq = worker.names.dead_letter_queue
+            assert await queue_depth(worker, dlq) == 0, "nothing dead-lettered"
 
 
 @pytest.mark.timeout(180)
@@ -208,18 +207,18 @@ async def test_job_api_stopped_for_twice_the_lease_keeps_a_heartbeating_worker(
         )
         assert gone.status_code == 200, gone.text
     heard, listen = stop_notices(worker)
-    await worker.on_cancel(spec.job_id, spec.attempt, listen)
+    await worker.watch_cancel(spec.job_id, spec.attempt, listen)
 
     beats = Heartbeats(worker, spec, interval=0.3)
     async with beats.running():
         # job-api is down (a deploy): the reports wait in its queue.
-        queue = worker.broker.names.service_queue("job-api")
+        queue = worker.names.service_queue("job-api")
 
         async def downtime_passed() -> bool:
             return len(beats.sent) >= int(2 * lease / 0.3) + 2
 
         await wait_until(downtime_passed)
-        assert await queue_depth(worker.broker, queue) > 0
+        assert await queue_depth(worker, queue) > 0
         async with running_app(settings) as client:
 
             async def canary_requeued() -> bool:
@@ -230,7 +229,7 @@ async def test_job_api_stopped_for_twice_the_lease_keeps_a_heartbeating_worker(
             assert (job["status"], job["attempt"], job["worker_id"]) == (
                 "running",
                 1,
-                "w-steady",
+                worker.worker_id,
             )
             reasons = [r["data"]["reason"] for r in await history(client, job_id, "status")]
             assert "lease_expired" not in reasons

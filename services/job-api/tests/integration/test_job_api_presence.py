@@ -1,5 +1,7 @@
-"""A job whose queue nobody consumes says so (`no_worker`) instead of waiting silently, and a
-job only goes to a worker of its own type and provider."""
+"""A job nobody could take says so (`no_worker`, with the command that starts a worker) instead
+of waiting silently; one whose workers are all busy says that (`waiting.reason: all_busy`); and a
+job only goes to a worker of its own type and provider. Presence comes from the worker registry
+(enrolled workers' heartbeats)."""
 
 import asyncio
 from collections.abc import Callable
@@ -10,7 +12,10 @@ import pytest
 from job_api_testing import eventually, job_body, served_app, user_headers
 
 from contracts.enums import GPUProvider, JobType
+from contracts.routing import SHARED_POOL
+from job_api.adapters.workers import WorkerRepository
 from job_api.config import Settings
+from job_api.domain.worker import Worker
 from job_api.entrypoints import housekeeping
 
 pytestmark = pytest.mark.integration
@@ -57,7 +62,7 @@ async def test_no_worker_until_one_for_the_route_appears(
     await eventually(queued)
     offer = await worker.next_offer(timeout=10)
     assert str(offer.job_id) == job_id
-    reply = await worker.take(offer)
+    reply = await worker.claim(offer)
     assert reply.granted
 
     history = await client.get(
@@ -81,8 +86,10 @@ async def test_a_route_whose_worker_is_busy_training_is_not_shown_as_without_wor
     first = await client.post(JOBS, json=job_body(gpu_provider="kaggle"), headers=user_headers())
     offer = await worker.next_offer(timeout=10)
     assert str(offer.job_id) == first.json()["data"]["id"]
-    assert (await worker.take(offer)).granted
-    await worker.close()  # no consumer on the queue from now on; the lease still runs
+    assert (await worker.claim(offer)).granted
+    # Training: it consumes nothing, and its heartbeats say it is busy with that job.
+    await worker.pause_offers()
+    worker.set_state("busy", offer.job_id)
 
     second = await client.post(JOBS, json=job_body(gpu_provider="kaggle"), headers=user_headers())
     second_id = second.json()["data"]["id"]
@@ -103,8 +110,10 @@ async def test_a_busy_worker_serves_every_job_type_it_claimed_with_and_no_other(
     first = await client.post(JOBS, json=job_body(gpu_provider="runpod"), headers=user_headers())
     offer = await worker.next_offer(timeout=10)
     assert str(offer.job_id) == first.json()["data"]["id"]
-    assert (await worker.take(offer)).granted
-    await worker.close()  # training: no consumer on any of its queues; the lease still runs
+    assert (await worker.claim(offer)).granted
+    # Training: no consumer on any of its queues; its heartbeats say it is busy.
+    await worker.pause_offers()
+    worker.set_state("busy", offer.job_id)
 
     classifier = await client.post(
         JOBS,
@@ -130,40 +139,69 @@ async def test_a_busy_worker_serves_every_job_type_it_claimed_with_and_no_other(
         assert job["phase"] == "queued", job
 
 
+async def test_a_waiting_job_tells_nobody_from_all_busy_and_names_the_command(
+    client: httpx.AsyncClient, make_worker: Any
+) -> None:
+    created = await client.post(JOBS, json=job_body(gpu_provider="runpod"), headers=user_headers())
+    job_id = created.json()["data"]["id"]
+
+    async def waiting(reason: str) -> dict[str, Any] | None:
+        job = await _job(client, job_id)
+        notice = job["waiting"]
+        return job if notice is not None and notice["reason"] == reason else None
+
+    nobody = (await eventually(lambda: waiting("no_worker")))["waiting"]
+    assert "No worker that takes embedding jobs is online" in nobody["message"]
+    assert nobody["command"].startswith("FTD_WORKER_TOKEN=<worker token> ftd-worker run")
+    assert "--provider runpod --job-type embedding" in nobody["command"]
+
+    worker = await make_worker("busy-box", provider=GPUProvider.RUNPOD)
+    await worker.pause_offers()
+    worker.set_state("busy")
+    busy = (await eventually(lambda: waiting("all_busy")))["waiting"]
+    assert "are busy" in busy["message"]
+
+    worker.set_state("idle")
+    await eventually(lambda: waiting("queued"))
+    # Listing jobs carries the same notice; a job that is not pending has none.
+    listed = await client.get(JOBS, headers=user_headers())
+    assert listed.json()["data"][0]["waiting"]["reason"] == "queued"
+
+
 async def test_a_presence_reading_that_began_before_a_claim_cannot_say_nobody(
     settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A reading asks the broker first, then the database. A worker that arrives, claims and
-    starts training in between is in neither half (no consumer then, no running job yet): the
-    claim itself says the route is served, so the reading cannot mark its jobs `no_worker`."""
-    route = (JobType.EMBEDDING, GPUProvider.KAGGLE)
+    """A reading reads the worker registry first, then the pending jobs. A worker that arrives,
+    claims and starts training in between is in neither (no heartbeat read yet, no pending job
+    left): the claim itself says the group is served, so the reading cannot mark its jobs
+    `no_worker`."""
     # One reading at start-up (no worker yet), then only the ones this test runs.
     async with served_app(settings_factory(presence_interval=3600)) as (client, app):
         state = app.state.job_api
+        original = WorkerRepository.seen_since
 
-        async def nobody(channel: Any, queue: str) -> int:
-            return 0
+        async def nobody(self: WorkerRepository, cutoff: Any) -> list[Worker]:
+            return []
 
-        monkeypatch.setattr(housekeeping, "consumer_count", nobody)
-        await housekeeping.presence_step(state, state.broker)()
+        monkeypatch.setattr(WorkerRepository, "seen_since", nobody)
+        await housekeeping.presence_step(state)()
         created = await client.post(
             JOBS, json=job_body(gpu_provider="kaggle"), headers=user_headers()
         )
         job_id = created.json()["data"]["id"]
         assert created.json()["data"]["phase"] == "no_worker"
 
-        async def count_then_claim(channel: Any, queue: str) -> int:
-            # The broker half sees nobody; a claim on the route is granted meanwhile.
-            state.worker_claimed([JobType.EMBEDDING], GPUProvider.KAGGLE)
-            return 0
+        async def nobody_then_claim(self: WorkerRepository, cutoff: Any) -> list[Worker]:
+            # The registry read sees nobody; a claim for the group is granted meanwhile.
+            state.worker_claimed(SHARED_POOL, [JobType.EMBEDDING], GPUProvider.KAGGLE)
+            return []
 
-        monkeypatch.setattr(housekeeping, "consumer_count", count_then_claim)
-        await housekeeping.presence_step(state, state.broker)()
-        assert state.presence[route] is True
+        monkeypatch.setattr(WorkerRepository, "seen_since", nobody_then_claim)
+        await housekeeping.presence_step(state)()
         assert (await _job(client, job_id))["phase"] == "queued"
 
         # A later reading that sees nobody, and no claim since it began, says so again.
-        monkeypatch.setattr(housekeeping, "consumer_count", nobody)
-        await housekeeping.presence_step(state, state.broker)()
-        assert state.presence[route] is False
+        monkeypatch.setattr(WorkerRepository, "seen_since", nobody)
+        await housekeeping.presence_step(state)()
         assert (await _job(client, job_id))["phase"] == "no_worker"
+        monkeypatch.setattr(WorkerRepository, "seen_since", original)

@@ -322,12 +322,12 @@ async def test_external_urls_can_be_refused(
 
 
 async def test_dataset_references_follow_data_service_events(
-    client: httpx.AsyncClient, make_worker: Any
+    client: httpx.AsyncClient, publisher: Any
 ) -> None:
     dataset_id = uuid.uuid4()
     ref = dataset_ref(dataset_id)
     # data-service publishes on the public events exchange (a worker's exchange is for reports).
-    broker = (await make_worker()).broker
+    broker = publisher
 
     async def publish(payload: EventPayload) -> None:
         await broker.publish(Envelope.wrap(payload, source="data-service"), payload.routing_key())
@@ -379,7 +379,7 @@ async def test_dataset_references_follow_data_service_events(
 
 
 async def test_a_job_created_right_after_its_upload_waits_for_the_dataset_event(
-    db: Any, settings_factory: Callable[..., Settings], make_worker: Any, bodies: list[str]
+    db: Any, settings_factory: Callable[..., Settings], publisher: Any, bodies: list[str]
 ) -> None:
     """data-service's 201 and its `dataset.validated` reaching job-api are apart: a POST /jobs in
     between waits for the event (bounded) instead of answering 404. Unknown datasets, and
@@ -388,7 +388,7 @@ async def test_a_job_created_right_after_its_upload_waits_for_the_dataset_event(
     ref = dataset_ref(dataset_id)
     async with running_app(settings_factory(dataset_wait_seconds=20)) as client:
         record_bodies(client, bodies)
-        broker = (await make_worker()).broker  # after the app declared the topology
+        broker = publisher
         creating = asyncio.create_task(
             client.post(JOBS, json=job_body(training_data_url=ref), headers=ALICE)
         )
@@ -627,7 +627,8 @@ async def test_the_briefs_worker_flow(client: httpx.AsyncClient) -> None:
     data = started.json()["data"]
     assert (data["status"], data["attempt"], data["progress"]) == ("running", 1, 50)
     assert data["data_url"] == "https://data.example.com/train.csv"
-    assert data["worker_id"] == "http-worker"
+    # The shared key is one credential for all its holders (development's brief flow).
+    assert data["worker_id"] == "shared-key"
     assert data["lease_expires_at"] is not None
 
     assert (await patch(client, job_id, progress=60)).json()["data"]["progress"] == 60

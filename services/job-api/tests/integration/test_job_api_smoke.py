@@ -20,7 +20,7 @@ async def test_job_lifecycle_over_the_broker(client: Any, make_worker: Any) -> N
 
     offer = await worker.next_offer(timeout=10)
     assert str(offer.job_id) == job_id
-    reply = await worker.take(offer)
+    reply = await worker.claim(offer)
     assert reply.granted
     assert reply.job is not None
     assert reply.job.attempt == 1

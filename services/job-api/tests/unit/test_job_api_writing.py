@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 from job_api.adapters.repository import FreshJobs
+from job_api.adapters.workers import WorkerCache
 from job_api.entrypoints.deps import AppState, writing
 
 
@@ -54,6 +55,7 @@ class _State:
         self.db = _Db(events)
         self.relay = relay
         self.fresh_jobs = FreshJobs()
+        self.worker_cache = WorkerCache()
 
 
 async def _unit(state: _State, *, one_statement: bool, rows: int = 1) -> None:

@@ -12,6 +12,7 @@ from uuid import UUID
 import pytest
 
 from contracts.catalogue import Catalogue
+from contracts.credentials import WorkerToken, new_token, token_hash
 from contracts.enums import (
     CancelReason,
     FailureClass,
@@ -20,6 +21,7 @@ from contracts.enums import (
     JobStatus,
     JobType,
     ModelStore,
+    WorkerPool,
 )
 from contracts.events import (
     DatasetDeleted,
@@ -35,12 +37,14 @@ from contracts.events import (
     ModelCompleted,
     ModelPushed,
 )
-from contracts.routing import dataset_ref
+from contracts.routing import SHARED_POOL, dataset_ref, pool_key
 from contracts.rpc import ClaimJob, ClaimRefusal
-from job_api.adapters.repository import JobFilter, KnownDataset
+from job_api.adapters.repository import JobFilter, KnownDataset, PendingGroup
 from job_api.domain.errors import IllegalTransition, InvalidJob, JobNotFound
 from job_api.domain.job import Job, hash_claim_secret
+from job_api.domain.worker import Worker
 from job_api.service_layer import dispatch, jobs
+from job_api.service_layer import workers as workers_service
 from job_api.service_layer.jobs import HyperparameterError, SubmitJob
 from job_api.service_layer.unit_of_work import Policy
 
@@ -108,22 +112,59 @@ class FakeJobs:
         ]
         return [copy.deepcopy(j) for j in expired[:limit]]
 
-    async def pending_routes(self) -> list[tuple[JobType, GPUProvider]]:
-        return sorted(
-            {
-                (j.job_type, j.gpu_provider)
-                for j in self.rows.values()
-                if j.status is JobStatus.PENDING
-            }
-        )
-
-    async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
+    async def pending_in_group(self, group: PendingGroup) -> list[Job]:
         return [
             copy.deepcopy(j)
             for j in self.rows.values()
             if j.status is JobStatus.PENDING
-            and (j.job_type, j.gpu_provider) == (job_type, provider)
+            and (j.worker_pool, j.owner_pool, j.job_type, j.gpu_provider) == group
         ]
+
+    async def retries_due(self, now: datetime, *, limit: int = 100) -> list[Job]:
+        return [copy.deepcopy(j) for j in self.rows.values() if j.offer_due(now)][:limit]
+
+    async def undispatched_since(self, cutoff: datetime, *, limit: int = 100) -> list[Job]:
+        return [
+            copy.deepcopy(j)
+            for j in self.rows.values()
+            if j.status is JobStatus.PENDING
+            and j.retry_at is None
+            and j.dispatched_at is not None
+            and j.dispatched_at < cutoff
+        ][:limit]
+
+    async def running_held_by(self, worker_id: str) -> list[Job]:
+        return [
+            copy.deepcopy(j)
+            for j in self.rows.values()
+            if j.status is JobStatus.RUNNING and j.worker_id == worker_id
+        ]
+
+
+class FakeWorkers:
+    """Enrolled workers by id (the repository's interface the service layer uses)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[UUID, Worker] = {}
+
+    async def add(self, worker: Worker) -> None:
+        self.rows[worker.id] = copy.deepcopy(worker)
+
+    async def save(self, worker: Worker) -> None:
+        self.rows[worker.id] = copy.deepcopy(worker)
+
+    async def get(self, worker_id: UUID, *, for_update: bool = False) -> Worker | None:
+        found = self.rows.get(worker_id)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def authenticating(self, worker_id: UUID) -> Worker | None:
+        return await self.get(worker_id)
+
+    async def get_many_for_update(self, worker_ids: list[UUID]) -> dict[UUID, Worker]:
+        return {i: copy.deepcopy(self.rows[i]) for i in set(worker_ids) if i in self.rows}
+
+    async def has_private_pool(self, owner_id: str) -> bool:
+        return any(w.owner_id == owner_id for w in self.rows.values())
 
 
 class FakeEvents:
@@ -172,7 +213,27 @@ class FakeUnitOfWork:
         self.jobs = FakeJobs()
         self.events = FakeEvents()
         self.datasets = FakeDatasets()
+        self.workers = FakeWorkers()
         self.published: list[EventPayload] = []
+        # Enrolled workers by the name tests use ("w1", "w2", ...): their tokens.
+        self.tokens: dict[str, WorkerToken] = {}
+
+    def worker(self, name: str, *, owner: str | None = None) -> WorkerToken:
+        """The token of the enrolled worker `name` (enrolled on first use)."""
+        if name not in self.tokens:
+            worker_id = uuid.uuid4()
+            token = new_token(worker_id.hex)
+            self.workers.rows[worker_id] = Worker(
+                id=worker_id,
+                name=name,
+                pool=SHARED_POOL if owner is None else pool_key(owner),
+                owner_id=owner,
+                created_by="operator",
+                token_hash=token_hash(token.token),
+                created_at=NOW,
+            )
+            self.tokens[name] = token
+        return self.tokens[name]
 
     async def add_job(
         self, job: Job, payloads: Sequence[EventPayload], history: Sequence[dict[str, Any]]
@@ -222,17 +283,19 @@ async def submitted(uow: FakeUnitOfWork, **overrides: Any) -> Job:
     return job
 
 
-def claim_cmd(job: Job, **overrides: Any) -> ClaimJob:
+def claim_cmd(job: Job, *, uow: "FakeUnitOfWork", worker: str = "w1", **overrides: Any) -> ClaimJob:
+    """A claim signed by the enrolled worker named `worker`."""
+    token = uow.worker(worker)
     values: dict[str, Any] = {
         "job_id": job.id,
-        "worker_id": "w1",
+        "worker_id": token.worker_id,
         "claim_id": uuid.uuid4(),
         "provider": GPUProvider.LOCAL,
         "job_types": [JobType.EMBEDDING],
         "expires_at": NOW + timedelta(seconds=10),
     }
     values.update(overrides)
-    return ClaimJob(**values)
+    return ClaimJob(**values).signed(token.key)
 
 
 # The claim secret each job's current attempt was granted (what the worker keeps).
@@ -241,7 +304,7 @@ SECRETS: dict[UUID, str] = {}
 
 async def claimed(uow: FakeUnitOfWork, **overrides: Any) -> Job:
     job = await submitted(uow, **overrides)
-    reply = await dispatch.claim_job(uow, claim_cmd(job), POLICY, now=NOW)
+    reply = await dispatch.claim_job(uow, claim_cmd(job, uow=uow), POLICY, now=NOW)
     assert reply.granted
     assert reply.job is not None
     SECRETS[job.id] = reply.job.claim_secret
@@ -345,7 +408,7 @@ async def test_submit_resolves_a_known_dataset(uow: FakeUnitOfWork) -> None:
 async def test_claim_grants_a_pending_job_once(uow: FakeUnitOfWork) -> None:
     job = await submitted(uow)
 
-    reply = await dispatch.claim_job(uow, claim_cmd(job), POLICY, now=NOW)
+    reply = await dispatch.claim_job(uow, claim_cmd(job, uow=uow), POLICY, now=NOW)
 
     assert reply.granted
     assert reply.job is not None
@@ -356,7 +419,7 @@ async def test_claim_grants_a_pending_job_once(uow: FakeUnitOfWork) -> None:
     assert stored.status is JobStatus.RUNNING
     assert [type(p) for p in uow.published] == [JobStatusChanged, JobClaimed]
 
-    again = await dispatch.claim_job(uow, claim_cmd(job, worker_id="w2"), POLICY, now=NOW)
+    again = await dispatch.claim_job(uow, claim_cmd(job, uow=uow, worker="w2"), POLICY, now=NOW)
 
     assert not again.granted
     assert again.refusal is ClaimRefusal.NOT_PENDING
@@ -367,7 +430,7 @@ async def test_a_retried_claim_is_granted_again_without_a_new_attempt(
     uow: FakeUnitOfWork,
 ) -> None:
     job = await submitted(uow)
-    cmd = claim_cmd(job)
+    cmd = claim_cmd(job, uow=uow)
 
     first = await dispatch.claim_job(uow, cmd, POLICY, now=NOW)
     retry = await dispatch.claim_job(uow, cmd, POLICY, now=NOW + timedelta(seconds=1))
@@ -391,8 +454,8 @@ async def test_the_claim_secret_is_random_and_only_its_hash_is_stored(
 ) -> None:
     a, b = await submitted(uow), await submitted(uow, output_model="alice/other")
 
-    ra = await dispatch.claim_job(uow, claim_cmd(a), POLICY, now=NOW)
-    rb = await dispatch.claim_job(uow, claim_cmd(b), POLICY, now=NOW)
+    ra = await dispatch.claim_job(uow, claim_cmd(a, uow=uow), POLICY, now=NOW)
+    rb = await dispatch.claim_job(uow, claim_cmd(b, uow=uow), POLICY, now=NOW)
 
     assert ra.job is not None
     assert rb.job is not None
@@ -410,15 +473,17 @@ async def test_claim_refusals(uow: FakeUnitOfWork) -> None:
     job = await submitted(uow)
 
     wrong_provider = await dispatch.claim_job(
-        uow, claim_cmd(job, provider=GPUProvider.COLAB), POLICY, now=NOW
+        uow, claim_cmd(job, uow=uow, provider=GPUProvider.COLAB), POLICY, now=NOW
     )
     wrong_type = await dispatch.claim_job(
-        uow, claim_cmd(job, job_types=[JobType.LLM_LORA]), POLICY, now=NOW
+        uow, claim_cmd(job, uow=uow, job_types=[JobType.LLM_LORA]), POLICY, now=NOW
     )
     expired = await dispatch.claim_job(
-        uow, claim_cmd(job, expires_at=NOW - timedelta(seconds=1)), POLICY, now=NOW
+        uow, claim_cmd(job, uow=uow, expires_at=NOW - timedelta(seconds=1)), POLICY, now=NOW
     )
-    missing = await dispatch.claim_job(uow, claim_cmd(job, job_id=uuid.uuid4()), POLICY, now=NOW)
+    missing = await dispatch.claim_job(
+        uow, claim_cmd(job, uow=uow, job_id=uuid.uuid4()), POLICY, now=NOW
+    )
 
     assert wrong_provider.refusal is ClaimRefusal.WRONG_ROUTE
     assert wrong_type.refusal is ClaimRefusal.WRONG_ROUTE
@@ -445,12 +510,16 @@ async def test_claim_of_a_dataset_job_gets_a_ticket_url(uow: FakeUnitOfWork) -> 
     )
     job = await submitted(uow, training_data_url=dataset_ref(dataset_id))
 
-    reply = await dispatch.claim_job(uow, claim_cmd(job), POLICY, now=NOW)
+    reply = await dispatch.claim_job(uow, claim_cmd(job, uow=uow), POLICY, now=NOW)
 
     assert reply.job is not None
-    assert reply.job.data.url.startswith(
-        f"http://localhost:8000/api/finetune/datasets/{dataset_id}/download?ticket="
+    # The ticket travels in a header, never in the URL (no log on the way may record it).
+    assert reply.job.data.url == (
+        f"http://localhost:8000/api/finetune/datasets/{dataset_id}/download"
     )
+    assert reply.job.data.token is not None
+    assert reply.job.data.token not in repr(reply.job)
+    assert not reply.job.data.external
     assert reply.job.data.expires_at is not None
     assert (reply.job.data.sha256, reply.job.data.size_bytes, reply.job.data.format) == (
         "a" * 64,
@@ -506,7 +575,7 @@ async def test_events_from_a_stale_attempt_are_ignored_and_the_worker_is_told_to
 ) -> None:
     job = await claimed(uow)
     await dispatch.expire_leases(uow, now=NOW + timedelta(hours=1))
-    second = await dispatch.claim_job(uow, claim_cmd(job, worker_id="w2"), POLICY, now=NOW)
+    second = await dispatch.claim_job(uow, claim_cmd(job, uow=uow, worker="w2"), POLICY, now=NOW)
     assert second.job is not None
     assert second.job.attempt == 2
     uow.published.clear()
@@ -649,11 +718,46 @@ async def test_a_retryable_job_failed_requeues(uow: FakeUnitOfWork) -> None:
     stored = await uow.jobs.get(job.id)
     assert stored is not None
     assert stored.status is JobStatus.PENDING
-    assert {type(p) for p in uow.published} == {
-        JobStatusChanged,
-        JobRequeued,
-        JobCancelRequested,
-    }
+    # Not offered again at once: after the back-off (POLICY.retry_backoff, 10 s for attempt 1).
+    assert stored.retry_at == NOW + POLICY.retry_backoff
+    assert {type(p) for p in uow.published} == {JobStatusChanged, JobCancelRequested}
+
+    uow.published.clear()
+    early = await dispatch.redispatch_stale(uow, POLICY, now=NOW + timedelta(seconds=9))
+    assert early == []
+    assert uow.of_type(JobRequeued) == []
+
+    due = await dispatch.redispatch_stale(uow, POLICY, now=NOW + timedelta(seconds=10))
+    assert [j.id for j in due] == [job.id]
+    [offer] = uow.of_type(JobRequeued)
+    assert (offer.reason, offer.routing_key()) == ("retry_backoff", "job.requeued.embedding.local")
+    again = await uow.jobs.get(job.id)
+    assert again is not None
+    assert again.retry_at is None
+
+
+async def test_the_back_off_doubles_per_attempt(uow: FakeUnitOfWork) -> None:
+    job = await submitted(uow)
+    waits = []
+    for attempt in (1, 2):
+        reply = await dispatch.claim_job(uow, claim_cmd(job, uow=uow), POLICY, now=NOW)
+        assert reply.job is not None
+        assert reply.job.attempt == attempt
+        failed = JobFailed(
+            job_id=job.id,
+            attempt=attempt,
+            worker_id="w1",
+            claim_secret=reply.job.claim_secret,
+            error="data-service answered 502",
+            failure_class=FailureClass.INFRA_ERROR,
+            retryable=True,
+        )
+        await dispatch.apply_worker_events(uow, [failed], POLICY, now=NOW)
+        stored = await uow.jobs.get(job.id)
+        assert stored is not None
+        assert stored.retry_at is not None
+        waits.append(stored.retry_at - NOW)
+    assert waits == [POLICY.retry_backoff, POLICY.retry_backoff * 2]
 
 
 async def test_events_for_unknown_jobs_are_counted_and_skipped(uow: FakeUnitOfWork) -> None:
@@ -722,7 +826,7 @@ async def test_expire_leases_requeues_and_tells_the_old_worker_to_stop(
 
 async def test_worker_presence_marks_pending_jobs_on_a_route(uow: FakeUnitOfWork) -> None:
     job = await submitted(uow)
-    route = (JobType.EMBEDDING, GPUProvider.LOCAL)
+    route = (WorkerPool.SHARED, None, JobType.EMBEDDING, GPUProvider.LOCAL)
 
     assert await dispatch.mark_worker_presence(uow, route, has_worker=False, now=NOW) == 1
     assert await dispatch.mark_worker_presence(uow, route, has_worker=False, now=NOW) == 0
@@ -776,3 +880,85 @@ async def test_list_jobs_pages_newest_first(uow: FakeUnitOfWork) -> None:
 
     assert seen == sorted(seen, reverse=True)
     assert len(set(seen)) == 5
+
+
+# --- identity and pools -----------------------------------------------------------------------
+
+
+async def test_a_claim_not_signed_by_an_enrolled_credential_is_refused(
+    uow: FakeUnitOfWork,
+) -> None:
+    job = await submitted(uow)
+    good = claim_cmd(job, uow=uow)
+    forged = [
+        good.model_copy(update={"signature": "0" * 64}),
+        good.model_copy(update={"worker_id": uuid.uuid4().hex}),
+        good.model_copy(update={"worker_id": "not-hex"}),
+        # Signed by w2, presented as w1: the signature is w2's key over w1's fields.
+        ClaimJob.model_validate(good.model_dump()).signed(uow.worker("w2").key),
+    ]
+    for cmd in forged:
+        reply = await dispatch.claim_job(uow, cmd, POLICY, now=NOW)
+        assert reply.refusal is ClaimRefusal.UNAUTHORIZED
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.PENDING
+
+
+async def test_a_revoked_worker_claims_nothing_and_its_running_job_goes_back(
+    uow: FakeUnitOfWork,
+) -> None:
+    job = await claimed(uow)
+    worker_id = UUID(uow.worker("w1").worker_id)
+    assert job.worker_id == worker_id.hex  # the holder is the credential, not a name it gave
+
+    await workers_service.revoke(uow, worker_id, user_id="operator", admin=True, now=NOW)
+
+    stored = await uow.jobs.get(job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.PENDING
+    [cancel] = uow.of_type(JobCancelRequested)
+    assert (cancel.attempt, cancel.reason) == (1, CancelReason.WORKER_REVOKED)
+    other = await submitted(uow)
+    refused = await dispatch.claim_job(uow, claim_cmd(other, uow=uow), POLICY, now=NOW)
+    assert refused.refusal is ClaimRefusal.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("target", "shared_may", "owners_may", "strangers_may"),
+    [
+        (WorkerPool.SHARED, True, False, False),
+        (WorkerPool.PRIVATE, False, True, False),
+        (WorkerPool.ANY, True, True, False),
+    ],
+)
+async def test_a_job_is_granted_only_to_the_pools_it_targets(
+    target: WorkerPool, shared_may: bool, owners_may: bool, strangers_may: bool
+) -> None:
+    for name, owner, allowed in (
+        ("shared", None, shared_may),
+        ("alices", "alice", owners_may),
+        ("bobs", "bob", strangers_may),
+    ):
+        uow = FakeUnitOfWork()
+        uow.worker(name, owner=owner)
+        uow.worker("own", owner="alice")  # alice has a private pool: private jobs are accepted
+        job = await submitted(uow, worker_pool=target)
+        reply = await dispatch.claim_job(uow, claim_cmd(job, uow=uow, worker=name), POLICY, now=NOW)
+        assert reply.granted is allowed, (target, name)
+        if not allowed:
+            assert reply.refusal is ClaimRefusal.WRONG_ROUTE
+
+
+async def test_a_private_job_needs_a_private_pool(uow: FakeUnitOfWork) -> None:
+    with pytest.raises(InvalidJob) as refused:
+        await jobs.submit_job(uow, submit(worker_pool=WorkerPool.PRIVATE), POLICY, now=NOW)
+    assert refused.value.code == "no_private_pool"
+    assert uow.jobs.rows == {}
+
+
+async def test_a_private_job_is_offered_to_its_owners_pool(uow: FakeUnitOfWork) -> None:
+    uow.worker("mine", owner="alice")
+    await jobs.submit_job(uow, submit(worker_pool=WorkerPool.PRIVATE), POLICY, now=NOW)
+    [created] = uow.of_type(JobCreated)
+    assert created.routing_key() == f"job.created.embedding.local.{pool_key('alice')}"

@@ -13,7 +13,8 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, WorkerPool
+from contracts.routing import SHARED_POOL
 from job_api.adapters.tables import (
     JOB_EVENTS_CHANNEL,
     idempotency_keys,
@@ -220,12 +221,13 @@ def job_from_mapping(values: dict[str, Any]) -> Job:
         values["failure_class"] = FailureClass(values["failure_class"])
     if values["worker_job_types"] is not None:
         values["worker_job_types"] = [JobType(t) for t in values["worker_job_types"]]
+    values["worker_pool"] = WorkerPool(values["worker_pool"])
     return Job(**{k: values[k] for k in _JOB_FIELDS})
 
 
 def job_values(job: Job) -> dict[str, Any]:
     values = {f: getattr(job, f) for f in _JOB_FIELDS}
-    for key in ("job_type", "gpu_provider", "status", "phase", "failure_class"):
+    for key in ("job_type", "gpu_provider", "status", "phase", "failure_class", "worker_pool"):
         if values[key] is not None:
             values[key] = str(values[key])
     if values["worker_job_types"] is not None:
@@ -364,6 +366,12 @@ class JobFilter:
     job_type: JobType | None = None
     project_id: str | None = None
     gpu_provider: GPUProvider | None = None
+    # Only jobs a worker of this pool may take (SHARED_POOL or a private pool key).
+    pool: str | None = None
+
+
+# Pending jobs that wait for the same workers: (worker_pool, owner_pool, job_type, provider).
+PendingGroup = tuple[WorkerPool, str | None, JobType, GPUProvider]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -633,6 +641,12 @@ class JobRepository:
             stmt = stmt.where(jobs.c.project_id == flt.project_id)
         if flt.gpu_provider is not None:
             stmt = stmt.where(jobs.c.gpu_provider == str(flt.gpu_provider))
+        if flt.pool == SHARED_POOL:
+            stmt = stmt.where(jobs.c.worker_pool != str(WorkerPool.PRIVATE))
+        elif flt.pool is not None:
+            stmt = stmt.where(
+                jobs.c.worker_pool != str(WorkerPool.SHARED), jobs.c.owner_pool == flt.pool
+            )
         if oldest_first:
             return [
                 job_from_row(r)
@@ -661,59 +675,67 @@ class JobRepository:
         """Pending jobs whose latest work-queue message is older than `cutoff`."""
         stmt = (
             sa.select(jobs)
-            .where(jobs.c.status == "pending", jobs.c.dispatched_at < cutoff)
+            .where(
+                jobs.c.status == "pending",
+                jobs.c.dispatched_at < cutoff,
+                # One waiting out its back-off is offered when that ends (retries_due).
+                jobs.c.retry_at.is_(None),
+            )
             .order_by(jobs.c.dispatched_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
-    async def pending_routes(self) -> list[tuple[JobType, GPUProvider]]:
+    async def pending_phase_counts(self) -> dict[PendingGroup, dict[JobPhase, int]]:
+        """How many pending jobs each group (the workers they wait for) has in each phase: one
+        aggregate over the pending index, so the presence monitor loads no job unless one needs
+        its phase changed."""
+        group = (jobs.c.worker_pool, jobs.c.owner_pool, jobs.c.job_type, jobs.c.gpu_provider)
         stmt = (
-            sa.select(jobs.c.job_type, jobs.c.gpu_provider)
+            sa.select(*group, jobs.c.phase, sa.func.count())
             .where(jobs.c.status == "pending")
-            .distinct()
+            .group_by(*group, jobs.c.phase)
         )
-        return [(JobType(t), GPUProvider(p)) for t, p in (await self._conn.execute(stmt)).all()]
-
-    async def pending_phase_counts(self) -> dict[tuple[JobType, GPUProvider], dict[JobPhase, int]]:
-        """How many pending jobs each route has in each phase: one aggregate over the pending
-        index, so the presence monitor loads no job unless one needs its phase changed."""
-        stmt = (
-            sa.select(jobs.c.job_type, jobs.c.gpu_provider, jobs.c.phase, sa.func.count())
-            .where(jobs.c.status == "pending")
-            .group_by(jobs.c.job_type, jobs.c.gpu_provider, jobs.c.phase)
-        )
-        counts: dict[tuple[JobType, GPUProvider], dict[JobPhase, int]] = {}
-        for t, p, phase, n in (await self._conn.execute(stmt)).all():
-            counts.setdefault((JobType(t), GPUProvider(p)), {})[JobPhase(phase)] = int(n)
+        counts: dict[PendingGroup, dict[JobPhase, int]] = {}
+        for pool, owner, t, p, phase, n in (await self._conn.execute(stmt)).all():
+            key = (WorkerPool(pool), owner, JobType(t), GPUProvider(p))
+            counts.setdefault(key, {})[JobPhase(phase)] = int(n)
         return counts
 
-    async def busy_routes(self, now: datetime) -> set[tuple[JobType, GPUProvider]]:
-        """Routes served by a worker that is training (a running job whose lease is alive): a
-        training worker takes no message, so its queues show no consumer then, yet it takes the
-        next job of any type it serves once it is done."""
-        served = sa.func.unnest(
-            sa.func.coalesce(jobs.c.worker_job_types, pg.array([jobs.c.job_type]))
-        )
-        stmt = (
-            sa.select(served, jobs.c.gpu_provider)
-            .where(jobs.c.status == "running", jobs.c.lease_expires_at > now)
-            .distinct()
-        )
-        return {(JobType(t), GPUProvider(p)) for t, p in (await self._conn.execute(stmt)).all()}
-
-    async def pending_on_route(self, job_type: JobType, provider: GPUProvider) -> list[Job]:
+    async def pending_in_group(self, group: PendingGroup) -> list[Job]:
+        pool, owner, job_type, provider = group
         stmt = (
             sa.select(jobs)
             .where(
                 jobs.c.status == "pending",
+                jobs.c.worker_pool == str(pool),
+                jobs.c.owner_pool.is_(None) if owner is None else jobs.c.owner_pool == owner,
                 jobs.c.job_type == str(job_type),
                 jobs.c.gpu_provider == str(provider),
             )
             .with_for_update(skip_locked=True)
         )
         return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
+
+    async def retries_due(self, now: datetime, *, limit: int = 100) -> list[Job]:
+        """Pending jobs whose back-off after a retryable failure is over: to be offered again."""
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.status == "pending", jobs.c.retry_at <= now)
+            .order_by(jobs.c.retry_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
+
+    async def running_held_by(self, worker_id: str) -> list[Job]:
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.status == "running", jobs.c.worker_id == worker_id)
+            .with_for_update()
+        )
+        return [self._locked(r) for r in (await self._conn.execute(stmt)).all()]
 
 
 def _events_since(*, by_user: bool, by_job: bool) -> sa.Select[Any]:

@@ -54,6 +54,11 @@ jobs = sa.Table(
     # When the job's latest work-queue message was published (create, requeue, re-dispatch).
     sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
+    # Which workers may run it (shared, private, any) and the owner's private pool key.
+    sa.Column("worker_pool", sa.Text, nullable=False, server_default="shared"),
+    sa.Column("owner_pool", sa.Text),
+    # A retryable failure: the job is offered again at this moment (back-off), not at once.
+    sa.Column("retry_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(
         "status IN ('pending','running','completed','failed','cancelled')", name="status_known"
     ),
@@ -66,6 +71,11 @@ jobs = sa.Table(
         "ix_jobs_pending_dispatched",
         "dispatched_at",
         postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "ix_jobs_pending_retry",
+        "retry_at",
+        postgresql_where=sa.text("status = 'pending' AND retry_at IS NOT NULL"),
     ),
     sa.Index(
         "ix_jobs_pending_route",
@@ -130,6 +140,35 @@ idempotency_keys = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Index("ix_idempotency_keys_created", "created_at"),
+)
+
+# Enrolled workers: one credential each (only the sha256 of its token is kept), in the shared pool
+# or a user's private pool, revocable. The registry part (last seen, state, what it serves) comes
+# from its heartbeats.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("pool", sa.Text, nullable=False),
+    sa.Column("owner_id", sa.Text),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("token_hash", sa.Text, nullable=False),
+    sa.Column("broker_user", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True)),
+    # `sent_at` of the newest heartbeat applied: an older one arriving late changes nothing.
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("state", sa.Text),
+    sa.Column("current_job_id", pg.UUID(as_uuid=True)),
+    sa.Column("provider", sa.Text),
+    sa.Column("job_types", pg.ARRAY(sa.Text)),
+    sa.Column("hardware", sa.Text),
+    sa.Column("version", sa.Text),
+    sa.CheckConstraint("state IN ('idle','busy','stopping')", name="worker_state_known"),
+    sa.Index("ix_workers_pool", "pool"),
+    sa.Index("ix_workers_owner", "owner_id"),
 )
 
 # Organisation namespaces an admin granted a user: they may name output models `<namespace>/...`.

@@ -7,6 +7,15 @@ from contracts.enums import JobStatus
 
 class DomainError(Exception):
     code: str = "domain_error"
+    # The HTTP status an entry point answers with (409: the request conflicts with the state).
+    status: int = 409
+
+
+class NotAllowed(DomainError):
+    """The caller may not do this (their role or the thing's owner says no)."""
+
+    code = "forbidden"
+    status = 403
 
 
 class JobNotFound(DomainError):

@@ -15,7 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, ModelStore
+from contracts.enums import (
+    FailureClass,
+    GPUProvider,
+    JobPhase,
+    JobStatus,
+    JobType,
+    ModelStore,
+    WorkerPool,
+)
+from contracts.routing import SHARED_POOL
 from job_api.domain.errors import AlreadyClaimed, IllegalTransition, StaleAttempt
 
 S = JobStatus
@@ -26,6 +35,10 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
 }
+
+
+# The longest a retried job waits before it is offered again.
+MAX_BACKOFF = timedelta(minutes=10)
 
 
 def hash_claim_secret(secret: str) -> str:
@@ -122,6 +135,11 @@ class Job:
     started_at: datetime | None = None
     dispatched_at: datetime | None = None
     completed_at: datetime | None = None
+    worker_pool: WorkerPool = WorkerPool.SHARED
+    # The owner's private pool key (contracts.routing.pool_key) when worker_pool includes it.
+    owner_pool: str | None = None
+    # After a retryable failure: when the job is offered again (None: offered already).
+    retry_at: datetime | None = None
 
     def _move(self, target: JobStatus, now: datetime, reason: str | None = None) -> Transition:
         if target not in ALLOWED[self.status]:
@@ -137,6 +155,16 @@ class Job:
 
     def is_claimable(self) -> bool:
         return self.status is JobStatus.PENDING
+
+    def routable_to(self, pool: str, provider: GPUProvider | None) -> bool:
+        """Whether a worker of `pool` (SHARED_POOL or a private pool key) may take this job. The
+        shared pool serves its job's provider only (`provider` None: any, the brief's HTTP worker);
+        a private pool serves its owner's jobs whatever the provider."""
+        if pool == SHARED_POOL:
+            return self.worker_pool is not WorkerPool.PRIVATE and (
+                provider is None or provider is self.gpu_provider
+            )
+        return self.worker_pool is not WorkerPool.SHARED and self.owner_pool == pool
 
     def holds(self, attempt: int) -> bool:
         """Whether `attempt` is the running attempt."""
@@ -224,6 +252,7 @@ class Job:
         self.eta_seconds = None
         self.error = None
         self.failure_class = None
+        self.retry_at = None
         if self.started_at is None:
             self.started_at = now
         return transition
@@ -313,14 +342,40 @@ class Job:
         failure_class: FailureClass,
         retryable: bool,
         now: datetime,
+        backoff: timedelta = timedelta(0),
     ) -> Transition:
-        """A worker's failure report: requeue a retryable one while attempts remain, else fail."""
+        """A worker's failure report: requeue a retryable one while attempts remain (offered again
+        after `backoff`, doubled per attempt so far, at most MAX_BACKOFF), else fail."""
         self.check_holder(who)
         if retryable and self.attempt < self.max_attempts:
-            return self._requeue(
+            transition = self._requeue(
                 now, error=error, failure_class=failure_class, reason="retryable_failure"
             )
+            delay = min(backoff * (2 ** (self.attempt - 1)), MAX_BACKOFF)
+            if delay > timedelta(0):
+                self.retry_at = now + delay
+            return transition
         return self._fail(now, error=error, failure_class=failure_class)
+
+    def release_holder(self, *, now: datetime, reason: str) -> Transition:
+        """The holder's credential was revoked: its attempt ends now (requeued while attempts
+        remain, as an expired lease would be), without waiting for the lease."""
+        if self.status is not JobStatus.RUNNING:
+            raise IllegalTransition(self.status, JobStatus.PENDING)
+        error = f"The worker holding attempt {self.attempt} was revoked."
+        if self.attempt < self.max_attempts:
+            return self._requeue(
+                now, error=error, failure_class=FailureClass.INFRA_ERROR, reason=reason
+            )
+        return self._fail(
+            now, error=f"{error} No attempts left.", failure_class=FailureClass.INFRA_ERROR
+        )
+
+    def offer_due(self, now: datetime) -> bool:
+        """A requeued job waiting out its back-off is offered once its time has come."""
+        return (
+            self.status is JobStatus.PENDING and self.retry_at is not None and self.retry_at <= now
+        )
 
     def fail_pending(self, *, error: str, failure_class: FailureClass, now: datetime) -> Transition:
         """The brief's HTTP worker may report a failure for a job it has not started."""
@@ -360,11 +415,13 @@ class Job:
 
     def redispatch(self, *, now: datetime) -> None:
         """Offer a pending job again: its queue message may be gone (dead-lettered after the
-        delivery limit, purged). Duplicate offers are harmless: only a pending job is granted."""
+        delivery limit, purged), or its back-off is over. Duplicate offers are harmless: only a
+        pending job is granted."""
         if self.status is not JobStatus.PENDING:
             raise IllegalTransition(self.status, JobStatus.PENDING)
         self.dispatched_at = now
         self.updated_at = now
+        self.retry_at = None
 
     def _requeue(
         self, now: datetime, *, error: str, failure_class: FailureClass, reason: str
@@ -379,6 +436,7 @@ class Job:
         self.claim_secret_hash = None
         self.lease_expires_at = None
         self.eta_seconds = None
+        self.retry_at = None
         return transition
 
     def _fail(self, now: datetime, *, error: str, failure_class: FailureClass) -> Transition:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from contracts.catalogue import Catalogue
+from job_api.adapters.broker_admin import BrokerAdmin, vhost_of
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL, OUTBOX_CHANNEL
 from job_api.adapters.token_cipher import cipher_from
 from job_api.config import Settings
@@ -25,11 +27,13 @@ from job_api.entrypoints import (
     routes_namespaces,
     routes_stream,
     routes_worker,
+    routes_workers,
 )
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.housekeeping import Retention, presence_step, retention_step
 from job_api.entrypoints.live import LiveHub, StreamLimits
 from job_api.entrypoints.schemas import job_create_schema
+from job_api.entrypoints.worker_broker import declare_pools, reconcile
 from job_api.entrypoints.workers import (
     every,
     make_consumer,
@@ -96,6 +100,31 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
+def broker_admin_from(settings: Settings) -> BrokerAdmin | None:
+    if settings.broker_management_url is None:
+        return None
+    return BrokerAdmin(
+        url=settings.broker_management_url.get_secret_value(),
+        vhost=vhost_of(settings.amqp_url.get_secret_value()),
+        names=settings.broker_names,
+    )
+
+
+def worker_amqp_url(settings: Settings) -> str | None:
+    """The broker URL enrolled workers are told. Without the management API they share the
+    configured URL's user, which only development may hand out."""
+    if settings.worker_amqp_url is not None:
+        return settings.worker_amqp_url
+    url = settings.amqp_url.get_secret_value()
+    if settings.broker_management_url is None and settings.environment == "development":
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return urlunsplit(
+        (parts.scheme, f"{host}:{parts.port}" if parts.port else host, parts.path, "", "")
+    )
+
+
 def verifier_from(settings: Settings) -> JwtVerifier:
     return JwtVerifier(
         algorithm=settings.jwt_algorithm,
@@ -128,7 +157,10 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     details: Any = None
     if isinstance(exc, IllegalTransition):
         details = {"status": str(exc.current), "requested": str(exc.target)}
-    return JSONResponse(error_body(exc.code, str(exc), details), status_code=409)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(
+        error_body(exc.code, str(exc), details), status_code=exc.status, headers=headers
+    )
 
 
 async def _stop(tasks: list[asyncio.Task[Any]]) -> None:
@@ -218,6 +250,11 @@ def create_app(settings: Settings) -> FastAPI:
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL, *routes_stream.live_readers(db)),
             stream_limits=StreamLimits(settings.max_streams_per_user, settings.max_streams),
             dataset_wait_seconds=settings.dataset_wait_seconds,
+            shared_worker_key=settings.shared_worker_key,
+            broker_admin=broker_admin_from(settings),
+            worker_amqp_url=worker_amqp_url(settings),
+            broker_prefix=settings.broker_prefix,
+            worker_install=settings.worker_install,
         )
         app.state.job_api = state
         broker = Broker(
@@ -228,6 +265,7 @@ def create_app(settings: Settings) -> FastAPI:
         await declare_topology(channel, broker.names, queue_specs(broker))
         await channel.close()
         state.broker = broker
+        await declare_pools(state)
         tasks = [asyncio.create_task(state.live.run(), name="live")]
         if settings.run_relay:
             relay = state.relay = make_relay(broker, listen_dsn, OUTBOX_CHANNEL)
@@ -263,8 +301,14 @@ def create_app(settings: Settings) -> FastAPI:
             )
             tasks.append(
                 asyncio.create_task(
-                    every(settings.presence_interval, "presence", presence_step(state, broker)),
+                    every(settings.presence_interval, "presence", presence_step(state)),
                     name="presence",
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    every(settings.presence_interval * 6, "broker_users", lambda: reconcile(state)),
+                    name="broker_users",
                 )
             )
         tune_gc(gen0_threshold=settings.gc_gen0_threshold)
@@ -302,6 +346,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_stream.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_auth.router)
+    app.include_router(routes_workers.router)
     app.include_router(routes_namespaces.router)
     app.state.dev_sign_in = routes_auth.DevSignIn(
         secret=(

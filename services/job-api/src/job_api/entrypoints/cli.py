@@ -15,12 +15,14 @@ from rich.console import Console
 from job_api.adapters.tables import SCHEMA
 from job_api.config import DatabaseSettings, Settings
 from job_api.entrypoints.cli_dead_letters import dead_letters
+from job_api.entrypoints.cli_workers import workers
 from servicekit.auth import mint_token
 from servicekit.db import bootstrap_service_database, sqlalchemy_dsn, with_credentials
 from servicekit.logging import configure_logging
 
 app = typer.Typer(help="Finetune Dispatcher job-api.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
+app.add_typer(workers, name="workers")
 console = Console(stderr=True)
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 ROLE = "job_api"

@@ -5,16 +5,29 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from contracts.enums import GPUProvider, JobType
-from job_api.adapters.repository import FreshJobs
+from contracts.credentials import parse_token
+from contracts.enums import GPUProvider, JobStatus, JobType, WorkerPool
+from contracts.routing import SHARED_POOL
+from job_api.adapters.broker_admin import BrokerAdmin
+from job_api.adapters.repository import FreshJobs, PendingGroup
+from job_api.adapters.workers import WorkerCache
+from job_api.domain.job import Job
+from job_api.domain.worker import Worker
 from job_api.entrypoints.live import LiveHub, StreamLimits
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
+from job_api.service_layer.workers import (
+    Availability,
+    authenticate,
+    availability,
+    waiting_notice,
+)
 from messaging.broker import Broker
 from messaging.outbox import OutboxRelay
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
@@ -39,19 +52,59 @@ class AppState:
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
     # may fetch the JWKS over HTTP) it runs in the thread pool.
     verify_in_loop: bool = False
-    # Whether a worker consumes each (job type, provider) queue; filled by the presence monitor.
-    presence: dict[tuple[JobType, GPUProvider], bool] = field(default_factory=dict)
-    # When (event-loop time) a claim last proved a worker on each route: a presence reading that
-    # began before it cannot say the route has nobody (its broker or database half may predate
-    # the worker's arrival or its claim).
-    claimed_at: dict[tuple[JobType, GPUProvider], float] = field(default_factory=dict)
+    # Enrolled workers by id for the claim path (a few seconds; revocation drops the entry).
+    worker_cache: WorkerCache = field(default_factory=WorkerCache)
+    # Whether the brief's shared FINETUNE_WORKER_KEY opens the worker endpoints.
+    shared_worker_key: bool = True
+    # Broker users of enrolled workers (None: no management API configured).
+    broker_admin: BrokerAdmin | None = None
+    # What `/api/workers/me` tells a worker: the broker URL to dial and the names' prefix.
+    worker_amqp_url: str | None = None
+    broker_prefix: str = ""
+    # How a Colab cell installs the worker (the "Add a worker" setup).
+    worker_install: str = ""
+    # The workers the presence monitor last found online, and when (None: no reading yet).
+    workers_seen: list[Worker] = field(default_factory=list)
+    workers_seen_at: datetime | None = None
+    # When (event-loop time) a claim last proved a worker of each (pool, job type, provider;
+    # None for a private pool's any provider): a presence reading that began before it cannot
+    # say such jobs have nobody (its read may predate the worker's arrival or its claim).
+    claimed_at: dict[tuple[str, JobType, GPUProvider | None], float] = field(default_factory=dict)
 
-    def worker_claimed(self, job_types: Iterable[JobType], provider: GPUProvider) -> None:
+    def worker_claimed(
+        self, pool: str, job_types: Iterable[JobType], provider: GPUProvider
+    ) -> None:
         now = asyncio.get_running_loop().time()
         for job_type in job_types:
-            route = (job_type, provider)
-            self.claimed_at[route] = now
-            self.presence[route] = True
+            self.claimed_at[(pool, job_type, provider if pool == SHARED_POOL else None)] = now
+
+    def claimed_since(self, group: PendingGroup, started: float) -> bool:
+        pool, owner, job_type, provider = group
+        keys: list[tuple[str, JobType, GPUProvider | None]] = []
+        if pool is not WorkerPool.PRIVATE:
+            keys.append((SHARED_POOL, job_type, provider))
+        if pool is not WorkerPool.SHARED and owner is not None:
+            keys.append((owner, job_type, None))
+        return any(self.claimed_at.get(key, float("-inf")) >= started for key in keys)
+
+    def waiting(self, job: Job) -> dict[str, str] | None:
+        """A pending job's notice (why it waits, what starts a worker); None before the first
+        presence reading, or for a job that is not pending."""
+        if job.status is not JobStatus.PENDING:
+            return None
+        group = (job.worker_pool, job.owner_pool, job.job_type, job.gpu_provider)
+        found = self.availability(group)
+        if found is None:
+            return None
+        return waiting_notice(group, found, public_base_url=self.policy.public_base_url)
+
+    def availability(self, group: PendingGroup) -> Availability | None:
+        """Who could take a group's jobs, from the last presence reading (None before one)."""
+        if self.workers_seen_at is None:
+            return None
+        return availability(
+            self.workers_seen, group, now=datetime.now(UTC), online=self.policy.worker_online
+        )
 
     # How long POST /jobs waits for a just-uploaded dataset's `dataset.validated` to arrive.
     dataset_wait_seconds: float = 5.0
@@ -79,7 +132,7 @@ async def writing(state: AppState, *, one_statement: bool = False) -> AsyncItera
     when that statement completes, so still before the response, without BEGIN and COMMIT."""
     unit = state.db.write_one_statement() if one_statement else state.db.write()
     async with unit as conn:
-        uow = UnitOfWork(conn)
+        uow = UnitOfWork(conn, worker_cache=state.worker_cache)
         yield uow
         if one_statement:
             # Committed when its statement completed: the new job's events leave now, before
@@ -108,7 +161,7 @@ async def _publish_new(state: AppState, uow: UnitOfWork) -> None:
 @contextlib.asynccontextmanager
 async def reading(state: AppState) -> AsyncIterator[UnitOfWork]:
     async with state.db.read() as conn:
-        yield UnitOfWork(conn)
+        yield UnitOfWork(conn, worker_cache=state.worker_cache)
 
 
 # The security schemes of the OpenAPI document (the Authorize button of /docs). The checks
@@ -121,7 +174,10 @@ USER_BEARER = HTTPBearer(
 )
 WORKER_BEARER = HTTPBearer(
     scheme_name="workerKey",
-    description="The workers' shared key (FINETUNE_WORKER_KEY).",
+    description=(
+        "An enrolled worker's token (`ftdw_...`, from POST /api/workers), or in development the "
+        "workers' shared key (FINETUNE_WORKER_KEY)."
+    ),
     auto_error=False,
 )
 
@@ -167,15 +223,41 @@ UserDep = Annotated[Principal, Depends(current_user)]
 StreamUserDep = Annotated[Principal, Depends(current_stream_user)]
 
 
-async def require_worker(
+@dataclass(frozen=True)
+class WorkerCaller:
+    """Who calls a worker endpoint: an enrolled worker (its credential), or, where it is allowed,
+    the holder of the shared key (one identity for all of them)."""
+
+    holder: str
+    pool: str
+    worker: Worker | None = None
+
+
+SHARED_KEY_HOLDER = "shared-key"
+
+
+async def current_worker(
     request: Request,
     state: StateDep,
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(WORKER_BEARER)],
-) -> None:
-    check_worker_key(bearer_token(request.headers.get("authorization")), state.worker_key)
+) -> WorkerCaller:
+    token = bearer_token(request.headers.get("authorization"))
+    if token and parse_token(token) is not None:
+        async with reading(state) as uow:
+            worker = await authenticate(uow, token)
+        return WorkerCaller(holder=worker.id.hex, pool=worker.pool, worker=worker)
+    if token and not state.shared_worker_key:
+        raise ApiError(
+            403,
+            "invalid_worker_key",
+            "The shared worker key is turned off here: enroll the worker (POST /api/workers) "
+            "and send its own token.",
+        )
+    check_worker_key(token, state.worker_key)
+    return WorkerCaller(holder=SHARED_KEY_HOLDER, pool=SHARED_POOL)
 
 
-WorkerDep = Depends(require_worker)
+WorkerCallerDep = Annotated[WorkerCaller, Depends(current_worker)]
 
 
 def scope(principal: Principal) -> str | None:

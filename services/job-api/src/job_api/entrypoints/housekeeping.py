@@ -8,13 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from contracts.enums import GPUProvider, JobPhase, JobType
+from contracts.enums import JobPhase
 from job_api.adapters.repository import RetentionRepository
 from job_api.entrypoints.deps import AppState
 from job_api.service_layer.dispatch import mark_worker_presence
 from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
-from messaging.broker import Broker
-from messaging.topology import consumer_count
+from job_api.service_layer.workers import availability
 
 log = structlog.get_logger(__name__)
 
@@ -58,40 +57,29 @@ def retention_step(state: AppState, retention: Retention) -> Callable[[], Awaita
     return step
 
 
-def presence_step(state: AppState, broker: Broker) -> Callable[[], Awaitable[None]]:
-    """Ask the broker how many workers consume each work queue and say so on pending jobs (a
-    route whose workers are all busy training counts as served: it has a running job). The
-    pending jobs are counted per route and phase in SQL; a route's jobs are loaded only when some
-    of them show the wrong phase (a worker came or went), not on every tick."""
+def presence_step(state: AppState) -> Callable[[], Awaitable[None]]:
+    """Read the worker registry (who is online, busy or idle, and what each takes) and say on
+    pending jobs whether any worker could take them (`phase` queued or no_worker; the job's
+    `waiting` notice also tells "all busy" apart). The pending jobs are counted per group and
+    phase in SQL; a group's jobs are loaded only when some of them show the wrong phase (a worker
+    came or went), not on every tick."""
 
     async def step() -> None:
         started = asyncio.get_running_loop().time()
-        channel = await broker.channel()
-        try:
-            counts = {
-                (t, p): await consumer_count(channel, q)
-                for t, p, q in broker.names.all_work_queues()
-            }
-        finally:
-            await channel.close()
         now = datetime.now(UTC)
         async with state.db.read("watchdog") as conn:
-            busy = await UnitOfWork(conn).jobs.busy_routes(now)
-            phases = await UnitOfWork(conn).jobs.pending_phase_counts()
-
-        def served(route: tuple[JobType, GPUProvider]) -> bool:
+            uow = UnitOfWork(conn)
+            seen = await uow.workers.seen_since(now - state.policy.worker_online)
+            phases = await uow.jobs.pending_phase_counts()
+        state.workers_seen, state.workers_seen_at = seen, now
+        for group, by_phase in phases.items():
+            found = availability(seen, group, now=now, online=state.policy.worker_online)
             # A claim granted since this reading began proves a worker, whatever it read.
-            claimed = state.claimed_at.get(route, float("-inf")) >= started
-            return counts.get(route, 0) > 0 or route in busy or claimed
-
-        for route in counts:
-            state.presence[route] = served(route)
-        for route, by_phase in phases.items():
-            has_worker = served(route)
+            has_worker = found.online > 0 or state.claimed_since(group, started)
             target = JobPhase.QUEUED if has_worker else JobPhase.NO_WORKER
             if not any(n for phase, n in by_phase.items() if phase != target):
                 continue
             async with state.db.write("watchdog") as conn:
-                await mark_worker_presence(UnitOfWork(conn), route, has_worker=has_worker, now=now)
+                await mark_worker_presence(UnitOfWork(conn), group, has_worker=has_worker, now=now)
 
     return step

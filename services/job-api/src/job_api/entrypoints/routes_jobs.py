@@ -14,9 +14,9 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Header, Query, Response
 
-from contracts.enums import GPUProvider, JobStatus, JobType
+from contracts.enums import GPUProvider, JobStatus, JobType, WorkerPool
 from contracts.hyperparameters import parse_hyperparameters
-from contracts.routing import DATASET_REF_PREFIX
+from contracts.routing import DATASET_REF_PREFIX, pool_key
 from job_api.adapters.repository import JobFilter
 from job_api.entrypoints.deps import (
     AppState,
@@ -150,7 +150,7 @@ async def create_job(
             cmd,
             state.policy,
             now=datetime.now(UTC),
-            worker_present=state.presence.get((body.job_type, body.gpu_provider)),
+            worker_present=_worker_present(state, user.user_id, body),
             idempotency_key=idempotency_key,
             # Only a retried Idempotency-Key is compared with it.
             request_hash=_request_hash(body) if idempotency_key is not None else "",
@@ -160,7 +160,15 @@ async def create_job(
             uow.after_commit.append(counter.inc)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return Data(data=FinetuneJobResponse.of(job))
+    return Data(data=FinetuneJobResponse.of(job, state.waiting(job)))
+
+
+def _worker_present(state: AppState, user_id: str, body: FinetuneJobCreate) -> bool | None:
+    """Whether the last presence reading saw a worker that could take the new job (None: no
+    reading yet, or one that cannot tell); a new job starts in `no_worker` only on a clear no."""
+    owner = None if body.worker_pool is WorkerPool.SHARED else pool_key(user_id)
+    found = state.availability((body.worker_pool, owner, body.job_type, body.gpu_provider))
+    return None if found is None else found.online > 0
 
 
 @router.get("/jobs", responses=error_responses(403))
@@ -191,7 +199,7 @@ async def list_jobs(
     async with reading(state) as uow:
         jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=keyset_after(cursor))
     return Page(
-        data=[FinetuneJobResponse.of(j) for j in jobs],
+        data=[FinetuneJobResponse.of(j, state.waiting(j)) for j in jobs],
         next_cursor=keyset_cursor(*nxt) if nxt else None,
         limit=limit,
     )
@@ -202,7 +210,7 @@ async def get_job(job_id: UUID, state: StateDep, user: UserDep) -> Data[Finetune
     """One job: status, progress, latest metrics, attempt and lease."""
     async with reading(state) as uow:
         job = await job_service.get_job(uow, job_id, user_id=scope(user))
-    return Data(data=FinetuneJobResponse.of(job))
+    return Data(data=FinetuneJobResponse.of(job, state.waiting(job)))
 
 
 @router.delete("/jobs/{job_id:uuid}", responses=error_responses(404, 409))
@@ -210,7 +218,7 @@ async def cancel_job(job_id: UUID, state: StateDep, user: UserDep) -> Data[Finet
     """Cancel a pending or running job (a running worker stops within one step)."""
     async with writing(state) as uow:
         job = await job_service.cancel_job(uow, job_id, user_id=scope(user), now=datetime.now(UTC))
-    return Data(data=FinetuneJobResponse.of(job))
+    return Data(data=FinetuneJobResponse.of(job, state.waiting(job)))
 
 
 @router.get("/jobs/{job_id:uuid}/events", responses=error_responses(404))

@@ -110,11 +110,13 @@ async def _snapshot(
         last = await uow.events.latest_id(user_id=user_id, job_id=job_id)
         if job_id is not None:
             job = await job_service.get_job(uow, job_id, user_id=user_id)
-            return last, FinetuneJobResponse.of(job).model_dump(mode="json")
+            return last, FinetuneJobResponse.of(job, state.waiting(job)).model_dump(mode="json")
         jobs, _ = await job_service.list_jobs(
             uow, JobFilter(user_id=user_id), limit=100, after=None
         )
-        return last, [FinetuneJobResponse.of(j).model_dump(mode="json") for j in jobs]
+        return last, [
+            FinetuneJobResponse.of(j, state.waiting(j)).model_dump(mode="json") for j in jobs
+        ]
 
 
 async def _stream(

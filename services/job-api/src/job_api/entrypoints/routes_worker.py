@@ -1,21 +1,28 @@
-"""The brief's worker HTTP endpoints, authenticated with the worker key as a Bearer token."""
+"""The brief's worker HTTP endpoints, authenticated with a worker credential as a Bearer token:
+an enrolled worker's token, or (development, or where allowed) the shared FINETUNE_WORKER_KEY."""
 
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 
 from contracts.enums import GPUProvider, JobType
-from job_api.entrypoints.deps import StateDep, WorkerDep, reading, writing
+from job_api.entrypoints.deps import AppState, StateDep, WorkerCallerDep, reading, writing
 from job_api.entrypoints.schemas import FinetuneJobResponse, FinetuneJobUpdate, WorkerJobResponse
 from job_api.service_layer.worker_http import WorkerUpdate, pending_jobs, update_job
+from job_api.service_layer.workers import record_request
 from servicekit.responses import Data, error_responses
+
+
+async def seen(state: AppState, worker_id: UUID) -> None:
+    async with writing(state) as uow:
+        await record_request(uow, worker_id, now=datetime.now(UTC), holding=None)
+
 
 router = APIRouter(
     prefix="/api/finetune",
     tags=["worker"],
-    dependencies=[WorkerDep],
     responses=error_responses(401, 403, 422),
 )
 
@@ -23,13 +30,19 @@ router = APIRouter(
 @router.get("/jobs/pending")
 async def list_pending(
     state: StateDep,
+    caller: WorkerCallerDep,
     job_type: JobType | None = None,
     gpu_provider: GPUProvider | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Data[list[FinetuneJobResponse]]:
-    """Pending jobs, oldest first, for workers that poll over HTTP instead of the broker."""
+    """Pending jobs the caller's pool may take, oldest first, for workers that poll over HTTP
+    instead of the broker."""
     async with reading(state) as uow:
-        jobs = await pending_jobs(uow, job_type=job_type, provider=gpu_provider, limit=limit)
+        jobs = await pending_jobs(
+            uow, pool=caller.pool, job_type=job_type, provider=gpu_provider, limit=limit
+        )
+    if caller.worker is not None:
+        await seen(state, caller.worker.id)
     return Data(data=[FinetuneJobResponse.of(j) for j in jobs])
 
 
@@ -38,24 +51,21 @@ async def patch_job(
     job_id: UUID,
     body: FinetuneJobUpdate,
     state: StateDep,
-    x_worker_id: Annotated[
-        str | None,
-        Header(
-            max_length=200,
-            description="Names the worker (default `http-worker`): a claim is granted to one "
-            "worker, and only that worker's updates apply.",
-        ),
-    ] = None,
+    caller: WorkerCallerDep,
 ) -> Data[WorkerJobResponse]:
-    """Worker update: `running` claims a pending job (attempt + 1; the response carries the data
-    URL, minted for this claim only), then progress, `completed` or `failed`. Only the worker that
-    claimed the job may update it, and an update naming another attempt is refused: 409 with the
-    reason. A progress value behind the current one renews the lease and keeps the higher value."""
+    """Worker update: `running` claims a pending job of the caller's pool (attempt + 1; the
+    response carries the data URL and the headers to fetch it with, minted for this claim only),
+    then progress, `completed` or `failed`. Only the credential that claimed the job may update
+    it, and an update naming another attempt is refused: 409 with the reason. A progress value
+    behind the current one renews the lease and keeps the higher value."""
     update = WorkerUpdate(**body.model_dump())
+    now = datetime.now(UTC)
     async with writing(state) as uow:
         updated = await update_job(
-            uow, job_id, update, state.policy, now=datetime.now(UTC), worker_id=x_worker_id
+            uow, job_id, update, state.policy, now=now, holder=caller.holder, pool=caller.pool
         )
+        if caller.worker is not None:
+            await record_request(uow, caller.worker.id, now=now, holding=updated.job)
     ticket = updated.data
     response = WorkerJobResponse(
         **FinetuneJobResponse.of(updated.job).model_dump(),

@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.catalogue import BaseModelInfo, Catalogue
-from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, WorkerPool
 from contracts.events import MAX_ERROR_CHARS, MAX_LOG_LINES
 from contracts.hyperparameters import (
     ClassifierHyperparameters,
@@ -50,6 +50,14 @@ class FinetuneJobCreate(BaseModel):
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the job type's defaults (see /base-models)."
     )
+    worker_pool: WorkerPool = Field(
+        default=WorkerPool.SHARED,
+        description=(
+            "Which workers may run it: `shared` (the operator's pool, for `gpu_provider`), "
+            "`private` (only workers you enrolled: your Colab, your box), or `any` (whichever "
+            "takes it first). `private` needs at least one enrolled worker of yours."
+        ),
+    )
 
 
 class FinetuneJobUpdate(BaseModel):
@@ -64,7 +72,12 @@ class FinetuneJobUpdate(BaseModel):
     attempt: int | None = Field(
         default=None, ge=1, description="The attempt this update belongs to."
     )
-    worker_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    worker_id: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=NO_NUL,
+        description="Ignored: the holder of a job is the credential that claimed it.",
+    )
     phase: JobPhase | None = None
     step: int | None = Field(default=None, ge=0)
     total_steps: int | None = Field(default=None, ge=0)
@@ -86,6 +99,12 @@ def _redacted(url: str) -> str:
         if parts.query or "@" in parts.netloc
         else url
     )
+
+
+class WaitingNotice(BaseModel):
+    reason: str = Field(description="`queued`, `all_busy` or `no_worker`.")
+    message: str
+    command: str = Field(description="Starts a worker that takes this job (with your token).")
 
 
 class FinetuneJobResponse(BaseModel):
@@ -113,7 +132,17 @@ class FinetuneJobResponse(BaseModel):
     eta_seconds: float | None
     attempt: int
     max_attempts: int
-    worker_id: str | None
+    worker_id: str | None = Field(
+        description="The enrolled worker holding the job (or `shared-key`); null when none."
+    )
+    worker_pool: WorkerPool
+    waiting: "WaitingNotice | None" = Field(
+        default=None,
+        description=(
+            "For a pending job: why it waits (`queued`, `all_busy`, `no_worker`), in a sentence, "
+            "and the command that starts a worker for it."
+        ),
+    )
     lease_expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -121,8 +150,9 @@ class FinetuneJobResponse(BaseModel):
     completed_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job) -> "FinetuneJobResponse":
-        values = {name: getattr(job, name) for name in cls.model_fields}
+    def of(cls, job: Job, waiting: dict[str, str] | None = None) -> "FinetuneJobResponse":
+        values = {name: getattr(job, name) for name in cls.model_fields if name != "waiting"}
+        values["waiting"] = waiting if job.status is JobStatus.PENDING else None
         values["training_data_url"] = _redacted(job.training_data_url)
         if job.status is JobStatus.PENDING:
             # "No worker serves this queue yet" is a phase of a pending job (`phase: no_worker`),

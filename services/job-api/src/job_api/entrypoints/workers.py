@@ -5,11 +5,19 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.routing import JOB_API, JOB_API_EVENT_BINDINGS, WORKER_REPORT_KEYS
+from contracts.enums import JobType
+from contracts.routing import (
+    CLAIM_KEY,
+    JOB_API,
+    JOB_API_EVENT_BINDINGS,
+    WORKER_REPORT_KEYS,
+    BrokerNames,
+)
 from contracts.rpc import ClaimJob, ClaimReply
 from job_api.adapters.repository import ConcurrentUpdate, NeedsTransaction
 from job_api.adapters.tables import inbox, outbox
@@ -48,9 +56,20 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
         ),
         QueueSpec(
             name=names.rpc_queue(JOB_API),
-            bindings=[names.rpc_queue(JOB_API)],
-            exchange=names.rpc_exchange(JOB_API),
+            bindings=[CLAIM_KEY],
+            exchange=names.claims_exchange,
         ),
+    ]
+
+
+def pool_queue_specs(names: BrokerNames, pool: str) -> list[QueueSpec]:
+    """A private pool's work queues (one per job type), declared when its first worker enrolls
+    and at every start for each pool that has workers."""
+    return [
+        QueueSpec(
+            name=names.pool_queue(pool, job_type), bindings=names.pool_bindings(pool, job_type)
+        )
+        for job_type in JobType
     ]
 
 
@@ -102,7 +121,9 @@ async def claim_holding(
     conn = await held.enter_async_context(state.db.write_one_statement("rpc"))
     try:
         reply = await claim_job(
-            UnitOfWork(conn, optimistic=True, fresh=state.fresh_jobs),
+            UnitOfWork(
+                conn, optimistic=True, fresh=state.fresh_jobs, worker_cache=state.worker_cache
+            ),
             cmd,
             state.policy,
             now=datetime.now(UTC),
@@ -116,7 +137,12 @@ async def claim_holding(
     else:
         return reply, held.aclose
     async with state.db.write("rpc") as conn:
-        reply = await claim_job(UnitOfWork(conn), cmd, state.policy, now=datetime.now(UTC))
+        reply = await claim_job(
+            UnitOfWork(conn, worker_cache=state.worker_cache),
+            cmd,
+            state.policy,
+            now=datetime.now(UTC),
+        )
     return reply, _nothing
 
 
@@ -139,7 +165,9 @@ def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
                 )
                 # A worker serves these routes (it trains now, consuming nothing): say so at
                 # once, rather than after the next presence reading.
-                state.worker_claimed(cmd.job_types, cmd.provider)
+                worker = state.worker_cache.get(UUID(hex=cmd.worker_id))
+                if worker is not None:
+                    state.worker_claimed(worker.pool, cmd.job_types, cmd.provider)
 
         return Answer(reply, then)
 

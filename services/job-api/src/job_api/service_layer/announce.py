@@ -51,6 +51,8 @@ def created_events(job: Job) -> list[EventPayload]:
             dataset_id=job.dataset_id,
             hyperparameters=job.hyperparameters,
             created_at=job.created_at,
+            worker_pool=job.worker_pool,
+            owner_pool=job.owner_pool,
         ),
         JobStatusChanged(
             job_id=job.id,
@@ -62,6 +64,19 @@ def created_events(job: Job) -> list[EventPayload]:
             dataset_id=job.dataset_id,
         ),
     ]
+
+
+def requeued_event(job: Job, *, previous_attempt: int, reason: str | None) -> JobRequeued:
+    """The offer of a pending job to the pool(s) it targets, again."""
+    return JobRequeued(
+        job_id=job.id,
+        job_type=job.job_type,
+        gpu_provider=job.gpu_provider,
+        previous_attempt=previous_attempt,
+        reason=reason or "requeued",
+        worker_pool=job.worker_pool,
+        owner_pool=job.owner_pool,
+    )
 
 
 def transition_events(job: Job, t: Transition, *, now: datetime) -> list[EventPayload]:
@@ -117,19 +132,16 @@ def transition_events(job: Job, t: Transition, *, now: datetime) -> list[EventPa
             )
         )
     elif t.to_status is JobStatus.PENDING:
-        events.append(
-            JobRequeued(
-                job_id=job.id,
-                job_type=job.job_type,
-                gpu_provider=job.gpu_provider,
-                previous_attempt=t.attempt,
-                reason=t.reason or "requeued",
-            )
-        )
+        if job.retry_at is None:
+            # With a back-off (retry_at) the offer waits: the watchdog publishes it when due.
+            events.append(requeued_event(job, previous_attempt=t.attempt, reason=t.reason))
         # The worker that lost the lease may be alive behind a partition: tell it to stop.
-        events.append(
-            JobCancelRequested(job_id=job.id, attempt=t.attempt, reason=CancelReason.LEASE_EXPIRED)
+        reason = (
+            CancelReason.WORKER_REVOKED
+            if t.reason == "worker_revoked"
+            else CancelReason.LEASE_EXPIRED
         )
+        events.append(JobCancelRequested(job_id=job.id, attempt=t.attempt, reason=reason))
     elif t.to_status is JobStatus.CANCELLED and t.from_status is JobStatus.RUNNING:
         events.append(
             JobCancelRequested(job_id=job.id, attempt=t.attempt, reason=CancelReason.USER)

@@ -5,26 +5,29 @@ the fencing hold whichever way a worker talks to us (broker or the brief's HTTP 
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from uuid import UUID
 
 import structlog
 
-from contracts.enums import GPUProvider, JobType
 from contracts.events import (
     DatasetDeleted,
     DatasetValidated,
     EventPayload,
     JobFailed,
     JobProgress,
-    JobRequeued,
     ModelPushed,
+    WorkerHeartbeat,
 )
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
 from contracts.store import owner_key
+from job_api.adapters.repository import PendingGroup
 from job_api.domain.job import Credential, Job, Progress, PushedModel, hash_claim_secret
-from job_api.service_layer.announce import announce, status_row
+from job_api.domain.worker import Worker
+from job_api.service_layer.announce import announce, requeued_event, status_row
 from job_api.service_layer.namespaces import linked_hub_token
 from job_api.service_layer.reports import Completion, Failure, Heartbeat, Outcome, Report, Reports
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
+from job_api.service_layer.workers import record_heartbeats
 from servicekit.tickets import mint_data_ticket
 
 log = structlog.get_logger(__name__)
@@ -81,28 +84,46 @@ def _refuse(refusal: ClaimRefusal, message: str) -> ClaimReply:
     return ClaimReply(granted=False, refusal=refusal, message=message)
 
 
+async def claimant(uow: UnitOfWork, cmd: ClaimJob) -> Worker | None:
+    """The enrolled worker a claim is signed by; None for an unknown or revoked worker or a
+    signature that does not verify."""
+    try:
+        worker_id = UUID(hex=cmd.worker_id)
+    except ValueError:
+        return None
+    worker = await uow.workers.authenticating(worker_id)
+    return worker if worker is not None and worker.signed_claim(cmd) else None
+
+
 async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: datetime) -> ClaimReply:
+    worker = await claimant(uow, cmd)
+    if worker is None:
+        return _refuse(
+            ClaimRefusal.UNAUTHORIZED,
+            "The claim is not signed by an enrolled worker's credential (unknown or revoked).",
+        )
     if cmd.expires_at < now:
         return _refuse(ClaimRefusal.EXPIRED, "The claim request expired before it was read.")
     job = await uow.jobs.get(cmd.job_id, for_update=True)
     if job is None:
         return _refuse(ClaimRefusal.NOT_FOUND, f"Job {cmd.job_id} does not exist.")
-    if job.job_type not in cmd.job_types or job.gpu_provider is not cmd.provider:
+    if job.job_type not in cmd.job_types or not job.routable_to(worker.pool, cmd.provider):
         return _refuse(
             ClaimRefusal.WRONG_ROUTE,
-            f"Job {job.id} is a {job.job_type} job for {job.gpu_provider}.",
+            f"Job {job.id} is not offered to this worker's pool, job types and provider.",
         )
+    holder = worker.id.hex
     # A random secret per grant; only its hash is stored. A retried claim (its reply was lost)
     # gets a new one: the worker never saw the first.
     secret = secrets.token_urlsafe(32)
-    if job.is_same_claim(cmd.worker_id, cmd.claim_id):
+    if job.is_same_claim(holder, cmd.claim_id):
         job.rotate_claim_secret(hash_claim_secret(secret))
         await uow.jobs.save(job)
         return ClaimReply(granted=True, job=await job_spec(uow, job, policy, secret))
     if not job.is_claimable():
         return _refuse(ClaimRefusal.NOT_PENDING, f"Job {job.id} is {job.status}.")
     transition = job.claim(
-        worker_id=cmd.worker_id,
+        worker_id=holder,
         claim_id=cmd.claim_id,
         now=now,
         lease=policy.lease,
@@ -209,10 +230,12 @@ PROJECTIONS: dict[type[EventPayload], Callable[[UnitOfWork, EventPayload], Await
 async def apply_worker_events(
     uow: UnitOfWork, payloads: Sequence[EventPayload], policy: Policy, *, now: datetime
 ) -> Outcome:
-    """Apply a batch of worker reports and data-service events in one transaction."""
+    """Apply a batch of worker reports, worker heartbeats and data-service events in one
+    transaction."""
     reports = [(p, REPORT_OF[type(p)](p)) for p in payloads if type(p) in REPORT_OF]
     jobs = await uow.jobs.get_many_for_update([r.job_id for _, r in reports])
     batch = Reports(uow, policy, now=now)
+    await record_heartbeats(uow, [p for p in payloads if isinstance(p, WorkerHeartbeat)], now=now)
     for payload in payloads:
         project = PROJECTIONS.get(type(payload))
         if project is not None:
@@ -248,28 +271,23 @@ async def expire_leases(uow: UnitOfWork, *, now: datetime, limit: int = 100) -> 
 async def redispatch_stale(
     uow: UnitOfWork, policy: Policy, *, now: datetime, limit: int = 100
 ) -> list[Job]:
-    jobs = await uow.jobs.undispatched_since(now - policy.redispatch_after, limit=limit)
-    for job in jobs:
+    """Offer again the pending jobs whose back-off is over, and those whose last offer is old
+    (its message may have been dead-lettered or purged)."""
+    due = await uow.jobs.retries_due(now, limit=limit)
+    stale = await uow.jobs.undispatched_since(now - policy.redispatch_after, limit=limit)
+    for job, reason in [*((j, "retry_backoff") for j in due), *((j, "redispatch") for j in stale)]:
         job.redispatch(now=now)
         await uow.jobs.save(job)
-        await uow.publish(
-            JobRequeued(
-                job_id=job.id,
-                job_type=job.job_type,
-                gpu_provider=job.gpu_provider,
-                previous_attempt=job.attempt,
-                reason="redispatch",
-            )
-        )
-        log.info("job.redispatched", job_id=str(job.id), attempt=job.attempt)
-    return jobs
+        await uow.publish(requeued_event(job, previous_attempt=job.attempt, reason=reason))
+        log.info("job.redispatched", job_id=str(job.id), attempt=job.attempt, reason=reason)
+    return [*due, *stale]
 
 
 async def mark_worker_presence(
-    uow: UnitOfWork, route: tuple[JobType, GPUProvider], *, has_worker: bool, now: datetime
+    uow: UnitOfWork, group: PendingGroup, *, has_worker: bool, now: datetime
 ) -> int:
     changed = 0
-    for job in await uow.jobs.pending_on_route(*route):
+    for job in await uow.jobs.pending_in_group(group):
         if job.mark_worker_presence(has_worker=has_worker, now=now):
             await uow.jobs.save(job)
             reason = "worker_available" if has_worker else "no_worker"

@@ -9,9 +9,9 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from contracts.enums import GPUProvider, JobPhase, JobType
+from contracts.enums import GPUProvider, JobPhase, JobType, WorkerPool
 from contracts.hyperparameters import parse_hyperparameters
-from contracts.routing import DATASET_REF_PREFIX
+from contracts.routing import DATASET_REF_PREFIX, pool_key
 from job_api.adapters.repository import JobFilter
 from job_api.domain.errors import DomainError, InvalidJob, JobNotFound
 from job_api.domain.job import Job
@@ -48,6 +48,7 @@ class SubmitJob:
     gpu_provider: GPUProvider
     project_id: str | None = None
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    worker_pool: WorkerPool = WorkerPool.SHARED
 
 
 class HyperparameterError(Exception):
@@ -125,6 +126,23 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
     return None
 
 
+async def _owner_pool(uow: UnitOfWork, cmd: SubmitJob) -> str | None:
+    """The owner's private pool for a job that may run there; a private-only job needs a pool
+    (an enrolled worker), else its offer would reach no queue."""
+    if cmd.worker_pool is WorkerPool.SHARED:
+        return None
+    if cmd.worker_pool is WorkerPool.PRIVATE and not await uow.workers.has_private_pool(
+        cmd.user_id
+    ):
+        raise InvalidJob(
+            "no_private_pool",
+            "You have no enrolled worker of your own yet: add one (Workers page, or "
+            "POST /api/workers) before creating a private job, or use worker_pool shared or any.",
+            "worker_pool",
+        )
+    return pool_key(cmd.user_id)
+
+
 async def create_job(
     uow: UnitOfWork,
     cmd: SubmitJob,
@@ -178,6 +196,7 @@ async def submit_job(
     except ValidationError as exc:
         raise HyperparameterError(exc) from exc
     dataset_id = await resolve_training_data(uow, cmd, policy)
+    owner_pool = await _owner_pool(uow, cmd)
     job = Job(
         id=job_id or uuid.uuid4(),
         user_id=cmd.user_id,
@@ -193,6 +212,8 @@ async def submit_job(
         created_at=now,
         updated_at=now,
         dispatched_at=now,
+        worker_pool=cmd.worker_pool,
+        owner_pool=owner_pool,
     )
     if worker_present is False:
         job.mark_worker_presence(has_worker=False, now=now)

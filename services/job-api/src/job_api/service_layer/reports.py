@@ -164,6 +164,7 @@ async def on_failure(reports: Reports, job: Job, r: Report) -> None:
         failure_class=r.failure_class,
         retryable=r.retryable,
         now=reports.now,
+        backoff=reports.policy.retry_backoff,
     )
     await announce(reports.uow, job, transition, now=reports.now)
 

@@ -24,6 +24,7 @@ from job_api.adapters.repository import (
     JobRepository,
     NeedsTransaction,
 )
+from job_api.adapters.workers import WorkerCache, WorkerRepository
 from job_api.domain.job import Job
 from job_api.domain.namespaces import TokenCipher
 from messaging.outbox import outbox_row
@@ -40,13 +41,19 @@ class UnitOfWork:
     in a transaction (`Database.write`)."""
 
     def __init__(
-        self, conn: AsyncConnection, *, optimistic: bool = False, fresh: FreshJobs | None = None
+        self,
+        conn: AsyncConnection,
+        *,
+        optimistic: bool = False,
+        fresh: FreshJobs | None = None,
+        worker_cache: WorkerCache | None = None,
     ) -> None:
         self.conn = conn
         self.optimistic = optimistic
         self.jobs = JobRepository(conn, optimistic=optimistic, fresh=fresh)
         self._events = JobEventRepository(conn)
         self.datasets = DatasetRepository(conn, read_only=optimistic)
+        self.workers = WorkerRepository(conn, cache=worker_cache)
         self._idempotency = IdempotencyRepository(conn)
         self.namespaces = NamespaceRepository(conn)
         # Run by the entry point once the transaction has committed (counters, never on rollback).

@@ -3,11 +3,14 @@
 A PATCH becomes the same `Report` the broker path builds and goes through the same handlers
 (service_layer.reports): one fencing rule, one set of transitions.
 
-- `status: running` on a pending job claims it: a compare-and-set under the row lock. The worker
-  is named by `X-Worker-Id` (default `http-worker`); the same worker repeating the claim gets the
-  job back (no new attempt, no new data ticket); anyone else gets 409 `already_claimed`.
-- Every other update applies only for the holder: the worker that claimed the job over HTTP, and,
-  when the body names an `attempt`, that attempt. Otherwise 409 `stale_attempt`, with the reason.
+- The caller is a credential: an enrolled worker's token, or (where allowed) the shared key,
+  one identity for all its holders. Headers and body fields naming a worker are not believed.
+- `status: running` on a pending job its pool may take claims it: a compare-and-set under the row
+  lock. The same credential repeating the claim gets the job back (no new attempt, no new data
+  ticket); any other gets 409 `already_claimed`.
+- Every other update applies only for the holder: the credential that claimed the job over HTTP,
+  and, when the body names an `attempt`, that attempt. Otherwise 409 `stale_attempt`, with the
+  reason.
 - A heartbeat whose progress is behind renews the lease and keeps the higher progress (as on the
   broker path).
 """
@@ -25,8 +28,6 @@ from job_api.service_layer.announce import announce
 from job_api.service_layer.dispatch import data_ticket
 from job_api.service_layer.reports import Completion, Failure, Heartbeat, Report, Reports
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
-
-HTTP_WORKER = "http-worker"
 
 
 @dataclass(frozen=True)
@@ -139,12 +140,15 @@ async def update_job(
     policy: Policy,
     *,
     now: datetime,
-    worker_id: str | None = None,
+    holder: str,
+    pool: str,
 ) -> Updated:
+    """`holder`: the calling credential's identity; `pool`: the pool it belongs to (a job its pool
+    may not take is not found for it: another pool's jobs are not its business)."""
     job = await uow.jobs.get(job_id, for_update=True)
-    if job is None:
+    if job is None or not job.routable_to(pool, None):
         raise JobNotFound(job_id)
-    worker = worker_id or u.worker_id or HTTP_WORKER
+    worker = holder
     reports = Reports(uow, policy, now=now)
     ticket: DataTicket | None = None
     if u.status is JobStatus.RUNNING and job.status is not JobStatus.RUNNING:
@@ -173,10 +177,20 @@ async def update_job(
 
 
 async def pending_jobs(
-    uow: UnitOfWork, *, job_type: JobType | None, provider: GPUProvider | None, limit: int
+    uow: UnitOfWork,
+    *,
+    pool: str,
+    job_type: JobType | None,
+    provider: GPUProvider | None,
+    limit: int,
 ) -> list[Job]:
+    """The pending jobs a worker of `pool` may take."""
     flt = JobFilter(
-        user_id=None, status=JobStatus.PENDING, job_type=job_type, gpu_provider=provider
+        user_id=None,
+        status=JobStatus.PENDING,
+        job_type=job_type,
+        gpu_provider=provider,
+        pool=pool,
     )
     # Oldest first: the queue order a polling worker expects.
     return await uow.jobs.search(flt, limit=limit, oldest_first=True)
