@@ -2,7 +2,7 @@
 served by uvicorn in a subprocess, statistics and the printed report.
 
 job-api is driven only from the outside (its CLI `job-api migrate` / `job-api serve`, its HTTP API,
-and `messaging.worker.WorkerClient` for the worker's side), so the scripts keep working while its
+and `workerlink.link.BrokerLink` for the worker's side), so the scripts keep working while its
 insides change. Nothing here is imported by the services; each benchmark script is run on its own
 with `uv run python bench/<name>.py [--quick]`.
 """
@@ -33,7 +33,8 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 
-from contracts.routing import BrokerNames
+from contracts.enums import GPUProvider, JobType
+from contracts.routing import SHARED_POOL, BrokerNames
 from servicekit.auth import mint_token
 from servicekit.db import (
     asyncpg_dsn,
@@ -42,6 +43,8 @@ from servicekit.db import (
     with_credentials,
 )
 from servicekit.logging import configure_logging
+from workerlink.identity import WorkerIdentity
+from workerlink.link import BrokerLink
 
 ADMIN_DSN = os.environ.get("FTD_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The broker's base URL (no vhost); each run adds its own vhost, deleted afterwards.
@@ -487,3 +490,27 @@ def machine_note() -> str:
         f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"python {sys.version.split()[0]}"
     )
+
+
+async def bench_worker(
+    stack: Stack, server: Server, job_types: Sequence[JobType] = (JobType.EMBEDDING,)
+) -> BrokerLink:
+    """The worker's own client (workerlink), enrolled through job-api's API as an operator enrolls
+    a shared-pool worker, connected and consuming its queues."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        response = await client.post(
+            "/api/workers",
+            json={"name": "bench-worker", "pool": "shared"},
+            headers={"Authorization": f"Bearer {stack.token('bench-operator', admin=True)}"},
+        )
+    response.raise_for_status()
+    worker = BrokerLink(
+        stack.amqp_url,
+        stack.names,
+        identity=WorkerIdentity.of(response.json()["data"]["token"], SHARED_POOL),
+        provider=GPUProvider.LOCAL,
+        job_types=list(job_types),
+    )
+    await worker.connect()
+    await worker.resume_offers()
+    return worker

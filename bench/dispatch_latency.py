@@ -2,7 +2,7 @@
 the raw durable chain a careful engineer would write (the floor), measured in the same run.
 
 job-api runs as `job-api serve` (uvicorn, subprocess) with relay, consumers, RPC server and
-watchdog. A WorkerClient (provider local, job type embedding) runs in this process as its own
+watchdog. A BrokerLink (provider local, job type embedding) runs in this process as its own
 task: next_offer -> take (claim RPC, then ack). Jobs are sent one at a time:
 
   t0  just before the POST (LeanHttpClient below, keep-alive, a real JWT)
@@ -52,6 +52,7 @@ from _common import (
     Stack,
     add_server_env_option,
     bench_stack,
+    bench_worker,
     job_api_server,
     job_body,
     machine_note,
@@ -63,11 +64,9 @@ from _common import (
 from _floor_app import DDL, INSERT_JOB, INSERT_OUTBOX
 from aio_pika.abc import AbstractIncomingMessage
 
-from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
-from messaging.broker import Broker
 from messaging.topology import declare_core, quorum_arguments
-from messaging.worker import WorkerClient
+from workerlink.link import BrokerLink
 
 # --------------------------------------------------------------------------- job-api
 
@@ -149,14 +148,13 @@ class HttpxClient:
 
 
 class JobApiChain:
-    """`job-api serve` in a subprocess and a WorkerClient task in this process."""
+    """`job-api serve` in a subprocess and a BrokerLink task in this process."""
 
     def __init__(self, stack: Stack, extra_env: dict[str, str], client: str = "lean") -> None:
         self.client_kind = client
         self.stack = stack
         self.server = job_api_server(stack, **extra_env)
-        self.broker = Broker(stack.amqp_url, stack.names, client_name="bench-worker")
-        self.worker: WorkerClient | None = None
+        self.worker: BrokerLink | None = None
         self.task: asyncio.Task[None] | None = None
         self.claimed: dict[uuid.UUID, asyncio.Future[tuple[float, float]]] = {}
         self.client: LeanHttpClient | HttpxClient | None = None
@@ -164,11 +162,11 @@ class JobApiChain:
     def _slot(self, job_id: uuid.UUID) -> asyncio.Future[tuple[float, float]]:
         return self.claimed.setdefault(job_id, asyncio.get_running_loop().create_future())
 
-    async def _work(self, worker: WorkerClient) -> None:
+    async def _work(self, worker: BrokerLink) -> None:
         while True:
             offer = await worker.next_offer()
             t_offer = time.perf_counter()
-            reply = await worker.take(offer)
+            reply = await worker.claim(offer)
             t1 = time.perf_counter()
             if not reply.granted or reply.job is None or reply.job.attempt != 1:
                 self._slot(offer.job_id).set_exception(RuntimeError(f"claim refused: {reply}"))
@@ -177,14 +175,7 @@ class JobApiChain:
 
     async def start(self) -> None:
         await self.server.start()
-        await self.broker.connect()
-        self.worker = WorkerClient(
-            self.broker,
-            worker_id="bench-w1",
-            provider=GPUProvider.LOCAL,
-            job_types=[JobType.EMBEDDING],
-        )
-        await self.worker.start()
+        self.worker = await bench_worker(self.stack, self.server)
         self.task = asyncio.create_task(self._work(self.worker))
         url = httpx.URL(self.server.base_url)
         self.client = (
@@ -216,8 +207,7 @@ class JobApiChain:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         if self.worker is not None:
-            await self.worker.close()
-        await self.broker.close()
+            await self.worker.close(flush_timeout=1)
         await self.server.stop()
 
 
@@ -258,7 +248,7 @@ class Chain:
         args = quorum_arguments(self.names)
         work = await setup.declare_queue(self.work_q, durable=True, arguments=args)
         await work.bind(self.names.events_exchange, routing_key="job.created.#")
-        rpc_x = await setup.declare_exchange(self.rpc_x, aio_pika.ExchangeType.DIRECT, durable=True)
+        rpc_x = await setup.declare_exchange(self.rpc_x, aio_pika.ExchangeType.TOPIC, durable=True)
         rpc = await setup.declare_queue(self.rpc_q, durable=True, arguments=args)
         await rpc.bind(rpc_x, routing_key=self.rpc_q)
         await setup.close()
@@ -287,7 +277,7 @@ class Chain:
         await (await srv_ch.get_queue(self.rpc_q)).consume(on_request)
 
         # Worker: a confirming channel with an exclusive reply queue (as RpcClient), and the work
-        # queue with prefetch 1 (as WorkerClient).
+        # queue with prefetch 1 (as BrokerLink).
         rpc_ch = await wrk_conn.channel(publisher_confirms=True)
         rpc_exchange = await rpc_ch.get_exchange(self.rpc_x, ensure=False)
         reply_q = await rpc_ch.declare_queue(exclusive=True, auto_delete=True)

@@ -1,14 +1,14 @@
 """Progress ingest: how fast job-api applies a backlog of `job.progress` reports, against a raw
 aio-pika consumer that only acknowledges each message (same broker, same run).
 
-job-api is driven from the outside only (`job-api serve`, its HTTP API, a WorkerClient):
+job-api is driven from the outside only (`job-api serve`, its HTTP API, a BrokerLink):
 
 1. `job-api serve` starts (lease 1 h, so nothing expires); K jobs are created with POST and
-   claimed by a WorkerClient over the claim RPC (attempt 1, each with its claim secret where the
+   claimed by a BrokerLink over the claim RPC (attempt 1, each with its claim secret where the
    protocol has one).
 2. job-api is stopped (graceful). The worker publishes M progress reports (attempt 1, progress
    and step strictly increasing per job, round-robin over the jobs, realistic fields: step,
-   epoch, loss, metrics, one log line) with WorkerClient.publish, i.e. wherever the protocol
+   epoch, loss, metrics, one log line) with BrokerLink.publish, i.e. wherever the protocol
    routes worker reports; they wait in job-api's durable queue. The queue is found by its depth
    (rabbitmqctl), so its name is not hard-wired here.
 3. `job-api serve` starts again. The queue depth is polled every few ms: the timed window opens
@@ -49,6 +49,7 @@ from _common import (
     Stack,
     add_server_env_option,
     bench_stack,
+    bench_worker,
     job_api_server,
     job_body,
     machine_note,
@@ -60,12 +61,11 @@ from _common import (
 )
 from aio_pika.abc import AbstractIncomingMessage
 
-from contracts.enums import GPUProvider, JobType
 from contracts.events import Envelope, JobProgress
 from contracts.routing import BrokerNames
 from messaging.broker import Broker
 from messaging.topology import declare_core, quorum_arguments
-from messaging.worker import WorkerClient
+from workerlink.link import BrokerLink
 
 PUBLISH_CHUNK = 500
 PREFETCH = 1000  # InboxConsumer's default: 2 x max_batch (500)
@@ -184,7 +184,7 @@ async def measure_raw(stack: Stack, bodies: list[bytes], label: str) -> tuple[fl
 
 
 async def create_running_jobs(
-    server: Server, stack: Stack, worker: WorkerClient, k: int
+    server: Server, stack: Stack, worker: BrokerLink, k: int
 ) -> dict[uuid.UUID, str | None]:
     """K jobs created over HTTP and claimed over the broker: job id -> claim secret (or None)."""
     ids: list[uuid.UUID] = []
@@ -199,7 +199,7 @@ async def create_running_jobs(
     claimed: dict[uuid.UUID, str | None] = {}
     while len(claimed) < k:
         offer = await worker.next_offer(timeout=30)
-        reply = await worker.take(offer)
+        reply = await worker.claim(offer)
         if not reply.granted or reply.job is None or reply.job.attempt != 1:
             raise RuntimeError(f"claim of {offer.job_id} refused: {reply}")
         claimed[offer.job_id] = getattr(reply.job, "claim_secret", None)
@@ -257,14 +257,11 @@ async def measure_job_api(
     env = {"JOB_API_LEASE_SECONDS": "3600", **extra_env}
     first = job_api_server(stack, **env)
     await first.start()
-    wbroker = Broker(stack.amqp_url, stack.names, client_name="bench-worker")
+    wbroker = Broker(stack.amqp_url, stack.names, client_name="bench-probe")
     await wbroker.connect()
-    worker = WorkerClient(
-        wbroker, worker_id="bench-w1", provider=GPUProvider.LOCAL, job_types=[JobType.EMBEDDING]
-    )
+    worker = await bench_worker(stack, first)
     second: Server | None = None
     try:
-        await worker.start()
         try:
             phases.mark("start job-api")
             jobs = await create_running_jobs(first, stack, worker, k)
@@ -349,7 +346,7 @@ async def measure_job_api(
         left = {n: d for n, d in (await exact_depths(probe, stack.vhost)).items() if d}
         await probe.close()
     finally:
-        await worker.close()
+        await worker.close(flush_timeout=1)
         await wbroker.close()
         if second is not None:
             await second.stop()

@@ -1,10 +1,10 @@
 """SSE fan-out: many open Server-Sent Events streams on one job-api process while progress reports
 flow, measured from the worker's publish to the browser's socket.
 
-job-api is driven from the outside only (`job-api serve`, its HTTP API, a WorkerClient):
+job-api is driven from the outside only (`job-api serve`, its HTTP API, a BrokerLink):
 
 1. 100 jobs (`--jobs`), each owned by its own user, are created with POST and claimed by a
-   WorkerClient (running, attempt 1, lease 1 h).
+   BrokerLink (running, attempt 1, lease 1 h).
 2. For each stream count N (`--streams`, default 100 then 1,000), on a fresh job-api process:
    - warm-up (a few streams and reports), then the server's RSS is read (/proc) as the base;
    - N streams are opened, GET /api/finetune/jobs/{id}/stream with the owner's JWT, stream i on
@@ -13,7 +13,7 @@ job-api is driven from the outside only (`job-api serve`, its HTTP API, a Worker
      `snapshot` event;
      RSS again once the server is idle: memory per stream = (RSS open - RSS base) / N;
    - the worker publishes `--rate` (200) progress reports per second for `--seconds`, round-robin
-     over the jobs (WorkerClient.publish, i.e. wherever the protocol routes worker reports);
+     over the jobs (BrokerLink.publish, i.e. wherever the protocol routes worker reports);
      every report carries a per-job step, and each stream records when that step reaches it:
      delivery latency = arrival at the client socket - the moment before the publish;
    - meanwhile pg_stat_activity is sampled every 50 ms for the benchmark database, grouped by
@@ -66,6 +66,7 @@ from _common import (
     add_server_env_option,
     admin_dsn_for,
     bench_stack,
+    bench_worker,
     job_api_server,
     job_body,
     machine_note,
@@ -76,10 +77,8 @@ from _common import (
     verdict,
 )
 
-from contracts.enums import GPUProvider, JobType
 from contracts.events import JobProgress
-from messaging.broker import Broker
-from messaging.worker import WorkerClient
+from workerlink.link import BrokerLink
 
 MAX_STEPS = 100_000  # progress = 99 * step / MAX_STEPS: strictly increasing, never 100
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -284,23 +283,16 @@ class Fanout:
         self.owners: dict[uuid.UUID, str] = {}  # job id -> owner (the JWT sub)
         self.secrets: dict[uuid.UUID, str | None] = {}
         self.steps: dict[uuid.UUID, int] = {}
-        self.broker = Broker(stack.amqp_url, stack.names, client_name="bench-worker")
-        self.worker = WorkerClient(
-            self.broker,
-            worker_id="bench-w1",
-            provider=GPUProvider.LOCAL,
-            job_types=[JobType.EMBEDDING],
-        )
+        self.worker: BrokerLink | None = None
         self.secret_field = "claim_secret" in JobProgress.model_fields
         self.profiles: list[Path] = []
 
-    async def start(self) -> None:
-        await self.broker.connect()
-        await self.worker.start()
+    async def start(self, server: Server) -> None:
+        self.worker = await bench_worker(self.stack, server)
 
     async def close(self) -> None:
-        await self.worker.close()
-        await self.broker.close()
+        if self.worker is not None:
+            await self.worker.close(flush_timeout=1)
 
     async def create_jobs(self, server: Server) -> None:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
@@ -312,9 +304,10 @@ class Fanout:
                 if response.status_code != 201:
                     raise RuntimeError(f"POST answered {response.status_code}: {response.text}")
                 self.owners[uuid.UUID(response.json()["data"]["id"])] = owner
+        assert self.worker is not None
         while len(self.secrets) < len(self.owners):
             offer = await self.worker.next_offer(timeout=30)
-            reply = await self.worker.take(offer)
+            reply = await self.worker.claim(offer)
             if not reply.granted or reply.job is None or reply.job.attempt != 1:
                 raise RuntimeError(f"claim of {offer.job_id} refused: {reply}")
             self.secrets[offer.job_id] = getattr(reply.job, "claim_secret", None)
@@ -355,6 +348,7 @@ class Fanout:
             payload = self.report(job_id)
             if deliveries is not None:
                 deliveries.sent[(str(job_id), int(payload.step or 0))] = time.perf_counter()
+            assert self.worker is not None
             tasks.append(asyncio.create_task(self.worker.publish(payload)))
         await asyncio.gather(*tasks)
         return total
@@ -403,7 +397,7 @@ async def run_phase(fan: Fanout, n: int, phases: Phases) -> PhaseResult:
     streams: list[SSEStream] = []
     try:
         if not fan.owners:
-            await fan.start()  # the work queues exist once job-api has started
+            await fan.start(server)  # the work queues exist once job-api has started
             await fan.create_jobs(server)
             phases.mark("create + claim jobs")
         # Warm-up: a few streams and reports, so the base RSS is that of a server that has served.

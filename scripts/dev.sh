@@ -119,6 +119,9 @@ load_or_create_secret FINETUNE_WORKER_KEY
 
 export FTD_ENV=development
 export FTD_ENABLE_OFFLINE_MODELS=true
+# Each enrolled worker gets a broker user of its own through RabbitMQ's management API
+# (scripts/ensure-services.sh enabled it; guest may use it from this machine).
+export FTD_BROKER_MANAGEMENT_URL=${FTD_BROKER_MANAGEMENT_URL:-http://guest:guest@127.0.0.1:15672}
 # One database per checkout (the Makefile derives it from the path; this default is the same).
 FTD_DATABASE_NAME=${FTD_DATABASE_NAME:-finetune_$(printf '%s' "$PWD" | sha256sum | cut -c1-8)}
 export FTD_DATABASE_NAME
@@ -147,11 +150,12 @@ require_port 8000
 start_service gateway bash scripts/gateway.sh
 wait_healthy gateway http://127.0.0.1:8000/healthz
 
-# CPU worker (provider local): the training stack goes into .venv outside uv.lock (DEVELOPERS.md),
+# CPU worker (provider local): the training stack goes into .venv outside uv.lock (install-training.sh),
 # then one worker dials RabbitMQ and trains on this machine; models land in the local model store.
 bash scripts/install-training.sh
 export FTD_MODEL_STORE_DIR="$PWD/$DEV_DIR/models"
-start_service worker uv run ftd-worker run --provider local --no-console \
+# Enrolled once into the shared pool (token in .dev/worker-token), restarted if it ever dies.
+start_service worker bash scripts/dev-worker.sh --provider local --no-console \
   --work-dir "$DEV_DIR/worker"
 
 # frontend (UI, :8004): the built single-page app, /api/* proxied to :8000 (the gateway serves it at /).
@@ -173,7 +177,8 @@ cat <<BANNER
     Database     $FTD_DATABASE_NAME (this checkout's own)
     Models       $FTD_MODEL_STORE_DIR   (local model store; set HF_TOKEN to push to the Hub)
 
-    Worker key   $FINETUNE_WORKER_KEY   (${SECRET_SOURCE[FINETUNE_WORKER_KEY]})
+    Workers      $PUBLIC_URL/workers   (the CPU worker is enrolled; add your own there)
+    Worker key   $FINETUNE_WORKER_KEY   (${SECRET_SOURCE[FINETUNE_WORKER_KEY]}; the brief's shared key, development only)
     JWT secret   $FTD_JWT_SECRET   (${SECRET_SOURCE[FTD_JWT_SECRET]})
 
     Dev token for user "dev-user" (another: make token SUB=alice):

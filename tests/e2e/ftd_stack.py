@@ -19,6 +19,7 @@ points at it (E2E_BASE_URL, E2E_TOKEN, ...): `make ui-e2e` runs the browser test
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,11 +33,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[2]
 FRONTEND = ROOT / "frontend"
 BIN = Path(sys.executable).parent
 ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# RabbitMQ's management API (scripts/ensure-services.sh enables it): workers' broker users.
+MANAGEMENT_URL = os.environ.get("FTD_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
 SERVICES = ("job-api", "data-service", "registry-service")
 SCHEMAS = {"job-api": "jobs", "data-service": "data", "registry-service": "registry"}
 DB_ENV = {
@@ -59,6 +64,8 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     start_process: Callable[[str, list[str], dict[str, str]], None] | None = None
     worker_args: list[str] = field(default_factory=list)
+    # The CPU worker's enrolled credential (its token is in its environment, never its argv).
+    worker_env: dict[str, str] = field(default_factory=dict)
 
     def kill_worker(self, sig: signal.Signals = signal.SIGKILL) -> int:
         """Kill the worker (SIGKILL: no hand-back, no last report) and wait for it to exit."""
@@ -72,7 +79,12 @@ class Stack:
         `env` added to its environment."""
         assert self.start_process is not None
         assert self.worker_args, "this stack runs no worker"
-        self.start_process("worker", self.worker_args, env)
+        self.start_process("worker", self.worker_args, {**self.worker_env, **env})
+
+    def admin_token(self) -> str:
+        from servicekit.auth import mint_token
+
+        return mint_token(self.jwt_secret, "stack-operator", roles=["admin"], ttl_seconds=3600)
 
     def token(self, sub: str = "e2e-user", *, ttl_seconds: int = 3600) -> str:
         from servicekit.auth import mint_token
@@ -227,6 +239,37 @@ def _migrate(urls: dict[str, str]) -> None:
     migrate_registry(urls["registry-service"])
 
 
+def _enroll(base_url: str, jwt_secret: str, name: str) -> str:
+    """Enroll a shared-pool worker as an operator does (POST /api/workers through the gateway):
+    job-api makes its broker user. Returns the token."""
+    from servicekit.auth import mint_token
+
+    admin = mint_token(jwt_secret, "stack-operator", roles=["admin"], ttl_seconds=600)
+    response = httpx.post(
+        f"{base_url}/api/workers",
+        json={"name": name, "pool": "shared"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["data"]["token"]
+    return token
+
+
+async def _drop_worker_users(prefix: str) -> None:
+    """The broker users job-api made for this stack's workers (their permissions name the
+    stack's prefix)."""
+    parts = httpx.URL(MANAGEMENT_URL)
+    async with httpx.AsyncClient(
+        auth=(parts.username, parts.password), timeout=10, trust_env=False
+    ) as http:
+        base = f"{parts.scheme}://{parts.host}:{parts.port}/api"
+        permissions = (await http.get(f"{base}/permissions")).json()
+        for grant in permissions:
+            if grant["user"].startswith("ftdw-") and re.escape(prefix) in grant["read"]:
+                await http.delete(f"{base}/users/{grant['user']}")
+
+
 @contextlib.contextmanager
 def full_stack(
     root: Path,
@@ -264,6 +307,8 @@ def full_stack(
             "FTD_PUBLIC_BASE_URL": base_url,
             "FTD_ACCESS_LOG": "false",
             "JOB_API_PRESENCE_INTERVAL": "1",
+            # Each enrolled worker gets its own broker user (least privilege), as in production.
+            "FTD_BROKER_MANAGEMENT_URL": MANAGEMENT_URL,
             "JOB_API_DB_POOL_SIZE": "10",
             "DATA_SERVICE_DB_POOL_SIZE": "5",
             "REGISTRY_SERVICE_DB_POOL_SIZE": "5",
@@ -336,15 +381,17 @@ def full_stack(
         if ui:
             wait_http(f"http://127.0.0.1:{ports['ui']}/", processes["ui"], "ui")
         worker_args: list[str] = []
+        worker_env: dict[str, str] = {}
         if worker_job_types:
+            worker_env = {"FTD_WORKER_TOKEN": _enroll(base_url, jwt_secret, f"stack-cpu-{tag}")}
             args = [
                 str(BIN / "ftd-worker"),
                 "run",
+                "--api-url",
+                base_url,
                 "--provider",
                 "local",
                 "--no-console",
-                "--worker-id",
-                f"stack-cpu-{tag}",
                 "--work-dir",
                 str(root / "worker"),
             ]
@@ -352,7 +399,7 @@ def full_stack(
                 args += ["--job-type", job_type]
             if "llm_lora" in worker_job_types:
                 args.append("--force-job-types")
-            start("worker", args)
+            start("worker", args, **worker_env)
             worker_args = args
             asyncio.run(_worker_consuming(prefix, worker_job_types, processes["worker"]))
         yield Stack(
@@ -365,6 +412,7 @@ def full_stack(
             processes=processes,
             start_process=lambda name, args, more: start(name, args, **more),
             worker_args=worker_args,
+            worker_env=worker_env,
         )
     finally:
         # The worker first (it hands a running job back), then the front door, then services.
@@ -376,6 +424,8 @@ def full_stack(
                 out.close()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
             asyncio.run(_drop_broker_namespace(prefix))
+        with contextlib.suppress(Exception):
+            asyncio.run(_drop_worker_users(prefix))
         asyncio.run(_drop_databases([name for name, _ in databases.values()]))
 
 

@@ -27,7 +27,7 @@ from data_service_testing import (
 import data_service.entrypoints.cli as data_cli
 import job_api.entrypoints.cli as job_cli
 from contracts.enums import GPUProvider, JobType
-from contracts.routing import BrokerNames
+from contracts.routing import SHARED_POOL, BrokerNames
 from data_service.config import Settings as DataSettings
 from data_service.entrypoints.app import create_app as create_data_app
 from data_service.entrypoints.workers import queue_specs as data_queues
@@ -36,8 +36,9 @@ from job_api.entrypoints.app import create_app as create_job_app
 from job_api.entrypoints.workers import queue_specs as job_queues
 from messaging.broker import Broker
 from messaging.topology import delete_topology
-from messaging.worker import WorkerClient
 from servicekit.db import bootstrap_service_database, drop_database, with_credentials
+from workerlink.identity import WorkerIdentity
+from workerlink.link import BrokerLink
 
 pytestmark = pytest.mark.integration
 
@@ -184,19 +185,25 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
                     created = await eventually(accepted, timeout=20)
                     job_id = created.json()["data"]["id"]
 
-                    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="e2e-worker")
-                    await broker.connect()
-                    worker = WorkerClient(
-                        broker,
-                        worker_id="e2e",
+                    enrolled = await client.post(
+                        "/api/workers",
+                        json={"name": "e2e", "pool": "shared"},
+                        headers=user_headers("operator", admin=True),
+                    )
+                    assert enrolled.status_code == 201, enrolled.text
+                    worker = BrokerLink(
+                        AMQP_URL,
+                        BrokerNames(prefix),
+                        identity=WorkerIdentity.of(enrolled.json()["data"]["token"], SHARED_POOL),
                         provider=GPUProvider.LOCAL,
                         job_types=(JobType.CLASSIFIER,),
                     )
-                    await worker.start()
+                    await worker.connect()
+                    await worker.resume_offers()
                     try:
                         offer = await worker.next_offer(timeout=20)
                         assert str(offer.job_id) == job_id
-                        reply = await worker.take(offer)
+                        reply = await worker.claim(offer)
                         assert reply.granted, reply
                         assert reply.job is not None
                         url = reply.job.data.url
@@ -205,15 +212,12 @@ async def test_upload_through_the_gateway_trains_a_job_whose_claim_downloads_the
                         assert token is not None
                         assert token not in url
                         async with httpx.AsyncClient(timeout=30) as plain:
-                            got = await plain.get(
-                                url, headers={"Authorization": f"Bearer {token}"}
-                            )
+                            got = await plain.get(url, headers={"Authorization": f"Bearer {token}"})
                         assert got.status_code == 200
                         assert got.content == body
                         assert got.headers["x-content-sha256"] == dataset["sha256"]
                     finally:
-                        await worker.close()
-                        await broker.close()
+                        await worker.close(flush_timeout=1)
     finally:
         await drop_database(ADMIN_DSN, job_db, roles=[job_db])
         await drop_database(ADMIN_DSN, data_db, roles=[data_db])
