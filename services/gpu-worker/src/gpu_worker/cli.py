@@ -245,7 +245,15 @@ async def serve(
 def resolve_token(settings: WorkerSettings, api_url: str | None) -> tuple[str, str]:
     """(token, api url): from the options/environment, else from `ftd-worker login`'s file."""
     saved = load_credentials(credentials_file())
-    token = settings.token.get_secret_value() if settings.token else (saved[1] if saved else None)
+    token = settings.token.get_secret_value() if settings.token else None
+    if token is None and settings.token_file is not None:
+        try:
+            token = settings.token_file.read_text().strip()
+        except OSError as exc:
+            typer.echo(f"ftd-worker: cannot read FTD_WORKER_TOKEN_FILE: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
+    if token is None and saved:
+        token = saved[1]
     if not token:
         typer.echo(
             "ftd-worker: no worker token: enroll the worker (Workers page, or POST /api/workers), "
@@ -256,7 +264,8 @@ def resolve_token(settings: WorkerSettings, api_url: str | None) -> tuple[str, s
     if parse_token(token) is None:
         typer.echo("ftd-worker: FTD_WORKER_TOKEN is not a worker token (ftdw_...)", err=True)
         raise typer.Exit(2)
-    url = api_url or (saved[0] if saved and not settings.token and saved[0] else settings.api_url)
+    from_login = saved is not None and token == saved[1] and saved[0]
+    url = api_url or (saved[0] if saved and from_login else settings.api_url)
     return token, url
 
 

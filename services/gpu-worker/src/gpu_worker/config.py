@@ -28,6 +28,11 @@ class WorkerSettings(BaseSettings):
         description="The worker's credential (from POST /api/workers or the UI's Add a worker); "
         "`ftd-worker login` stores it instead.",
     )
+    token_file: Path | None = Field(
+        default=None,
+        validation_alias=_alias("FTD_WORKER_TOKEN_FILE"),
+        description="A file holding the token (a container secret, a file an enrol step wrote).",
+    )
     api_url: str = Field(
         default="http://localhost:8000",
         validation_alias=_alias("FTD_API_URL", "FTD_WORKER_API_URL"),
