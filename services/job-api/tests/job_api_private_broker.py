@@ -111,6 +111,14 @@ class PrivateRabbit:
         await self.stop()
         await self.start()
 
+    async def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM killer would: no connection is closed cleanly."""
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
 
 @contextlib.asynccontextmanager
 async def private_rabbit() -> AsyncIterator[PrivateRabbit]:

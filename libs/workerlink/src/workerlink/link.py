@@ -103,6 +103,11 @@ class BrokerLink:
         self.reports: ReportOutbox | None = None
         self.revoked = asyncio.Event()
         self._closing = False
+        # Whether offers are wanted (between resume_offers and pause_offers); the lock keeps a
+        # re-subscription after a reconnect from racing the loop's own resume and pause.
+        self._wanted = False
+        self._offers_lock = asyncio.Lock()
+        self._resubscribing: asyncio.Task[None] | None = None
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -146,6 +151,19 @@ class BrokerLink:
     def _on_reconnect(self, *_: object) -> None:
         log.info("broker.reconnected", worker_id=self.worker_id)
         self._beat_now.set()
+        self._resubscribing = asyncio.create_task(self._resubscribe(), name="offers-resubscribe")
+
+    async def _resubscribe(self) -> None:
+        """After a reconnect: aio-pika restores what was declared through a channel (our reply
+        and cancel queues) but not consumers on queues only looked up (the work queues), so
+        the offers are subscribed anew. Offers delivered before the drop were requeued by the
+        broker; the ones still waiting here are dropped (they cannot be settled any more)."""
+        async with self._offers_lock:
+            await self._drop_work_channel()
+            while not self._offers.empty():
+                self._offers.get_nowait()
+            if self._wanted:
+                await self._subscribe()
 
     def _on_close(self, *args: object) -> None:
         exc = args[1] if len(args) > 1 else None
@@ -161,6 +179,9 @@ class BrokerLink:
 
     async def close(self, *, flush_timeout: float = 10) -> None:
         self._closing = True
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+            await asyncio.gather(self._resubscribing, return_exceptions=True)
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             await asyncio.gather(self._heartbeats, return_exceptions=True)
@@ -188,9 +209,15 @@ class BrokerLink:
             revoked.cancel()
         return not self.revoked.is_set()
 
-    async def resume_offers(self, *, retry_interval: float = 0.5) -> None:
+    async def resume_offers(self) -> None:
         """Consume the pool's work queues of our job types (prefetch 1). Survives a link that
-        drops underneath: it waits for the reconnect and subscribes again."""
+        drops underneath: it waits for the reconnect and subscribes again (and does so after any
+        later reconnect until pause_offers)."""
+        async with self._offers_lock:
+            self._wanted = True
+            await self._subscribe()
+
+    async def _subscribe(self, *, retry_interval: float = 0.5) -> None:
         delay = retry_interval
         while True:
             try:
@@ -225,6 +252,11 @@ class BrokerLink:
 
     async def pause_offers(self) -> None:
         """Stop deliveries, and hand back any offer that raced in (it goes to another worker)."""
+        async with self._offers_lock:
+            self._wanted = False
+            await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
         try:
             # Bounded: on a link that is down (or gone for good) a robust channel would wait.
             async with asyncio.timeout(5):
