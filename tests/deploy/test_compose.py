@@ -1,18 +1,28 @@
 """docker-compose.yml checked against the code without Docker: the services' environment against
 their Settings (names, and a production start-up with it), the gateway's upstreams against the
-service names and ports, health-gated start order, published ports, and secrets only by
-reference to the env file the README generates."""
+service names and ports, health-gated start order, published ports, secrets only by reference to
+the env file the README generates, and the workers' model: RabbitMQ with its management API,
+which job-api reaches as the administrator the broker's entrypoint creates; no shared worker
+user; the bundled worker enrolled by a one-shot (`job-api workers enroll`, parsed by job-api's own
+CLI) whose token file it reads."""
 
 import importlib
+import json
 import re
 import secrets
+import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import typer
 import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
+
+from job_api.adapters.broker_admin import vhost_of
+from job_api.entrypoints.cli import app as job_api_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -233,7 +243,8 @@ def test_migrations_run_once_each_one_at_a_time_before_their_service() -> None:
 def test_no_secret_is_written_in_the_file() -> None:
     for name, service in SERVICES.items():
         for variable, value in _environment(service).items():
-            if SECRET_NAME.search(variable):
+            # A *_FILE variable names where a secret is (FTD_WORKER_TOKEN_FILE), not the secret.
+            if SECRET_NAME.search(variable) and not variable.endswith("_FILE"):
                 m = REFERENCE.fullmatch(value)
                 assert m, f"{name}.{variable} must be a ${{...}} reference to the env file"
                 assert m["op"] != ":-", f"{name}.{variable}: a secret has no default"
@@ -255,3 +266,151 @@ def test_build_files_and_mounted_paths_exist() -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+# --- workers: enrolled, each with a broker user of its own ------------------------------------
+
+RABBITMQ_DIR = ROOT / "deploy/rabbitmq"
+
+
+def _enrol_service() -> tuple[str, list[str]]:
+    """The one-shot that runs `job-api workers enroll`, and that command's arguments."""
+    found = []
+    for name, service in SERVICES.items():
+        command = service.get("command") or []
+        script = " ".join(command) if isinstance(command, list) else str(command)
+        for part in script.split("&&"):
+            words = shlex.split(part)
+            if words[:3] == ["job-api", "workers", "enroll"]:
+                found.append((name, words[3:]))
+    assert len(found) == 1, f"one service enrolls the bundled worker: {found}"
+    return found[0]
+
+
+def _enroll_params(args: list[str]) -> dict[str, Any]:
+    """The arguments as job-api's CLI parses them (an unknown option fails here too)."""
+    group: Any = typer.main.get_command(job_api_cli)  # a click group (typer vendors its click)
+    enroll = group.commands["workers"].commands["enroll"]
+    with enroll.make_context("enroll", list(args)) as ctx:
+        return dict(ctx.params)
+
+
+def _volume_mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Container path -> (named volume, mode) for the named volumes a service mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        if not source.startswith(("./", "/")):
+            mounts[target] = (source, mode[0] if mode else "rw")
+    return mounts
+
+
+def test_rabbitmq_has_the_management_api_job_api_makes_worker_users_with() -> None:
+    rabbitmq = SERVICES["rabbitmq"]
+    # The management plugin (its HTTP API on 15672) comes with the -management image.
+    assert rabbitmq["image"] == "rabbitmq:3.10-management"
+    broker_env = _environment(rabbitmq)
+    entrypoint = (RABBITMQ_DIR / "entrypoint.sh").read_text()
+    # The administrator the entrypoint creates, from these two variables.
+    assert "admin=${FTD_BROKER_ADMIN_USER:-admin}" in entrypoint
+    assert 'set_user_tags "$admin" administrator' in entrypoint
+    generated = {v: secrets.token_urlsafe(32) for v in _required_variables()}
+    for env_file in (generated, {**generated, "FTD_BROKER_ADMIN_USER": "ops"}):
+        admin = _resolve(broker_env["FTD_BROKER_ADMIN_USER"], env_file)
+        password = _resolve(broker_env["FTD_BROKER_ADMIN_PASSWORD"], env_file)
+        for name in ("job-api", _enrol_service()[0]):
+            value = _environment(SERVICES[name])["FTD_BROKER_MANAGEMENT_URL"]
+            url = urlsplit(_resolve(value, env_file))
+            assert (url.scheme, url.hostname, url.port) == ("http", "rabbitmq", 15672), name
+            assert (url.username, url.password) == (admin, password), name
+
+
+def test_there_is_no_shared_worker_broker_user() -> None:
+    for path in (
+        ROOT / "docker-compose.yml",
+        ROOT / "README.md",
+        RABBITMQ_DIR / "entrypoint.sh",
+        RABBITMQ_DIR / "README.md",
+    ):
+        assert "FTD_BROKER_WORKER_PASSWORD" not in path.read_text(), path
+    definitions = json.loads((RABBITMQ_DIR / "definitions.json").read_text())
+    assert {u["name"] for u in definitions["users"]} == {
+        "job-api",
+        "data-service",
+        "registry-service",
+    }
+    assert definitions["topic_permissions"] == []
+
+
+def test_worker_users_are_made_in_the_vhost_job_api_uses() -> None:
+    definitions = json.loads((RABBITMQ_DIR / "definitions.json").read_text())
+    vhosts = {v["name"] for v in definitions["vhosts"]}
+    env_file = {v: "x" for v in _required_variables()}
+    job_api = _environment(SERVICES["job-api"])
+    vhost = vhost_of(_resolve(job_api["FTD_AMQP_URL"], env_file))
+    assert vhost in vhosts
+    # The broker admin takes the vhost from FTD_AMQP_URL: the one-shot's must be job-api's.
+    enrol = _environment(SERVICES[_enrol_service()[0]])
+    assert vhost_of(_resolve(enrol["FTD_AMQP_URL"], env_file)) == vhost
+    # Workers are told an address without credentials (they log in as their own users), in
+    # that vhost, by default the broker's compose name.
+    public = urlsplit(_resolve(job_api["FTD_WORKER_AMQP_URL_PUBLIC"], {}))
+    assert public.scheme in ("amqp", "amqps")
+    assert (public.username, public.password) == (None, None)
+    assert (public.hostname, public.port) == ("rabbitmq", 5672)
+    assert vhost_of(public.geturl()) == vhost
+
+
+def test_the_worker_reads_the_token_the_enrol_one_shot_leaves_in_a_shared_volume() -> None:
+    enrol_name, args = _enrol_service()
+    enrol, worker = SERVICES[enrol_name], SERVICES["worker"]
+    params = _enroll_params(args)
+    token_file = Path(params["token_file"])
+    assert params["name"]
+    # It is job-api's image (its CLI), with job-api's database and broker administrator.
+    assert enrol["image"] == SERVICES["job-api"]["image"]
+    for variable in ("JOB_API_DATABASE_URL", "FTD_BROKER_MANAGEMENT_URL"):
+        assert _environment(enrol)[variable] == _environment(SERVICES["job-api"])[variable], (
+            variable
+        )
+    assert enrol["restart"] == "no"
+    assert enrol["depends_on"]["job-api-db-init"]["condition"] == "service_completed_successfully"
+    assert enrol["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    # One named volume, written by the one-shot, read (only) by the worker at the same path.
+    folder = str(token_file.parent)
+    volume, mode = _volume_mounts(enrol)[folder]
+    assert mode == "rw"
+    assert _volume_mounts(worker)[folder] == (volume, "ro")
+    assert volume in COMPOSE["volumes"]
+    worker_env = _environment(worker)
+    assert worker_env["FTD_WORKER_TOKEN_FILE"] == str(token_file)
+    assert "FTD_WORKER_TOKEN" not in worker_env
+    assert worker["depends_on"][enrol_name]["condition"] == "service_completed_successfully"
+    # The file (mode 0600) is handed to the user the worker image runs as.
+    uid = re.search(
+        r"useradd [^\n]*--uid (\d+)", (ROOT / "services/gpu-worker/Dockerfile").read_text()
+    )
+    assert uid, "the worker image names its user's uid"
+    script = " ".join(enrol["command"])
+    assert f"chown {uid[1]}:{uid[1]} {token_file}" in script
+
+
+def test_the_worker_asks_the_platform_who_it_is_and_restarts_unless_stopped() -> None:
+    worker = SERVICES["worker"]
+    env = _environment(worker)
+    api = urlsplit(env["FTD_API_URL"])
+    assert api.hostname in ("gateway", "job-api")
+    if api.hostname == "gateway":
+        port = int(_environment(SERVICES["gateway"])["FTD_GATEWAY_PORT"])
+    else:
+        port = _command_port(SERVICES["job-api"]) or 0
+    assert api.port == port
+    assert worker["depends_on"][api.hostname]["condition"] == "service_healthy"
+    # Its broker address, when it sets one, carries no credentials: its user is its own.
+    for variable in ("FTD_AMQP_URL", "FTD_WORKER_AMQP_URL"):
+        if variable in env:
+            url = urlsplit(env[variable])
+            assert (url.username, url.password) == (None, None), variable
+            assert url.hostname == "rabbitmq"
+    assert worker["restart"] == "unless-stopped"
+    assert worker["stop_grace_period"]
