@@ -1,12 +1,15 @@
 """services/gpu-worker/notebooks/colab_worker.ipynb, checked without Colab: a valid nbformat 4
 notebook whose cells compile; the GPU check, the secrets cell and the stop handling run here against
-stand-ins for torch, google.colab.userdata and ftd-worker; what it installs and the `ftd-worker`
-commands it runs exist in this repository."""
+stand-ins for torch, google.colab.userdata and ftd-worker; the secrets it documents are the ones it
+reads, and what they set is what `ftd-worker run` resolves its token, platform and broker from; what
+it installs (every workspace package the worker imports, as docs/workers.md's Kaggle steps do) and
+the `ftd-worker` commands it runs exist in this repository."""
 
 import ast
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -21,13 +24,15 @@ from typing import Any
 import pytest
 import typer
 
+from contracts.credentials import new_token
 from contracts.enums import GPUProvider
-from gpu_worker.cli import app
+from gpu_worker.cli import app, resolve_token
 from gpu_worker.config import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[4]
 NOTEBOOK = ROOT / "services/gpu-worker/notebooks/colab_worker.ipynb"
 CLONE = "/content/ftd/"  # where the notebook clones this repository
+WORKERS_DOC = ROOT / "docs/workers.md"
 
 
 def notebook() -> dict[str, Any]:
@@ -193,8 +198,11 @@ def run_secrets_cell(content: Path) -> None:
     run_cell(cell_starting("# 3.").replace('"/content/', f'"{content}/'))
 
 
+TOKEN = new_token("0123456789abcdef0123456789abcdef").token
 SECRETS = {
-    "FTD_AMQP_URL": "amqps://worker:s3cr3t-broker-pw@broker.example.org:5671/%2Ffinetune",
+    "FTD_WORKER_TOKEN": TOKEN,
+    "FTD_API_URL": "https://finetune.example.org",
+    "FTD_AMQP_URL": "amqps://broker.example.org:5671/%2Ffinetune",
     "HF_TOKEN": "hf_secret_token_value",
     "WANDB_API_KEY": "wandb-secret-key-value",
     "FTD_BROKER_CA_PEM": "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n",
@@ -203,20 +211,31 @@ SECRETS = {
 }
 
 
-@pytest.mark.usefixtures("saved_environ")
+@pytest.fixture
+def no_saved_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`ftd-worker login`'s file is looked for under HOME: an empty one here."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.mark.usefixtures("saved_environ", "no_saved_login")
 def test_secrets_come_from_colab_into_the_worker_settings_and_are_never_printed(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    os.environ["FTD_WORKER_TOKEN_FILE"] = "/left/over/token"  # an earlier run's must not win
     asked = colab_with_secrets(monkeypatch, SECRETS)
     run_secrets_cell(tmp_path)
     printed = capsys.readouterr()
-    assert {"FTD_AMQP_URL", "HF_TOKEN", "WANDB_API_KEY"} <= set(asked)
+    assert set(SECRETS) <= set(asked)
     for value in SECRETS.values():
         for part in value.splitlines():
             if "-----" not in part:
                 assert part not in printed.out + printed.err
 
     settings = WorkerSettings()  # what `ftd-worker run` reads from this environment
+    # The worker's identity: `ftd-worker run` resolves the token and the platform from it.
+    assert resolve_token(settings, None) == (TOKEN, SECRETS["FTD_API_URL"])
+    assert settings.token_file is None
+    assert settings.amqp_url is not None
     assert settings.amqp_url.get_secret_value() == SECRETS["FTD_AMQP_URL"]
     assert settings.hf_token is not None
     assert settings.hf_token.get_secret_value() == SECRETS["HF_TOKEN"]
@@ -233,25 +252,64 @@ def test_secrets_come_from_colab_into_the_worker_settings_and_are_never_printed(
     assert settings.key_file.stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.usefixtures("saved_environ")
-def test_optional_secrets_may_be_missing_but_the_broker_url_may_not(
+@pytest.mark.usefixtures("saved_environ", "no_saved_login")
+def test_optional_secrets_may_be_missing_and_the_broker_address_then_comes_from_the_platform(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     os.environ["HF_TOKEN"] = "left-over-from-an-earlier-run"
     os.environ["FTD_WORKER_KEY_FILE"] = "/left/over.pem"
-    colab_with_secrets(monkeypatch, {"FTD_AMQP_URL": "amqp://worker:pw@broker.example.org/"})
+    os.environ["FTD_AMQP_URL"] = "amqp://left.over.example.org/"
+    os.environ["FTD_WORKER_AMQP_URL"] = "amqp://left.over.example.org/"
+    # Pasted with a trailing newline, as copied from a terminal.
+    colab_with_secrets(
+        monkeypatch, {"FTD_WORKER_TOKEN": TOKEN + "\n", "FTD_API_URL": "http://10.0.0.5:8000"}
+    )
     run_secrets_cell(tmp_path)
     out = capsys.readouterr().out
-    assert "not amqps://" in out
+    assert "not https://" in out
     assert "HF_TOKEN not set" in out
     assert "WANDB_API_KEY not set" in out
     settings = WorkerSettings()
+    assert resolve_token(settings, None) == (TOKEN, "http://10.0.0.5:8000")
+    assert settings.amqp_url is None  # the platform's broker address (GET /api/workers/me)
     assert settings.hf_token is None
     assert (settings.ca_file, settings.cert_file, settings.key_file) == (None, None, None)
 
-    colab_with_secrets(monkeypatch, {})
-    with pytest.raises(RuntimeError, match="FTD_AMQP_URL"):
+
+@pytest.mark.usefixtures("saved_environ")
+@pytest.mark.parametrize("missing", ["FTD_WORKER_TOKEN", "FTD_API_URL"])
+def test_the_token_and_the_platform_url_are_required(
+    missing: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    given = {k: v for k, v in SECRETS.items() if k != missing}
+    colab_with_secrets(monkeypatch, given)
+    with pytest.raises(RuntimeError, match=missing):
         run_secrets_cell(tmp_path)
+
+
+@pytest.mark.usefixtures("saved_environ")
+def test_a_secret_that_is_not_a_worker_token_is_refused_without_being_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    wrong = "amqps://worker:s3cr3t-broker-pw@broker.example.org:5671/%2Ffinetune"
+    colab_with_secrets(monkeypatch, {**SECRETS, "FTD_WORKER_TOKEN": wrong})
+    with pytest.raises(RuntimeError, match="not a worker token") as refused:
+        run_secrets_cell(tmp_path)
+    printed = capsys.readouterr()
+    assert "s3cr3t" not in str(refused.value) + printed.out + printed.err
+
+
+@pytest.mark.usefixtures("saved_environ")
+def test_the_secrets_it_documents_are_the_ones_it_reads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    markdown = "".join(text(c) for c in notebook()["cells"] if c["cell_type"] == "markdown")
+    documented = set(re.findall(r"`((?:FTD|HF|WANDB)_[A-Z_]+)`", markdown))
+    asked = colab_with_secrets(monkeypatch, SECRETS)
+    run_secrets_cell(tmp_path)
+    assert set(asked) == documented == set(SECRETS)
+    for name in ("FTD_WORKER_TOKEN", "FTD_API_URL"):
+        assert re.search(rf"`{name}` \(required\)", markdown), name
 
 
 # --- what it installs and runs -------------------------------------------------------------------
@@ -265,46 +323,94 @@ def string_constants(source: str) -> list[str]:
     ]
 
 
+def workspace_members() -> dict[str, Path]:
+    """Workspace package name -> its folder."""
+    return {
+        tomllib.loads(p.read_text())["project"]["name"]: p.parent
+        for p in ROOT.glob("*/*/pyproject.toml")
+        if p.parent.parent.name in ("libs", "services")
+    }
+
+
+def needed_by_the_worker() -> set[Path]:
+    """The workspace packages `ftd-worker` needs, which pip cannot find on an index: gpu-worker,
+    every workspace package its code imports, and (transitively) what each of those declares."""
+    members = workspace_members()
+    by_module = {
+        init.parent.name: folder
+        for folder in members.values()
+        for init in folder.glob("src/*/__init__.py")
+    }
+    needed = {members["gpu-worker"]}
+    for source in (ROOT / "services/gpu-worker/src").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules = [node.module]
+            else:
+                continue
+            needed.update(
+                by_module[m.split(".")[0]] for m in modules if m.split(".")[0] in by_module
+            )
+    pending = list(needed)
+    while pending:
+        project = tomllib.loads((pending.pop() / "pyproject.toml").read_text())["project"]
+        for requirement in project.get("dependencies", []):
+            name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+            if name in members and members[name] not in needed:
+                needed.add(members[name])
+                pending.append(members[name])
+    return needed
+
+
 def test_the_install_cell_installs_what_the_worker_needs_from_this_repository() -> None:
     cell = cell_starting("# 2.")
     paths = [s for s in string_constants(cell) if s.startswith(CLONE)]
     for path in paths:
         assert (ROOT / path.removeprefix(CLONE)).exists(), path
     installed = {ROOT / p.removeprefix(CLONE) for p in paths}
-    assert ROOT / "services/gpu-worker" in installed
     assert ROOT / "services/gpu-worker/requirements-train.txt" in installed
-    # Every workspace package the worker depends on is installed with it (pip cannot find them).
-    members = {
-        tomllib.loads(p.read_text())["project"]["name"]: p.parent
-        for p in ROOT.glob("*/*/pyproject.toml")
-        if p.parent.parent.name in ("libs", "services")
-    }
-    worker = tomllib.loads((ROOT / "services/gpu-worker/pyproject.toml").read_text())
-    for requirement in worker["project"]["dependencies"]:
-        name = requirement.split(">")[0].split("=")[0].split("[")[0].strip()
-        if name in members:
-            assert members[name] in installed, f"{name} is not installed by the notebook"
+    needed = needed_by_the_worker()
+    assert ROOT / "libs/workerlink" in needed  # the worker's side of the broker protocol
+    missing = needed - installed
+    assert not missing, f"the notebook does not install {sorted(str(m) for m in missing)}"
 
 
-def test_the_wheel_build_commands_it_documents_are_valid() -> None:
-    """`uv build` takes one --package; both wheels must be built."""
-    workspace = {
-        tomllib.loads(p.read_text())["project"]["name"] for p in ROOT.glob("*/*/pyproject.toml")
-    }
-    sources = [text(c) for c in notebook()["cells"]] + [(ROOT / "docs/workers.md").read_text()]
+def test_the_kaggle_steps_install_what_the_notebook_installs() -> None:
+    kaggle = WORKERS_DOC.read_text().split("## Kaggle", 1)[1].split("\n## ", 1)[0]
+    paths = set(re.findall(r"/kaggle/working/ftd/([\w./-]+)", kaggle))
+    installed = {ROOT / p for p in paths if (ROOT / p / "pyproject.toml").exists()}
+    assert needed_by_the_worker() <= installed
+    assert "services/gpu-worker/requirements-train.txt" in paths
+
+
+def wheels_built_in(source: str, workspace: set[str]) -> set[str]:
+    """The packages the `uv build` commands in backquotes (in comments too) build; `uv build`
+    takes one --package, which must be a workspace package."""
     built: set[str] = set()
-    for source in sources:
-        flat = " ".join(line.lstrip("# ") for line in source.splitlines())
-        for snippet in flat.split("`")[1::2]:
-            for command in snippet.split("&&"):
-                words = shlex.split(command)
-                if words[:2] != ["uv", "build"]:
-                    continue
-                packages = [words[i + 1] for i, w in enumerate(words) if w == "--package"]
-                assert len(packages) == 1, command
-                assert packages[0] in workspace
-                built.add(packages[0])
-    assert built == {"ftd-contracts", "ftd-netguard", "gpu-worker"}
+    flat = " ".join(line.lstrip("# ") for line in source.splitlines())
+    for snippet in flat.split("`")[1::2]:
+        for command in snippet.split("&&"):
+            words = shlex.split(command)
+            if words[:2] != ["uv", "build"]:
+                continue
+            packages = [words[i + 1] for i, w in enumerate(words) if w == "--package"]
+            assert len(packages) == 1, command
+            assert packages[0] in workspace, command
+            built.add(packages[0])
+    return built
+
+
+def test_the_wheel_build_commands_it_documents_build_what_the_worker_needs() -> None:
+    """In the notebook and in docs/workers.md alike: every workspace package the worker needs is
+    built, and nothing else."""
+    members = workspace_members()
+    needed = {name for name, folder in members.items() if folder in needed_by_the_worker()}
+    assert "ftd-workerlink" in needed
+    in_notebook = "\n".join(text(c) for c in notebook()["cells"])
+    for source in (in_notebook, WORKERS_DOC.read_text()):
+        assert wheels_built_in(source, set(members)) == needed
 
 
 def ftd_worker_commands() -> list[list[str]]:
