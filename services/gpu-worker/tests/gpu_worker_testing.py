@@ -8,6 +8,7 @@ import hashlib
 import io
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,11 +153,23 @@ class DataServer:
         self.requests: list[str] = []
         # Downloads that presented a ticket (as data-service wants it: a Bearer header).
         self.tickets = 0
+        # An outage: the next download is cut after `cut_after` bytes, then for `outage_seconds`
+        # every request has its connection dropped unanswered (the service is gone), then it
+        # serves again, Range requests included (as data-service does).
+        self.cut_after: int | None = None
+        self.outage_seconds = 0.0
+        self.outage_until = 0.0
+        self.ranges: list[str] = []
+        self.refused = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(self.path)
+                if time.monotonic() < server.outage_until:
+                    server.refused += 1
+                    self.close_connection = True
+                    return
                 parts = self.path.split("?")[0].strip("/").split("/")
                 body = server.files.get(parts[3]) if len(parts) == 5 else None
                 # A claim's ticket comes as a Bearer token; runtime tests that hand the worker a
@@ -168,10 +181,26 @@ class DataServer:
                     self.end_headers()
                     return
                 server.tickets += ticket
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                start = 0
+                ranged = self.headers.get("Range", "")
+                if ranged.startswith("bytes=") and ranged.endswith("-"):
+                    server.ranges.append(ranged)
+                    start = int(ranged[len("bytes=") : -1])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                self.wfile.write(body)
+                if server.cut_after is not None:
+                    # The service dies mid-body: the client sees the connection end early.
+                    cut, server.cut_after = server.cut_after, None
+                    self.wfile.write(body[start : start + cut])
+                    self.wfile.flush()
+                    server.outage_until = time.monotonic() + server.outage_seconds
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[start:])
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -37,7 +37,7 @@ from gpu_worker.enrolment import (
     who_am_i,
 )
 from gpu_worker.logs import configure_logging
-from gpu_worker.runtime.download import ExternalData
+from gpu_worker.runtime.download import ExternalData, trusting
 from gpu_worker.runtime.job import Display, JobSettings, Toolkit
 from gpu_worker.runtime.loop import Worker
 from workerlink.identity import WorkerIdentity
@@ -159,7 +159,11 @@ async def serve_once(
             progress_interval=settings.progress_interval,
             stop_grace=settings.stop_grace,
             checkpoint_sync_interval=settings.checkpoint_sync_interval,
-            external_data=ExternalData(allowed_hosts=settings.allowed_data_hosts),
+            external_data=ExternalData(
+                allowed_hosts=settings.allowed_data_hosts, verify=trusting(settings.data_ca_file)
+            ),
+            download_retry_seconds=settings.download_retry_seconds,
+            publish_retry_seconds=settings.publish_retry_seconds,
         ),
         display=display,
         claim_timeout=settings.claim_timeout,

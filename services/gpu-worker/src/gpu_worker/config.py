@@ -75,10 +75,24 @@ class WorkerSettings(BaseSettings):
         description="Comma-separated hosts (`files.example.com`) or suffixes (`.example.com`) a "
         "user's training_data_url may name even where they resolve to internal addresses.",
     )
+    data_ca_file: Path | None = Field(
+        default=None,
+        description="A CA bundle trusted, besides the public CAs, when fetching a user's "
+        "training_data_url: an operator's own file server (on the allow-list above) whose "
+        "certificate a private CA signed.",
+    )
     checkpoint_sync_interval: float = Field(
         default=30.0, gt=0, description="How often new checkpoints are copied while training."
     )
 
+    download_retry_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a download failing on the network or a 5xx is retried (resuming).",
+    )
+    publish_retry_seconds: float = Field(
+        default=600.0, ge=0, description="How long pushing the model is retried on a Hub outage."
+    )
     progress_interval: float = Field(
         default=2.0, gt=0, description="At most one progress report per this many seconds."
     )

@@ -52,5 +52,6 @@ def real_toolkit(settings: WorkerSettings) -> Toolkit:
             return store
         return local_checkpoints
 
-    # publish_model retries transient failures itself.
-    return Toolkit(train=train, publish=publish, checkpoints=checkpoints, publish_tries=1)
+    # publish_model retries transient failures itself; around it the attempt keeps trying (with
+    # back-off) for as long as its publish window allows, so a Hub outage does not cost the job.
+    return Toolkit(train=train, publish=publish, checkpoints=checkpoints, publish_tries=None)

@@ -96,7 +96,7 @@ def external(url: str, max_bytes: int = 1 << 20) -> DataTicket:
 
 async def refused_download(ticket: DataTicket, tmp_path: Path, how: ExternalData) -> str:
     with pytest.raises(DataRefused) as refused:
-        await download(ticket, tmp_path / "data", external=how, tries=1)
+        await download(ticket, tmp_path / "data", external=how, retry_for=0)
     message = str(refused.value)
     assert SECRET.decode() not in message
     return message

@@ -238,3 +238,34 @@ async def test_a_failed_push_is_retried_without_retraining(
 
     assert publisher.calls == 2
     assert len(worker.trainer.requests) == 1
+
+
+@pytest.mark.timeout(300)
+async def test_data_service_down_for_30_seconds_mid_download_costs_the_job_nothing(
+    platform: Platform, start_worker: Any
+) -> None:
+    """The download is cut after 1 MiB and the data service answers nothing for 30 s: the
+    worker retries with back-off (its heartbeat keeps the lease), then resumes where the bytes
+    stopped (a Range request) and the job completes on its first attempt."""
+    rows = GOOD_CSV + b"".join(b"extra row %d,more text %d\n" % (i, i) for i in range(120_000))
+    platform.data.cut_after = 1 << 20
+    platform.data.outage_seconds = 30
+    worker = await start_worker(FakeTrainer(steps=4))
+    job_id = await platform.submit(rows)
+
+    job = await platform.until(job_id, lambda j: j["status"] != "pending", timeout=60)
+    job = await platform.until(job_id, lambda j: j["status"] == "completed", timeout=180)
+
+    assert job["attempt"] == 1
+    assert platform.data.refused > 0, "the worker tried during the outage"
+    assert platform.data.ranges == [f"bytes={1 << 20}-"]
+    assert len(worker.trainer.requests) == 1
+    lines = [
+        line
+        for e in await platform.events(job_id)
+        if e["kind"] == "progress"
+        for line in e["data"].get("log_lines", [])
+    ]
+    assert any("trying again" in line for line in lines), lines
+    # The whole file arrived, checked against the dataset's size and sha256.
+    assert any(line.startswith(f"data: {len(rows)} bytes") for line in lines), lines

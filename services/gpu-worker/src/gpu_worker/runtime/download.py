@@ -24,8 +24,9 @@ import httpx
 import structlog
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
+    stop_after_delay,
     wait_exponential,
 )
 
@@ -87,6 +88,16 @@ class ExternalData:
     deadline: float = 3600.0
 
 
+def trusting(ca_file: Path | None) -> ssl.SSLContext | None:
+    """The context that verifies external data servers: the public CAs (certifi's, as netguard
+    uses by default) and an operator's own CA bundle; None when there is none (the default)."""
+    if ca_file is None:
+        return None
+    context = httpx.create_ssl_context(trust_env=False)
+    context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 def guess_format(ticket: DataTicket, path: Path) -> DataFormat:
     """The ticket's format; else the URL's suffix; else the first byte (`{` starts a JSON line)."""
     if ticket.format is not None:
@@ -106,10 +117,19 @@ async def _save(
     target: Path,
     expected: int | None,
     on_bytes: Callable[[int, int | None], None],
+    *,
+    resume: bool = False,
 ) -> tuple[int, str]:
+    """Write the body to `target` (appended to what it holds with `resume`), hashing the whole
+    file."""
     digest = hashlib.sha256()
     size = 0
-    with target.open("wb") as out:
+    if resume:
+        with target.open("rb") as done:
+            while block := done.read(CHUNK):
+                digest.update(block)
+                size += len(block)
+    with target.open("ab" if resume else "wb") as out:
         async for chunk in chunks:
             out.write(chunk)
             digest.update(chunk)
@@ -128,21 +148,53 @@ async def _fetch_platform(
     target: Path,
     on_bytes: Callable[[int, int | None], None],
 ) -> tuple[int, str]:
-    headers = {"Authorization": f"Bearer {ticket.token}"} if ticket.token else None
+    """One try. What an earlier try of this download wrote is kept: the rest is asked for with a
+    Range request, and a server that ignores it (200) sends the whole file again."""
+    headers = {"Authorization": f"Bearer {ticket.token}"} if ticket.token else {}
+    have = await asyncio.to_thread(_size_of, target)
+    if have:
+        headers["Range"] = f"bytes={have}-"
     try:
         async with client.stream("GET", ticket.url, headers=headers) as response:
-            if _transient(response.status_code):
-                raise TransientDownloadError(f"the data URL answered {response.status_code}")
-            if response.status_code >= 400:
+            status = response.status_code
+            if _transient(status):
+                raise TransientDownloadError(f"the data URL answered {status}")
+            if status == 416 and have and ticket.size_bytes == have:
+                # Everything had arrived before the link dropped.
+                return await _save(_nothing(), target, have, on_bytes, resume=True)
+            if status >= 400:
                 raise DataUnavailable(
-                    f"the data URL answered {response.status_code}: the dataset is gone or the "
+                    f"the data URL answered {status}: the dataset is gone or the "
                     "download ticket is no longer valid"
                 )
-            total = response.headers.get("content-length")
-            expected = int(total) if total and total.isdigit() else None
-            return await _save(response.aiter_bytes(CHUNK), target, expected, on_bytes)
+            resume = bool(have) and status == 206
+            if resume:
+                log.info("data.download_resumed", from_byte=have)
+            expected = _total(response)
+            return await _save(
+                response.aiter_bytes(CHUNK), target, expected, on_bytes, resume=resume
+            )
     except httpx.TransportError as exc:
         raise TransientDownloadError(f"downloading the data failed: {exc!r}") from exc
+
+
+def _size_of(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+def _total(response: httpx.Response) -> int | None:
+    """The file's whole size: from Content-Range on a 206, else Content-Length."""
+    ranged = response.headers.get("content-range", "")
+    if response.status_code == 206 and "/" in ranged:
+        whole = ranged.rsplit("/", 1)[1]
+        return int(whole) if whole.isdigit() else None
+    total = response.headers.get("content-length")
+    return int(total) if total and total.isdigit() else None
 
 
 _UPLOAD_INSTEAD = "upload the file instead"
@@ -195,13 +247,18 @@ async def download(
     target_dir: Path,
     *,
     on_bytes: Callable[[int, int | None], None] = lambda done, total: None,
-    tries: int = 3,
+    retry_for: float = 300,
+    on_retry: Callable[[str], None] = lambda message: None,
     timeout: float = 60,
     verify: bool | str = True,
     external: ExternalData | None = None,
 ) -> Downloaded:
+    """Download the ticket's file. Network trouble and 5xx answers are retried with back-off
+    for up to `retry_for` seconds (the heartbeat keeps the lease meanwhile), resuming where the
+    last try stopped: an outage of data-service shorter than that costs the job nothing."""
     await asyncio.to_thread(target_dir.mkdir, parents=True, exist_ok=True)
     partial = target_dir / "data.part"
+    partial.unlink(missing_ok=True)
     fetch: Callable[[], Awaitable[tuple[int, str]]]
     async with AsyncExitStack() as stack:
         if ticket.external:
@@ -229,10 +286,18 @@ async def download(
             def fetch() -> Awaitable[tuple[int, str]]:
                 return _fetch_platform(client, ticket, partial, on_bytes)
 
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0
+            message = f"{error}; trying again in {wait:.0f} s (try {state.attempt_number + 1})"
+            log.warning("data.download_retry", error=str(error)[:200], wait_seconds=wait)
+            on_retry(message)
+
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TransientDownloadError),
-            stop=stop_after_attempt(tries),
-            wait=wait_exponential(multiplier=0.5, max=10),
+            stop=stop_after_delay(retry_for),
+            wait=wait_exponential(multiplier=0.5, max=15),
+            before_sleep=before_sleep,
             reraise=True,
         ):
             with attempt:

@@ -19,6 +19,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
     wait_exponential,
 )
 
@@ -106,7 +107,9 @@ class Toolkit:
     # Given the claim's spec: the push uses its owner's token and store folder.
     publish: Callable[[TrainResult, TrainRequest, JobSpec], PublishedModel]
     checkpoints: Callable[[JobSpec], Checkpoints]
-    publish_tries: int = 3
+    # Tries of a push that failed on infrastructure; None: as many as the attempt's publish
+    # window allows (JobSettings.publish_retry_seconds).
+    publish_tries: int | None = 3
 
 
 class Sink(Protocol):
@@ -132,6 +135,10 @@ class JobSettings:
     checkpoint_sync_interval: float = 30.0
     # How a URL the user gave is fetched (the operator's allow-list).
     external_data: ExternalData = field(default_factory=ExternalData)
+    # A download failing on the network or a 5xx is retried (resuming) for this long.
+    download_retry_seconds: float = 300.0
+    # So is pushing the model (a Hub or store outage), before the attempt gives up.
+    publish_retry_seconds: float = 600.0
 
 
 class JobRun:
@@ -305,7 +312,15 @@ class JobRun:
         self.reporter.progress(progress=0, phase=JobPhase.DOWNLOADING)
         data: Downloaded = await self._unless_stopped(
             asyncio.ensure_future(
-                download(spec.data, self.work_dir / "data", external=self._settings.external_data)
+                download(
+                    spec.data,
+                    self.work_dir / "data",
+                    external=self._settings.external_data,
+                    retry_for=self._settings.download_retry_seconds,
+                    on_retry=lambda message: self.reporter.progress(
+                        progress=0, phase=JobPhase.DOWNLOADING, log_lines=[message]
+                    ),
+                )
             )
         )
         checkpoints = self._checkpoints = self._toolkit.checkpoints(spec)
@@ -392,9 +407,12 @@ class JobRun:
             stop.cancel()
 
     async def _publish(self, result: TrainResult, request: TrainRequest) -> PublishedModel:
+        tries = self._toolkit.publish_tries
+        window = stop_after_delay(self._settings.publish_retry_seconds)
+        stop = window if tries is None else window | stop_after_attempt(tries)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_worth_retrying),
-            stop=stop_after_attempt(self._toolkit.publish_tries),
+            stop=stop,
             wait=wait_exponential(multiplier=1, max=30),
             reraise=True,
         ):
@@ -406,7 +424,8 @@ class JobRun:
                         progress=100,
                         phase=JobPhase.UPLOADING,
                         log_lines=[
-                            f"push failed; retrying ({number}/{self._toolkit.publish_tries})"
+                            f"push failed; retrying (try {number}"
+                            + (f" of {tries})" if tries is not None else ")")
                         ],
                     )
                 return await run_in_thread(
