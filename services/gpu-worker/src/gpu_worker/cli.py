@@ -30,6 +30,7 @@ from gpu_worker.console import LogDisplay, RichDisplay
 from gpu_worker.enrolment import (
     CredentialRefused,
     Enrolment,
+    NoBrokerUrl,
     PlatformUnreachable,
     broker_url,
     load_credentials,
@@ -235,6 +236,9 @@ async def serve(
             except (CredentialRefused, Revoked) as exc:
                 log.error("worker.credential_refused", detail=str(exc))
                 return 3
+            except NoBrokerUrl as exc:
+                log.error("worker.misconfigured", detail=str(exc))
+                return 2
             except Exception as exc:
                 if not settings.supervise or signals_seen or certificate_problem(exc):
                     raise

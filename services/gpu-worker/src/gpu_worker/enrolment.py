@@ -16,6 +16,10 @@ class CredentialRefused(Exception):
     """The platform does not accept the token (unknown or revoked): retrying cannot help."""
 
 
+class NoBrokerUrl(Exception):
+    """Neither the platform nor this worker's settings name a broker: a configuration error."""
+
+
 class PlatformUnreachable(Exception):
     """The platform did not answer (yet): worth retrying."""
 
@@ -85,8 +89,9 @@ def broker_url(enrolment: Enrolment, token: str, *, override: str | None) -> str
     and its token as the password when the platform made one."""
     url = override or enrolment.broker_url
     if not url:
-        raise CredentialRefused(
-            "the platform gives no broker URL for workers: set FTD_WORKER_AMQP_URL"
+        raise NoBrokerUrl(
+            "the platform gives no broker URL for workers: set FTD_WORKER_AMQP_URL (or ask the "
+            "operator to set FTD_WORKER_AMQP_URL_PUBLIC)"
         )
     if enrolment.broker_username is None:
         return url

@@ -11,8 +11,8 @@ from contracts.credentials import new_token
 from gpu_worker import cli
 from gpu_worker.config import WorkerSettings
 from gpu_worker.enrolment import (
-    CredentialRefused,
     Enrolment,
+    NoBrokerUrl,
     broker_url,
     load_credentials,
     save_credentials,
@@ -44,7 +44,7 @@ def test_the_worker_dials_as_its_own_broker_user_with_its_token() -> None:
     # Without a broker user of its own (development), the URL is used as given.
     dev = broker_url(_enrolment(broker_username=None), TOKEN, override="amqp://g:g@h/")
     assert dev == "amqp://g:g@h/"
-    with pytest.raises(CredentialRefused):
+    with pytest.raises(NoBrokerUrl):
         broker_url(_enrolment(broker_url=None), TOKEN, override=None)
 
 
