@@ -4,13 +4,15 @@
 //
 // The steps run in order in one browser, as a user would: sign in, upload a broken file and see
 // the line named, upload a good one, create a job, watch it run to completion while the chart
-// grows, find the model in the registry and deploy it, cancel another job. Every page is
-// captured wide and narrow under $E2E_OUT/screenshots, checked with axe-core and for horizontal
-// overflow on a phone-sized screen; any console error fails the run.
+// grows, find the model in the registry and deploy it, cancel another job, add a worker of one's
+// own (token and setup shown once), see a job for it wait with the command that starts one, revoke
+// it (e2e/workers.mjs). Every page is captured wide and narrow under $E2E_OUT/screenshots, checked
+// with axe-core and for horizontal overflow on a phone-sized screen; any console error fails the run.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { apiCall, config, eventually, launch } from './harness.mjs';
 import { badFile, goodFile } from './data.mjs';
+import { registerWorkerTests } from './workers.mjs';
 
 const cfg = config();
 const stamp = Date.now().toString(36);
@@ -81,7 +83,15 @@ async function fillForm({ output, useUpload }) {
 		await page.getByLabel('Training data URL').fill(cfg.dataUrl);
 	}
 	await selectOption('#gpu_provider', cfg.provider);
-	await page.getByLabel('Output model name').fill(output);
+	await fillOutput(output);
+}
+
+/** The output name as `owner/name`: the owner is chosen among the user's namespaces. */
+async function fillOutput(output) {
+	const [owner, name] = output.split('/');
+	await page.locator(`#output_owner option[value="${owner}"]`).waitFor({ state: 'attached' });
+	await selectOption('#output_owner', owner);
+	await page.getByLabel('Model name').fill(name);
 }
 
 async function uploadGood() {
@@ -184,9 +194,11 @@ test('create a job', async () => {
 	await fillForm({ output: `${sub}/ui-e2e-${stamp}`, useUpload: services.data });
 	if (services.data) await uploadGood();
 	// The output name is checked as the server checks it, before anything is sent.
-	await page.getByLabel('Output model name').fill('no slash here');
-	await page.getByText(/Use exactly one '\/'/).waitFor();
-	await page.getByLabel('Output model name').fill(`${sub}/ui-e2e-${stamp}`);
+	await page.getByLabel('Model name').fill('no spaces allowed');
+	await page.getByText(/The name part is not allowed/).waitFor();
+	await fillOutput(`${sub}/ui-e2e-${stamp}`);
+	// The namespaces offered are the user's own (GET /api/namespaces), theirs first.
+	assert.equal(await page.locator('#output_owner').inputValue(), sub);
 	await page.getByText('Advanced: hyperparameters').click();
 	// The real CPU worker: enough steps for several progress reports while the page watches.
 	await page.getByLabel('Epochs').fill(cfg.worker === 'real' ? '2' : '1');
@@ -318,8 +330,10 @@ test('cancel another job', async () => {
 	if (services.data) await uploadGood();
 	state.secondJobId = await submitJob();
 	if (cfg.worker === 'http') {
-		// Nothing consumes the queue in this mode: the page says so.
-		await page.getByTestId('no-worker').waitFor({ timeout: 30_000 });
+		// Nothing consumes the queue in this mode: the page says so, and how to start a worker.
+		await page
+			.locator('[data-testid="waiting-notice"][data-reason="no_worker"]')
+			.waitFor({ timeout: 30_000 });
 	}
 	await page.goto('/finetune');
 	const card = page.locator(`article[data-job-id="${state.secondJobId}"]`);
@@ -344,6 +358,17 @@ test('filters narrow the list', async () => {
 	await page.getByLabel('Status').selectOption('completed');
 	await page.waitForURL(/status=completed/);
 	await page.locator(`article[data-job-id="${state.jobId}"]`).waitFor();
+});
+
+registerWorkerTests({
+	cfg,
+	stamp,
+	h: () => h,
+	sub: () => sub,
+	fillForm,
+	uploadGood,
+	submitJob,
+	hasData: () => services.data
 });
 
 test('every page: accessible (axe), usable on a phone, no console errors', async () => {

@@ -15,4 +15,6 @@ export * as finetune from './finetune';
 export * as datasets from './datasets';
 export * as models from './models';
 export * as auth from './auth';
+export * as workers from './workers';
+export * as namespaces from './namespaces';
 export { openStream, type StreamEvent, type StreamState } from './sse';

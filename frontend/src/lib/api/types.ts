@@ -14,6 +14,13 @@ export type BaseModelInfo = JobApi['BaseModelInfo'];
 export type BaseModelsByType = JobApi['BaseModelsResponse'];
 export type JobEvent = JobApi['JobEventResponse'];
 export type ErrorBody = JobApi['ErrorBody'];
+export type WorkerPool = JobApi['WorkerPool'];
+export type WaitingNotice = JobApi['WaitingNotice'];
+export type Worker = JobApi['WorkerResponse'];
+export type WorkerStatus = Worker['status'];
+export type WorkerCreate = JobApi['WorkerCreate'];
+export type EnrolledWorker = JobApi['EnrolledWorker'];
+export type Namespace = JobApi['NamespaceResponse'];
 
 export const JOB_TYPES: readonly JobType[] = ['embedding', 'classifier', 'llm_lora'];
 export const JOB_STATUSES: readonly JobStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];

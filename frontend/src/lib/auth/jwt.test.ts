@@ -14,6 +14,16 @@ describe('jwt', () => {
 		expect(readClaims(jwt({ sub: 'ünï' }))?.sub).toBe('ünï');
 	});
 
+	it('reads a single role as the services do, besides the list', () => {
+		expect(readClaims(jwt({ sub: 'op', role: 'admin' }))?.roles).toEqual(['admin']);
+		expect(readClaims(jwt({ sub: 'op', roles: ['admin'], role: 'admin' }))?.roles).toEqual(['admin']);
+		expect(readClaims(jwt({ sub: 'op', roles: ['viewer', 7, ''], role: 'admin' }))?.roles).toEqual([
+			'viewer',
+			'admin'
+		]);
+		expect(readClaims(jwt({ sub: 'u', role: 42 }))?.roles).toEqual([]);
+	});
+
 	it('says why a pasted text is not usable', () => {
 		expect(tokenProblem('')).toMatch(/Paste/);
 		expect(tokenProblem('hello')).toMatch(/not a JSON Web Token/);

@@ -17,6 +17,16 @@ function base64UrlDecode(part: string): string {
 	return new TextDecoder().decode(bytes);
 }
 
+/** Roles as the services read them: the `roles` list and a single `role`, both optional. */
+function rolesOf(payload: Record<string, unknown>): string[] {
+	const roles = Array.isArray(payload.roles)
+		? payload.roles.filter((r): r is string => typeof r === 'string' && r !== '')
+		: [];
+	if (typeof payload.role === 'string' && payload.role && !roles.includes(payload.role))
+		roles.push(payload.role);
+	return roles;
+}
+
 /** The claims of a well-formed JWT, or null when the text is not one. */
 export function readClaims(token: string): Claims | null {
 	const parts = token.trim().split('.');
@@ -28,7 +38,7 @@ export function readClaims(token: string): Claims | null {
 		return {
 			sub: typeof p.sub === 'string' ? p.sub : null,
 			exp: typeof p.exp === 'number' ? p.exp : null,
-			roles: Array.isArray(p.roles) ? p.roles.filter((r): r is string => typeof r === 'string') : []
+			roles: rolesOf(p)
 		};
 	} catch {
 		return null;

@@ -18,6 +18,8 @@ class Session {
 	reason = $state<string | null>(null);
 	claims = $derived<Claims | null>(this.token ? readClaims(this.token) : null);
 	user = $derived(this.claims?.sub ?? null);
+	/** What the UI offers follows the token's roles; the services decide what is allowed. */
+	admin = $derived(this.claims?.roles.includes('admin') ?? false);
 
 	signIn(token: string): void {
 		const text = token.trim().replace(/^Bearer\s+/i, '');

@@ -28,16 +28,30 @@ export function outputModelProblem(value: string): string | null {
 	return null;
 }
 
+/** The problem with an output name made of a chosen namespace and a typed name, or null. */
+export function outputNameProblem(owner: string, name: string): string | null {
+	if (!owner) return 'Choose the namespace the model is named in.';
+	if (name.length === 0) return 'Name the model you will get.';
+	if (name.includes('/')) return "The name cannot hold a '/': the namespace is chosen beside it.";
+	return outputModelProblem(`${owner}/${name}`);
+}
+
+const slug = (s: string) =>
+	s
+		.toLowerCase()
+		.replace(/[^a-z0-9._-]+/g, '-')
+		.replace(/[-.]{2,}/g, '-')
+		.replace(/^[-._]+|[-._]+$/g, '')
+		.slice(0, 60);
+
+/** A suggestion for the name part: a slug of the base model and the job type. */
+export function suggestModelName(baseModel: string, jobType: string): string {
+	const base = slug(baseModel.split('/').pop() ?? baseModel) || 'model';
+	return `${base}-${slug(jobType) || 'ft'}`;
+}
+
 /** A suggestion for the output name: the user's id and a slug of the base model and type. */
 export function suggestOutputModel(user: string | null, baseModel: string, jobType: string): string {
-	const slug = (s: string) =>
-		s
-			.toLowerCase()
-			.replace(/[^a-z0-9._-]+/g, '-')
-			.replace(/[-.]{2,}/g, '-')
-			.replace(/^[-._]+|[-._]+$/g, '')
-			.slice(0, 60);
 	const owner = slug(user ?? '') || 'me';
-	const base = slug(baseModel.split('/').pop() ?? baseModel) || 'model';
-	return `${owner}/${base}-${slug(jobType) || 'ft'}`.slice(0, 200);
+	return `${owner}/${suggestModelName(baseModel, jobType)}`.slice(0, 200);
 }

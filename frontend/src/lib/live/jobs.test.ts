@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FinetuneJob, JobEvent } from '$lib/api/types';
-import { applyEvent, applyToList, parseStreamEvent } from './jobs';
+import { applyEvent, applyToList, parseStreamEvent, withWaitingFrom } from './jobs';
 
 export function makeJob(over: Partial<FinetuneJob> = {}): FinetuneJob {
 	return {
@@ -29,6 +29,8 @@ export function makeJob(over: Partial<FinetuneJob> = {}): FinetuneJob {
 		attempt: 0,
 		max_attempts: 3,
 		worker_id: null,
+		worker_pool: 'shared',
+		waiting: null,
 		lease_expires_at: null,
 		created_at: '2026-01-01T00:00:00Z',
 		updated_at: '2026-01-01T00:00:00Z',
@@ -105,6 +107,18 @@ describe('applyEvent', () => {
 		expect(applyEvent(job, ev('progress', { progress: 50 }, { attempt: 2 })).progress).toBe(55);
 	});
 
+	it('drops the waiting notice once the job leaves pending, follows a new phase while pending', () => {
+		const waiting = { reason: 'no_worker', message: 'No worker.', command: 'ftd-worker run' };
+		let job = makeJob({ phase: 'no_worker', waiting });
+		expect(applyEvent(job, status('pending', { phase: 'no_worker' })).waiting).toEqual(waiting);
+		job = applyEvent(job, status('pending', { phase: 'queued', reason: 'worker_available' }));
+		expect(job.waiting).toMatchObject({ reason: 'queued', command: 'ftd-worker run' });
+		job = applyEvent(job, status('pending', { phase: 'no_worker', reason: 'no_worker' }));
+		expect(job.waiting).toMatchObject({ reason: 'no_worker', command: 'ftd-worker run' });
+		job = applyEvent(job, status('running'));
+		expect(job.waiting).toBeNull();
+	});
+
 	it("ignores another job's rows", () => {
 		const job = makeJob();
 		expect(applyEvent(job, status('running', {}))).not.toBe(job);
@@ -120,6 +134,33 @@ describe('applyToList', () => {
 		expect(r.jobs[1]!.status).toBe('running');
 		expect(r.jobs[0]).toBe(jobs[0]);
 		expect(applyToList(jobs, { ...status('running'), job_id: 'zzz' }).unknown).toBe(true);
+	});
+});
+
+describe('withWaitingFrom', () => {
+	const notice = (reason: string) => ({ reason, message: reason, command: 'ftd-worker run' });
+
+	it("takes a fresh read's notice and phase for jobs pending in both", () => {
+		const jobs = [
+			makeJob({ id: 'a', waiting: notice('queued') }),
+			makeJob({ id: 'b', status: 'running', phase: 'training' }),
+			makeJob({ id: 'c', waiting: notice('queued') })
+		];
+		const fresh = [
+			makeJob({ id: 'a', phase: 'no_worker', waiting: notice('no_worker') }),
+			makeJob({ id: 'b', waiting: notice('queued') })
+		];
+		const next = withWaitingFrom(jobs, fresh);
+		expect(next[0]).toMatchObject({ phase: 'no_worker', waiting: { reason: 'no_worker' } });
+		// Running here (the stream said so): a pending read from before does not undo it.
+		expect(next[1]).toBe(jobs[1]);
+		// Not in the fresh read (another page, or no longer pending): left alone.
+		expect(next[2]).toBe(jobs[2]);
+	});
+
+	it('returns the same list when nothing changed', () => {
+		const jobs = [makeJob({ id: 'a', waiting: notice('all_busy') })];
+		expect(withWaitingFrom(jobs, [makeJob({ id: 'a', waiting: notice('all_busy') })])).toBe(jobs);
 	});
 });
 

@@ -1,6 +1,7 @@
 // Applies the job stream (snapshot, status and progress rows) to jobs the UI holds. Pure
 // functions, so the dashboard and the detail page share them and the tests can drive them.
 import type { FinetuneJob, JobEvent, ProgressData, StatusData } from '$lib/api/types';
+import { waitingAfterPhase } from '$lib/waiting';
 
 /** The job with one history row applied; the same object when the row changes nothing. */
 export function applyEvent(job: FinetuneJob, event: JobEvent): FinetuneJob {
@@ -23,6 +24,13 @@ export function applyEvent(job: FinetuneJob, event: JobEvent): FinetuneJob {
 						? null
 						: job.completed_at,
 			progress: d.to_status === 'completed' ? 100 : job.progress,
+			// Only a pending job waits; a new phase makes its notice say so until the page reads it.
+			waiting:
+				d.to_status !== 'pending'
+					? null
+					: d.phase && d.phase !== job.phase
+						? waitingAfterPhase(job.waiting ?? null, d.phase)
+						: (job.waiting ?? null),
 			updated_at: now
 		};
 	}
@@ -74,6 +82,22 @@ export function parseStreamEvent(
 		return { kind: 'event', event: body as JobEvent };
 	}
 	return null;
+}
+
+/** The list with the `waiting` notice (and phase) of its pending jobs taken from a fresh read of
+ * pending jobs; a job that is no longer pending in either is left to the stream. */
+export function withWaitingFrom(jobs: FinetuneJob[], fresh: readonly FinetuneJob[]): FinetuneJob[] {
+	const byId = new Map(fresh.map((j) => [j.id, j]));
+	let changed = false;
+	const next = jobs.map((job) => {
+		const f = byId.get(job.id);
+		if (!f || job.status !== 'pending' || f.status !== 'pending') return job;
+		if (f.phase === job.phase && JSON.stringify(f.waiting ?? null) === JSON.stringify(job.waiting ?? null))
+			return job;
+		changed = true;
+		return { ...job, phase: f.phase, waiting: f.waiting ?? null };
+	});
+	return changed ? next : jobs;
 }
 
 /** Merges a list with one event; `unknown` is true when the event is about a job not in the list. */

@@ -123,10 +123,11 @@ export interface paths {
         head?: never;
         /**
          * Patch Job
-         * @description Worker update: `running` claims a pending job (attempt + 1; the response carries the data
-         *     URL, minted for this claim only), then progress, `completed` or `failed`. Only the worker that
-         *     claimed the job may update it, and an update naming another attempt is refused: 409 with the
-         *     reason. A progress value behind the current one renews the lease and keeps the higher value.
+         * @description Worker update: `running` claims a pending job of the caller's pool (attempt + 1; the
+         *     response carries the data URL and the headers to fetch it with, minted for this claim only),
+         *     then progress, `completed` or `failed`. Only the credential that claimed the job may update
+         *     it, and an update naming another attempt is refused: 409 with the reason. A progress value
+         *     behind the current one renews the lease and keeps the higher value.
          */
         patch: operations["patch_job_api_finetune_jobs__job_id__patch"];
         trace?: never;
@@ -180,7 +181,8 @@ export interface paths {
         };
         /**
          * List Pending
-         * @description Pending jobs, oldest first, for workers that poll over HTTP instead of the broker.
+         * @description Pending jobs the caller's pool may take, oldest first, for workers that poll over HTTP
+         *     instead of the broker.
          */
         get: operations["list_pending_api_finetune_jobs_pending_get"];
         put?: never;
@@ -255,6 +257,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Workers
+         * @description The workers you can see: the shared pool and your own (admins: all), newest first.
+         */
+        get: operations["list_workers_api_workers_get"];
+        put?: never;
+        /**
+         * Enroll Worker
+         * @description Enroll a worker: a credential for your private pool (or, for operators, the shared pool).
+         *     The token is in this answer only; revoke the worker to invalidate it.
+         */
+        post: operations["enroll_worker_api_workers_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workers/{worker_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Worker
+         * @description One worker you can see.
+         */
+        get: operations["get_worker_api_workers__worker_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Worker
+         * @description Revoke a worker: its token stops working at once, its broker connection is closed and the
+         *     job it ran goes back to the queue. Operators revoke shared workers; users their own.
+         */
+        delete: operations["revoke_worker_api_workers__worker_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workers/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who Am I
+         * @description For a worker, with its own token: its identity, pool and how to reach the broker.
+         */
+        get: operations["who_am_i_api_workers_me_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -300,6 +372,24 @@ export interface components {
             /** Models */
             models: components["schemas"]["BaseModelInfo"][];
         };
+        /** BrokerAccess */
+        BrokerAccess: {
+            /**
+             * Prefix
+             * @description The topology's name prefix (empty in production).
+             */
+            prefix: string;
+            /**
+             * Url
+             * @description The broker URL to dial (without credentials unless a development broker).
+             */
+            url: string | null;
+            /**
+             * Username
+             * @description The worker's own broker user (its password is its token); null: the URL's.
+             */
+            username: string | null;
+        };
         /** Data[DevSignInStatus] */
         Data_DevSignInStatus_: {
             data: components["schemas"]["DevSignInStatus"];
@@ -307,6 +397,10 @@ export interface components {
         /** Data[DevToken] */
         Data_DevToken_: {
             data: components["schemas"]["DevToken"];
+        };
+        /** Data[EnrolledWorker] */
+        Data_EnrolledWorker_: {
+            data: components["schemas"]["EnrolledWorker"];
         };
         /** Data[FinetuneJobResponse] */
         Data_FinetuneJobResponse_: {
@@ -331,6 +425,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["NamespaceResponse"][];
         };
+        /** Data[list[WorkerResponse]] */
+        Data_list_WorkerResponse__: {
+            /** Data */
+            data: components["schemas"]["WorkerResponse"][];
+        };
         /** Data[NamespaceGrantResponse] */
         Data_NamespaceGrantResponse_: {
             data: components["schemas"]["NamespaceGrantResponse"];
@@ -342,6 +441,14 @@ export interface components {
         /** Data[WorkerJobResponse] */
         Data_WorkerJobResponse_: {
             data: components["schemas"]["WorkerJobResponse"];
+        };
+        /** Data[WorkerResponse] */
+        Data_WorkerResponse_: {
+            data: components["schemas"]["WorkerResponse"];
+        };
+        /** Data[WorkerSelf] */
+        Data_WorkerSelf_: {
+            data: components["schemas"]["WorkerSelf"];
         };
         /** DevSignInStatus */
         DevSignInStatus: {
@@ -374,6 +481,16 @@ export interface components {
              * @example alice
              */
             sub: string;
+        };
+        /** EnrolledWorker */
+        EnrolledWorker: {
+            setup: components["schemas"]["WorkerSetup"];
+            /**
+             * Token
+             * @description The worker's credential, shown this once: give it to `ftd-worker`.
+             */
+            token: string;
+            worker: components["schemas"]["WorkerResponse"];
         };
         /** ErrorBody */
         ErrorBody: {
@@ -476,6 +593,11 @@ export interface components {
             project_id?: string | null;
             /** @description A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL. */
             training_data_url: string | unknown | unknown;
+            /**
+             * @description Which workers may run it: `shared` (the operator's pool, for `gpu_provider`), `private` (only workers you enrolled: your Colab, your box), or `any` (whichever takes it first). `private` needs at least one enrolled worker of yours.
+             * @default shared
+             */
+            worker_pool: components["schemas"]["WorkerPool"];
         } | {
             /**
              * @description A base model of the catalogue for classifier jobs.
@@ -543,6 +665,11 @@ export interface components {
             project_id?: string | null;
             /** @description A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL. */
             training_data_url: string | unknown | unknown;
+            /**
+             * @description Which workers may run it: `shared` (the operator's pool, for `gpu_provider`), `private` (only workers you enrolled: your Colab, your box), or `any` (whichever takes it first). `private` needs at least one enrolled worker of yours.
+             * @default shared
+             */
+            worker_pool: components["schemas"]["WorkerPool"];
         } | {
             /**
              * @description A base model of the catalogue for llm_lora jobs.
@@ -640,6 +767,11 @@ export interface components {
             project_id?: string | null;
             /** @description A dataset reference from the upload route (`ftd://datasets/<id>`) or an https URL. */
             training_data_url: string | unknown | unknown;
+            /**
+             * @description Which workers may run it: `shared` (the operator's pool, for `gpu_provider`), `private` (only workers you enrolled: your Colab, your box), or `any` (whichever takes it first). `private` needs at least one enrolled worker of yours.
+             * @default shared
+             */
+            worker_pool: components["schemas"]["WorkerPool"];
         };
         /** FinetuneJobResponse */
         FinetuneJobResponse: {
@@ -709,8 +841,14 @@ export interface components {
             updated_at: string;
             /** User Id */
             user_id: string;
-            /** Worker Id */
+            /** @description For a pending job: why it waits (`queued`, `all_busy`, `no_worker`), in a sentence, and the command that starts a worker for it. */
+            waiting?: components["schemas"]["WaitingNotice"] | null;
+            /**
+             * Worker Id
+             * @description The enrolled worker holding the job (or `shared-key`); null when none.
+             */
             worker_id: string | null;
+            worker_pool: components["schemas"]["WorkerPool"];
         };
         /**
          * FinetuneJobUpdate
@@ -754,7 +892,10 @@ export interface components {
             step?: number | null;
             /** Total Steps */
             total_steps?: number | null;
-            /** Worker Id */
+            /**
+             * Worker Id
+             * @description Ignored: the holder of a job is the credential that claimed it.
+             */
             worker_id?: string | null;
         };
         /**
@@ -925,6 +1066,36 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /** WaitingNotice */
+        WaitingNotice: {
+            /**
+             * Command
+             * @description Starts a worker that takes this job (with your token).
+             */
+            command: string;
+            /** Message */
+            message: string;
+            /**
+             * Reason
+             * @description `queued`, `all_busy` or `no_worker`.
+             */
+            reason: string;
+        };
+        /** WorkerCreate */
+        WorkerCreate: {
+            /**
+             * Name
+             * @description A label: `my-colab-t4`.
+             */
+            name: string;
+            /**
+             * Pool
+             * @description `private`: your own pool (only your jobs with worker_pool private or any reach it). `shared`: the operator's pool (role admin only).
+             * @default private
+             * @enum {string}
+             */
+            pool: "private" | "shared";
+        };
         /** WorkerJobResponse */
         WorkerJobResponse: {
             /** Attempt */
@@ -1005,8 +1176,103 @@ export interface components {
             updated_at: string;
             /** User Id */
             user_id: string;
-            /** Worker Id */
+            /** @description For a pending job: why it waits (`queued`, `all_busy`, `no_worker`), in a sentence, and the command that starts a worker for it. */
+            waiting?: components["schemas"]["WaitingNotice"] | null;
+            /**
+             * Worker Id
+             * @description The enrolled worker holding the job (or `shared-key`); null when none.
+             */
             worker_id: string | null;
+            worker_pool: components["schemas"]["WorkerPool"];
+        };
+        /**
+         * WorkerPool
+         * @description Which workers may run a job: the operator's shared pool, the owner's own enrolled workers
+         *     (their Colab, their box), or whichever takes it first.
+         * @enum {string}
+         */
+        WorkerPool: "shared" | "private" | "any";
+        /** WorkerResponse */
+        WorkerResponse: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Current Job Id
+             * @description The job it runs: shown to admins and to the owner of a private worker.
+             */
+            current_job_id: string | null;
+            /** Hardware */
+            hardware: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Job Types
+             * @description What it takes (its last heartbeat).
+             */
+            job_types: components["schemas"]["JobType"][] | null;
+            /** Last Seen At */
+            last_seen_at: string | null;
+            /** Name */
+            name: string;
+            /**
+             * Owner Id
+             * @description The private pool's owner; null for shared.
+             */
+            owner_id: string | null;
+            /**
+             * Pool
+             * @enum {string}
+             */
+            pool: "shared" | "private";
+            provider: components["schemas"]["GPUProvider"] | null;
+            /** Revoked At */
+            revoked_at: string | null;
+            /**
+             * Status
+             * @description `idle` or `busy` (online), `offline` (no heartbeat lately), `revoked`.
+             * @enum {string}
+             */
+            status: "idle" | "busy" | "offline" | "revoked";
+            /** Version */
+            version: string | null;
+        };
+        /** WorkerSelf */
+        WorkerSelf: {
+            broker: components["schemas"]["BrokerAccess"];
+            /** Lease Seconds */
+            lease_seconds: number;
+            /**
+             * Pool
+             * @description `shared`, or the private pool key in queue names.
+             */
+            pool: string;
+            worker: components["schemas"]["WorkerResponse"];
+        };
+        /** WorkerSetup */
+        WorkerSetup: {
+            /**
+             * Colab
+             * @description A Colab cell: installs and starts the worker on the GPU.
+             */
+            colab: string;
+            /**
+             * Env
+             * @description The environment the worker reads.
+             */
+            env: {
+                [key: string]: string;
+            };
+            /**
+             * Shell
+             * @description Starts the worker on a machine with this repository's worker.
+             */
+            shell: string;
         };
     };
     responses: never;
@@ -1565,10 +1831,7 @@ export interface operations {
     patch_job_api_finetune_jobs__job_id__patch: {
         parameters: {
             query?: never;
-            header?: {
-                /** @description Names the worker (default `http-worker`): a claim is granted to one worker, and only that worker's updates apply. */
-                "x-worker-id"?: string | null;
-            };
+            header?: never;
             path: {
                 job_id: string;
             };
@@ -2069,6 +2332,289 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_workers_api_workers_get: {
+        parameters: {
+            query?: {
+                include_revoked?: boolean;
+                /** @description Only one pool's workers. */
+                pool?: ("shared" | "private") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_list_WorkerResponse__"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    enroll_worker_api_workers_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkerCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_EnrolledWorker_"];
+                };
+            };
+            /** @description The body is not valid JSON (`invalid_json`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than this service accepts (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not declared as application/json (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_worker_api_workers__worker_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                worker_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_WorkerResponse_"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_worker_api_workers__worker_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                worker_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_WorkerResponse_"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    who_am_i_api_workers_me_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_WorkerSelf_"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
