@@ -3,6 +3,7 @@ trainer that behaves like the real ones towards the runtime (steps, progress, sh
 checkpoints, resume, bad data), a fake publisher and checkpoint store, and an HTTP server that
 serves datasets the way data-service does (a download URL with a ticket)."""
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -132,10 +133,17 @@ class FakePublisher:
     calls: int = 0
     created_repo: bool = False
     specs: list[JobSpec] = field(default_factory=list)
+    # With `hold` set, a push waits (`pushing` set) until `release` is: a slow upload.
+    hold: bool = False
+    pushing: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def __call__(self, result: TrainResult, req: TrainRequest, spec: JobSpec) -> Published:
         self.calls += 1
         self.specs.append(spec)
+        if self.hold:
+            self.pushing.set()
+            self.release.wait(120)
         if self.calls <= self.fail_times:
             raise ConnectionError("the Hub is unreachable")
         revision = uuid.uuid4().hex[:12]
@@ -161,6 +169,10 @@ class DataServer:
         self.outage_until = 0.0
         self.ranges: list[str] = []
         self.refused = 0
+        # A slow download: after `stall_after` bytes the body waits until `stall` is released.
+        self.stall_after: int | None = None
+        self.stalled = threading.Event()
+        self.stall = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -192,6 +204,14 @@ class DataServer:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
+                if server.stall_after is not None:
+                    self.wfile.write(body[start : start + server.stall_after])
+                    self.wfile.flush()
+                    server.stalled.set()
+                    server.stall.wait(120)
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(body[start + server.stall_after :])
+                    return
                 if server.cut_after is not None:
                     # The service dies mid-body: the client sees the connection end early.
                     cut, server.cut_after = server.cut_after, None

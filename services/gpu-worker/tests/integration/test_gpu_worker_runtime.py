@@ -269,3 +269,51 @@ async def test_data_service_down_for_30_seconds_mid_download_costs_the_job_nothi
     assert any("trying again" in line for line in lines), lines
     # The whole file arrived, checked against the dataset's size and sha256.
     assert any(line.startswith(f"data: {len(rows)} bytes") for line in lines), lines
+
+
+async def test_a_cancel_during_the_download_stops_it(platform: Platform, start_worker: Any) -> None:
+    """The download stalls mid-body (a slow data server): a cancel stops the worker there, and
+    the worker is free for the next job at once."""
+    platform.data.stall_after = 1000
+    worker = await start_worker(FakeTrainer(steps=4))
+    job_id = await platform.submit(GOOD_CSV * 100)
+    try:
+        assert await asyncio.to_thread(platform.data.stalled.wait, 60)
+        await platform.cancel(job_id)
+
+        async def stopped() -> bool:
+            return worker.worker.outcomes == [Outcome.CANCELLED]
+
+        await eventually(stopped, timeout=30)
+        assert worker.trainer.requests == [], "it never trained"
+    finally:
+        platform.data.stall.set()
+    platform.data.stall_after = None
+    second = await platform.submit(GOOD_CSV)
+    await platform.until(second, lambda j: j["status"] == "completed")
+
+
+async def test_a_cancel_during_the_push_is_not_waited_for_and_registers_nothing(
+    platform: Platform, start_worker: Any, tmp_path: Path
+) -> None:
+    """A push that hangs (a slow Hub) is not waited for after a cancel: the worker reports
+    nothing of the job (no model.pushed, so no model version) and takes the next job."""
+    publisher = FakePublisher(tmp_path / "models", hold=True)
+    worker = await start_worker(FakeTrainer(steps=3), publisher=publisher)
+    job_id = await platform.submit(GOOD_CSV)
+    try:
+        assert await asyncio.to_thread(publisher.pushing.wait, 60)
+        await platform.cancel(job_id)
+
+        async def stopped() -> bool:
+            return worker.worker.outcomes == [Outcome.CANCELLED]
+
+        await eventually(stopped, timeout=30)
+        assert not publisher.release.is_set(), "the hanging push was not waited for"
+    finally:
+        publisher.release.set()
+    job = await platform.job(job_id)
+    assert (job["status"], job["output_revision"]) == ("cancelled", None)
+    publisher.hold = False
+    second = await platform.submit(GOOD_CSV)
+    await platform.until(second, lambda j: j["status"] == "completed")

@@ -170,6 +170,8 @@ class JobRun:
             on_update=lambda state: display.update(self.job_id, state),
         )
         self._stopped = asyncio.Event()
+        # Set by a cancel (or a revocation) only: the job is no longer ours, even mid-push.
+        self._cancelled = asyncio.Event()
         self.log = log.bind(job_id=self.job_id, attempt=spec.attempt)
         self._checkpoints: Checkpoints | None = None
         self._synced: CheckpointSync | None = None
@@ -177,6 +179,7 @@ class JobRun:
     # --- stop requests (event loop) ---------------------------------------------------------
     def on_cancel(self, event: JobCancelRequested) -> None:
         self.log.info("job.cancel_received", reason=str(event.reason))
+        self._cancelled.set()
         self._request_stop(STOP_CANCELLED)
         # Also after a SIGTERM: the job is no longer ours, so no hand-back report follows.
         self.reporter.stop_reason = STOP_CANCELLED
@@ -185,6 +188,7 @@ class JobRun:
         """Our credential was revoked: the job is no longer ours (job-api requeued it), so it
         stops like a cancelled one and reports nothing more."""
         self.log.info("job.revoked")
+        self._cancelled.set()
         self._request_stop(STOP_CANCELLED)
         self.reporter.stop_reason = STOP_CANCELLED
 
@@ -205,6 +209,22 @@ class JobRun:
         if not work.done():
             work.cancel()
             raise StopRequested(None, "stopped before training started")
+        return work.result()
+
+    async def _unless_cancelled(self, work: asyncio.Future[T]) -> T:
+        """Await `work` (the push) unless the job is cancelled first. A SIGTERM lets the push
+        finish (handing the job back would cost the whole training); a cancel does not wait for
+        it: the push's thread cannot be interrupted, so it ends on its own, and nothing of it is
+        reported (no model.pushed, so no model is registered)."""
+        cancelled: asyncio.Future[Any] = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            await asyncio.wait([work, cancelled], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+        if not work.done():
+            work.cancel()
+            self.log.warning("job.push_abandoned")
+            raise StopRequested(None, "cancelled while the model was being pushed")
         return work.result()
 
     # --- the attempt ------------------------------------------------------------------------
@@ -360,7 +380,9 @@ class JobRun:
             await asyncio.gather(sync, return_exceptions=True)
         self.reporter.set_logs_url(getattr(result, "logs_url", None))
         self.reporter.progress(progress=100, phase=JobPhase.UPLOADING)
-        published = await self._publish(result, request)
+        published = await self._unless_cancelled(
+            asyncio.ensure_future(self._publish(result, request))
+        )
         pushed = ModelPushed(
             job_id=spec.job_id,
             attempt=spec.attempt,

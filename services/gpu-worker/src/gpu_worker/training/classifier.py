@@ -77,29 +77,32 @@ def train_classifier(req: TrainRequest, hp: Any, data: Dataset, reporter: Report
     baseline: dict[str, float] = {}
     if eval_ds is not None and req.resume_from is None:
         common.report_phase(reporter, JobPhase.EVALUATING, 2.0, "evaluating the base model")
-        baseline = _held_out(trainer)
+        with common.stoppable(model, reporter):
+            baseline = _held_out(trainer)
     elif eval_ds is not None:
         # Resuming: the weights are a checkpoint's, not the base's; measure the base afresh.
         base = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=len(labels), id2label=model.config.id2label, label2id=label2id
         )
-        baseline = _held_out(
-            Trainer(
-                model=base,
-                args=args,
-                eval_dataset=eval_ds,
-                processing_class=tokenizer,
-                compute_metrics=_compute_metrics,
-                data_collator=DataCollatorWithPadding(tokenizer),
+        with common.stoppable(base, reporter):
+            baseline = _held_out(
+                Trainer(
+                    model=base,
+                    args=args,
+                    eval_dataset=eval_ds,
+                    processing_class=tokenizer,
+                    compute_metrics=_compute_metrics,
+                    data_collator=DataCollatorWithPadding(tokenizer),
+                )
             )
-        )
     common.check_stop(reporter)
 
     common.run_trainer(trainer, req, callback)
     tuned: dict[str, float] = {}
     if eval_ds is not None:
         common.report_phase(reporter, JobPhase.EVALUATING, 92.0, "evaluating the tuned model")
-        tuned = _held_out(trainer)
+        with common.stoppable(trainer.model, reporter):
+            tuned = _held_out(trainer)
     trainer.save_model(str(req.model_dir))
     tokenizer.save_pretrained(str(req.model_dir))
     counts: dict[str, int] = {}

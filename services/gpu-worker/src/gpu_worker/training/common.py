@@ -97,6 +97,26 @@ def run_trainer(trainer: Any, req: TrainRequest, callback: ProgressCallback) -> 
     return output
 
 
+@contextmanager
+def stoppable(model: torch.nn.Module, reporter: Reporter) -> Iterator[None]:
+    """Within the block (an evaluation: the base model's, the tuned model's, sample generation)
+    a stop is obeyed at the next forward pass, not when the phase ends: an evaluation of a large
+    held-out set or a slow model takes minutes, and a cancelled job must free the GPU within
+    seconds. The hooks sit on the model and its direct children, since some wrappers (a
+    SentenceTransformer) call their children but not their own __call__."""
+
+    def check(*_: object) -> None:
+        if reporter.should_stop():
+            raise StopRequested(None, "stopped during an evaluation")
+
+    handles = [m.register_forward_pre_hook(check) for m in (model, *model.children())]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def check_stop(reporter: Reporter) -> None:
     """Between phases (loading, baseline evaluation) a stop has no checkpoint to save yet."""
     if reporter.should_stop():

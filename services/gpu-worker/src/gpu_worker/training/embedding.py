@@ -47,7 +47,8 @@ def train_embedding(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporte
     baseline: dict[str, float] = {}
     if evaluator is not None:
         common.report_phase(reporter, JobPhase.EVALUATING, 2.0, "evaluating the base model")
-        baseline = _metrics(evaluator, model)
+        with common.stoppable(model, reporter):
+            baseline = _metrics(evaluator, model)
         common.check_stop(reporter)
 
     if data.layout is Layout.SCORED_PAIRS:
@@ -79,7 +80,8 @@ def train_embedding(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporte
     tuned: dict[str, float] = {}
     if evaluator is not None:
         common.report_phase(reporter, JobPhase.EVALUATING, 92.0, "evaluating the tuned model")
-        tuned = _metrics(evaluator, model)
+        with common.stoppable(model, reporter):
+            tuned = _metrics(evaluator, model)
     model.save(str(req.model_dir))
     stats = data.stats() | {"train_rows": len(train_rows), "eval_rows": len(eval_rows)}
     return TrainResult(

@@ -102,7 +102,9 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
     baseline: dict[str, float] = {}
     if eval_ds is not None:
         common.report_phase(reporter, JobPhase.EVALUATING, 2.0, "evaluating the base model")
-        baseline = _eval_loss(trainer)  # the fresh adapter is a no-op: this is the base model
+        with common.stoppable(trainer.model, reporter):
+            # The fresh adapter is a no-op: this is the base model.
+            baseline = _eval_loss(trainer)
     common.check_stop(reporter)
 
     common.run_trainer(trainer, req, callback)
@@ -110,8 +112,9 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
     samples: list[dict[str, str]] = []
     if eval_ds is not None:
         common.report_phase(reporter, JobPhase.EVALUATING, 92.0, "evaluating the tuned model")
-        tuned = _eval_loss(trainer)
-        samples = _samples(trainer.model, tokenizer, eval_rows[:SAMPLES], data.layout, chat)
+        with common.stoppable(trainer.model, reporter):
+            tuned = _eval_loss(trainer)
+            samples = _samples(trainer.model, tokenizer, eval_rows[:SAMPLES], data.layout, chat)
     trainer.save_model(str(req.model_dir))
     tokenizer.save_pretrained(str(req.model_dir))
     _point_adapter_at(req.model_dir / "adapter_config.json", req.base_model)
