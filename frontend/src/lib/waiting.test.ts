@@ -32,7 +32,7 @@ describe('waitingNoticeOf', () => {
 
 	it('trusts the notice over the phase it came with (it is read from the latest presence)', () => {
 		// A new job reads "no worker" before the presence loop has written the phase.
-		const waiting = { reason: 'no_worker', message: 'No worker.', command: COMMAND };
+		const waiting = { reason: 'no_worker' as const, message: 'No worker.', command: COMMAND };
 		expect(waitingNoticeOf(job({ phase: 'queued', waiting }))).toMatchObject({
 			reason: 'no_worker',
 			command: COMMAND
@@ -40,7 +40,7 @@ describe('waitingNoticeOf', () => {
 	});
 
 	it('shows nothing for a job that does not wait', () => {
-		const waiting = { reason: 'no_worker', message: 'm', command: COMMAND };
+		const waiting = { reason: 'no_worker' as const, message: 'm', command: COMMAND };
 		for (const status of ['running', 'completed', 'failed', 'cancelled'] as const) {
 			expect(waitingNoticeOf(job({ status, phase: 'no_worker', waiting }))).toBeNull();
 		}
@@ -57,7 +57,10 @@ describe('waitingNoticeOf', () => {
 
 	it('reads an unknown reason as queued, and an empty command as none', () => {
 		expect(
-			waitingNoticeOf(job({ waiting: { reason: 'warming_up', message: 'Soon.', command: COMMAND } }))
+			// A reason this UI does not know yet (a newer server).
+			waitingNoticeOf(
+				job({ waiting: { reason: 'warming_up' as 'queued', message: 'Soon.', command: COMMAND } })
+			)
 		).toEqual({ reason: 'queued', message: 'Soon.', command: null });
 		expect(
 			waitingNoticeOf(
@@ -69,14 +72,14 @@ describe('waitingNoticeOf', () => {
 
 describe('waitingAfterPhase', () => {
 	it('keeps a notice that agrees with the new phase', () => {
-		const busy = { reason: 'all_busy', message: 'All busy.', command: COMMAND };
+		const busy = { reason: 'all_busy' as const, message: 'All busy.', command: COMMAND };
 		expect(waitingAfterPhase(busy, 'queued')).toBe(busy);
 	});
 
 	it('says what the new phase says, keeping the command', () => {
-		const queued = { reason: 'queued', message: 'Starts shortly.', command: COMMAND };
+		const queued = { reason: 'queued' as const, message: 'Starts shortly.', command: COMMAND };
 		expect(waitingAfterPhase(queued, 'no_worker')).toMatchObject({ reason: 'no_worker', command: COMMAND });
-		const none = { reason: 'no_worker', message: 'No worker.', command: COMMAND };
+		const none = { reason: 'no_worker' as const, message: 'No worker.', command: COMMAND };
 		expect(waitingAfterPhase(none, 'queued')).toMatchObject({ reason: 'queued', command: COMMAND });
 		expect(waitingAfterPhase(null, 'no_worker')).toBeNull();
 	});

@@ -108,7 +108,7 @@ describe('applyEvent', () => {
 	});
 
 	it('drops the waiting notice once the job leaves pending, follows a new phase while pending', () => {
-		const waiting = { reason: 'no_worker', message: 'No worker.', command: 'ftd-worker run' };
+		const waiting = { reason: 'no_worker' as const, message: 'No worker.', command: 'ftd-worker run' };
 		let job = makeJob({ phase: 'no_worker', waiting });
 		expect(applyEvent(job, status('pending', { phase: 'no_worker' })).waiting).toEqual(waiting);
 		job = applyEvent(job, status('pending', { phase: 'queued', reason: 'worker_available' }));
@@ -138,7 +138,11 @@ describe('applyToList', () => {
 });
 
 describe('withWaitingFrom', () => {
-	const notice = (reason: string) => ({ reason, message: reason, command: 'ftd-worker run' });
+	const notice = (reason: 'queued' | 'all_busy' | 'no_worker') => ({
+		reason,
+		message: reason,
+		command: 'ftd-worker run'
+	});
 
 	it("takes a fresh read's notice and phase for jobs pending in both", () => {
 		const jobs = [

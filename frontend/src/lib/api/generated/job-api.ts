@@ -1077,9 +1077,10 @@ export interface components {
             message: string;
             /**
              * Reason
-             * @description `queued`, `all_busy` or `no_worker`.
+             * @description `queued` (a worker that takes it is idle), `all_busy`, or `no_worker`.
+             * @enum {string}
              */
-            reason: string;
+            reason: "queued" | "all_busy" | "no_worker";
         };
         /** WorkerCreate */
         WorkerCreate: {

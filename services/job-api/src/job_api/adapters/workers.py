@@ -131,7 +131,11 @@ class WorkerRepository:
         return [pool for (pool,) in (await self._conn.execute(stmt)).all()]
 
     async def has_private_pool(self, owner_id: str) -> bool:
+        """Whether the user has a private worker that is not revoked (one could take a private
+        job; its pool's queues exist)."""
         stmt = sa.select(sa.literal(1)).where(
-            workers.c.owner_id == owner_id, workers.c.pool != "shared"
+            workers.c.owner_id == owner_id,
+            workers.c.pool != "shared",
+            workers.c.revoked_at.is_(None),
         )
         return (await self._conn.execute(stmt.limit(1))).first() is not None

@@ -1,7 +1,7 @@
 """HTTP request and response bodies (the brief's B2 schemas, extended)."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
@@ -102,7 +102,9 @@ def _redacted(url: str) -> str:
 
 
 class WaitingNotice(BaseModel):
-    reason: str = Field(description="`queued`, `all_busy` or `no_worker`.")
+    reason: Literal["queued", "all_busy", "no_worker"] = Field(
+        description="`queued` (a worker that takes it is idle), `all_busy`, or `no_worker`."
+    )
     message: str
     command: str = Field(description="Starts a worker that takes this job (with your token).")
 

@@ -208,12 +208,19 @@ def waiting_notice(
             f"All {found.online} worker(s) that take {job_type} jobs here are busy; this job "
             "starts when one is free."
         )
+    elif pool is WorkerPool.SHARED:
+        message = (
+            f"No worker that takes {job_type} jobs is online in the shared pool for provider "
+            f"{provider}. The operator starts shared workers (the command shown); to run it on "
+            "a worker of your own instead, create the job with worker_pool `any` or `private` "
+            "and add a worker on the Workers page."
+        )
     else:
-        whose = {
-            WorkerPool.SHARED: f"the shared pool for provider {provider}",
-            WorkerPool.PRIVATE: "your private pool",
-            WorkerPool.ANY: f"your private pool or the shared pool for provider {provider}",
-        }[pool]
+        whose = (
+            "your private pool"
+            if pool is WorkerPool.PRIVATE
+            else f"your private pool or the shared pool for provider {provider}"
+        )
         message = (
             f"No worker that takes {job_type} jobs is online in {whose}. Add one on the Workers "
             "page (or POST /api/workers) and start it with the command shown."
