@@ -78,3 +78,38 @@ def test_the_token_comes_from_the_environment_a_file_or_login(
         with pytest.raises(typer.Exit) as exited:
             cli.resolve_token(settings, None)
         assert exited.value.exit_code == 2
+
+
+async def test_serve_starts_the_worker_again_after_an_unexpected_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-process supervisor: a crash is followed by a new life after a back-off; a refused
+    credential ends the process with status 3 instead of a crash loop."""
+    lives: list[str] = []
+
+    async def crashing_then_fine(*args: object, **kwargs: object) -> int:
+        lives.append("life")
+        if len(lives) == 1:
+            raise RuntimeError("something nobody foresaw")
+        return 0
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(cli, "serve_once", crashing_then_fine)
+    monkeypatch.setattr(cli.asyncio, "sleep", no_wait)
+    settings = WorkerSettings(token=TOKEN)
+    status = await cli.serve(settings, [], None, None, token=TOKEN, api_url="http://x")  # type: ignore[arg-type]
+    assert (status, len(lives)) == (0, 2)
+
+    async def refused(*args: object, **kwargs: object) -> int:
+        raise cli.CredentialRefused("revoked")
+
+    monkeypatch.setattr(cli, "serve_once", refused)
+    assert await cli.serve(settings, [], None, None, token=TOKEN, api_url="http://x") == 3  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "serve_once", crashing_then_fine)
+    lives.clear()
+    unsupervised = WorkerSettings(token=TOKEN, supervise=False)
+    with pytest.raises(RuntimeError):
+        await cli.serve(unsupervised, [], None, None, token=TOKEN, api_url="http://x")  # type: ignore[arg-type]
