@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
 
 from data_service.adapters.storage import LocalStorage, S3Storage
 from data_service.config import Settings
@@ -15,6 +16,7 @@ from data_service.service_layer.unit_of_work import UnitOfWork
 from messaging.broker import Broker
 from servicekit.auth import JwtVerifier, Principal, bearer_token
 from servicekit.errors import ApiError
+from servicekit.security import USER_BEARER
 from servicekit.uow import Database, function_scoped
 
 log = structlog.get_logger(__name__)
@@ -65,7 +67,11 @@ UowDep = Annotated[UnitOfWork, function_scoped(get_uow)]
 ReadUowDep = Annotated[UnitOfWork, function_scoped(get_read_uow)]
 
 
-async def current_user(request: Request, state: StateDep) -> Principal:
+async def current_user(
+    request: Request,
+    state: StateDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(USER_BEARER)],
+) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise ApiError(401, "unauthorized", "Send a user token as `Authorization: Bearer <JWT>`.")

@@ -32,6 +32,7 @@ from messaging.broker import Broker
 from messaging.outbox import OutboxRelay
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
 from servicekit.errors import ApiError
+from servicekit.security import USER_BEARER
 from servicekit.uow import Database
 
 
@@ -164,14 +165,9 @@ async def reading(state: AppState) -> AsyncIterator[UnitOfWork]:
         yield UnitOfWork(conn, worker_cache=state.worker_cache)
 
 
-# The security schemes of the OpenAPI document (the Authorize button of /docs). The checks
-# themselves are ours (below): these only read the header (auto_error off).
-USER_BEARER = HTTPBearer(
-    scheme_name="userToken",
-    bearerFormat="JWT",
-    description="A user's JWT (`make token` prints a development one).",
-    auto_error=False,
-)
+# The security schemes of the OpenAPI document (the Authorize button of /docs): the users'
+# (servicekit's, as every service declares it) and the workers'. The checks themselves are ours
+# (below): these only read the header (auto_error off).
 WORKER_BEARER = HTTPBearer(
     scheme_name="workerKey",
     description=(

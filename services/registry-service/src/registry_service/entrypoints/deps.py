@@ -5,8 +5,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
 
 from messaging.broker import Broker
 from registry_service.service_layer.litellm import Endpoints
@@ -14,6 +15,7 @@ from registry_service.service_layer.models import HubRepos
 from registry_service.service_layer.unit_of_work import UnitOfWork
 from servicekit.auth import JwtVerifier, Principal, bearer_token
 from servicekit.errors import ApiError
+from servicekit.security import USER_BEARER
 from servicekit.uow import Database, function_scoped
 
 
@@ -54,7 +56,11 @@ UowDep = Annotated[UnitOfWork, function_scoped(get_uow)]
 ReadUowDep = Annotated[UnitOfWork, function_scoped(get_read_uow)]
 
 
-async def current_user(request: Request, state: StateDep) -> Principal:
+async def current_user(
+    request: Request,
+    state: StateDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(USER_BEARER)],
+) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise ApiError(401, "unauthorized", "Send a user token as `Authorization: Bearer <JWT>`.")
