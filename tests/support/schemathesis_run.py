@@ -1,9 +1,11 @@
 """Runs the schemathesis CLI against a live service's /openapi.json (a subprocess, so its
-hypothesis threads never share this test's event loop), for every service's conformance test."""
+hypothesis threads never share this test's event loop), for every service's conformance test and
+for the run of all three through the gateway (tests/security)."""
 
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 SUPPORT = Path(__file__).resolve().parent
@@ -16,13 +18,29 @@ MAX_EXAMPLES = int(os.environ.get("FTD_SCHEMATHESIS_EXAMPLES", "10"))
 SEED = os.environ.get("FTD_SCHEMATHESIS_SEED", "20261204")
 
 
+# The checks a service's own run leaves out: they need several identities (the run through the
+# gateway gives them two users and a worker and runs every check).
+AUTH_CHECKS = ("ignored_auth", "object_level_authorization")
+
+
 async def run_schemathesis(
-    openapi_url: str, config: str, workdir: Path, *, timeout: float = 280
+    openapi_url: str,
+    config: str,
+    workdir: Path,
+    *,
+    timeout: float = 280,
+    max_examples: int = MAX_EXAMPLES,
+    exclude_checks: tuple[str, ...] = AUTH_CHECKS,
+    base_url: str | None = None,
+    request_timeout: float = 3,
+    args: Sequence[str] = (),
 ) -> tuple[int, str]:
     """(exit status, report). `config`: the schemathesis.toml (headers per operation, ...); the
-    generation table is added after it, so its top-level keys stay top-level."""
+    generation table is added after it, so its top-level keys stay top-level. `base_url`: where
+    the operations are (default: the document's own host); `args`: more of the CLI's options
+    (operation filters)."""
     config_file = workdir / "schemathesis.toml"
-    config_file.write_text(f"{config}\n\n[generation]\nmax-examples = {MAX_EXAMPLES}\n")
+    config_file.write_text(f"{config}\n\n[generation]\nmax-examples = {max_examples}\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -34,18 +52,19 @@ async def run_schemathesis(
         openapi_url,
         "--checks",
         "all",
-        "--exclude-checks",
-        "ignored_auth,object_level_authorization",
+        *(["--exclude-checks", ",".join(exclude_checks)] if exclude_checks else []),
+        *(["--url", base_url] if base_url else []),
         "--phases",
         "examples,coverage,fuzzing",
         "--workers",
         "2",
         # Also bounds how long a live stream (SSE) is read before it is judged.
         "--request-timeout",
-        "3",
+        str(request_timeout),
         "--suppress-health-check",
         "all",
         *([] if SEED == "random" else ["--seed", SEED]),
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={
