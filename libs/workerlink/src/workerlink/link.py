@@ -236,8 +236,15 @@ class BrokerLink:
                         queue = await self._work_channel.get_queue(name, ensure=False)
                         self._consumer_tags[name] = (queue, await queue.consume(self._offers.put))
                 return
-            except LINK_ERRORS as exc:
-                log.warning("offers.subscribe_failed", error=repr(exc)[:200], retry_in=delay)
+            except Exception as exc:
+                # Whatever a channel dying under us raises (aio-pika and aiormq do not stick to
+                # one exception type): start over on a fresh channel once the link is back.
+                log.warning(
+                    "offers.subscribe_failed",
+                    error=repr(exc)[:200],
+                    error_type=type(exc).__name__,
+                    retry_in=delay,
+                )
                 await self._drop_work_channel()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -265,7 +272,7 @@ class BrokerLink:
                 self._consumer_tags = {}
                 while not self._offers.empty():
                     await self._offers.get_nowait().nack(requeue=True)
-        except LINK_ERRORS:
+        except Exception:
             # The channel went away: the broker has requeued what it delivered on it.
             await self._drop_work_channel()
             while not self._offers.empty():

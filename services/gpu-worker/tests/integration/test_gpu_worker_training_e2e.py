@@ -21,6 +21,7 @@ from messaging_testing import eventually
 
 from contracts.catalogue import OFFLINE_MINILM
 from contracts.enums import JobType
+from contracts.store import owner_key
 from gpu_worker.cli import serve
 from gpu_worker.config import WorkerSettings
 from gpu_worker.toolkit import real_toolkit
@@ -169,7 +170,8 @@ async def test_an_embedding_job_trains_and_the_stored_model_loads(
     assert job["attempt"] == 1
     metrics = job["metrics"]
     assert metrics["train_loss_last"] < metrics["train_loss_first"]
-    [stored] = list((tmp_path / "models" / "alice" / "minilm-tuned").iterdir())
+    # In the owner's folder of the store (the claim names the owner).
+    [stored] = list((tmp_path / "models" / owner_key("alice") / "alice" / "minilm-tuned").iterdir())
     assert stored.name == job["output_revision"]
     assert (stored / "README.md").is_file()
 

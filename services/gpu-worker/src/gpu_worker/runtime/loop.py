@@ -99,26 +99,44 @@ class Worker:
 
     async def run(self) -> list[Outcome]:
         log.info("worker.waiting", job_types=[str(t) for t in self.link.job_types])
+        failures = 0
         while not self.stopping and not self.revoked:
-            self.link.set_state("idle")
-            await self.link.resume_offers()
-            offer = await self._next_offer()
-            if self.revoked:
-                break
-            await self.link.pause_offers()
-            if offer is None:
-                break
-            if self.stopping or self.revoked:
-                with contextlib.suppress(Exception):
-                    await offer.message.nack(requeue=True)
-                break
-            reply = await self._claim(offer)
-            if reply is None or reply.job is None:
+            try:
+                done = await self._take_one()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The link failing in a way nobody foresaw (a channel closed under a call that
+                # raised something unexpected): the loop goes on; the job it held, if any, is
+                # requeued by its lease; a persistent failure is logged on every round.
+                failures += 1
+                log.exception("worker.loop_failed", failures=failures)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
                 continue
-            await self._run_job(reply)
-            if self._max_jobs is not None and len(self.outcomes) >= self._max_jobs:
+            if done:
                 break
         return self.outcomes
+
+    async def _take_one(self) -> bool:
+        """Take an offer, claim it, run it. True when the loop should end."""
+        self.link.set_state("idle")
+        await self.link.resume_offers()
+        offer = await self._next_offer()
+        if self.revoked:
+            return True
+        await self.link.pause_offers()
+        if offer is None:
+            return True
+        if self.stopping or self.revoked:
+            with contextlib.suppress(Exception):
+                await offer.message.nack(requeue=True)
+            return True
+        reply = await self._claim(offer)
+        if reply is None or reply.job is None:
+            return False
+        await self._run_job(reply)
+        return self._max_jobs is not None and len(self.outcomes) >= self._max_jobs
 
     async def _run_job(self, reply: ClaimReply) -> None:
         assert reply.job is not None
