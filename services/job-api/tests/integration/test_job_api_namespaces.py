@@ -221,6 +221,29 @@ async def test_a_linked_hub_account_gives_its_name_and_the_claim_carries_its_tok
         _error(await _create(client, dave, "bob-hf/m2"), 422, "output_namespace_not_yours")
 
 
+async def test_a_claim_sees_a_token_linked_after_the_owner_was_found_without_one(
+    settings_factory: Callable[..., Settings], db: AsyncEngine
+) -> None:
+    """Claims remember, a few seconds, that an owner has no linked token (most have none, and a
+    claim would read it every time); linking in this process forgets that at once, and an unlink
+    is always read."""
+    erin = user_headers("erin")
+    async with (
+        stand_in_hub(hub_answer) as (_hub, endpoint),
+        served_app(settings_factory(hf_endpoint=endpoint)) as (client, app),
+    ):
+        state: AppState = app.state.job_api
+        job_id = (await _create(client, erin, "erin/m")).json()["data"]["id"]
+        assert (await _spec(state, job_id)).hub_token is None
+        assert "erin" in state.caches.unlinked
+
+        linked = await client.put(ACCOUNT, json={"token": WRITE_TOKEN}, headers=erin)
+        assert linked.status_code == 200, linked.text
+        assert (await _spec(state, job_id)).hub_token == WRITE_TOKEN
+        assert (await client.delete(ACCOUNT, headers=erin)).status_code == 200
+        assert (await _spec(state, job_id)).hub_token is None
+
+
 async def test_tokens_that_cannot_push_link_nothing(
     settings_factory: Callable[..., Settings], db: AsyncEngine
 ) -> None:

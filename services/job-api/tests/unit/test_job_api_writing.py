@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 from job_api.adapters.repository import FreshJobs
-from job_api.adapters.workers import WorkerCache
 from job_api.entrypoints.deps import AppState, writing
+from job_api.service_layer.unit_of_work import Caches
 
 
 class _Db:
@@ -55,7 +55,7 @@ class _State:
         self.db = _Db(events)
         self.relay = relay
         self.fresh_jobs = FreshJobs()
-        self.worker_cache = WorkerCache()
+        self.caches = Caches()
 
 
 async def _unit(state: _State, *, one_statement: bool, rows: int = 1) -> None:

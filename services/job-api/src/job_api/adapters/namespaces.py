@@ -1,9 +1,11 @@
 """SQL of output namespaces: admins' grants and linked Hugging Face accounts."""
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from cachetools import TTLCache
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,9 +36,30 @@ _GRANT_COLUMNS = (
 )
 
 
+class UnlinkedUsers:
+    """Users known, a few seconds ago, to have no linked Hub account: a claim asks about its
+    job's owner, and most owners have none, so the answer is remembered instead of read on
+    every claim. Linking in this process forgets the user at once; another replica learns of a
+    new link within `ttl` (its claims meanwhile push with the worker's own token, as before the
+    link). An unlink is always read: a remembered "linked" is never trusted."""
+
+    def __init__(self, ttl: float = 10.0, size: int = 100_000) -> None:
+        self._users: TTLCache[str, bool] = TTLCache(size, ttl, timer=time.monotonic)
+
+    def __contains__(self, user_id: str) -> bool:
+        return user_id in self._users
+
+    def add(self, user_id: str) -> None:
+        self._users[user_id] = True
+
+    def discard(self, user_id: str) -> None:
+        self._users.pop(user_id, None)
+
+
 class NamespaceRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, unlinked: UnlinkedUsers | None = None) -> None:
         self._conn = conn
+        self._unlinked = unlinked
 
     async def holds(self, user_id: str, namespace: str) -> bool:
         """Whether a grant or the linked Hub account gives `user_id` this namespace (one
@@ -93,6 +116,8 @@ class NamespaceRepository:
         return Grant(*row) if row is not None else None
 
     async def linked_account(self, user_id: str) -> LinkedAccount | None:
+        if self._unlinked is not None and user_id in self._unlinked:
+            return None
         stmt = sa.select(
             hf_accounts.c.user_id,
             hf_accounts.c.hf_username,
@@ -100,10 +125,16 @@ class NamespaceRepository:
             hf_accounts.c.linked_at,
         ).where(hf_accounts.c.user_id == user_id)
         row = (await self._conn.execute(stmt)).first()
-        return LinkedAccount(*row) if row is not None else None
+        if row is None:
+            if self._unlinked is not None:
+                self._unlinked.add(user_id)
+            return None
+        return LinkedAccount(*row)
 
     async def link(self, user_id: str, hf_username: str, token_ciphertext: str) -> datetime:
         """Link (or re-link) the user's Hub account; returns when."""
+        if self._unlinked is not None:
+            self._unlinked.discard(user_id)
         insert = pg.insert(hf_accounts).values(
             user_id=user_id, hf_username=hf_username, token_ciphertext=token_ciphertext
         )

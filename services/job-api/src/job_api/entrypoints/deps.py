@@ -17,11 +17,10 @@ from contracts.enums import GPUProvider, JobStatus, JobType, WorkerPool
 from contracts.routing import SHARED_POOL
 from job_api.adapters.broker_admin import BrokerAdmin
 from job_api.adapters.repository import FreshJobs, PendingGroup
-from job_api.adapters.workers import WorkerCache
 from job_api.domain.job import Job
 from job_api.domain.worker import Worker
 from job_api.entrypoints.live import LiveHub, StreamLimits
-from job_api.service_layer.unit_of_work import Policy, UnitOfWork
+from job_api.service_layer.unit_of_work import Caches, Policy, UnitOfWork
 from job_api.service_layer.workers import (
     Availability,
     authenticate,
@@ -53,8 +52,9 @@ class AppState:
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
     # may fetch the JWKS over HTTP) it runs in the thread pool.
     verify_in_loop: bool = False
-    # Enrolled workers by id for the claim path (a few seconds; revocation drops the entry).
-    worker_cache: WorkerCache = field(default_factory=WorkerCache)
+    # What the hot paths remember for a few seconds (enrolled workers, owners without a linked
+    # Hub token); revoking or linking in this process updates them at once.
+    caches: Caches = field(default_factory=Caches)
     # Whether the brief's shared FINETUNE_WORKER_KEY opens the worker endpoints.
     shared_worker_key: bool = True
     # Broker users of enrolled workers (None: no management API configured).
@@ -133,7 +133,7 @@ async def writing(state: AppState, *, one_statement: bool = False) -> AsyncItera
     when that statement completes, so still before the response, without BEGIN and COMMIT."""
     unit = state.db.write_one_statement() if one_statement else state.db.write()
     async with unit as conn:
-        uow = UnitOfWork(conn, worker_cache=state.worker_cache)
+        uow = UnitOfWork(conn, caches=state.caches)
         yield uow
         if one_statement:
             # Committed when its statement completed: the new job's events leave now, before
@@ -162,7 +162,7 @@ async def _publish_new(state: AppState, uow: UnitOfWork) -> None:
 @contextlib.asynccontextmanager
 async def reading(state: AppState) -> AsyncIterator[UnitOfWork]:
     async with state.db.read() as conn:
-        yield UnitOfWork(conn, worker_cache=state.worker_cache)
+        yield UnitOfWork(conn, caches=state.caches)
 
 
 # The security schemes of the OpenAPI document (the Authorize button of /docs): the users'

@@ -223,6 +223,6 @@ async def revoke_worker(worker_id: UUID, user: UserDep, state: StateDep) -> Data
         worker = await service.revoke(
             uow, worker_id, user_id=user.user_id, admin=user.is_admin, now=datetime.now(UTC)
         )
-    state.worker_cache.drop(worker.id)
+    state.caches.workers.drop(worker.id)
     await deprovision(state, worker)
     return Data(data=WorkerResponse.of(worker, state, user))

@@ -71,7 +71,7 @@ async def deprovision(state: AppState, worker: Worker) -> bool:
         log.warning("broker.deprovision_failed", worker_id=worker.id.hex, error=str(exc))
         return False
     async with state.db.write() as conn:
-        uow = UnitOfWork(conn, worker_cache=state.worker_cache)
+        uow = UnitOfWork(conn, caches=state.caches)
         current = await uow.workers.get(worker.id, for_update=True)
         if current is not None:
             current.broker_user = None

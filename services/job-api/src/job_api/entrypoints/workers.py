@@ -121,9 +121,7 @@ async def claim_holding(
     conn = await held.enter_async_context(state.db.write_one_statement("rpc"))
     try:
         reply = await claim_job(
-            UnitOfWork(
-                conn, optimistic=True, fresh=state.fresh_jobs, worker_cache=state.worker_cache
-            ),
+            UnitOfWork(conn, optimistic=True, fresh=state.fresh_jobs, caches=state.caches),
             cmd,
             state.policy,
             now=datetime.now(UTC),
@@ -138,7 +136,7 @@ async def claim_holding(
         return reply, held.aclose
     async with state.db.write("rpc") as conn:
         reply = await claim_job(
-            UnitOfWork(conn, worker_cache=state.worker_cache),
+            UnitOfWork(conn, caches=state.caches),
             cmd,
             state.policy,
             now=datetime.now(UTC),
@@ -165,7 +163,7 @@ def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
                 )
                 # A worker serves these routes (it trains now, consuming nothing): say so at
                 # once, rather than after the next presence reading.
-                worker = state.worker_cache.get(UUID(hex=cmd.worker_id))
+                worker = state.caches.workers.get(UUID(hex=cmd.worker_id))
                 if worker is not None:
                     state.worker_claimed(worker.pool, cmd.job_types, cmd.provider)
 

@@ -5,7 +5,7 @@ handlers only stage changes.
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
-from job_api.adapters.namespaces import NamespaceRepository
+from job_api.adapters.namespaces import NamespaceRepository, UnlinkedUsers
 from job_api.adapters.repository import (
     DatasetRepository,
     FreshJob,
@@ -32,6 +32,16 @@ from messaging.outbox import outbox_row
 SOURCE = "job-api"
 
 
+@dataclass(frozen=True)
+class Caches:
+    """What a process remembers for a few seconds to spare the hot paths a read: enrolled
+    workers (the claim's credential check) and owners without a linked Hub token (the claim's
+    JobSpec). Each sits behind its repository's own interface."""
+
+    workers: WorkerCache = field(default_factory=WorkerCache)
+    unlinked: UnlinkedUsers = field(default_factory=UnlinkedUsers)
+
+
 class UnitOfWork:
     """The repositories on one connection. `optimistic` (on a connection without a transaction
     block, `Database.write_one_statement`): jobs read "for update" are not locked but versioned,
@@ -46,16 +56,16 @@ class UnitOfWork:
         *,
         optimistic: bool = False,
         fresh: FreshJobs | None = None,
-        worker_cache: WorkerCache | None = None,
+        caches: "Caches | None" = None,
     ) -> None:
         self.conn = conn
         self.optimistic = optimistic
         self.jobs = JobRepository(conn, optimistic=optimistic, fresh=fresh)
         self._events = JobEventRepository(conn)
         self.datasets = DatasetRepository(conn, read_only=optimistic)
-        self.workers = WorkerRepository(conn, cache=worker_cache)
+        self.workers = WorkerRepository(conn, cache=caches.workers if caches else None)
         self._idempotency = IdempotencyRepository(conn)
-        self.namespaces = NamespaceRepository(conn)
+        self.namespaces = NamespaceRepository(conn, unlinked=caches.unlinked if caches else None)
         # Run by the entry point once the transaction has committed (counters, never on rollback).
         self.after_commit: list[Callable[[], None]] = []
         # Outbox rows (with their ids) about jobs this unit of work created: no event of theirs
