@@ -362,13 +362,13 @@ def floor_app_server(stack: Stack, *, pool_size: int) -> Server:
     return Server("floor-fastapi", argv, env=env, port=port)
 
 
-def job_body(i: int = 0) -> dict[str, Any]:
+def job_body(i: int = 0, owner: str = "bench-user") -> dict[str, Any]:
+    """A job of `owner` (its output in the owner's own namespace: names belong to their owner)."""
     return {
         "job_type": "embedding",
         "base_model": "sentence-transformers/all-MiniLM-L6-v2",
         "training_data_url": "https://data.example.com/train.csv",
-        # In the namespace of the benchmark's user (`user_headers`): names belong to their owner.
-        "output_model": f"bench-user/embedding-{i}",
+        "output_model": f"{owner}/embedding-{i}",
         "gpu_provider": "local",
     }
 

@@ -232,16 +232,21 @@ async def count_progress_rows(client: httpx.AsyncClient, job_id: uuid.UUID) -> i
             return count
 
 
-async def exact_depths(channel: aio_pika.abc.AbstractChannel, vhost: str) -> dict[str, int]:
+async def exact_depths(broker: Broker, vhost: str) -> dict[str, int]:
     """Every queue of the vhost (names from rabbitmqctl) with its exact depth (passive declare;
-    rabbitmqctl's counts may lag). Queues that vanished meanwhile (exclusive ones) are left out."""
+    rabbitmqctl's counts may lag). Queues that vanished meanwhile, and other connections'
+    exclusive ones (a passive declare of those closes the channel), are left out."""
     names = await asyncio.to_thread(queue_depths, vhost)
     out: dict[str, int] = {}
-    for name in names:
-        try:
-            out[name] = await queue_depth(channel, name)
-        except aio_pika.exceptions.ChannelClosed:
-            channel = await channel.connection.channel()  # type: ignore[attr-defined]
+    channel = await broker.channel()
+    try:
+        for name in names:
+            try:
+                out[name] = await queue_depth(channel, name)
+            except aio_pika.exceptions.ChannelClosed:
+                channel = await broker.channel()
+    finally:
+        await channel.close()
     return out
 
 
@@ -280,7 +285,7 @@ async def measure_job_api(
         probe = await wbroker.channel()
         deadline = time.monotonic() + 30
         while True:
-            depths = await exact_depths(probe, stack.vhost)
+            depths = await exact_depths(wbroker, stack.vhost)
             reports_queue = max(depths, key=lambda name: depths[name])
             if depths[reports_queue] > 0:
                 break
@@ -343,7 +348,7 @@ async def measure_job_api(
         phases.mark("verify over HTTP")
         await second.stop()
         second = None
-        left = {n: d for n, d in (await exact_depths(probe, stack.vhost)).items() if d}
+        left = {n: d for n, d in (await exact_depths(wbroker, stack.vhost)).items() if d}
         await probe.close()
     finally:
         await worker.close(flush_timeout=1)

@@ -299,7 +299,9 @@ class Fanout:
             for j in range(self.args.jobs):
                 owner = f"fan-user-{j:04d}"
                 response = await client.post(
-                    "/api/finetune/jobs", json=job_body(j), headers=self.stack.user_headers(owner)
+                    "/api/finetune/jobs",
+                    json=job_body(j, owner),
+                    headers=self.stack.user_headers(owner),
                 )
                 if response.status_code != 201:
                     raise RuntimeError(f"POST answered {response.status_code}: {response.text}")
