@@ -388,12 +388,11 @@ class KnownDataset:
 def _detached(job: Job) -> Job:
     """A copy of `job` that shares no mutable value with it (its dicts and lists are copied; the
     rest is immutable), at a fraction of a deepcopy's cost."""
-    containers: dict[str, Any] = {
-        f.name: copy.deepcopy(value)
-        for f in dataclasses.fields(job)
-        if isinstance(value := getattr(job, f.name), dict | list)
-    }
-    return dataclasses.replace(job, **containers)
+    twin = copy.copy(job)
+    for name in _JOB_FIELDS:
+        if isinstance(value := getattr(job, name), dict | list):
+            setattr(twin, name, copy.deepcopy(value))
+    return twin
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
@@ -20,13 +19,10 @@ from job_api.adapters.repository import FreshJobs, PendingGroup
 from job_api.domain.job import Job
 from job_api.domain.worker import Worker
 from job_api.entrypoints.live import LiveHub, StreamLimits
+from job_api.entrypoints.presence import PresenceView
+from job_api.entrypoints.schemas import WaitingNotice
 from job_api.service_layer.unit_of_work import Caches, Policy, UnitOfWork
-from job_api.service_layer.workers import (
-    Availability,
-    authenticate,
-    availability,
-    waiting_notice,
-)
+from job_api.service_layer.workers import Availability, authenticate
 from messaging.broker import Broker
 from messaging.outbox import OutboxRelay
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
@@ -64,9 +60,8 @@ class AppState:
     broker_prefix: str = ""
     # How a Colab cell installs the worker (the "Add a worker" setup).
     worker_install: str = ""
-    # The workers the presence monitor last found online, and when (None: no reading yet).
-    workers_seen: list[Worker] = field(default_factory=list)
-    workers_seen_at: datetime | None = None
+    # What the presence monitor last read of the worker registry (set up in __post_init__).
+    presence: PresenceView = field(init=False)
     # When (event-loop time) a claim last proved a worker of each (pool, job type, provider;
     # None for a private pool's any provider): a presence reading that began before it cannot
     # say such jobs have nobody (its read may predate the worker's arrival or its claim).
@@ -88,23 +83,20 @@ class AppState:
             keys.append((owner, job_type, None))
         return any(self.claimed_at.get(key, float("-inf")) >= started for key in keys)
 
-    def waiting(self, job: Job) -> dict[str, str] | None:
+    def waiting(self, job: Job) -> WaitingNotice | None:
         """A pending job's notice (why it waits, what starts a worker); None before the first
         presence reading, or for a job that is not pending."""
         if job.status is not JobStatus.PENDING:
             return None
-        group = (job.worker_pool, job.owner_pool, job.job_type, job.gpu_provider)
-        found = self.availability(group)
-        if found is None:
-            return None
-        return waiting_notice(group, found, public_base_url=self.policy.public_base_url)
+        return self.presence.notice(job)
 
     def availability(self, group: PendingGroup) -> Availability | None:
         """Who could take a group's jobs, from the last presence reading (None before one)."""
-        if self.workers_seen_at is None:
-            return None
-        return availability(
-            self.workers_seen, group, now=datetime.now(UTC), online=self.policy.worker_online
+        return self.presence.availability(group)
+
+    def __post_init__(self) -> None:
+        self.presence = PresenceView(
+            online=self.policy.worker_online, public_base_url=self.policy.public_base_url
         )
 
     # How long POST /jobs waits for a just-uploaded dataset's `dataset.validated` to arrive.

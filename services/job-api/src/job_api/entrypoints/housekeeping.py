@@ -71,7 +71,7 @@ def presence_step(state: AppState) -> Callable[[], Awaitable[None]]:
             uow = UnitOfWork(conn)
             seen = await uow.workers.seen_since(now - state.policy.worker_online)
             phases = await uow.jobs.pending_phase_counts()
-        state.workers_seen, state.workers_seen_at = seen, now
+        state.presence.update(seen, now=now)
         for group, by_phase in phases.items():
             found = availability(seen, group, now=now, online=state.policy.worker_online)
             # A claim granted since this reading began proves a worker, whatever it read.

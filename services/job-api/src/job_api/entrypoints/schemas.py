@@ -152,7 +152,7 @@ class FinetuneJobResponse(BaseModel):
     completed_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job, waiting: dict[str, str] | None = None) -> "FinetuneJobResponse":
+    def of(cls, job: Job, waiting: "WaitingNotice | None" = None) -> "FinetuneJobResponse":
         values = {name: getattr(job, name) for name in cls.model_fields if name != "waiting"}
         values["waiting"] = waiting if job.status is JobStatus.PENDING else None
         values["training_data_url"] = _redacted(job.training_data_url)
