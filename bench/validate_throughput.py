@@ -6,7 +6,7 @@ CSV: data-service's validator vs `pandas.read_csv` (chunked, so it streams too) 
 measurement runs in its own process so its peak RSS is its own. Targets: CSV >= 0.8x pyarrow and
 >= 1x pandas, JSONL >= 0.7x orjson, peak RSS < 300 MB.
 
-    uv run python bench/validate_throughput.py [--size-mb 1024] [--keep]
+    uv run python bench/validate_throughput.py [--quick] [--size-mb 1024]
 """
 
 from __future__ import annotations
@@ -84,13 +84,14 @@ def run(kind: str, path: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--size-mb", type=int, default=None, help="file size (default 1024)")
+    parser.add_argument("--quick", action="store_true", help="256 MB files instead of 1 GB")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(_measure(*args.measure)))
         return
-    size = args.size_mb << 20
+    size = (args.size_mb or (256 if args.quick else 1024)) << 20
     print(f"load average at start: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     with tempfile.TemporaryDirectory(prefix="ftd-bench-validate-") as tmp:
         results = []

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     presigned_url_seconds: int = Field(default=300, gt=0, le=7 * 24 * 3600)
 
     max_upload_bytes: int = Field(default=2 << 30, gt=0)
-    max_errors: int = Field(default=20, ge=1, le=1000)
+    max_errors: int = Field(default=100, ge=1, le=1000)
     max_line_bytes: int = Field(default=BLOCK_BYTES, ge=BLOCK_BYTES)
     max_field_chars: int = Field(default=100_000, ge=1)
     min_rows: int = Field(default=10, ge=1)

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from data_service_testing import user_headers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from data_service.service_layer.validation.limits import Limits
+
 pytestmark = pytest.mark.integration
 
 GOOD = [f"sentence {i},{'a' if i % 2 else 'b'}" for i in range(12)]
@@ -296,7 +298,9 @@ async def test_errors_are_capped(data_client: httpx.AsyncClient, storage_dir: Pa
     )
     assert r.status_code == 422
     details = r.json()["error"]["details"]
-    assert len(details["errors"]) == 20
+    listed = [e["line"] for e in details["errors"]]
+    assert len(listed) == Limits().max_errors
+    assert listed == sorted(listed)
     assert details["errors_truncated"] is True
     assert "more problems" in r.json()["error"]["message"]
 

@@ -1,5 +1,7 @@
 """What validation finds: problems that name the line (and column or key), stats, the verdict."""
 
+import bisect
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,19 +35,33 @@ class Problem:
         }
 
 
+def _position(problem: Problem) -> int:
+    """Where a problem sorts: by line, those about the whole file first."""
+    return 0 if problem.line is None else problem.line
+
+
 @dataclass
 class Problems:
-    """Errors up to a cap (counted beyond it), and warnings that do not reject the file."""
+    """Errors up to a cap (counted beyond it), and warnings that do not reject the file.
+
+    The errors kept are the first by line, in line order (same line: as found), whichever order
+    the checks running side by side find them in."""
 
     max_errors: int
     errors: list[Problem] = field(default_factory=list)
     error_count: int = 0
     warnings: list[Problem] = field(default_factory=list)
+    # The byte checks and the parser's checks add from different threads.
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def add(self, problem: Problem) -> None:
-        self.error_count += 1
-        if len(self.errors) < self.max_errors:
-            self.errors.append(problem)
+        with self._lock:
+            self.error_count += 1
+            bisect.insort_right(self.errors, problem, key=_position)
+            if len(self.errors) > self.max_errors:
+                self.errors.pop()
 
     def warn(self, problem: Problem) -> None:
         if len(self.warnings) < self.max_errors:

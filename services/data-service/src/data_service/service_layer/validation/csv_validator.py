@@ -6,7 +6,6 @@ every problem names the physical line an editor shows.
 """
 
 import contextlib
-import csv
 import queue
 import threading
 from typing import Any
@@ -17,13 +16,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from data_service.domain.report import Problem, Problems
-from data_service.domain.shapes import (
-    CsvShape,
-    closest_csv_shape,
-    describe_csv_shapes,
-    match_csv_header,
-)
 from data_service.service_layer.validation.arrow_text import char_lengths, newlines_per_value
+from data_service.service_layer.validation.csv_problems import (
+    InvalidRow,
+    arrow_problem,
+    header_problem,
+    invalid_row_problem,
+    parse_header,
+    unclosed_quote_problem,
+)
+from data_service.service_layer.validation.csv_quotes import QuoteScanner
 from data_service.service_layer.validation.feed import Aborted, BlockReader
 from data_service.service_layer.validation.limits import Limits
 from data_service.service_layer.validation.stats import DatasetStats
@@ -31,35 +33,6 @@ from data_service.service_layer.validation.stats import DatasetStats
 # pyarrow's block: a record must fit in one. Memory grows about six times faster than the
 # read-ahead (a block is held as bytes, parsed and converted at once), so it stays small.
 PYARROW_BLOCK = 2 << 20
-_DELIMITERS = (",", "\t", ";", "|")
-
-
-def parse_header(first_line: str) -> tuple[str, list[str], CsvShape | None]:
-    """(delimiter, column names, shape): the delimiter that makes the header a known shape."""
-    fallback: tuple[str, list[str]] | None = None
-    for delimiter in _DELIMITERS:
-        try:
-            names = next(csv.reader([first_line], delimiter=delimiter))
-        except (csv.Error, StopIteration):
-            continue
-        if fallback is None:
-            fallback = (delimiter, names)
-        shape = match_csv_header(names)
-        if shape is not None:
-            return delimiter, names, shape
-    delimiter, names = fallback or (",", [first_line])
-    return delimiter, names, None
-
-
-class _InvalidRow:
-    __slots__ = ("actual", "expected", "newlines", "number", "text")
-
-    def __init__(self, number: int, text: str, expected: int, actual: int) -> None:
-        self.number = number
-        self.text = text[:120]
-        self.newlines = text.count("\n")
-        self.expected = expected
-        self.actual = actual
 
 
 class CsvValidator:
@@ -79,44 +52,28 @@ class CsvValidator:
         self._reader = BlockReader(read_credits=4)
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
-        self._invalid: list[_InvalidRow] = []
+        self._invalid: list[InvalidRow] = []
         self._next_record = 2  # pyarrow's number of the next record (the header is 1)
         self._extra_newlines = 0  # newlines inside values before that record
         self.stopped = False
+        # Lines where a quote left open was reported: pyarrow's view of the same record (too few
+        # fields, a record too long) would only repeat it.
+        self._quote_lines: set[int] = set()
+        self._quotes = QuoteScanner(self.delimiter, self._quote_left_open)
         if self.shape is None:
-            self._header_problem()
+            self._problems.add(header_problem(self.columns))
+            self.stopped = True
         else:
             self.columns = [c.strip().lower() for c in self.columns]
             self._thread = threading.Thread(target=self._run, name="csv-validator", daemon=True)
             self._thread.start()
 
-    def _header_problem(self) -> None:
-        names = [c.strip().lower() for c in self.columns]
-        closest = closest_csv_shape(self.columns)
-        missing = [c for c in closest.columns if c not in names]
-        extra = [c for c in names if c not in closest.columns]
-        if len(set(names)) != len(names):
-            detail = "duplicate column names"
-        else:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing)}")
-            if extra:
-                parts.append(f"unexpected {', '.join(repr(c) for c in extra)}")
-            detail = "; ".join(parts) or "unknown columns"
-        self._problems.add(
-            Problem(
-                "wrong_columns",
-                f"The header does not match any accepted shape ({detail}). Accepted: "
-                f"{describe_csv_shapes()}.",
-                line=1,
-            )
-        )
-        self.stopped = True
-
     # --- producer side (the upload's thread)
-    def feed(self, block: bytes) -> None:
+    def feed(self, block: bytes, lines_before: int) -> None:
+        """`lines_before`: the newlines in the file before `block`."""
         if self._thread is not None and not self.stopped:
+            # Before pyarrow sees the block, so its view of a record is judged after this one.
+            self._quotes.feed(block, lines_before)
             self._reader.put(block)
 
     def finish(self) -> None:
@@ -125,6 +82,7 @@ class CsvValidator:
         if self.stopped:
             self._reader.abort()
         else:
+            self._quotes.finish()
             self._reader.close_input()
         self._thread.join()
         if self._failure is not None:
@@ -138,9 +96,7 @@ class CsvValidator:
     # --- consumer side (pyarrow's thread)
     def _on_invalid(self, row: Any) -> str:
         number = row.number if row.number is not None and row.number >= 0 else -1
-        self._invalid.append(
-            _InvalidRow(number, row.text, row.expected_columns, row.actual_columns)
-        )
+        self._invalid.append(InvalidRow(number, row.text, row.expected_columns, row.actual_columns))
         return "skip"
 
     def _run(self) -> None:
@@ -161,7 +117,9 @@ class CsvValidator:
                     return
                 if isinstance(item, pa.ArrowInvalid):
                     self._settle_invalid(0, None, final=True)
-                    self._problems.add(self._arrow_problem(str(item)))
+                    line = self._next_record + self._extra_newlines
+                    if line not in self._quote_lines:
+                        self._problems.add(arrow_problem(str(item), line, self._block_size))
                     self.stopped = True
                     return
                 if isinstance(item, BaseException):
@@ -212,16 +170,9 @@ class CsvValidator:
             if not self.stopped:
                 out.put(exc)
 
-    def _arrow_problem(self, message: str) -> Problem:
-        line = self._next_record + self._extra_newlines
-        if "straddl" in message:
-            return Problem(
-                "record_too_long",
-                f"A record starting near this line is longer than {self._block_size >> 20} MiB: "
-                "probably a quote that is never closed.",
-                line=line,
-            )
-        return Problem("malformed_csv", f"The CSV cannot be parsed: {message}", line=line)
+    def _quote_left_open(self, open_line: int, close_line: int | None) -> None:
+        self._quote_lines.add(open_line)
+        self._problems.add(unclosed_quote_problem(open_line, close_line))
 
     def _batch(self, batch: pa.RecordBatch) -> None:
         n = batch.num_rows
@@ -276,7 +227,8 @@ class CsvValidator:
         for r in mine:
             pos = r.number - start
             line = (r.number + base + int(before[pos])) if 0 <= pos < total else None
-            self._problems.add(self._invalid_problem(r, line))
+            if line not in self._quote_lines:
+                self._problems.add(invalid_row_problem(r, line, self.delimiter))
         valid_positions = np.nonzero(valid_mask)[0]
         self._next_record += total
         self._extra_newlines += int(per_record.sum())
@@ -286,22 +238,6 @@ class CsvValidator:
             return start + pos + base + int(before[pos])
 
         return line_of
-
-    def _invalid_problem(self, row: _InvalidRow, line: int | None) -> Problem:
-        if (row.newlines and row.text.lstrip().startswith('"')) or row.text.count('"') % 2:
-            return Problem(
-                "unclosed_quote",
-                f"A quoted field is not closed (expected {row.expected} fields, got {row.actual}).",
-                line=line,
-            )
-        if not row.text.strip():
-            return Problem("empty_row", "The line is empty.", line=line)
-        return Problem(
-            "wrong_field_count",
-            f"Expected {row.expected} fields, got {row.actual}: check the delimiter "
-            f"({self.delimiter!r}) and quoting.",
-            line=line,
-        )
 
     def _check_rows(self, columns: dict[str, pa.Array], n: int, line_of: Any) -> None:
         assert self.shape is not None
@@ -343,7 +279,9 @@ class CsvValidator:
             self._count_labels(columns[self.shape.label])
         self._duplicates(columns, n, line_of)
         for _, problem in sorted(found, key=lambda f: f[0]):
-            self._problems.add(problem)
+            # A record that swallowed lines after a quote left open has only that problem.
+            if problem.line not in self._quote_lines:
+                self._problems.add(problem)
 
     def _check_numbers(self, name: str, col: pa.Array, line_of: Any) -> list[tuple[int, Problem]]:
         try:

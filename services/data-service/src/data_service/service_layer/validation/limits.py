@@ -7,7 +7,9 @@ BLOCK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Limits:
-    max_errors: int = 20
+    # Errors listed in a report (reading stops there): enough to fix most files in one round,
+    # about 15 KB of answer.
+    max_errors: int = 100
     # A physical line longer than this is refused (it is at least one block long, so checking
     # the stretches between newlines that cross a block boundary is enough).
     max_line_bytes: int = BLOCK_BYTES

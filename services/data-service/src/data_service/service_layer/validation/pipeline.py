@@ -51,6 +51,7 @@ class Validation:
     def _feed(self, block: bytes) -> None:
         if self.stopped:
             return
+        lines_before = self.raw.lines_before
         block = self.raw.feed(block)
         if self.raw.fatal:
             return
@@ -61,9 +62,11 @@ class Validation:
                 return
             self._start(stripped)
             block, self._head = self._head, b""
-            self._feed_format(block)
+            self._feed_format(block, 0)
             return
-        self._feed_format(block, self.raw.newlines if self.raw.keep_newlines else None)
+        self._feed_format(
+            block, lines_before, self.raw.newlines if self.raw.keep_newlines else None
+        )
 
     def _start(self, head: bytes) -> None:
         if head.startswith(b"["):
@@ -100,10 +103,13 @@ class Validation:
             )
             self.raw.fatal = True
 
-    def _feed_format(self, block: bytes, newlines: Positions | None = None) -> None:
-        """`newlines`: where the block's newlines are, when the raw scanner has them."""
+    def _feed_format(
+        self, block: bytes, lines_before: int, newlines: Positions | None = None
+    ) -> None:
+        """`lines_before`: the newlines before `block`; `newlines`: where the block's are, when
+        the raw scanner has them."""
         if self._csv is not None:
-            self._csv.feed(block)
+            self._csv.feed(block, lines_before)
         elif self._jsonl is not None:
             self._jsonl.feed(block, newlines)
 
@@ -134,7 +140,7 @@ class Validation:
                 self.raw.finish()
             if self.format is None and not self.raw.fatal and self._head.strip():
                 self._start(self._head.lstrip())
-                self._feed_format(self._head)
+                self._feed_format(self._head, 0)
             if self._csv is not None:
                 self._csv.finish() if not self.raw.fatal else self._csv.abort()
             if self._jsonl is not None and not self.raw.fatal:
