@@ -24,7 +24,7 @@ LOAD_DEV_SECRETS := if [ -f .dev/secrets.env ]; then \
 	    < <(grep -E '^[A-Z_][A-Z0-9_]*=' .dev/secrets.env); \
 	fi
 
-.PHONY: help install install-training ensure-services dev test test-unit test-integration lint format typecheck \
+.PHONY: help install install-training ensure-services dev test test-steps test-unit test-integration lint format typecheck \
 	contracts contracts-check openapi migrate bench token clean \
 	ui-install ui-gen ui-check ui-test ui-build ui-e2e test-ui
 
@@ -45,7 +45,14 @@ ensure-services: ## Start PostgreSQL and RabbitMQ on localhost if they are down
 dev: ## Run the whole platform on http://localhost:8000 (Ctrl-C stops it)
 	@UV='$(UV)' bash scripts/dev.sh
 
-test: install install-training ensure-services lint typecheck ## Everything CI runs: lint, types, all tests
+test: ## Everything CI runs: lint, types, all tests; then its total time
+	@SECONDS=0; status=0; $(MAKE) --no-print-directory test-steps || status=$$?; \
+	  outcome=$$([ "$$status" -eq 0 ] && echo passed || echo "failed (exit status $$status)"); \
+	  printf 'make test %s in %dm%02ds\n' "$$outcome" $$((SECONDS / 60)) $$((SECONDS % 60)); \
+	  exit "$$status"
+
+# What `make test` runs (it times this and passes its exit status on).
+test-steps: install install-training ensure-services lint typecheck
 	$(UV) run pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-ui
 
