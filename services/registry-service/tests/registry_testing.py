@@ -1,19 +1,13 @@
-"""Helpers shared by registry-service tests (importable: pytest's `pythonpath` lists this folder)."""
+"""Helpers shared by registry-service tests (importable: pytest's `pythonpath` lists this folder);
+what every service's tests share comes from servicekit.testing."""
 
-import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import uvicorn
-from asgi_lifespan import LifespanManager
-
-# One polling helper for every test package.
-from messaging_testing import eventually as eventually
 
 from contracts.enums import JobType, ModelStore
 from contracts.events import Envelope, ModelCompleted
@@ -21,11 +15,13 @@ from contracts.routing import BrokerNames
 from messaging.broker import Broker
 from registry_service.config import Settings
 from registry_service.entrypoints.app import create_app
-from servicekit.auth import mint_token
+from servicekit.testing import ADMIN_DSN as ADMIN_DSN
+from servicekit.testing import AMQP_URL, in_process
+from servicekit.testing import JWT_SECRET as JWT_SECRET
+from servicekit.testing import eventually as eventually
+from servicekit.testing import served as served_at
+from servicekit.testing import user_headers as user_headers
 
-ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 TABLES = (
     "registry.models",
     "registry.model_names",
@@ -34,11 +30,6 @@ TABLES = (
     "registry.inbox",
 )
 MODELS = "/api/models"
-
-
-def user_headers(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:
-    token = mint_token(JWT_SECRET, sub, roles=["admin"] if admin else [])
-    return {"Authorization": f"Bearer {token}"}
 
 
 def completed(
@@ -95,37 +86,15 @@ async def publish(
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app (lifespan included: relay and consumer) behind an in-process client."""
-    app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with in_process(create_app(settings)) as client:
+        yield client
 
 
 @contextlib.asynccontextmanager
 async def served(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app under a real uvicorn on 127.0.0.1 (an OS-chosen port), and a client for it."""
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=0,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        assert not task.done(), "uvicorn stopped during start-up"
-        return server.started
-
-    try:
-        await eventually(started, timeout=30)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
+    async with (
+        served_at(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        yield client

@@ -1,14 +1,22 @@
 """The one error envelope every service answers with, and the handlers that produce it.
 
 Clients (the CLI, the web UI, workers) parse a single shape, `{"error": {code, message, details}}`,
-whatever failed: a domain rule, FastAPI's own 404/405, request validation or a bug. The `code` is
-the stable, machine-readable part; `message` is for humans and may change.
+whatever failed: a domain rule, FastAPI's own 404/405, request validation, an outage or a bug. The
+`code` is the stable, machine-readable part; `message` is for humans and may change.
+
+An outage is not a bug: when the database (or another backing service) cannot be reached, the
+request is answered 503 `service_unavailable` with `Retry-After`, never a 500 with a traceback.
+What counts as an outage is the classification the event consumers use
+(`messaging.consumer.is_infrastructure_error`: connection errors of asyncpg and SQLAlchemy, OSError,
+timeouts, the pool's checkout timeout), less the OSErrors that name a file.
 """
 
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -17,7 +25,33 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from messaging.consumer import is_infrastructure_error
+from servicekit.domain import DomainError
+
 log = structlog.get_logger(__name__)
+
+# How long a client is told to wait before it retries a request refused for an outage.
+RETRY_AFTER_SECONDS = 5
+# OSErrors about a file (a missing dataset file, a permission) are bugs or data, not outages.
+_FILE_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+# The exception types an outage surfaces as. Handled here, below Starlette's ServerErrorMiddleware,
+# so the answer is a plain response (no re-raise, no traceback, the connection kept); whatever of
+# them is not an outage is answered as any unexpected error.
+_OUTAGE_TYPES: tuple[type[Exception], ...] = (
+    OSError,  # ConnectionError, TimeoutError, socket.gaierror
+    sqlalchemy.exc.DBAPIError,  # OperationalError, InterfaceError, ...
+    sqlalchemy.exc.TimeoutError,  # the pool's checkout timeout
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # CannotConnectNowError: starting, shutting down
+    asyncpg.exceptions.InsufficientResourcesError,  # TooManyConnectionsError
+)
 
 _CODES_BY_STATUS = {
     401: "unauthorized",
@@ -89,12 +123,45 @@ def _phrase(status: int) -> str:
         return "HTTP error"
 
 
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    """The envelope as a response; a 401 says how to authenticate."""
+    # jsonable_encoder: details often carry UUIDs and datetimes straight from the domain.
+    body = error_body(code, message, jsonable_encoder(details))
+    headers = WWW_AUTHENTICATE if status == 401 else None
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    # jsonable_encoder: details often carry UUIDs and datetimes straight from the domain.
-    body = error_body(exc.code, exc.message, jsonable_encoder(exc.details))
-    headers = WWW_AUTHENTICATE if exc.status == 401 else None
-    return JSONResponse(status_code=exc.status, content=body, headers=headers)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return error_response(exc.status, exc.code, str(exc), exc.details)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` says a backing service could not be reached, not that the request or the
+    code is wrong."""
+    return not isinstance(exc, _FILE_ERRORS) and is_infrastructure_error(exc)
+
+
+def _unavailable(request: Request, exc: BaseException) -> JSONResponse:
+    # One line per refused request, no traceback: an outage repeats for every request.
+    log.warning(
+        "http.service_unavailable",
+        method=request.method,
+        path=request.url.path,
+        error=type(exc).__name__,
+    )
+    response = error_response(
+        503,
+        "service_unavailable",
+        "The service cannot reach its database right now; try again in a few seconds.",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -164,7 +231,15 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _outage_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_outage(exc):
+        return _unavailable(request, exc)
+    return await _unhandled_error(request, exc)
+
+
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_outage(exc):  # raised as a type the handlers above do not name
+        return _unavailable(request, exc)
     # The traceback goes to our logs only; the client learns nothing about the internals.
     log.exception(
         "http.unhandled_error",
@@ -179,8 +254,12 @@ async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Make every failure of `app`, expected or not, answer with the envelope."""
+    """Make every failure of `app`, expected or not, answer with the envelope: ApiError and
+    DomainError with what they carry, FastAPI's own errors, an outage as 503, anything else 500."""
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DomainError, _domain_error)
+    for kind in _OUTAGE_TYPES:
+        app.add_exception_handler(kind, _outage_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unhandled_error)

@@ -14,11 +14,14 @@ event consumer. The pool sizes add up to at most the engine's pool size.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, TypeVar
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+U = TypeVar("U")
 
 
 class FairSlots:
@@ -73,6 +76,16 @@ class FairSlots:
             self.release()
 
 
+def admission_pools(total: int, background: Mapping[str, int]) -> dict[str, int]:
+    """Split `total` connections into the background pools asked for and `http`, which gets the
+    rest. A total too small for that (tests) still gives every pool a slot of its own: the engine
+    is sized to the sum, so it may then use a few more connections than asked for."""
+    fixed = sum(background.values())
+    if total < fixed + 1:
+        return {**dict.fromkeys(background, 1), "http": max(1, total - len(background))}
+    return {**background, "http": total - fixed}
+
+
 class Database:
     """The engine, its autocommit view for reads, and the admission pools."""
 
@@ -106,6 +119,52 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class Units(Generic[U]):
+    """How every entry point of a service opens its unit of work (`U`, the service's class that
+    holds the repositories of one connection): routes, consumers and periodic tasks alike.
+
+    - `writing(pool)`: one transaction; the block's end commits it (or the exception rolls it
+      back), then `after_commit(uow)` runs (e.g. removing files whose rows are gone). A failed
+      COMMIT raises, so no caller reports success for it.
+    - `reading(pool)`: an autocommit connection for reads.
+    - `begin(pool)` and `on(conn)`: for a transaction someone else runs, the event consumer's
+      batch: it opens the transaction with `begin`, and its handler builds the unit on it.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        make: Callable[[AsyncConnection], U],
+        *,
+        after_commit: Callable[[U], Awaitable[None]] | None = None,
+    ) -> None:
+        self.db = db
+        self._make = make
+        self._after_commit = after_commit
+
+    @contextlib.asynccontextmanager
+    async def writing(self, pool: str = "http", *, one_statement: bool = False) -> AsyncIterator[U]:
+        """`one_statement`: the block's only write is one statement, run without a transaction
+        block (`Database.write_one_statement`)."""
+        opened = self.db.write_one_statement(pool) if one_statement else self.db.write(pool)
+        async with opened as conn:
+            uow = self._make(conn)
+            yield uow
+        if self._after_commit is not None:
+            await self._after_commit(uow)
+
+    @contextlib.asynccontextmanager
+    async def reading(self, pool: str = "http") -> AsyncIterator[U]:
+        async with self.db.read(pool) as conn:
+            yield self._make(conn)
+
+    def begin(self, pool: str) -> Callable[[], AbstractAsyncContextManager[AsyncConnection]]:
+        return lambda: self.db.write(pool)
+
+    def on(self, conn: AsyncConnection) -> U:
+        return self._make(conn)
 
 
 def function_scoped(dependency: Any) -> Any:

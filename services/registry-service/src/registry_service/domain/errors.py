@@ -1,14 +1,14 @@
-"""Domain errors. Entry points map each to an HTTP status and a machine-readable code."""
+"""Domain errors: each carries its machine-readable code and HTTP status (servicekit's
+DomainError), which the app's one error mapping answers with."""
 
 from uuid import UUID
 
-
-class DomainError(Exception):
-    code: str = "domain_error"
+from servicekit.domain import DomainError
 
 
 class ModelNotFound(DomainError):
     code = "model_not_found"
+    status = 404
 
     def __init__(self, model_id: UUID) -> None:
         super().__init__(f"Model {model_id} was not found.")
@@ -25,6 +25,7 @@ class IllegalTransition(DomainError):
         super().__init__(f"{message} {hint}".strip())
         self.current = current
         self.target = target
+        self.details = {"status": current, "requested": target}
 
 
 class ModelDeployedError(DomainError):

@@ -1,10 +1,9 @@
-"""registry-service's background work: the outbox relay, the model.completed consumer and the
-inbox pruning. Each owns its transactions like a request does."""
+"""registry-service's events: the queue it declares and the model.completed consumer (the relay
+and the inbox pruning are servicekit's). The consumer owns its transactions like a request does."""
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,13 +12,13 @@ from contracts.events import ModelCompleted
 from messaging.broker import Broker
 from messaging.consumer import InboxConsumer, Received
 from messaging.inbox import Inbox
-from messaging.outbox import OutboxRelay
 from messaging.topology import QueueSpec
-from registry_service.adapters.tables import inbox, outbox
+from registry_service.adapters.tables import OUTBOX_CHANNEL, inbox, outbox
 from registry_service.entrypoints.deps import AppState
 from registry_service.entrypoints.metrics import DUPLICATE_COMPLETIONS, MODELS_REGISTERED
 from registry_service.service_layer.models import register_models
-from registry_service.service_layer.unit_of_work import SOURCE, UnitOfWork
+from registry_service.service_layer.unit_of_work import SOURCE
+from servicekit.service import Events, Platform
 
 log = structlog.get_logger(__name__)
 
@@ -33,24 +32,19 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
     return [QueueSpec(name=broker.names.service_queue(REGISTRY_SERVICE), bindings=BINDINGS)]
 
 
-def make_relay(broker: Broker, dsn: str, channel: str) -> OutboxRelay:
-    """The relay, on a connection of its own (`dsn`), not one of the engine's."""
-    return OutboxRelay(dsn=dsn, table=outbox, broker=broker, channel=channel)
-
-
 @dataclass(frozen=True)
 class Registered:
     registered: int
     duplicates: int
 
 
-def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
+def make_consumer(platform: Platform, state: AppState) -> InboxConsumer:
     async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> Registered:
         events = [r.payload for r in batch if isinstance(r.payload, ModelCompleted)]
         for r in batch:
             if not isinstance(r.payload, ModelCompleted):
                 log.warning("registry.unexpected_event", event_type=r.envelope.type)
-        models = await register_models(UnitOfWork(conn), events, now=datetime.now(UTC))
+        models = await register_models(state.units.on(conn), events, now=datetime.now(UTC))
         return Registered(len(models), len(events) - len(models))
 
     def count(outcome: object) -> None:
@@ -59,37 +53,15 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
         MODELS_REGISTERED.inc(outcome.registered)
         DUPLICATE_COMPLETIONS.inc(outcome.duplicates)
 
+    broker = platform.broker
     return InboxConsumer(
         broker=broker,
         queue=broker.names.service_queue(REGISTRY_SERVICE),
-        begin=lambda: state.db.write("consumer"),
+        begin=state.units.begin("consumer"),
         inbox=INBOX,
         handler=handle,
         on_committed=count,
     )
 
 
-async def supervised(name: str, run: Callable[[], Awaitable[object]]) -> None:
-    """Run a long-lived worker (relay, consumer) and restart it if it ever ends."""
-    while True:
-        try:
-            await run()
-            log.warning(f"{name}.stopped")
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(f"{name}.crashed")
-        await asyncio.sleep(1)
-
-
-async def prune_inbox(state: AppState, retention: timedelta, interval: float = 3600) -> None:
-    """Forget processed event ids older than any redelivery could be, once an hour."""
-    while True:
-        try:
-            async with state.db.write("consumer") as conn:
-                await INBOX.prune(conn, retention)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("registry.inbox_prune_failed")
-        await asyncio.sleep(interval)
+EVENTS = Events(outbox=outbox, outbox_channel=OUTBOX_CHANNEL, inbox=INBOX, consumer=make_consumer)
