@@ -102,8 +102,6 @@ def settings_factory(database_url: str, broker_prefix: str, db: Any) -> Callable
             "watchdog_interval": 0.2,
             "presence_interval": 0.2,
             "db_pool_size": 5,
-            # Unknown datasets answer 404 after this wait (test_job_api_routes tests the wait).
-            "dataset_wait_seconds": 0.2,
         }
         values.update(overrides)
         return Settings(**values)

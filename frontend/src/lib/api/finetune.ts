@@ -1,5 +1,5 @@
 // job-api: jobs, the base-model catalogue, history and live streams (the brief's F1).
-import type { ApiClient } from './client';
+import { ApiError, type ApiClient } from './client';
 import type {
 	BaseModelsByType,
 	FinetuneJob,
@@ -24,8 +24,44 @@ export function listBaseModels(api: ApiClient, signal?: AbortSignal): Promise<Ba
 	return api.data<BaseModelsByType[]>('/api/finetune/base-models', { signal });
 }
 
-export function createJob(api: ApiClient, body: FinetuneJobCreate): Promise<FinetuneJob> {
-	return api.data<FinetuneJob>('/api/finetune/jobs', { method: 'POST', body });
+export interface CreateJobOptions {
+	/** How often a 409 `dataset_not_ready` is sent again before its error is shown (default 5). */
+	notReadyRetries?: number;
+	/** For tests: waits `ms` milliseconds. */
+	sleep?: (ms: number) => Promise<void>;
+}
+
+/** The wait a 409 `dataset_not_ready` asks for (its details' `retry_after`, seconds), bounded. */
+function retryAfterMs(details: unknown): number {
+	const seconds =
+		typeof details === 'object' && details !== null
+			? (details as Record<string, unknown>).retry_after
+			: undefined;
+	return typeof seconds === 'number' && Number.isFinite(seconds)
+		? Math.min(Math.max(seconds, 0.1), 10) * 1000
+		: 1000;
+}
+
+/**
+ * POST /api/finetune/jobs. job-api learns of an upload from data-service's event, milliseconds
+ * after the upload's answer: a job sent in between is refused with 409 `dataset_not_ready`
+ * (nothing created), so it is sent again after the delay the answer names, a few times.
+ */
+export async function createJob(
+	api: ApiClient,
+	body: FinetuneJobCreate,
+	options: CreateJobOptions = {}
+): Promise<FinetuneJob> {
+	const retries = options.notReadyRetries ?? 5;
+	const sleep = options.sleep ?? ((ms: number) => new Promise<void>((done) => setTimeout(done, ms)));
+	for (let attempt = 0; ; attempt++) {
+		try {
+			return await api.data<FinetuneJob>('/api/finetune/jobs', { method: 'POST', body });
+		} catch (e) {
+			if (!(e instanceof ApiError) || e.code !== 'dataset_not_ready' || attempt >= retries) throw e;
+			await sleep(retryAfterMs(e.details));
+		}
+	}
 }
 
 export function listJobs(

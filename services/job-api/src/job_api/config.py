@@ -145,11 +145,6 @@ class Settings(DatabaseSettings):
     retention_batch: int = Field(default=1000, ge=1)
     retention_interval: float = Field(default=600, gt=0)
 
-    # POST /jobs with an `ftd://datasets/<id>` that job-api has not heard of yet waits up to this
-    # long for data-service's `dataset.validated` (it trails the upload's 201 by milliseconds), so
-    # a job created right after its upload is never a 404; 0 answers at once.
-    dataset_wait_seconds: float = Field(default=5.0, ge=0, le=60)
-
     # Request bodies larger than this are refused with 413 while being read (before any auth).
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     # Open SSE streams: beyond these a new stream is refused with 429 `too_many_streams`.

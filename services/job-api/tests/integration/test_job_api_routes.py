@@ -253,12 +253,19 @@ async def test_create_job_refuses_bad_input(
     await assert_nothing_left(client, db)
 
 
-async def test_create_job_with_an_unknown_dataset_is_404(
+async def test_create_job_with_an_unknown_dataset_is_409_not_ready_at_once(
     client: httpx.AsyncClient, db: Any
 ) -> None:
-    # A reference to a dataset that does not exist (or is not yours) is "not found", like a job.
+    """A reference job-api's projection does not hold may be an upload whose event is still on
+    its way: 409 `dataset_not_ready` with Retry-After, answered at once (the route never waits),
+    and nothing is stored."""
     body = job_body(training_data_url=dataset_ref(uuid.uuid4()))
-    error_of(await client.post(JOBS, json=body, headers=ALICE), 404, "dataset_not_found")
+    started = asyncio.get_running_loop().time()
+    response = await client.post(JOBS, json=body, headers=ALICE)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    error = error_of(response, 409, "dataset_not_ready")
+    assert response.headers["Retry-After"] == "1"
+    assert error["details"] == {"field": "training_data_url", "retry_after": 1}
     await assert_nothing_left(client, db)
 
 
@@ -350,17 +357,18 @@ async def test_dataset_references_follow_data_service_events(
         if r.status_code == 201:
             data: dict[str, Any] = r.json()["data"]
             return data
-        error_of(r, 404, "dataset_not_found")
+        error_of(r, 409, "dataset_not_ready")
         return None
 
     job = await eventually(accepted)
     assert job["dataset_id"] == str(dataset_id)
     assert job["training_data_url"] == ref
 
+    # Another user's dataset answers exactly as one job-api has never heard of.
     as_bob = await client.post(
         JOBS, json=job_body(training_data_url=ref, output_model="bob/e"), headers=BOB
     )
-    error_of(as_bob, 404, "dataset_not_found")
+    error_of(as_bob, 409, "dataset_not_ready")
     classifier = job_body(
         job_type="classifier", base_model="xlm-roberta-base", training_data_url=ref
     )
@@ -378,49 +386,49 @@ async def test_dataset_references_follow_data_service_events(
     assert ids(await client.get(JOBS, headers=ALICE)) == [job["id"]]
 
 
-async def test_a_job_created_right_after_its_upload_waits_for_the_dataset_event(
-    db: Any, settings_factory: Callable[..., Settings], publisher: Any, bodies: list[str]
+async def test_a_job_sent_before_its_dataset_event_is_told_to_retry_and_then_created(
+    client: httpx.AsyncClient, publisher: Any
 ) -> None:
-    """data-service's 201 and its `dataset.validated` reaching job-api are apart: a POST /jobs in
-    between waits for the event (bounded) instead of answering 404. Unknown datasets, and
-    another user's, still end in 404 once the wait is over."""
+    """data-service's 201 and its `dataset.validated` reaching job-api are milliseconds apart: a
+    POST /jobs in between answers at once 409 `dataset_not_ready` (Retry-After: 1), and the same
+    request sent again once the event is in creates the job. Bob naming Alice's dataset gets the
+    very answer an unknown id gets, whether or not the event is in: it tells nothing about which
+    datasets exist."""
     dataset_id = uuid.uuid4()
     ref = dataset_ref(dataset_id)
-    async with running_app(settings_factory(dataset_wait_seconds=20)) as client:
-        record_bodies(client, bodies)
-        broker = publisher
-        creating = asyncio.create_task(
-            client.post(JOBS, json=job_body(training_data_url=ref), headers=ALICE)
-        )
-        await asyncio.sleep(0.5)
-        assert not creating.done(), "the POST waits for the dataset"
-        payload = DatasetValidated(
-            dataset_id=dataset_id,
-            user_id="alice",
-            filename="train.csv",
-            format="csv",
-            job_types=[JobType.EMBEDDING],
-            rows=10,
-            size_bytes=120,
-            sha256="0" * 64,
-        )
-        await broker.publish(Envelope.wrap(payload, source="data-service"), payload.routing_key())
-        created = await asyncio.wait_for(creating, timeout=20)
-        assert created.status_code == 201, created.text
-        assert created.json()["data"]["dataset_id"] == str(dataset_id)
+    body = job_body(training_data_url=ref)
+    bobs = job_body(training_data_url=ref, output_model="bob/e")
 
-    async with running_app(settings_factory(dataset_wait_seconds=0.5)) as client:
-        record_bodies(client, bodies)
-        unknown = dataset_ref(uuid.uuid4())
-        error_of(
-            await client.post(JOBS, json=job_body(training_data_url=unknown), headers=ALICE),
-            404,
-            "dataset_not_found",
-        )
-        as_bob = await client.post(
-            JOBS, json=job_body(training_data_url=ref, output_model="bob/e"), headers=BOB
-        )
-        error_of(as_bob, 404, "dataset_not_found")
+    early = await client.post(JOBS, json=body, headers=ALICE)
+    error_of(early, 409, "dataset_not_ready")
+    assert early.headers["Retry-After"] == "1"
+    unknown_to_bob = await client.post(JOBS, json=bobs, headers=BOB)
+    assert unknown_to_bob.status_code == 409
+
+    payload = DatasetValidated(
+        dataset_id=dataset_id,
+        user_id="alice",
+        filename="train.csv",
+        format="csv",
+        job_types=[JobType.EMBEDDING],
+        rows=10,
+        size_bytes=120,
+        sha256="0" * 64,
+    )
+    await publisher.publish(Envelope.wrap(payload, source="data-service"), payload.routing_key())
+
+    async def retried() -> httpx.Response | None:
+        r = await client.post(JOBS, json=body, headers=ALICE)
+        return r if r.status_code != 409 else None
+
+    created = await eventually(retried)
+    assert created.status_code == 201, created.text
+    assert created.json()["data"]["dataset_id"] == str(dataset_id)
+
+    known_to_alice = await client.post(JOBS, json=bobs, headers=BOB)
+    assert known_to_alice.status_code == unknown_to_bob.status_code
+    assert known_to_alice.json() == unknown_to_bob.json()
+    assert known_to_alice.headers["Retry-After"] == unknown_to_bob.headers["Retry-After"]
 
 
 # --- GET /jobs ------------------------------------------------------------------------------

@@ -357,13 +357,13 @@ async def test_submit_without_a_worker_says_so(uow: FakeUnitOfWork) -> None:
         ({"output_model": "noslash"}, "invalid_output_model"),
         ({"training_data_url": "http://data.example.com/x.csv"}, "invalid_training_data_url"),
         ({"training_data_url": dataset_ref("not-a-uuid")}, "invalid_dataset_ref"),
-        ({"training_data_url": dataset_ref(uuid.uuid4())}, "dataset_not_found"),
+        ({"training_data_url": dataset_ref(uuid.uuid4())}, "dataset_not_ready"),
     ],
 )
 async def test_submit_refuses_bad_input_and_leaves_nothing(
     uow: FakeUnitOfWork, overrides: dict[str, Any], code: str
 ) -> None:
-    with pytest.raises((InvalidJob, jobs.DatasetNotFound)) as caught:
+    with pytest.raises((InvalidJob, jobs.DatasetNotReady)) as caught:
         await jobs.submit_job(uow, submit(**overrides), POLICY, now=NOW)
     assert caught.value.code == code
     assert uow.jobs.rows == {}
@@ -798,6 +798,45 @@ async def test_dataset_events_maintain_the_known_datasets(uow: FakeUnitOfWork) -
     known = await uow.datasets.get(dataset_id)
     assert known is not None
     assert known.deleted
+
+
+async def test_a_dataset_reference_is_judged_by_the_projection_at_once(
+    uow: FakeUnitOfWork,
+) -> None:
+    """Not in the projection (its event may be on its way) and another user's give the same
+    409 `dataset_not_ready`; the caller's own dataset, once deleted, is 404 `dataset_not_found`."""
+    dataset_id = uuid.uuid4()
+    ref = dataset_ref(dataset_id)
+    with pytest.raises(jobs.DatasetNotReady) as unknown:
+        await jobs.submit_job(uow, submit(training_data_url=ref), POLICY, now=NOW)
+    validated = DatasetValidated(
+        dataset_id=dataset_id,
+        user_id="alice",
+        filename="train.csv",
+        format="csv",
+        job_types=[JobType.EMBEDDING],
+        rows=10,
+        size_bytes=100,
+        sha256="0" * 64,
+    )
+    await dispatch.apply_worker_events(uow, [validated], POLICY, now=NOW)
+    with pytest.raises(jobs.DatasetNotReady) as others:
+        await jobs.submit_job(
+            uow,
+            submit(user_id="bob", training_data_url=ref, output_model="bob/model"),
+            POLICY,
+            now=NOW,
+        )
+    assert (str(others.value), others.value.status) == (str(unknown.value), 409)
+    await dispatch.apply_worker_events(
+        uow,
+        [DatasetDeleted(dataset_id=dataset_id, user_id="alice", reason="user")],
+        POLICY,
+        now=NOW,
+    )
+    with pytest.raises(jobs.DatasetNotFound):
+        await jobs.submit_job(uow, submit(training_data_url=ref), POLICY, now=NOW)
+    assert uow.jobs.rows == {}
 
 
 # --- watchdog, presence, cancel -------------------------------------------------------------

@@ -43,7 +43,7 @@ from job_api.entrypoints.workers import (
     supervised,
     watchdog_step,
 )
-from job_api.service_layer.jobs import DatasetNotFound, HyperparameterError
+from job_api.service_layer.jobs import DatasetNotFound, DatasetNotReady, HyperparameterError
 from job_api.service_layer.unit_of_work import Policy
 from messaging.broker import Broker
 from messaging.topology import declare_topology
@@ -140,6 +140,14 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(error_body(exc.code, str(exc)), status_code=404)
     if isinstance(exc, InvalidJob):
         return JSONResponse(error_body(exc.code, str(exc), {"field": exc.field}), status_code=422)
+    if isinstance(exc, DatasetNotReady):
+        return JSONResponse(
+            error_body(
+                exc.code, str(exc), {"field": "training_data_url", "retry_after": exc.retry_after}
+            ),
+            status_code=exc.status,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, HyperparameterError):
         problems: list[dict[str, Any]] = [
             # The union's tag (the job type) leads each loc: drop it, it is not a field.
@@ -249,7 +257,6 @@ def create_app(settings: Settings) -> FastAPI:
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
             live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL, *routes_stream.live_readers(db)),
             stream_limits=StreamLimits(settings.max_streams_per_user, settings.max_streams),
-            dataset_wait_seconds=settings.dataset_wait_seconds,
             shared_worker_key=settings.shared_worker_key,
             broker_admin=broker_admin_from(settings),
             worker_amqp_url=worker_amqp_url(settings),

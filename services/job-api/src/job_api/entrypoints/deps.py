@@ -99,9 +99,6 @@ class AppState:
             online=self.policy.worker_online, public_base_url=self.policy.public_base_url
         )
 
-    # How long POST /jobs waits for a just-uploaded dataset's `dataset.validated` to arrive.
-    dataset_wait_seconds: float = 5.0
-
 
 # Dependencies are `async def` unless they block: FastAPI runs a plain `def` dependency in its
 # thread pool, a hop per dependency per request that costs more than the work under load.

@@ -4,7 +4,6 @@ Writes run in a unit of work that commits before the response starts (deps.writi
 committed. Counters are bumped after the commit, never for a transaction that rolled back.
 """
 
-import asyncio
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,7 +15,7 @@ from fastapi import APIRouter, Header, Query, Response
 
 from contracts.enums import GPUProvider, JobStatus, JobType, WorkerPool
 from contracts.hyperparameters import parse_hyperparameters
-from contracts.routing import DATASET_REF_PREFIX, pool_key
+from contracts.routing import pool_key
 from job_api.adapters.repository import JobFilter
 from job_api.entrypoints.deps import (
     AppState,
@@ -35,7 +34,6 @@ from job_api.entrypoints.schemas import (
     JobEventResponse,
 )
 from job_api.service_layer import jobs as job_service
-from servicekit.auth import Principal
 from servicekit.errors import ApiError
 from servicekit.responses import (
     CursorQuery,
@@ -84,35 +82,6 @@ async def base_models(state: StateDep, _user: UserDep) -> Data[list[BaseModelsRe
     return Data(data=data)
 
 
-async def _dataset_caught_up(state: AppState, user: Principal, training_data_url: str) -> None:
-    """Before the job's transaction opens: if the job names an `ftd://datasets/<id>` that
-    job-api's projection does not hold yet, wait (bounded, backing off) for data-service's
-    `dataset.validated` to arrive through the outbox and the broker. An upload's 201 and that event
-    are milliseconds apart, and a client that creates its job right away must not get a 404.
-    Runs after authentication and holds no connection while it sleeps. Only a hint: the creation
-    itself checks the dataset (owner, format, deleted) as always."""
-    if state.dataset_wait_seconds <= 0 or not training_data_url.startswith(DATASET_REF_PREFIX):
-        return
-    try:
-        dataset_id = UUID(training_data_url.removeprefix(DATASET_REF_PREFIX))
-    except ValueError:
-        return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + state.dataset_wait_seconds
-    delay = 0.01
-    while True:
-        async with reading(state) as uow:
-            known = await uow.datasets.get(dataset_id)
-        # Another user's dataset waits like an unknown one: the answer's timing tells nothing.
-        if known is not None and known.user_id == user.user_id:
-            return
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.25)
-
-
 def _request_hash(body: FinetuneJobCreate) -> str:
     canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
@@ -140,7 +109,6 @@ async def create_job(
 ) -> Data[FinetuneJobResponse]:
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
-    await _dataset_caught_up(state, user, body.training_data_url)
     # Without an Idempotency-Key the job, its outbox and history rows are one INSERT statement
     # (job_service.create_job), which needs no transaction block; with one, the key's claim and
     # the insert commit together.

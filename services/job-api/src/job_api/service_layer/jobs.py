@@ -61,6 +61,23 @@ class DatasetNotFound(DomainError):
     code = "dataset_not_found"
 
 
+class DatasetNotReady(DomainError):
+    """job-api's dataset projection (fed by data-service's `dataset.validated`) does not hold
+    the dataset: either it was uploaded a moment ago and its event is still on its way (it trails
+    the upload's 201 by milliseconds), or it is no dataset of the caller's. Job-api cannot tell
+    which without asking data-service, so it answers at once and the client retries."""
+
+    code = "dataset_not_ready"
+    retry_after = 1
+
+    def __init__(self, dataset_id: UUID) -> None:
+        super().__init__(
+            f"Dataset {dataset_id} is not known here yet: a dataset uploaded a moment ago is "
+            f"announced within a second, so send the request again after {self.retry_after} s "
+            "(Retry-After). A reference that stays unknown is not a dataset of yours."
+        )
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
 
@@ -92,7 +109,11 @@ async def resolve_training_data(uow: UnitOfWork, cmd: SubmitJob, policy: Policy)
                 "invalid_dataset_ref", "The dataset reference is malformed.", "training_data_url"
             ) from None
         dataset = await uow.datasets.get(dataset_id)
-        if dataset is None or dataset.deleted or dataset.user_id != cmd.user_id:
+        # Another user's dataset answers as one not announced yet: the answer tells nothing
+        # about which ids exist. A dataset of the caller's that was deleted is gone for good.
+        if dataset is None or dataset.user_id != cmd.user_id:
+            raise DatasetNotReady(dataset_id)
+        if dataset.deleted:
             raise DatasetNotFound(f"No dataset {dataset_id} is available to you.")
         if str(cmd.job_type) not in dataset.job_types:
             raise InvalidJob(
