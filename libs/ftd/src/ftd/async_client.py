@@ -1,0 +1,298 @@
+"""The asynchronous client: the same calls as `ftd.Client`, awaited.
+
+async with AsyncClient() as ftd:
+    job = await ftd.jobs.get(job_id)
+    async for event in job.events():
+        ...
+    job = await job.wait()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+from httpx_sse import aconnect_sse
+from pydantic import PrivateAttr
+from tenacity import AsyncRetrying
+
+from ftd import _api
+from ftd._calls import Call, Page, retry_policy
+from ftd._stream import STREAM_RETRY, StreamState
+from ftd._upload import Progress, ProgressFile
+from ftd.config import TokenStore, resolve
+from ftd.errors import ConnectionFailed, FtdError, JobFailed, raise_for_response
+from ftd.models import (
+    BaseModels,
+    Dataset,
+    DryRun,
+    JobEvent,
+    JobInfo,
+    JobSnapshot,
+    JobStatus,
+    RegisteredModel,
+)
+from ftd.version import __version__
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """`ftd.Client` for asyncio code."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+        store: TokenStore | None = None,
+    ) -> None:
+        self.base_url, self.token = resolve(base_url, token, store=store)
+        self.retries = retries
+        headers = {"User-Agent": f"ftd-python/{__version__}"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self.jobs = AsyncJobs(self)
+        self.datasets = AsyncDatasets(self)
+        self.models = AsyncModels(self)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def call(self, call: Call[T]) -> T:
+        try:
+            async for attempt in AsyncRetrying(
+                **retry_policy(self.retries, resend_safe=call.resend_safe)
+            ):
+                with attempt:
+                    response = await self.http.request(
+                        call.method, call.path, **call.request_kwargs()
+                    )
+                    return call.read(response)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"Could not reach {self.base_url}: {exc}", code="connection_failed"
+            ) from exc
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def base_models(self) -> list[BaseModels]:
+        return await self.call(_api.base_models())
+
+
+class AsyncJobs:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    def _bind(self, info: JobInfo) -> AsyncJob:
+        return AsyncJob.bound(info, self._client)
+
+    async def create(
+        self,
+        *,
+        job_type: str,
+        base_model: str,
+        training_data_url: str,
+        output_model: str,
+        gpu_provider: str,
+        hyperparameters: Mapping[str, Any] | None = None,
+        project_id: str | None = None,
+        worker_pool: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncJob:
+        body = _api.job_body(
+            job_type=job_type,
+            base_model=base_model,
+            training_data_url=training_data_url,
+            output_model=output_model,
+            gpu_provider=gpu_provider,
+            hyperparameters=hyperparameters,
+            project_id=project_id,
+            worker_pool=worker_pool,
+        )
+        return self._bind(await self._client.call(_api.create_job(body, idempotency_key)))
+
+    async def get(self, job_id: UUID | str) -> AsyncJob:
+        return self._bind(await self._client.call(_api.get_job(job_id)))
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        job_type: str | None = None,
+        project: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[AsyncJob]:
+        found = await self._client.call(
+            _api.list_jobs(
+                status=status, job_type=job_type, project=project, limit=limit, cursor=cursor
+            )
+        )
+        return Page((self._bind(j) for j in found), found.next_cursor)
+
+    async def cancel(self, job_id: UUID | str) -> AsyncJob:
+        return self._bind(await self._client.call(_api.cancel_job(job_id)))
+
+    async def history(
+        self, job_id: UUID | str, *, kind: str | None = None
+    ) -> builtins.list[JobEvent]:
+        events: builtins.list[JobEvent] = []
+        cursor = ""
+        while True:
+            found = await self._client.call(
+                _api.job_events(job_id, kind=kind, limit=200, cursor=cursor)
+            )
+            events += found
+            if not found.next_cursor:
+                return events
+            cursor = found.next_cursor
+
+    async def stream(
+        self, job_id: UUID | str, *, since: int | None = None, timeout: float | None = None
+    ) -> AsyncIterator[JobEvent | JobSnapshot]:
+        state = StreamState(
+            last_id=since, deadline=None if timeout is None else time.monotonic() + timeout
+        )
+        path = _api.job_stream_path(job_id)
+        while not state.ended:
+            try:
+                async for item in self._follow(path, state):
+                    yield item
+                if state.ended:
+                    return
+                raise httpx.RemoteProtocolError("the server closed the stream")
+            except STREAM_RETRY as exc:
+                await asyncio.sleep(state.backoff(exc))
+            state.check_deadline()
+
+    async def _follow(self, path: str, state: StreamState) -> AsyncIterator[JobEvent | JobSnapshot]:
+        http = self._client.http
+        timeout = httpx.Timeout(http.timeout.connect, read=state.read_timeout())
+        async with aconnect_sse(
+            http, "GET", path, headers=state.headers(), timeout=timeout
+        ) as source:
+            if not source.response.is_success:
+                await source.response.aread()
+                raise_for_response(source.response)
+            state.connected()
+            async for sse in source.aiter_sse():
+                item = state.feed(sse)
+                if item is not None:
+                    yield item
+                if state.ended:
+                    return
+                state.check_deadline()
+
+
+class AsyncJob(JobInfo):
+    """A job bound to the `AsyncClient` that fetched it."""
+
+    _client: AsyncClient | None = PrivateAttr(default=None)
+
+    @classmethod
+    def bound(cls, info: JobInfo, client: AsyncClient) -> AsyncJob:
+        job = cls.model_validate(info.model_dump())
+        job._client = client
+        return job
+
+    @property
+    def client(self) -> AsyncClient:
+        if self._client is None:
+            raise FtdError("This job is not bound to a client.", code="unbound_job")
+        return self._client
+
+    async def refresh(self) -> AsyncJob:
+        return await self.client.jobs.get(self.id)
+
+    async def cancel(self) -> AsyncJob:
+        return await self.client.jobs.cancel(self.id)
+
+    def events(
+        self, *, since: int | None = None, timeout: float | None = None
+    ) -> AsyncIterator[JobEvent | JobSnapshot]:
+        """See `ftd.Job.events`."""
+        return self.client.jobs.stream(self.id, since=since, timeout=timeout)
+
+    async def wait(
+        self, *, timeout: float | None = None, raise_on_failure: bool = False
+    ) -> AsyncJob:
+        """See `ftd.Job.wait`."""
+        if not self.status.is_terminal:
+            async for _ in self.events(timeout=timeout):
+                pass
+        final = await self.refresh()
+        if raise_on_failure and final.status is not JobStatus.COMPLETED:
+            raise JobFailed(final)
+        return final
+
+
+class AsyncDatasets:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def upload(
+        self,
+        path: str | Path,
+        *,
+        job_type: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> Dataset | DryRun:
+        """See `ftd.client.Datasets.upload`."""
+        path = Path(path)
+        # httpx reads the file part in 64 KiB chunks on the event loop as it sends them.
+        file = await asyncio.to_thread(path.open, "rb")
+        with file:
+            body = ProgressFile(file, progress)
+            call = _api.upload(path.name, body, job_type=job_type, dry_run=dry_run)
+            return await self._client.call(call)
+
+    async def get(self, dataset_id: UUID | str) -> Dataset:
+        return await self._client.call(_api.get_dataset(dataset_id))
+
+
+class AsyncModels:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(
+        self,
+        *,
+        job_type: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[RegisteredModel]:
+        return await self._client.call(
+            _api.list_models(
+                job_type=job_type, status=status, name=name, limit=limit, cursor=cursor
+            )
+        )
+
+    async def get(self, model_id: UUID | str) -> RegisteredModel:
+        return await self._client.call(_api.get_model(model_id))
+
+    async def deploy(self, model_id: UUID | str) -> RegisteredModel:
+        return await self._client.call(_api.deploy_model(model_id))
+
+    async def undeploy(self, model_id: UUID | str) -> RegisteredModel:
+        return await self._client.call(_api.undeploy_model(model_id))

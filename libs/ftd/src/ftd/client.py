@@ -1,0 +1,299 @@
+"""The synchronous client.
+
+from ftd import Client
+
+with Client() as ftd:                      # http://localhost:8000, FTD_TOKEN or `ftd login`
+    data = ftd.datasets.upload("reviews.csv", job_type="classifier")
+    job = ftd.jobs.create(job_type="classifier", base_model="xlm-roberta-base",
+                          training_data_url=data.training_data_url,
+                          output_model="me/reviews", gpu_provider="colab")
+    for event in job.events():
+        print(event.kind, event.data if event.kind != "snapshot" else "")
+    job = job.wait(raise_on_failure=True)
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+from httpx_sse import connect_sse
+from pydantic import PrivateAttr
+from tenacity import Retrying
+
+from ftd import _api
+from ftd._calls import Call, Page, retry_policy
+from ftd._stream import STREAM_RETRY, StreamState
+from ftd._upload import Progress, ProgressFile
+from ftd.config import TokenStore, resolve
+from ftd.errors import ConnectionFailed, FtdError, JobFailed, raise_for_response
+from ftd.models import (
+    BaseModels,
+    Dataset,
+    DryRun,
+    JobEvent,
+    JobInfo,
+    JobSnapshot,
+    JobStatus,
+    RegisteredModel,
+)
+from ftd.version import __version__
+
+T = TypeVar("T")
+
+
+class Client:
+    """Talks to a Finetune Dispatcher server (its gateway). Every answer's `{"data": ...}`
+    envelope is unwrapped; errors raise `ftd.errors.FtdError` subclasses."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        store: TokenStore | None = None,
+    ) -> None:
+        self.base_url, self.token = resolve(base_url, token, store=store)
+        self.retries = retries
+        headers = {"User-Agent": f"ftd-python/{__version__}"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self.jobs = Jobs(self)
+        self.datasets = Datasets(self)
+        self.models = Models(self)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, call: Call[T]) -> T:
+        """Send one API call, with retries (see ftd._calls), and read its answer."""
+        try:
+            for attempt in Retrying(**retry_policy(self.retries, resend_safe=call.resend_safe)):
+                with attempt:
+                    response = self.http.request(call.method, call.path, **call.request_kwargs())
+                    return call.read(response)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"Could not reach {self.base_url}: {exc}", code="connection_failed"
+            ) from exc
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def base_models(self) -> list[BaseModels]:
+        """The catalogue: base models and default hyperparameters per job type."""
+        return self.call(_api.base_models())
+
+
+class Jobs:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _bind(self, info: JobInfo) -> Job:
+        return Job.bound(info, self._client)
+
+    def create(
+        self,
+        *,
+        job_type: str,
+        base_model: str,
+        training_data_url: str,
+        output_model: str,
+        gpu_provider: str,
+        hyperparameters: Mapping[str, Any] | None = None,
+        project_id: str | None = None,
+        worker_pool: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Create a job. An Idempotency-Key is made for this call (or pass your own), so its
+        retries never create a second job."""
+        body = _api.job_body(
+            job_type=job_type,
+            base_model=base_model,
+            training_data_url=training_data_url,
+            output_model=output_model,
+            gpu_provider=gpu_provider,
+            hyperparameters=hyperparameters,
+            project_id=project_id,
+            worker_pool=worker_pool,
+        )
+        return self._bind(self._client.call(_api.create_job(body, idempotency_key)))
+
+    def get(self, job_id: UUID | str) -> Job:
+        return self._bind(self._client.call(_api.get_job(job_id)))
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        job_type: str | None = None,
+        project: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Job]:
+        found = self._client.call(
+            _api.list_jobs(
+                status=status, job_type=job_type, project=project, limit=limit, cursor=cursor
+            )
+        )
+        return Page((self._bind(j) for j in found), found.next_cursor)
+
+    def cancel(self, job_id: UUID | str) -> Job:
+        return self._bind(self._client.call(_api.cancel_job(job_id)))
+
+    def history(self, job_id: UUID | str, *, kind: str | None = None) -> builtins.list[JobEvent]:
+        """Every recorded event of a job, oldest first (all pages)."""
+        events: builtins.list[JobEvent] = []
+        cursor = ""
+        while True:
+            found = self._client.call(_api.job_events(job_id, kind=kind, limit=200, cursor=cursor))
+            events += found
+            if not found.next_cursor:
+                return events
+            cursor = found.next_cursor
+
+    def stream(
+        self, job_id: UUID | str, *, since: int | None = None, timeout: float | None = None
+    ) -> Iterator[JobEvent | JobSnapshot]:
+        """The job's live events until it ends (see `Job.events`)."""
+        state = StreamState(
+            last_id=since, deadline=None if timeout is None else time.monotonic() + timeout
+        )
+        path = _api.job_stream_path(job_id)
+        while not state.ended:
+            try:
+                yield from self._follow(path, state)
+                if state.ended:
+                    return
+                raise httpx.RemoteProtocolError("the server closed the stream")
+            except STREAM_RETRY as exc:
+                time.sleep(state.backoff(exc))
+            state.check_deadline()
+
+    def _follow(self, path: str, state: StreamState) -> Iterator[JobEvent | JobSnapshot]:
+        http = self._client.http
+        timeout = httpx.Timeout(http.timeout.connect, read=state.read_timeout())
+        with connect_sse(http, "GET", path, headers=state.headers(), timeout=timeout) as source:
+            if not source.response.is_success:
+                source.response.read()
+                raise_for_response(source.response)
+            state.connected()
+            for sse in source.iter_sse():
+                item = state.feed(sse)
+                if item is not None:
+                    yield item
+                if state.ended:
+                    return
+                state.check_deadline()
+
+
+class Job(JobInfo):
+    """A job bound to the client that fetched it: `refresh`, `cancel`, `events`, `wait`."""
+
+    _client: Client | None = PrivateAttr(default=None)
+
+    @classmethod
+    def bound(cls, info: JobInfo, client: Client) -> Job:
+        job = cls.model_validate(info.model_dump())
+        job._client = client
+        return job
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise FtdError("This job is not bound to a client.", code="unbound_job")
+        return self._client
+
+    def refresh(self) -> Job:
+        return self.client.jobs.get(self.id)
+
+    def cancel(self) -> Job:
+        return self.client.jobs.cancel(self.id)
+
+    def events(
+        self, *, since: int | None = None, timeout: float | None = None
+    ) -> Iterator[JobEvent | JobSnapshot]:
+        """The job's events as they happen, until it ends: a `JobSnapshot` first (unless `since`,
+        an event id, asks for the events after it instead, e.g. `since=0` for the whole
+        history), then `JobEvent`s. A dropped connection is resumed with Last-Event-ID, so no
+        event is missed or repeated. `timeout` (seconds) raises `WaitTimeout`."""
+        return self.client.jobs.stream(self.id, since=since, timeout=timeout)
+
+    def wait(self, *, timeout: float | None = None, raise_on_failure: bool = False) -> Job:
+        """Follow the job until it ends and return it as it ended. With `raise_on_failure`, a
+        failed or cancelled job raises `JobFailed` (its `.job` is the job)."""
+        if not self.status.is_terminal:
+            for _ in self.events(timeout=timeout):
+                pass
+        final = self.refresh()
+        if raise_on_failure and final.status is not JobStatus.COMPLETED:
+            raise JobFailed(final)
+        return final
+
+
+class Datasets:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def upload(
+        self,
+        path: str | Path,
+        *,
+        job_type: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> Dataset | DryRun:
+        """Upload a training file, streamed from disk; `progress(sent, total)` is called as it
+        goes. An invalid file raises `ValidationFailed` whose `details` is the report."""
+        path = Path(path)
+        with path.open("rb") as file:
+            body = ProgressFile(file, progress)
+            call = _api.upload(path.name, body, job_type=job_type, dry_run=dry_run)
+            return self._client.call(call)
+
+    def get(self, dataset_id: UUID | str) -> Dataset:
+        return self._client.call(_api.get_dataset(dataset_id))
+
+
+class Models:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(
+        self,
+        *,
+        job_type: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[RegisteredModel]:
+        return self._client.call(
+            _api.list_models(
+                job_type=job_type, status=status, name=name, limit=limit, cursor=cursor
+            )
+        )
+
+    def get(self, model_id: UUID | str) -> RegisteredModel:
+        return self._client.call(_api.get_model(model_id))
+
+    def deploy(self, model_id: UUID | str) -> RegisteredModel:
+        return self._client.call(_api.deploy_model(model_id))
+
+    def undeploy(self, model_id: UUID | str) -> RegisteredModel:
+        return self._client.call(_api.undeploy_model(model_id))

@@ -1,0 +1,197 @@
+"""Response models, written from the committed OpenAPI documents (docs/openapi/*.json).
+
+Fields the server adds later are kept (`extra="allow"`), so an older SDK still reads a newer
+server and `--json` output passes them on; tests/sdk checks these models against the documents.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=False)
+
+
+class JobType(StrEnum):
+    EMBEDDING = "embedding"
+    CLASSIFIER = "classifier"
+    LLM_LORA = "llm_lora"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+_STATUSES = frozenset(str(s) for s in JobStatus)
+
+
+class ModelStatus(StrEnum):
+    REGISTERED = "registered"
+    DEPLOYED = "deployed"
+    RETIRED = "retired"
+
+
+class WaitingNotice(_Model):
+    reason: str
+    message: str
+    command: str
+
+
+class JobInfo(_Model):
+    """A fine-tuning job as the API describes it (FinetuneJobResponse)."""
+
+    id: UUID
+    user_id: str
+    project_id: str | None
+    job_type: JobType
+    base_model: str
+    training_data_url: str
+    dataset_id: UUID | None
+    output_model: str
+    output_revision: str | None
+    gpu_provider: str
+    worker_pool: str
+    status: JobStatus
+    phase: str
+    progress: float
+    error: str | None
+    failure_class: str | None
+    logs_url: str | None
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]
+    step: int | None
+    total_steps: int | None
+    epoch: float | None
+    eta_seconds: float | None
+    attempt: int
+    max_attempts: int
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    waiting: WaitingNotice | None = None
+
+
+class JobEvent(_Model):
+    """One row of a job's history: a `status` change or a `progress` report (JobEventResponse).
+    `id` grows along the history and is the stream's `Last-Event-ID`."""
+
+    id: int
+    job_id: UUID
+    attempt: int
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def to_status(self) -> JobStatus | None:
+        """For a status event, the status the job moved to."""
+        value = self.data.get("to_status") if self.kind == "status" else None
+        return JobStatus(value) if isinstance(value, str) and value in _STATUSES else None
+
+
+class JobSnapshot(_Model):
+    """The first event of a fresh stream: the job as it stood when the stream opened. Events
+    after it (ids above `id`) are what happened since."""
+
+    kind: Literal["snapshot"] = "snapshot"
+    id: int
+    job: JobInfo
+
+
+class Dataset(_Model):
+    """An uploaded training file (DatasetResponse); `training_data_url` goes into a job."""
+
+    id: UUID
+    filename: str
+    format: str
+    shape: str
+    job_type: str
+    job_types: list[str]
+    rows: int
+    columns: list[str]
+    size_bytes: int
+    sha256: str
+    stats: dict[str, Any]
+    validation: dict[str, Any] = Field(description="The validation report (warnings included).")
+    training_data_url: str
+    created_at: datetime
+
+
+class DryRun(_Model):
+    """What a `dry_run` upload found; nothing was stored (DryRunResponse)."""
+
+    dry_run: bool = True
+    filename: str
+    format: str | None
+    shape: str | None
+    job_type: str | None
+    job_types: list[str]
+    rows: int
+    columns: list[str]
+    size_bytes: int
+    sha256: str
+    stats: dict[str, Any]
+    validation: dict[str, Any]
+
+
+class RegisteredModel(_Model):
+    """A trained model version in the registry (ModelResponse)."""
+
+    id: UUID
+    user_id: str
+    name: str
+    version: int
+    job_id: UUID
+    attempt: int
+    job_type: JobType
+    base_model: str
+    repo_id: str
+    revision: str
+    store: str
+    uri: str
+    project_id: str | None
+    dataset_id: UUID | None
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    data_stats: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    status: ModelStatus
+    created_at: datetime
+    registered_at: datetime
+    updated_at: datetime
+    deployed_at: datetime | None
+    retired_at: datetime | None
+    created_repo: bool
+
+
+class BaseModelInfo(_Model):
+    id: str
+    job_type: JobType
+    display_name: str
+    parameters: str
+    offline: bool = False
+    source: str | None = None
+
+
+class BaseModels(_Model):
+    """The catalogue of one job type (BaseModelsResponse)."""
+
+    job_type: JobType
+    models: list[BaseModelInfo]
+    default_hyperparameters: dict[str, Any]
