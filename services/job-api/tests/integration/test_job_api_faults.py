@@ -8,6 +8,7 @@ real PostgreSQL and RabbitMQ, in its own broker namespace.
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import uuid
@@ -27,6 +28,7 @@ from job_api_testing import (
     job_body,
     rabbitmqctl,
     running_app,
+    served_app,
     user_headers,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -351,6 +353,67 @@ async def test_a_message_delivered_twice_is_applied_once(
     assert announced.data["revision"] == "rev-1"
     assert announced.source == "job-api"
     await channel.close()
+
+
+async def test_a_redelivered_event_is_acked_as_a_duplicate_not_retried_or_dead_lettered(
+    settings_factory: Any, db: AsyncEngine, publisher: Broker
+) -> None:
+    """An event delivered again after its first delivery was applied and committed (the broker
+    redelivers what it has not seen acked) meets the inbox row of the first: a clean skip, counted
+    as a duplicate and acked. A unique-key crash would instead be requeued until the delivery
+    limit dead-letters it, which the counts and the dead-letter queue would show."""
+
+    async def known(dataset_id: uuid.UUID) -> bool:
+        async with db.connect() as conn:
+            found = await conn.execute(
+                sa.text("SELECT 1 FROM jobs.known_datasets WHERE dataset_id = :id"),
+                {"id": dataset_id},
+            )
+            return found.first() is not None
+
+    def validated(filename: str) -> DatasetValidated:
+        return DatasetValidated(
+            dataset_id=uuid.uuid4(),
+            user_id="alice",
+            filename=filename,
+            format="csv",
+            job_types=[JobType.EMBEDDING],
+            rows=1,
+            size_bytes=10,
+            sha256="0" * 64,
+        )
+
+    async with served_app(settings_factory(access_log=False)) as (_client, app):
+        consumer = app.state.job_api.consumer
+        assert consumer is not None
+        before = dataclasses.replace(consumer.stats)
+        event = validated("train.csv")
+        envelope = Envelope.wrap(event, source="data-service")
+        await publisher.publish(envelope, event.routing_key())
+
+        async def first_committed() -> bool:
+            return consumer.stats.applied == before.applied + 1 and await known(event.dataset_id)
+
+        await eventually(first_committed)
+        # The same envelope (one event id) again, as a redelivery, then a marker behind it on
+        # the same queue: once the marker is applied, the copy has been settled.
+        await publisher.publish(envelope, event.routing_key())
+        marker = validated("marker.csv")
+        await publisher.publish(Envelope.wrap(marker, source="data-service"), marker.routing_key())
+
+        async def marker_applied() -> bool:
+            return consumer.stats.applied == before.applied + 2 and await known(marker.dataset_id)
+
+        await eventually(marker_applied)
+        stats = consumer.stats
+        assert stats.duplicates == before.duplicates + 1, stats
+        assert stats.requeued == before.requeued, "the copy crashed and went back to the queue"
+        assert stats.rejected == before.rejected, stats
+        assert stats.dead_lettered == before.dead_lettered, stats
+        assert stats.infra_retries == before.infra_retries, stats
+        assert await consumer.caught_up(timeout=5, settle=0), "every delivery is settled"
+        assert await queue_depth(publisher, publisher.names.service_queue("job-api")) == 0
+        assert await queue_depth(publisher, publisher.names.dead_letter_queue) == 0
 
 
 # --------------------------------------------- 3. worker claims then vanishes (invariants 1, 2)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from job_api_testing import (
@@ -35,6 +36,7 @@ from contracts.enums import GPUProvider, JobPhase, JobStatus, JobType
 from contracts.events import JobStatusChanged
 from contracts.routing import BrokerNames
 from job_api.config import Settings
+from job_api.entrypoints.schemas import FinetuneJobCreate
 from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
 from messaging.broker import Broker
@@ -151,6 +153,64 @@ async def test_a_failed_commit_is_an_error_and_stores_nothing(
         assert _created_count() == before + 1
 
 
+REFUSED_BY_OUTBOX = "alice/outbox-refused"
+
+
+@pytest.fixture
+async def outbox_refuses(db: Any) -> Any:
+    """The outbox refuses (raises on INSERT) any event that names REFUSED_BY_OUTBOX: the job's
+    own row is fine, only staging its events fails."""
+    async with db.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "CREATE FUNCTION jobs.refuse_outbox_row() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN IF convert_from(NEW.body, 'UTF8') LIKE "
+                f"'%{REFUSED_BY_OUTBOX}%' THEN "
+                "RAISE EXCEPTION 'outbox refused' USING ERRCODE = 'check_violation'; "
+                "END IF; RETURN NEW; END $$"
+            )
+        )
+        await conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse_outbox_row BEFORE INSERT ON jobs.outbox "
+                "FOR EACH ROW EXECUTE FUNCTION jobs.refuse_outbox_row()"
+            )
+        )
+    yield
+    async with db.begin() as conn:
+        await conn.execute(sa.text("DROP TRIGGER refuse_outbox_row ON jobs.outbox"))
+        await conn.execute(sa.text("DROP FUNCTION jobs.refuse_outbox_row()"))
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "k-outbox"])
+async def test_a_job_and_its_outbox_rows_are_one_commit(
+    settings_factory: Callable[..., Settings],
+    db: Any,
+    outbox_refuses: None,
+    idempotency_key: str | None,
+) -> None:
+    """A job whose events cannot be staged is not created: no job row is ever visible without
+    the rows that announce it (a job committed first and announced in a later transaction would
+    be left behind here, never dispatched)."""
+    key = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    async with served_app(_quiet(settings_factory)) as (client, _app):
+        response = await client.post(
+            JOBS, json=job_body(output_model=REFUSED_BY_OUTBOX), headers={**ALICE, **key}
+        )
+        assert response.status_code >= 500, response.text
+        assert response.json()["error"]["code"] == "internal_error"
+        assert await _count(db, "jobs.jobs") == 0
+        assert await _count(db, "jobs.job_events") == 0
+        assert await _count(db, "jobs.idempotency_keys") == 0
+        listed = await client.get(JOBS, headers=ALICE)
+        assert listed.json()["data"] == []
+        # The trigger refuses only that name: the same request for another model is created
+        # with its events.
+        ok = await client.post(JOBS, json=job_body(), headers={**ALICE, **key})
+        assert ok.status_code == 201, ok.text
+        assert await _count(db, "jobs.jobs") == 1
+
+
 async def test_idempotency_key_gives_one_job_even_under_concurrent_retries(
     settings_factory: Callable[..., Settings], db: Any
 ) -> None:
@@ -193,6 +253,47 @@ async def test_idempotency_key_gives_one_job_even_under_concurrent_retries(
         assert fixed.status_code == 422
         good = await client.post(JOBS, json=job_body(), headers={**ALICE, **fresh})
         assert good.status_code == 201
+
+
+# The first request sets every field of the body; each case changes one (some twice).
+FULL_BODY = job_body(project_id="p1", hyperparameters={"epochs": 1}, worker_pool="shared")
+CHANGED_FIELD = [
+    ("job_type", "classifier"),
+    ("base_model", "intfloat/multilingual-e5-base"),
+    ("training_data_url", "https://data.example.com/other.csv"),
+    ("output_model", "alice/another-model"),
+    ("gpu_provider", "colab"),
+    ("project_id", "p2"),
+    ("project_id", None),
+    ("hyperparameters", {"epochs": 2}),
+    ("hyperparameters", {"epochs": 1, "batch_size": 8}),
+    ("hyperparameters", {}),
+    ("worker_pool", "any"),
+]
+
+
+def test_every_field_of_the_create_body_has_a_changed_value() -> None:
+    assert {field for field, _ in CHANGED_FIELD} == set(FinetuneJobCreate.model_fields)
+    assert set(FULL_BODY) == set(FinetuneJobCreate.model_fields)
+
+
+@pytest.mark.parametrize(("field", "value"), CHANGED_FIELD, ids=lambda v: str(v))
+async def test_an_idempotency_key_retried_with_any_field_changed_is_409(
+    client: httpx.AsyncClient, db: Any, field: str, value: Any
+) -> None:
+    key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    first = await client.post(JOBS, json=FULL_BODY, headers={**ALICE, **key})
+    assert first.status_code == 201, first.text
+    changed = {**FULL_BODY, field: value}
+    assert changed != FULL_BODY
+    retried = await client.post(JOBS, json=changed, headers={**ALICE, **key})
+    assert retried.status_code == 409, retried.text
+    assert retried.json()["error"]["code"] == "idempotency_key_reused"
+    assert "Idempotent-Replayed" not in retried.headers
+    assert await _count(db, "jobs.jobs") == 1
+    # The unchanged body is still the first job.
+    same = await client.post(JOBS, json=FULL_BODY, headers={**ALICE, **key})
+    assert same.json()["data"]["id"] == first.json()["data"]["id"]
 
 
 async def test_connections_go_back_before_the_response_starts(

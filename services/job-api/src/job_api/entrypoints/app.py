@@ -279,7 +279,7 @@ def create_app(settings: Settings) -> FastAPI:
             tasks.append(asyncio.create_task(supervised("relay", relay.run), name="relay"))
         caught_up = None
         if settings.run_consumers:
-            consumer = make_consumer(state, broker)
+            consumer = state.consumer = make_consumer(state, broker)
             caught_up = consumer.caught_up
             rpc = make_rpc_server(state, broker)
             tasks.append(asyncio.create_task(supervised("consumer", consumer.run), name="consumer"))

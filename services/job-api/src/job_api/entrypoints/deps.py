@@ -24,6 +24,7 @@ from job_api.entrypoints.schemas import WaitingNotice
 from job_api.service_layer.unit_of_work import Caches, Policy, UnitOfWork
 from job_api.service_layer.workers import Availability, authenticate
 from messaging.broker import Broker
+from messaging.consumer import InboxConsumer
 from messaging.outbox import OutboxRelay
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
 from servicekit.errors import ApiError
@@ -43,6 +44,9 @@ class AppState:
     broker: Broker | None = None
     # This process's outbox relay (None when it runs elsewhere).
     relay: OutboxRelay | None = None
+    # This process's event consumer (None when it runs elsewhere); its stats count applied,
+    # duplicate (a redelivery the inbox recognised, acked) and dead-lettered events.
+    consumer: InboxConsumer | None = None
     # Jobs this process just created, for the claim that usually follows within milliseconds.
     fresh_jobs: FreshJobs = field(default_factory=FreshJobs)
     # True when verifying a token needs no I/O (HS256): done on the event loop. Otherwise (RS256
