@@ -1,11 +1,7 @@
-"""Fixtures for data-service tests against the real PostgreSQL and RabbitMQ.
+"""Fixtures for data-service tests against the real PostgreSQL and RabbitMQ (servicekit's testing
+helpers): one database (and role) per test session, migrated once and emptied between tests; one
+broker namespace per test; a storage folder per test."""
 
-One database (and role) per test session, migrated once and emptied between tests; one broker
-namespace per test; a storage folder per test.
-"""
-
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,54 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
-from data_service_testing import ADMIN_DSN, AMQP_URL, JWT_SECRET, TABLES, TICKET_SECRET, served
-from sqlalchemy.ext.asyncio import AsyncEngine
+from data_service_testing import AMQP_URL, JWT_SECRET, TABLES, TICKET_SECRET, served
 
-from contracts.routing import BrokerNames
 from data_service.config import Settings
 from data_service.entrypoints.app import create_app
 from data_service.entrypoints.cli import migrate
 from data_service.entrypoints.workers import queue_specs
-from messaging.broker import Broker
-from messaging.topology import delete_topology
-from servicekit.db import bootstrap_service_database, drop_database, make_engine, with_credentials
+from servicekit.testing import broker_prefix_fixture, database_fixture, engine_fixture
 
-
-@pytest.fixture(scope="session")
-async def data_database_url() -> AsyncIterator[str]:
-    name = f"ftd_data_test_{uuid.uuid4().hex[:10]}"
-    password = uuid.uuid4().hex
-    await bootstrap_service_database(
-        ADMIN_DSN, database=name, role=name, password=password, schema="data"
-    )
-    url = with_credentials(ADMIN_DSN, user=name, password=password, database=name)
-    try:
-        await asyncio.to_thread(migrate, url)
-        yield url
-    finally:
-        await drop_database(ADMIN_DSN, name, roles=[name])
-
-
-@pytest.fixture
-async def data_db(data_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(data_database_url, application_name="data-service-tests", pool_size=2)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)}"))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def data_broker_prefix() -> AsyncIterator[str]:
-    prefix = f"d{uuid.uuid4().hex[:8]}."
-    yield prefix
-    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="test-teardown")
-    await broker.connect()
-    channel = await broker.channel()
-    with contextlib.suppress(Exception):
-        await delete_topology(channel, broker.names, [s.name for s in queue_specs(broker)])
-    await broker.close()
+data_database_url = database_fixture("data_database_url", schema="data", migrate=migrate)
+data_db = engine_fixture("data_db", database="data_database_url", tables=TABLES)
+data_broker_prefix = broker_prefix_fixture("data_broker_prefix", queues=queue_specs)
 
 
 @pytest.fixture

@@ -34,6 +34,12 @@ def _state(request: Request) -> ServiceState:
     return state
 
 
+def service_state(request: Request) -> Any:
+    """The service's own state (what its `Service.start` built), for a dependency typed with it:
+    `StateDep = Annotated[AppState, Depends(service_state)]`."""
+    return request.app.state.service
+
+
 async def _writing(request: Request) -> AsyncIterator[Any]:
     async with _state(request).units.writing() as uow:
         yield uow

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from messaging.broker import Broker
-from messaging.consumer import InboxConsumer
+from messaging.consumer import Handler, InboxConsumer
 from messaging.inbox import Inbox
 from messaging.outbox import OutboxRelay
 from messaging.topology import QueueSpec
@@ -63,6 +63,38 @@ class Events:
     outbox_channel: str
     inbox: Inbox | None = None
     consumer: Callable[[Platform, Any], InboxConsumer] | None = None
+
+
+def own_queue(service: str, bindings: Sequence[str]) -> Callable[[Broker], list[QueueSpec]]:
+    """`Service.queues` of a service with one queue of its own (`service_queue(service)`), bound
+    to the events exchange with `bindings`."""
+
+    def queues(broker: Broker) -> list[QueueSpec]:
+        return [QueueSpec(name=broker.names.service_queue(service), bindings=tuple(bindings))]
+
+    return queues
+
+
+def own_queue_consumer(
+    platform: Platform,
+    state: ServiceState,
+    handler: Handler,
+    *,
+    inbox: Inbox,
+    on_committed: Callable[[object], None] | None = None,
+) -> InboxConsumer:
+    """The consumer of the service's own queue (named after `inbox.consumer`, see `own_queue`):
+    each batch is one transaction in the `consumer` pool, its event ids recorded in `inbox`;
+    `on_committed` gets what `handler` returned once that transaction has committed."""
+    broker = platform.broker
+    return InboxConsumer(
+        broker=broker,
+        queue=broker.names.service_queue(inbox.consumer),
+        begin=state.units.begin("consumer"),
+        inbox=inbox,
+        handler=handler,
+        on_committed=on_committed,
+    )
 
 
 def _no_queues(_broker: Broker) -> Sequence[QueueSpec]:

@@ -1,14 +1,14 @@
-"""Domain errors; the entry points map them to the error envelope."""
+"""Domain errors: each carries its machine-readable code and HTTP status (servicekit's
+DomainError), which the app's one error mapping answers with."""
 
 from uuid import UUID
 
-
-class DomainError(Exception):
-    code = "domain_error"
+from servicekit.domain import DomainError
 
 
 class DatasetNotFound(DomainError):
     code = "dataset_not_found"
+    status = 404
 
     def __init__(self, dataset_id: UUID) -> None:
         super().__init__(f"No dataset {dataset_id} is available to you.")
@@ -23,3 +23,4 @@ class DatasetInUse(DomainError):
             "cancel them or wait for them to finish."
         )
         self.jobs = jobs
+        self.details = {"jobs": [str(j) for j in jobs]}

@@ -1,122 +1,25 @@
-"""`data-service` command line: database set-up, serving, and its OpenAPI document."""
+"""`data-service` command line: database set-up, serving, and the OpenAPI document
+(servicekit's service CLI)."""
 
-import asyncio
-import json
 from pathlib import Path
-from typing import Annotated
-
-import typer
-import uvicorn
-from alembic import command
-from alembic.config import Config
-from pydantic import ValidationError
-from rich.console import Console
 
 from data_service.adapters.tables import SCHEMA
 from data_service.config import Settings
-from servicekit.db import bootstrap_service_database, sqlalchemy_dsn, with_credentials
-from servicekit.logging import configure_logging
+from servicekit.cli import ServiceCli
 
-app = typer.Typer(help="Finetune Dispatcher data-service.", no_args_is_help=True)
-console = Console(stderr=True)
-MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
-ROLE = "data_service"
-
-
-def _settings() -> Settings:
-    """Settings from the environment; a configuration error is one readable line, not a trace."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            console.print(
-                f"[red]configuration error:[/red] {error['msg'].removeprefix('Value error, ')}"
-            )
-        raise typer.Exit(2) from None
-
-
-def alembic_config(database_url: str) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", sqlalchemy_dsn(database_url).replace("%", "%%"))
-    return cfg
-
-
-def migrate(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
-
-
-@app.command("db-init")
-def db_init() -> None:
-    """Create the database, the data_service role and the `data` schema (idempotent), then migrate."""
-    settings = _settings()
-    password = settings.db_password.get_secret_value()
-    asyncio.run(
-        bootstrap_service_database(
-            settings.admin_dsn,
-            database=settings.database_name,
-            role=ROLE,
-            password=password,
-            schema=SCHEMA,
-        )
-    )
-    migrate(
-        with_credentials(
-            settings.admin_dsn, user=ROLE, password=password, database=settings.database_name
-        )
-    )
-    console.print(f"[green]database {settings.database_name}: schema {SCHEMA} is at head[/green]")
-
-
-@app.command("migrate")
-def migrate_cmd() -> None:
-    """Apply migrations with DATA_SERVICE_DATABASE_URL."""
-    migrate(_settings().database_url)
-
-
-@app.command()
-def serve(host: str = "127.0.0.1", port: int = 8002) -> None:
-    """Serve the API and run the outbox relay and the job-events consumer."""
-    settings = _settings()
-    configure_logging(json_logs=settings.json_logs, level=settings.log_level)
-    from data_service.entrypoints.app import create_app
-
-    # uvicorn's access log is off: download URLs carry a data ticket. The app logs
-    # requests without them (AccessLogMiddleware, FTD_ACCESS_LOG).
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
-
-
-def openapi_document() -> str:
-    """The OpenAPI document as served at /openapi.json, rendered without a running stack."""
-    from data_service.entrypoints.app import create_app
-
-    # Placeholder credentials: building the document reads no secret and opens no connection.
-    settings = Settings(
-        environment="development",
-        jwt_secret="openapi-export-placeholder-secret",  # noqa: S106 - never used to sign
-    )
-    return json.dumps(create_app(settings).openapi(), indent=2, sort_keys=True) + "\n"
-
-
-@app.command()
-def openapi(
-    out: Annotated[Path, typer.Option(help="Where to write it.")] = Path(
-        "docs/openapi/data-service.json"
-    ),
-    check: Annotated[bool, typer.Option(help="Only check that the file is current.")] = False,
-) -> None:
-    """Write (or check) the OpenAPI document of data-service."""
-    document = openapi_document()
-    if check:
-        if not out.exists() or out.read_text() != document:
-            console.print(f"[red]{out} is stale: run `make openapi`[/red]")
-            raise typer.Exit(1)
-        console.print(f"{out} is current")
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document)
-    console.print(f"wrote {out}")
-
+cli = ServiceCli(
+    name="data-service",
+    settings=Settings,
+    role="data_service",
+    schema=SCHEMA,
+    migrations=Path(__file__).resolve().parents[3] / "migrations",
+    port=8002,
+    create_app="data_service.entrypoints.app:create_app",
+    serve_help="Serve the API and run the outbox relay and the job-events consumer.",
+)
+app = cli.app
+migrate = cli.migrate
+openapi_document = cli.openapi_document
 
 if __name__ == "__main__":
     app()

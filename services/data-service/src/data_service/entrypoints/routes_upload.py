@@ -14,13 +14,12 @@ from starlette.requests import ClientDisconnect
 
 from contracts.enums import JobType
 from data_service.adapters.storage import NullWriter, ObjectWriter, dataset_key
-from data_service.entrypoints.deps import AppState, StateDep, UserDep, get_state
+from data_service.entrypoints.deps import AppState, StateDep, UserDep
 from data_service.entrypoints.metrics import UPLOADED_BYTES, UPLOADS
 from data_service.entrypoints.multipart import Event, PartData, PartEnd, PartStart, multipart_events
 from data_service.entrypoints.schemas import DatasetResponse, DryRunResponse
 from data_service.service_layer import datasets as dataset_service
 from data_service.service_layer.ingest import Ingested, TooLarge, ingest
-from data_service.service_layer.unit_of_work import UnitOfWork
 from data_service.service_layer.validation.pipeline import Validation
 from servicekit.errors import ApiError
 from servicekit.responses import Data, error_responses
@@ -40,7 +39,7 @@ def too_large(limit: int) -> ApiError:
     )
 
 
-async def size_guard(request: Request, state: Annotated[AppState, Depends(get_state)]) -> None:
+async def size_guard(request: Request, state: StateDep) -> None:
     """Refuse a declared oversize body before any other work (auth included)."""
     limit = state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
@@ -183,9 +182,9 @@ async def upload(
         if dry_run:
             UPLOADS.labels("dry_run").inc()
             return _dry_run_answer(result, filename)
-        async with state.db.write() as conn:
+        async with state.units.writing() as uow:
             row = await dataset_service.record_upload(
-                UnitOfWork(conn),
+                uow,
                 dataset_id=dataset_id,
                 user_id=user.user_id,
                 filename=filename,

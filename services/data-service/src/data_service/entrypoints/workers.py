@@ -1,88 +1,47 @@
-"""data-service's background work: the outbox relay and the job-events consumer."""
+"""data-service's events: the queue it declares and the job-events consumer (the relay and the
+inbox pruning are servicekit's). The consumer owns its transactions like a request does."""
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from data_service.adapters.tables import inbox, outbox
-from data_service.entrypoints.deps import AppState, remove_files
-from data_service.service_layer.datasets import EventOutcome, apply_job_events
-from data_service.service_layer.unit_of_work import SOURCE, UnitOfWork
-from messaging.broker import Broker
+from data_service.adapters.storage import remove_files
+from data_service.adapters.tables import OUTBOX_CHANNEL, inbox, outbox
+from data_service.entrypoints.deps import AppState
+from data_service.service_layer.job_events import apply_job_events
+from data_service.service_layer.unit_of_work import SOURCE
 from messaging.consumer import InboxConsumer, Received
 from messaging.inbox import Inbox
-from messaging.outbox import OutboxRelay
-from messaging.topology import QueueSpec
+from servicekit.service import Events, Platform, own_queue, own_queue_consumer
 
-log = structlog.get_logger(__name__)
-
-DATA_SERVICE = "data-service"
+DATA_SERVICE = SOURCE
 # job.created.<type>.<provider> (a dataset comes into use), status changes (attempts, the end).
 BINDINGS = ("job.created.#", "job.status_changed", "model.completed")
 INBOX = Inbox(inbox, consumer=SOURCE)
+queue_specs = own_queue(DATA_SERVICE, BINDINGS)
+# Removals of files after a committed batch: held here so they are not collected mid-way.
+_REMOVALS: set[asyncio.Task[None]] = set()
 
 
-def queue_specs(broker: Broker) -> list[QueueSpec]:
-    return [QueueSpec(name=broker.names.service_queue(DATA_SERVICE), bindings=BINDINGS)]
-
-
-def make_relay(broker: Broker, dsn: str, channel: str) -> OutboxRelay:
-    """The relay, on a connection of its own (`dsn`), not one of the engine's."""
-    return OutboxRelay(dsn=dsn, table=outbox, broker=broker, channel=channel)
-
-
-def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
+def make_consumer(platform: Platform, state: AppState) -> InboxConsumer:
     retention = state.settings.retention
 
-    async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> EventOutcome:
-        return await apply_job_events(
-            UnitOfWork(conn), [r.payload for r in batch], retention=retention
-        )
+    async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> list[str]:
+        payloads = [r.payload for r in batch]
+        return await apply_job_events(state.units.on(conn), payloads, retention=retention)
 
-    def committed(outcome: object) -> None:
-        assert isinstance(outcome, EventOutcome)
-        if outcome.delete_keys:
-            # Files of datasets deleted by retention go once their rows are gone.
-            task = asyncio.get_running_loop().create_task(remove_files(state, outcome.delete_keys))
-            _BACKGROUND.add(task)
-            task.add_done_callback(_BACKGROUND.discard)
+    def committed(delete_keys: object) -> None:
+        # Files of datasets deleted by retention go once their rows are gone.
+        assert isinstance(delete_keys, list)
+        if delete_keys:
+            removal = asyncio.get_running_loop().create_task(
+                remove_files(state.storage, delete_keys)
+            )
+            _REMOVALS.add(removal)
+            removal.add_done_callback(_REMOVALS.discard)
 
-    return InboxConsumer(
-        broker=broker,
-        queue=broker.names.service_queue(DATA_SERVICE),
-        begin=lambda: state.db.write("consumer"),
-        inbox=INBOX,
-        handler=handle,
-        on_committed=committed,
-    )
+    return own_queue_consumer(platform, state, handle, inbox=INBOX, on_committed=committed)
 
 
-_BACKGROUND: set[asyncio.Task[None]] = set()
-
-
-async def supervised(name: str, run: Callable[[], Awaitable[object]]) -> None:
-    """Run a long-lived worker and restart it if it ever ends."""
-    while True:
-        try:
-            await run()
-            log.warning(f"{name}.stopped")
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(f"{name}.crashed")
-        await asyncio.sleep(1)
-
-
-async def prune_inbox(state: AppState, retention: timedelta, interval: float = 3600) -> None:
-    while True:
-        try:
-            async with state.db.write("consumer") as conn:
-                await INBOX.prune(conn, retention)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("inbox.prune_failed")
-        await asyncio.sleep(interval)
+EVENTS = Events(outbox=outbox, outbox_channel=OUTBOX_CHANNEL, inbox=INBOX, consumer=make_consumer)

@@ -13,9 +13,9 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from data_service.adapters.feed import Aborted
 from data_service.adapters.storage import ObjectWriter
 from data_service.domain.report import ValidationReport
-from data_service.service_layer.validation.feed import Aborted
 from data_service.service_layer.validation.limits import BLOCK_BYTES
 from data_service.service_layer.validation.pipeline import Validation
 

@@ -4,12 +4,12 @@
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from registry_service.service_layer.litellm import Endpoints
 from registry_service.service_layer.models import HubRepos
 from registry_service.service_layer.unit_of_work import UnitOfWork
-from servicekit.deps import READING, WRITING, UserDep, scope
+from servicekit.deps import READING, WRITING, UserDep, scope, service_state
 from servicekit.uow import Units
 
 __all__ = ["AppState", "ReadUowDep", "StateDep", "UowDep", "UserDep", "scope"]
@@ -24,11 +24,6 @@ class AppState:
     hub: HubRepos | None = None
 
 
-async def get_state(request: Request) -> AppState:
-    state: AppState = request.app.state.service
-    return state
-
-
-StateDep = Annotated[AppState, Depends(get_state)]
+StateDep = Annotated[AppState, Depends(service_state)]
 UowDep = Annotated[UnitOfWork, WRITING]
 ReadUowDep = Annotated[UnitOfWork, READING]

@@ -9,16 +9,14 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.events import ModelCompleted
-from messaging.broker import Broker
 from messaging.consumer import InboxConsumer, Received
 from messaging.inbox import Inbox
-from messaging.topology import QueueSpec
 from registry_service.adapters.tables import OUTBOX_CHANNEL, inbox, outbox
 from registry_service.entrypoints.deps import AppState
 from registry_service.entrypoints.metrics import DUPLICATE_COMPLETIONS, MODELS_REGISTERED
 from registry_service.service_layer.models import register_models
 from registry_service.service_layer.unit_of_work import SOURCE
-from servicekit.service import Events, Platform
+from servicekit.service import Events, Platform, own_queue, own_queue_consumer
 
 log = structlog.get_logger(__name__)
 
@@ -26,10 +24,7 @@ REGISTRY_SERVICE = SOURCE
 # Routing keys registry-service consumes on the public events exchange.
 BINDINGS = ("model.completed",)
 INBOX = Inbox(inbox, consumer=SOURCE)
-
-
-def queue_specs(broker: Broker) -> list[QueueSpec]:
-    return [QueueSpec(name=broker.names.service_queue(REGISTRY_SERVICE), bindings=BINDINGS)]
+queue_specs = own_queue(REGISTRY_SERVICE, BINDINGS)
 
 
 @dataclass(frozen=True)
@@ -53,15 +48,7 @@ def make_consumer(platform: Platform, state: AppState) -> InboxConsumer:
         MODELS_REGISTERED.inc(outcome.registered)
         DUPLICATE_COMPLETIONS.inc(outcome.duplicates)
 
-    broker = platform.broker
-    return InboxConsumer(
-        broker=broker,
-        queue=broker.names.service_queue(REGISTRY_SERVICE),
-        begin=state.units.begin("consumer"),
-        inbox=INBOX,
-        handler=handle,
-        on_committed=count,
-    )
+    return own_queue_consumer(platform, state, handle, inbox=INBOX, on_committed=count)
 
 
 EVENTS = Events(outbox=outbox, outbox_channel=OUTBOX_CHANNEL, inbox=INBOX, consumer=make_consumer)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from data_service.adapters.feed import Aborted, BlockReader
 from data_service.domain.report import Problem, Problems
 from data_service.service_layer.validation.arrow_text import char_lengths, newlines_per_value
 from data_service.service_layer.validation.csv_problems import (
@@ -26,7 +27,6 @@ from data_service.service_layer.validation.csv_problems import (
     unclosed_quote_problem,
 )
 from data_service.service_layer.validation.csv_quotes import QuoteScanner
-from data_service.service_layer.validation.feed import Aborted, BlockReader
 from data_service.service_layer.validation.limits import Limits
 from data_service.service_layer.validation.stats import DatasetStats
 

@@ -1,4 +1,6 @@
-"""A blocking file-like object fed block by block from another thread (pyarrow pulls from it)."""
+"""A blocking file-like object fed block by block from another thread: the storage writer's
+thread pulls an upload from it, and so does pyarrow in the CSV validator (the service layer uses
+this adapter; the adapters import nothing of the service layer)."""
 
 import contextlib
 import queue
