@@ -1,10 +1,19 @@
 // data-service: upload with validation, datasets, preview (issue 6).
 //
-// These shapes follow issue 6's text; data-service's OpenAPI document is not committed yet, so they
-// are written here and read tolerantly (normalizeDataset). When docs/openapi/data-service.json
-// lands, `npm run gen:api` generates its types and these become aliases of them.
+// The answers' shapes are data-service's OpenAPI document (docs/openapi/data-service.json, generated
+// into ./generated/data-service.ts; `npm run check:api` keeps them current). Its validation report
+// and statistics are free-form objects there, so they are read tolerantly (normalizeReport,
+// normalizeStats) into the shapes below.
 import { ApiError, errorFrom, type ApiClient } from './client';
+import type { components } from './generated/data-service';
 import type { JobType, Page } from './types';
+
+type DataService = components['schemas'];
+
+/** A stored dataset, as data-service answers it. */
+export type DatasetResponse = DataService['DatasetResponse'];
+export type DatasetPage = DataService['Page_DatasetResponse_'];
+export type PreviewResponse = DataService['PreviewResponse'];
 
 export type DatasetFormat = 'csv' | 'jsonl';
 
@@ -41,22 +50,18 @@ export interface DatasetStats {
 	raw: Record<string, unknown>;
 }
 
-export interface Dataset {
-	id: string;
-	filename: string;
+/**
+ * A dataset as the UI shows it: data-service's answer with its report and statistics read, the
+ * format and job types narrowed to the ones the UI knows, and the preview rows when fetched.
+ */
+export type Dataset = Omit<DatasetResponse, 'format' | 'job_type' | 'job_types' | 'stats' | 'validation'> & {
 	format: DatasetFormat | null;
 	job_type: JobType | null;
 	job_types: JobType[];
-	rows: number | null;
-	columns: string[];
-	size_bytes: number | null;
-	sha256: string | null;
 	stats: DatasetStats;
 	validation: ValidationReport;
-	training_data_url: string;
-	created_at: string | null;
 	preview: Record<string, unknown>[];
-}
+};
 
 type Raw = Record<string, unknown>;
 
@@ -143,32 +148,30 @@ export function normalizePreview(raw: unknown): Record<string, unknown>[] {
 	});
 }
 
-export function normalizeDataset(raw: unknown): Dataset {
-	if (!isObj(raw) || typeof raw.id !== 'string') {
+/** Reads a DatasetResponse (an upload's answer, a list's item, GET /datasets/{id}). */
+export function normalizeDataset(body: unknown): Dataset {
+	if (!isObj(body) || typeof body.id !== 'string') {
 		throw new ApiError(0, 'bad_response', 'The upload answer did not name a dataset.');
 	}
-	const rows = num(raw.rows) ?? num(raw.row_count);
-	const jobType = str(raw.job_type) as JobType | null;
-	const jobTypes = Array.isArray(raw.job_types)
-		? (raw.job_types.filter((t) => typeof t === 'string') as JobType[])
-		: jobType
-			? [jobType]
-			: [];
+	const raw = body as DatasetResponse;
+	const { format, job_type, job_types, stats, validation, ...rest } = raw;
+	// The document types these as plain strings; data-service sends the values named here.
+	const jobType = (str(job_type) as JobType | null) ?? null;
 	return {
-		id: raw.id,
-		filename: str(raw.filename) ?? 'dataset',
-		format: (str(raw.format) as DatasetFormat | null) ?? null,
+		...rest,
+		filename: raw.filename ?? 'dataset',
+		format: (str(format) as DatasetFormat | null) ?? null,
 		job_type: jobType,
-		job_types: jobTypes,
-		rows,
+		job_types: Array.isArray(job_types)
+			? (job_types.filter((t) => typeof t === 'string') as JobType[])
+			: jobType
+				? [jobType]
+				: [],
 		columns: Array.isArray(raw.columns) ? raw.columns.map(String) : [],
-		size_bytes: num(raw.size_bytes) ?? num(raw.size),
-		sha256: str(raw.sha256),
-		stats: normalizeStats(raw.stats, rows),
-		validation: normalizeReport(raw.validation ?? raw.report ?? {}),
-		training_data_url: str(raw.training_data_url) ?? `ftd://datasets/${raw.id}`,
-		created_at: str(raw.created_at),
-		preview: normalizePreview(raw.preview ?? [])
+		stats: normalizeStats(stats, num(raw.rows)),
+		validation: normalizeReport(validation ?? {}),
+		training_data_url: raw.training_data_url ?? `ftd://datasets/${raw.id}`,
+		preview: []
 	};
 }
 
@@ -247,17 +250,19 @@ export function uploadTrainingData(
 }
 
 export async function listDatasets(api: ApiClient, cursor: string | null = null): Promise<Page<Dataset>> {
-	const page = await api.raw<Page<unknown>>('/api/finetune/datasets', { query: { cursor, limit: 50 } });
+	const page = await api.raw<DatasetPage>('/api/finetune/datasets', { query: { cursor, limit: 50 } });
 	return { ...page, data: page.data.map(normalizeDataset) };
 }
 
 export async function getDataset(api: ApiClient, id: string): Promise<Dataset> {
-	return normalizeDataset(await api.data<unknown>(`/api/finetune/datasets/${encodeURIComponent(id)}`));
+	return normalizeDataset(
+		await api.data<DatasetResponse>(`/api/finetune/datasets/${encodeURIComponent(id)}`)
+	);
 }
 
 export async function previewDataset(api: ApiClient, id: string): Promise<Record<string, unknown>[]> {
 	return normalizePreview(
-		await api.data<unknown>(`/api/finetune/datasets/${encodeURIComponent(id)}/preview`)
+		await api.data<PreviewResponse>(`/api/finetune/datasets/${encodeURIComponent(id)}/preview`)
 	);
 }
 

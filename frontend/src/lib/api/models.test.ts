@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiClient } from './client';
-import { deleteModel, listModels, normalizeModel, parseServingConfig } from './models';
+import { deleteModel, listModels, normalizeModel, parseServingConfig, type ModelResponse } from './models';
 
 const registryModel = {
 	id: '7b0c0000-0000-0000-0000-000000000001',
@@ -20,8 +20,15 @@ const registryModel = {
 	status: 'deployed',
 	created_at: '2026-01-01T00:00:00Z',
 	registered_at: '2026-01-01T00:00:01Z',
-	deployed_at: '2026-01-01T00:01:00Z'
-};
+	deployed_at: '2026-01-01T00:01:00Z',
+	created_repo: true,
+	data_stats: {},
+	dataset_id: null,
+	hyperparameters: {},
+	project_id: null,
+	retired_at: null,
+	updated_at: '2026-01-01T00:01:00Z'
+} satisfies ModelResponse;
 
 describe('registry models', () => {
 	it("reads the registry's model", () => {

@@ -1,35 +1,31 @@
 // registry-service: trained models, deploy/undeploy, delete, LiteLLM config (issue 8,
-// docs/registry.md). Read tolerantly (normalizeModel) so the UI keeps working while the service's
-// document evolves; `npm run check:api` keeps the generated types next to it current.
+// docs/registry.md). The answers' shapes are registry-service's OpenAPI document
+// (docs/openapi/registry-service.json, generated into ./generated/registry-service.ts; `npm run
+// check:api` keeps them current); the LiteLLM configuration's entries are free-form there and are
+// read tolerantly (parseServingConfig).
 import { ApiError, type ApiClient } from './client';
+import type { components } from './generated/registry-service';
 import type { JobType, Page } from './types';
 
-export type ModelStatus = 'registered' | 'deployed' | 'retired';
+type Registry = components['schemas'];
 
-export interface RegisteredModel {
+/** A registered model version, as registry-service answers it. */
+export type ModelResponse = Registry['ModelResponse'];
+export type ModelPage = Registry['Page_ModelResponse_'];
+export type ModelStatus = Registry['ModelStatus'];
+export type LiteLLMConfig = Registry['LiteLLMConfig'];
+
+/** A registered model version as the UI shows it. */
+export type RegisteredModel = Omit<ModelResponse, 'id'> & {
+	/** The version's id (a string, whatever the body held). */
 	id: string;
-	/** `owner/name` (the job's output_model). */
-	name: string;
-	version: number | null;
-	job_type: JobType | null;
-	base_model: string | null;
-	status: ModelStatus;
 	/** Where it is stored: the load URI (hf://owner/name@rev, local://owner/name@rev, s3://...). */
 	path: string;
-	repo_id: string | null;
-	revision: string | null;
-	store: string | null;
-	uri: string | null;
-	job_id: string | null;
-	metrics: Record<string, number>;
-	baseline_metrics: Record<string, number>;
-	created_at: string | null;
-	deployed_at: string | null;
-	/** Where the served model answers (OpenAI-compatible base URL), when the registry says. */
+	/** Where the served model answers (OpenAI-compatible base URL), when the body says. */
 	endpoint: string | null;
-	/** The name to send as `model` to the served endpoint. */
+	/** The name to send as `model` to the served endpoint, when the body says. */
 	served_name: string | null;
-}
+};
 
 type Raw = Record<string, unknown>;
 const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -42,38 +38,23 @@ const numbers = (v: unknown): Record<string, number> =>
 			>)
 		: {};
 
-export function normalizeModel(raw: unknown): RegisteredModel {
-	if (!isObj(raw) || (typeof raw.id !== 'string' && typeof raw.id !== 'number')) {
+/** Reads a ModelResponse; `endpoint` and `served_name` are read where a body carries them. */
+export function normalizeModel(body: unknown): RegisteredModel {
+	if (!isObj(body) || (typeof body.id !== 'string' && typeof body.id !== 'number')) {
 		throw new ApiError(0, 'bad_response', 'The registry sent a model without an id.');
 	}
-	const name =
-		str(raw.name) ?? str(raw.repo_id) ?? str(raw.output_model) ?? str(raw.hf_path) ?? String(raw.id);
-	const status = (str(raw.status) ?? 'registered') as ModelStatus;
-	const version =
-		typeof raw.version === 'number'
-			? raw.version
-			: typeof raw.version === 'string'
-				? Number.parseInt(raw.version.replace(/^v/, ''), 10) || null
-				: null;
+	const raw = body as ModelResponse;
+	const name = str(raw.name) ?? str(raw.repo_id) ?? String(raw.id);
 	return {
+		...raw,
 		id: String(raw.id),
 		name,
-		version,
-		job_type: (str(raw.job_type) as JobType | null) ?? null,
-		base_model: str(raw.base_model),
-		status,
-		path: str(raw.uri) ?? str(raw.hf_path) ?? str(raw.path) ?? str(raw.local_path) ?? name,
-		repo_id: str(raw.repo_id),
-		revision: str(raw.revision),
-		store: str(raw.store),
-		uri: str(raw.uri),
-		job_id: str(raw.job_id),
+		status: raw.status ?? 'registered',
+		path: str(raw.uri) ?? name,
 		metrics: numbers(raw.metrics),
 		baseline_metrics: numbers(raw.baseline_metrics),
-		created_at: str(raw.created_at) ?? str(raw.registered_at),
-		deployed_at: str(raw.deployed_at),
-		endpoint: str(raw.endpoint) ?? str(raw.api_base) ?? str(raw.serve_url),
-		served_name: str(raw.served_name) ?? str(raw.model_name) ?? str(raw.litellm_model_name)
+		endpoint: str(body.endpoint) ?? str(body.api_base) ?? str(body.serve_url),
+		served_name: str(body.served_name) ?? str(body.model_name) ?? str(body.litellm_model_name)
 	};
 }
 
@@ -90,7 +71,7 @@ export async function listModels(
 	signal?: AbortSignal
 ): Promise<Page<RegisteredModel>> {
 	const { job_type, ...rest } = filter;
-	const page = await api.raw<Page<unknown>>('/api/models', {
+	const page = await api.raw<ModelPage>('/api/models', {
 		query: { ...rest, type: job_type, limit: filter.limit ?? 100 },
 		signal
 	});
@@ -98,18 +79,20 @@ export async function listModels(
 }
 
 export async function getModel(api: ApiClient, id: string): Promise<RegisteredModel> {
-	return normalizeModel(await api.data<unknown>(`/api/models/${encodeURIComponent(id)}`));
+	return normalizeModel(await api.data<ModelResponse>(`/api/models/${encodeURIComponent(id)}`));
 }
 
 export async function deployModel(api: ApiClient, id: string): Promise<RegisteredModel> {
 	return normalizeModel(
-		await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/deploy`, { method: 'POST' })
+		await api.data<ModelResponse>(`/api/models/${encodeURIComponent(id)}/deploy`, { method: 'POST' })
 	);
 }
 
 export async function undeployModel(api: ApiClient, id: string): Promise<RegisteredModel> {
 	return normalizeModel(
-		await api.data<unknown>(`/api/models/${encodeURIComponent(id)}/undeploy`, { method: 'POST' })
+		await api.data<ModelResponse>(`/api/models/${encodeURIComponent(id)}/undeploy`, {
+			method: 'POST'
+		})
 	);
 }
 
@@ -169,6 +152,8 @@ export function parseServingConfig(body: unknown): ServingConfig {
 
 export async function servingConfig(api: ApiClient): Promise<ServingConfig> {
 	return parseServingConfig(
-		await api.raw<unknown>('/api/models/litellm-config', { query: { format: 'json' } })
+		await api.raw<Registry['Data_LiteLLMConfig_']>('/api/models/litellm-config', {
+			query: { format: 'json' }
+		})
 	);
 }
