@@ -150,6 +150,44 @@ def test_a_creation_sends_one_idempotency_key_across_its_retries_and_a_new_one_p
     assert keys[3] != keys[0], "each creation has its own key"
 
 
+def test_a_dataset_not_ready_yet_is_retried_after_the_wait_the_server_asks() -> None:
+    keys: list[str] = []
+    waits: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["Idempotency-Key"])
+        if len(keys) == 1:
+            body = {"error": {"code": "dataset_not_ready", "message": "Try again in 1 s."}}
+            return httpx.Response(409, json=body, headers={"Retry-After": "1"})
+        return httpx.Response(201, json={"data": job()})
+
+    with make(handler) as client, pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tenacity.nap.time.sleep", waits.append)
+        created = client.jobs.create(
+            job_type="classifier",
+            base_model="xlm-roberta-base",
+            training_data_url="ftd://datasets/x",
+            output_model="alice/reviews",
+            gpu_provider="local",
+        )
+    assert created.id == JOB_ID
+    assert keys[0] == keys[1]
+    assert waits == [1.0]
+
+
+def test_other_conflicts_are_not_retried() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        body = {"error": {"code": "illegal_transition", "message": "A completed job cannot..."}}
+        return httpx.Response(409, json=body)
+
+    with make(handler) as client, pytest.raises(ftd.Conflict):
+        client.jobs.cancel(JOB_ID)
+    assert calls == [1]
+
+
 def test_a_cancel_is_not_resent_after_a_connection_broke_mid_way() -> None:
     calls: list[str] = []
 

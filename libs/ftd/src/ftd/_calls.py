@@ -2,8 +2,10 @@
 to read the answer), the `{"data": ...}` envelope, pages, and which failures are retried.
 
 A call is retried (tenacity) when the server could not have acted on it: the connection was
-never made, or the answer was 503. Calls that are safe to send twice (GETs, and a job creation
-with its Idempotency-Key) are also retried after a connection that broke mid-way.
+never made, the answer was 503, or the server said to try again shortly (`dataset_not_ready`: a
+job naming a dataset uploaded a moment ago). Calls that are safe to send twice (GETs, and a job
+creation with its Idempotency-Key) are also retried after a connection that broke mid-way. A
+Retry-After the server sent sets the wait.
 """
 
 import uuid
@@ -13,9 +15,14 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel
-from tenacity import retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity.wait import wait_base
 
-from ftd.errors import ServiceUnavailable, raise_for_response
+from ftd.errors import FtdError, ServiceUnavailable, raise_for_response
+
+# Error codes that say "the same request will work in a moment".
+RETRY_CODES = frozenset({"dataset_not_ready"})
+MAX_RETRY_AFTER_SECONDS = 30.0
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -102,16 +109,32 @@ def idempotency_key() -> str:
 def retryable(exc: BaseException, *, resend_safe: bool) -> bool:
     if isinstance(exc, ServiceUnavailable):
         return True
+    if isinstance(exc, FtdError) and exc.code in RETRY_CODES:
+        return True
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return True
     return resend_safe and isinstance(exc, httpx.TransportError)
+
+
+class WaitRetryAfter(wait_base):
+    """The server's Retry-After when it sent one (capped), else `fallback`."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        if isinstance(asked, float):
+            return min(asked, MAX_RETRY_AFTER_SECONDS)
+        return float(self.fallback(retry_state))
 
 
 def retry_policy(retries: int, *, resend_safe: bool) -> dict[str, Any]:
     """tenacity's arguments for one call."""
     return {
         "stop": stop_after_attempt(retries + 1),
-        "wait": wait_exponential_jitter(multiplier=0.5, max=8, jitter=0.5),
+        "wait": WaitRetryAfter(wait_exponential_jitter(multiplier=0.5, max=8, jitter=0.5)),
         "retry": retry_if_exception(lambda exc: retryable(exc, resend_safe=resend_safe)),
         "reraise": True,
     }

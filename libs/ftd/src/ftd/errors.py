@@ -21,6 +21,8 @@ class FtdError(Exception):
         self.message = message
         self.status = status
         self.details = details
+        # Seconds the server asked the client to wait before trying again (Retry-After).
+        self.retry_after: float | None = None
 
     def __str__(self) -> str:
         where = f"{self.status} " if self.status is not None else ""
@@ -145,4 +147,8 @@ def raise_for_response(response: httpx.Response) -> None:
         body = response.json()
     except ValueError:
         body = None
-    raise error_for(response.status_code, body)
+    error = error_for(response.status_code, body)
+    retry_after = response.headers.get("Retry-After", "")
+    if retry_after.isdecimal():
+        error.retry_after = float(retry_after)
+    raise error

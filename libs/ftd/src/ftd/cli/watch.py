@@ -31,7 +31,9 @@ class LiveBar:
 
     def __init__(self, progress: Progress, job: JobInfo) -> None:
         self.progress = progress
-        self.task: TaskID = progress.add_task(self._label(job.status, job.phase), total=100)
+        self.task: TaskID = progress.add_task(
+            self._label(job.status, job.phase), total=100, steps="step -", loss="-", eta=_eta(None)
+        )
         self.loss: Any = job.metrics.get("loss")
         self.show(job.step, job.total_steps, job.progress, job.eta_seconds)
 
