@@ -8,7 +8,8 @@ An outage is not a bug: when the database (or another backing service) cannot be
 request is answered 503 `service_unavailable` with `Retry-After`, never a 500 with a traceback.
 What counts as an outage is the classification the event consumers use
 (`messaging.consumer.is_infrastructure_error`: connection errors of asyncpg and SQLAlchemy, OSError,
-timeouts, the pool's checkout timeout), less the OSErrors that name a file.
+timeouts, the pool's checkout timeout), less the OSErrors that name a file, plus the refusals a
+connection meets when the service's database is gone or no longer lets its role in.
 """
 
 from collections.abc import Sequence
@@ -39,6 +40,12 @@ _FILE_ERRORS = (
     IsADirectoryError,
     NotADirectoryError,
     PermissionError,
+)
+# Refused while connecting: the database was dropped (or is being restored), or the role was
+# dropped or its password changed. No request can succeed until the operator acts: an outage.
+_CONNECT_REFUSALS = (
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # InvalidPasswordError too
 )
 # The exception types an outage surfaces as. Handled here, below Starlette's ServerErrorMiddleware,
 # so the answer is a plain response (no re-raise, no traceback, the connection kept); whatever of
@@ -144,7 +151,21 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 def is_outage(exc: BaseException) -> bool:
     """True when `exc` says a backing service could not be reached, not that the request or the
     code is wrong."""
-    return not isinstance(exc, _FILE_ERRORS) and is_infrastructure_error(exc)
+    if isinstance(exc, _FILE_ERRORS):
+        return False
+    return is_infrastructure_error(exc) or _caused_by(exc, _CONNECT_REFUSALS)
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """`exc` or anything in its chain (SQLAlchemy wraps the driver's error two levels deep)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _unavailable(request: Request, exc: BaseException) -> JSONResponse:
