@@ -198,7 +198,8 @@ def step_overhead(steps: int, block: int) -> tuple[float, float, int]:
 def startup() -> dict[str, float]:
     from contracts.catalogue import OFFLINE_MINILM
     from contracts.enums import JobType
-    from gpu_worker.training.api import TrainRequest, train
+    from gpu_worker.domain.training import TrainRequest
+    from gpu_worker.training.api import train
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "d.csv"

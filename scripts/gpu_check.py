@@ -1,5 +1,5 @@
 """The worker's GPU path, checked end to end: one job of each type through
-`gpu_worker.training.api.train()` (the function the runtime calls), a LoRA job stopped mid-run and
+`gpu_worker.training.api.train()` (the function the worker calls), a LoRA job stopped mid-run and
 resumed from its checkpoint, and the saved models loaded back. Prints a table of figures.
 
   uv run python scripts/gpu_check.py [--quick] [--llama-hidden H] [--llama-layers L]
@@ -59,7 +59,8 @@ MINILM_FILES = (
 
 
 class Recorder:
-    """A Reporter (api.Reporter) that keeps each report with its time; asks to stop at a step."""
+    """A Reporter (gpu_worker.domain.training.Reporter) that keeps each report with its time;
+    asks to stop at a step."""
 
     def __init__(self, stop_at_step: int | None = None) -> None:
         self.reports: list[tuple[float, dict[str, Any]]] = []
@@ -210,7 +211,9 @@ def run_job(
 ) -> dict[str, Any]:
     import torch
 
-    from gpu_worker.training.api import StopRequested, TrainRequest, train
+    from gpu_worker.domain.errors import StopRequested
+    from gpu_worker.domain.training import TrainRequest
+    from gpu_worker.training.api import train
 
     request = TrainRequest(
         job_id=f"gpu-check-{name}",

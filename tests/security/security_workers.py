@@ -14,7 +14,7 @@ from security_stack import BASE_MODEL, SecurityStack
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import BrokerNames
-from gpu_worker.enrolment import Enrolment, broker_url, who_am_i
+from gpu_worker.adapters.enrolment import Enrolment, broker_url, who_am_i
 from workerlink.identity import WorkerIdentity
 from workerlink.link import BrokerLink
 

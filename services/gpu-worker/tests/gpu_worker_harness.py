@@ -13,7 +13,7 @@ from messaging_testing import eventually
 from contracts.enums import JobType
 from contracts.events import DatasetValidated, Envelope
 from contracts.routing import BrokerNames
-from gpu_worker.runtime.loop import Worker
+from gpu_worker.service_layer.loop import Worker
 from messaging.broker import Broker
 from servicekit.auth import mint_token
 from workerlink.link import BrokerLink
@@ -119,8 +119,9 @@ class Platform:
             response = await self.client.post("/api/finetune/jobs", json=body, headers=self.headers)
             if response.status_code == 201:
                 return str(response.json()["data"]["id"])
-            # job-api has not consumed dataset.validated yet.
-            assert response.status_code == 404, response.text
+            # job-api has not consumed dataset.validated yet: 409 dataset_not_ready, send it again.
+            assert response.status_code == 409, response.text
+            assert response.json()["error"]["code"] == "dataset_not_ready", response.text
             return None
 
         result: str = await eventually(created, timeout=15, interval=0.1)

@@ -20,14 +20,9 @@ from typing import Any
 
 from contracts.rpc import JobSpec
 from contracts.store import local_uri
-from gpu_worker.publish.local_store import model_folder
-from gpu_worker.training.api import (
-    Reporter,
-    StopRequested,
-    TrainRequest,
-    TrainResult,
-    UserDataError,
-)
+from gpu_worker.adapters.publish.local_store import model_folder
+from gpu_worker.domain.errors import StopRequested, UserDataError
+from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult
 
 
 def read_rows(path: Path, data_format: str) -> list[dict[str, Any]]:

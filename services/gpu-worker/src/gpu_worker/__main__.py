@@ -1,3 +1,3 @@
-from gpu_worker.cli import app
+from gpu_worker.entrypoints.cli import app
 
 app(prog_name="ftd-worker")

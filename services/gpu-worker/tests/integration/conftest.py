@@ -27,9 +27,10 @@ from job_api_testing import enroll_over_http
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import SHARED_POOL, BrokerNames
-from gpu_worker.publish import LocalCheckpointStore
-from gpu_worker.runtime.job import JobSettings, Toolkit
-from gpu_worker.runtime.loop import Worker
+from gpu_worker.adapters.publish import LocalCheckpointStore
+from gpu_worker.entrypoints.toolkit import build_toolkit
+from gpu_worker.service_layer.attempt import JobSettings
+from gpu_worker.service_layer.loop import Worker
 from messaging.broker import Broker
 from servicekit.db import bootstrap_service_database, drop_database, make_engine, with_credentials
 from workerlink.identity import WorkerIdentity
@@ -181,7 +182,7 @@ async def start_worker(
         await link.connect()
         worker = Worker(
             link,
-            toolkit=Toolkit(train=trainer, publish=publisher, checkpoints=lambda spec: checkpoints),
+            toolkit=build_toolkit(trainer, publisher, lambda spec: checkpoints),
             settings=JobSettings(
                 worker_id=worker_id,
                 work_dir=tmp_path / worker_id,

@@ -16,9 +16,11 @@ from job_api_testing import enroll_over_http, served_app
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import SHARED_POOL, BrokerNames
-from gpu_worker.publish import LocalCheckpointStore
-from gpu_worker.runtime.job import JobSettings, Outcome, Toolkit
-from gpu_worker.runtime.loop import Worker
+from gpu_worker.adapters.publish import LocalCheckpointStore
+from gpu_worker.domain.outcome import Outcome
+from gpu_worker.entrypoints.toolkit import build_toolkit
+from gpu_worker.service_layer.attempt import JobSettings
+from gpu_worker.service_layer.loop import Worker
 from workerlink.identity import WorkerIdentity
 from workerlink.link import BrokerLink
 
@@ -49,10 +51,10 @@ async def test_the_worker_survives_ten_broker_restarts_graceful_and_killed(
             trainer = FakeTrainer(steps=6)
             worker = Worker(
                 link,
-                toolkit=Toolkit(
-                    train=trainer,
-                    publish=FakePublisher(tmp_path / "models"),
-                    checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
+                toolkit=build_toolkit(
+                    trainer,
+                    FakePublisher(tmp_path / "models"),
+                    lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
                 ),
                 settings=JobSettings(
                     worker_id=link.worker_id,

@@ -10,13 +10,9 @@ import pytest
 from netguard_testing import LoopbackServer, Reply, ThrowawayCa, make_ca
 
 from contracts.rpc import DataTicket
+from gpu_worker.adapters.download import ExternalData, download, trusting
 from gpu_worker.config import WorkerSettings
-from gpu_worker.runtime.download import (
-    ExternalData,
-    TransientDownloadError,
-    download,
-    trusting,
-)
+from gpu_worker.domain.errors import TransientDownloadError
 
 pytestmark = pytest.mark.integration
 

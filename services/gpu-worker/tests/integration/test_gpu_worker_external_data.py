@@ -18,11 +18,14 @@ from tls_testing import Pki, make_pki, server_context
 from contracts.enums import FailureClass, JobType
 from contracts.events import JobFailed, JobProgress, ModelPushed
 from contracts.rpc import DataTicket, JobSpec
-from gpu_worker.publish import LocalCheckpointStore
-from gpu_worker.runtime.download import DataRefused, ExternalData, download
-from gpu_worker.runtime.job import JobRun, JobSettings, Outcome, Toolkit
+from gpu_worker.adapters.download import Downloader, ExternalData, download
+from gpu_worker.adapters.publish import LocalCheckpointStore
+from gpu_worker.domain.errors import DataRefused
+from gpu_worker.domain.outcome import Outcome
+from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult
+from gpu_worker.entrypoints.toolkit import build_toolkit
+from gpu_worker.service_layer.attempt import JobRun, JobSettings
 from gpu_worker.training import data as training_data
-from gpu_worker.training.api import Reporter, TrainRequest, TrainResult
 from netguard import StaticResolver
 
 pytestmark = pytest.mark.integration
@@ -253,12 +256,12 @@ async def run_job(ticket: DataTicket, tmp_path: Path, how: ExternalData) -> tupl
             work_dir=tmp_path / "work",
             progress_interval=0.05,
             stop_grace=5,
-            external_data=how,
         ),
-        toolkit=Toolkit(
-            train=read_with_the_real_loader,
-            publish=FakePublisher(tmp_path / "store"),
-            checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
+        toolkit=build_toolkit(
+            read_with_the_real_loader,
+            FakePublisher(tmp_path / "store"),
+            lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
+            data=Downloader(external=how),
         ),
         sink=sink,
         display=Display(),

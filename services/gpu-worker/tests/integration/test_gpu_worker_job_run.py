@@ -24,9 +24,12 @@ from contracts.enums import CancelReason, FailureClass, JobType, ModelStore
 from contracts.events import JobCancelRequested, JobFailed, JobProgress, ModelPushed
 from contracts.rpc import DataTicket, JobSpec
 from contracts.store import owner_key
-from gpu_worker.publish import LocalCheckpointStore
-from gpu_worker.runtime.job import JobRun, JobSettings, Outcome, Toolkit
-from gpu_worker.training.api import InfraError, Reporter, TrainRequest, TrainResult
+from gpu_worker.adapters.publish import LocalCheckpointStore
+from gpu_worker.domain.errors import InfraError
+from gpu_worker.domain.outcome import Outcome
+from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult
+from gpu_worker.entrypoints.toolkit import build_toolkit
+from gpu_worker.service_layer.attempt import JobRun, JobSettings
 
 pytestmark = pytest.mark.integration
 
@@ -77,10 +80,10 @@ def make_run(
             stop_grace=stop_grace,
             checkpoint_sync_interval=sync_interval,
         ),
-        toolkit=Toolkit(
-            train=trainer,
-            publish=publisher or FakePublisher(tmp_path / "store"),
-            checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
+        toolkit=build_toolkit(
+            trainer,
+            publisher or FakePublisher(tmp_path / "store"),
+            lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
         ),
         sink=sink,
         display=QuietDisplay(),

@@ -18,10 +18,10 @@ from job_api_testing import MANAGEMENT_URL, enroll_over_http, served_app
 from messaging_testing import eventually
 
 from contracts.enums import JobType
-from gpu_worker.cli import serve
+from gpu_worker.adapters.publish import LocalCheckpointStore
 from gpu_worker.config import WorkerSettings
-from gpu_worker.publish import LocalCheckpointStore
-from gpu_worker.runtime.job import Toolkit
+from gpu_worker.entrypoints.supervisor import serve
+from gpu_worker.entrypoints.toolkit import build_toolkit
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +59,10 @@ async def test_a_worker_with_only_its_own_broker_user_completes_and_cancels_jobs
         assert f"ftdw-{worker_id}" in users
 
         trainer = FakeTrainer(steps=6)
-        toolkit = Toolkit(
-            train=trainer,
-            publish=FakePublisher(tmp_path / "models"),
-            checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
+        toolkit = build_toolkit(
+            trainer,
+            FakePublisher(tmp_path / "models"),
+            lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
         )
         worker_settings = WorkerSettings(
             work_dir=tmp_path / "work", job_types=[JobType.EMBEDDING], progress_interval=0.2

@@ -22,10 +22,11 @@ from messaging_testing import eventually
 
 from contracts.enums import JobType
 from contracts.store import owner_key
-from gpu_worker.cli import serve
+from gpu_worker.adapters.publish import LocalCheckpointStore
 from gpu_worker.config import WorkerSettings
-from gpu_worker.publish import LocalCheckpointStore
-from gpu_worker.runtime.job import Outcome, Toolkit
+from gpu_worker.domain.outcome import Outcome
+from gpu_worker.entrypoints.supervisor import serve
+from gpu_worker.entrypoints.toolkit import build_toolkit
 
 pytestmark = pytest.mark.integration
 
@@ -136,10 +137,10 @@ async def test_sigterm_hands_the_job_back_and_a_second_worker_resumes_it(
         job_types=[JobType.EMBEDDING],
         progress_interval=0.2,
     )
-    toolkit = Toolkit(
-        train=trainer,
-        publish=FakePublisher(tmp_path / "models"),
-        checkpoints=lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
+    toolkit = build_toolkit(
+        trainer,
+        FakePublisher(tmp_path / "models"),
+        lambda spec: LocalCheckpointStore(tmp_path / "checkpoints"),
     )
     enrolled = await enroll_over_http(platform.client, f"sigterm-{uuid.uuid4().hex[:6]}")
     first = asyncio.create_task(

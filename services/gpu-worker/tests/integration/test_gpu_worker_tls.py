@@ -25,8 +25,8 @@ from yarl import URL
 from contracts.credentials import new_token
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import SHARED_POOL, BrokerNames
-from gpu_worker.cli import build_link
 from gpu_worker.config import WorkerSettings
+from gpu_worker.entrypoints.supervisor import build_link
 from job_api.entrypoints.workers import queue_specs
 from messaging.broker import Broker
 from messaging.topology import consumer_count, declare_topology

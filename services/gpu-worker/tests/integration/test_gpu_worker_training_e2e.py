@@ -22,9 +22,9 @@ from messaging_testing import eventually
 from contracts.catalogue import OFFLINE_MINILM
 from contracts.enums import JobType
 from contracts.store import owner_key
-from gpu_worker.cli import serve
 from gpu_worker.config import WorkerSettings
-from gpu_worker.toolkit import real_toolkit
+from gpu_worker.entrypoints.supervisor import serve
+from gpu_worker.entrypoints.toolkit import real_toolkit
 
 pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
@@ -141,7 +141,9 @@ async def submit(platform: Platform, content: bytes, **hyperparameters: Any) -> 
         )
         if response.status_code == 201:
             return str(response.json()["data"]["id"])
-        assert response.status_code == 404, response.text
+        # job-api has not consumed dataset.validated yet: 409 dataset_not_ready, send it again.
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["code"] == "dataset_not_ready", response.text
         return None
 
     job_id: str = await eventually(created, timeout=15, interval=0.1)

@@ -17,12 +17,13 @@ import pytest
 from contracts.enums import JobType
 from contracts.rpc import DataTicket, JobSpec
 from contracts.store import owner_key
+from gpu_worker.adapters.publish import HubCheckpointStore, LocalCheckpointStore, publish_model
+from gpu_worker.adapters.publish import push as push_module
+from gpu_worker.adapters.publish.local_store import content_revision
 from gpu_worker.config import WorkerSettings
-from gpu_worker.publish import HubCheckpointStore, LocalCheckpointStore, PublishError, publish_model
-from gpu_worker.publish import push as push_module
-from gpu_worker.publish.local_store import content_revision
-from gpu_worker.toolkit import real_toolkit
-from gpu_worker.training.api import TrainRequest, TrainResult
+from gpu_worker.domain.errors import PublishError
+from gpu_worker.domain.training import TrainRequest, TrainResult
+from gpu_worker.entrypoints.toolkit import real_toolkit
 
 ALICE, BOB = owner_key("alice"), owner_key("bob")
 

@@ -11,8 +11,8 @@ pytestmark = [pytest.mark.training, pytest.mark.timeout(300)]
 
 torch = pytest.importorskip("torch")
 
+from gpu_worker.domain.errors import StopRequested  # noqa: E402
 from gpu_worker.training import common, models  # noqa: E402
-from gpu_worker.training.api import StopRequested  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

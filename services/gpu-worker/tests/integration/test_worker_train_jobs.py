@@ -25,15 +25,11 @@ torch = pytest.importorskip("torch", reason="the training stack is not installed
 
 from contracts.catalogue import OFFLINE_MINILM, OFFLINE_TINY_LLAMA  # noqa: E402
 from contracts.enums import JobPhase, JobType  # noqa: E402
-from gpu_worker.publish import LocalCheckpointStore, publish_model  # noqa: E402
-from gpu_worker.publish.local_store import model_folder  # noqa: E402
-from gpu_worker.training.api import (  # noqa: E402
-    StopRequested,
-    TrainRequest,
-    TrainResult,
-    UserDataError,
-    train,
-)
+from gpu_worker.adapters.publish import LocalCheckpointStore, publish_model  # noqa: E402
+from gpu_worker.adapters.publish.local_store import model_folder  # noqa: E402
+from gpu_worker.domain.errors import StopRequested, UserDataError  # noqa: E402
+from gpu_worker.domain.training import TrainRequest, TrainResult  # noqa: E402
+from gpu_worker.training.api import train  # noqa: E402
 
 pytestmark = [pytest.mark.training, pytest.mark.timeout(300)]
 

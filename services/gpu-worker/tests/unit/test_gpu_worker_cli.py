@@ -8,10 +8,10 @@ from typer.testing import CliRunner
 
 from contracts.enums import JobPhase, JobType
 from contracts.rpc import DataTicket, JobSpec
-from gpu_worker.cli import app
-from gpu_worker.console import RichDisplay
-from gpu_worker.runtime.job import Outcome
-from gpu_worker.runtime.reporter import ProgressState
+from gpu_worker.domain.outcome import Outcome
+from gpu_worker.domain.progress import ProgressState
+from gpu_worker.entrypoints.cli import app
+from gpu_worker.entrypoints.console import RichDisplay
 from workerlink.tls import certificate_problem, tls_context
 
 runner = CliRunner()
@@ -32,8 +32,10 @@ def test_a_bad_broker_url_is_one_readable_line() -> None:
 
 def test_llm_lora_without_cuda_is_refused_unless_forced(monkeypatch) -> None:
     monkeypatch.setattr(
-        "gpu_worker.hardware.detect",
-        lambda: __import__("gpu_worker.hardware").hardware.Hardware(torch=False, cuda_devices=()),
+        "gpu_worker.adapters.hardware.detect",
+        lambda: __import__("gpu_worker.adapters.hardware").adapters.hardware.Hardware(
+            torch=False, cuda_devices=()
+        ),
     )
     result = runner.invoke(app, ["run", "--job-type", "llm_lora"])
     assert result.exit_code == 2

@@ -26,8 +26,8 @@ import typer
 
 from contracts.credentials import new_token
 from contracts.enums import GPUProvider
-from gpu_worker.cli import app, resolve_token
 from gpu_worker.config import WorkerSettings
+from gpu_worker.entrypoints.cli import app, resolve_token
 
 ROOT = Path(__file__).resolve().parents[4]
 NOTEBOOK = ROOT / "services/gpu-worker/notebooks/colab_worker.ipynb"

@@ -104,7 +104,7 @@ def test_every_copy_source_exists_and_reaches_the_build_context() -> None:
         "uv.lock",
         "libs/contracts/src/contracts/__init__.py",
         "services/gpu-worker/pyproject.toml",
-        "services/gpu-worker/src/gpu_worker/cli.py",
+        "services/gpu-worker/src/gpu_worker/entrypoints/cli.py",
         "services/gpu-worker/requirements-train.txt",
     ):
         assert (ROOT / needed).exists()
@@ -117,7 +117,7 @@ def test_the_ignore_file_keeps_keys_and_local_state_out() -> None:
         "services/gpu-worker/.env",
         "libs/contracts/client.key",
         ".venv/bin/python",
-        "services/gpu-worker/src/gpu_worker/__pycache__/cli.cpython-311.pyc",
+        "services/gpu-worker/src/gpu_worker/entrypoints/__pycache__/cli.cpython-311.pyc",
         "frontend/node_modules/x/index.js",
     ):
         assert ignored(private), private

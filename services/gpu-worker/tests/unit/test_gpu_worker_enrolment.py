@@ -8,15 +8,15 @@ import pytest
 import typer
 
 from contracts.credentials import new_token
-from gpu_worker import cli
-from gpu_worker.config import WorkerSettings
-from gpu_worker.enrolment import (
+from gpu_worker.adapters.enrolment import (
     Enrolment,
     NoBrokerUrl,
     broker_url,
     load_credentials,
     save_credentials,
 )
+from gpu_worker.config import WorkerSettings
+from gpu_worker.entrypoints import cli, supervisor
 
 TOKEN = new_token(uuid.uuid4().hex).token
 
@@ -96,20 +96,20 @@ async def test_serve_starts_the_worker_again_after_an_unexpected_failure(
     async def no_wait(_: float) -> None:
         return None
 
-    monkeypatch.setattr(cli, "serve_once", crashing_then_fine)
-    monkeypatch.setattr(cli.asyncio, "sleep", no_wait)
+    monkeypatch.setattr(supervisor, "serve_once", crashing_then_fine)
+    monkeypatch.setattr(supervisor.asyncio, "sleep", no_wait)
     settings = WorkerSettings(token=TOKEN)
-    status = await cli.serve(settings, [], None, None, token=TOKEN, api_url="http://x")  # type: ignore[arg-type]
+    status = await supervisor.serve(settings, [], None, None, token=TOKEN, api_url="http://x")  # type: ignore[arg-type]
     assert (status, len(lives)) == (0, 2)
 
     async def refused(*args: object, **kwargs: object) -> int:
-        raise cli.CredentialRefused("revoked")
+        raise supervisor.CredentialRefused("revoked")
 
-    monkeypatch.setattr(cli, "serve_once", refused)
-    assert await cli.serve(settings, [], None, None, token=TOKEN, api_url="http://x") == 3  # type: ignore[arg-type]
+    monkeypatch.setattr(supervisor, "serve_once", refused)
+    assert await supervisor.serve(settings, [], None, None, token=TOKEN, api_url="http://x") == 3  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "serve_once", crashing_then_fine)
+    monkeypatch.setattr(supervisor, "serve_once", crashing_then_fine)
     lives.clear()
     unsupervised = WorkerSettings(token=TOKEN, supervise=False)
     with pytest.raises(RuntimeError):
-        await cli.serve(unsupervised, [], None, None, token=TOKEN, api_url="http://x")  # type: ignore[arg-type]
+        await supervisor.serve(unsupervised, [], None, None, token=TOKEN, api_url="http://x")  # type: ignore[arg-type]

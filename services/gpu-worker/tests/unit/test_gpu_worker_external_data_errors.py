@@ -8,8 +8,8 @@ from typing import Literal
 import pytest
 
 from contracts.enums import JobType
-from gpu_worker.runtime.download import external_data_error
-from gpu_worker.training.api import UserDataError
+from gpu_worker.domain.errors import UserDataError
+from gpu_worker.domain.external_data import external_data_error
 from gpu_worker.training.data import load
 
 MARK = "ZZSECRET"

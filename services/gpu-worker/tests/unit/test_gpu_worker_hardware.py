@@ -1,7 +1,7 @@
 import pytest
 
 from contracts.enums import JobType
-from gpu_worker.hardware import Hardware, choose_job_types, default_job_types
+from gpu_worker.adapters.hardware import Hardware, choose_job_types, default_job_types
 
 CPU = Hardware(torch=True, cuda_devices=())
 GPU = Hardware(torch=True, cuda_devices=("NVIDIA H100",))

@@ -3,7 +3,7 @@
 import asyncio
 from typing import Any
 
-from gpu_worker.runtime.loop import Worker
+from gpu_worker.service_layer.loop import Worker
 
 
 class FlakyLink:

@@ -9,7 +9,7 @@ from messaging_testing import eventually
 
 from contracts.enums import JobPhase
 from contracts.events import JobProgress
-from gpu_worker.runtime.reporter import JobReporter
+from gpu_worker.service_layer.reporter import JobReporter
 
 
 def make(sent: list[JobProgress], *, interval: float = 0.05, heartbeat: float = 0.2) -> JobReporter:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from contracts.catalogue import OFFLINE_MINILM
+from gpu_worker.domain.errors import InfraError, UserDataError
 from gpu_worker.training import models
-from gpu_worker.training.api import InfraError, UserDataError
 
 
 def test_minilm_dir_overrides_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

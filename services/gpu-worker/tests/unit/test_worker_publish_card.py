@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from contracts.enums import JobType
-from gpu_worker.publish.errors import is_transient
-from gpu_worker.publish.model_card import render
-from gpu_worker.training.api import TrainResult
+from gpu_worker.adapters.publish.model_card import render
+from gpu_worker.adapters.publish.retries import is_transient
+from gpu_worker.domain.training import TrainResult
 
 
 class _Response:

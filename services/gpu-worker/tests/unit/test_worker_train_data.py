@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from contracts.enums import JobType
-from gpu_worker.training.api import UserDataError
+from gpu_worker.domain.errors import UserDataError
 from gpu_worker.training.data import Layout, load, split
 
 

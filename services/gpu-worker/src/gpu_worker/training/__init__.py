@@ -1,4 +1,5 @@
-"""Trainers for the three job types. The runtime uses `gpu_worker.training.api` only.
+"""Trainers for the three job types. The worker calls `gpu_worker.training.api.train` only; what
+it takes, returns and raises is gpu_worker.domain's.
 
 Data the trainers accept (CSV or JSONL; column names are case-sensitive):
 - embedding: `text` (unsupervised, SimCSE-style), `anchor`+`positive` (also `query`/`question` +

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from contracts.enums import JobPhase
-from gpu_worker.training.api import InfraError, Reporter, StopRequested, TrainRequest
+from gpu_worker.domain.errors import InfraError, StopRequested
+from gpu_worker.domain.training import Reporter, TrainRequest
 from gpu_worker.training.progress import ProgressCallback
 from gpu_worker.training.wandb_run import finish_wandb, wandb_enabled, wandb_url
 

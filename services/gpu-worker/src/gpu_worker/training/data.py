@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from contracts.enums import JobType
-from gpu_worker.training.api import UserDataError
+from gpu_worker.domain.errors import UserDataError
 
 Row = dict[str, Any]
 MIN_ROWS = 4

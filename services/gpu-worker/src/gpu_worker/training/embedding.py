@@ -27,8 +27,9 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 
 from contracts.enums import JobPhase
+from gpu_worker.domain.errors import UserDataError
+from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult
 from gpu_worker.training import common, models
-from gpu_worker.training.api import Reporter, TrainRequest, TrainResult, UserDataError
 from gpu_worker.training.data import Dataset, Layout, Row, split
 
 Evaluator = Any  # InformationRetrievalEvaluator | EmbeddingSimilarityEvaluator (untyped here)

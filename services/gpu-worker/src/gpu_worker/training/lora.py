@@ -25,8 +25,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from trl import SFTConfig, SFTTrainer
 
 from contracts.enums import JobPhase
+from gpu_worker.domain.errors import UserDataError
+from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult
 from gpu_worker.training import common, models
-from gpu_worker.training.api import Reporter, TrainRequest, TrainResult, UserDataError
 from gpu_worker.training.data import Dataset, Layout, Row, split
 
 SAMPLES = 3

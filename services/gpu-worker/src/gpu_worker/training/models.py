@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from contracts.catalogue import OFFLINE_MINILM, OFFLINE_TINY_LLAMA
-from gpu_worker.training.api import InfraError, UserDataError
+from gpu_worker.domain.errors import InfraError, UserDataError
 
 
 def tiny_llama_dir() -> Path:

@@ -9,10 +9,10 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from contracts.enums import JobPhase
-from gpu_worker.training.api import Reporter
+from gpu_worker.domain.training import Reporter
 from gpu_worker.training.wandb_run import wandb_url
 
-# Between two log events the callback still reports this often (the runtime throttles further),
+# Between two log events the callback still reports this often (the reporter throttles further),
 # so ETA and step move on the console and the heartbeat never starves on slow steps.
 REPORT_EVERY_S = 1.0
 

@@ -12,15 +12,9 @@ from pydantic import ValidationError
 
 from contracts.enums import JobPhase, JobType
 from contracts.hyperparameters import parse_hyperparameters
+from gpu_worker.domain.errors import InfraError, StopRequested, UserDataError
+from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult
 from gpu_worker.training import data as data_mod
-from gpu_worker.training.api import (
-    InfraError,
-    Reporter,
-    StopRequested,
-    TrainRequest,
-    TrainResult,
-    UserDataError,
-)
 
 log = structlog.get_logger(__name__)
 

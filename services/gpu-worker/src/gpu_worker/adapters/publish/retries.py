@@ -1,9 +1,9 @@
-"""Which storage failures are worth retrying."""
+"""Which storage failures are worth retrying, and retrying them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tenacity import (
     Retrying,
@@ -12,17 +12,9 @@ from tenacity import (
     wait_exponential,
 )
 
+from gpu_worker.domain.errors import PublishError
+
 T = TypeVar("T")
-
-
-class PublishError(Exception):
-    """The model could not be stored. The artifact folder is intact: publishing again later (a new
-    call with the same result) pushes it without retraining. `retryable` is False for a refusal
-    (a bad token, no write access, an invalid repo id), which no retry fixes."""
-
-    def __init__(self, message: str, *, retryable: bool):
-        super().__init__(message)
-        self.retryable = retryable
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -52,7 +44,3 @@ def call_with_retries(fn: Callable[[], T], *, attempts: int, max_wait_s: float, 
         raise PublishError(
             f"{what} failed: {type(exc).__name__}: {exc}", retryable=is_transient(exc)
         ) from exc
-
-
-def describe(exc: BaseException) -> dict[str, Any]:
-    return {"error": type(exc).__name__, "status": status_of(exc)}

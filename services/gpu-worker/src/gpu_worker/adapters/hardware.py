@@ -28,7 +28,7 @@ class Hardware:
 
 
 def detect() -> Hardware:
-    """Imports torch only when it is installed (the runtime itself does not need it)."""
+    """Imports torch only when it is installed (the worker itself does not need it)."""
     if importlib.util.find_spec("torch") is None:
         return Hardware(torch=False, cuda_devices=())
     torch = importlib.import_module("torch")

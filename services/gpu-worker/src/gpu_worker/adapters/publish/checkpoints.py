@@ -1,8 +1,9 @@
 """Where checkpoints outlive an attempt, so a retried job resumes instead of starting over.
 
-The runtime saves a checkpoint folder (StopRequested.checkpoint, or the newest
+An attempt saves a checkpoint folder (StopRequested.checkpoint, or the newest
 `work_dir/checkpoints/checkpoint-N` while training) with `save()`, and before training a new attempt
-asks `fetch_latest()` for the newest one, which becomes `TrainRequest.resume_from`.
+asks `fetch_latest()` for the newest one, which becomes `TrainRequest.resume_from`. Both stores
+are gpu_worker.service_layer.ports.CheckpointStore.
 """
 
 from __future__ import annotations
@@ -12,24 +13,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
 
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-from gpu_worker.publish.errors import call_with_retries
-from gpu_worker.publish.push import create_repo_if_missing
+from gpu_worker.adapters.publish.push import create_repo_if_missing
+from gpu_worker.adapters.publish.retries import call_with_retries
 
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class CheckpointStore(Protocol):
-    def save(self, job_id: str, checkpoint: Path) -> None: ...
-
-    def fetch_latest(self, job_id: str, into: Path) -> Path | None: ...
-
-    def discard(self, job_id: str) -> None: ...
 
 
 def _step(name: str) -> int | None:

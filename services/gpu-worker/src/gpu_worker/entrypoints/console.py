@@ -19,8 +19,8 @@ from rich.progress import (
 )
 
 from contracts.rpc import JobSpec
-from gpu_worker.runtime.job import Outcome
-from gpu_worker.runtime.reporter import ProgressState
+from gpu_worker.domain.outcome import Outcome
+from gpu_worker.domain.progress import ProgressState
 
 log = structlog.get_logger(__name__)
 

@@ -14,9 +14,10 @@ from huggingface_hub import HfApi
 
 from contracts.enums import JobType
 from contracts.store import local_uri
-from gpu_worker.publish import local_store, model_card
-from gpu_worker.publish.errors import PublishError, call_with_retries, status_of
-from gpu_worker.training.api import TrainResult
+from gpu_worker.adapters.publish import local_store, model_card
+from gpu_worker.adapters.publish.retries import call_with_retries, status_of
+from gpu_worker.domain.errors import PublishError
+from gpu_worker.domain.training import TrainResult
 
 log = structlog.get_logger(__name__)
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

@@ -9,20 +9,22 @@ for: the link reconnects and the loop carries on.
 
 import asyncio
 import contextlib
+from typing import Generic
 
 import structlog
 
 from contracts.rpc import ClaimReply
-from gpu_worker.runtime.job import Display, JobRun, JobSettings, Outcome, Toolkit
-from workerlink.link import LINK_ERRORS, BrokerLink, Offer
+from gpu_worker.domain.outcome import Outcome
+from gpu_worker.service_layer.attempt import JobRun, JobSettings
+from gpu_worker.service_layer.ports import Display, Link, OfferT, Toolkit
 
 log = structlog.get_logger(__name__)
 
 
-class Worker:
+class Worker(Generic[OfferT]):
     def __init__(
         self,
-        link: BrokerLink,
+        link: Link[OfferT],
         *,
         toolkit: Toolkit,
         settings: JobSettings,
@@ -60,7 +62,7 @@ class Worker:
         if self.current is not None:
             self.current.shutdown()
 
-    async def _next_offer(self) -> Offer | None:
+    async def _next_offer(self) -> OfferT | None:
         offer = asyncio.ensure_future(self.link.next_offer())
         stop = asyncio.create_task(self._stopping.wait())
         revoked = asyncio.create_task(self.link.revoked.wait())
@@ -74,11 +76,14 @@ class Worker:
         offer.cancel()
         return None
 
-    async def _claim(self, offer: Offer) -> ClaimReply | None:
+    async def _claim(self, offer: OfferT) -> ClaimReply | None:
         try:
             reply = await self.link.claim(offer, timeout=self._claim_timeout)
-        except (TimeoutError, *LINK_ERRORS):
-            log.warning("claim.unanswered", job_id=str(offer.job_id))
+        except Exception as exc:
+            # No answer (a timeout, a link that dropped under the call): nothing was granted that
+            # we know of. The offer goes back to the queue; a grant we never heard of expires
+            # with its lease.
+            log.warning("claim.unanswered", job_id=str(offer.job_id), error=repr(exc)[:200])
             with contextlib.suppress(Exception):
                 await offer.message.nack(requeue=True)
             return None

@@ -11,13 +11,11 @@ server sent.
 
 import asyncio
 import hashlib
-import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,9 +28,15 @@ from tenacity import (
     wait_exponential,
 )
 
-from contracts.enums import JobType
 from contracts.rpc import DataTicket
-from gpu_worker.training.api import UserDataError
+from gpu_worker.domain.errors import (
+    DataCorrupted,
+    DataRefused,
+    DataUnavailable,
+    TransientDownloadError,
+)
+from gpu_worker.domain.training import DataFormat
+from gpu_worker.service_layer.ports import Downloaded
 from netguard import (
     DeadlineExceeded,
     GuardedClient,
@@ -45,34 +49,8 @@ from netguard import (
 log = structlog.get_logger(__name__)
 
 CHUNK = 1 << 20
-DataFormat = Literal["csv", "jsonl"]
 # The cap for an external URL whose ticket names none (job-api always sends one).
 DEFAULT_EXTERNAL_MAX_BYTES = 10 << 30
-
-
-class DataUnavailable(Exception):
-    """The URL refused us for good (4xx): the dataset is gone or the ticket is not valid."""
-
-
-class DataRefused(DataUnavailable):
-    """The worker will not fetch this external URL (an internal host, a redirect it does not
-    follow, too large, too slow): a user error, not retried."""
-
-
-class DataCorrupted(Exception):
-    """The bytes that arrived are not the file the ticket describes."""
-
-
-class TransientDownloadError(Exception):
-    """Network trouble or a 5xx: worth another try."""
-
-
-@dataclass(frozen=True)
-class Downloaded:
-    path: Path
-    size_bytes: int
-    sha256: str
-    format: DataFormat
 
 
 @dataclass(frozen=True)
@@ -321,43 +299,17 @@ async def download(
     return Downloaded(path=path, size_bytes=size, sha256=sha256, format=data_format)
 
 
-# What a problem with an external file is called, found in the trainers' messages
-# (gpu_worker.training.data). Only these fixed phrases and a line or row number reach the user:
-# the messages themselves quote the file (its columns, a value), and the file is whatever the
-# URL's server sent. First match wins.
-_DATA_PROBLEMS = (
-    ("not UTF-8 text", "the file is not UTF-8 text"),
-    ("has no header row", "the CSV file has no header row"),
-    ("more fields than header columns", "a line has more fields than the header"),
-    ("cannot be parsed", "the CSV syntax is invalid"),
-    ("is not valid JSON", "a line is not valid JSON"),
-    ("is not a JSON object", "a line is not a JSON object"),
-    ("are needed", "too few rows"),
-    ("training rows are left", "too few rows"),
-    ("distinct labels", "fewer than two distinct labels"),
-    ("data needs", "the columns this job type needs are missing"),
-    ("'score'", "a score is not a number in range"),
-    ("'label' is empty", "a label is empty"),
-    ("is empty or not text", "a required value is empty or not text"),
-    ("message", "a conversation is malformed"),
-)
-_WHERE = re.compile(r"(CSV line|JSONL line|row) (\d+)\b")
-# Problems with the job itself rather than the file: they quote nothing the server sent.
-_ABOUT_THE_JOB = ("invalid hyperparameters:", "base model ")
+@dataclass(frozen=True)
+class Downloader:
+    """The attempt's data source (gpu_worker.service_layer.ports.DataSource): `download` with the
+    operator's rules for external URLs and the retry window of FTD_WORKER_DOWNLOAD_RETRY_SECONDS."""
 
+    external: ExternalData = field(default_factory=ExternalData)
+    retry_for: float = 300.0
 
-def external_data_error(error: UserDataError, job_type: JobType) -> str:
-    """What to tell the user about `error` when the data came from their URL: the kind of problem
-    and where, never the file's content."""
-    text = str(error)
-    if text.startswith(_ABOUT_THE_JOB):
-        return text
-    problem = next(
-        (name for marker, name in _DATA_PROBLEMS if marker in text), "its content does not fit"
-    )
-    where = _WHERE.match(text)
-    at = f", {where.group(1)} {int(where.group(2))}" if where else ""
-    return (
-        f"The file at training_data_url is not a valid CSV/JSONL for a {job_type} job "
-        f"({problem}{at}); upload the file to see a detailed report."
-    )
+    async def fetch(
+        self, ticket: DataTicket, target_dir: Path, *, on_retry: Callable[[str], None]
+    ) -> Downloaded:
+        return await download(
+            ticket, target_dir, external=self.external, retry_for=self.retry_for, on_retry=on_retry
+        )

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from contracts.enums import JobType
-from gpu_worker.training.api import TrainResult
+from gpu_worker.domain.training import TrainResult
 
 _LOAD = {
     JobType.EMBEDDING: """```python

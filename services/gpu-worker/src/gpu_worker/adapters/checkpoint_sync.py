@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from gpu_worker.runtime.threads import run_in_thread
+from gpu_worker.adapters.threads import run_in_thread
 
 log = structlog.get_logger(__name__)
 

@@ -1,1 +1,0 @@
-"""The worker runtime: broker link, claim, data download, reporting, one job at a time."""
