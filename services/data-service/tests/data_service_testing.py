@@ -4,6 +4,7 @@ what every service's tests share comes from servicekit.testing."""
 from pathlib import Path
 from typing import Any
 
+from servicekit.testing import ADMIN_DSN as ADMIN_DSN
 from servicekit.testing import AMQP_URL as AMQP_URL
 from servicekit.testing import JWT_SECRET as JWT_SECRET
 from servicekit.testing import eventually as eventually
