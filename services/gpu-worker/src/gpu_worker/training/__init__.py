@@ -1,7 +1,8 @@
 """Trainers for the three job types. The worker calls `gpu_worker.training.api.train` only; what
 it takes, returns and raises is gpu_worker.domain's.
 
-Data the trainers accept (CSV or JSONL; column names are case-sensitive):
+Data the trainers accept (CSV or JSONL; a CSV header's names are compared without case or
+surrounding spaces, as data-service compares them; JSON keys are taken as written):
 - embedding: `text` (unsupervised, SimCSE-style), `anchor`+`positive` (also `query`/`question` +
   `document`/`answer`), optional `negative`; or `sentence1`+`sentence2`+`score` (0..1 or 0..5).
 - classifier: `text`, `label`.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from contracts.enums import JobType
 from gpu_worker.domain.errors import UserDataError
@@ -48,30 +48,57 @@ class Dataset:
     layout: Layout
     rows: list[Row]  # normalised: the keys below, per layout
     source_columns: list[str]
+    # The source columns the layout reads; the others are left out of training.
+    used_columns: tuple[str, ...] = ()
+
+    @property
+    def unused_columns(self) -> list[str]:
+        return [c for c in self.source_columns if c not in self.used_columns]
 
     def stats(self) -> dict[str, Any]:
-        return {"rows": len(self.rows), "layout": self.layout.value, "columns": self.source_columns}
+        return {
+            "rows": len(self.rows),
+            "layout": self.layout.value,
+            "columns": self.source_columns,
+            "unused_columns": self.unused_columns,
+        }
 
 
 def read_rows(path: Path, data_format: Literal["csv", "jsonl"]) -> list[Row]:
-    """The file's rows as dicts. Decoding or syntax errors are UserDataError."""
+    """The file's rows as dicts. Decoding or syntax errors are UserDataError.
+
+    A CSV header's names are compared as data-service compares them when it validates an upload:
+    without case or surrounding spaces (` Text ` is `text`); the rows' keys are those normalised
+    names. A JSON object's keys are taken as written."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             if data_format == "csv":
-                reader = csv.DictReader(fh)
-                if not reader.fieldnames:
-                    raise UserDataError("the CSV file has no header row")
-                rows: list[Row] = []
-                for i, raw in enumerate(reader, start=2):
-                    if None in raw:
-                        raise UserDataError(f"CSV line {i}: more fields than header columns")
-                    rows.append({k.strip(): v for k, v in raw.items() if k is not None})
-                return rows
+                return _read_csv(fh)
             return _read_jsonl(fh.read().splitlines())
     except UnicodeDecodeError as exc:
         raise UserDataError(f"the file is not UTF-8 text ({exc.reason})") from exc
     except csv.Error as exc:
         raise UserDataError(f"the CSV file cannot be parsed: {exc}") from exc
+
+
+def _read_csv(fh: TextIO) -> list[Row]:
+    reader = csv.DictReader(fh)
+    if not reader.fieldnames:
+        raise UserDataError("the CSV file has no header row")
+    names = [name.strip().lower() for name in reader.fieldnames]
+    repeated = [name for name, count in Counter(names).items() if name and count > 1]
+    if repeated:
+        raise UserDataError(
+            f"the CSV header repeats column '{repeated[0]}' (names are compared without case or "
+            "surrounding spaces)"
+        )
+    reader.fieldnames = names
+    rows: list[Row] = []
+    for i, raw in enumerate(reader, start=2):
+        if None in raw:
+            raise UserDataError(f"CSV line {i}: more fields than header columns")
+        rows.append(dict(raw))
+    return rows
 
 
 def _read_jsonl(lines: Sequence[str]) -> list[Row]:
@@ -130,7 +157,7 @@ def _embedding(rows: list[Row], columns: list[str]) -> Dataset:
         scale = 5.0 if max(scores) > 1.0 else 1.0  # a 0..5 STS-style scale, or 0..1
         for r, score in zip(out, scores, strict=True):
             r["score"] = score / scale
-        return Dataset(Layout.SCORED_PAIRS, out, columns)
+        return Dataset(Layout.SCORED_PAIRS, out, columns, ("sentence1", "sentence2", "score"))
     anchor, positive = _pick(columns, _ANCHOR), _pick(columns, _POSITIVE)
     if anchor and positive:
         negative = _pick(columns, _NEGATIVE)
@@ -139,10 +166,12 @@ def _embedding(rows: list[Row], columns: list[str]) -> Dataset:
             if negative:
                 item["negative"] = _text(row, negative, i)
             out.append(item)
-        return Dataset(Layout.TRIPLETS if negative else Layout.PAIRS, out, columns)
+        layout = Layout.TRIPLETS if negative else Layout.PAIRS
+        used = (anchor, positive, negative) if negative else (anchor, positive)
+        return Dataset(layout, out, columns, used)
     if "text" in columns:
         out = [{"text": _text(row, "text", i)} for i, row in enumerate(rows, start=1)]
-        return Dataset(Layout.TEXTS, out, columns)
+        return Dataset(Layout.TEXTS, out, columns, ("text",))
     raise UserDataError(
         "embedding data needs a 'text' column, or 'anchor'+'positive' (optional 'negative'), "
         f"or 'sentence1'+'sentence2'+'score'; found columns {columns}"
@@ -152,8 +181,10 @@ def _embedding(rows: list[Row], columns: list[str]) -> Dataset:
 def _classifier(rows: list[Row], columns: list[str]) -> Dataset:
     missing = [c for c in ("text", "label") if c not in columns]
     if missing:
+        unexpected = [c for c in columns if c not in ("text", "label")]
         raise UserDataError(
-            f"classifier data needs columns 'text' and 'label'; missing {missing}, found {columns}"
+            f"classifier data needs columns 'text' and 'label'; missing {missing}, "
+            f"unexpected {unexpected}"
         )
     out: list[Row] = []
     for i, row in enumerate(rows, start=1):
@@ -166,18 +197,19 @@ def _classifier(rows: list[Row], columns: list[str]) -> Dataset:
         raise UserDataError(
             f"classifier data needs at least 2 distinct labels; found {len(counts)}"
         )
-    return Dataset(Layout.LABELLED, out, columns)
+    return Dataset(Layout.LABELLED, out, columns, ("text", "label"))
 
 
 def _lora(rows: list[Row], columns: list[str]) -> Dataset:
     if "messages" in columns:
-        return Dataset(Layout.CHAT, [_chat(row, i) for i, row in enumerate(rows, 1)], columns)
+        chats = [_chat(row, i) for i, row in enumerate(rows, 1)]
+        return Dataset(Layout.CHAT, chats, columns, ("messages",))
     if "prompt" in columns and "completion" in columns:
         pc: list[Row] = [
             {"prompt": _text(r, "prompt", i), "completion": _text(r, "completion", i)}
             for i, r in enumerate(rows, start=1)
         ]
-        return Dataset(Layout.PROMPT_COMPLETION, pc, columns)
+        return Dataset(Layout.PROMPT_COMPLETION, pc, columns, ("prompt", "completion"))
     answer = _pick(columns, ("output", "response"))
     if "instruction" in columns and answer:
         out: list[Row] = []
@@ -190,7 +222,7 @@ def _lora(rows: list[Row], columns: list[str]) -> Dataset:
                     "output": _text(row, answer, i),
                 }
             )
-        return Dataset(Layout.INSTRUCTIONS, out, columns)
+        return Dataset(Layout.INSTRUCTIONS, out, columns, ("instruction", "input", answer))
     raise UserDataError(
         "llm_lora data needs 'instruction' + 'output' (or 'response'), optional 'input'; "
         f"or chat 'messages'; or 'prompt' + 'completion'; found columns {columns}"

@@ -43,10 +43,14 @@ def run(req: TrainRequest, reporter: Reporter) -> TrainResult:
     )
     # The libraries' first import and the model load take a while (seconds on a warm box, more
     # on a cold one): say so, rather than sit on "reading the data".
+    # How many columns training leaves out, not their names: a file from the user's URL is
+    # whatever its server sent, and the job's log is never to quote it.
+    unused = len(dataset.unused_columns)
+    ignored = f" ({unused} column{'s' * (unused > 1)} not used)" if unused else ""
     reporter.progress(
         progress=0.0,
         phase=JobPhase.TRAINING,
-        log_lines=(f"read {len(dataset.rows)} rows; loading {req.base_model}",),
+        log_lines=(f"read {len(dataset.rows)} rows{ignored}; loading {req.base_model}",),
     )
     try:
         result = _dispatch(req, hp, dataset, reporter)
