@@ -1,0 +1,1 @@
+"""model-server: serves deployed models (embeddings, classifiers, LoRA adapters)."""
