@@ -64,7 +64,9 @@ def test_where_the_stack_is_required_a_missing_torch_is_an_error(
     result.assert_outcomes(errors=1)
     assert result.ret != 0
     result.stdout.fnmatch_lines(
-        ["*torch does not import, but FTD_REQUIRE_TRAINING_STACK=1*run scripts/install-training.sh*"]
+        [
+            "*torch does not import, but FTD_REQUIRE_TRAINING_STACK=1*run scripts/install-training.sh*"
+        ]
     )
 
 
