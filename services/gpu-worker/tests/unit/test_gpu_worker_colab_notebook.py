@@ -468,6 +468,13 @@ def wait_for(condition: Any, timeout: float = 30) -> bool:
     return False
 
 
+def _waiting_for_a_child(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().strip() == "do_wait"
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def kernel_running_the_worker_cell(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """The run cell executed by a Python process in its own process group, as Jupyter starts a
@@ -488,7 +495,11 @@ def kernel_running_the_worker_cell(tmp_path: Path) -> Iterator[tuple[subprocess.
         text=True,
     )
     try:
-        assert wait_for(lambda: log.exists() and "ready" in log.read_text())
+        assert wait_for(lambda: log.exists() and "ready" in log.read_text(), timeout=120)
+        # The worker reports ready as soon as it runs; the cell may not have reached its
+        # `worker.wait()` yet (a stop before that is not what these tests are about): wait until
+        # the kernel sleeps in wait4, as it does for as long as the worker runs.
+        assert wait_for(lambda: _waiting_for_a_child(kernel.pid), timeout=120)
         yield kernel, log
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -499,7 +510,7 @@ def kernel_running_the_worker_cell(tmp_path: Path) -> Iterator[tuple[subprocess.
 def test_stopping_the_cell_sends_the_worker_one_sigterm(tmp_path: Path) -> None:
     with kernel_running_the_worker_cell(tmp_path) as (kernel, log):
         os.killpg(kernel.pid, signal.SIGINT)  # the stop button: Jupyter interrupts the kernel
-        out, _ = kernel.communicate(timeout=30)
+        out, _ = kernel.communicate(timeout=120)
         assert kernel.returncode == 0, out
         assert "worker exited with 0" in out
         assert log.read_text().split() == ["ready", "SIGTERM"]
