@@ -128,6 +128,7 @@ export FTD_DATABASE_NAME
 export JOB_API_DATABASE_URL=${JOB_API_DATABASE_URL:-postgresql://job_api:job_api_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export DATA_SERVICE_DATABASE_URL=${DATA_SERVICE_DATABASE_URL:-postgresql://data_service:data_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export REGISTRY_SERVICE_DATABASE_URL=${REGISTRY_SERVICE_DATABASE_URL:-postgresql://registry_service:registry_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
+export MODEL_SERVER_DATABASE_URL=${MODEL_SERVER_DATABASE_URL:-postgresql://model_server:model_server_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export PYTHONUNBUFFERED=1
 
 uv run job-api db-init
@@ -145,6 +146,13 @@ uv run registry-service db-init
 require_port 8003
 start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
 wait_healthy registry-service http://127.0.0.1:8003/healthz
+# model-server (:8005): serves deployed models (OpenAI-style /v1/*); loads them from the local
+# model store the CPU worker below writes (the inference stack comes with install-training.sh)
+uv run model-server db-init
+require_port 8005
+FTD_MODEL_STORE_DIR="$PWD/$DEV_DIR/models" \
+  start_service model-server uv run model-server serve --host 127.0.0.1 --port 8005
+wait_healthy model-server http://127.0.0.1:8005/healthz
 # gateway (:8000): nginx routes /api/* to the services (installed by gateway.sh when missing)
 require_port 8000
 start_service gateway bash scripts/gateway.sh
