@@ -221,6 +221,18 @@ def load_and_predict(job_type: str, model_dir: Path, stack: Stack) -> None:
         assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
+def create_job(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    """POST /api/finetune/jobs as a client should: a dataset uploaded a moment ago may not have
+    reached job-api yet (409 dataset_not_ready with Retry-After), so send it again after the delay."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = client.post("/api/finetune/jobs", json=body)
+        not_ready = r.status_code == 409 and r.json()["error"]["code"] == "dataset_not_ready"
+        if not not_ready or time.monotonic() > deadline:
+            return r
+        time.sleep(float(r.headers.get("Retry-After", "1")))
+
+
 @pytest.mark.parametrize("job_type", ["embedding", "classifier", "llm_lora"])
 def test_a_job_created_through_the_gateway_trains_to_completed_and_is_registered(
     stack: Stack, client: httpx.Client, job_type: str
@@ -229,9 +241,9 @@ def test_a_job_created_through_the_gateway_trains_to_completed_and_is_registered
     filename, body = case["data"]()
     dataset = upload(client, job_type, filename, body)
     output = f"alice/e2e-{job_type.replace('_', '-')}"
-    created = client.post(
-        "/api/finetune/jobs",
-        json={
+    created = create_job(
+        client,
+        {
             "job_type": job_type,
             "base_model": base_model(client, job_type),
             "training_data_url": dataset["training_data_url"],
@@ -313,9 +325,9 @@ def test_bad_data_is_refused_before_any_gpu_time_and_leaves_nothing(
 
     filename, body = lora_data()
     dataset = upload(client, "llm_lora", filename, body)
-    created = client.post(
-        "/api/finetune/jobs",
-        json={
+    created = create_job(
+        client,
+        {
             "job_type": "embedding",
             "base_model": base_model(client, "embedding"),
             "training_data_url": dataset["training_data_url"],
@@ -330,9 +342,9 @@ def test_bad_data_is_refused_before_any_gpu_time_and_leaves_nothing(
 def long_embedding_job(client: httpx.Client, output: str, epochs: int) -> str:
     filename, body = embedding_data()
     dataset = upload(client, "embedding", filename, body)
-    created = client.post(
-        "/api/finetune/jobs",
-        json={
+    created = create_job(
+        client,
+        {
             "job_type": "embedding",
             "base_model": base_model(client, "embedding"),
             "training_data_url": dataset["training_data_url"],

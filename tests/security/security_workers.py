@@ -106,7 +106,16 @@ def job_request(
 
 
 async def create_job(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
-    r = await http.post("/api/finetune/jobs", json=body)
+    """A dataset uploaded a moment ago may not have reached job-api yet: 409 dataset_not_ready with
+    Retry-After, sent again after the delay, as a client should."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = await http.post("/api/finetune/jobs", json=body)
+        if r.status_code != 409 or time.monotonic() > deadline:
+            break
+        if r.json()["error"]["code"] != "dataset_not_ready":
+            break
+        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
     assert r.status_code == 201, r.text
     job: dict[str, Any] = r.json()["data"]
     return job
