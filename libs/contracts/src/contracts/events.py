@@ -1,17 +1,18 @@
-"""Every event that crosses a service boundary, in a CloudEvents-shaped envelope.
+"""Every event that crosses a service boundary, in a CloudEvents-shaped envelope
+(contracts.envelope).
 
 A payload class names its wire `type` and builds its routing key. Consumers validate on receipt,
 ignore fields they do not know (payloads are versioned by `dataversion`) and dead-letter what they
-cannot parse.
+cannot parse. The worker's reports are contracts.worker_reports'; this module names them all
+(`EVENT_TYPES`).
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
-from contracts.credentials import sign
 from contracts.enums import (
     CancelReason,
     FailureClass,
@@ -22,89 +23,46 @@ from contracts.enums import (
     ModelStore,
     WorkerPool,
 )
+from contracts.envelope import Envelope, EventPayload, Trace, current_trace, traced, within
 from contracts.routing import offer_routing_key
+from contracts.worker_reports import (
+    MAX_CLAIM_SECRET_CHARS,
+    MAX_ERROR_CHARS,
+    MAX_LOG_LINE_CHARS,
+    MAX_LOG_LINES,
+    JobFailed,
+    JobProgress,
+    ModelPushed,
+    WorkerHeartbeat,
+)
 
-MAX_LOG_LINES = 50
-MAX_LOG_LINE_CHARS = 2000
-MAX_ERROR_CHARS = 4000
-MAX_CLAIM_SECRET_CHARS = 200
-
-
-def claim_secret_field() -> Any:
-    """The per-attempt secret from the claim answer. Kept out of repr so it never reaches logs."""
-    return Field(
-        min_length=1,
-        max_length=MAX_CLAIM_SECRET_CHARS,
-        repr=False,
-        description="The secret granted with the claim (JobSpec.claim_secret) for this attempt.",
-    )
-
-
-class EventPayload(BaseModel):
-    """Base of every event's `data`. Unknown fields are ignored so producers can add fields."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    event_type: ClassVar[str]
-    data_version: ClassVar[int] = 1
-    # A job.created that reaches no work queue would wait forever: the relay must not drop it.
-    must_route: ClassVar[bool] = False
-
-    def routing_key(self) -> str:
-        return self.event_type
-
-    def subject(self) -> str | None:
-        job_id = getattr(self, "job_id", None)
-        return str(job_id) if job_id is not None else None
-
-
-class Envelope(BaseModel):
-    """CloudEvents 1.0 attribute names; `data` is the typed payload as JSON."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    specversion: Literal["1.0"] = "1.0"
-    id: UUID = Field(
-        default_factory=uuid4, description="Unique per event: the consumers' dedupe key."
-    )
-    type: str = Field(description="Event type, e.g. `job.created`.")
-    source: str = Field(description="Producer, e.g. `job-api` or `gpu-worker/<worker id>`.")
-    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    subject: str | None = Field(default=None, description="The job id where there is one.")
-    datacontenttype: Literal["application/json"] = "application/json"
-    dataversion: int = Field(default=1, description="Version of the payload schema.")
-    sequence: int | None = Field(
-        default=None,
-        ge=1,
-        description=(
-            "CloudEvents `sequence` extension: increases with each event a producer publishes "
-            "about one subject, so a consumer can drop a stale status. Null when not tracked."
-        ),
-    )
-    data: dict[str, Any] = Field(description="The payload; its schema is given by `type`.")
-
-    @classmethod
-    def wrap(
-        cls,
-        payload: EventPayload,
-        *,
-        source: str,
-        event_id: UUID | None = None,
-        sequence: int | None = None,
-    ) -> "Envelope":
-        return cls(
-            id=event_id or uuid4(),
-            type=payload.event_type,
-            source=source,
-            subject=payload.subject(),
-            dataversion=payload.data_version,
-            sequence=sequence,
-            data=payload.model_dump(mode="json"),
-        )
-
-    def payload(self) -> EventPayload:
-        """The typed payload. Raises KeyError for an unknown type, ValidationError for bad data."""
-        return EVENT_TYPES[self.type].model_validate(self.data)
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_CLAIM_SECRET_CHARS",
+    "MAX_ERROR_CHARS",
+    "MAX_LOG_LINES",
+    "MAX_LOG_LINE_CHARS",
+    "DatasetDeleted",
+    "DatasetValidated",
+    "Envelope",
+    "EventPayload",
+    "JobCancelRequested",
+    "JobClaimed",
+    "JobCreated",
+    "JobFailed",
+    "JobProgress",
+    "JobRequeued",
+    "JobStatusChanged",
+    "ModelCompleted",
+    "ModelDeleted",
+    "ModelDeployed",
+    "ModelPushed",
+    "Trace",
+    "WorkerHeartbeat",
+    "current_trace",
+    "traced",
+    "within",
+]
 
 
 class JobCreated(EventPayload):
@@ -164,130 +122,6 @@ class JobClaimed(EventPayload):
     attempt: int
     worker_id: str
     lease_expires_at: datetime
-
-
-class JobProgress(EventPayload):
-    """Sent by the worker during training; also its heartbeat (it renews the lease)."""
-
-    event_type: ClassVar[str] = "job.progress"
-
-    job_id: UUID
-    attempt: int = Field(ge=1, description="The fencing token granted at claim.")
-    worker_id: str
-    claim_secret: str = claim_secret_field()
-    progress: float = Field(ge=0, le=100)
-    phase: JobPhase = JobPhase.TRAINING
-    step: int | None = Field(default=None, ge=0)
-    total_steps: int | None = Field(default=None, ge=0)
-    epoch: float | None = Field(default=None, ge=0)
-    loss: float | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    log_lines: list[str] = Field(default_factory=list, max_length=MAX_LOG_LINES)
-    eta_seconds: float | None = Field(default=None, ge=0)
-    logs_url: str | None = None
-
-    @field_validator("log_lines")
-    @classmethod
-    def _clip_lines(cls, lines: list[str]) -> list[str]:
-        # A runaway line is clipped, not refused: dead-lettering a heartbeat would cost the lease.
-        return [line[:MAX_LOG_LINE_CHARS] for line in lines]
-
-
-class JobFailed(EventPayload):
-    """Sent by the worker when its attempt cannot go on."""
-
-    event_type: ClassVar[str] = "job.failed"
-
-    job_id: UUID
-    attempt: int = Field(ge=1)
-    worker_id: str
-    claim_secret: str = claim_secret_field()
-    error: str = Field(max_length=MAX_ERROR_CHARS)
-    failure_class: Literal[FailureClass.USER_ERROR, FailureClass.INFRA_ERROR]
-    retryable: bool = Field(
-        default=False, description="True for infra errors worth another attempt."
-    )
-
-
-class ModelPushed(EventPayload):
-    """Sent by the worker (on the worker exchange) once the model is stored.
-
-    job-api completes the job only if the attempt and claim secret are the current holder's, then
-    publishes `model.completed`.
-    """
-
-    event_type: ClassVar[str] = "model.pushed"
-
-    job_id: UUID
-    attempt: int = Field(ge=1)
-    worker_id: str
-    claim_secret: str = claim_secret_field()
-    repo_id: str = Field(min_length=1, description="`owner/name`.")
-    revision: str = Field(
-        min_length=1, description="Hub commit sha, or the local store's version id."
-    )
-    store: ModelStore
-    uri: str = Field(
-        min_length=1,
-        description=(
-            "Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a "
-            "worker's local model store: `<store>/<owner key>/owner/name/rev/`, resolved by the "
-            "server that loads it against its own store folder; contracts.store), "
-            "`s3://bucket/key`. Never a path on a machine."
-        ),
-    )
-    metrics: dict[str, float] = Field(default_factory=dict, description="After training.")
-    baseline_metrics: dict[str, float] = Field(
-        default_factory=dict, description="The base model on the same held-out data."
-    )
-    data_stats: dict[str, Any] = Field(default_factory=dict)
-    logs_url: str | None = None
-    created_repo: bool = Field(
-        default=False,
-        description="The push created the repository (so deleting the model may delete it).",
-    )
-
-
-class WorkerHeartbeat(EventPayload):
-    """Sent by every enrolled worker (on the worker exchange) when it connects and every few
-    seconds after: what it serves, whether it is busy. job-api keeps the worker registry with it
-    (GET /api/workers, "no worker online" against "all busy")."""
-
-    event_type: ClassVar[str] = "worker.heartbeat"
-
-    worker_id: str = Field(min_length=1, max_length=200)
-    sent_at: datetime
-    state: Literal["idle", "busy", "stopping"]
-    job_id: UUID | None = Field(default=None, description="The job it runs, when busy.")
-    provider: GPUProvider
-    job_types: list[JobType] = Field(min_length=1)
-    hardware: str | None = Field(default=None, max_length=300)
-    version: str | None = Field(default=None, max_length=50)
-    signature: str = Field(
-        default="",
-        max_length=128,
-        repr=False,
-        description="HMAC-SHA256 (hex) of `signing_parts()`, keyed by sha256(worker token).",
-    )
-
-    def subject(self) -> str | None:
-        return None
-
-    def signing_parts(self) -> tuple[str, ...]:
-        return (
-            "heartbeat",
-            self.worker_id,
-            self.sent_at.isoformat(),
-            self.state,
-            str(self.job_id or ""),
-            str(self.provider),
-            ",".join(sorted(str(t) for t in self.job_types)),
-            self.hardware or "",
-            self.version or "",
-        )
-
-    def signed(self, key: bytes) -> "WorkerHeartbeat":
-        return self.model_copy(update={"signature": sign(key, self.signing_parts())})
 
 
 class ModelCompleted(EventPayload):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.credentials import sign
 from contracts.enums import GPUProvider, JobType
+from contracts.envelope import trace_id_field
 from contracts.store import OWNER_KEY_PATTERN
 
 
@@ -36,6 +37,10 @@ class ClaimJob(BaseModel):
         repr=False,
         description="HMAC-SHA256 (hex) of `signing_parts()`, keyed by sha256(worker token).",
     )
+    correlation_id: str | None = trace_id_field(
+        "The `correlation_id` of the offer (job.created, job.requeued) the worker claims."
+    )
+    causation_id: str | None = trace_id_field("The id of the offer's event.")
 
     def signing_parts(self) -> tuple[str, ...]:
         return (
@@ -134,6 +139,14 @@ class JobSpec(BaseModel):
     )
     lease_seconds: float = Field(description="Send progress at least this often or lose the job.")
     lease_expires_at: datetime
+    correlation_id: str | None = trace_id_field(
+        "The chain of work the job belongs to (the claim's correlation id): every report of the "
+        "attempt carries it."
+    )
+    causation_id: str | None = trace_id_field(
+        "The id of the claim that granted the attempt (`ClaimJob.claim_id`): the cause of its "
+        "reports."
+    )
 
 
 class ClaimReply(BaseModel):
