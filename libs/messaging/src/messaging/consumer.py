@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-import sqlalchemy.exc
 import structlog
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import AbstractChannel as AmqpChannel
@@ -34,18 +32,16 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
-from contracts.events import Envelope, EventPayload
 from messaging.broker import Broker
+from messaging.failures import is_infrastructure_error
 from messaging.inbox import Inbox
+from messaging.received import Received, parse
+from messaging.settle import ack, nack, reject, settle
 from messaging.transactions import Begin
 
+__all__ = ["Handler", "InboxConsumer", "Received", "Rejected", "is_infrastructure_error", "parse"]
+
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Received:
-    envelope: Envelope
-    payload: EventPayload
 
 
 class Rejected(Exception):
@@ -60,77 +56,6 @@ class Rejected(Exception):
 
 # A handler may return a value; `on_committed` receives it once the batch's transaction committed.
 Handler = Callable[[AsyncConnection, Sequence[Received]], Awaitable[object]]
-
-_INFRA_TYPES: tuple[type[BaseException], ...] = (
-    OSError,  # ConnectionError, refused, reset, unreachable
-    TimeoutError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,  # pool checkout timed out
-)
-
-
-def is_infrastructure_error(exc: BaseException) -> bool:
-    """True when `exc` (or what caused it) says the infrastructure failed, not the message."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _INFRA_TYPES):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError):
-            if current.connection_invalidated:
-                return True
-            orig = current.orig
-            if isinstance(orig, BaseException) and is_infrastructure_error(orig):
-                return True
-            # The asyncpg adaptor wraps the driver's exception one level deeper.
-            inner = getattr(orig, "__cause__", None)
-            if isinstance(inner, BaseException) and is_infrastructure_error(inner):
-                return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-async def _settle(outcome: Awaitable[None]) -> None:
-    """Ack/nack; after a reconnect the delivery tag is void and the broker redelivers (the inbox
-    then recognises the event), so a failure here is logged, not raised."""
-    try:
-        await outcome
-    except Exception as exc:
-        log.warning("consumer.settle_failed", error=repr(exc))
-
-
-def _tag(message: DeliveredMessage) -> int:
-    tag = message.delivery_tag
-    assert tag is not None  # a Basic.Deliver always has one
-    return tag
-
-
-def _ack(message: DeliveredMessage, *, multiple: bool = False) -> Awaitable[None]:
-    return message.channel.basic_ack(_tag(message), multiple=multiple)
-
-
-def _nack(message: DeliveredMessage) -> Awaitable[None]:
-    """Back to the queue; the quorum queue counts it against the delivery limit."""
-    return message.channel.basic_nack(_tag(message), requeue=True)
-
-
-def _reject(message: DeliveredMessage) -> Awaitable[None]:
-    """Dead-lettered (the queue's dead-letter exchange)."""
-    return message.channel.basic_reject(_tag(message), requeue=False)
-
-
-def parse(message: DeliveredMessage) -> Received:
-    envelope = Envelope.model_validate_json(message.body)
-    return Received(envelope=envelope, payload=envelope.payload())
 
 
 @dataclass
@@ -300,7 +225,7 @@ class InboxConsumer:
                     message_id=message.header.properties.message_id,
                     error=str(exc)[:500],
                 )
-                await _settle(_reject(message))
+                await settle(reject(message))
         if parsed:
             await self._apply_batch(parsed, whole=messages)
 
@@ -340,15 +265,15 @@ class InboxConsumer:
                         await self._apply_batch([one])
                     return
                 message, received = pending[0]
-                log.exception(
-                    "consumer.handler_failed",
-                    queue=self._queue_name,
-                    event_id=str(received.envelope.id),
-                    event_type=received.envelope.type,
-                )
+                with received.handling():
+                    log.exception(
+                        "consumer.handler_failed",
+                        queue=self._queue_name,
+                        event_type=received.envelope.type,
+                    )
                 # The quorum queue counts redeliveries and dead-letters past its delivery limit.
                 self.stats.requeued += 1
-                await _settle(_nack(message))
+                await settle(nack(message))
                 return
             await self._ack(whole or [], [m for m, _ in pending])
             return
@@ -358,14 +283,14 @@ class InboxConsumer:
     ) -> None:
         self.stats.rejected += 1
         self.stats.dead_lettered += 1
-        log.error(
-            "consumer.rejected",
-            queue=self._queue_name,
-            event_id=str(received.envelope.id),
-            event_type=received.envelope.type,
-            reason=reason,
-        )
-        await _settle(_reject(message))
+        with received.handling():
+            log.error(
+                "consumer.rejected",
+                queue=self._queue_name,
+                event_type=received.envelope.type,
+                reason=reason,
+            )
+        await settle(reject(message))
 
     async def _apply_riding_out_outages(self, batch: Sequence[Received]) -> None:
         """Apply the batch; on an infrastructure error, wait (exponential back-off with jitter)
@@ -414,10 +339,10 @@ class InboxConsumer:
             and all(m.channel is batch[0].channel for m in batch)
         )
         if exact:
-            await _settle(_ack(applied[-1], multiple=True))
+            await settle(ack(applied[-1], multiple=True))
             return
         for message in applied:
-            await _settle(_ack(message))
+            await settle(ack(message))
 
     async def _apply(self, batch: Sequence[Received]) -> None:
         async with self._begin() as conn:

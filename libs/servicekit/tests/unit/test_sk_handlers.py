@@ -1,7 +1,12 @@
 from dataclasses import dataclass, field
+from uuid import uuid4
 
 import pytest
+import structlog
 
+from contracts.enums import CancelReason
+from contracts.events import Envelope, EventPayload, JobCancelRequested, traced
+from messaging.received import Received
 from servicekit.handlers import EventHandlers
 
 
@@ -31,7 +36,7 @@ class Seen:
     lines: list[str] = field(default_factory=list)
 
 
-handlers: EventHandlers[Seen] = EventHandlers()
+handlers: EventHandlers[Seen, object] = EventHandlers()
 
 
 @handlers.on(Created)
@@ -70,3 +75,33 @@ def test_a_type_gets_one_handler() -> None:
         @handlers.on(Created)
         async def again(seen: Seen, event: Created) -> None:
             pass
+
+
+async def test_a_batch_is_applied_event_by_event_within_each_events_trace() -> None:
+    written: list[tuple[Envelope, dict[str, object]]] = []
+    traced_handlers: EventHandlers[None, EventPayload] = EventHandlers()
+
+    @traced_handlers.on(JobCancelRequested)
+    async def cancel(_: None, event: JobCancelRequested) -> None:
+        # What a handler writes now is caused by the event it handles.
+        written.append(
+            (Envelope.wrap(event, source="test"), structlog.contextvars.get_contextvars())
+        )
+
+    def received(correlation: str) -> Received:
+        event = JobCancelRequested(job_id=uuid4(), reason=CancelReason.USER)
+        with traced(correlation, correlation):
+            return Received(Envelope.wrap(event, source="test"), event)
+
+    batch = [received("req-a"), received("req-b")]
+    heartbeat = Received(batch[0].envelope, Created("not an event payload"))  # type: ignore[arg-type]
+    assert await traced_handlers.apply_each(None, [*batch, heartbeat]) == [heartbeat]
+    for (envelope, bound), cause in zip(written, batch, strict=True):
+        assert envelope.correlation_id == cause.envelope.correlation_id
+        assert envelope.causation_id == str(cause.envelope.id)
+        assert bound == {
+            "event_id": str(cause.envelope.id),
+            "correlation_id": cause.envelope.correlation_id,
+            "causation_id": cause.envelope.correlation_id,
+        }
+    assert structlog.contextvars.get_contextvars() == {}

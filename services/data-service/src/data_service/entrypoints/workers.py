@@ -28,8 +28,7 @@ def make_consumer(platform: Platform, state: AppState) -> InboxConsumer:
     retention = state.settings.retention
 
     async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> list[str]:
-        payloads = [r.payload for r in batch]
-        return await apply_job_events(state.units.on(conn), payloads, retention=retention)
+        return await apply_job_events(state.units.on(conn), batch, retention=retention)
 
     def committed(delete_keys: object) -> None:
         # Files of datasets deleted by retention go once their rows are gone.

@@ -18,6 +18,7 @@ from contracts.events import (
     ModelCompleted,
 )
 from data_service.service_layer.unit_of_work import UnitOfWork
+from messaging.received import Received
 from servicekit.handlers import EventHandlers
 
 log = structlog.get_logger(__name__)
@@ -35,7 +36,7 @@ class JobEvents:
     retention: Retention
 
 
-HANDLERS: EventHandlers[JobEvents] = EventHandlers()
+HANDLERS: EventHandlers[JobEvents, EventPayload] = EventHandlers()
 
 
 @HANDLERS.on(JobCreated)
@@ -73,14 +74,12 @@ async def model_completed(on: JobEvents, event: ModelCompleted) -> None:
 
 
 async def apply_job_events(
-    uow: UnitOfWork, payloads: Sequence[EventPayload], *, retention: Retention
+    uow: UnitOfWork, batch: Sequence[Received], *, retention: Retention
 ) -> list[str]:
-    """Apply a batch of events in `uow`'s transaction; returns the storage keys to remove once
-    it has committed."""
-    on = JobEvents(uow, retention)
-    for payload in payloads:
-        if not await HANDLERS.dispatch(on, payload):
-            log.warning("data.unexpected_event", event_type=type(payload).__name__)
+    """Apply a batch of events in `uow`'s transaction, each within its trace; returns the
+    storage keys to remove once it has committed."""
+    for ignored in await HANDLERS.apply_each(JobEvents(uow, retention), batch):
+        log.warning("data.unexpected_event", event_type=ignored.envelope.type)
     return uow.files_to_delete
 
 
