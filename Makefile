@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 # Source files mypy checks (strict, see pyproject.toml). Add each new lib/service here.
 TYPED_SRC := libs/contracts/src libs/ftd/src libs/messaging/src libs/netguard/src libs/servicekit/src libs/workerlink/src services/job-api/src \
-	services/gpu-worker/src services/data-service/src services/registry-service/src
+	services/gpu-worker/src services/data-service/src services/registry-service/src services/model-server/src
 
 # Each checkout gets its own database (finetune_<8 hex of the checkout path>), so two clones on
 # one machine never share data. The environment may still set FTD_DATABASE_NAME.
@@ -84,10 +84,11 @@ openapi: ## Regenerate docs/openapi/*.json from the code
 	$(UV) run job-api openapi
 	$(UV) run data-service openapi
 	$(UV) run registry-service openapi
+	$(UV) run model-server openapi
 
 migrate: ensure-services ## Create each service's database role and schema, then run its migrations
 	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init && $(UV) run data-service db-init \
-	  && $(UV) run registry-service db-init
+	  && $(UV) run registry-service db-init && $(UV) run model-server db-init
 
 bench: ## Run every bench/*.py (BENCH_ARGS=--quick for a short check)
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \

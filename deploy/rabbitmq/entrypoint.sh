@@ -7,6 +7,7 @@
 #   FTD_BROKER_JOB_API_PASSWORD                         user job-api
 #   FTD_BROKER_DATA_SERVICE_PASSWORD                    user data-service
 #   FTD_BROKER_REGISTRY_SERVICE_PASSWORD                user registry-service
+#   FTD_BROKER_MODEL_SERVER_PASSWORD                    user model-server
 #
 # A role whose variable is unset has no password and cannot log in. Loading definitions.json at
 # boot resets the users to that state, so this runs on every start. (RABBITMQ_DEFAULT_USER would not
@@ -51,6 +52,7 @@ fi
 set_password job-api "${FTD_BROKER_JOB_API_PASSWORD:-}"
 set_password data-service "${FTD_BROKER_DATA_SERVICE_PASSWORD:-}"
 set_password registry-service "${FTD_BROKER_REGISTRY_SERVICE_PASSWORD:-}"
+set_password model-server "${FTD_BROKER_MODEL_SERVER_PASSWORD:-}"
 
 touch "$READY"
 wait "$server"

@@ -35,9 +35,10 @@ SETTINGS = {
     "job-api": "job_api.config:Settings",
     "data-service": "data_service.config:Settings",
     "registry-service": "registry_service.config:Settings",
+    "model-server": "model_server.config:Settings",
     "gpu-worker": "gpu_worker.config:WorkerSettings",
 }
-HTTP_SERVICES = ("job-api", "data-service", "registry-service")
+HTTP_SERVICES = ("job-api", "data-service", "registry-service", "model-server")
 # ${NAME}, ${NAME:-default}, ${NAME:?message}
 REFERENCE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)(?P<op>:[-?])?(?P<arg>[^}]*)\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|WORKER_KEY|TOKEN")
@@ -166,7 +167,13 @@ def test_gateway_upstreams_are_the_compose_services_on_their_ports() -> None:
     # scripts/gateway.sh: -e "s|@@JOB_API_ADDR@@|${FTD_JOB_API_ADDR:-127.0.0.1:8001}|g"
     placeholders = dict(re.findall(r"s\|@@([A-Z_]+)@@\|\$\{([A-Z_]+)", GATEWAY_SCRIPT))
     upstreams = re.findall(r"upstream\s+(\w+)\s*\{\s*server\s+@@([A-Z_]+)@@", GATEWAY_TEMPLATE)
-    assert {u for u, _ in upstreams} >= {"job_api", "data_service", "registry_service", "ui"}
+    assert {u for u, _ in upstreams} >= {
+        "job_api",
+        "data_service",
+        "registry_service",
+        "model_server",
+        "ui",
+    }
     listen = re.search(r"listen (\d+);", (ROOT / "deploy/docker/ui-nginx.conf").read_text())
     assert listen, "the UI's nginx states its port"
     ui_port = int(listen[1])
@@ -338,6 +345,7 @@ def test_there_is_no_shared_worker_broker_user() -> None:
         "job-api",
         "data-service",
         "registry-service",
+        "model-server",
     }
     assert definitions["topic_permissions"] == []
 
@@ -414,3 +422,20 @@ def test_the_worker_asks_the_platform_who_it_is_and_restarts_unless_stopped() ->
             assert url.hostname == "rabbitmq"
     assert worker["restart"] == "unless-stopped"
     assert worker["stop_grace_period"]
+
+
+def test_model_server_reads_the_bundled_workers_model_store() -> None:
+    """model-server loads what the CPU worker trained: the worker's volume, mounted read-only, at
+    the store path the worker's image writes to (FTD_MODEL_STORE_DIR in its Dockerfile)."""
+    dockerfile = (ROOT / SERVICES["worker"]["build"]["dockerfile"]).read_text()
+    written = re.search(r"FTD_MODEL_STORE_DIR=(\S+)", dockerfile)
+    assert written, "the worker's image states its model store"
+    store = written[1]
+    worker_volumes = {v: target for target, (v, _) in _volume_mounts(SERVICES["worker"]).items()}
+    served = _volume_mounts(SERVICES["model-server"])
+    (target,) = [t for t, (volume, _) in served.items() if volume in worker_volumes]
+    volume, mode = served[target]
+    assert mode == "ro"
+    assert worker_volumes[volume] == target, "the same path as in the worker"
+    assert store.startswith(target.rstrip("/") + "/")
+    assert _environment(SERVICES["model-server"])["FTD_MODEL_STORE_DIR"] == store

@@ -38,11 +38,12 @@ CHART = ROOT / "deploy/helm/finetune-dispatcher"
 K8S_VERSION = "1.30"
 RELEASE = "ftd"
 FULL = f"{RELEASE}-finetune-dispatcher"
-PY_SERVICES = ("job-api", "data-service", "registry-service")
+PY_SERVICES = ("job-api", "data-service", "registry-service", "model-server")
 SETTINGS = {
     "job-api": "job_api.config:Settings",
     "data-service": "data_service.config:Settings",
     "registry-service": "registry_service.config:Settings",
+    "model-server": "model_server.config:Settings",
     "gpu-worker": "gpu_worker.config:WorkerSettings",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|WORKER_KEY|ACCESS_KEY")
@@ -442,7 +443,7 @@ def test_env_names_are_the_ones_the_services_read(default: list[dict[str, Any]])
             for variable in seen:
                 assert variable in read or variable in referenced, f"{name}: {variable}"
             checked += 1
-    assert checked == 7  # three services, their migrations, the worker
+    assert checked == 9  # four services, their migrations, the worker
 
 
 def test_chart_files_are_the_repositorys() -> None:
@@ -463,7 +464,7 @@ def test_the_gateway_is_deploy_gateways_nginx_with_the_services_addresses(
     assert set(re.findall(r"@@[A-Z_]+@@", config)) == {"@@NAME@@"}
     services = _of(default, "Service")
     upstreams = dict(re.findall(r"upstream (\w+)\s+\{ server ([^;]+);", config))
-    assert set(upstreams) == {"job_api", "data_service", "registry_service", "ui"}
+    assert set(upstreams) == {"job_api", "data_service", "registry_service", "model_server", "ui"}
     for upstream, address in upstreams.items():
         host, port = address.split(":")
         assert host == f"{FULL}-{upstream.replace('_', '-')}"
@@ -488,6 +489,8 @@ def test_ingress_mode_routes_to_the_services_and_drops_the_nginx_gateway() -> No
     assert paths["/api/finetune/upload"]["name"] == f"{FULL}-data-service"
     assert paths["/api/finetune"]["name"] == f"{FULL}-job-api"
     assert paths["/api/models"]["name"] == f"{FULL}-registry-service"
+    assert paths["/v1"]["name"] == f"{FULL}-model-server"
+    assert paths["/api/keys"]["name"] == f"{FULL}-model-server"
     assert paths["/"]["name"] == f"{FULL}-ui"
 
 
@@ -523,6 +526,7 @@ def test_broker_users_script_makes_users_that_log_in_with_their_permissions(
         .replace('"job-api"', f'"t{tag}-job-api"')
         .replace('"data-service"', f'"t{tag}-data-service"')
         .replace('"registry-service"', f'"t{tag}-registry-service"')
+        .replace('"model-server"', f'"t{tag}-model-server"')
     )
     passwords = {u["name"]: uuid.uuid4().hex for u in renamed["users"]}
     env = {
@@ -551,6 +555,11 @@ def test_broker_users_script_makes_users_that_log_in_with_their_permissions(
             await channel.declare_queue("data-service.events", durable=True)
             with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
                 await channel.declare_queue("job-api.events", durable=True)
+        async with await aio_pika.connect(url(f"t{tag}-model-server")) as connection:
+            channel = await connection.channel()
+            await channel.declare_queue("model-server.events", durable=True)
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                await channel.declare_queue("registry-service.events", durable=True)
         with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
             await aio_pika.connect(url(f"t{tag}-registry-service"))
 

@@ -1,7 +1,8 @@
 """The whole platform as `make dev` runs it, on ephemeral ports and in its own namespaces, for the
-end-to-end tests: job-api, data-service and registry-service (`<service> serve`), the nginx
-gateway (scripts/gateway.sh) in front of them, a CPU worker (`ftd-worker run --provider local`)
-and, when asked, the built UI behind the gateway at `/`.
+end-to-end tests: job-api, data-service, registry-service and model-server (`<service> serve`;
+model-server serves from the stack's model store, which the worker writes), the nginx gateway
+(scripts/gateway.sh) in front of them, a CPU worker (`ftd-worker run --provider local`) and, when
+asked, the built UI behind the gateway at `/`.
 
 Everything it makes is its own and removed afterwards: one database and login role per service
 (`ftd_stack_<tag>_<service>`), a broker name prefix (`stk<tag>.`), a scratch folder (datasets,
@@ -42,12 +43,18 @@ ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.
 AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 # RabbitMQ's management API (scripts/ensure-services.sh enables it): workers' broker users.
 MANAGEMENT_URL = os.environ.get("FTD_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
-SERVICES = ("job-api", "data-service", "registry-service")
-SCHEMAS = {"job-api": "jobs", "data-service": "data", "registry-service": "registry"}
+SERVICES = ("job-api", "data-service", "registry-service", "model-server")
+SCHEMAS = {
+    "job-api": "jobs",
+    "data-service": "data",
+    "registry-service": "registry",
+    "model-server": "model_server",
+}
 DB_ENV = {
     "job-api": "JOB_API_DATABASE_URL",
     "data-service": "DATA_SERVICE_DATABASE_URL",
     "registry-service": "REGISTRY_SERVICE_DATABASE_URL",
+    "model-server": "MODEL_SERVER_DATABASE_URL",
 }
 # What a CPU box runs by default; llm_lora on CPU only with the tiny Llama (--force-job-types).
 CPU_JOB_TYPES = ("embedding", "classifier")
@@ -207,13 +214,19 @@ async def _drop_broker_namespace(prefix: str) -> None:
     from data_service.entrypoints.workers import queue_specs as data_queues
     from job_api.entrypoints.workers import queue_specs as job_queues
     from messaging.broker import Broker
+    from model_server.entrypoints.workers import queue_specs as model_server_queues
     from registry_service.entrypoints.workers import queue_specs as registry_queues
 
     broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="ftd-stack-teardown")
     await broker.connect()
     try:
         names = broker.names
-        specs = [*job_queues(broker), *data_queues(broker), *registry_queues(broker)]
+        specs = [
+            *job_queues(broker),
+            *data_queues(broker),
+            *registry_queues(broker),
+            *model_server_queues(broker),
+        ]
         # Each delete on its own channel: a refused one closes its channel, never the next.
         for queue in {s.name for s in specs} | {names.dead_letter_queue}:
             channel = await broker.channel()
@@ -232,11 +245,13 @@ async def _drop_broker_namespace(prefix: str) -> None:
 def _migrate(urls: dict[str, str]) -> None:
     from data_service.entrypoints.cli import migrate as migrate_data
     from job_api.entrypoints.cli import migrate as migrate_jobs
+    from model_server.entrypoints.cli import migrate as migrate_model_server
     from registry_service.entrypoints.cli import migrate as migrate_registry
 
     migrate_jobs(urls["job-api"])
     migrate_data(urls["data-service"])
     migrate_registry(urls["registry-service"])
+    migrate_model_server(urls["model-server"])
 
 
 def _enroll(base_url: str, jwt_secret: str, name: str) -> str:
@@ -312,6 +327,11 @@ def full_stack(
             "JOB_API_DB_POOL_SIZE": "10",
             "DATA_SERVICE_DB_POOL_SIZE": "5",
             "REGISTRY_SERVICE_DB_POOL_SIZE": "5",
+            "MODEL_SERVER_DB_POOL_SIZE": "5",
+            # model-server loads what the worker stored (FTD_MODEL_STORE_DIR), on the CPU, and
+            # never reaches for the Hub.
+            "MODEL_SERVER_HUB_DOWNLOADS": "false",
+            "MODEL_SERVER_DEVICE": "cpu",
             "DATA_SERVICE_STORAGE_DIR": str(root / "datasets"),
             "FTD_MODEL_STORE_DIR": str(root / "models"),
             "FTD_WORKER_CHECKPOINT_DIR": str(root / "checkpoints"),
@@ -373,6 +393,7 @@ def full_stack(
             FTD_JOB_API_ADDR=f"127.0.0.1:{ports['job-api']}",
             FTD_DATA_SERVICE_ADDR=f"127.0.0.1:{ports['data-service']}",
             FTD_REGISTRY_ADDR=f"127.0.0.1:{ports['registry-service']}",
+            FTD_MODEL_SERVER_ADDR=f"127.0.0.1:{ports['model-server']}",
             FTD_UI_ADDR=f"127.0.0.1:{ports['ui']}",
         )
         for service in SERVICES:

@@ -1,8 +1,9 @@
-"""The gateway (a real nginx rendered by scripts/gateway.sh, before job-api, data-service and
-registry-service) answers for itself only in the services' JSON envelope:
+"""The gateway (a real nginx rendered by scripts/gateway.sh, before job-api, data-service,
+registry-service and model-server) answers for itself only in the services' JSON envelope:
 
 - each route refuses a body over its own service's limit with 413 `payload_too_large` naming that
-  limit (job-api's 1 MiB, the upload's own), never a 502 from a service closing mid-body;
+  limit (job-api's 1 MiB, model-server's 1 MiB, the upload's own), never a 502 from a service
+  closing mid-body;
 - a method nginx refuses itself (TRACE) is 405 `method_not_allowed` with the `Allow` the service
   behind the route gives for the same path, checked for every route of every service;
 - a data ticket (sent in `Authorization`) or a stream's `access_token` never reaches its access or
@@ -41,6 +42,7 @@ from fastapi import FastAPI
 
 import data_service.entrypoints.cli as data_cli
 import job_api.entrypoints.cli as job_cli
+import model_server.entrypoints.cli as model_server_cli
 import registry_service.entrypoints.cli as registry_cli
 from contracts.routing import BrokerNames
 from data_service.config import Settings as DataSettings
@@ -51,6 +53,10 @@ from job_api.entrypoints.app import create_app as create_job_app
 from job_api.entrypoints.workers import queue_specs as job_queues
 from messaging.broker import Broker
 from messaging.topology import delete_topology
+from model_server.config import Settings as ModelServerSettings
+from model_server.entrypoints.app import MAX_BODY_BYTES as MODEL_SERVER_LIMIT
+from model_server.entrypoints.app import create_app as create_model_server_app
+from model_server.entrypoints.workers import queue_specs as model_server_queues
 from registry_service.config import Settings as RegistrySettings
 from registry_service.entrypoints.app import create_app as create_registry_app
 from registry_service.entrypoints.workers import queue_specs as registry_queues
@@ -139,8 +145,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         await _database("jobs", job_cli.migrate),
         await _database("data", data_cli.migrate),
         await _database("registry", registry_cli.migrate),
+        await _database("model_server", model_server_cli.migrate),
     ]
-    (_, job_url), (_, data_url), (_, registry_url) = databases
+    (_, job_url), (_, data_url), (_, registry_url), (_, model_server_url) = databases
     common: dict[str, Any] = {
         "environment": "test",
         "amqp_url": AMQP_URL,
@@ -173,6 +180,15 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         "registry-service": create_registry_app(
             RegistrySettings(**common, database_url=registry_url)
         ),
+        "model-server": create_model_server_app(
+            ModelServerSettings(
+                **common,
+                database_url=model_server_url,
+                model_store_dir=tmp / "models",
+                hub_downloads=False,
+                device="cpu",
+            )
+        ),
     }
     try:
         async with contextlib.AsyncExitStack() as started:
@@ -183,6 +199,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 "FTD_JOB_API_ADDR": bases["job-api"].removeprefix("http://"),
                 "FTD_DATA_SERVICE_ADDR": bases["data-service"].removeprefix("http://"),
                 "FTD_REGISTRY_ADDR": bases["registry-service"].removeprefix("http://"),
+                "FTD_MODEL_SERVER_ADDR": bases["model-server"].removeprefix("http://"),
                 "FTD_UI_ADDR": f"127.0.0.1:{_closed_port()}",
             }
             folder = started.enter_context(run_dir())
@@ -193,7 +210,12 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="e2e-gw-teardown")
         await broker.connect()
         channel = await broker.channel()
-        specs = [*job_queues(broker), *data_queues(broker), *registry_queues(broker)]
+        specs = [
+            *job_queues(broker),
+            *data_queues(broker),
+            *registry_queues(broker),
+            *model_server_queues(broker),
+        ]
         with contextlib.suppress(Exception):
             await delete_topology(
                 channel,
@@ -264,6 +286,21 @@ async def test_a_body_over_the_routes_limit_is_a_json_413_naming_it(stack: Stack
         assert f"limit of {NO_BODY_LIMIT} bytes" in error["message"]
         assert (await client.post(deploy, headers=user_headers())).status_code == 404
 
+        # model-server's JSON routes: its own 1 MiB, at the door, for /v1/ and /api/keys alike.
+        for route in ("/v1/embeddings", "/v1/chat/completions", "/api/keys"):
+            over = b'{"model": "' + b"x" * MODEL_SERVER_LIMIT + b'"}'
+            error = _error(
+                await client.post(route, content=over, headers=headers),
+                413,
+                "payload_too_large",
+            )
+            assert f"limit of {MODEL_SERVER_LIMIT} bytes" in error["message"]
+        # Under it the body reaches model-server, which answers for itself (no such model).
+        under = b'{"model": "none", "input": "' + b"x" * (MODEL_SERVER_LIMIT // 2) + b'"}'
+        r = await client.post("/v1/embeddings", content=under, headers=headers)
+        assert r.status_code in (400, 404), r.text
+        assert "payload_too_large" not in r.text
+
         # The upload keeps its own limit: over job-api's, under its own, it is stored.
         body = classifier_csv(60_000)
         assert JOB_API_LIMIT < len(body) < UPLOAD_LIMIT
@@ -291,15 +328,21 @@ def _instance(path: str) -> str:
     return re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
 
 
-# job-api's interactive docs go through the gateway too (data-service's and the registry's do not).
+# job-api's interactive docs go through the gateway too (the other services' do not).
 DOCS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
 
 
 def _public_paths(name: str, app: FastAPI) -> list[str]:
     """The route templates the gateway sends to this service (its OpenAPI document lists them
-    all, as the service builds it now)."""
+    all, as the service builds it now): /api/ everywhere, model-server's OpenAI-style /v1/."""
     paths = set(app.openapi()["paths"]) | {getattr(route, "path", "") for route in app.routes}
-    return sorted(p for p in paths if p.startswith("/api/") or (name == "job-api" and p in DOCS))
+    return sorted(
+        p
+        for p in paths
+        if p.startswith("/api/")
+        or (name == "job-api" and p in DOCS)
+        or (name == "model-server" and p.startswith("/v1/"))
+    )
 
 
 async def test_methods_nginx_refuses_get_the_json_405_with_the_services_allow(
@@ -370,6 +413,7 @@ async def test_a_data_ticket_never_reaches_the_gateways_logs(stack: Stack, tmp_p
             "FTD_JOB_API_ADDR",
             "FTD_DATA_SERVICE_ADDR",
             "FTD_REGISTRY_ADDR",
+            "FTD_MODEL_SERVER_ADDR",
             "FTD_UI_ADDR",
         )
     }

@@ -122,6 +122,14 @@ together from Secret keys with Kubernetes' $(NAME) expansion, so no template hol
 - name: DATA_SERVICE_MAX_UPLOAD_BYTES
   value: {{ $root.Values.dataService.maxUploadBytes | quote }}
 {{- end }}
+{{- if eq .name "model-server" }}
+- name: FTD_SERVE_LORA_BACKEND
+  value: {{ $root.Values.modelServer.loraBackend | quote }}
+{{- if $root.Values.modelServer.vllmUrl }}
+- name: FTD_SERVE_VLLM_URL
+  value: {{ $root.Values.modelServer.vllmUrl | quote }}
+{{- end }}
+{{- end }}
 {{- if eq .name "registry-service" }}
 {{- if $root.Values.registryService.loraBaseUrl }}
 - name: REGISTRY_SERVICE_LORA_BASE_URL
