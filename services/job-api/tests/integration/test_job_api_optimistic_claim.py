@@ -16,8 +16,8 @@ from job_api_testing import enroll_worker, job_body, served_app, user_headers
 
 from contracts.enums import GPUProvider, JobType
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply
-from job_api.adapters import repository
-from job_api.adapters.repository import ConcurrentUpdate, JobRepository, NeedsTransaction
+from job_api.adapters import fast_path
+from job_api.adapters.jobs import ConcurrentUpdate, JobRepository, NeedsTransaction
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL
 from job_api.config import Settings
 from job_api.entrypoints import workers
@@ -241,8 +241,8 @@ class _CountingRead:
 async def test_a_claim_on_the_process_that_created_the_job_skips_the_read(
     settings_factory: Callable[..., Settings], db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads = _CountingRead(repository._GET_JOB_VERSIONED_DRIVER)
-    monkeypatch.setattr(repository, "_GET_JOB_VERSIONED_DRIVER", reads)
+    reads = _CountingRead(fast_path.GET_JOB_VERSIONED)
+    monkeypatch.setattr(fast_path, "GET_JOB_VERSIONED", reads)
     async with served_app(_quiet(settings_factory)) as (client, app):
         state = app.state.job_api
         job_id = await _new_job(client)

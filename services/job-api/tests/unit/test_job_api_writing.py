@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
-from job_api.adapters.repository import FreshJobs
+from job_api.adapters.fast_path import FreshJobs
 from job_api.entrypoints.deps import AppState, writing
 from job_api.service_layer.unit_of_work import Caches
 

@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime
 
 from contracts.enums import GPUProvider, JobStatus, JobType
-from job_api.adapters.repository import FreshJob, FreshJobs
+from job_api.adapters.fast_path import FreshJob, FreshJobs
 from job_api.domain.job import Job
 
 

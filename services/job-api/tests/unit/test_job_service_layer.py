@@ -39,7 +39,8 @@ from contracts.events import (
 )
 from contracts.routing import SHARED_POOL, dataset_ref, pool_key
 from contracts.rpc import ClaimJob, ClaimRefusal
-from job_api.adapters.repository import JobFilter, KnownDataset, PendingGroup
+from job_api.adapters.datasets import KnownDataset
+from job_api.adapters.job_queries import JobFilter, PendingGroup
 from job_api.domain.errors import IllegalTransition, InvalidJob, JobNotFound
 from job_api.domain.job import Job, hash_claim_secret
 from job_api.domain.worker import Worker

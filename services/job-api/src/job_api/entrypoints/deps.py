@@ -15,7 +15,8 @@ from contracts.credentials import parse_token
 from contracts.enums import GPUProvider, JobStatus, JobType, WorkerPool
 from contracts.routing import SHARED_POOL
 from job_api.adapters.broker_admin import BrokerAdmin
-from job_api.adapters.repository import FreshJobs, PendingGroup
+from job_api.adapters.fast_path import FreshJobs
+from job_api.adapters.job_queries import PendingGroup
 from job_api.domain.job import Job
 from job_api.domain.worker import Worker
 from job_api.entrypoints.live import LiveHub, StreamLimits

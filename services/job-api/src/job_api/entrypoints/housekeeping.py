@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from contracts.enums import JobPhase
-from job_api.adapters.repository import RetentionRepository
+from job_api.adapters.retention import RetentionRepository
 from job_api.entrypoints.deps import AppState
 from job_api.service_layer.dispatch import mark_worker_presence
 from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork

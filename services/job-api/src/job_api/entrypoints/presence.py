@@ -5,7 +5,7 @@ reading (every JOB_API_PRESENCE_INTERVAL), not per response."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from job_api.adapters.repository import PendingGroup
+from job_api.adapters.job_queries import PendingGroup
 from job_api.domain.job import Job
 from job_api.domain.worker import Worker
 from job_api.entrypoints.schemas import WaitingNotice

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query, Response
 from contracts.enums import GPUProvider, JobStatus, JobType, WorkerPool
 from contracts.hyperparameters import parse_hyperparameters
 from contracts.routing import pool_key
-from job_api.adapters.repository import JobFilter
+from job_api.adapters.job_queries import JobFilter
 from job_api.entrypoints.deps import (
     AppState,
     StateDep,

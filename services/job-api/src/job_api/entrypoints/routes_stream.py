@@ -19,7 +19,7 @@ from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
-from job_api.adapters.repository import JobFilter
+from job_api.adapters.job_queries import JobFilter
 from job_api.entrypoints.deps import AppState, StateDep, StreamUserDep, scope
 from job_api.entrypoints.live import (
     BATCH,

@@ -19,7 +19,7 @@ from contracts.routing import (
     BrokerNames,
 )
 from contracts.rpc import ClaimJob, ClaimReply
-from job_api.adapters.repository import ConcurrentUpdate, NeedsTransaction
+from job_api.adapters.jobs import ConcurrentUpdate, NeedsTransaction
 from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS

@@ -20,7 +20,7 @@ from contracts.events import (
 )
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
 from contracts.store import owner_key
-from job_api.adapters.repository import PendingGroup
+from job_api.adapters.job_queries import PendingGroup
 from job_api.domain.job import Credential, Job, Progress, PushedModel, hash_claim_secret
 from job_api.domain.worker import Worker
 from job_api.service_layer.announce import announce, requeued_event, status_row

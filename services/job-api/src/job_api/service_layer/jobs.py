@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from contracts.enums import GPUProvider, JobPhase, JobType, WorkerPool
 from contracts.hyperparameters import parse_hyperparameters
 from contracts.routing import DATASET_REF_PREFIX, pool_key
-from job_api.adapters.repository import JobFilter
+from job_api.adapters.job_queries import JobFilter
 from job_api.domain.errors import DomainError, InvalidJob, JobNotFound
 from job_api.domain.job import Job
 from job_api.service_layer.announce import announce, created_events, status_row

@@ -14,16 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
+from job_api.adapters.datasets import DatasetRepository
+from job_api.adapters.fast_path import FreshJob, FreshJobs
+from job_api.adapters.history import JobEventRepository
+from job_api.adapters.idempotency import IdempotencyRepository
+from job_api.adapters.jobs import JobRepository, NeedsTransaction
 from job_api.adapters.namespaces import NamespaceRepository, UnlinkedUsers
-from job_api.adapters.repository import (
-    DatasetRepository,
-    FreshJob,
-    FreshJobs,
-    IdempotencyRepository,
-    JobEventRepository,
-    JobRepository,
-    NeedsTransaction,
-)
 from job_api.adapters.workers import WorkerCache, WorkerRepository
 from job_api.domain.job import Job
 from job_api.domain.namespaces import TokenCipher

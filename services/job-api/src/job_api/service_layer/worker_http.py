@@ -21,7 +21,7 @@ from uuid import UUID
 
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, ModelStore
 from contracts.rpc import DataTicket
-from job_api.adapters.repository import JobFilter
+from job_api.adapters.job_queries import JobFilter
 from job_api.domain.errors import IllegalTransition, JobNotFound
 from job_api.domain.job import Credential, Job, Progress, PushedModel
 from job_api.service_layer.announce import announce

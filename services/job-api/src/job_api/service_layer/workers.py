@@ -16,7 +16,7 @@ from contracts.credentials import new_token, parse_token, token_hash
 from contracts.enums import GPUProvider, JobType, WorkerPool
 from contracts.events import WorkerHeartbeat
 from contracts.routing import SHARED_POOL, pool_key
-from job_api.adapters.repository import PendingGroup
+from job_api.adapters.job_queries import PendingGroup
 from job_api.domain.errors import DomainError, NotAllowed
 from job_api.domain.job import Job
 from job_api.domain.worker import Worker

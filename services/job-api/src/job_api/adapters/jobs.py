@@ -1,0 +1,215 @@
+"""The jobs: one job read, locked, saved, inserted with its first events, or saved with its
+events; the searches and the watchdog's reads are JobQueries (job_queries.py)."""
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from job_api.adapters import fast_path as fast
+from job_api.adapters.event_statements import STAGE_EVENTS, history_params, outbox_params
+from job_api.adapters.fast_path import FreshJob, FreshJobs, Inserted
+from job_api.adapters.job_queries import JobQueries
+from job_api.adapters.job_statements import (
+    GET_JOB,
+    NEXT_SEQUENCE,
+    SAVE_RESERVING,
+    UPDATE_JOB,
+    job_from_mapping,
+    job_from_row,
+    job_values,
+    update_params,
+)
+from job_api.adapters.tables import jobs
+from job_api.domain.job import Job
+
+
+class ConcurrentUpdate(Exception):
+    """An optimistic save found the job changed since it was read: nothing was written. Run the
+    work again in a transaction that locks the row."""
+
+
+class NeedsTransaction(Exception):
+    """Optimistic mode cannot do this write (it is not a checked save, or not the first write):
+    nothing was written. Run the work again in a transaction that locks the row."""
+
+
+class JobRepository(JobQueries):
+    """With `optimistic`, on a connection without a transaction block (each statement commits
+    on its own): a read "for update" takes no lock but remembers the row's version, and the one
+    write allowed, a save of that job, applies only if the row is still that version (else
+    ConcurrentUpdate). Any other write raises NeedsTransaction before it runs. Either way the
+    save lands only on the row as it was read, as under a lock held since the read."""
+
+    def __init__(
+        self, conn: AsyncConnection, *, optimistic: bool = False, fresh: FreshJobs | None = None
+    ) -> None:
+        self._conn = conn
+        self._optimistic = optimistic
+        self._fresh = fresh
+        self._wrote = False
+        # The event sequence of each job this transaction read under lock (FOR UPDATE): stable
+        # until commit, so the job's next events can be numbered without another statement.
+        # In optimistic mode: as read, with the row's version in _versions.
+        self._locked_sequences: dict[UUID, int] = {}
+        self._versions: dict[UUID, str] = {}
+
+    def _plain_write(self) -> None:
+        """Called before a write (or a locking read) that optimistic mode cannot check."""
+        if self._optimistic:
+            self._nothing_written_yet()
+            raise NeedsTransaction("optimistic unit of work: only one checked save")
+
+    def _nothing_written_yet(self) -> None:
+        """After the checked save has committed, the work cannot be run again in a transaction
+        (it would apply twice): a handler that writes more is a bug, not a retry."""
+        if self._wrote:
+            raise RuntimeError("optimistic unit of work: a second write after a committed one")
+
+    def _locked(self, row: sa.Row[Any]) -> Job:
+        self._locked_sequences[row.id] = int(row.event_sequence)
+        return job_from_row(row)
+
+    def _taken(self, job_id: UUID, last: int) -> None:
+        """Sequence numbers up to `last` were taken: a job read under lock numbers on from it."""
+        if job_id in self._locked_sequences:
+            self._locked_sequences[job_id] = last
+
+    def locked_sequence(self, job_id: UUID) -> int | None:
+        """The last event sequence number of a job read under lock in this transaction (None if
+        it was not)."""
+        return self._locked_sequences.get(job_id)
+
+    async def add_with_events(
+        self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> Inserted:
+        """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
+        sequences 1..n are taken in the job's row) and history rows, in one round trip."""
+        self._plain_write()
+        params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
+        params["job_event_sequence"] = len(outbox_rows)
+        params.update(outbox_params(outbox_rows))
+        params.update(history_params(history))
+        row = await fast.INSERT_JOB_WITH_EVENTS.write_returning(self._conn, params)
+        return Inserted(
+            outbox_ids=list(row["outbox_ids"] or []),
+            fresh=FreshJob(job=job, row_version=row["row_version"], sequence=len(outbox_rows)),
+        )
+
+    async def save_reserving(self, job: Job, count: int) -> int:
+        """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same
+        UPDATE; returns the first of them."""
+        self._plain_write()
+        params = update_params(job)
+        params["n"] = count
+        last = int((await self._conn.execute(SAVE_RESERVING, params)).scalar_one())
+        self._taken(job.id, last)
+        return last - count + 1
+
+    async def save_with_events(
+        self,
+        job: Job,
+        reserved: int,
+        outbox_rows: Sequence[dict[str, Any]],
+        history: Sequence[dict[str, Any]],
+    ) -> None:
+        """Save a job read under lock in this transaction, taking `reserved` more event
+        sequence numbers (those after `locked_sequence`, which `outbox_rows` carry), and stage the
+        outbox and history rows: one round trip."""
+        known = self._locked_sequences.get(job.id)
+        if known is None:
+            raise RuntimeError(f"job {job.id} was not read under lock in this transaction")
+        params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items() if k != "id"}
+        params["job_pk"] = job.id
+        params["n"] = reserved
+        params.update(outbox_params(outbox_rows))
+        params.update(history_params(history))
+        if not self._optimistic:
+            await fast.SAVE_JOB_WITH_EVENTS.execute(self._conn, params)
+        else:
+            self._nothing_written_yet()
+            params["row_version"] = self._versions[job.id]
+            self._wrote = True  # from here on, whatever happens, no retry in this mode
+            applied = await fast.SAVE_JOB_WITH_EVENTS_IF_UNCHANGED.fetchrow(self._conn, params)
+            if applied is None:
+                raise ConcurrentUpdate(f"job {job.id} changed since it was read")
+        self._locked_sequences[job.id] = known + reserved
+
+    async def stage_events(
+        self, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Outbox rows (`messaging.outbox.outbox_row`) and history rows in one round trip."""
+        self._plain_write()
+        if not outbox_rows and not history:
+            return
+        params = {**outbox_params(outbox_rows), **history_params(history)}
+        await self._conn.execute(STAGE_EVENTS, params)
+
+    async def save(self, job: Job) -> None:
+        self._plain_write()
+        await self._conn.execute(UPDATE_JOB, update_params(job))
+
+    async def save_many(self, changed: Sequence[Job]) -> None:
+        """One executemany (pipelined by asyncpg) instead of one round trip per job."""
+        self._plain_write()
+        if len(changed) == 1:
+            await self.save(changed[0])
+        elif changed:
+            await self._conn.execute(UPDATE_JOB, [update_params(j) for j in changed])
+
+    async def get(
+        self, job_id: UUID, *, user_id: str | None = None, for_update: bool = False
+    ) -> Job | None:
+        params: dict[str, Any] = {"job_pk": job_id}
+        if user_id is not None:
+            params["owner"] = user_id
+        if not for_update:
+            record = await fast.GET_JOB[user_id is not None].fetchrow(self._conn, params)
+            return job_from_mapping(dict(record)) if record is not None else None
+        if self._optimistic:
+            if user_id is not None:
+                raise NeedsTransaction("optimistic unit of work: an owned read for update")
+            known = self._fresh.take(job_id) if self._fresh is not None else None
+            if known is not None:
+                self._versions[job_id] = known.row_version
+                self._locked_sequences[job_id] = known.sequence
+                return known.job
+            record = await fast.GET_JOB_VERSIONED.fetchrow(self._conn, params)
+            if record is None:
+                return None
+            values = dict(record)
+            self._versions[job_id] = values.pop("row_version")
+            self._locked_sequences[job_id] = int(values["event_sequence"])
+            return job_from_mapping(values)
+        stmt = GET_JOB[(user_id is not None, for_update)]
+        row = (await self._conn.execute(stmt, params)).first()
+        return self._locked(row) if row is not None else None
+
+    async def next_sequences(self, counts: dict[UUID, int]) -> dict[UUID, int]:
+        """Reserve `counts[job]` event sequence numbers per job; returns the first of each. A job
+        not (yet) in the table gets none."""
+        self._plain_write()
+        firsts: dict[UUID, int] = {}
+        for job_id, count in counts.items():
+            last = (
+                await self._conn.execute(NEXT_SEQUENCE, {"job_pk": job_id, "n": count})
+            ).scalar_one_or_none()
+            if last is not None:
+                firsts[job_id] = int(last) - count + 1
+                self._taken(job_id, int(last))
+        return firsts
+
+    async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:
+        self._plain_write()
+        if not job_ids:
+            return {}
+        # A stable lock order keeps concurrent batches from deadlocking.
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.id.in_(sorted(set(job_ids))))
+            .order_by(jobs.c.id)
+            .with_for_update()
+        )
+        return {row.id: self._locked(row) for row in (await self._conn.execute(stmt)).all()}
