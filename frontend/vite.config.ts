@@ -1,10 +1,14 @@
 import { sveltekit } from '@sveltejs/kit/vite';
 import { defineConfig } from 'vitest/config';
 
-// In development the UI runs on :8004 and sends /api/* to the gateway (or to job-api directly):
+// In development the UI runs on :8004 and sends /api/* and /v1/* to the gateway (or to job-api directly):
 // FTD_API_URL overrides where.
 const api = process.env.FTD_API_URL ?? 'http://127.0.0.1:8000';
-const proxy = { '/api': { target: api, changeOrigin: false } };
+// model-server's OpenAI-style API (/v1) is behind the same gateway.
+const proxy = {
+	'/api': { target: api, changeOrigin: false },
+	'/v1': { target: api, changeOrigin: false }
+};
 
 export default defineConfig({
 	plugins: [sveltekit()],

@@ -17,4 +17,5 @@ export * as models from './models';
 export * as auth from './auth';
 export * as workers from './workers';
 export * as namespaces from './namespaces';
+export * as serving from './serving';
 export { openStream, type StreamEvent, type StreamState } from './sse';
