@@ -20,6 +20,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.events import traced
 from servicekit.errors import error_body
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -117,7 +118,12 @@ class RequestIdMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # The request starts a chain of work: the events written while handling it carry its id
+        # as their correlation id (and cause), and so does what they cause in turn.
+        with (
+            structlog.contextvars.bound_contextvars(request_id=request_id),
+            traced(request_id, request_id),
+        ):
             await self.app(scope, receive, send_with_id)
 
 

@@ -12,11 +12,9 @@ told so (its broker user is deleted, its claims are refused): `revoked` is set a
 
 import asyncio
 import contextlib
-import hashlib
 import ssl
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -32,11 +30,13 @@ from aio_pika.abc import (
 )
 
 from contracts.enums import GPUProvider, JobType
-from contracts.events import Envelope, EventPayload, JobCancelRequested, WorkerHeartbeat
-from contracts.routing import CLAIM_KEY, BrokerNames, cancel_binding
+from contracts.events import Envelope, EventPayload, JobCancelRequested, Trace, WorkerHeartbeat
+from contracts.routing import CLAIM_KEY, BrokerNames
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, JobSpec
+from workerlink.cancel import watch_cancel
 from workerlink.identity import WorkerIdentity
-from workerlink.reports import ReportOutbox, Unroutable
+from workerlink.offers import Offer, claim_offer, read_offer
+from workerlink.reports import ReportOutbox, every
 from workerlink.rpc import RpcClient
 
 log = structlog.get_logger(__name__)
@@ -50,15 +50,6 @@ LINK_ERRORS = (
     TimeoutError,
 )
 State = Literal["idle", "busy", "stopping"]
-
-
-@dataclass(frozen=True)
-class Offer:
-    """A job message taken off a work queue, not yet acknowledged."""
-
-    job_id: uuid.UUID
-    job_type: JobType
-    message: AbstractIncomingMessage
 
 
 class BrokerLink:
@@ -140,7 +131,8 @@ class BrokerLink:
         )
         self.reports = ReportOutbox(self._report_exchange, source=self.source)
         self.reports.start()
-        self._heartbeats = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
+        beats = every(self._send_heartbeat, self._heartbeat_interval, self._beat_now, LINK_ERRORS)
+        self._heartbeats = asyncio.create_task(beats, name="worker-heartbeat")
         log.info(
             "broker.connected",
             worker_id=self.worker_id,
@@ -282,12 +274,7 @@ class BrokerLink:
         while True:
             message = await asyncio.wait_for(self._offers.get(), timeout)
             try:
-                envelope = Envelope.model_validate_json(message.body)
-                return Offer(
-                    job_id=uuid.UUID(str(envelope.data["job_id"])),
-                    job_type=JobType(envelope.data["job_type"]),
-                    message=message,
-                )
+                return read_offer(message)
             except (ValueError, KeyError) as exc:
                 # Not ours to fix: reject it so the queue dead-letters it.
                 log.error("offer.unreadable", error=str(exc)[:300])
@@ -296,9 +283,15 @@ class BrokerLink:
 
     # --- claim -----------------------------------------------------------------------------
     async def request_claim(
-        self, job_id: uuid.UUID, *, claim_id: uuid.UUID | None = None, timeout: float = 10
+        self,
+        job_id: uuid.UUID,
+        *,
+        claim_id: uuid.UUID | None = None,
+        timeout: float = 10,
+        trace: Trace | None = None,
     ) -> ClaimReply:
-        """One signed claim request (RpcTimeout when unanswered; retry with the same claim_id)."""
+        """One signed claim request (RpcTimeout when unanswered; retry with the same claim_id).
+        `trace`: the offer's, carried to job-api (and from there into the job spec)."""
         if self._rpc is None:
             raise RuntimeError("BrokerLink.connect() has not been awaited")
         request = ClaimJob(
@@ -308,6 +301,8 @@ class BrokerLink:
             provider=self.provider,
             job_types=self.job_types,
             expires_at=self._clock() + timedelta(seconds=timeout),
+            correlation_id=trace.correlation_id if trace else None,
+            causation_id=trace.causation_id if trace else None,
         ).signed(self.identity.key)
         reply = await self._rpc.call(
             self.names.claims_exchange, CLAIM_KEY, request, ClaimReply, timeout=timeout
@@ -322,24 +317,13 @@ class BrokerLink:
         again), then acknowledge the message: granted or refused, it is answered. An expired
         request, or one refused because our credential is not (or no longer) valid, goes back to
         the queue: the job is still pending for someone else."""
-        claim_id = uuid.uuid4()
-        reply: ClaimReply | None = None
-        for attempt in range(tries):
-            try:
-                reply = await self.request_claim(offer.job_id, claim_id=claim_id, timeout=timeout)
-                break
-            except TimeoutError:
-                log.warning("claim.no_reply", job_id=str(offer.job_id), attempt=attempt + 1)
-                if attempt == tries - 1:
-                    raise
-        assert reply is not None
-        with contextlib.suppress(Exception):
-            # After a reconnect the broker has requeued the message already; nothing to settle.
-            if reply.refusal in (ClaimRefusal.EXPIRED, ClaimRefusal.UNAUTHORIZED):
-                await offer.message.nack(requeue=True)
-            else:
-                await offer.message.ack()
-        return reply
+        return await claim_offer(
+            lambda claim_id: self.request_claim(
+                offer.job_id, claim_id=claim_id, timeout=timeout, trace=offer.trace
+            ),
+            offer,
+            tries=tries,
+        )
 
     # --- reports and heartbeats --------------------------------------------------------------
     def report_fields(self, spec: JobSpec) -> dict[str, object]:
@@ -354,23 +338,10 @@ class BrokerLink:
     async def publish(self, payload: EventPayload, *, timeout: float = 10) -> None:
         """Send one report now and wait until the broker confirmed it (raises on failure). The
         training loop uses `reports.send` instead, which never waits and survives an outage."""
-        if self._report_exchange is None:
+        if self.reports is None:
             raise RuntimeError("BrokerLink.connect() has not been awaited")
         envelope = Envelope.wrap(payload, source=self.source)
-        async with asyncio.timeout(timeout):
-            result = await self._report_exchange.publish(
-                aio_pika.Message(
-                    body=envelope.model_dump_json().encode(),
-                    message_id=str(envelope.id),
-                    type=envelope.type,
-                    content_type="application/cloudevents+json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                payload.routing_key(),
-                mandatory=True,
-            )
-        if isinstance(result, aiormq.abc.DeliveredMessage):
-            raise Unroutable(payload.routing_key())
+        await self.reports.publish(envelope, payload.routing_key(), timeout=timeout)
 
     def set_state(self, state: State, job_id: uuid.UUID | None = None) -> None:
         """What the next heartbeat says (sent at once): idle, busy with `job_id`, stopping."""
@@ -391,31 +362,11 @@ class BrokerLink:
 
     async def _send_heartbeat(self) -> None:
         """A heartbeat is worth sending only now: not queued through an outage like reports."""
-        if self._report_exchange is None:
-            return
-        beat = self.heartbeat()
-        envelope = Envelope.wrap(beat, source=self.source)
-        async with asyncio.timeout(5):
-            await self._report_exchange.publish(
-                aio_pika.Message(
-                    body=envelope.model_dump_json().encode(),
-                    message_id=str(envelope.id),
-                    type=envelope.type,
-                    content_type="application/cloudevents+json",
-                ),
-                beat.routing_key(),
-            )
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            try:
-                await self._send_heartbeat()
-            except LINK_ERRORS as exc:
-                log.debug("heartbeat.unsent", error=repr(exc)[:200])
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._heartbeat_interval):
-                    await self._beat_now.wait()
-            self._beat_now.clear()
+        if self.reports is not None:
+            beat = self.heartbeat()
+            envelope = Envelope.wrap(beat, source=self.source)
+            key = beat.routing_key()
+            await self.reports.publish(envelope, key, timeout=5, persistent=False, mandatory=False)
 
     # --- cancel ----------------------------------------------------------------------------
     async def watch_cancel(
@@ -429,29 +380,15 @@ class BrokerLink:
         """Call `callback` when job-api asks the holder of `attempt` to stop. A notice addressed
         to one claim secret (`claim_secret_sha256`, for a sender that presented a wrong one) is
         ignored unless it is ours. Close the returned channel when the attempt ends."""
-        ours = hashlib.sha256(claim_secret.encode()).hexdigest() if claim_secret else None
-        channel = await self.connection.channel()
-        queue = await channel.declare_queue(
-            self._own_queue("cancel"), exclusive=True, auto_delete=True
+        return await watch_cancel(
+            self.connection,
+            self.names,
+            self._own_queue("cancel"),
+            job_id,
+            attempt,
+            callback,
+            claim_secret=claim_secret,
         )
-        await queue.bind(self.names.events_exchange, routing_key=cancel_binding(str(job_id)))
-
-        async def handle(message: AbstractIncomingMessage) -> None:
-            try:
-                payload = Envelope.model_validate_json(message.body).payload()
-            except (ValueError, KeyError):
-                return
-            if not isinstance(payload, JobCancelRequested) or payload.attempt not in (
-                None,
-                attempt,
-            ):
-                return
-            if payload.claim_secret_sha256 is not None and payload.claim_secret_sha256 != ours:
-                return
-            callback(payload)
-
-        await queue.consume(handle, no_ack=True)
-        return channel
 
 
 __all__ = ["BrokerLink", "Offer"]

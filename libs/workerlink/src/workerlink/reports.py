@@ -9,6 +9,7 @@ of those it replaces), so a long outage costs memory for one report per job, not
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -19,6 +20,36 @@ from aio_pika.abc import AbstractExchange
 from contracts.events import MAX_LOG_LINES, Envelope, EventPayload, JobProgress
 
 log = structlog.get_logger(__name__)
+
+
+def amqp_message(envelope: Envelope, *, persistent: bool = True) -> aio_pika.Message:
+    """The broker message of an event: the envelope as JSON, its id the message id."""
+    return aio_pika.Message(
+        body=envelope.model_dump_json().encode(),
+        message_id=str(envelope.id),
+        type=envelope.type,
+        content_type="application/cloudevents+json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT if persistent else None,
+    )
+
+
+async def every(
+    send: Callable[[], Awaitable[None]],
+    interval: float,
+    now: asyncio.Event,
+    errors: tuple[type[BaseException], ...],
+) -> None:
+    """Call `send` every `interval` seconds, and at once when `now` is set; `errors` (the
+    link is down) are skipped, the next call comes all the same."""
+    while True:
+        try:
+            await send()
+        except errors as exc:
+            log.debug("heartbeat.unsent", error=repr(exc)[:200])
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await now.wait()
+        now.clear()
 
 
 class Unroutable(Exception):
@@ -56,7 +87,8 @@ class ReportOutbox:
         self._task = asyncio.create_task(self._run(), name="report-outbox")
 
     def send(self, payload: EventPayload) -> None:
-        """Queue a report; returns at once."""
+        """Queue a report; returns at once. Its envelope takes the current trace (the attempt's,
+        contracts.envelope.traced) now, not when it leaves."""
         if isinstance(payload, JobProgress):
             payload = self._coalesce(payload)
         self._pending.append(_Pending(payload, Envelope.wrap(payload, source=self._source)))
@@ -106,19 +138,25 @@ class ReportOutbox:
                 await self._task
 
     async def _publish(self, item: _Pending) -> None:
-        message = aio_pika.Message(
-            body=item.envelope.model_dump_json().encode(),
-            message_id=str(item.envelope.id),
-            type=item.envelope.type,
-            content_type="application/cloudevents+json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        async with asyncio.timeout(self._publish_timeout):
+        await self.publish(item.envelope, item.payload.routing_key(), timeout=self._publish_timeout)
+
+    async def publish(
+        self,
+        envelope: Envelope,
+        routing_key: str,
+        *,
+        timeout: float,
+        persistent: bool = True,
+        mandatory: bool = True,
+    ) -> None:
+        """Publish now, bypassing the queue, and wait for the broker's confirm (raises on
+        failure; `Unroutable` when `mandatory` and nothing is bound for it)."""
+        async with asyncio.timeout(timeout):
             result = await self._exchange.publish(
-                message, item.payload.routing_key(), mandatory=True
+                amqp_message(envelope, persistent=persistent), routing_key, mandatory=mandatory
             )
         if isinstance(result, aiormq.abc.DeliveredMessage):
-            raise Unroutable(item.payload.routing_key())
+            raise Unroutable(routing_key)
 
     async def _run(self) -> None:
         failures = 0

@@ -45,7 +45,7 @@ from gpu_worker.service_layer.ports import (
     ReportSink,
     Toolkit,
 )
-from gpu_worker.service_layer.reporter import JobReporter
+from gpu_worker.service_layer.reporter import JobReporter, attempt_trace
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +153,10 @@ class JobRun:
 
     # --- the attempt ------------------------------------------------------------------------
     async def run(self) -> Outcome:
+        with attempt_trace(self.spec):  # the heartbeat task below copies it
+            return await self._run()
+
+    async def _run(self) -> Outcome:
         self._display.start_job(self.spec)
         self.log.info("job.started", job_type=str(self.spec.job_type), model=self.spec.base_model)
         heartbeat = asyncio.create_task(self.reporter.run(), name=f"heartbeat-{self.job_id}")

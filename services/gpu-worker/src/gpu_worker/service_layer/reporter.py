@@ -12,17 +12,36 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from uuid import UUID
 
 import structlog
 
 from contracts.enums import JobPhase
-from contracts.events import JobProgress
+from contracts.events import JobProgress, Trace, within
+from contracts.rpc import JobSpec
 from gpu_worker.domain.outcome import StopReason
 from gpu_worker.domain.progress import ProgressBook, ProgressState
 
 log = structlog.get_logger(__name__)
+
+
+@contextlib.contextmanager
+def attempt_trace(spec: JobSpec) -> Iterator[None]:
+    """While the attempt runs: its reports carry the job's correlation id and name the claim
+    that granted it as their cause, and every log line carries both. A job-api that sends no
+    correlation id leaves the reports to start chains of their own."""
+    if spec.correlation_id is None:
+        yield
+        return
+    fields = {"correlation_id": spec.correlation_id}
+    if spec.causation_id is not None:
+        fields["causation_id"] = spec.causation_id
+    with (
+        within(Trace(spec.correlation_id, spec.causation_id)),
+        structlog.contextvars.bound_contextvars(**fields),
+    ):
+        yield
 
 
 class JobReporter:

@@ -1,0 +1,63 @@
+"""An offer: a job message (job.created, job.requeued) taken off a work queue, not yet
+acknowledged, with the trace its claim and the attempt continue."""
+
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts.enums import JobType
+from contracts.events import Envelope, Trace
+from contracts.rpc import ClaimRefusal, ClaimReply
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Offer:
+    job_id: uuid.UUID
+    job_type: JobType
+    message: AbstractIncomingMessage
+    # The offer's chain of work, caused by the offer: the claim carries it to job-api.
+    trace: Trace | None = None
+
+
+def read_offer(message: AbstractIncomingMessage) -> Offer:
+    """Raises ValueError or KeyError for a message that is not an offer."""
+    envelope = Envelope.model_validate_json(message.body)
+    return Offer(
+        job_id=uuid.UUID(str(envelope.data["job_id"])),
+        job_type=JobType(envelope.data["job_type"]),
+        message=message,
+        trace=envelope.caused_trace(),
+    )
+
+
+async def claim_offer(
+    request: Callable[[uuid.UUID], Awaitable[ClaimReply]], offer: Offer, *, tries: int
+) -> ClaimReply:
+    """Claim `offer` with `request(claim_id)` (a lost reply is retried with the same claim id,
+    which job-api grants again), then acknowledge the message: granted or refused, it is
+    answered. An expired request, or one refused because our credential is not (or no longer)
+    valid, goes back to the queue: the job is still pending for someone else."""
+    claim_id = uuid.uuid4()
+    reply: ClaimReply | None = None
+    for attempt in range(tries):
+        try:
+            reply = await request(claim_id)
+            break
+        except TimeoutError:
+            log.warning("claim.no_reply", job_id=str(offer.job_id), attempt=attempt + 1)
+            if attempt == tries - 1:
+                raise
+    assert reply is not None
+    with contextlib.suppress(Exception):
+        # After a reconnect the broker has requeued the message already; nothing to settle.
+        if reply.refusal in (ClaimRefusal.EXPIRED, ClaimRefusal.UNAUTHORIZED):
+            await offer.message.nack(requeue=True)
+        else:
+            await offer.message.ack()
+    return reply
