@@ -1,0 +1,1 @@
+"""Adapters: SQL, the secrets cipher, the HTTP sender."""

@@ -1,0 +1,1 @@
+"""The domain: webhooks, their URL rules, deliveries and their retry schedule (pure Python)."""

@@ -1,0 +1,1 @@
+"""Use cases: webhook commands and reads, deliveries from events, the sender."""
