@@ -288,6 +288,7 @@ def main() -> None:
             )
             processes.append(floor)
             wait_http(f"http://127.0.0.1:{service_port}/healthz", service)
+            asyncio.run(_bind_events_queue(prefix))
             wait_http(f"http://127.0.0.1:{floor_port}/healthz", floor)
             service_gateway, service_gateway_port = start_gateway(
                 env, service_port, tmpdir / "gateway"
@@ -403,11 +404,27 @@ def report(
     )
 
 
+def _events_queue(prefix: str) -> str:
+    return f"{prefix}bench.dataset-events"
+
+
+async def _bind_events_queue(prefix: str) -> None:
+    """A queue for data-service's dataset events, as job-api's binding is on the platform: the
+    relay's confirmed, mandatory publish is routed, not refused and retried."""
+    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="bench-setup")
+    await broker.connect()
+    channel = await broker.channel()
+    queue = await channel.declare_queue(_events_queue(prefix), durable=True)
+    await queue.bind(broker.names.events_exchange, routing_key="dataset.#")
+    await broker.close()
+
+
 async def _drop_topology(prefix: str) -> None:
     broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="bench-teardown")
     await broker.connect()
     channel = await broker.channel()
-    await delete_topology(channel, broker.names, [s.name for s in queue_specs(broker)])
+    queues = [s.name for s in queue_specs(broker)]
+    await delete_topology(channel, broker.names, [*queues, _events_queue(prefix)])
     await broker.close()
 
 
