@@ -26,6 +26,7 @@ from contracts.enums import (
 from contracts.events import (
     DatasetDeleted,
     DatasetValidated,
+    Envelope,
     EventPayload,
     JobCancelRequested,
     JobClaimed,
@@ -48,10 +49,19 @@ from job_api.service_layer import dispatch, jobs
 from job_api.service_layer import workers as workers_service
 from job_api.service_layer.jobs import HyperparameterError, SubmitJob
 from job_api.service_layer.unit_of_work import Policy
+from messaging.received import Received
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 P = TypeVar("P", bound=EventPayload)
 POLICY = Policy(catalogue=Catalogue(include_offline=True), data_ticket_secret="s" * 32)
+
+
+async def apply_events(
+    uow: Any, payloads: Sequence[EventPayload], policy: Policy, *, now: datetime
+) -> Any:
+    """The consumer's call: each payload as an event received from the broker."""
+    batch = [Received(Envelope.wrap(p, source="test"), p) for p in payloads]
+    return await dispatch.apply_worker_events(uow, batch, policy, now=now)
 
 
 class FakeJobs:
@@ -559,9 +569,7 @@ def pushed(job: Job, attempt: int, revision: str = "abc", **extra: Any) -> Model
 async def test_progress_from_the_current_attempt_is_applied(uow: FakeUnitOfWork) -> None:
     job = await claimed(uow)
 
-    outcome = await dispatch.apply_worker_events(
-        uow, [progress(job, 1, 30), progress(job, 1, 45)], POLICY, now=NOW
-    )
+    outcome = await apply_events(uow, [progress(job, 1, 30), progress(job, 1, 45)], POLICY, now=NOW)
 
     assert (outcome.applied, outcome.stale) == (2, 0)
     stored = await uow.jobs.get(job.id)
@@ -583,7 +591,7 @@ async def test_events_from_a_stale_attempt_are_ignored_and_the_worker_is_told_to
     uow.events.rows.clear()
     before = await uow.jobs.get(job.id)
 
-    outcome = await dispatch.apply_worker_events(
+    outcome = await apply_events(
         uow,
         [
             progress(job, 1, 90),
@@ -610,7 +618,7 @@ async def test_model_completed_from_the_current_attempt_completes_the_job(
 ) -> None:
     job = await claimed(uow)
 
-    outcome = await dispatch.apply_worker_events(
+    outcome = await apply_events(
         uow,
         [
             pushed(
@@ -662,7 +670,7 @@ async def test_a_report_with_a_wrong_claim_secret_is_ignored_and_its_sender_alon
     job = await claimed(uow)
     before = await uow.jobs.get(job.id)
 
-    outcome = await dispatch.apply_worker_events(
+    outcome = await apply_events(
         uow,
         [progress(job, 1, 90, secret="guessed"), pushed(job, 1, "forged", secret="guessed")],
         POLICY,
@@ -686,8 +694,8 @@ async def test_a_late_lower_progress_renews_the_lease_and_keeps_the_higher_value
     job = await claimed(uow)
     later = NOW + timedelta(seconds=60)
 
-    await dispatch.apply_worker_events(uow, [progress(job, 1, 50)], POLICY, now=NOW)
-    outcome = await dispatch.apply_worker_events(uow, [progress(job, 1, 40)], POLICY, now=later)
+    await apply_events(uow, [progress(job, 1, 50)], POLICY, now=NOW)
+    outcome = await apply_events(uow, [progress(job, 1, 40)], POLICY, now=later)
 
     assert (outcome.applied, outcome.stale) == (1, 0)
     stored = await uow.jobs.get(job.id)
@@ -699,7 +707,7 @@ async def test_a_late_lower_progress_renews_the_lease_and_keeps_the_higher_value
 async def test_a_retryable_job_failed_requeues(uow: FakeUnitOfWork) -> None:
     job = await claimed(uow)
 
-    await dispatch.apply_worker_events(
+    await apply_events(
         uow,
         [
             JobFailed(
@@ -753,7 +761,7 @@ async def test_the_back_off_doubles_per_attempt(uow: FakeUnitOfWork) -> None:
             failure_class=FailureClass.INFRA_ERROR,
             retryable=True,
         )
-        await dispatch.apply_worker_events(uow, [failed], POLICY, now=NOW)
+        await apply_events(uow, [failed], POLICY, now=NOW)
         stored = await uow.jobs.get(job.id)
         assert stored is not None
         assert stored.retry_at is not None
@@ -762,7 +770,7 @@ async def test_the_back_off_doubles_per_attempt(uow: FakeUnitOfWork) -> None:
 
 
 async def test_events_for_unknown_jobs_are_counted_and_skipped(uow: FakeUnitOfWork) -> None:
-    outcome = await dispatch.apply_worker_events(
+    outcome = await apply_events(
         uow,
         [JobProgress(job_id=uuid.uuid4(), attempt=1, worker_id="w1", claim_secret="s", progress=5)],
         POLICY,
@@ -785,12 +793,12 @@ async def test_dataset_events_maintain_the_known_datasets(uow: FakeUnitOfWork) -
         sha256="0" * 64,
     )
 
-    await dispatch.apply_worker_events(uow, [validated], POLICY, now=NOW)
+    await apply_events(uow, [validated], POLICY, now=NOW)
     known = await uow.datasets.get(dataset_id)
     assert known is not None
     assert (known.user_id, known.job_types, known.deleted) == ("alice", ["embedding"], False)
 
-    await dispatch.apply_worker_events(
+    await apply_events(
         uow,
         [DatasetDeleted(dataset_id=dataset_id, user_id="alice", reason="user")],
         POLICY,
@@ -820,7 +828,7 @@ async def test_a_dataset_reference_is_judged_by_the_projection_at_once(
         size_bytes=100,
         sha256="0" * 64,
     )
-    await dispatch.apply_worker_events(uow, [validated], POLICY, now=NOW)
+    await apply_events(uow, [validated], POLICY, now=NOW)
     with pytest.raises(jobs.DatasetNotReady) as others:
         await jobs.submit_job(
             uow,
@@ -829,7 +837,7 @@ async def test_a_dataset_reference_is_judged_by_the_projection_at_once(
             now=NOW,
         )
     assert (str(others.value), others.value.status) == (str(unknown.value), 409)
-    await dispatch.apply_worker_events(
+    await apply_events(
         uow,
         [DatasetDeleted(dataset_id=dataset_id, user_id="alice", reason="user")],
         POLICY,

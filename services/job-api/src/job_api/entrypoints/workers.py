@@ -3,7 +3,7 @@ lease watchdog and the worker-presence monitor. Each owns its transactions like 
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.enums import JobType
+from contracts.events import traced
 from contracts.routing import (
     CLAIM_KEY,
     JOB_API,
@@ -81,15 +82,15 @@ def make_relay(broker: Broker, dsn: str, channel: str) -> OutboxRelay:
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> Outcome:
         return await apply_worker_events(
-            UnitOfWork(conn), [r.payload for r in batch], state.policy, now=datetime.now(UTC)
+            UnitOfWork(conn), batch, state.policy, now=datetime.now(UTC)
         )
 
     def count(outcome: object) -> None:
         # Counted after commit: a rolled-back batch is retried and must not count twice.
-        assert isinstance(outcome, Outcome)
-        WORKER_EVENTS.labels("applied").inc(outcome.applied)
-        WORKER_EVENTS.labels("stale").inc(outcome.stale)
-        WORKER_EVENTS.labels("unknown_job").inc(outcome.unknown_job)
+        if isinstance(outcome, Outcome):
+            WORKER_EVENTS.labels("applied").inc(outcome.applied)
+            WORKER_EVENTS.labels("stale").inc(outcome.stale)
+            WORKER_EVENTS.labels("unknown_job").inc(outcome.unknown_job)
 
     return InboxConsumer(
         broker=broker,
@@ -144,10 +145,24 @@ async def claim_holding(
     return reply, _nothing
 
 
+@contextlib.contextmanager
+def claim_trace(cmd: ClaimJob) -> Iterator[None]:
+    """A claim continues its offer's chain of work (a worker that sends none starts one): the
+    events it writes and the job spec carry the chain's id, with the claim as their cause."""
+    claim_id = str(cmd.claim_id)
+    correlation = cmd.correlation_id or claim_id
+    fields = {"correlation_id": correlation, "claim_id": claim_id}
+    if cmd.causation_id is not None:
+        fields["causation_id"] = cmd.causation_id
+    with traced(correlation, claim_id), structlog.contextvars.bound_contextvars(**fields):
+        yield
+
+
 def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
     async def handle(body: bytes) -> Answer:
         cmd = ClaimJob.model_validate_json(body)
-        reply, release = await claim_holding(state, cmd)
+        with claim_trace(cmd):
+            reply, release = await claim_holding(state, cmd)
 
         async def then() -> None:
             # Once the reply is on its way: the worker waits neither for the connection to go

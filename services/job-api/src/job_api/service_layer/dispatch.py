@@ -3,7 +3,8 @@ lease watchdog and worker presence. Every path goes through the aggregate, so th
 the fencing hold whichever way a worker talks to us (broker or the brief's HTTP API)."""
 
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from contracts.events import (
     JobProgress,
     ModelPushed,
     WorkerHeartbeat,
+    current_trace,
 )
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
 from contracts.store import owner_key
@@ -28,6 +30,8 @@ from job_api.service_layer.namespaces import linked_hub_token
 from job_api.service_layer.reports import Completion, Failure, Heartbeat, Outcome, Report, Reports
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from job_api.service_layer.workers import record_heartbeats
+from messaging.received import Received
+from servicekit.handlers import EventHandlers
 from servicekit.tickets import mint_data_ticket
 
 log = structlog.get_logger(__name__)
@@ -63,6 +67,7 @@ async def data_ticket(uow: UnitOfWork, job: Job, policy: Policy) -> DataTicket:
 
 async def job_spec(uow: UnitOfWork, job: Job, policy: Policy, claim_secret: str) -> JobSpec:
     assert job.lease_expires_at is not None
+    trace = current_trace()
     return JobSpec(
         job_id=job.id,
         attempt=job.attempt,
@@ -77,6 +82,9 @@ async def job_spec(uow: UnitOfWork, job: Job, policy: Policy, claim_secret: str)
         owner_key=owner_key(job.user_id),
         lease_seconds=policy.lease.total_seconds(),
         lease_expires_at=job.lease_expires_at,
+        # The claim's trace (entrypoints.workers): the attempt's reports carry it on.
+        correlation_id=trace.correlation_id if trace else None,
+        causation_id=trace.causation_id if trace else None,
     )
 
 
@@ -137,73 +145,91 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
 # ------------------------------------------------------------ broker reports -> one Report each
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One event of a batch, read into the batch's reports with the event it came from."""
+
+    received: Received
+    reports: list[tuple[Received, Report]]
+
+    def add(self, report: Report) -> None:
+        self.reports.append((self.received, report))
+
+
+# The reports a worker sends, each turned into the Report the aggregate applies.
+REPORT_OF: EventHandlers[Incoming, EventPayload] = EventHandlers()
+
+
 def _credential(p: JobProgress | JobFailed | ModelPushed) -> Credential:
     return Credential(
         worker_id=p.worker_id, attempt=p.attempt, secret_hash=hash_claim_secret(p.claim_secret)
     )
 
 
-def heartbeat_of(p: EventPayload) -> Report:
-    assert isinstance(p, JobProgress)
-    return Heartbeat(
-        job_id=p.job_id,
-        who=_credential(p),
-        progress=Progress(
-            progress=p.progress,
-            phase=p.phase,
-            step=p.step,
-            total_steps=p.total_steps,
-            epoch=p.epoch,
-            loss=p.loss,
-            metrics=p.metrics,
-            eta_seconds=p.eta_seconds,
+@REPORT_OF.on(JobProgress)
+async def heartbeat_of(incoming: Incoming, p: JobProgress) -> None:
+    incoming.add(
+        Heartbeat(
+            job_id=p.job_id,
+            who=_credential(p),
+            progress=Progress(
+                progress=p.progress,
+                phase=p.phase,
+                step=p.step,
+                total_steps=p.total_steps,
+                epoch=p.epoch,
+                loss=p.loss,
+                metrics=p.metrics,
+                eta_seconds=p.eta_seconds,
+                logs_url=p.logs_url,
+            ),
+            history=p.model_dump(
+                mode="json", exclude={"job_id", "attempt", "claim_secret"}, exclude_none=True
+            ),
+        )
+    )
+
+
+@REPORT_OF.on(JobFailed)
+async def failure_of(incoming: Incoming, p: JobFailed) -> None:
+    incoming.add(
+        Failure(
+            job_id=p.job_id,
+            who=_credential(p),
+            error=p.error,
+            failure_class=p.failure_class,
+            retryable=p.retryable,
+        )
+    )
+
+
+@REPORT_OF.on(ModelPushed)
+async def completion_of(incoming: Incoming, p: ModelPushed) -> None:
+    incoming.add(
+        Completion(
+            job_id=p.job_id,
+            who=_credential(p),
+            model=PushedModel(
+                repo_id=p.repo_id,
+                revision=p.revision,
+                store=p.store,
+                uri=p.uri,
+                metrics=p.metrics,
+                baseline_metrics=p.baseline_metrics,
+                data_stats=p.data_stats,
+                created_repo=p.created_repo,
+            ),
             logs_url=p.logs_url,
-        ),
-        history=p.model_dump(
-            mode="json", exclude={"job_id", "attempt", "claim_secret"}, exclude_none=True
-        ),
+        )
     )
 
 
-def failure_of(p: EventPayload) -> Report:
-    assert isinstance(p, JobFailed)
-    return Failure(
-        job_id=p.job_id,
-        who=_credential(p),
-        error=p.error,
-        failure_class=p.failure_class,
-        retryable=p.retryable,
-    )
+# data-service's events: job-api's projection of the datasets.
+PROJECTIONS: EventHandlers[UnitOfWork, EventPayload] = EventHandlers()
 
 
-def completion_of(p: EventPayload) -> Report:
-    assert isinstance(p, ModelPushed)
-    return Completion(
-        job_id=p.job_id,
-        who=_credential(p),
-        model=PushedModel(
-            repo_id=p.repo_id,
-            revision=p.revision,
-            store=p.store,
-            uri=p.uri,
-            metrics=p.metrics,
-            baseline_metrics=p.baseline_metrics,
-            data_stats=p.data_stats,
-            created_repo=p.created_repo,
-        ),
-        logs_url=p.logs_url,
-    )
-
-
-REPORT_OF: dict[type[EventPayload], Callable[[EventPayload], Report]] = {
-    JobProgress: heartbeat_of,
-    JobFailed: failure_of,
-    ModelPushed: completion_of,
-}
-
-
-async def on_dataset_validated(uow: UnitOfWork, p: EventPayload) -> None:
-    assert isinstance(p, DatasetValidated)
+@PROJECTIONS.on(DatasetValidated)
+async def on_dataset_validated(uow: UnitOfWork, p: DatasetValidated) -> None:
     await uow.datasets.upsert(
         dataset_id=p.dataset_id,
         user_id=p.user_id,
@@ -216,42 +242,34 @@ async def on_dataset_validated(uow: UnitOfWork, p: EventPayload) -> None:
     )
 
 
-async def on_dataset_deleted(uow: UnitOfWork, p: EventPayload) -> None:
-    assert isinstance(p, DatasetDeleted)
+@PROJECTIONS.on(DatasetDeleted)
+async def on_dataset_deleted(uow: UnitOfWork, p: DatasetDeleted) -> None:
     await uow.datasets.mark_deleted(p.dataset_id, p.user_id)
 
 
-PROJECTIONS: dict[type[EventPayload], Callable[[UnitOfWork, EventPayload], Awaitable[None]]] = {
-    DatasetValidated: on_dataset_validated,
-    DatasetDeleted: on_dataset_deleted,
-}
-
-
 async def apply_worker_events(
-    uow: UnitOfWork, payloads: Sequence[EventPayload], policy: Policy, *, now: datetime
+    uow: UnitOfWork, batch: Sequence[Received], policy: Policy, *, now: datetime
 ) -> Outcome:
     """Apply a batch of worker reports, worker heartbeats and data-service events in one
-    transaction."""
-    reports = [(p, REPORT_OF[type(p)](p)) for p in payloads if type(p) in REPORT_OF]
+    transaction; each event is applied within its trace (what it causes carries its
+    correlation id)."""
+    reports: list[tuple[Received, Report]] = []
+    for received in batch:
+        await REPORT_OF.dispatch(Incoming(received, reports), received.payload)
     jobs = await uow.jobs.get_many_for_update([r.job_id for _, r in reports])
-    batch = Reports(uow, policy, now=now)
-    await record_heartbeats(uow, [p for p in payloads if isinstance(p, WorkerHeartbeat)], now=now)
-    for payload in payloads:
-        project = PROJECTIONS.get(type(payload))
-        if project is not None:
-            await project(uow, payload)
-    for payload, report in reports:
-        job = jobs.get(report.job_id)
-        if job is None:
-            batch.outcome.unknown_job += 1
-            log.warning(
-                "worker_report.unknown_job",
-                job_id=str(report.job_id),
-                event_type=payload.event_type,
-            )
-            continue
-        await batch.apply_from_broker(job, report)
-    return await batch.flush()
+    applying = Reports(uow, policy, now=now)
+    beats = [r.payload for r in batch if isinstance(r.payload, WorkerHeartbeat)]
+    await record_heartbeats(uow, beats, now=now)
+    await PROJECTIONS.apply_each(uow, batch)
+    for received, report in reports:
+        with received.handling():
+            job = jobs.get(report.job_id)
+            if job is None:
+                applying.outcome.unknown_job += 1
+                log.warning("worker_report.unknown_job", event_type=received.envelope.type)
+                continue
+            await applying.apply_from_broker(job, report)
+    return await applying.flush()
 
 
 async def expire_leases(uow: UnitOfWork, *, now: datetime, limit: int = 100) -> list[Job]:

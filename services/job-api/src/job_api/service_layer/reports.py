@@ -10,7 +10,7 @@ A `Reports` collects what one transaction changes (jobs to save, history rows, s
 batch of hundreds of reports costs a few statements.
 """
 
-from collections.abc import Awaitable, Callable
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,11 +19,12 @@ from uuid import UUID
 import structlog
 
 from contracts.enums import CancelReason, FailureClass
-from contracts.events import JobCancelRequested
+from contracts.events import JobCancelRequested, Trace, current_trace, within
 from job_api.domain.errors import DomainError, StaleAttempt
 from job_api.domain.job import Credential, Job, Progress, PushedModel
 from job_api.service_layer.announce import announce
 from job_api.service_layer.unit_of_work import Policy, UnitOfWork
+from servicekit.handlers import EventHandlers
 
 log = structlog.get_logger(__name__)
 
@@ -74,13 +75,14 @@ class Reports:
         self.outcome = Outcome()
         self._changed: dict[UUID, Job] = {}
         self._rows: list[dict[str, Any]] = []
-        # (job, attempt, sha256 of the sender's secret or None for whoever holds that attempt)
-        self._stop: dict[tuple[UUID, int, str | None], None] = {}
+        # (job, attempt, sha256 of the sender's secret or None for whoever holds that attempt),
+        # with the trace of the report that asked for it
+        self._stop: dict[tuple[UUID, int, str | None], Trace | None] = {}
 
     async def apply(self, job: Job, report: Report) -> None:
         """Fence and apply one report. Raises StaleAttempt (the sender does not hold the job) or
         another DomainError (e.g. an illegal transition); the job is unchanged then."""
-        await HANDLERS[type(report)](self, job, report)
+        await HANDLERS.dispatch(Applying(self, job), report)
         self.outcome.applied += 1
         self._changed[job.id] = job
 
@@ -103,13 +105,13 @@ class Reports:
                 reason=str(exc),
             )
             if attempt is not None and not job.holds(attempt):
-                self._stop[(job.id, attempt, None)] = None
+                self._stop[(job.id, attempt, None)] = current_trace()
             elif (
                 attempt is not None
                 and report.who.secret_hash is not None
                 and report.who.secret_hash != job.claim_secret_hash
             ):
-                self._stop[(job.id, attempt, report.who.secret_hash)] = None
+                self._stop[(job.id, attempt, report.who.secret_hash)] = current_trace()
         except DomainError as exc:
             log.warning("worker_report.refused", job_id=str(job.id), code=exc.code, error=str(exc))
 
@@ -119,18 +121,21 @@ class Reports:
     async def flush(self) -> Outcome:
         await self.uow.jobs.save_many(list(self._changed.values()))
         await self.uow.events.add_many(self._rows)
-        if self._stop:
-            await self.uow.publish(
-                *(
-                    JobCancelRequested(
-                        job_id=job_id,
-                        attempt=attempt,
-                        reason=CancelReason.STALE_ATTEMPT,
-                        claim_secret_sha256=secret_hash,
-                    )
-                    for job_id, attempt, secret_hash in self._stop
+        # Each stop notice is caused by the stale report that asked for it (rare: one statement
+        # per report's trace).
+        by_trace: dict[Trace | None, list[JobCancelRequested]] = {}
+        for (job_id, attempt, secret_hash), trace in self._stop.items():
+            by_trace.setdefault(trace, []).append(
+                JobCancelRequested(
+                    job_id=job_id,
+                    attempt=attempt,
+                    reason=CancelReason.STALE_ATTEMPT,
+                    claim_secret_sha256=secret_hash,
                 )
             )
+        for trace, notices in by_trace.items():
+            with within(trace) if trace is not None else contextlib.nullcontext():
+                await self.uow.publish(*notices)
         self._changed.clear()
         self._rows.clear()
         self._stop.clear()
@@ -147,8 +152,20 @@ def progress_row(job: Job, attempt: int, data: dict[str, Any]) -> dict[str, Any]
     }
 
 
-async def on_heartbeat(reports: Reports, job: Job, r: Report) -> None:
-    assert isinstance(r, Heartbeat)
+@dataclass(frozen=True)
+class Applying:
+    """What a report's handler works on: the batch and the job (loaded under lock)."""
+
+    reports: Reports
+    job: Job
+
+
+HANDLERS: EventHandlers[Applying, Report] = EventHandlers()
+
+
+@HANDLERS.on(Heartbeat)
+async def on_heartbeat(on: Applying, r: Heartbeat) -> None:
+    reports, job = on.reports, on.job
     taken = job.record_progress(r.who, r.progress, now=reports.now, lease=reports.policy.lease)
     if not taken:
         # Late or reordered: the lease is renewed, the progress kept where it is.
@@ -156,8 +173,9 @@ async def on_heartbeat(reports: Reports, job: Job, r: Report) -> None:
     reports.history(progress_row(job, job.attempt, r.history))
 
 
-async def on_failure(reports: Reports, job: Job, r: Report) -> None:
-    assert isinstance(r, Failure)
+@HANDLERS.on(Failure)
+async def on_failure(on: Applying, r: Failure) -> None:
+    reports, job = on.reports, on.job
     transition = job.fail(
         r.who,
         error=r.error,
@@ -169,14 +187,8 @@ async def on_failure(reports: Reports, job: Job, r: Report) -> None:
     await announce(reports.uow, job, transition, now=reports.now)
 
 
-async def on_completion(reports: Reports, job: Job, r: Report) -> None:
-    assert isinstance(r, Completion)
+@HANDLERS.on(Completion)
+async def on_completion(on: Applying, r: Completion) -> None:
+    reports, job = on.reports, on.job
     transition = job.complete(r.who, now=reports.now, model=r.model, logs_url=r.logs_url)
     await announce(reports.uow, job, transition, now=reports.now)
-
-
-HANDLERS: dict[type, Callable[[Reports, Job, Report], Awaitable[None]]] = {
-    Heartbeat: on_heartbeat,
-    Failure: on_failure,
-    Completion: on_completion,
-}
