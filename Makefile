@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 
 # Source files mypy checks (strict, see pyproject.toml). Add each new lib/service here.
 TYPED_SRC := libs/contracts/src libs/ftd/src libs/messaging/src libs/netguard/src libs/servicekit/src libs/workerlink/src services/job-api/src \
-	services/gpu-worker/src services/data-service/src services/registry-service/src services/model-server/src
+	services/gpu-worker/src services/data-service/src services/registry-service/src services/model-server/src \
+	services/webhook-service/src
 
 # Each checkout gets its own database (finetune_<8 hex of the checkout path>), so two clones on
 # one machine never share data. The environment may still set FTD_DATABASE_NAME.

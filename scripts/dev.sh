@@ -129,6 +129,7 @@ export JOB_API_DATABASE_URL=${JOB_API_DATABASE_URL:-postgresql://job_api:job_api
 export DATA_SERVICE_DATABASE_URL=${DATA_SERVICE_DATABASE_URL:-postgresql://data_service:data_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export REGISTRY_SERVICE_DATABASE_URL=${REGISTRY_SERVICE_DATABASE_URL:-postgresql://registry_service:registry_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export MODEL_SERVER_DATABASE_URL=${MODEL_SERVER_DATABASE_URL:-postgresql://model_server:model_server_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
+export WEBHOOK_SERVICE_DATABASE_URL=${WEBHOOK_SERVICE_DATABASE_URL:-postgresql://webhook_service:webhook_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export PYTHONUNBUFFERED=1
 
 uv run job-api db-init
@@ -153,6 +154,13 @@ require_port 8005
 FTD_MODEL_STORE_DIR="$PWD/$DEV_DIR/models" \
   start_service model-server uv run model-server serve --host 127.0.0.1 --port 8005
 wait_healthy model-server http://127.0.0.1:8005/healthz
+# webhook-service (:8006): users' webhooks told of job ends and model deployments, signed and
+# retried; in development a webhook may also name this machine over plain http (a local receiver)
+uv run webhook-service db-init
+require_port 8006
+WEBHOOK_SERVICE_ALLOW_HTTP_LOOPBACK=${WEBHOOK_SERVICE_ALLOW_HTTP_LOOPBACK:-true} \
+  start_service webhook-service uv run webhook-service serve --host 127.0.0.1 --port 8006
+wait_healthy webhook-service http://127.0.0.1:8006/healthz
 # gateway (:8000): nginx routes /api/* to the services (installed by gateway.sh when missing)
 require_port 8000
 start_service gateway bash scripts/gateway.sh
