@@ -141,3 +141,14 @@ export function appendLogLines(lines: LogLine[], e: JobEvent, max = 5000): void 
 	}
 	if (lines.length > max) lines.splice(0, lines.length - max);
 }
+
+/** Two series on one x axis (the union of their x values); a missing y is null (a gap). */
+export function alignSeries(a: Series, b: Series): [number[], (number | null)[], (number | null)[]] {
+	const xs = [...new Set([...a.x, ...b.x])].sort((p, q) => p - q);
+	const at = (s: Series) => {
+		const m = new Map<number, number>();
+		s.x.forEach((x, i) => m.set(x, s.y[i] as number));
+		return xs.map((x) => m.get(x) ?? null);
+	};
+	return [xs, at(a), at(b)];
+}
