@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { apiCall, config, eventually, launch } from './harness.mjs';
 import { badFile, goodFile } from './data.mjs';
 import { registerWorkerTests } from './workers.mjs';
+import { registerServingTests } from './serving.mjs';
 
 const cfg = config();
 const stamp = Date.now().toString(36);
@@ -370,6 +371,8 @@ registerWorkerTests({
 	submitJob,
 	hasData: () => services.data
 });
+
+registerServingTests({ cfg, stamp, h: () => h, sub: () => sub });
 
 test('every page: accessible (axe), usable on a phone, no console errors', async () => {
 	const serious = h.seriousAxeViolations();
