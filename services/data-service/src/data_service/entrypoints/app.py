@@ -9,7 +9,7 @@ from minio import Minio
 
 from data_service.adapters.storage import LocalStorage, S3Storage, remove_files
 from data_service.config import Settings
-from data_service.entrypoints import routes_datasets, routes_upload
+from data_service.entrypoints import routes_datasets, routes_openai_files, routes_upload
 from data_service.entrypoints.deps import AppState
 from data_service.entrypoints.workers import EVENTS, queue_specs
 from data_service.service_layer.unit_of_work import UnitOfWork
@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         description=(
             "Training data: streaming upload, validation and stats, storage, downloads for workers."
         ),
-        routers=[routes_upload.router, routes_datasets.router],
+        routers=[routes_upload.router, routes_datasets.router, routes_openai_files.router],
         start=start,
         # Uploads are multipart: the file and its framing. Anything else is a few bytes.
         max_body_bytes=settings.max_upload_bytes + routes_upload.MULTIPART_OVERHEAD,
