@@ -86,10 +86,12 @@ openapi: ## Regenerate docs/openapi/*.json from the code
 	$(UV) run data-service openapi
 	$(UV) run registry-service openapi
 	$(UV) run model-server openapi
+	$(UV) run webhook-service openapi
 
 migrate: ensure-services ## Create each service's database role and schema, then run its migrations
 	@$(LOAD_DEV_SECRETS); $(UV) run job-api db-init && $(UV) run data-service db-init \
-	  && $(UV) run registry-service db-init && $(UV) run model-server db-init
+	  && $(UV) run registry-service db-init && $(UV) run model-server db-init \
+	  && $(UV) run webhook-service db-init
 
 bench: ## Run every bench/*.py (BENCH_ARGS=--quick for a short check)
 	@shopt -s nullglob; for script in bench/[a-z]*.py; do \

@@ -6,7 +6,7 @@
 #   FTD_GATEWAY_PORT (8000), FTD_GATEWAY_ADDR (127.0.0.1), FTD_GATEWAY_DIR (.dev/gateway),
 #   FTD_JOB_API_ADDR (127.0.0.1:8001), FTD_DATA_SERVICE_ADDR (127.0.0.1:8002),
 #   FTD_REGISTRY_ADDR (127.0.0.1:8003), FTD_UI_ADDR (127.0.0.1:8004),
-#   FTD_MODEL_SERVER_ADDR (127.0.0.1:8005),
+#   FTD_MODEL_SERVER_ADDR (127.0.0.1:8005), FTD_WEBHOOK_ADDR (127.0.0.1:8006),
 #   DATA_SERVICE_MAX_UPLOAD_BYTES (2147483648, data-service's own limit),
 #   JOB_API_MAX_BODY_BYTES (1048576, job-api's own limit).
 # With --render-only it writes the configuration, prints its path and exits.
@@ -31,6 +31,7 @@ sed -e "s|@@RUN_DIR@@|$RUN_DIR|g" \
   -e "s|@@REGISTRY_ADDR@@|${FTD_REGISTRY_ADDR:-127.0.0.1:8003}|g" \
   -e "s|@@UI_ADDR@@|${FTD_UI_ADDR:-127.0.0.1:8004}|g" \
   -e "s|@@MODEL_SERVER_ADDR@@|${FTD_MODEL_SERVER_ADDR:-127.0.0.1:8005}|g" \
+  -e "s|@@WEBHOOK_ADDR@@|${FTD_WEBHOOK_ADDR:-127.0.0.1:8006}|g" \
   -e "s|@@MAX_BODY_BYTES@@|$MAX_BODY|g" \
   -e "s|@@MAX_UPLOAD_BYTES@@|$MAX_UPLOAD|g" \
   -e "s|@@JOB_API_MAX_BODY_BYTES@@|$JOB_API_MAX_BODY|g" \

@@ -8,6 +8,7 @@
 #   FTD_BROKER_DATA_SERVICE_PASSWORD                    user data-service
 #   FTD_BROKER_REGISTRY_SERVICE_PASSWORD                user registry-service
 #   FTD_BROKER_MODEL_SERVER_PASSWORD                    user model-server
+#   FTD_BROKER_WEBHOOK_SERVICE_PASSWORD                 user webhook-service
 #
 # A role whose variable is unset has no password and cannot log in. Loading definitions.json at
 # boot resets the users to that state, so this runs on every start. (RABBITMQ_DEFAULT_USER would not
@@ -53,6 +54,7 @@ set_password job-api "${FTD_BROKER_JOB_API_PASSWORD:-}"
 set_password data-service "${FTD_BROKER_DATA_SERVICE_PASSWORD:-}"
 set_password registry-service "${FTD_BROKER_REGISTRY_SERVICE_PASSWORD:-}"
 set_password model-server "${FTD_BROKER_MODEL_SERVER_PASSWORD:-}"
+set_password webhook-service "${FTD_BROKER_WEBHOOK_SERVICE_PASSWORD:-}"
 
 touch "$READY"
 wait "$server"

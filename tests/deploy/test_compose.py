@@ -36,9 +36,10 @@ SETTINGS = {
     "data-service": "data_service.config:Settings",
     "registry-service": "registry_service.config:Settings",
     "model-server": "model_server.config:Settings",
+    "webhook-service": "webhook_service.config:Settings",
     "gpu-worker": "gpu_worker.config:WorkerSettings",
 }
-HTTP_SERVICES = ("job-api", "data-service", "registry-service", "model-server")
+HTTP_SERVICES = ("job-api", "data-service", "registry-service", "model-server", "webhook-service")
 # ${NAME}, ${NAME:-default}, ${NAME:?message}
 REFERENCE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)(?P<op>:[-?])?(?P<arg>[^}]*)\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|WORKER_KEY|TOKEN")
@@ -172,6 +173,7 @@ def test_gateway_upstreams_are_the_compose_services_on_their_ports() -> None:
         "data_service",
         "registry_service",
         "model_server",
+        "webhook_service",
         "ui",
     }
     listen = re.search(r"listen (\d+);", (ROOT / "deploy/docker/ui-nginx.conf").read_text())
@@ -346,6 +348,7 @@ def test_there_is_no_shared_worker_broker_user() -> None:
         "data-service",
         "registry-service",
         "model-server",
+        "webhook-service",
     }
     assert definitions["topic_permissions"] == []
 

@@ -38,12 +38,13 @@ CHART = ROOT / "deploy/helm/finetune-dispatcher"
 K8S_VERSION = "1.30"
 RELEASE = "ftd"
 FULL = f"{RELEASE}-finetune-dispatcher"
-PY_SERVICES = ("job-api", "data-service", "registry-service", "model-server")
+PY_SERVICES = ("job-api", "data-service", "registry-service", "model-server", "webhook-service")
 SETTINGS = {
     "job-api": "job_api.config:Settings",
     "data-service": "data_service.config:Settings",
     "registry-service": "registry_service.config:Settings",
     "model-server": "model_server.config:Settings",
+    "webhook-service": "webhook_service.config:Settings",
     "gpu-worker": "gpu_worker.config:WorkerSettings",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|WORKER_KEY|ACCESS_KEY")
@@ -443,7 +444,7 @@ def test_env_names_are_the_ones_the_services_read(default: list[dict[str, Any]])
             for variable in seen:
                 assert variable in read or variable in referenced, f"{name}: {variable}"
             checked += 1
-    assert checked == 9  # four services, their migrations, the worker
+    assert checked == 11  # five services, their migrations, the worker
 
 
 def test_chart_files_are_the_repositorys() -> None:
@@ -464,7 +465,14 @@ def test_the_gateway_is_deploy_gateways_nginx_with_the_services_addresses(
     assert set(re.findall(r"@@[A-Z_]+@@", config)) == {"@@NAME@@"}
     services = _of(default, "Service")
     upstreams = dict(re.findall(r"upstream (\w+)\s+\{ server ([^;]+);", config))
-    assert set(upstreams) == {"job_api", "data_service", "registry_service", "model_server", "ui"}
+    assert set(upstreams) == {
+        "job_api",
+        "data_service",
+        "registry_service",
+        "model_server",
+        "webhook_service",
+        "ui",
+    }
     for upstream, address in upstreams.items():
         host, port = address.split(":")
         assert host == f"{FULL}-{upstream.replace('_', '-')}"
@@ -491,6 +499,10 @@ def test_ingress_mode_routes_to_the_services_and_drops_the_nginx_gateway() -> No
     assert paths["/api/models"]["name"] == f"{FULL}-registry-service"
     assert paths["/v1"]["name"] == f"{FULL}-model-server"
     assert paths["/api/keys"]["name"] == f"{FULL}-model-server"
+    assert paths["/api/webhooks"]["name"] == f"{FULL}-webhook-service"
+    assert paths["/v1/files"]["name"] == f"{FULL}-data-service"
+    assert paths["/v1/fine_tuning"]["name"] == f"{FULL}-job-api"
+    assert paths["/docs-assets"]["name"] == f"{FULL}-job-api"
     assert paths["/"]["name"] == f"{FULL}-ui"
 
 
@@ -527,6 +539,7 @@ def test_broker_users_script_makes_users_that_log_in_with_their_permissions(
         .replace('"data-service"', f'"t{tag}-data-service"')
         .replace('"registry-service"', f'"t{tag}-registry-service"')
         .replace('"model-server"', f'"t{tag}-model-server"')
+        .replace('"webhook-service"', f'"t{tag}-webhook-service"')
     )
     passwords = {u["name"]: uuid.uuid4().hex for u in renamed["users"]}
     env = {
@@ -560,6 +573,11 @@ def test_broker_users_script_makes_users_that_log_in_with_their_permissions(
             await channel.declare_queue("model-server.events", durable=True)
             with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
                 await channel.declare_queue("registry-service.events", durable=True)
+        async with await aio_pika.connect(url(f"t{tag}-webhook-service")) as connection:
+            channel = await connection.channel()
+            await channel.declare_queue("webhook-service.events", durable=True)
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                await channel.declare_queue("model-server.events", durable=True)
         with pytest.raises(aio_pika.exceptions.ProbableAuthenticationError):
             await aio_pika.connect(url(f"t{tag}-registry-service"))
 

@@ -1,6 +1,7 @@
 """The whole platform as `make dev` runs it, on ephemeral ports and in its own namespaces, for the
-end-to-end tests: job-api, data-service, registry-service and model-server (`<service> serve`;
-model-server serves from the stack's model store, which the worker writes), the nginx gateway
+end-to-end tests: job-api, data-service, registry-service, model-server and webhook-service
+(`<service> serve`; model-server serves from the stack's model store, which the worker writes;
+webhook-service may deliver to this machine's loopback over http), the nginx gateway
 (scripts/gateway.sh) in front of them, a CPU worker (`ftd-worker run --provider local`) and, when
 asked, the built UI behind the gateway at `/`.
 
@@ -43,18 +44,20 @@ ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.
 AMQP_URL = os.environ.get("FTD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 # RabbitMQ's management API (scripts/ensure-services.sh enables it): workers' broker users.
 MANAGEMENT_URL = os.environ.get("FTD_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
-SERVICES = ("job-api", "data-service", "registry-service", "model-server")
+SERVICES = ("job-api", "data-service", "registry-service", "model-server", "webhook-service")
 SCHEMAS = {
     "job-api": "jobs",
     "data-service": "data",
     "registry-service": "registry",
     "model-server": "model_server",
+    "webhook-service": "webhooks",
 }
 DB_ENV = {
     "job-api": "JOB_API_DATABASE_URL",
     "data-service": "DATA_SERVICE_DATABASE_URL",
     "registry-service": "REGISTRY_SERVICE_DATABASE_URL",
     "model-server": "MODEL_SERVER_DATABASE_URL",
+    "webhook-service": "WEBHOOK_SERVICE_DATABASE_URL",
 }
 # What a CPU box runs by default; llm_lora on CPU only with the tiny Llama (--force-job-types).
 CPU_JOB_TYPES = ("embedding", "classifier")
@@ -216,6 +219,7 @@ async def _drop_broker_namespace(prefix: str) -> None:
     from messaging.broker import Broker
     from model_server.entrypoints.workers import queue_specs as model_server_queues
     from registry_service.entrypoints.workers import queue_specs as registry_queues
+    from webhook_service.entrypoints.workers import queue_specs as webhook_queues
 
     broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="ftd-stack-teardown")
     await broker.connect()
@@ -226,6 +230,7 @@ async def _drop_broker_namespace(prefix: str) -> None:
             *data_queues(broker),
             *registry_queues(broker),
             *model_server_queues(broker),
+            *webhook_queues(broker),
         ]
         # Each delete on its own channel: a refused one closes its channel, never the next.
         for queue in {s.name for s in specs} | {names.dead_letter_queue}:
@@ -247,11 +252,13 @@ def _migrate(urls: dict[str, str]) -> None:
     from job_api.entrypoints.cli import migrate as migrate_jobs
     from model_server.entrypoints.cli import migrate as migrate_model_server
     from registry_service.entrypoints.cli import migrate as migrate_registry
+    from webhook_service.entrypoints.cli import migrate as migrate_webhooks
 
     migrate_jobs(urls["job-api"])
     migrate_data(urls["data-service"])
     migrate_registry(urls["registry-service"])
     migrate_model_server(urls["model-server"])
+    migrate_webhooks(urls["webhook-service"])
 
 
 def _enroll(base_url: str, jwt_secret: str, name: str) -> str:
@@ -332,6 +339,11 @@ def full_stack(
             # never reaches for the Hub.
             "MODEL_SERVER_HUB_DOWNLOADS": "false",
             "MODEL_SERVER_DEVICE": "cpu",
+            "WEBHOOK_SERVICE_DB_POOL_SIZE": "5",
+            # Webhooks may name a receiver on this machine over http (development and tests).
+            "WEBHOOK_SERVICE_ALLOW_HTTP_LOOPBACK": "true",
+            # The sender looks for due deliveries often: a test waits for them.
+            "WEBHOOK_SERVICE_SENDER_POLL_SECONDS": "0.2",
             "DATA_SERVICE_STORAGE_DIR": str(root / "datasets"),
             "FTD_MODEL_STORE_DIR": str(root / "models"),
             "FTD_WORKER_CHECKPOINT_DIR": str(root / "checkpoints"),
@@ -394,6 +406,7 @@ def full_stack(
             FTD_DATA_SERVICE_ADDR=f"127.0.0.1:{ports['data-service']}",
             FTD_REGISTRY_ADDR=f"127.0.0.1:{ports['registry-service']}",
             FTD_MODEL_SERVER_ADDR=f"127.0.0.1:{ports['model-server']}",
+            FTD_WEBHOOK_ADDR=f"127.0.0.1:{ports['webhook-service']}",
             FTD_UI_ADDR=f"127.0.0.1:{ports['ui']}",
         )
         for service in SERVICES:

@@ -1,9 +1,11 @@
 """The gateway (a real nginx rendered by scripts/gateway.sh, before job-api, data-service,
-registry-service and model-server) answers for itself only in the services' JSON envelope:
+registry-service, model-server and webhook-service) answers for itself only in the services' JSON
+envelope:
 
 - each route refuses a body over its own service's limit with 413 `payload_too_large` naming that
-  limit (job-api's 1 MiB, model-server's 1 MiB, the upload's own), never a 502 from a service
-  closing mid-body;
+  limit (job-api's 1 MiB for its routes and /v1/fine_tuning/, model-server's 1 MiB,
+  webhook-service's 64 KiB, the upload's own for the upload and /v1/files), never a 502 from a
+  service closing mid-body;
 - a method nginx refuses itself (TRACE) is 405 `method_not_allowed` with the `Allow` the service
   behind the route gives for the same path, checked for every route of every service;
 - a data ticket (sent in `Authorization`) or a stream's `access_token` never reaches its access or
@@ -44,6 +46,7 @@ import data_service.entrypoints.cli as data_cli
 import job_api.entrypoints.cli as job_cli
 import model_server.entrypoints.cli as model_server_cli
 import registry_service.entrypoints.cli as registry_cli
+import webhook_service.entrypoints.cli as webhook_cli
 from contracts.routing import BrokerNames
 from data_service.config import Settings as DataSettings
 from data_service.entrypoints.app import create_app as create_data_app
@@ -62,6 +65,10 @@ from registry_service.entrypoints.app import create_app as create_registry_app
 from registry_service.entrypoints.workers import queue_specs as registry_queues
 from servicekit.db import bootstrap_service_database, drop_database, with_credentials
 from servicekit.tickets import mint_data_ticket
+from webhook_service.config import Settings as WebhookSettings
+from webhook_service.entrypoints.app import MAX_BODY_BYTES as WEBHOOK_LIMIT
+from webhook_service.entrypoints.app import create_app as create_webhook_app
+from webhook_service.entrypoints.workers import queue_specs as webhook_queues
 
 pytestmark = pytest.mark.integration
 
@@ -146,8 +153,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         await _database("data", data_cli.migrate),
         await _database("registry", registry_cli.migrate),
         await _database("model_server", model_server_cli.migrate),
+        await _database("webhooks", webhook_cli.migrate),
     ]
-    (_, job_url), (_, data_url), (_, registry_url), (_, model_server_url) = databases
+    (_, job_url), (_, data_url), (_, registry_url), (_, model_server_url), (_, webhook_url) = (
+        databases
+    )
     common: dict[str, Any] = {
         "environment": "test",
         "amqp_url": AMQP_URL,
@@ -189,6 +199,14 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 device="cpu",
             )
         ),
+        "webhook-service": create_webhook_app(
+            WebhookSettings(
+                **common,
+                database_url=webhook_url,
+                secrets_key=Fernet.generate_key().decode(),
+                allow_http_loopback=True,
+            )
+        ),
     }
     try:
         async with contextlib.AsyncExitStack() as started:
@@ -200,6 +218,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 "FTD_DATA_SERVICE_ADDR": bases["data-service"].removeprefix("http://"),
                 "FTD_REGISTRY_ADDR": bases["registry-service"].removeprefix("http://"),
                 "FTD_MODEL_SERVER_ADDR": bases["model-server"].removeprefix("http://"),
+                "FTD_WEBHOOK_ADDR": bases["webhook-service"].removeprefix("http://"),
                 "FTD_UI_ADDR": f"127.0.0.1:{_closed_port()}",
             }
             folder = started.enter_context(run_dir())
@@ -215,6 +234,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             *data_queues(broker),
             *registry_queues(broker),
             *model_server_queues(broker),
+            *webhook_queues(broker),
         ]
         with contextlib.suppress(Exception):
             await delete_topology(
@@ -301,6 +321,46 @@ async def test_a_body_over_the_routes_limit_is_a_json_413_naming_it(stack: Stack
         assert r.status_code in (400, 404), r.text
         assert "payload_too_large" not in r.text
 
+        # webhook-service's routes: its own 64 KiB.
+        over = b'{"url": "' + b"x" * WEBHOOK_LIMIT + b'"}'
+        error = _error(
+            await client.post("/api/webhooks", content=over, headers=headers),
+            413,
+            "payload_too_large",
+        )
+        assert f"limit of {WEBHOOK_LIMIT} bytes" in error["message"]
+        r = await client.post("/api/webhooks", json={"url": "x" * 1000}, headers=user_headers())
+        assert r.status_code == 422, r.text
+        assert "payload_too_large" not in r.text
+
+        # The OpenAI-style fine-tuning jobs are job-api's: its limit.
+        over = b'{"model": "' + b"x" * JOB_API_LIMIT + b'"}'
+        error = _error(
+            await client.post("/v1/fine_tuning/jobs", content=over, headers=headers),
+            413,
+            "payload_too_large",
+        )
+        assert f"limit of {JOB_API_LIMIT} bytes" in error["message"]
+
+        # The OpenAI-style files API is data-service's upload: the upload's limit, not 1 MiB.
+        body = classifier_csv(60_000)
+        r = await client.post(
+            "/v1/files",
+            headers=user_headers(),
+            data={"purpose": "fine-tune"},
+            files={"file": ("train.csv", body, "text/csv")},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["id"].startswith("file-")
+        too_big = b"text,label\n" + b"a sentence,pos\n" * (UPLOAD_LIMIT // 15 + 10_000)
+        r = await client.post(
+            "/v1/files",
+            headers=user_headers(),
+            data={"purpose": "fine-tune"},
+            files={"file": ("train.csv", too_big, "text/csv")},
+        )
+        assert r.status_code == 413, r.text
+
         # The upload keeps its own limit: over job-api's, under its own, it is stored.
         body = classifier_csv(60_000)
         assert JOB_API_LIMIT < len(body) < UPLOAD_LIMIT
@@ -334,7 +394,8 @@ DOCS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
 
 def _public_paths(name: str, app: FastAPI) -> list[str]:
     """The route templates the gateway sends to this service (its OpenAPI document lists them
-    all, as the service builds it now): /api/ everywhere, model-server's OpenAI-style /v1/."""
+    all, as the service builds it now): /api/ everywhere, the OpenAI-style /v1/ of model-server,
+    data-service (/v1/files) and job-api (/v1/fine_tuning/)."""
     paths = set(app.openapi()["paths"]) | {getattr(route, "path", "") for route in app.routes}
     return sorted(
         p
@@ -342,6 +403,8 @@ def _public_paths(name: str, app: FastAPI) -> list[str]:
         if p.startswith("/api/")
         or (name == "job-api" and p in DOCS)
         or (name == "model-server" and p.startswith("/v1/"))
+        or (name == "data-service" and p.startswith("/v1/files"))
+        or (name == "job-api" and p.startswith("/v1/fine_tuning/"))
     )
 
 
@@ -365,6 +428,14 @@ async def test_methods_nginx_refuses_get_the_json_405_with_the_services_allow(
                     assert r.headers["x-request-id"]
                     checked += 1
         assert checked >= 20
+        # Each service's docs page and document at the gateway's own paths: the service's /docs.
+        for name, (_, own_base) in stack.apps.items():
+            async with httpx.AsyncClient(base_url=own_base, timeout=10) as direct:
+                own = await direct.request("TRACE", "/docs")
+            for path in (f"/docs/{name}", f"/openapi/{name}.json"):
+                r = await through.request("TRACE", path)
+                _error(r, 405, "method_not_allowed")
+                assert r.headers["allow"] == own.headers["allow"], path
         for path, allow in (("/", "GET, HEAD"), ("/finetune/x", "GET, HEAD"), ("/healthz", "GET")):
             r = await through.request("TRACE", path)
             _error(r, 405, "method_not_allowed")
@@ -414,6 +485,7 @@ async def test_a_data_ticket_never_reaches_the_gateways_logs(stack: Stack, tmp_p
             "FTD_DATA_SERVICE_ADDR",
             "FTD_REGISTRY_ADDR",
             "FTD_MODEL_SERVER_ADDR",
+            "FTD_WEBHOOK_ADDR",
             "FTD_UI_ADDR",
         )
     }

@@ -130,6 +130,9 @@ together from Secret keys with Kubernetes' $(NAME) expansion, so no template hol
   value: {{ $root.Values.modelServer.vllmUrl | quote }}
 {{- end }}
 {{- end }}
+{{- if eq .name "webhook-service" }}
+{{ include "ftd.secretEnv" (dict "name" "WEBHOOK_SERVICE_SECRETS_KEY" "secret" $secret "key" "WEBHOOK_SERVICE_SECRETS_KEY") }}
+{{- end }}
 {{- if eq .name "registry-service" }}
 {{- if $root.Values.registryService.loraBaseUrl }}
 - name: REGISTRY_SERVICE_LORA_BASE_URL
