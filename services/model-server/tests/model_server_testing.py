@@ -36,7 +36,11 @@ def build_classifier(embedding: Path, out: Path) -> Path:
     return out
 
 
-def build_adapter(base: Path, out: Path, seed: int) -> Path:
+def build_adapter(base: Path, out: Path, seed: int, *, names_base: str | None = None) -> Path:
+    """A LoRA adapter of `base`; `names_base` replaces the base its config names (the worker
+    writes the catalogue id, e.g. `ftd-local/tiny-llama`, not its own folder)."""
+    import json
+
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,6 +53,11 @@ def build_adapter(base: Path, out: Path, seed: int) -> Path:
     peft_model = get_peft_model(model, config)
     peft_model.save_pretrained(out)
     AutoTokenizer.from_pretrained(str(base)).save_pretrained(out)
+    if names_base is not None:
+        config_path = out / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = names_base
+        config_path.write_text(json.dumps(config))
     return out
 
 

@@ -2,10 +2,13 @@
 
 aio-pika's robust connection reconnects after a broker restart and restores the channels, queues,
 bindings and consumers declared through it; publications that failed meanwhile are the caller's to
-retry (the outbox relay retries; nothing publishes from memory).
+retry (the outbox relay retries; nothing publishes from memory). Given a cluster's URLs (a
+comma-separated list, workerlink.failover), it connects to the first node that answers and, when
+that node goes away, to the next one that does.
 """
 
 import asyncio
+from collections.abc import Sequence
 
 import aio_pika
 import aiormq
@@ -14,6 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 
 from contracts.events import Envelope
 from contracts.routing import BrokerNames
+from workerlink.failover import BrokerUrlError, broker_urls, connect_failover
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +37,19 @@ class Unroutable(Exception):
 class Broker:
     """Holds the connection and a confirmed channel for publishing to the events exchange."""
 
-    def __init__(self, url: str, names: BrokerNames, *, client_name: str) -> None:
-        self._url = url
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        names: BrokerNames,
+        *,
+        client_name: str,
+        shuffle: bool = False,
+    ) -> None:
+        """`url`: one AMQP URL or a cluster's (a list, or one string separated by commas; raises
+        BrokerUrlError, a ValueError, when it is neither). `shuffle`: try them in an order of this
+        process's own instead of as given, to spread many processes over the nodes."""
+        self._urls = broker_urls(url)
+        self._shuffle = shuffle
         self.names = names
         self._client_name = client_name
         self._connection: AbstractRobustConnection | None = None
@@ -49,8 +64,9 @@ class Broker:
         return self._connection
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url,
+        self._connection = await connect_failover(
+            self._urls,
+            shuffle=self._shuffle,
             client_properties={"connection_name": self._client_name},
             reconnect_interval=1,
         )
@@ -125,3 +141,7 @@ class Broker:
             timeout=timeout,
             exchange=exchange,
         )
+
+
+# The broker setting's parsing is re-exported for the settings that validate it.
+__all__ = ["Broker", "BrokerUrlError", "PublishFailure", "Unroutable", "broker_urls"]

