@@ -149,7 +149,7 @@ export function registerServingTests(ctx) {
 		await p.goto(`/models?highlight=${model.id}`);
 		const card = p.locator(`article[data-model-id="${model.id}"]`);
 		await card.waitFor();
-		await card.getByRole('link', { name: `Try ${model.name}` }).click();
+		await card.getByRole('link', { name: `Try it ${model.name}` }).click();
 		await p.waitForURL(new RegExp(`/models/${model.id}$`));
 		await p.getByRole('heading', { name: `Try ${model.name}` }).waitFor();
 	}
