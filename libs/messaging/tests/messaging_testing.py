@@ -21,7 +21,7 @@ from contracts.events import JobCreated, JobProgress, JobStatusChanged
 from contracts.routing import BrokerNames
 from messaging.broker import Broker
 from messaging.inbox import inbox_table
-from messaging.outbox import outbox_table
+from messaging.outbox import outbox_sequences_table, outbox_table
 from messaging.topology import QueueSpec, declare_core, declare_queue
 
 ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -32,6 +32,7 @@ NOTIFY_CHANNEL = "msg_outbox"
 
 metadata = sa.MetaData(schema=SCHEMA)
 OUTBOX = outbox_table(metadata)
+SEQUENCES = outbox_sequences_table(metadata)
 INBOX = inbox_table(metadata)
 # Not unique on purpose: an event applied twice shows up as two rows.
 EFFECTS = sa.Table(
@@ -41,7 +42,7 @@ EFFECTS = sa.Table(
     sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
     sa.Column("value", sa.Float, nullable=False),
 )
-TABLES = ("msg.outbox", "msg.inbox", "msg.effects")
+TABLES = ("msg.outbox", "msg.outbox_sequences", "msg.inbox", "msg.effects")
 
 
 async def eventually(

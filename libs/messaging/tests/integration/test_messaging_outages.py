@@ -21,6 +21,7 @@ from messaging_testing import (
     INBOX,
     NOTIFY_CHANNEL,
     OUTBOX,
+    SEQUENCES,
     TcpProxy,
     Topology,
     eventually,
@@ -179,13 +180,13 @@ async def test_a_rejected_event_is_dead_lettered_at_once_and_the_rest_applied(
 
 async def add_interleaved(engine: AsyncEngine, subjects: int, per_subject: int) -> None:
     """`per_subject` events for each of `subjects` jobs, written one transaction per event and
-    interleaved across jobs, each with its per-job sequence number."""
-    outbox = Outbox(OUTBOX, source="order-tests")
+    interleaved across jobs, each numbered by the outbox (its per-job sequence number)."""
+    outbox = Outbox(OUTBOX, source="order-tests", sequences=SEQUENCES)
     jobs = [uuid.uuid4() for _ in range(subjects)]
-    for n in range(1, per_subject + 1):
+    for _ in range(per_subject):
         for job in jobs:
             async with engine.begin() as conn:
-                await outbox.add(conn, status_changed(job), sequences=[n])
+                await outbox.add(conn, status_changed(job))
 
 
 def adjacent_reorders(bodies: Sequence[bytes]) -> int:

@@ -69,7 +69,7 @@ async def _counts(db: Any, job_id: str) -> dict[str, Any]:
                     " (SELECT count(*) FROM jobs.job_events WHERE job_id = :id) AS history,"
                     " (SELECT status FROM jobs.jobs WHERE id = :id) AS status,"
                     " (SELECT attempt FROM jobs.jobs WHERE id = :id) AS attempt,"
-                    " (SELECT event_sequence FROM jobs.jobs WHERE id = :id) AS sequence"
+                    " (SELECT last FROM jobs.outbox_sequences WHERE subject = CAST(:id AS text)) AS sequence"
                 ),
                 {"id": job_id},
             )
@@ -212,7 +212,6 @@ async def test_optimistic_mode_allows_one_checked_save_and_nothing_else(
                 lambda: uow.jobs.save(job),
                 lambda: uow.jobs.save_many([job]),
                 lambda: uow.jobs.get_many_for_update([job.id]),
-                lambda: uow.jobs.next_sequences({job.id: 1}),
                 lambda: uow.publish(),
                 lambda: uow.datasets.mark_deleted(uuid.uuid4(), "alice"),
                 lambda: uow.jobs.get(job.id, user_id="alice", for_update=True),

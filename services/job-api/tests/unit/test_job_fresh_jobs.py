@@ -32,14 +32,14 @@ def _job() -> Job:
 def test_an_entry_is_a_detached_copy_and_is_taken_once() -> None:
     fresh = FreshJobs()
     job = _job()
-    fresh.remember(FreshJob(job=job, row_version="1234", sequence=2))
+    fresh.remember(FreshJob(job=job, row_version="1234"))
     # The creator's object changes afterwards (or the claim changes the copy): neither sees it.
     job.hyperparameters["target_modules"].append("k_proj")
     job.status = JobStatus.CANCELLED
 
     taken = fresh.take(job.id)
     assert taken is not None
-    assert (taken.row_version, taken.sequence) == ("1234", 2)
+    assert taken.row_version == "1234"
     assert taken.job.status is JobStatus.PENDING
     assert taken.job.hyperparameters["target_modules"] == ["q_proj", "v_proj"]
     assert fresh.take(job.id) is None
@@ -50,7 +50,7 @@ def test_entries_expire_and_are_bounded() -> None:
     fresh = FreshJobs(size=3, ttl=0.05)
     jobs = [_job() for _ in range(5)]
     for job in jobs:
-        fresh.remember(FreshJob(job=job, row_version="1", sequence=2))
+        fresh.remember(FreshJob(job=job, row_version="1"))
     assert len(fresh) == 3
     assert fresh.take(jobs[0].id) is None, "the oldest went first"
     time.sleep(0.1)

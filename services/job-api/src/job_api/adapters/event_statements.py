@@ -1,6 +1,6 @@
 """The statements that stage a write's side effects: history rows (each job they touch woken by a
-NOTIFY) and outbox rows, from one array parameter per column, so each is compiled and prepared
-once whatever the number of rows. Job writes (jobs.py, fast_path.py) embed them as CTEs, so a job
+NOTIFY) and outbox rows (numbered by messaging's Outbox), from one array parameter per column, so
+each is compiled and prepared once whatever the number of rows. Job writes (jobs.py, fast_path.py) embed them as CTEs, so a job
 saved with its events is one round trip."""
 
 from collections.abc import Sequence
@@ -9,8 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from job_api.adapters.tables import JOB_EVENTS_CHANNEL, job_events, outbox
+from job_api.adapters.tables import JOB_EVENTS_CHANNEL, job_events, outbox, outbox_sequences
+from messaging.outbox import Outbox
 from servicekit.db import json_text
+
+# The `source` of every event job-api publishes, and its inbox's consumer name.
+SOURCE = "job-api"
 
 
 def only_if(rows: sa.Select[Any], applied: sa.CTE | None) -> sa.Select[Any]:
@@ -62,54 +66,12 @@ def insert_events_and_notify(applied: sa.CTE | None = None) -> sa.Select[Any]:
 INSERT_EVENTS = insert_events_and_notify()
 
 
-def stage_outbox(applied: sa.CTE | None = None) -> sa.CTE:
-    """Outbox rows from one array parameter per column (compiled once whatever their number);
-    with `applied`, only if that write changed a row."""
-    src = (
-        sa.func.unnest(
-            sa.cast(sa.bindparam("outbox_event_ids"), pg.ARRAY(pg.UUID(as_uuid=True))),
-            sa.cast(sa.bindparam("outbox_event_types"), pg.ARRAY(sa.Text)),
-            sa.cast(sa.bindparam("outbox_routing_keys"), pg.ARRAY(sa.Text)),
-            sa.cast(sa.bindparam("outbox_bodies"), pg.ARRAY(sa.LargeBinary)),
-            sa.cast(sa.bindparam("outbox_must_route"), pg.ARRAY(sa.Boolean)),
-        )
-        .table_valued(
-            "event_id", "event_type", "routing_key", "body", "must_route", with_ordinality="n"
-        )
-        .render_derived()
-    )
-    return (
-        pg.insert(outbox)
-        .from_select(
-            ["event_id", "event_type", "routing_key", "body", "must_route"],
-            only_if(
-                sa.select(
-                    src.c.event_id,
-                    src.c.event_type,
-                    src.c.routing_key,
-                    src.c.body,
-                    src.c.must_route,
-                ).order_by(src.c.n),  # outbox ids follow the order of the events (relay order)
-                applied,
-            ),
-        )
-        .returning(outbox.c.id)
-        .cte("staged")
-    )
-
-
-def outbox_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "outbox_event_ids": [r["event_id"] for r in rows],
-        "outbox_event_types": [r["event_type"] for r in rows],
-        "outbox_routing_keys": [r["routing_key"] for r in rows],
-        "outbox_bodies": [r["body"] for r in rows],
-        "outbox_must_route": [r["must_route"] for r in rows],
-    }
+# job-api's outbox: each job's events numbered as they are staged (messaging.outbox).
+OUTBOX = Outbox(outbox, source=SOURCE, sequences=outbox_sequences)
 
 
 # Outbox rows and history rows (with their NOTIFY) in one statement.
-STAGE_EVENTS = insert_events_and_notify().add_cte(stage_outbox())
+STAGE_EVENTS = insert_events_and_notify().add_cte(OUTBOX.staged())
 
 
 def history_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The claim's fast path, kept behind JobRepository's interface (nothing else imports it).
+"""The claim's fast path, behind JobRepository's interface (the entry points only hold the
+FreshJobs they hand it).
 
 Why it exists: bench/dispatch_latency.py (a job created, claimed by a worker, its events
 delivered; its target is 1.5x a raw asyncpg + aio-pika floor) is dominated by job-api's own CPU
@@ -123,17 +124,17 @@ def detached(job: Job) -> Job:
 
 @dataclasses.dataclass(frozen=True)
 class FreshJob:
-    """A job as this process has just written it: the row's version and its last event sequence
-    number with it."""
+    """A job as this process has just written it, with the row's version."""
 
     job: Job
     row_version: str
-    sequence: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Inserted:
-    outbox_ids: list[int]  # in the order of the rows given
+    # The outbox rows' ids and bodies (numbered), in the order of the rows given.
+    outbox_ids: list[int]
+    outbox_bodies: list[bytes]
     fresh: FreshJob
 
 

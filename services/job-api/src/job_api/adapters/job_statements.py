@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, WorkerPool
-from job_api.adapters.event_statements import insert_events_and_notify, stage_outbox
+from job_api.adapters.event_statements import OUTBOX, insert_events_and_notify
 from job_api.adapters.tables import jobs
 from job_api.domain.job import Job
 
@@ -73,42 +73,42 @@ def insert_job_with_events() -> sa.Select[Any]:
     creating a job costs one round trip inside its transaction instead of three. The job row and
     its history row are written by the same statement: the history's foreign key is checked at
     the end of the statement, when the job row exists."""
-    job_columns = [*JOB_FIELDS, "event_sequence"]
     new_job = (
         sa.insert(jobs)
-        .values({c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in job_columns})
+        .values({c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in JOB_FIELDS})
         .returning(jobs.c.id, row_version().label("row_version"))
         .cte("new_job")
     )
-    staged = stage_outbox()
+    staged = OUTBOX.staged()
     notified = insert_events_and_notify().add_cte(new_job).subquery("notified")
-    # One row: the new row's version, the outbox ids in the order of the events (the relay may
-    # publish them at once, see messaging.outbox.OutboxRelay.publish_now), and the NOTIFYs, run
-    # as a scalar subquery.
+    # One row: the new row's version, the outbox ids and bodies (numbered) in the order of the
+    # events (the relay may publish them at once, see messaging.relay.OutboxRelay.publish_now),
+    # and the NOTIFYs, run as a scalar subquery.
     return sa.select(
         sa.select(new_job.c.row_version).scalar_subquery().label("row_version"),
         sa.select(sa.func.array_agg(pg.aggregate_order_by(staged.c.id, staged.c.id)))
         .scalar_subquery()
         .label("outbox_ids"),
+        sa.select(sa.func.array_agg(pg.aggregate_order_by(staged.c.body, staged.c.id)))
+        .scalar_subquery()
+        .label("outbox_bodies"),
         sa.select(sa.func.count()).select_from(notified).scalar_subquery().label("notified"),
     ).add_cte(staged)
 
 
 def save_job_with_events() -> sa.Select[Any]:
-    """A job loaded under lock saved (every column from `job_<column>` parameters), `n` event
-    sequence numbers taken, its outbox rows and history rows (with their NOTIFY): one statement.
-    The caller numbers the events from the sequence it read under the same lock."""
+    """A job loaded under lock saved (every column from `job_<column>` parameters), with its
+    outbox rows (numbered by the outbox) and history rows (with their NOTIFY): one statement."""
     saved = (
         sa.update(jobs)
         .where(jobs.c.id == sa.bindparam("job_pk"))
         .values(
             {c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in JOB_FIELDS if c != "id"}
         )
-        .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
         .returning(jobs.c.id)
         .cte("saved")
     )
-    return insert_events_and_notify().add_cte(saved, stage_outbox())
+    return insert_events_and_notify().add_cte(saved, OUTBOX.staged())
 
 
 SAVE_JOB_WITH_EVENTS = save_job_with_events()
@@ -125,11 +125,10 @@ def save_job_with_events_if_unchanged() -> sa.Select[Any]:
         .values(
             {c: sa.bindparam(f"job_{c}", type_=jobs.c[c].type) for c in JOB_FIELDS if c != "id"}
         )
-        .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
         .returning(jobs.c.id)
         .cte("saved")
     )
-    notified = insert_events_and_notify(saved).add_cte(stage_outbox(saved)).subquery("notified")
+    notified = insert_events_and_notify(saved).add_cte(OUTBOX.staged(saved)).subquery("notified")
     # The NOTIFYs run as a scalar subquery of the one row `saved` returns.
     return sa.select(
         saved.c.id,
@@ -140,22 +139,6 @@ def save_job_with_events_if_unchanged() -> sa.Select[Any]:
 SAVE_JOB_WITH_EVENTS_IF_UNCHANGED = save_job_with_events_if_unchanged()
 
 INSERT_JOB_WITH_EVENTS = insert_job_with_events()
-
-
-# Every column from the parameters (as UPDATE_JOB) and `n` more event sequence numbers taken.
-SAVE_RESERVING = (
-    sa.update(jobs)
-    .where(jobs.c.id == sa.bindparam("job_pk"))
-    .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
-    .returning(jobs.c.event_sequence)
-)
-
-NEXT_SEQUENCE = (
-    sa.update(jobs)
-    .where(jobs.c.id == sa.bindparam("job_pk"))
-    .values(event_sequence=jobs.c.event_sequence + sa.bindparam("n", type_=sa.BigInteger))
-    .returning(jobs.c.event_sequence)
-)
 
 
 def update_params(job: Job) -> dict[str, Any]:

@@ -9,13 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from job_api.adapters import fast_path as fast
-from job_api.adapters.event_statements import STAGE_EVENTS, history_params, outbox_params
+from job_api.adapters.event_statements import OUTBOX, STAGE_EVENTS, history_params
 from job_api.adapters.fast_path import FreshJob, FreshJobs, Inserted
 from job_api.adapters.job_queries import JobQueries
 from job_api.adapters.job_statements import (
     GET_JOB,
-    NEXT_SEQUENCE,
-    SAVE_RESERVING,
     UPDATE_JOB,
     job_from_mapping,
     job_from_row,
@@ -50,10 +48,9 @@ class JobRepository(JobQueries):
         self._optimistic = optimistic
         self._fresh = fresh
         self._wrote = False
-        # The event sequence of each job this transaction read under lock (FOR UPDATE): stable
-        # until commit, so the job's next events can be numbered without another statement.
-        # In optimistic mode: as read, with the row's version in _versions.
-        self._locked_sequences: dict[UUID, int] = {}
+        # The jobs this transaction read under lock (FOR UPDATE); in optimistic mode, the
+        # version of each job read "for update".
+        self._locked_ids: set[UUID] = set()
         self._versions: dict[UUID, str] = {}
 
     def _plain_write(self) -> None:
@@ -69,62 +66,38 @@ class JobRepository(JobQueries):
             raise RuntimeError("optimistic unit of work: a second write after a committed one")
 
     def _locked(self, row: sa.Row[Any]) -> Job:
-        self._locked_sequences[row.id] = int(row.event_sequence)
+        self._locked_ids.add(row.id)
         return job_from_row(row)
-
-    def _taken(self, job_id: UUID, last: int) -> None:
-        """Sequence numbers up to `last` were taken: a job read under lock numbers on from it."""
-        if job_id in self._locked_sequences:
-            self._locked_sequences[job_id] = last
-
-    def locked_sequence(self, job_id: UUID) -> int | None:
-        """The last event sequence number of a job read under lock in this transaction (None if
-        it was not)."""
-        return self._locked_sequences.get(job_id)
 
     async def add_with_events(
         self, job: Job, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
     ) -> Inserted:
-        """Insert a new job with its first outbox rows (`messaging.outbox.outbox_row`; their
-        sequences 1..n are taken in the job's row) and history rows, in one round trip."""
+        """Insert a new job with its first outbox rows (`OUTBOX.rows`, numbered by the outbox)
+        and history rows, in one round trip."""
         self._plain_write()
         params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items()}
-        params["job_event_sequence"] = len(outbox_rows)
-        params.update(outbox_params(outbox_rows))
+        params.update(OUTBOX.params(outbox_rows))
         params.update(history_params(history))
         row = await fast.INSERT_JOB_WITH_EVENTS.write_returning(self._conn, params)
         return Inserted(
             outbox_ids=list(row["outbox_ids"] or []),
-            fresh=FreshJob(job=job, row_version=row["row_version"], sequence=len(outbox_rows)),
+            outbox_bodies=[bytes(b) for b in row["outbox_bodies"] or []],
+            fresh=FreshJob(job=job, row_version=row["row_version"]),
         )
-
-    async def save_reserving(self, job: Job, count: int) -> int:
-        """Save a job (loaded under lock) and reserve `count` event sequence numbers in the same
-        UPDATE; returns the first of them."""
-        self._plain_write()
-        params = update_params(job)
-        params["n"] = count
-        last = int((await self._conn.execute(SAVE_RESERVING, params)).scalar_one())
-        self._taken(job.id, last)
-        return last - count + 1
 
     async def save_with_events(
         self,
         job: Job,
-        reserved: int,
         outbox_rows: Sequence[dict[str, Any]],
         history: Sequence[dict[str, Any]],
     ) -> None:
-        """Save a job read under lock in this transaction, taking `reserved` more event
-        sequence numbers (those after `locked_sequence`, which `outbox_rows` carry), and stage the
-        outbox and history rows: one round trip."""
-        known = self._locked_sequences.get(job.id)
-        if known is None:
+        """Save a job read under lock in this transaction (in optimistic mode: read "for
+        update"), and stage the outbox and history rows: one round trip."""
+        if job.id not in self._locked_ids and job.id not in self._versions:
             raise RuntimeError(f"job {job.id} was not read under lock in this transaction")
         params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items() if k != "id"}
         params["job_pk"] = job.id
-        params["n"] = reserved
-        params.update(outbox_params(outbox_rows))
+        params.update(OUTBOX.params(outbox_rows))
         params.update(history_params(history))
         if not self._optimistic:
             await fast.SAVE_JOB_WITH_EVENTS.execute(self._conn, params)
@@ -135,16 +108,15 @@ class JobRepository(JobQueries):
             applied = await fast.SAVE_JOB_WITH_EVENTS_IF_UNCHANGED.fetchrow(self._conn, params)
             if applied is None:
                 raise ConcurrentUpdate(f"job {job.id} changed since it was read")
-        self._locked_sequences[job.id] = known + reserved
 
     async def stage_events(
         self, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
     ) -> None:
-        """Outbox rows (`messaging.outbox.outbox_row`) and history rows in one round trip."""
+        """Outbox rows (`OUTBOX.rows`) and history rows in one round trip."""
         self._plain_write()
         if not outbox_rows and not history:
             return
-        params = {**outbox_params(outbox_rows), **history_params(history)}
+        params = {**OUTBOX.params(outbox_rows), **history_params(history)}
         await self._conn.execute(STAGE_EVENTS, params)
 
     async def save(self, job: Job) -> None:
@@ -174,32 +146,16 @@ class JobRepository(JobQueries):
             known = self._fresh.take(job_id) if self._fresh is not None else None
             if known is not None:
                 self._versions[job_id] = known.row_version
-                self._locked_sequences[job_id] = known.sequence
                 return known.job
             record = await fast.GET_JOB_VERSIONED.fetchrow(self._conn, params)
             if record is None:
                 return None
             values = dict(record)
             self._versions[job_id] = values.pop("row_version")
-            self._locked_sequences[job_id] = int(values["event_sequence"])
             return job_from_mapping(values)
         stmt = GET_JOB[(user_id is not None, for_update)]
         row = (await self._conn.execute(stmt, params)).first()
         return self._locked(row) if row is not None else None
-
-    async def next_sequences(self, counts: dict[UUID, int]) -> dict[UUID, int]:
-        """Reserve `counts[job]` event sequence numbers per job; returns the first of each. A job
-        not (yet) in the table gets none."""
-        self._plain_write()
-        firsts: dict[UUID, int] = {}
-        for job_id, count in counts.items():
-            last = (
-                await self._conn.execute(NEXT_SEQUENCE, {"job_pk": job_id, "n": count})
-            ).scalar_one_or_none()
-            if last is not None:
-                firsts[job_id] = int(last) - count + 1
-                self._taken(job_id, int(last))
-        return firsts
 
     async def get_many_for_update(self, job_ids: Sequence[UUID]) -> dict[UUID, Job]:
         self._plain_write()

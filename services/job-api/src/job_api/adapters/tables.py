@@ -4,7 +4,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from messaging.inbox import inbox_table
-from messaging.outbox import outbox_table
+from messaging.outbox import outbox_sequences_table, outbox_table
 
 SCHEMA = "jobs"
 OUTBOX_CHANNEL = "jobs_outbox"
@@ -46,7 +46,6 @@ jobs = sa.Table(
     # The job types the holding worker serves (its claim's): busy, it still serves those routes.
     sa.Column("worker_job_types", pg.ARRAY(sa.Text)),
     # The last `sequence` given to an event about this job (CloudEvents extension).
-    sa.Column("event_sequence", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -202,6 +201,8 @@ hf_accounts = sa.Table(
 )
 
 outbox = outbox_table(metadata)
+# The last `sequence` of each job's events (the outbox numbers them).
+outbox_sequences = outbox_sequences_table(metadata)
 inbox = inbox_table(metadata)
 # Pruning deletes by age: without this index each prune scanned the whole inbox.
 sa.Index("ix_inbox_processed_at", inbox.c.processed_at)

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from contracts.enums import JobPhase
+from job_api.adapters.event_statements import SOURCE
 from job_api.adapters.retention import RetentionRepository
 from job_api.entrypoints.deps import AppState
 from job_api.service_layer.dispatch import mark_worker_presence
-from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
+from job_api.service_layer.unit_of_work import UnitOfWork
 from job_api.service_layer.workers import availability
 
 log = structlog.get_logger(__name__)

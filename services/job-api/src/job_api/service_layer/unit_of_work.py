@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.catalogue import Catalogue
 from contracts.events import EventPayload
 from job_api.adapters.datasets import DatasetRepository
+from job_api.adapters.event_statements import OUTBOX
+from job_api.adapters.event_statements import SOURCE as SOURCE  # imported from here too
 from job_api.adapters.fast_path import FreshJob, FreshJobs
 from job_api.adapters.history import JobEventRepository
 from job_api.adapters.idempotency import IdempotencyRepository
@@ -23,9 +24,6 @@ from job_api.adapters.namespaces import NamespaceRepository, UnlinkedUsers
 from job_api.adapters.workers import WorkerCache, WorkerRepository
 from job_api.domain.job import Job
 from job_api.domain.namespaces import TokenCipher
-from messaging.outbox import outbox_row
-
-SOURCE = "job-api"
 
 
 @dataclass(frozen=True)
@@ -85,77 +83,33 @@ class UnitOfWork:
     async def add_job(
         self, job: Job, payloads: Sequence[EventPayload], history: Sequence[dict[str, Any]]
     ) -> None:
-        """Insert a new job, stage its first events (numbered 1..n, taken in the job's row, so no
-        reservation statement is needed) and its history rows: one statement."""
+        """Insert a new job, stage its first events and its history rows: one statement."""
         for p in payloads:
             if getattr(p, "job_id", None) != job.id:
                 raise ValueError("add_job stages only events about the new job")
-        rows = [outbox_row(p, source=SOURCE, sequence=n) for n, p in enumerate(payloads, start=1)]
+        rows = OUTBOX.rows(payloads)
         inserted = await self.jobs.add_with_events(job, rows, history)
         self.new_subject_rows.extend(
-            {**row, "id": outbox_id}
-            for row, outbox_id in zip(rows, inserted.outbox_ids, strict=True)
+            {**row, "id": outbox_id, "body": body}
+            for row, outbox_id, body in zip(
+                rows, inserted.outbox_ids, inserted.outbox_bodies, strict=True
+            )
         )
         self.created.append(inserted.fresh)
 
     async def publish(
         self, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
     ) -> None:
-        """Stage events in the outbox, and `history` rows, in one statement. Events about a job
-        carry its next `sequence` numbers, so a consumer can drop a status it receives after a
-        newer one."""
-        counts: dict[UUID, int] = {}
-        for p in payloads:
-            job_id = getattr(p, "job_id", None)
-            if isinstance(job_id, UUID):
-                counts[job_id] = counts.get(job_id, 0) + 1
-        firsts = await self.jobs.next_sequences(counts) if counts else {}
-        await self._stage(payloads, firsts, history)
+        """Stage events in the outbox, and `history` rows, in one statement. The outbox numbers
+        each job's events (`sequence`), so a consumer can drop a status it receives after a newer
+        one."""
+        await self.jobs.stage_events(OUTBOX.rows(payloads), history)
 
     async def save_and_publish(
         self, job: Job, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
     ) -> None:
-        """Save `job` (loaded under lock) with the sequence numbers of its events, and stage the
-        events and `history`. When only this job's events are staged, its sequence is known from
-        the locked read and it all is one statement; otherwise two or more."""
-        mine = sum(1 for p in payloads if getattr(p, "job_id", None) == job.id)
-        others: dict[UUID, int] = {}
-        for p in payloads:
-            job_id = getattr(p, "job_id", None)
-            if isinstance(job_id, UUID) and job_id != job.id:
-                others[job_id] = others.get(job_id, 0) + 1
-        known = self.jobs.locked_sequence(job.id)
-        if known is not None and not others:
-            rows = self._outbox_rows(payloads, {job.id: known + 1})
-            await self.jobs.save_with_events(job, mine, rows, history)
-            return
-        first = await self.jobs.save_reserving(job, mine)
-        firsts = await self.jobs.next_sequences(others) if others else {}
-        firsts[job.id] = first
-        await self._stage(payloads, firsts, history)
-
-    @staticmethod
-    def _outbox_rows(
-        payloads: Sequence[EventPayload], firsts: dict[UUID, int]
-    ) -> list[dict[str, Any]]:
-        """Outbox rows; events about a job in `firsts` are numbered from its first number."""
-        rows = []
-        for p in payloads:
-            job_id = getattr(p, "job_id", None)
-            sequence = None
-            if isinstance(job_id, UUID) and job_id in firsts:
-                sequence = firsts[job_id]
-                firsts[job_id] += 1
-            rows.append(outbox_row(p, source=SOURCE, sequence=sequence))
-        return rows
-
-    async def _stage(
-        self,
-        payloads: Sequence[EventPayload],
-        firsts: dict[UUID, int],
-        history: Sequence[dict[str, Any]],
-    ) -> None:
-        await self.jobs.stage_events(self._outbox_rows(payloads, firsts), history)
+        """Save `job` (loaded under lock) and stage the events and `history`: one statement."""
+        await self.jobs.save_with_events(job, OUTBOX.rows(payloads), history)
 
 
 @dataclass(frozen=True)
