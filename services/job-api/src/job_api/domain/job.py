@@ -7,7 +7,6 @@ counts granted claims and is the fencing token. A report acts on the job only wh
 claims) or the worker id that claimed it (the brief's HTTP API, which has no secret).
 """
 
-import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,79 +20,31 @@ from contracts.enums import (
     JobPhase,
     JobStatus,
     JobType,
-    ModelStore,
     WorkerPool,
 )
 from contracts.routing import SHARED_POOL
 from job_api.domain.errors import AlreadyClaimed, IllegalTransition, StaleAttempt
+from job_api.domain.job_values import (
+    ALLOWED,
+    MAX_BACKOFF,
+    Credential,
+    Progress,
+    PushedModel,
+    Transition,
+    hash_claim_secret,
+)
 
-S = JobStatus
-ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    S.PENDING: frozenset({S.RUNNING, S.CANCELLED, S.FAILED}),
-    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING}),
-    S.COMPLETED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELLED: frozenset(),
-}
-
-
-# The longest a retried job waits before it is offered again.
-MAX_BACKOFF = timedelta(minutes=10)
-
-
-def hash_claim_secret(secret: str) -> str:
-    """What is stored of a claim secret: its sha256, hex."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Credential:
-    """Who sends a report. `secret_hash` is set on the broker path (the sha256 of the claim secret
-    the report carries); the HTTP path has only the worker id, and `attempt` may be None there
-    (the brief's worker does not send one): "the attempt I hold"."""
-
-    worker_id: str
-    attempt: int | None
-    secret_hash: str | None = None
-
-
-@dataclass(frozen=True)
-class PushedModel:
-    """Where the worker stored the trained model (model.pushed), announced as model.completed."""
-
-    repo_id: str
-    revision: str
-    store: ModelStore
-    uri: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    baseline_metrics: dict[str, float] = field(default_factory=dict)
-    data_stats: dict[str, Any] = field(default_factory=dict)
-    # The push created the repository: the registry may delete it with the model.
-    created_repo: bool = False
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A status change the aggregate made; the service layer turns it into events."""
-
-    from_status: JobStatus
-    to_status: JobStatus
-    attempt: int
-    reason: str | None = None
-    model: PushedModel | None = None
-
-
-@dataclass
-class Progress:
-    progress: float
-    phase: JobPhase = JobPhase.TRAINING
-    step: int | None = None
-    total_steps: int | None = None
-    epoch: float | None = None
-    loss: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    eta_seconds: float | None = None
-    logs_url: str | None = None
+# The values are the aggregate's vocabulary: importable from here with it.
+__all__ = [
+    "ALLOWED",
+    "MAX_BACKOFF",
+    "Credential",
+    "Job",
+    "Progress",
+    "PushedModel",
+    "Transition",
+    "hash_claim_secret",
+]
 
 
 @dataclass

@@ -3,18 +3,18 @@
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 import uvicorn
 from alembic import command
 from alembic.config import Config
-from pydantic import ValidationError
 from rich.console import Console
 
 from job_api.adapters.tables import SCHEMA
 from job_api.config import DatabaseSettings, Settings
 from job_api.entrypoints.cli_dead_letters import dead_letters
+from job_api.entrypoints.cli_settings import load, load_settings
 from job_api.entrypoints.cli_workers import workers
 from servicekit.auth import mint_token
 from servicekit.db import bootstrap_service_database, sqlalchemy_dsn, with_credentials
@@ -26,25 +26,6 @@ app.add_typer(workers, name="workers")
 console = Console(stderr=True)
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 ROLE = "job_api"
-
-
-def _settings() -> Settings:
-    return _load(Settings)
-
-
-S = TypeVar("S", bound=DatabaseSettings)
-
-
-def _load(kind: type[S]) -> S:
-    """Settings from the environment; a configuration error is one readable line, not a trace."""
-    try:
-        return kind()
-    except ValidationError as exc:
-        for error in exc.errors():
-            console.print(
-                f"[red]configuration error:[/red] {error['msg'].removeprefix('Value error, ')}"
-            )
-        raise typer.Exit(2) from None
 
 
 def alembic_config(database_url: str) -> Config:
@@ -61,7 +42,7 @@ def migrate(database_url: str) -> None:
 @app.command("db-init")
 def db_init() -> None:
     """Create the database, the job_api role and the `jobs` schema (idempotent), then migrate."""
-    settings = _load(DatabaseSettings)
+    settings = load(DatabaseSettings)
     password = settings.db_password.get_secret_value()
     asyncio.run(
         bootstrap_service_database(
@@ -83,13 +64,13 @@ def db_init() -> None:
 @app.command("migrate")
 def migrate_cmd() -> None:
     """Apply migrations with JOB_API_DATABASE_URL."""
-    migrate(_load(DatabaseSettings).database_url)
+    migrate(load(DatabaseSettings).database_url)
 
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the API and run the relay, consumers and watchdog."""
-    settings = _settings()
+    settings = load_settings()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     from job_api.entrypoints.app import create_app
 
@@ -108,7 +89,7 @@ def token(
     if not sub.strip():
         console.print("[red]--sub must name a user (e.g. `make token SUB=alice`).[/red]")
         raise typer.Exit(2)
-    settings = _settings()
+    settings = load_settings()
     if settings.jwt_secret is None:
         raise typer.BadParameter("FTD_JWT_SECRET is not set.")
     roles = ["admin"] if admin else []
