@@ -21,6 +21,13 @@ def _config(user_token: str) -> str:
 max-stream-events = 1
 
 [[operations]]
+include-path-regex = "^/v1/fine_tuning/"
+headers = {{ Authorization = "{user_token}" }}
+# OpenAI's convention: what the server refuses after the schema (a model not in the catalogue, a
+# file not announced yet) is a 400 or a 409 `dataset_not_ready`.
+checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401", "404", "409"]
+
+[[operations]]
 include-path = "/api/finetune/jobs"
 include-method = "POST"
 headers = {{ Authorization = "{user_token}" }}

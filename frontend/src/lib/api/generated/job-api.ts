@@ -327,6 +327,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/fine_tuning/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Fine Tuning Jobs
+         * @description Your fine-tuning jobs, newest first; paged with `after`/`limit`.
+         */
+        get: operations["list_fine_tuning_jobs_v1_fine_tuning_jobs_get"];
+        put?: never;
+        /**
+         * Create Fine Tuning Job
+         * @description Create a fine-tuning job from an uploaded file (OpenAI's request; see the module notes).
+         */
+        post: operations["create_fine_tuning_job_v1_fine_tuning_jobs_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{fine_tuning_job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Retrieve Fine Tuning Job
+         * @description One fine-tuning job.
+         */
+        get: operations["retrieve_fine_tuning_job_v1_fine_tuning_jobs__fine_tuning_job_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Fine Tuning Job
+         * @description Cancel a queued or running job (409 `illegal_transition` once it has ended).
+         */
+        post: operations["cancel_fine_tuning_job_v1_fine_tuning_jobs__fine_tuning_job_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Fine Tuning Checkpoints
+         * @description The job's checkpoints: its pushed model once it succeeded (none before).
+         */
+        get: operations["list_fine_tuning_checkpoints_v1_fine_tuning_jobs__fine_tuning_job_id__checkpoints_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{fine_tuning_job_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Fine Tuning Events
+         * @description The job's events (status changes, progress and logs), newest first.
+         */
+        get: operations["list_fine_tuning_events_v1_fine_tuning_jobs__fine_tuning_job_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -389,6 +493,23 @@ export interface components {
              * @description The worker's own broker user (its password is its token); null: the URL's.
              */
             username: string | null;
+        };
+        /** CheckpointMetrics */
+        CheckpointMetrics: {
+            /** Full Valid Loss */
+            full_valid_loss?: number | null;
+            /** Full Valid Mean Token Accuracy */
+            full_valid_mean_token_accuracy?: number | null;
+            /** Step */
+            step?: number | null;
+            /** Train Loss */
+            train_loss?: number | null;
+            /** Train Mean Token Accuracy */
+            train_mean_token_accuracy?: number | null;
+            /** Valid Loss */
+            valid_loss?: number | null;
+            /** Valid Mean Token Accuracy */
+            valid_mean_token_accuracy?: number | null;
         };
         /** Data[DevSignInStatus] */
         Data_DevSignInStatus_: {
@@ -898,6 +1019,223 @@ export interface components {
              */
             worker_id?: string | null;
         };
+        /** FineTuningJob */
+        FineTuningJob: {
+            /** Created At */
+            created_at: number;
+            error: components["schemas"]["JobError"] | null;
+            /** Estimated Finish */
+            estimated_finish?: number | null;
+            /**
+             * Fine Tuned Model
+             * @description The output model, once succeeded.
+             */
+            fine_tuned_model: string | null;
+            /** Finished At */
+            finished_at: number | null;
+            ftd_job_type: components["schemas"]["JobType"];
+            /** Ftd Output Model */
+            ftd_output_model: string;
+            /** Ftd Phase */
+            ftd_phase: string;
+            /** Ftd Progress */
+            ftd_progress: number;
+            /**
+             * Ftd Status
+             * @description The platform's status (pending, running, completed...).
+             */
+            ftd_status: string;
+            hyperparameters: components["schemas"]["OpenAIHyperparameters"];
+            /**
+             * Id
+             * @description `ftjob-<job id>`.
+             */
+            id: string;
+            /** Integrations */
+            integrations?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            method: components["schemas"]["MethodOut"];
+            /** Model */
+            model: string;
+            /**
+             * Object
+             * @default fine_tuning.job
+             * @constant
+             */
+            object: "fine_tuning.job";
+            /** Organization Id */
+            organization_id: string;
+            /** Result Files */
+            result_files: string[];
+            /** Seed */
+            seed: number;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "validating_files" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
+            /** Trained Tokens */
+            trained_tokens: number | null;
+            /** Training File */
+            training_file: string;
+            /** Validation File */
+            validation_file?: string | null;
+        };
+        /** FineTuningJobCheckpoint */
+        FineTuningJobCheckpoint: {
+            /** Created At */
+            created_at: number;
+            /** Fine Tuned Model Checkpoint */
+            fine_tuned_model_checkpoint: string;
+            /** Fine Tuning Job Id */
+            fine_tuning_job_id: string;
+            /** Id */
+            id: string;
+            metrics: components["schemas"]["CheckpointMetrics"];
+            /**
+             * Object
+             * @default fine_tuning.job.checkpoint
+             * @constant
+             */
+            object: "fine_tuning.job.checkpoint";
+            /** Step Number */
+            step_number: number;
+        };
+        /** FineTuningJobCheckpointList */
+        FineTuningJobCheckpointList: {
+            /** Data */
+            data: components["schemas"]["FineTuningJobCheckpoint"][];
+            /** First Id */
+            first_id?: string | null;
+            /** Has More */
+            has_more: boolean;
+            /** Last Id */
+            last_id?: string | null;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** FineTuningJobCreate */
+        FineTuningJobCreate: {
+            /**
+             * @description Which provider's workers may run it.
+             * @default local
+             */
+            ftd_gpu_provider: components["schemas"]["GPUProvider"];
+            /** @description The job type, where the model and the file leave a choice. */
+            ftd_job_type?: components["schemas"]["JobType"] | null;
+            /**
+             * @description shared, private or any (as /api/finetune/jobs).
+             * @default shared
+             */
+            ftd_worker_pool: components["schemas"]["WorkerPool"];
+            /** @description Deprecated by OpenAI in favour of `method`; both work. */
+            hyperparameters?: components["schemas"]["HyperparametersIn"] | null;
+            /**
+             * Integrations
+             * @description Not offered.
+             */
+            integrations?: {
+                [key: string]: unknown;
+            }[] | null;
+            /**
+             * Metadata
+             * @description Not offered.
+             */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /** @description Only `supervised` is offered. */
+            method?: components["schemas"]["MethodIn"] | null;
+            /**
+             * Model
+             * @description A base model of the catalogue.
+             */
+            model: string;
+            /** Seed */
+            seed?: number | null;
+            /**
+             * Suffix
+             * @description The output model is <namespace>/<base>-<suffix>.
+             */
+            suffix?: string | null;
+            /**
+             * Training File
+             * @description A file id from POST /v1/files (`file-<id>`).
+             */
+            training_file: string;
+            /**
+             * Validation File
+             * @description Not offered: set `eval_split` in hyperparameters instead.
+             */
+            validation_file?: string | null;
+        };
+        /** FineTuningJobEvent */
+        FineTuningJobEvent: {
+            /** Created At */
+            created_at: number;
+            /** Data */
+            data?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Id
+             * @description `ftevent-<history row id>`.
+             */
+            id: string;
+            /**
+             * Level
+             * @enum {string}
+             */
+            level: "info" | "warn" | "error";
+            /** Message */
+            message: string;
+            /**
+             * Object
+             * @default fine_tuning.job.event
+             * @constant
+             */
+            object: "fine_tuning.job.event";
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "message" | "metrics";
+        };
+        /** FineTuningJobEventList */
+        FineTuningJobEventList: {
+            /** Data */
+            data: components["schemas"]["FineTuningJobEvent"][];
+            /** Has More */
+            has_more: boolean;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** FineTuningJobList */
+        FineTuningJobList: {
+            /** Data */
+            data: components["schemas"]["FineTuningJob"][];
+            /** Has More */
+            has_more: boolean;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
         /**
          * GPUProvider
          * @enum {string}
@@ -928,6 +1266,39 @@ export interface components {
              * @description Your Hugging Face access token with write access. Kept encrypted, never returned; the worker that pushes your models uses it.
              */
             token: string;
+        };
+        /**
+         * HyperparametersIn
+         * @description OpenAI's three hyperparameters; any other of the job type's own (see /base-models) may be
+         *     given beside them (`max_seq_length`, `lora_r`, `eval_split`...).
+         */
+        HyperparametersIn: {
+            /**
+             * Batch Size
+             * @description -> batch_size.
+             */
+            batch_size?: number | "auto" | null;
+            /**
+             * Learning Rate Multiplier
+             * @description -> learning_rate = multiplier x the job type's default.
+             */
+            learning_rate_multiplier?: number | "auto" | null;
+            /**
+             * N Epochs
+             * @description -> epochs.
+             */
+            n_epochs?: number | "auto" | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** JobError */
+        JobError: {
+            /** Code */
+            code: string;
+            /** Message */
+            message: string;
+            /** Param */
+            param?: string | null;
         };
         /** JobEventResponse */
         JobEventResponse: {
@@ -968,6 +1339,33 @@ export interface components {
          * @enum {string}
          */
         JobType: "embedding" | "classifier" | "llm_lora";
+        /** MethodIn */
+        MethodIn: {
+            /** Dpo */
+            dpo?: {
+                [key: string]: unknown;
+            } | null;
+            /** Reinforcement */
+            reinforcement?: {
+                [key: string]: unknown;
+            } | null;
+            supervised?: components["schemas"]["SupervisedIn"] | null;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "supervised" | "dpo" | "reinforcement";
+        };
+        /** MethodOut */
+        MethodOut: {
+            supervised: components["schemas"]["SupervisedOut"];
+            /**
+             * Type
+             * @default supervised
+             * @constant
+             */
+            type: "supervised";
+        };
         /** NamespaceGrantCreate */
         NamespaceGrantCreate: {
             /**
@@ -1019,6 +1417,45 @@ export interface components {
          * @enum {string}
          */
         NamespaceSource: "user" | "huggingface" | "grant";
+        /** OpenAIError */
+        OpenAIError: {
+            /**
+             * Code
+             * @description The platform's machine-readable code.
+             */
+            code: string | null;
+            /**
+             * Message
+             * @description A sentence for humans.
+             */
+            message: string;
+            /**
+             * Param
+             * @description The offending parameter, where there is one.
+             */
+            param: string | null;
+            /**
+             * Type
+             * @description invalid_request_error, authentication_error, server_error...
+             */
+            type: string;
+        };
+        /**
+         * OpenAIErrorBody
+         * @description An error in OpenAI's shape.
+         */
+        OpenAIErrorBody: {
+            error: components["schemas"]["OpenAIError"];
+        };
+        /** OpenAIHyperparameters */
+        OpenAIHyperparameters: {
+            /** Batch Size */
+            batch_size?: number | null;
+            /** Learning Rate Multiplier */
+            learning_rate_multiplier?: number | null;
+            /** N Epochs */
+            n_epochs?: number | null;
+        };
         /** Page[FinetuneJobResponse] */
         Page_FinetuneJobResponse_: {
             /** Data */
@@ -1052,6 +1489,14 @@ export interface components {
              * @description Pass as `cursor` to get the next page.
              */
             next_cursor: string | null;
+        };
+        /** SupervisedIn */
+        SupervisedIn: {
+            hyperparameters?: components["schemas"]["HyperparametersIn"] | null;
+        };
+        /** SupervisedOut */
+        SupervisedOut: {
+            hyperparameters: components["schemas"]["OpenAIHyperparameters"];
         };
         /** ValidationError */
         ValidationError: {
@@ -2630,6 +3075,407 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_fine_tuning_jobs_v1_fine_tuning_jobs_get: {
+        parameters: {
+            query?: {
+                /** @description The last job id of the previous page. */
+                after?: string | null;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJobList"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_fine_tuning_job_v1_fine_tuning_jobs_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FineTuningJobCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    retrieve_fine_tuning_job_v1_fine_tuning_jobs__fine_tuning_job_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                fine_tuning_job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    cancel_fine_tuning_job_v1_fine_tuning_jobs__fine_tuning_job_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                fine_tuning_job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_fine_tuning_checkpoints_v1_fine_tuning_jobs__fine_tuning_job_id__checkpoints_get: {
+        parameters: {
+            query?: {
+                /** @description The last checkpoint seen. */
+                after?: string | null;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                fine_tuning_job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJobCheckpointList"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_fine_tuning_events_v1_fine_tuning_jobs__fine_tuning_job_id__events_get: {
+        parameters: {
+            query?: {
+                /** @description The last event id seen. */
+                after?: string | null;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                fine_tuning_job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJobEventList"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

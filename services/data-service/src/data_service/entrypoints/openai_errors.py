@@ -12,6 +12,7 @@ resolve itself in a second). What answers before any route runs (the body size l
 path) keeps the platform's envelope.
 """
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -113,6 +114,10 @@ class OpenAIRoute(APIRoute):
                 render = _handler_for(request, exc)
                 if render is None:
                     raise
-                return openai_shaped(await render(request, exc))
+                rendered = render(request, exc)
+                # The app's handlers may be plain functions (Starlette allows both).
+                if inspect.isawaitable(rendered):
+                    rendered = await rendered
+                return openai_shaped(rendered)
 
         return handle_openai
