@@ -1,0 +1,299 @@
+"""The platform's broker clients on a three-node RabbitMQ cluster: a node dies, then the majority.
+
+A producer publishing with confirms and a consumer, both messaging.Broker given the cluster's URL
+list (FTD_AMQP_URL's form), on one of the platform's work queues (a quorum queue, replicated on all
+three nodes):
+
+1. SIGKILL the node both are connected to: both move to a survivor; the consumer receives again
+   within seconds; no confirmed message is lost (a redelivered one is recognised by its id, as the
+   inbox does).
+2. Stop a second node's broker (stop_app): one node of three is left, no majority. Publishes are
+   not confirmed (the producer sees failures and retries the same ids), never confirmed and lost.
+3. Start the killed node again: the majority is back, the withheld publishes are confirmed and
+   every confirmed message is consumed.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts.routing import BrokerNames
+from messaging.broker import Broker, PublishFailure, Unroutable
+from messaging.topology import declare_queue, declare_topology, work_queue_specs
+from workerlink.failover import FailoverConnection
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists()
+        and shutil.which("rabbitmq-server", path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None,
+        reason="rabbitmq-server is not installed on this machine",
+    ),
+]
+
+RESUME_WITHIN = 30.0  # seconds; it takes a few in practice, the margin is for a loaded machine
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rabbitmq-cluster.sh"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_base() -> int:
+    """A first AMQP port whose three AMQP and three distribution ports (+20000) are free."""
+    for _ in range(200):
+        base = random.randrange(15000, 40000)
+        if all(_free(p) for n in range(3) for p in (base + n, base + n + 20000)):
+            return base
+    raise RuntimeError("no free ports for the cluster")
+
+
+@dataclass
+class Cluster:
+    env: dict[str, str]
+    base_port: int
+    name: str
+
+    def port(self, node: int) -> int:
+        return self.base_port + node - 1
+
+    def node(self, node: int) -> str:
+        return f"{self.name}{node}@localhost"
+
+    @property
+    def urls(self) -> str:
+        return ",".join(f"amqp://guest:guest@127.0.0.1:{self.port(n)}/" for n in (1, 2, 3))
+
+    def node_of(self, broker: Broker) -> int:
+        """The node `broker` is connected to (or dialling)."""
+        connection = broker.connection
+        assert isinstance(connection, FailoverConnection)
+        assert connection.url.port is not None
+        return connection.url.port - self.base_port + 1
+
+    async def run(self, *args: str, timeout: float = 180) -> str:
+        process = await asyncio.create_subprocess_exec(
+            str(SCRIPT),
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+        if process.returncode != 0:
+            raise RuntimeError(f"rabbitmq-cluster.sh {' '.join(args)}: {err.decode()[-2000:]}")
+        return out.decode()
+
+    async def queues(self, node: int) -> dict[str, dict[str, Any]]:
+        """name -> {type, members, leader, online} as node `node` sees them."""
+        out = await self.run(
+            "ctl",
+            str(node),
+            "-q",
+            "list_queues",
+            "name",
+            "type",
+            "members",
+            "leader",
+            "online",
+            "--formatter",
+            "json",
+        )
+        return {q["name"]: q for q in json.loads(out)}
+
+
+# Each run has its own node names, ports and state folder: it never meets the system broker on
+# 5672 nor a cluster started by hand. The nodes are stopped and the folder removed afterwards,
+# whether the test passed or not.
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    with tempfile.TemporaryDirectory(prefix="ftd-cluster-") as tmp:
+        name = f"ftd-t{uuid.uuid4().hex[:6]}-c"
+        base = _free_base()
+        env = {
+            **os.environ,
+            "FTD_CLUSTER_DIR": str(Path(tmp) / "cluster"),
+            "FTD_CLUSTER_NAME": name,
+            "FTD_CLUSTER_PORT": str(base),
+        }
+        made = Cluster(env=env, base_port=base, name=name)
+        try:
+            await made.run("start")
+            yield made
+        finally:
+            await made.run("stop")
+
+
+@dataclass
+class Producer:
+    broker: Broker
+    routing_key: str
+    confirmed: list[str] = field(default_factory=list)
+    failures: int = 0
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
+
+    async def run(self) -> None:
+        """Publish m-0, m-1, ... one after another; a message is retried (same id) until the
+        broker confirms it, as the outbox relay does."""
+        number = 0
+        while not self.stopping:
+            message_id = f"m-{number}"
+            while not self.stopping:
+                try:
+                    await self.broker.publish_raw(
+                        message_id.encode(),
+                        routing_key=self.routing_key,
+                        message_id=message_id,
+                        event_type="test.cluster",
+                        timeout=2,
+                    )
+                except (*PublishFailure, Unroutable):
+                    self.failures += 1
+                    await asyncio.sleep(0.2)
+                    continue
+                self.confirmed.append(message_id)
+                self.progress.set()
+                break
+            number += 1
+            await asyncio.sleep(0.01)
+
+    async def confirmations(self, count: int, within: float) -> None:
+        """Until `count` more messages were confirmed."""
+        target = len(self.confirmed) + count
+        async with asyncio.timeout(within):
+            while len(self.confirmed) < target:
+                self.progress.clear()
+                await self.progress.wait()
+
+
+@dataclass
+class Consumer:
+    broker: Broker
+    cluster: Cluster
+    deliveries: list[tuple[str, int]] = field(default_factory=list)  # (id, node it came from)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        node = self.cluster.node_of(self.broker)
+        self.deliveries.append((message.message_id or "", node))
+        self.progress.set()
+        await message.ack()
+
+    @property
+    def ids(self) -> set[str]:
+        return {message_id for message_id, _ in self.deliveries}
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float) -> None:
+        async with asyncio.timeout(within):
+            while not predicate():
+                self.progress.clear()
+                await self.progress.wait()
+
+
+async def _connected_to(broker: Broker, cluster: Cluster, node: int, within: float) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if broker.connection.connected.is_set() and cluster.node_of(broker) == node:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_no_confirmed_message_is_lost_when_nodes_fail(cluster: Cluster) -> None:
+    names = BrokerNames(prefix=f"cl{cluster.name[5:11]}.")
+    spec = work_queue_specs(names)[0]
+    admin = Broker(cluster.urls, names, client_name="cluster-admin")
+    consumer = Consumer(Broker(cluster.urls, names, client_name="cluster-consumer"), cluster)
+    producer = Producer(
+        Broker(cluster.urls, names, client_name="cluster-producer"), spec.bindings[0]
+    )
+    producing: asyncio.Task[None] | None = None
+    try:
+        await admin.connect()
+        await declare_topology(await admin.channel(), names, work_queue_specs(names))
+        await admin.close()
+        queues = await cluster.queues(1)
+        for work in work_queue_specs(names):
+            assert queues[work.name]["type"] == "quorum"
+            assert sorted(queues[work.name]["members"]) == [cluster.node(n) for n in (1, 2, 3)]
+
+        await consumer.broker.connect()
+        channel = await consumer.broker.channel(prefetch=20)
+        # Declared through the robust channel: aio-pika declares it again and consumes again on
+        # whichever node the connection moves to.
+        queue = await declare_queue(channel, names, spec)
+        await queue.consume(consumer.on_message)
+        await producer.broker.connect()
+        assert cluster.node_of(consumer.broker) == 1
+        assert cluster.node_of(producer.broker) == 1
+        producing = asyncio.create_task(producer.run())
+        await producer.confirmations(50, within=30)
+        await consumer.wait_for(lambda: len(consumer.ids) >= 50, within=30)
+
+        # 1. The node both are on dies.
+        killed_at = time.monotonic()
+        await cluster.run("kill-node", "1")
+        await consumer.wait_for(lambda: any(node != 1 for _, node in consumer.deliveries), 60)
+        resumed_after = time.monotonic() - killed_at
+        print(f"consumer resumed on a survivor {resumed_after:.1f}s after node 1 was killed")
+        assert resumed_after < RESUME_WITHIN
+        await producer.confirmations(50, within=30)
+        survivor = cluster.node_of(consumer.broker)
+        assert survivor in (2, 3)
+
+        # 2. The broker on the consumer's node stops too: one node of three, no majority.
+        await cluster.run("ctl", str(survivor), "-q", "stop_app")
+        last = 5 - survivor  # 2 -> 3, 3 -> 2
+        await _connected_to(producer.broker, cluster, last, within=30)
+        await _connected_to(consumer.broker, cluster, last, within=30)
+        failures = producer.failures
+        before = len(producer.confirmed)
+        with contextlib.suppress(TimeoutError):
+            await producer.confirmations(1, within=6)
+        assert len(producer.confirmed) == before, "a publish was confirmed without a majority"
+        assert producer.failures > failures
+        print(f"without a majority: {producer.failures - failures} publishes not confirmed")
+
+        # 3. The killed node comes back: a majority again.
+        await cluster.run("start-node", "1")
+        await producer.confirmations(20, within=90)
+        producer.stopping = True
+        await producing
+        confirmed = set(producer.confirmed)
+        await consumer.wait_for(lambda: confirmed <= consumer.ids, within=60)
+        duplicates = len(consumer.deliveries) - len(consumer.ids)
+        print(
+            f"confirmed {len(confirmed)}, consumed {len(consumer.ids)} distinct, "
+            f"{duplicates} redelivered, {producer.failures} publish failures retried"
+        )
+        assert len(producer.confirmed) == len(confirmed)  # each id confirmed once
+    finally:
+        producer.stopping = True
+        if producing is not None:
+            producing.cancel()
+            await asyncio.gather(producing, return_exceptions=True)
+        for broker in (producer.broker, consumer.broker, admin):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await broker.close()
