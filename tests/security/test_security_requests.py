@@ -1,7 +1,8 @@
 """The review's small findings about what a request may carry, on the running stack through the
 gateway: tokens whose subject holds a NUL (a 500 in every service) or whose `exp` is a numeric
 string (accepted); a JSONL line of 100,000 nested brackets (a 500); a data ticket in nginx's
-error log when the upstream of a download failed; ftd-serve taking its token on the command line.
+error log when the upstream of a download failed; a serving process taking a token or key on its
+command line (model-server takes none).
 """
 
 import os
@@ -187,9 +188,9 @@ async def test_a_data_ticket_never_reaches_the_gateways_logs_when_the_download_u
         assert secret not in logs
 
 
-def _options(command: str) -> list[str]:
+def _options(*command: str) -> list[str]:
     out = subprocess.run(
-        [str(BIN / command), "--help"],
+        [str(BIN / command[0]), *command[1:], "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -199,15 +200,33 @@ def _options(command: str) -> list[str]:
     return re.findall(r"(--[a-z][a-z0-9-]*)", out)
 
 
-def test_ftd_serve_takes_no_token_or_key_as_an_argument_value() -> None:
-    """Any user on the machine reads a process's arguments (ps): secrets come from the
-    environment or a file."""
-    options = set(_options("ftd-serve"))
-    assert {"--token-file", "--api-key-file", "--registry-url"} <= options, options
-    secret_options = {o for o in options if re.search(r"token|key|secret|password", o)}
-    assert secret_options == {"--token-file", "--api-key-file"}, secret_options
+MODEL_SERVER_COMMANDS = ("serve", "migrate", "db-init", "openapi")
+
+
+def test_model_server_takes_no_token_or_key_as_an_argument_value() -> None:
+    """Any user on the machine reads a process's arguments (ps): model-server's secrets (the
+    database password, the JWT secret, a Hub token, the vLLM key) come from its environment."""
+    listed = set(
+        re.findall(
+            r"^│ (\S+) ",
+            subprocess.check_output(
+                [str(BIN / "model-server"), "--help"],
+                text=True,
+                env={**os.environ, "COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"},
+                timeout=60,
+            ),
+            re.MULTILINE,
+        )
+    )
+    # Every command is checked: a new one joins MODEL_SERVER_COMMANDS.
+    assert {c for c in listed if not c.startswith("-")} == set(MODEL_SERVER_COMMANDS), listed
+    for command in MODEL_SERVER_COMMANDS:
+        options = set(_options("model-server", command))
+        assert "--help" in options, (command, options)
+        secret_options = {o for o in options if re.search(r"token|key|secret|password", o)}
+        assert secret_options == set(), (command, secret_options)
     refused = subprocess.run(
-        [str(BIN / "ftd-serve"), "--token", f"eyJ{uuid.uuid4().hex}"],
+        [str(BIN / "model-server"), "serve", "--hf-token", f"hf_{uuid.uuid4().hex}"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -39,7 +39,7 @@ def registry_settings(
             "db_password": uuid.uuid4().hex,
             "db_pool_size": 5,
             "lora_base_url": "http://vllm.test:8000/v1",
-            "serve_base_url": "http://ftd-serve.test:8005/v1",
+            "serve_base_url": "http://model-server.test:8005/v1",
         }
         values.update(overrides)
         return Settings(**values)

@@ -27,7 +27,7 @@ ALLOWED = {
 # What the outer layers must not import.
 FORBIDDEN = {
     "training": ("gpu_worker.service_layer", "gpu_worker.adapters", "gpu_worker.entrypoints"),
-    "adapters": ("gpu_worker.entrypoints", "gpu_worker.training", "gpu_worker.serve"),
+    "adapters": ("gpu_worker.entrypoints", "gpu_worker.training"),
 }
 
 
@@ -35,8 +35,7 @@ def modules() -> Iterator[tuple[str, Path]]:
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        if not name.startswith("gpu_worker.serve"):  # ftd-serve: a service of its own later
-            yield name, path
+        yield name, path
 
 
 def imported(path: Path, *, top_level_only: bool = False) -> set[str]:

@@ -77,6 +77,16 @@ async def test_embeddings_and_classification_load_on_deploy_and_leave_on_undeplo
         api = oai(client, token(ALICE))
         answer = await api.embeddings.create(model="alice/emb", input=["hello", "world"])
         assert [len(d.embedding) for d in answer.data] == [384, 384]
+        # The vectors the model itself makes, not just vectors of the right length.
+        from sentence_transformers import SentenceTransformer
+
+        direct = SentenceTransformer(str(models["embedding"]), device="cpu").encode(["hello"])
+        assert answer.data[0].embedding == pytest.approx([float(x) for x in direct[0]], abs=1e-5)
+        empty = await client.post(
+            "/v1/embeddings", headers=ALICE, json={"model": "alice/emb", "input": []}
+        )
+        assert empty.status_code == 400
+        assert empty.json()["error"]["code"] == "empty_input"
         listed = await api.models.list()
         assert sorted(m.id for m in listed.data) == ["alice/clf", "alice/emb"]
 

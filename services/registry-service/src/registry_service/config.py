@@ -25,10 +25,12 @@ class Settings(PlatformSettings):
         default=None, description="Env var LiteLLM reads the LoRA server's key from."
     )
     serve_base_url: str = Field(
-        default="http://localhost:8005/v1", description="ftd-serve (embeddings, classifiers)."
+        default="http://localhost:8005/v1",
+        description="model-server's OpenAI-style API (embeddings, classifiers).",
     )
     serve_api_key_env: str | None = Field(
-        default="FTD_SERVE_API_KEY", description="Env var LiteLLM reads ftd-serve's key from."
+        default="FTD_SERVE_API_KEY",
+        description="Env var LiteLLM reads its model-server key from (an API key from /api/keys).",
     )
     # Only used to delete a Hub repository a user explicitly asks to delete.
     hf_token: SecretStr | None = None

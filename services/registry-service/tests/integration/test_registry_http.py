@@ -142,7 +142,7 @@ async def test_litellm_config_lists_the_deployed_models(
     assert bob_model["id"] not in {e["model_info"]["id"] for e in config["model_list"]}
     assert entries["alice/support-embed"]["litellm_params"] == {
         "model": "openai/alice/support-embed",
-        "api_base": "http://ftd-serve.test:8005/v1",
+        "api_base": "http://model-server.test:8005/v1",
         "api_key": "os.environ/FTD_SERVE_API_KEY",
     }
     assert entries["alice/support-embed"]["model_info"]["mode"] == "embedding"
@@ -155,7 +155,7 @@ async def test_litellm_config_lists_the_deployed_models(
     assert entries["alice/lora"]["model_info"]["base_model"] == "mistralai/Mistral-7B-v0.1"
     [route] = config["general_settings"]["pass_through_endpoints"]
     assert route["path"] == "/ftd-serve/v1/classify"
-    assert route["target"] == "http://ftd-serve.test:8005/v1/classify"
+    assert route["target"] == "http://model-server.test:8005/v1/classify"
 
     as_yaml = await registry.get(
         f"{MODELS}/litellm-config", headers=ALICE, params={"format": "yaml"}

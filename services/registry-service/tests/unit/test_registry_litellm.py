@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(600)
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 ENDPOINTS = Endpoints(
     lora_base_url="http://vllm:8000/v1",
-    serve_base_url="http://ftd-serve:8005/v1",
+    serve_base_url="http://model-server:8005/v1",
     serve_api_key_env="FTD_SERVE_API_KEY",
 )
 
@@ -63,7 +63,7 @@ def test_litellm_router_accepts_the_model_list(monkeypatch: pytest.MonkeyPatch) 
     assert sorted(registry.names()) == ["alice/emb", "alice/lora"]
     emb = registry.deployment(str(MODELS[1].id))
     assert emb is not None
-    assert emb.litellm_params.api_base == "http://ftd-serve:8005/v1"
+    assert emb.litellm_params.api_base == "http://model-server:8005/v1"
     assert emb.model_info.base_model == "base/model"
     lora = registry.deployment(str(MODELS[0].id))
     assert lora is not None
@@ -79,7 +79,7 @@ def test_the_classifier_route_is_a_valid_pass_through_endpoint() -> None:
     [route] = config["general_settings"]["pass_through_endpoints"]
     endpoint = types.PassThroughGenericEndpoint(**route)
     assert endpoint.path == "/ftd-serve/v1/classify"
-    assert endpoint.target == "http://ftd-serve:8005/v1/classify"
+    assert endpoint.target == "http://model-server:8005/v1/classify"
     assert endpoint.headers == {"Authorization": "Bearer os.environ/FTD_SERVE_API_KEY"}
 
 

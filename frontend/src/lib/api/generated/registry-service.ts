@@ -279,7 +279,7 @@ export interface components {
             updated_at: string;
             /**
              * Uri
-             * @description Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a worker's local model store; ftd-serve resolves it against its FTD_MODEL_STORE_DIR), `s3://...`. Never a path on a server.
+             * @description Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a worker's local model store; model-server resolves it against its FTD_MODEL_STORE_DIR), `s3://...`. Never a path on a server.
              */
             uri: string;
             /** User Id */

@@ -38,8 +38,8 @@ _HINTS = {
 
 def public_uri(store: ModelStore, repo_id: str, revision: str, uri: str) -> str:
     """Where a model is, as users see it: never a path on a worker's machine. A model in a
-    worker's local store is `local://owner/name@revision` (ftd-serve resolves it against its own
-    store folder); one on the Hub `hf://owner/name@revision`."""
+    worker's local store is `local://owner/name@revision` (model-server resolves it against its
+    own store folder); one on the Hub `hf://owner/name@revision`."""
     scheme = urlsplit(uri).scheme.lower()
     if store is ModelStore.HUB:
         return uri if scheme == "hf" else f"hf://{repo_id}@{revision}"

@@ -25,7 +25,8 @@ class ModelResponse(BaseModel):
     uri: str = Field(
         description=(
             "Where to load it: `hf://owner/name@rev` (the Hub), `local://owner/name@rev` (a "
-            "worker's local model store; ftd-serve resolves it against its FTD_MODEL_STORE_DIR), "
+            "worker's local model store; model-server resolves it against its "
+            "FTD_MODEL_STORE_DIR), "
             "`s3://...`. Never a path on a server."
         )
     )

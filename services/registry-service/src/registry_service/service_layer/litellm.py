@@ -4,12 +4,12 @@
   `--enable-lora`), reached at `lora_base_url`; the adapter is addressed by the model's name, so
   vLLM must load it under that name (`--lora-modules <name>=<path>`; `model_info.ftd_uri` says
   where the adapter is).
-- Embedding models are served by ftd-serve (`/v1/embeddings`, OpenAI-compatible) at
+- Embedding models are served by model-server (`/v1/embeddings`, OpenAI-compatible) at
   `serve_base_url`; LiteLLM calls them through its `openai/` provider.
-- Classifiers are served by ftd-serve too, at `/v1/classify`. LiteLLM has no classification
+- Classifiers are served by model-server too, at `/v1/classify`. LiteLLM has no classification
   route, so they are not `model_list` entries: when any is deployed, a pass-through endpoint
-  (`/ftd-serve/v1/classify`) forwards those requests to ftd-serve unchanged (the request names the
-  model; `GET /api/models?job_type=classifier&status=deployed` lists them).
+  (`/ftd-serve/v1/classify`, a name kept for existing LiteLLM set-ups) forwards those requests to
+  model-server unchanged (the request names the model; `GET /api/models?job_type=classifier&status=deployed` lists them).
 
 `model_name` is the output name (`owner/name`): one version per name is deployed at a time.
 Keys are never written into the file: `api_key` names an environment variable
@@ -25,7 +25,7 @@ from registry_service.domain.model import Model
 
 # What an OpenAI-compatible server without an API key accepts (the OpenAI client needs a value).
 NO_KEY = "EMPTY"
-# The LiteLLM route that forwards classification requests to ftd-serve unchanged.
+# The LiteLLM route that forwards classification requests to model-server unchanged.
 CLASSIFY_PATH = "/ftd-serve/v1/classify"
 
 
