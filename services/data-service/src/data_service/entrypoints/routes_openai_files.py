@@ -31,7 +31,6 @@ from data_service.domain.errors import DatasetNotFound
 from data_service.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep, scope
 from data_service.entrypoints.metrics import UPLOADED_BYTES, UPLOADS
 from data_service.entrypoints.multipart import PartStart, multipart_events
-from data_service.entrypoints.openai_errors import OpenAIRoute, openai_error_responses
 from data_service.entrypoints.openai_schemas import (
     FileDeleted,
     FileList,
@@ -53,6 +52,7 @@ from data_service.service_layer import datasets as dataset_service
 from data_service.service_layer.ingest import Ingested, TooLarge, ingest
 from data_service.service_layer.validation.pipeline import Validation
 from servicekit.errors import ApiError
+from servicekit.openai_errors import OpenAIRoute, openai_error_responses
 
 log = structlog.get_logger(__name__)
 

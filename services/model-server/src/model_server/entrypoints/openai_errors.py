@@ -8,46 +8,16 @@ limit, authentication, validation, an outage) the code and sentence are the same
 differs. Successful answers and streams pass through untouched.
 """
 
-from typing import Any
-
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.openai_errors import reshape
+
 PREFIX = "/v1/"
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-def openai_error(status: int, code: str, message: str, param: str | None = None) -> bytes:
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return orjson.dumps(body)
-
-
-def _param(details: Any) -> str | None:
-    """The first offending field of a validation error (`input`, `messages.0.content`)."""
-    if isinstance(details, list) and details and isinstance(details[0], dict):
-        loc = [str(p) for p in details[0].get("loc", []) if p != "body"]
-        return ".".join(loc) or None
-    return None
 
 
 def rewrite(status: int, body: bytes) -> bytes:
-    try:
-        envelope = orjson.loads(body)["error"]
-        code, message = str(envelope["code"]), str(envelope["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return body  # not the envelope: left as it is
-    return openai_error(status, code, message, _param(envelope.get("details")))
+    """The error answer's body in OpenAI's shape (left as it is if not the platform's envelope)."""
+    return reshape(status, body) or body
 
 
 class OpenAIErrorMiddleware:
