@@ -2,10 +2,22 @@
 # One image recipe for every Python service of the uv workspace:
 #   docker build -f deploy/docker/python-service.Dockerfile --build-arg SERVICE=job-api .
 # The build context is the repository root (see docker-compose.yml).
+#
+# model-server loads models, so its image also gets the inference stack (torch, transformers,
+# sentence-transformers, peft), which is not in uv.lock: torch from the PyTorch wheel index (CPU
+# wheels by default), the rest from services/model-server/requirements-inference.txt, as the
+# worker's image installs its training stack. INFERENCE=auto (the default) installs it for
+# model-server only, 1 for any SERVICE, 0 never (e.g. a model-server whose LoRA models run on vLLM
+# and that serves no embedding or classifier). A GPU model-server:
+#   docker build -f deploy/docker/python-service.Dockerfile --build-arg SERVICE=model-server \
+#     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
 FROM python:3.11-slim
 
 ARG SERVICE
 ARG UV_VERSION=0.13.9
+ARG INFERENCE=auto
+ARG TORCH_SPEC=torch==2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV SERVICE=${SERVICE} \
     PYTHONUNBUFFERED=1 \
@@ -28,8 +40,27 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=<service>" >&2; exit 1; }; \
     uv sync --frozen --no-dev --package "${SERVICE}"
 
-RUN useradd --system --uid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+# The inference stack (see the top). The build fails, not the first model load, when it does not
+# import or when the CPU index was asked for and another torch got in.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    case "${INFERENCE}:${SERVICE}" in \
+      auto:model-server|1:*) ;; \
+      auto:*|0:*) exit 0 ;; \
+      *) echo "INFERENCE must be auto, 1 or 0" >&2; exit 1 ;; \
+    esac; \
+    uv pip install --python /app/.venv/bin/python --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}" \
+    && uv pip install --python /app/.venv/bin/python -r services/model-server/requirements-inference.txt \
+    && python -c "import torch, transformers, sentence_transformers, peft; \
+assert torch.version.cuda is None or not '${TORCH_INDEX_URL}'.rstrip('/').endswith('/cpu'), \
+'torch ' + torch.__version__ + ' is not the CPU build asked for'; \
+print('inference stack: torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
+
+RUN useradd --system --uid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
+    && mkdir -p /var/cache/ftd && chown app /var/cache/ftd
 USER app
+# /app is read-only to the service: caches (Hub downloads, model-server's build of the offline tiny
+# Llama, FTD_TINY_LLAMA_DIR's default) go to a folder it owns (a volume there keeps them).
+ENV XDG_CACHE_HOME=/var/cache/ftd
 
 EXPOSE 8000
 CMD ["sh", "-c", "exec \"$SERVICE\" serve --host 0.0.0.0 --port 8000"]
