@@ -1,14 +1,30 @@
 """The API's routes as `Call`s, one function per operation (both clients send these)."""
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from ftd._calls import Call, Page, get, idempotency_key, many, one, page, unwrap
-from ftd.models import BaseModels, Dataset, DryRun, JobEvent, JobInfo, RegisteredModel
+from ftd.models import (
+    BaseModels,
+    ChatCompletion,
+    Classifications,
+    Dataset,
+    DryRun,
+    Embeddings,
+    JobEvent,
+    JobInfo,
+    RegisteredModel,
+)
 
 JOBS = "/api/finetune/jobs"
 MODELS = "/api/models"
+V1 = "/v1"
+
+Texts = str | Sequence[str]
+# A chat: a list of `{"role": ..., "content": ...}`, or one text (the user's message).
+Messages = str | Sequence[Mapping[str, str]]
 
 
 def job_body(
@@ -140,3 +156,67 @@ def deploy_model(model_id: UUID | str) -> Call[RegisteredModel]:
 
 def undeploy_model(model_id: UUID | str) -> Call[RegisteredModel]:
     return Call("POST", f"{MODELS}/{model_id}/undeploy", one(RegisteredModel))
+
+
+# --- calling deployed models: model-server's OpenAI-style /v1/ (answers carry no envelope) ------
+
+
+def _texts(texts: Texts) -> list[str]:
+    return [texts] if isinstance(texts, str) else list(texts)
+
+
+def messages_body(messages: Messages) -> list[dict[str, str]]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+
+
+def embed(model: str, texts: Texts) -> Call[Embeddings]:
+    # Computing a vector changes nothing: safe to send again.
+    body = {"model": model, "input": _texts(texts), "encoding_format": "float"}
+    return Call("POST", f"{V1}/embeddings", Embeddings.model_validate, json=body, resend_safe=True)
+
+
+def classify(model: str, texts: Texts) -> Call[Classifications]:
+    body = {"model": model, "input": _texts(texts)}
+    return Call(
+        "POST", f"{V1}/classify", Classifications.model_validate, json=body, resend_safe=True
+    )
+
+
+CHAT_PATH = f"{V1}/chat/completions"
+
+
+def chat_body(
+    model: str,
+    messages: Messages,
+    *,
+    stream: bool,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages_body(messages),
+        "stream": stream,
+    }
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if temperature is not None:
+        body["temperature"] = temperature
+    return body
+
+
+def chat(body: Mapping[str, Any]) -> Call[ChatCompletion]:
+    return Call("POST", CHAT_PATH, ChatCompletion.model_validate, json=dict(body), resend_safe=True)
+
+
+STREAM_DONE = "[DONE]"
+
+
+def chat_delta(data: str) -> str:
+    """The text one chunk of a streamed chat adds (OpenAI's `chat.completion.chunk`)."""
+    chunk = json.loads(data)
+    choices = chunk.get("choices") or [{}]
+    content = (choices[0].get("delta") or {}).get("content")
+    return content if isinstance(content, str) else ""

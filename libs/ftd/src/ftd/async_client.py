@@ -13,12 +13,13 @@ import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from uuid import UUID
 
 import httpx
-from httpx_sse import aconnect_sse
+from httpx_sse import EventSource, aconnect_sse
 from pydantic import PrivateAttr
 from tenacity import AsyncRetrying
 
@@ -30,8 +31,11 @@ from ftd.config import TokenStore, resolve
 from ftd.errors import ConnectionFailed, FtdError, JobFailed, raise_for_response
 from ftd.models import (
     BaseModels,
+    ChatCompletion,
+    Classifications,
     Dataset,
     DryRun,
+    Embeddings,
     JobEvent,
     JobInfo,
     JobSnapshot,
@@ -296,3 +300,81 @@ class AsyncModels:
 
     async def undeploy(self, model_id: UUID | str) -> RegisteredModel:
         return await self._client.call(_api.undeploy_model(model_id))
+
+    # --- calling deployed models (see `ftd.client.Models`) -------------------------------------
+
+    async def embed(self, model: str, texts: _api.Texts) -> Embeddings:
+        return await self._client.call(_api.embed(model, texts))
+
+    async def classify(self, model: str, texts: _api.Texts) -> Classifications:
+        return await self._client.call(_api.classify(model, texts))
+
+    @overload
+    async def chat(
+        self,
+        model: str,
+        messages: _api.Messages,
+        *,
+        stream: Literal[False] = False,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def chat(
+        self,
+        model: str,
+        messages: _api.Messages,
+        *,
+        stream: Literal[True],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]: ...
+
+    async def chat(
+        self,
+        model: str,
+        messages: _api.Messages,
+        *,
+        stream: bool = False,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ChatCompletion | AsyncIterator[str]:
+        """`stream=True`: an async iterator of the answer's text pieces (the request is sent
+        when it is first advanced)."""
+        body = _api.chat_body(
+            model, messages, stream=stream, max_tokens=max_tokens, temperature=temperature
+        )
+        if stream:
+            return self._stream_chat(body)
+        return await self._client.call(_api.chat(body))
+
+    async def _open_chat_stream(self, body: dict[str, Any]) -> tuple[AsyncExitStack, EventSource]:
+        try:
+            async for attempt in AsyncRetrying(
+                **retry_policy(self._client.retries, resend_safe=False)
+            ):
+                with attempt:
+                    stack = AsyncExitStack()
+                    source = await stack.enter_async_context(
+                        aconnect_sse(self._client.http, "POST", _api.CHAT_PATH, json=body)
+                    )
+                    if not source.response.is_success:
+                        async with stack:
+                            await source.response.aread()
+                            raise_for_response(source.response)
+                    return stack, source
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"Could not reach {self._client.base_url}: {exc}", code="connection_failed"
+            ) from exc
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _stream_chat(self, body: dict[str, Any]) -> AsyncIterator[str]:
+        stack, source = await self._open_chat_stream(body)
+        async with stack:
+            async for sse in source.aiter_sse():
+                if sse.data == _api.STREAM_DONE:
+                    return
+                if piece := _api.chat_delta(sse.data):
+                    yield piece

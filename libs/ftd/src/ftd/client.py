@@ -17,12 +17,13 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from uuid import UUID
 
 import httpx
-from httpx_sse import connect_sse
+from httpx_sse import EventSource, connect_sse
 from pydantic import PrivateAttr
 from tenacity import Retrying
 
@@ -34,8 +35,11 @@ from ftd.config import TokenStore, resolve
 from ftd.errors import ConnectionFailed, FtdError, JobFailed, raise_for_response
 from ftd.models import (
     BaseModels,
+    ChatCompletion,
+    Classifications,
     Dataset,
     DryRun,
+    Embeddings,
     JobEvent,
     JobInfo,
     JobSnapshot,
@@ -297,3 +301,88 @@ class Models:
 
     def undeploy(self, model_id: UUID | str) -> RegisteredModel:
         return self._client.call(_api.undeploy_model(model_id))
+
+    # --- calling deployed models (model-server's /v1/ behind the gateway) ---------------------
+    # A model deployed a moment ago answers 503 `model_loading` until its files are loaded; that
+    # is retried like any 503. An undeployed name raises NotFound (`model_not_deployed`).
+
+    def embed(self, model: str, texts: _api.Texts) -> Embeddings:
+        """Embed one text or a list of texts with your deployed embedding model `owner/name`
+        (`.vectors`: one list of floats per text, in order)."""
+        return self._client.call(_api.embed(model, texts))
+
+    def classify(self, model: str, texts: _api.Texts) -> Classifications:
+        """Classify texts with your deployed classifier `owner/name` (`.data[i].label`,
+        `.score`, `.scores`)."""
+        return self._client.call(_api.classify(model, texts))
+
+    @overload
+    def chat(
+        self,
+        model: str,
+        messages: _api.Messages,
+        *,
+        stream: Literal[False] = False,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ChatCompletion: ...
+
+    @overload
+    def chat(
+        self,
+        model: str,
+        messages: _api.Messages,
+        *,
+        stream: Literal[True],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Iterator[str]: ...
+
+    def chat(
+        self,
+        model: str,
+        messages: _api.Messages,
+        *,
+        stream: bool = False,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ChatCompletion | Iterator[str]:
+        """Chat with your deployed LoRA model `owner/name`. `messages`: a list of
+        `{"role", "content"}` or one text (the user's). `stream=True` returns an iterator of the
+        answer's text pieces as they are generated."""
+        body = _api.chat_body(
+            model, messages, stream=stream, max_tokens=max_tokens, temperature=temperature
+        )
+        if stream:
+            return self._stream_chat(body)
+        return self._client.call(_api.chat(body))
+
+    def _open_chat_stream(self, body: dict[str, Any]) -> tuple[ExitStack, EventSource]:
+        try:
+            for attempt in Retrying(**retry_policy(self._client.retries, resend_safe=False)):
+                with attempt:
+                    stack = ExitStack()
+                    source = stack.enter_context(
+                        connect_sse(self._client.http, "POST", _api.CHAT_PATH, json=body)
+                    )
+                    if not source.response.is_success:
+                        with stack:
+                            source.response.read()
+                            raise_for_response(source.response)
+                    return stack, source
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"Could not reach {self._client.base_url}: {exc}", code="connection_failed"
+            ) from exc
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def _stream_chat(self, body: dict[str, Any]) -> Iterator[str]:
+        # Sent when the iterator is first advanced; a 503 while the model loads is retried as
+        # other calls are (nothing has been generated yet).
+        stack, source = self._open_chat_stream(body)
+        with stack:
+            for sse in source.iter_sse():
+                if sse.data == _api.STREAM_DONE:
+                    return
+                if piece := _api.chat_delta(sse.data):
+                    yield piece

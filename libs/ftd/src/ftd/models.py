@@ -195,3 +195,68 @@ class BaseModels(_Model):
     job_type: JobType
     models: list[BaseModelInfo]
     default_hyperparameters: dict[str, Any]
+
+
+# --- calling deployed models (model-server's OpenAI-style /v1/) -----------------------------------
+
+
+class Usage(_Model):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Embedding(_Model):
+    index: int
+    embedding: list[float]
+
+
+class Embeddings(_Model):
+    """POST /v1/embeddings: one vector per input text, in order."""
+
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+    @property
+    def vectors(self) -> list[list[float]]:
+        return [item.embedding for item in sorted(self.data, key=lambda e: e.index)]
+
+
+class Classification(_Model):
+    index: int
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class Classifications(_Model):
+    """POST /v1/classify: per input text, the best label, its probability and every label's."""
+
+    data: list[Classification]
+    model: str
+    usage: Usage
+
+
+class ChatMessage(_Model):
+    role: str
+    content: str
+
+
+class ChatChoice(_Model):
+    index: int
+    message: ChatMessage
+    finish_reason: str | None
+
+
+class ChatCompletion(_Model):
+    """POST /v1/chat/completions (not streamed): `content` is the assistant's answer."""
+
+    id: str
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+    @property
+    def content(self) -> str:
+        return self.choices[0].message.content if self.choices else ""

@@ -1,12 +1,16 @@
-"""`ftd models list|deploy|undeploy`: the registry of trained models."""
+"""`ftd models list|deploy|undeploy|call`: the registry of trained models, and calling the
+deployed ones."""
 
+import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ftd.cli._common import JsonOption, api_command, client, console, print_json, when
-from ftd.models import JobType, ModelStatus, RegisteredModel
+from ftd.client import Client
+from ftd.errors import FtdError
+from ftd.models import Classifications, Embeddings, JobType, ModelStatus, RegisteredModel
 
 app = typer.Typer(help="Trained models in the registry.", no_args_is_help=True)
 
@@ -89,3 +93,100 @@ def undeploy(
         print_json(model)
     else:
         console.print(_said(model))
+
+
+# How many numbers of each vector the readable output of an embedding shows.
+SHOWN_DIMENSIONS = 6
+
+
+def _deployed(ftd: Client, name: str) -> RegisteredModel:
+    """The deployed version of `owner/name` (its job type says which /v1 route serves it)."""
+    found = ftd.models.list(name=name, status=ModelStatus.DEPLOYED, limit=1)
+    if not found:
+        raise FtdError(
+            f"No deployed model is named {name!r}. `ftd models list --name {name}` shows its "
+            "versions; deploy one with `ftd models deploy ID`.",
+            code="model_not_deployed",
+        )
+    return found[0]
+
+
+def _print_embeddings(result: Embeddings, texts: list[str]) -> None:
+    for text, vector in zip(texts, result.vectors, strict=True):
+        head = ", ".join(f"{x:.4f}" for x in vector[:SHOWN_DIMENSIONS])
+        more = ", ..." if len(vector) > SHOWN_DIMENSIONS else ""
+        console.print(f"[bold]{text}[/]")
+        console.print(f"  {len(vector)} dimensions: [{head}{more}]", highlight=False)
+
+
+def _print_classifications(result: Classifications, texts: list[str]) -> None:
+    table = Table()
+    for column in ("text", "label", "score", "scores"):
+        table.add_column(column, overflow="fold")
+    for text, item in zip(texts, sorted(result.data, key=lambda c: c.index), strict=True):
+        others = ", ".join(f"{label} {p:.3f}" for label, p in sorted(item.scores.items()))
+        table.add_row(text, f"[green]{item.label}[/]", f"{item.score:.3f}", others)
+    console.print(table)
+
+
+@app.command()
+@api_command
+def call(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The deployed model's name, owner/name.")],
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="A text to embed or classify (repeat for more)."),
+    ] = None,
+    message: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--message", help="A chat model (LoRA): your message (repeat: one conversation)."
+        ),
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option(help="A chat model: the system message first.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="A chat model: at most this many tokens.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Call a deployed model: embed or classify the --text(s), or chat (--message; the answer
+    is printed as it is generated). The model's type picks the route (/v1/embeddings,
+    /v1/classify, /v1/chat/completions)."""
+    texts, messages = text or [], message or []
+    with client(ctx) as ftd:
+        model = _deployed(ftd, name)
+        if model.job_type is JobType.LLM_LORA:
+            if not messages:
+                raise typer.BadParameter(
+                    f"{name} is a chat model ({model.job_type}): give --message.",
+                    param_hint="--message",
+                )
+            chat = [{"role": "system", "content": system}] if system else []
+            chat += [{"role": "user", "content": m} for m in messages]
+            if as_json:
+                print_json(ftd.models.chat(name, chat, max_tokens=max_tokens))
+                return
+            for piece in ftd.models.chat(name, chat, stream=True, max_tokens=max_tokens):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            return
+        if not texts:
+            raise typer.BadParameter(
+                f"{name} is a {model.job_type} model: give --text.", param_hint="--text"
+            )
+        if model.job_type is JobType.EMBEDDING:
+            vectors = ftd.models.embed(name, texts)
+            if as_json:
+                print_json(vectors)
+            else:
+                _print_embeddings(vectors, texts)
+            return
+        labels = ftd.models.classify(name, texts)
+    if as_json:
+        print_json(labels)
+    else:
+        _print_classifications(labels, texts)
