@@ -11,13 +11,19 @@
 # and that serves no embedding or classifier). A GPU model-server:
 #   docker build -f deploy/docker/python-service.Dockerfile --build-arg SERVICE=model-server \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
-FROM python:3.11-slim
+#
+# PYTHON_IMAGE is the base (an image with Python 3.11 and pip): the official python:3.11-slim by
+# default; scripts/compose-test.sh builds a Debian bookworm one where no image can be pulled, and
+# hands torch over as a local wheel (TORCH_FIND_LINKS, a folder mounted into the build).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ARG SERVICE
 ARG UV_VERSION=0.13.9
 ARG INFERENCE=auto
 ARG TORCH_SPEC=torch==2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_FIND_LINKS=
 
 ENV SERVICE=${SERVICE} \
     PYTHONUNBUFFERED=1 \
@@ -48,7 +54,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
       auto:*|0:*) exit 0 ;; \
       *) echo "INFERENCE must be auto, 1 or 0" >&2; exit 1 ;; \
     esac; \
-    uv pip install --python /app/.venv/bin/python --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}" \
+    uv pip install --python /app/.venv/bin/python --index-url "${TORCH_INDEX_URL}" \
+      ${TORCH_FIND_LINKS:+--find-links "${TORCH_FIND_LINKS}"} "${TORCH_SPEC}" \
     && uv pip install --python /app/.venv/bin/python -r services/model-server/requirements-inference.txt \
     && python -c "import torch, transformers, sentence_transformers, peft; \
 assert torch.version.cuda is None or not '${TORCH_INDEX_URL}'.rstrip('/').endswith('/cpu'), \
