@@ -1,10 +1,11 @@
 """Serving through the gateway, on the whole platform (tests/e2e/ftd_stack.py): a user trains a
 model with the real CPU worker, deploys it (POST /api/models/{id}/deploy at :8000), and calls it
 at http://<gateway>/v1/ as any OpenAI client would: embeddings with the `openai` package,
-classification with curl. An undeployed model is a 404 `model_not_deployed` within seconds; an API
-key made at /api/keys works as the bearer until it is revoked. (LoRA chat through the gateway is
-not here: an adapter of the CPU worker's tiny Llama names its base `ftd-local/tiny-llama`, which
-only the worker resolves, to FTD_TINY_LLAMA_DIR; model-server's own tests stream LoRA chat.)
+classification with curl, and chat with a LoRA adapter of the catalogue's offline tiny Llama,
+streamed (`stream=True`). The adapter names its base `ftd-local/tiny-llama`; model-server loads
+that from FTD_TINY_LLAMA_DIR, as the worker does (the stack gives both the same folder). An
+undeployed model is a 404 `model_not_deployed` within seconds; an API key made at /api/keys works
+as the bearer until it is revoked.
 
 Marked `training` (needs scripts/install-training.sh, which also brings the inference stack)."""
 
@@ -43,7 +44,7 @@ UNDEPLOY_TIMEOUT_S = 15
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("serving")
-    with full_stack(root, worker_job_types=["embedding", "classifier"]) as running:
+    with full_stack(root, worker_job_types=["embedding", "classifier", "llm_lora"]) as running:
         yield running
 
 
@@ -225,3 +226,42 @@ def test_embedding_and_classifier_models_are_served_through_the_gateway(
     document = client.get("/openapi/model-server.json")
     assert document.status_code == 200
     assert {"/v1/embeddings", "/v1/classify", "/api/keys"} <= set(document.json()["paths"])
+
+
+def test_a_lora_adapter_of_the_offline_tiny_llama_streams_chat_through_the_gateway(
+    stack: Stack, client: httpx.Client
+) -> None:
+    job = start_job(client, "llm_lora", "alice/serve-lora")
+    adapter = trained_model(stack, client, job)
+    assert adapter["base_model"] == "ftd-local/tiny-llama"
+    deploy(stack, client, adapter)
+    listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert listed[adapter["name"]]["ftd_type"] == "lora"
+    token = stack.token("alice")
+    messages: list[Any] = [{"role": "user", "content": "Reverse the word.\nhello"}]
+
+    # Greedy, so the streamed text is the same as the whole answer.
+    whole = api(stack, token).chat.completions.create(
+        model=adapter["name"], messages=messages, max_tokens=12, temperature=0
+    )
+    assert whole.model == adapter["name"]
+    assert whole.choices[0].finish_reason in {"stop", "length"}
+    assert whole.usage is not None
+    assert 0 < whole.usage.completion_tokens <= 12
+
+    stream = api(stack, token).chat.completions.create(
+        model=adapter["name"], messages=messages, max_tokens=12, temperature=0, stream=True
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
+    assert all(c.model == adapter["name"] for c in chunks)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert pieces, "the stream carried text"
+    assert "".join(pieces) == whole.choices[0].message.content
+
+    # Another user's call does not reach alice's adapter.
+    with pytest.raises(openai.NotFoundError):
+        api(stack, stack.token("bob")).chat.completions.create(
+            model=adapter["name"], messages=messages, max_tokens=4, stream=True
+        )
