@@ -93,9 +93,10 @@ def test_cpu_torch_by_default_then_the_pinned_stack_and_an_import_check() -> Non
     assert values["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     assert values["TORCH_SPEC"] == "torch==2.13.0"
     run = inference_run()
-    torch_at = run.index('--index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}"')
+    index_at = run.index('--index-url "${TORCH_INDEX_URL}"')
+    torch_at = run.index('"${TORCH_SPEC}"')
     stack_at = run.index("-r services/model-server/requirements-inference.txt")
-    assert torch_at < stack_at, "torch first, so the stack keeps the CPU build"
+    assert index_at < torch_at < stack_at, "torch first, so the stack keeps the CPU build"
     assert "import torch, transformers, sentence_transformers, peft" in run
     # The same torch the training stack is installed with (scripts/install-training.sh).
     script = (ROOT / "scripts/install-training.sh").read_text()
