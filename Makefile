@@ -98,6 +98,10 @@ bench: ## Run every bench/*.py (BENCH_ARGS=--quick for a short check)
 	  echo "== $$script"; $(UV) run python "$$script" $(BENCH_ARGS); \
 	done
 
+.PHONY: compose-test
+compose-test: ## docker-compose.yml for real with podman: build, up, train+deploy+call, restarts, down
+	bash scripts/compose-test.sh
+
 token: ## Print a development JWT for SUB (default dev-user)
 	@if [ -z "$(strip $(SUB))" ]; then echo "make token: SUB is empty; name a user, e.g. make token SUB=alice" >&2; exit 2; fi
 	@$(LOAD_DEV_SECRETS); FTD_ENV="$${FTD_ENV:-development}" $(UV) run --quiet job-api token --sub '$(SUB)'

@@ -3,7 +3,7 @@
 # Debian bookworm base (no image is pulled), brings the whole stack up with podman-compose and
 # deploy/compose/local.override.yml (moto's S3 server in place of MinIO, local base images), waits
 # for each service by polling it, then runs the acceptance flow through the gateway on
-# http://127.0.0.1:${FTD_COMPOSE_PORT:-8000}: upload, train an embedding model on the bundled CPU
+# http://127.0.0.1:18000: upload, train an embedding model on the bundled CPU
 # worker container (restarting job-api's container and the broker's while the job runs: it must
 # still complete), deploy it, call /v1/embeddings. Everything it started, volumes included, is
 # removed at the end, failed or not. Prints each phase's time.
@@ -13,7 +13,6 @@
 # in $PIP_FIND_LINKS or TORCH_WHEELS (default /opt/wheels), about 15 GB of disk.
 #   scripts/compose-test.sh           build, up, test, down
 #   scripts/compose-test.sh build     build the images only
-# FTD_COMPOSE_PORT (18000): the gateway's port on 127.0.0.1.
 # FTD_COMPOSE_KEEP=1 leaves the stack up after the test (for a look; `podman-compose ... down -v`
 # removes it: the command is printed).
 set -euo pipefail
@@ -39,7 +38,7 @@ else
   PC=(uv tool run --from "podman-compose==1.6.*" podman-compose)
 fi
 COMPOSE=("${PC[@]}" -p "$PROJECT" -f docker-compose.yml -f deploy/compose/local.override.yml)
-export FTD_COMPOSE_PORT=${FTD_COMPOSE_PORT:-18000}
+FTD_COMPOSE_PORT=18000  # deploy/compose/local.override.yml publishes the gateway there
 BASE_URL="http://127.0.0.1:$FTD_COMPOSE_PORT"
 
 SUMMARY=()
@@ -167,10 +166,11 @@ teardown() {
     echo "compose-test: left up; remove with: CONTAINERS_CONF=$CONTAINERS_CONF ${COMPOSE[*]} --env-file $ENV_FILE down -v" >&2
   else
     phase "down (containers and volumes)"
-    "${COMPOSE[@]}" down -v >"$WORK/down.log" 2>&1 || true
-    # podman-compose 1.0 leaves the named volumes of a project behind: remove what is left.
-    podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null || true
+    "${COMPOSE[@]}" --env-file "$ENV_FILE" down -v -t 10 >"$WORK/down.log" 2>&1 || true
+    # Whatever down left (a container it did not know, a volume in use then).
+    podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
     podman volume ls -q | grep "^${PROJECT}_" | xargs -r podman volume rm -f >/dev/null || true
+    podman network ls -q | grep "^${PROJECT}_" | xargs -r podman network rm -f >/dev/null || true
     phase_done
     rm -rf "$WORK"
   fi
@@ -271,10 +271,8 @@ up worker
 phase_done
 
 phase "acceptance flow through the gateway"
-FTD_JWT_SECRET=$(grep '^FTD_JWT_SECRET=' "$ENV_FILE" | cut -d= -f2-)
 TOKEN=$(podman exec "$(ctr job-api)" job-api token --sub compose-alice 2>/dev/null | tail -1)
 [ -n "$TOKEN" ] || { echo "compose-test: no token from job-api token" >&2; exit 1; }
-unset FTD_JWT_SECRET
 FTD_TOKEN="$TOKEN" BASE_URL="$BASE_URL" PROJECT="$PROJECT" CONTAINERS_CONF="$CONTAINERS_CONF" \
   uv run --no-sync python "$ROOT/deploy/compose/acceptance.py"
 phase_done
