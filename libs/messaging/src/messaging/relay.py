@@ -106,8 +106,10 @@ class OutboxRelay:
         # subject's later rows only after them.
         self._held: set[int] = set()
         self._held_chains: dict[object, asyncio.Task[bool]] = {}
-        # The rows of the batch the relay is publishing (publish_now() leaves them alone).
-        self._batch_ids: set[int] = set()
+        # The highest id the relay's reads have returned: publish_now() leaves every row up to it
+        # to the relay (a row a read has seen may be being published, or published and deleted
+        # already; one it skipped is still in the table for its next read).
+        self._read_up_to = 0
         self._background: set[asyncio.Task[bool]] = set()
         self._max_published_now = max_published_now
         self._broker = broker
@@ -218,11 +220,10 @@ class OutboxRelay:
         if not rows or not self.is_leader or len(self._held_chains) >= self._max_published_now:
             return False
         started = False
-        confirmed = set(self._confirmed)
         chains: dict[object, list[Mapping[str, Any]]] = {}
         for r in rows:
-            if r["id"] in self._batch_ids or r["id"] in self._held or r["id"] in confirmed:
-                continue  # the relay's own read got there first (confirmed: not deleted yet)
+            if r["id"] <= self._read_up_to or r["id"] in self._held:
+                continue  # the relay's own read got there first
             chains.setdefault(_subject(r["body"]) or ("row", r["id"]), []).append(r)
         for subject, chain in chains.items():
             if subject in self._held_chains:
@@ -341,6 +342,8 @@ class OutboxRelay:
         except BaseException:
             self._confirmed.extend(deleting)
             raise
+        if fetched:
+            self._read_up_to = max(self._read_up_to, fetched[-1]["id"])  # read in id order
         # publish_now() may have taken some of them while the read was on its way.
         rows = [r for r in fetched if r["id"] not in self._held]
         if not rows:
@@ -350,13 +353,9 @@ class OutboxRelay:
             # Rows without a subject have no order to keep: each is its own chain.
             key = _subject(r["body"]) or ("row", r["id"])
             chains.setdefault(key, []).append(r)
-        self._batch_ids = {r["id"] for r in rows}
-        try:
-            outcomes = await asyncio.gather(
-                *(self._publish_chain(c, after=self._held_chains.get(k)) for k, c in chains.items())
-            )
-        finally:
-            self._batch_ids = set()
+        outcomes = await asyncio.gather(
+            *(self._publish_chain(c, after=self._held_chains.get(k)) for k, c in chains.items())
+        )
         done: list[int] = []
         deferred: list[int] = []
         for row, result in (pair for chain in outcomes for pair in chain):

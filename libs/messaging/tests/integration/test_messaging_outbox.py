@@ -354,6 +354,24 @@ async def test_publish_now_sends_committed_rows_without_a_read_and_the_next_read
     assert await topology.drain(queue) == [], "published once"
 
 
+async def test_publish_now_leaves_rows_the_relay_has_read_even_once_they_are_deleted(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    """A writer's publish_now can come late (a busy event loop): by then the relay may have
+    read, published and deleted its rows. They are not published again."""
+    queue = await topology.declare("probe", ["job.status_changed"])
+    relay = make_relay(topology.broker, poll_interval=5)
+    assert await relay.relay_once() == 0
+    await add(engine, status_changed(uuid.uuid4()))
+    rows = _mappings(await outbox_rows(engine))
+    assert await relay.relay_once() == 1
+    assert await outbox_rows(engine) == [], "published and deleted"
+    assert not relay.publish_now(rows)
+    assert len(await _collect(topology, queue, 1)) == 1
+    await asyncio.sleep(0.3)
+    assert await topology.drain(queue) == [], "published once"
+
+
 async def test_publish_now_on_a_standby_relay_leaves_the_rows_to_the_leader(
     engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
 ) -> None:

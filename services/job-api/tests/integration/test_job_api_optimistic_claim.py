@@ -1,7 +1,8 @@
-"""The claim's optimistic path (entrypoints/workers.claim): the job is read without a lock and
-saved, with its events and history, by one statement that applies only if the row is the version
-that was read. A lost race writes nothing and the claim runs again under the row lock; a claim
-that needs another write goes there before writing anything; the save wakes live streams."""
+"""The claim's optimistic path (entrypoints/workers.claim_holding): the job is read without a
+lock and saved, with its events and history, by one statement that applies only if the row is the
+version that was read. A lost race writes nothing and the claim says it needs the row lock (no
+exception), then runs again under it; a claim that needs another write says so before writing
+anything; the save wakes live streams."""
 
 import asyncio
 import uuid
@@ -17,13 +18,12 @@ from job_api_testing import enroll_worker, job_body, served_app, user_headers
 from contracts.enums import GPUProvider, JobType
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply
 from job_api.adapters import fast_path
-from job_api.adapters.jobs import ConcurrentUpdate, JobRepository, NeedsTransaction
+from job_api.adapters.jobs import JobRepository, NotOptimistic
 from job_api.adapters.tables import JOB_EVENTS_CHANNEL
 from job_api.config import Settings
 from job_api.entrypoints import workers
 from job_api.entrypoints.workers import claim_holding
 from job_api.service_layer.dispatch import claim_job
-from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.db import asyncpg_dsn
 from workerlink.identity import WorkerIdentity
 
@@ -113,14 +113,9 @@ async def test_a_claim_that_loses_a_race_writes_nothing_and_is_decided_under_the
             return job
 
         monkeypatch.setattr(JobRepository, "get", get_then_race)
-        async with state.db.write_one_statement("rpc") as conn:
-            with pytest.raises(ConcurrentUpdate):
-                await claim_job(
-                    UnitOfWork(conn, optimistic=True),
-                    _claim(job_id),
-                    state.policy,
-                    now=datetime.now(UTC),
-                )
+        async with state.claims.writing("rpc", one_statement=True) as uow:
+            lost = await claim_job(uow, _claim(job_id), state.policy, now=datetime.now(UTC))
+        assert lost is None, "a lost race is decided under the lock"
         assert await _counts(db, job_id) == before, "a lost race wrote something"
 
         # Through the entry point: the race is lost again, and the locking retry grants it.
@@ -169,7 +164,7 @@ async def test_a_claim_that_needs_another_write_leaves_optimistic_mode_before_wr
     settings_factory: Callable[..., Settings], db: Any
 ) -> None:
     """A retried claim (same claim id, its reply was lost) rotates the claim secret with a plain
-    save: optimistic mode refuses it before it runs, and the entry point's locking retry grants
+    save: the claim says it needs the lock before writing, and the entry point's locking run grants
     the same attempt again."""
     async with served_app(_quiet(settings_factory)) as (client, app):
         state = app.state.job_api
@@ -180,14 +175,11 @@ async def test_a_claim_that_needs_another_write_leaves_optimistic_mode_before_wr
         assert first.job is not None
         granted = await _counts(db, job_id)
 
-        async with state.db.write_one_statement("rpc") as conn:
-            with pytest.raises(NeedsTransaction):
-                await claim_job(
-                    UnitOfWork(conn, optimistic=True),
-                    _claim(job_id, claim_id=claim_id),
-                    state.policy,
-                    now=datetime.now(UTC),
-                )
+        async with state.claims.writing("rpc", one_statement=True) as uow:
+            retried = await claim_job(
+                uow, _claim(job_id, claim_id=claim_id), state.policy, now=datetime.now(UTC)
+            )
+        assert retried is None, "a retried claim is decided under the lock"
         assert await _counts(db, job_id) == granted
 
         again = await claim(state, _claim(job_id, claim_id=claim_id))
@@ -204,8 +196,7 @@ async def test_optimistic_mode_allows_one_checked_save_and_nothing_else(
         state = app.state.job_api
         job_id = await _new_job(client)
         before = await _counts(db, job_id)
-        async with state.db.write_one_statement("rpc") as conn:
-            uow = UnitOfWork(conn, optimistic=True)
+        async with state.claims.writing("rpc", one_statement=True) as uow:
             job = await uow.jobs.get(uuid.UUID(job_id), for_update=True)
             assert job is not None
             for write in (
@@ -216,11 +207,11 @@ async def test_optimistic_mode_allows_one_checked_save_and_nothing_else(
                 lambda: uow.datasets.mark_deleted(uuid.uuid4(), "alice"),
                 lambda: uow.jobs.get(job.id, user_id="alice", for_update=True),
             ):
-                with pytest.raises(NeedsTransaction):
+                with pytest.raises(NotOptimistic):
                     await write()
-            with pytest.raises(NeedsTransaction):
+            with pytest.raises(NotOptimistic):
                 uow.events  # noqa: B018 - the property refuses
-            with pytest.raises(NeedsTransaction):
+            with pytest.raises(NotOptimistic):
                 uow.idempotency  # noqa: B018
         assert await _counts(db, job_id) == before
 
@@ -281,18 +272,18 @@ async def test_a_write_after_the_checked_save_is_a_bug_not_a_retry(
     settings_factory: Callable[..., Settings], db: Any
 ) -> None:
     """Once the checked save has committed, running the handler again under the lock would apply
-    it twice: a further write is a RuntimeError, which the entry point does not retry."""
+    it twice: a further write is refused (NotOptimistic, a bug), and never retried."""
     async with served_app(_quiet(settings_factory)) as (client, app):
         state = app.state.job_api
         job_id = await _new_job(client)
-        async with state.db.write_one_statement("rpc") as conn:
-            uow = UnitOfWork(conn, optimistic=True)
+        async with state.claims.writing("rpc", one_statement=True) as uow:
             reply = await claim_job(uow, _claim(job_id), state.policy, now=datetime.now(UTC))
+            assert reply is not None
             assert reply.granted
             granted = await _counts(db, job_id)
             job = await uow.jobs.get(uuid.UUID(job_id), for_update=False)
             assert job is not None
-            with pytest.raises(RuntimeError):
+            with pytest.raises(NotOptimistic):
                 await uow.jobs.save(job)
         assert await _counts(db, job_id) == granted
 

@@ -1,14 +1,21 @@
-"""`writing`: when a unit of work's new-job events leave, relative to its commit and to giving
-its connection back (the broker half of dispatch latency)."""
+"""`writing` (servicekit's Units with job-api's after-commit step): what a unit of work leaves for
+after its commit (a new job's events for the relay, the jobs it created, its counters) is handed
+over once the unit committed and its connection went back, never when it rolled back."""
 
-import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from job_api.adapters.fast_path import FreshJobs
+import pytest
+
+from contracts.enums import GPUProvider, JobType
+from job_api.adapters.fast_path import FreshJob, FreshJobs
+from job_api.domain.job import Job
 from job_api.entrypoints.deps import AppState, writing
-from job_api.service_layer.unit_of_work import Caches
+from job_api.service_layer.unit_of_work import Caches, UnitOfWork
+from servicekit.uow import Database, Units
 
 
 class _Db:
@@ -19,86 +26,114 @@ class _Db:
 
     @contextlib.asynccontextmanager
     async def write_one_statement(self, pool: str = "http") -> AsyncIterator[object]:
-        yield object()
-        self.events.append("connection given back")
+        try:
+            yield object()
+        finally:
+            self.events.append("connection given back")
 
     @contextlib.asynccontextmanager
     async def write(self, pool: str = "http") -> AsyncIterator[object]:
-        yield object()
+        try:
+            yield object()
+        except BaseException:
+            self.events.append("rolled back, connection given back")
+            raise
         self.events.append("committed, connection given back")
 
 
 class _Relay:
-    """publish_now starts a task that queues the frames; a writer writes them a turn later, as
-    aiormq's writer task does."""
-
     def __init__(self, events: list[str], *, accept: bool = True) -> None:
         self.events = events
         self.accept = accept
-        self.tasks: list[asyncio.Task[None]] = []
 
     def publish_now(self, rows: Sequence[Mapping[str, Any]]) -> bool:
         self.events.append(f"publish_now({len(rows)})")
-        if not self.accept:
-            return False
-
-        async def publish() -> None:
-            self.events.append("frames queued")
-            asyncio.get_running_loop().call_soon(self.events.append, "frames written")
-
-        self.tasks.append(asyncio.create_task(publish()))
-        return True
+        return self.accept
 
 
 class _State:
     def __init__(self, events: list[str], relay: _Relay | None) -> None:
-        self.db = _Db(events)
         self.relay = relay
         self.fresh_jobs = FreshJobs()
         self.caches = Caches()
+        self.units = Units(
+            cast(Database, _Db(events)),
+            lambda conn: UnitOfWork(conn, caches=self.caches),
+            after_commit=lambda uow: AppState.committed(cast(AppState, self), uow),
+        )
 
 
-async def _unit(state: _State, *, one_statement: bool, rows: int = 1) -> None:
+def _fresh() -> FreshJob:
+    now = datetime.now(UTC)
+    job = Job(
+        id=uuid.uuid4(),
+        user_id="alice",
+        project_id=None,
+        job_type=JobType.EMBEDDING,
+        base_model="m",
+        training_data_url="https://data.example.com/train.csv",
+        dataset_id=None,
+        output_model="alice/m",
+        gpu_provider=GPUProvider.LOCAL,
+        hyperparameters={},
+        max_attempts=3,
+        created_at=now,
+        updated_at=now,
+        dispatched_at=now,
+    )
+    return FreshJob(job=job, row_version="7")
+
+
+async def _unit(state: _State, events: list[str], *, one_statement: bool, rows: int = 1) -> None:
     async with writing(cast(AppState, state), one_statement=one_statement) as uow:
         uow.new_subject_rows.extend({"id": i} for i in range(rows))
-    state.db.events.append("response")
+        uow.after_commit.append(lambda: events.append("counted"))
+    events.append("response")
 
 
-async def test_a_one_statement_write_sends_its_new_job_events_before_giving_its_connection_back() -> (
-    None
-):
+@pytest.mark.parametrize(
+    ("one_statement", "ended"),
+    [(True, "connection given back"), (False, "committed, connection given back")],
+)
+async def test_a_new_jobs_events_go_to_the_relay_once_committed_before_the_response(
+    one_statement: bool, ended: str
+) -> None:
     events: list[str] = []
-    relay = _Relay(events)
-    await _unit(_State(events, relay), one_statement=True)
-    assert events == [
-        "publish_now(1)",
-        "frames queued",
-        "frames written",
-        "connection given back",
-        "response",
-    ]
+    await _unit(_State(events, _Relay(events)), events, one_statement=one_statement)
+    assert events == [ended, "publish_now(1)", "counted", "response"]
 
 
-async def test_a_transaction_publishes_only_after_its_commit_and_still_before_the_response() -> (
-    None
-):
+async def test_a_rolled_back_unit_hands_nothing_over() -> None:
     events: list[str] = []
-    await _unit(_State(events, _Relay(events)), one_statement=False)
-    assert events == [
-        "committed, connection given back",
-        "publish_now(1)",
-        "frames queued",
-        "frames written",
-        "response",
-    ]
+    state = _State(events, _Relay(events))
+
+    async def failing() -> None:
+        async with writing(cast(AppState, state)) as uow:
+            uow.new_subject_rows.append({"id": 1})
+            uow.created.append(_fresh())
+            uow.after_commit.append(lambda: events.append("counted"))
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await failing()
+    assert events == ["rolled back, connection given back"]
+    assert len(state.fresh_jobs) == 0
 
 
-async def test_nothing_is_published_twice_and_nothing_waits_when_the_relay_declines() -> None:
+async def test_nothing_is_handed_over_twice_and_a_declining_relay_costs_nothing() -> None:
     events: list[str] = []
-    relay = _Relay(events, accept=False)
-    await _unit(_State(events, relay), one_statement=True)
-    assert events == ["publish_now(1)", "connection given back", "response"]
+    state = _State(events, _Relay(events, accept=False))
+    async with writing(cast(AppState, state), one_statement=True) as uow:
+        uow.new_subject_rows.append({"id": 1})
+        uow.created.append(_fresh())
+    assert events == ["connection given back", "publish_now(1)"]
+    assert uow.new_subject_rows == []
+    assert len(state.fresh_jobs) == 1
 
     events.clear()
-    await _unit(_State(events, _Relay(events)), one_statement=True, rows=0)
-    assert events == ["connection given back", "response"]
+    await _unit(_State(events, _Relay(events)), events, one_statement=True, rows=0)
+    assert events == ["connection given back", "counted", "response"]
+
+    events.clear()
+    await _unit(_State(events, None), events, one_statement=True)
+    assert events == ["connection given back", "counted", "response"]

@@ -221,6 +221,7 @@ class FakeUnitOfWork:
     """Same interface as UnitOfWork; `published` collects what would go to the outbox."""
 
     def __init__(self) -> None:
+        self.optimistic = False
         self.jobs = FakeJobs()
         self.events = FakeEvents()
         self.datasets = FakeDatasets()
@@ -261,9 +262,10 @@ class FakeUnitOfWork:
 
     async def save_and_publish(
         self, job: Job, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
-    ) -> None:
+    ) -> bool:
         await self.jobs.save(job)
         await self.publish(*payloads, history=history)
+        return True
 
     def of_type(self, kind: type[P]) -> list[P]:
         return [p for p in self.published if isinstance(p, kind)]

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from job_api.adapters.jobs import NeedsTransaction
+from job_api.adapters.jobs import NotOptimistic
 from job_api.adapters.tables import known_datasets
 
 
@@ -29,7 +29,7 @@ class DatasetRepository:
 
     def _write(self) -> None:
         if self._read_only:
-            raise NeedsTransaction("optimistic unit of work: datasets are read-only")
+            raise NotOptimistic("optimistic unit of work: datasets are read-only")
 
     async def upsert(
         self,

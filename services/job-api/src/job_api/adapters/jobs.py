@@ -24,22 +24,17 @@ from job_api.adapters.tables import jobs
 from job_api.domain.job import Job
 
 
-class ConcurrentUpdate(Exception):
-    """An optimistic save found the job changed since it was read: nothing was written. Run the
-    work again in a transaction that locks the row."""
-
-
-class NeedsTransaction(Exception):
-    """Optimistic mode cannot do this write (it is not a checked save, or not the first write):
-    nothing was written. Run the work again in a transaction that locks the row."""
+class NotOptimistic(RuntimeError):
+    """A write optimistic mode cannot check (not a checked save, or not the first write): a bug
+    in the handler, which must ask `optimistic` before such a write. Nothing was written by it."""
 
 
 class JobRepository(JobQueries):
     """With `optimistic`, on a connection without a transaction block (each statement commits
     on its own): a read "for update" takes no lock but remembers the row's version, and the one
-    write allowed, a save of that job, applies only if the row is still that version (else
-    ConcurrentUpdate). Any other write raises NeedsTransaction before it runs. Either way the
-    save lands only on the row as it was read, as under a lock held since the read."""
+    write allowed, a save of that job, applies only if the row is still that version (else it
+    writes nothing and says so). Either way the save lands only on the row as it was read, as
+    under a lock held since the read. Any other write is refused (NotOptimistic) before it runs."""
 
     def __init__(
         self, conn: AsyncConnection, *, optimistic: bool = False, fresh: FreshJobs | None = None
@@ -57,13 +52,13 @@ class JobRepository(JobQueries):
         """Called before a write (or a locking read) that optimistic mode cannot check."""
         if self._optimistic:
             self._nothing_written_yet()
-            raise NeedsTransaction("optimistic unit of work: only one checked save")
+            raise NotOptimistic("optimistic unit of work: only one checked save")
 
     def _nothing_written_yet(self) -> None:
         """After the checked save has committed, the work cannot be run again in a transaction
         (it would apply twice): a handler that writes more is a bug, not a retry."""
         if self._wrote:
-            raise RuntimeError("optimistic unit of work: a second write after a committed one")
+            raise NotOptimistic("optimistic unit of work: a second write after a committed one")
 
     def _locked(self, row: sa.Row[Any]) -> Job:
         self._locked_ids.add(row.id)
@@ -90,9 +85,10 @@ class JobRepository(JobQueries):
         job: Job,
         outbox_rows: Sequence[dict[str, Any]],
         history: Sequence[dict[str, Any]],
-    ) -> None:
+    ) -> bool:
         """Save a job read under lock in this transaction (in optimistic mode: read "for
-        update"), and stage the outbox and history rows: one round trip."""
+        update"), and stage the outbox and history rows: one round trip. False when, in
+        optimistic mode, the row changed since it was read: then nothing was written."""
         if job.id not in self._locked_ids and job.id not in self._versions:
             raise RuntimeError(f"job {job.id} was not read under lock in this transaction")
         params: dict[str, Any] = {f"job_{k}": v for k, v in job_values(job).items() if k != "id"}
@@ -101,13 +97,12 @@ class JobRepository(JobQueries):
         params.update(history_params(history))
         if not self._optimistic:
             await fast.SAVE_JOB_WITH_EVENTS.execute(self._conn, params)
-        else:
-            self._nothing_written_yet()
-            params["row_version"] = self._versions[job.id]
-            self._wrote = True  # from here on, whatever happens, no retry in this mode
-            applied = await fast.SAVE_JOB_WITH_EVENTS_IF_UNCHANGED.fetchrow(self._conn, params)
-            if applied is None:
-                raise ConcurrentUpdate(f"job {job.id} changed since it was read")
+            return True
+        self._nothing_written_yet()
+        params["row_version"] = self._versions[job.id]
+        self._wrote = True  # from here on, whatever happens, no second write in this mode
+        applied = await fast.SAVE_JOB_WITH_EVENTS_IF_UNCHANGED.fetchrow(self._conn, params)
+        return applied is not None
 
     async def stage_events(
         self, outbox_rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
@@ -142,7 +137,7 @@ class JobRepository(JobQueries):
             return job_from_mapping(dict(record)) if record is not None else None
         if self._optimistic:
             if user_id is not None:
-                raise NeedsTransaction("optimistic unit of work: an owned read for update")
+                raise NotOptimistic("optimistic unit of work: an owned read for update")
             known = self._fresh.take(job_id) if self._fresh is not None else None
             if known is not None:
                 self._versions[job_id] = known.row_version

@@ -25,7 +25,6 @@ from job_api.entrypoints import (
     routes_auth,
     routes_jobs,
     routes_namespaces,
-    routes_openai_jobs,
     routes_stream,
     routes_worker,
     routes_workers,
@@ -45,7 +44,7 @@ from job_api.entrypoints.workers import (
     watchdog_step,
 )
 from job_api.service_layer.jobs import DatasetNotFound, DatasetNotReady, HyperparameterError
-from job_api.service_layer.unit_of_work import Policy
+from job_api.service_layer.unit_of_work import Policy, UnitOfWork
 from messaging.broker import Broker
 from messaging.topology import declare_topology
 from servicekit.access_log import AccessLogMiddleware
@@ -55,7 +54,7 @@ from servicekit.docs import install_docs
 from servicekit.errors import error_body, install_error_handlers
 from servicekit.gctune import tune_gc
 from servicekit.http import BodyLimitMiddleware, JsonBodyMiddleware, RequestIdMiddleware
-from servicekit.uow import Database
+from servicekit.uow import Database, Units
 
 log = structlog.get_logger(__name__)
 
@@ -256,7 +255,9 @@ def create_app(settings: Settings) -> FastAPI:
             verifier=verifier_from(settings),
             verify_in_loop=settings.jwt_algorithm == "HS256",
             worker_key=settings.worker_key.get_secret_value() if settings.worker_key else "",
-            live=LiveHub(listen_dsn, JOB_EVENTS_CHANNEL, *routes_stream.live_readers(db)),
+            live=LiveHub(
+                listen_dsn, JOB_EVENTS_CHANNEL, *routes_stream.live_readers(Units(db, UnitOfWork))
+            ),
             stream_limits=StreamLimits(settings.max_streams_per_user, settings.max_streams),
             shared_worker_key=settings.shared_worker_key,
             broker_admin=broker_admin_from(settings),
@@ -356,7 +357,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_auth.router)
     app.include_router(routes_workers.router)
     app.include_router(routes_namespaces.router)
-    app.include_router(routes_openai_jobs.router)
     app.state.dev_sign_in = routes_auth.DevSignIn(
         secret=(
             settings.jwt_secret.get_secret_value()

@@ -2,8 +2,8 @@
 the worker key, and the process-wide state built in the lifespan."""
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -30,7 +30,7 @@ from messaging.outbox import OutboxRelay
 from servicekit.auth import JwtVerifier, Principal, bearer_token, check_worker_key
 from servicekit.errors import ApiError
 from servicekit.security import USER_BEARER
-from servicekit.uow import Database
+from servicekit.uow import Database, Units
 
 
 @dataclass
@@ -67,6 +67,10 @@ class AppState:
     worker_install: str = ""
     # What the presence monitor last read of the worker registry (set up in __post_init__).
     presence: PresenceView = field(init=False)
+    # Every entry point's units of work (routes, consumer, claims, streams, watchdog), and the
+    # claim's optimistic ones (no lock, one checked save: UnitOfWork).
+    units: Units[UnitOfWork] = field(init=False)
+    claims: Units[UnitOfWork] = field(init=False)
     # When (event-loop time) a claim last proved a worker of each (pool, job type, provider;
     # None for a private pool's any provider): a presence reading that began before it cannot
     # say such jobs have nobody (its read may predate the worker's arrival or its claim).
@@ -103,6 +107,28 @@ class AppState:
         self.presence = PresenceView(
             online=self.policy.worker_online, public_base_url=self.policy.public_base_url
         )
+        self.units = Units(
+            self.db, lambda conn: UnitOfWork(conn, caches=self.caches), after_commit=self.committed
+        )
+        self.claims = Units(
+            self.db,
+            lambda conn: UnitOfWork(
+                conn, optimistic=True, fresh=self.fresh_jobs, caches=self.caches
+            ),
+            after_commit=self.committed,
+        )
+
+    async def committed(self, uow: UnitOfWork) -> None:
+        """What a unit of work leaves for after its commit: a new job's events go to the relay at
+        once (it would otherwise wait for the outbox's NOTIFY and its read), the jobs it created
+        are remembered for their claim, and its counters count."""
+        if uow.new_subject_rows and self.relay is not None:
+            rows, uow.new_subject_rows = uow.new_subject_rows, []
+            self.relay.publish_now(rows)
+        for fresh in uow.created:
+            self.fresh_jobs.remember(fresh)
+        for hook in uow.after_commit:
+            hook()
 
 
 # Dependencies are `async def` unless they block: FastAPI runs a plain `def` dependency in its
@@ -120,43 +146,15 @@ StateDep = Annotated[AppState, Depends(get_state)]
 # back), before the route returns, so a 2xx always means committed and a failed commit is an error
 # response. (A function-scoped `yield` dependency would do the same, at a cost per request of
 # FastAPI's exit-stack machinery larger than the whole primary-key read.)
-@contextlib.asynccontextmanager
-async def writing(state: AppState, *, one_statement: bool = False) -> AsyncIterator[UnitOfWork]:
-    """A unit of work, committed when the block ends. `one_statement`: its only write is one
-    statement, run without a transaction block (servicekit's `write_one_statement`): committed
-    when that statement completes, so still before the response, without BEGIN and COMMIT."""
-    unit = state.db.write_one_statement() if one_statement else state.db.write()
-    async with unit as conn:
-        uow = UnitOfWork(conn, caches=state.caches)
-        yield uow
-        if one_statement:
-            # Committed when its statement completed: the new job's events leave now, before
-            # the connection goes back and the response is built.
-            await _publish_new(state, uow)
-    # Only reached once COMMIT succeeded (a failed commit raises out of the block above).
-    await _publish_new(state, uow)
-    for hook in uow.after_commit:
-        hook()
-    for fresh in uow.created:
-        state.fresh_jobs.remember(fresh)
+def writing(
+    state: AppState, *, one_statement: bool = False
+) -> AbstractAsyncContextManager[UnitOfWork]:
+    """The routes' unit of work (`Units.writing` on the `http` pool)."""
+    return state.units.writing(one_statement=one_statement)
 
 
-async def _publish_new(state: AppState, uow: UnitOfWork) -> None:
-    """A new job's events go to the broker now, not after the relay's NOTIFY and read. Two turns
-    of the loop let the publishing task queue its frames and aiormq's writer task send them, so
-    they are on the wire before this request's remaining work (giving the connection back, the
-    response) runs; the broker's confirm is awaited by that task, not here."""
-    if uow.new_subject_rows and state.relay is not None:
-        rows, uow.new_subject_rows = uow.new_subject_rows, []
-        if state.relay.publish_now(rows):
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-
-
-@contextlib.asynccontextmanager
-async def reading(state: AppState) -> AsyncIterator[UnitOfWork]:
-    async with state.db.read() as conn:
-        yield UnitOfWork(conn, caches=state.caches)
+def reading(state: AppState) -> AbstractAsyncContextManager[UnitOfWork]:
+    return state.units.reading()
 
 
 # The security schemes of the OpenAPI document (the Authorize button of /docs): the users'

@@ -13,7 +13,6 @@ from job_api.adapters.event_statements import SOURCE
 from job_api.adapters.retention import RetentionRepository
 from job_api.entrypoints.deps import AppState
 from job_api.service_layer.dispatch import mark_worker_presence
-from job_api.service_layer.unit_of_work import UnitOfWork
 from job_api.service_layer.workers import availability
 
 log = structlog.get_logger(__name__)
@@ -40,8 +39,8 @@ async def prune_once(state: AppState, retention: Retention, *, now: datetime) ->
     for name, step in steps.items():
         total = 0
         while True:
-            async with state.db.write("watchdog") as conn:
-                n = await step(RetentionRepository(conn))
+            async with state.units.writing("watchdog") as uow:
+                n = await step(uow.retention)
             total += n
             if n < retention.batch:
                 break
@@ -68,8 +67,7 @@ def presence_step(state: AppState) -> Callable[[], Awaitable[None]]:
     async def step() -> None:
         started = asyncio.get_running_loop().time()
         now = datetime.now(UTC)
-        async with state.db.read("watchdog") as conn:
-            uow = UnitOfWork(conn)
+        async with state.units.reading("watchdog") as uow:
             seen = await uow.workers.seen_since(now - state.policy.worker_online)
             phases = await uow.jobs.pending_phase_counts()
         state.presence.update(seen, now=now)
@@ -80,7 +78,7 @@ def presence_step(state: AppState) -> Callable[[], Awaitable[None]]:
             target = JobPhase.QUEUED if has_worker else JobPhase.NO_WORKER
             if not any(n for phase, n in by_phase.items() if phase != target):
                 continue
-            async with state.db.write("watchdog") as conn:
-                await mark_worker_presence(UnitOfWork(conn), group, has_worker=has_worker, now=now)
+            async with state.units.writing("watchdog") as uow:
+                await mark_worker_presence(uow, group, has_worker=has_worker, now=now)
 
     return step

@@ -34,7 +34,7 @@ from job_api.service_layer import jobs as job_service
 from job_api.service_layer.unit_of_work import UnitOfWork
 from servicekit.errors import ApiError
 from servicekit.responses import error_responses
-from servicekit.uow import Database
+from servicekit.uow import Units
 
 router = APIRouter(prefix="/api/finetune", tags=["live"], responses=error_responses(401, 429))
 
@@ -73,39 +73,38 @@ def _event(row: Any) -> LiveEvent:
 
 
 async def read_events(
-    db: Database, user_id: str | None, job_id: UUID | None, after_id: int, limit: int
+    units: Units[UnitOfWork], user_id: str | None, job_id: UUID | None, after_id: int, limit: int
 ) -> list[LiveEvent]:
     """History rows after `after_id` as encoded SSE events; the connection goes back before the
     events are handed to any stream."""
-    async with db.read("streams") as conn:
-        rows = await UnitOfWork(conn).events.since(
+    async with units.reading("streams") as uow:
+        rows = await uow.events.since(
             user_id=user_id, job_id=job_id, after_id=after_id, limit=limit
         )
     return [_event(row) for row in rows]
 
 
 async def read_job_events(
-    db: Database, cursors: dict[UUID, int], limit: int
+    units: Units[UnitOfWork], cursors: dict[UUID, int], limit: int
 ) -> dict[UUID, list[LiveEvent]]:
     """Each job's history rows after its cursor, as encoded SSE events, in one query."""
-    async with db.read("streams") as conn:
-        rows = await UnitOfWork(conn).events.since_jobs(cursors, limit=limit)
+    async with units.reading("streams") as uow:
+        rows = await uow.events.since_jobs(cursors, limit=limit)
     found: dict[UUID, list[LiveEvent]] = {}
     for row in rows:
         found.setdefault(row.job_id, []).append(_event(row))
     return found
 
 
-def live_readers(db: Database) -> tuple[Reader, JobsReader]:
+def live_readers(units: Units[UnitOfWork]) -> tuple[Reader, JobsReader]:
     """The LiveHub's readers over this process's database."""
-    return partial(read_events, db), partial(read_job_events, db)
+    return partial(read_events, units), partial(read_job_events, units)
 
 
 async def _snapshot(
     state: AppState, *, user_id: str | None, job_id: UUID | None
 ) -> tuple[int, Any]:
-    async with state.db.read("streams") as conn:
-        uow = UnitOfWork(conn)
+    async with state.units.reading("streams") as uow:
         # Rows committed from here on are streamed; the snapshot covers everything before.
         last = await uow.events.latest_id(user_id=user_id, job_id=job_id)
         if job_id is not None:
@@ -143,7 +142,7 @@ async def _stream(
         while True:
             if read_myself or sub.behind:
                 sub.caught_up()
-                events = await read_events(state.db, user_id, job_id, last, BATCH)
+                events = await read_events(state.units, user_id, job_id, last, BATCH)
                 read_myself = len(events) == BATCH
             else:
                 events = sub.take()
@@ -226,8 +225,8 @@ async def stream_job(
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Live events of one job (SSE)."""
-    async with state.db.read("streams") as conn:
-        await job_service.get_job(UnitOfWork(conn), job_id, user_id=scope(user))
+    async with state.units.reading("streams") as uow:
+        await job_service.get_job(uow, job_id, user_id=scope(user))
     return _open_stream(
         request,
         state,

@@ -70,8 +70,7 @@ async def deprovision(state: AppState, worker: Worker) -> bool:
     except BrokerAdminError as exc:
         log.warning("broker.deprovision_failed", worker_id=worker.id.hex, error=str(exc))
         return False
-    async with state.db.write() as conn:
-        uow = UnitOfWork(conn, caches=state.caches)
+    async with state.units.writing() as uow:
         current = await uow.workers.get(worker.id, for_update=True)
         if current is not None:
             current.broker_user = None
@@ -84,15 +83,15 @@ async def reconcile(state: AppState) -> None:
     presence monitor runs this)."""
     if state.broker_admin is None:
         return
-    async with state.db.read("watchdog") as conn:
-        leftovers = await UnitOfWork(conn).workers.revoked_with_broker_user()
+    async with state.units.reading("watchdog") as uow:
+        leftovers = await uow.workers.revoked_with_broker_user()
     for worker in leftovers:
         await deprovision(state, worker)
 
 
 async def declare_pools(state: AppState) -> None:
     """At start-up: the queues of every private pool (a broker that lost them gets them back)."""
-    async with state.db.read() as conn:
-        pools = await UnitOfWork(conn).workers.private_pools()
+    async with state.units.reading() as uow:
+        pools = await uow.workers.private_pools()
     for pool in pools:
         await declare_pool(state, pool)

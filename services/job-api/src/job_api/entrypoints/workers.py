@@ -20,7 +20,7 @@ from contracts.routing import (
     BrokerNames,
 )
 from contracts.rpc import ClaimJob, ClaimReply
-from job_api.adapters.jobs import ConcurrentUpdate, NeedsTransaction
+from job_api.adapters.event_statements import SOURCE
 from job_api.adapters.tables import inbox, outbox
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS
@@ -31,7 +31,6 @@ from job_api.service_layer.dispatch import (
     redispatch_stale,
 )
 from job_api.service_layer.reports import Outcome
-from job_api.service_layer.unit_of_work import SOURCE, UnitOfWork
 from messaging.broker import Broker
 from messaging.consumer import InboxConsumer, Received, is_infrastructure_error
 from messaging.inbox import Inbox
@@ -82,7 +81,7 @@ def make_relay(broker: Broker, dsn: str, channel: str) -> OutboxRelay:
 def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> Outcome:
         return await apply_worker_events(
-            UnitOfWork(conn), batch, state.policy, now=datetime.now(UTC)
+            state.units.on(conn), batch, state.policy, now=datetime.now(UTC)
         )
 
     def count(outcome: object) -> None:
@@ -95,7 +94,7 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     return InboxConsumer(
         broker=broker,
         queue=broker.names.service_queue(JOB_API),
-        begin=lambda: state.db.write("consumer"),
+        begin=state.units.begin("consumer"),
         inbox=INBOX,
         handler=handle,
         on_committed=count,
@@ -109,39 +108,29 @@ async def _nothing() -> None:
 async def claim_holding(
     state: AppState, cmd: ClaimJob
 ) -> tuple[ClaimReply, Callable[[], Awaitable[None]]]:
-    """Answer a claim. Optimistic first: the job is read, then saved with its events by one
-    statement that applies only if the row did not change in between, with no transaction block
-    (two round trips instead of four). A lost race, or a claim that needs more than that save (a
-    retried claim id), runs again in a transaction holding the row lock; nothing was written by
-    the first try.
+    """Answer a claim. Optimistic first (`state.claims`): the job is read, then saved with its
+    events by one statement that applies only if the row did not change in between, with no
+    transaction block (two round trips instead of four). When the claim says it needs the row
+    lock (a lost race, or a retried claim id), nothing was written, and it runs again in a
+    transaction holding the lock.
 
-    Returns the reply and `release`, which gives the optimistic try's connection back: its save
-    committed when the statement completed, so the caller sends the reply first (a committed
-    claim either way; the transaction's connection is already back)."""
+    Returns the reply and `release`, which ends the optimistic unit (its connection goes back):
+    its save committed when the statement completed, so the caller sends the reply first (a
+    committed claim either way; the transaction's connection is already back)."""
     held = contextlib.AsyncExitStack()
-    conn = await held.enter_async_context(state.db.write_one_statement("rpc"))
     try:
-        reply = await claim_job(
-            UnitOfWork(conn, optimistic=True, fresh=state.fresh_jobs, caches=state.caches),
-            cmd,
-            state.policy,
-            now=datetime.now(UTC),
-        )
-    except (ConcurrentUpdate, NeedsTransaction) as exc:
-        await held.aclose()
-        log.info("claim.locking", job_id=str(cmd.job_id), reason=str(exc))
-    except BaseException:
-        await held.aclose()
+        uow = await held.enter_async_context(state.claims.writing("rpc", one_statement=True))
+        reply = await claim_job(uow, cmd, state.policy, now=datetime.now(UTC))
+    except BaseException as exc:
+        await held.__aexit__(type(exc), exc, exc.__traceback__)
         raise
-    else:
+    if reply is not None:
         return reply, held.aclose
-    async with state.db.write("rpc") as conn:
-        reply = await claim_job(
-            UnitOfWork(conn, caches=state.caches),
-            cmd,
-            state.policy,
-            now=datetime.now(UTC),
-        )
+    await held.aclose()
+    log.info("claim.locking", job_id=str(cmd.job_id))
+    async with state.units.writing("rpc") as uow:
+        reply = await claim_job(uow, cmd, state.policy, now=datetime.now(UTC))
+    assert reply is not None, "a claim under the row lock is always decided"
     return reply, _nothing
 
 
@@ -243,19 +232,19 @@ def watchdog_step(
             return
         now = datetime.now(UTC)
         while True:
-            async with state.db.write("watchdog") as conn:
-                expired = await expire_leases(UnitOfWork(conn), now=now)
+            async with state.units.writing("watchdog") as uow:
+                expired = await expire_leases(uow, now=now)
             LEASES_EXPIRED.inc(len(expired))
             if len(expired) < 100:
                 break
         while True:
-            async with state.db.write("watchdog") as conn:
-                offered = await redispatch_stale(UnitOfWork(conn), state.policy, now=now)
+            async with state.units.writing("watchdog") as uow:
+                offered = await redispatch_stale(uow, state.policy, now=now)
             if len(offered) < 100:
                 break
         if now - last_prune > timedelta(hours=1):
-            async with state.db.write("watchdog") as conn:
-                await INBOX.prune(conn, retention)
+            async with state.units.writing("watchdog") as uow:
+                await INBOX.prune(uow.conn, retention)
             last_prune = now
 
     return step

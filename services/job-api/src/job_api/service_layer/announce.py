@@ -151,11 +151,12 @@ def transition_events(job: Job, t: Transition, *, now: datetime) -> list[EventPa
 
 async def announce(
     uow: UnitOfWork, job: Job, t: Transition, *, now: datetime, save: bool = False
-) -> None:
+) -> bool:
     """Stage the transition's events and history row; with `save`, also save the job (loaded
-    under lock) in the UPDATE that takes the events' sequence numbers."""
+    under lock) in the same statement. False only when an optimistic unit's save found the row
+    changed since it was read: then nothing was written."""
     events = transition_events(job, t, now=now)
     if save:
-        await uow.save_and_publish(job, *events, history=[status_row(job, t)])
-    else:
-        await uow.publish(*events, history=[status_row(job, t)])
+        return await uow.save_and_publish(job, *events, history=[status_row(job, t)])
+    await uow.publish(*events, history=[status_row(job, t)])
+    return True

@@ -103,7 +103,12 @@ async def claimant(uow: UnitOfWork, cmd: ClaimJob) -> Worker | None:
     return worker if worker is not None and worker.signed_claim(cmd) else None
 
 
-async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: datetime) -> ClaimReply:
+async def claim_job(
+    uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: datetime
+) -> ClaimReply | None:
+    """The reply to a claim. On an optimistic unit (no lock, one checked save), None when the
+    claim must be decided under the row lock: a retried claim id (its secret is rotated by a
+    plain save), or a job changed since it was read. Nothing was written then."""
     worker = await claimant(uow, cmd)
     if worker is None:
         return _refuse(
@@ -125,6 +130,8 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
     # gets a new one: the worker never saw the first.
     secret = secrets.token_urlsafe(32)
     if job.is_same_claim(holder, cmd.claim_id):
+        if uow.optimistic:
+            return None
         job.rotate_claim_secret(hash_claim_secret(secret))
         await uow.jobs.save(job)
         return ClaimReply(granted=True, job=await job_spec(uow, job, policy, secret))
@@ -138,7 +145,8 @@ async def claim_job(uow: UnitOfWork, cmd: ClaimJob, policy: Policy, *, now: date
         secret_hash=hash_claim_secret(secret),
         serves=cmd.job_types,
     )
-    await announce(uow, job, transition, now=now, save=True)
+    if not await announce(uow, job, transition, now=now, save=True):
+        return None
     return ClaimReply(granted=True, job=await job_spec(uow, job, policy, secret))
 
 

@@ -1,7 +1,10 @@
 """The unit of work: the repositories and the outbox of one transaction.
 
-The entry point opens the transaction (servicekit.uow.Database) and commits or rolls back;
-handlers only stage changes.
+Every entry point (routes, the consumer, the claim server, streams, the watchdog) opens it the
+same way, `async with state.units.writing(pool) as uow:` (servicekit.uow.Units): the block's end
+commits, an exception rolls back, and what the unit collected for after the commit (counters, new
+jobs' events for the relay, jobs to remember) is handed over only then. Handlers only stage
+changes; their events go to the outbox in the statement that makes the change.
 """
 
 from collections.abc import Callable, Sequence
@@ -19,8 +22,9 @@ from job_api.adapters.event_statements import SOURCE as SOURCE  # imported from 
 from job_api.adapters.fast_path import FreshJob, FreshJobs
 from job_api.adapters.history import JobEventRepository
 from job_api.adapters.idempotency import IdempotencyRepository
-from job_api.adapters.jobs import JobRepository, NeedsTransaction
+from job_api.adapters.jobs import JobRepository, NotOptimistic
 from job_api.adapters.namespaces import NamespaceRepository, UnlinkedUsers
+from job_api.adapters.retention import RetentionRepository
 from job_api.adapters.workers import WorkerCache, WorkerRepository
 from job_api.domain.job import Job
 from job_api.domain.namespaces import TokenCipher
@@ -38,11 +42,11 @@ class Caches:
 
 class UnitOfWork:
     """The repositories on one connection. `optimistic` (on a connection without a transaction
-    block, `Database.write_one_statement`): jobs read "for update" are not locked but versioned,
-    and the one write allowed is a save of such a job that applies only if the row is unchanged
-    (JobRepository). A handler that needs more raises NeedsTransaction, a lost race
-    ConcurrentUpdate; nothing was written either way, and the entry point runs the handler again
-    in a transaction (`Database.write`)."""
+    block, `Units.writing(one_statement=True)`): jobs read "for update" are not locked but
+    versioned, and the one write allowed is a save of such a job that applies only if the row is
+    unchanged (JobRepository). A handler run on it asks `optimistic` before any other write and
+    says when it needs the row lock instead (the claim); then the entry point runs it again in a
+    transaction. A write the mode cannot check is a bug (NotOptimistic)."""
 
     def __init__(
         self,
@@ -60,7 +64,8 @@ class UnitOfWork:
         self.workers = WorkerRepository(conn, cache=caches.workers if caches else None)
         self._idempotency = IdempotencyRepository(conn)
         self.namespaces = NamespaceRepository(conn, unlinked=caches.unlinked if caches else None)
-        # Run by the entry point once the transaction has committed (counters, never on rollback).
+        self.retention = RetentionRepository(conn)
+        # Run once the unit has committed (counters; never on rollback).
         self.after_commit: list[Callable[[], None]] = []
         # Outbox rows (with their ids) about jobs this unit of work created: no event of theirs
         # can be older, so once committed the relay may publish them at once (publish_now).
@@ -71,13 +76,13 @@ class UnitOfWork:
     @property
     def events(self) -> JobEventRepository:
         if self.optimistic:
-            raise NeedsTransaction("optimistic unit of work: no history repository")
+            raise NotOptimistic("optimistic unit of work: no history repository")
         return self._events
 
     @property
     def idempotency(self) -> IdempotencyRepository:
         if self.optimistic:
-            raise NeedsTransaction("optimistic unit of work: no idempotency repository")
+            raise NotOptimistic("optimistic unit of work: no idempotency repository")
         return self._idempotency
 
     async def add_job(
@@ -107,9 +112,11 @@ class UnitOfWork:
 
     async def save_and_publish(
         self, job: Job, *payloads: EventPayload, history: Sequence[dict[str, Any]] = ()
-    ) -> None:
-        """Save `job` (loaded under lock) and stage the events and `history`: one statement."""
-        await self.jobs.save_with_events(job, OUTBOX.rows(payloads), history)
+    ) -> bool:
+        """Save `job` (loaded under lock) and stage the events and `history`: one statement.
+        False when an optimistic unit found the row changed since it was read (nothing
+        written)."""
+        return await self.jobs.save_with_events(job, OUTBOX.rows(payloads), history)
 
 
 @dataclass(frozen=True)
