@@ -40,8 +40,10 @@ def _problems(title: str, problems: list[dict[str, Any]], style: str) -> Table:
 
 def print_report(report: dict[str, Any]) -> None:
     valid = report.get("valid")
-    verdict = "[bold green]valid[/]" if valid else "[bold red]not valid[/]"
-    console.print(f"The file is {verdict}: {report.get('summary', '')}")
+    # The server's summary says it in a sentence ("The file is valid."); else the verdict.
+    style = "bold green" if valid else "bold red"
+    summary = report.get("summary") or f"The file is {'valid' if valid else 'not valid'}."
+    console.print(f"[{style}]{summary}[/]", highlight=False)
     facts = {
         "format": report.get("format"),
         "shape": report.get("shape"),
