@@ -1,5 +1,6 @@
-"""The whole platform for the SDK and CLI tests, started once for the session (gateway, the three
-services and a CPU worker, tests/e2e/ftd_stack.py)."""
+"""The whole platform for the SDK and CLI tests, started once for the session (gateway, the
+services and a CPU worker that trains classifiers and LoRA adapters of the offline tiny Llama,
+tests/e2e/ftd_stack.py)."""
 
 from collections.abc import Iterator
 
@@ -10,7 +11,9 @@ from ftd_stack import Stack, full_stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with full_stack(tmp_path_factory.mktemp("sdk-stack"), worker_job_types=["classifier"]) as s:
+    with full_stack(
+        tmp_path_factory.mktemp("sdk-stack"), worker_job_types=["classifier", "llm_lora"]
+    ) as s:
         yield s
 
 

@@ -150,6 +150,10 @@ def call(
     max_tokens: Annotated[
         int | None, typer.Option(min=1, help="A chat model: at most this many tokens.")
     ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(min=0, max=2, help="A chat model: sampling temperature (0: greedy)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Call a deployed model: embed or classify the --text(s), or chat (--message; the answer
@@ -167,9 +171,14 @@ def call(
             chat = [{"role": "system", "content": system}] if system else []
             chat += [{"role": "user", "content": m} for m in messages]
             if as_json:
-                print_json(ftd.models.chat(name, chat, max_tokens=max_tokens))
+                print_json(
+                    ftd.models.chat(name, chat, max_tokens=max_tokens, temperature=temperature)
+                )
                 return
-            for piece in ftd.models.chat(name, chat, stream=True, max_tokens=max_tokens):
+            pieces = ftd.models.chat(
+                name, chat, stream=True, max_tokens=max_tokens, temperature=temperature
+            )
+            for piece in pieces:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
