@@ -25,6 +25,7 @@ from job_api.entrypoints import (
     routes_auth,
     routes_jobs,
     routes_namespaces,
+    routes_openai_jobs,
     routes_stream,
     routes_worker,
     routes_workers,
@@ -357,6 +358,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_auth.router)
     app.include_router(routes_workers.router)
     app.include_router(routes_namespaces.router)
+    app.include_router(routes_openai_jobs.router)
     app.state.dev_sign_in = routes_auth.DevSignIn(
         secret=(
             settings.jwt_secret.get_secret_value()
