@@ -135,6 +135,8 @@ build_images() {
   build finetune-dispatcher/ui:local deploy/docker/ui.Dockerfile . \
     --ignorefile deploy/docker/ui.Dockerfile.dockerignore \
     --build-arg "NODE_IMAGE=$NODE_IMAGE" --build-arg "NGINX_IMAGE=$NGINX_IMAGE"
+  # The images these builds replaced (each rebuild of a service leaves its old image untagged).
+  podman image prune -f >/dev/null
 }
 
 need podman "apt-get install podman runc"
