@@ -18,10 +18,11 @@ run through SQLAlchemy.
 
 import copy
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
+import asyncpg
 from cachetools import TTLCache
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,6 +31,8 @@ from job_api.adapters import job_statements as stmts
 from job_api.adapters.job_statements import JOB_FIELDS
 from job_api.domain.job import Job
 from servicekit.db import json_text
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,7 @@ class DriverStatement:
         # the same rows whether or not the connection's transaction has begun, while a locking
         # read must run inside it (so it goes through SQLAlchemy, which begins it).
         _, driver = await driver_of(conn)
-        return await driver.fetchrow(self.sql, *self._args(params))
+        return await _gone_invalidates(conn, driver.fetchrow(self.sql, *self._args(params)))
 
     async def execute(self, conn: AsyncConnection, params: dict[str, Any]) -> None:
         """A write. Straight to the driver when that is where SQLAlchemy would run it: on an
@@ -81,7 +84,7 @@ class DriverStatement:
         SQLAlchemy, so the write can never land outside its transaction."""
         adapter, driver = await driver_of(conn)
         if getattr(adapter, "autocommit", False) or driver.is_in_transaction():
-            await driver.execute(self.sql, *self._args(params))
+            await _gone_invalidates(conn, driver.execute(self.sql, *self._args(params)))
         else:
             await conn.execute(self.stmt, params)
 
@@ -89,9 +92,24 @@ class DriverStatement:
         """A write that returns a row (a mapping, or None), run where `execute` would run it."""
         adapter, driver = await driver_of(conn)
         if getattr(adapter, "autocommit", False) or driver.is_in_transaction():
-            return await driver.fetchrow(self.sql, *self._args(params))
+            return await _gone_invalidates(conn, driver.fetchrow(self.sql, *self._args(params)))
         row = (await conn.execute(self.stmt, params)).first()
         return None if row is None else row._mapping
+
+
+# What asyncpg raises when its connection is gone (PostgreSQL restarted or unreachable).
+_GONE = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+async def _gone_invalidates(conn: AsyncConnection, call: Awaitable[T]) -> T:
+    """`call` on the driver; when it finds the connection gone, the pool is told to drop it, as
+    SQLAlchemy does for its own statements (else the dead connection would go back to the pool
+    and fail every request that gets it). The error still reaches the caller (a 503)."""
+    try:
+        return await call
+    except _GONE as exc:
+        await conn.invalidate(exc)
+        raise
 
 
 async def driver_of(conn: AsyncConnection) -> tuple[Any, Any]:
