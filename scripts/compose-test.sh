@@ -273,8 +273,9 @@ up worker
 phase_done
 
 phase "acceptance flow through the gateway"
-TOKEN=$(podman exec "$(ctr job-api)" job-api token --sub compose-alice 2>/dev/null | tail -1)
+FTD_USER=compose-alice
+TOKEN=$(podman exec "$(ctr job-api)" job-api token --sub "$FTD_USER" 2>/dev/null | tail -1)
 [ -n "$TOKEN" ] || { echo "compose-test: no token from job-api token" >&2; exit 1; }
-FTD_TOKEN="$TOKEN" BASE_URL="$BASE_URL" PROJECT="$PROJECT" CONTAINERS_CONF="$CONTAINERS_CONF" \
+FTD_TOKEN="$TOKEN" FTD_USER="$FTD_USER" BASE_URL="$BASE_URL" PROJECT="$PROJECT" CONTAINERS_CONF="$CONTAINERS_CONF" \
   uv run --no-sync python "$ROOT/deploy/compose/acceptance.py"
 phase_done

@@ -3,8 +3,8 @@
 A user uploads embedding pairs, creates an embedding job that the bundled CPU worker container
 trains; while it runs, job-api's container and then the broker's are restarted (the job must still
 complete); the registered model is deployed and answers /v1/embeddings. Each step prints its time.
-Environment: BASE_URL (the gateway), FTD_TOKEN (a user's bearer token), PROJECT (the compose
-project, to find the containers).
+Environment: BASE_URL (the gateway), FTD_TOKEN (a bearer token of user FTD_USER), PROJECT (the
+compose project, to find the containers).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> None:
             "job_type": "embedding",
             "base_model": offline[0],
             "training_data_url": dataset["training_data_url"],
-            "output_model": "compose-embedder",
+            "output_model": f"{os.environ.get('FTD_USER', 'compose-alice')}/compose-embedder",
             "gpu_provider": "local",
             # Epochs enough for the job to outlast two container restarts.
             "hyperparameters": {
