@@ -39,7 +39,7 @@ from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, JobSpec
 from workerlink.cancel import watch_cancel
 from workerlink.failover import broker_urls, connect_failover
 from workerlink.identity import WorkerIdentity
-from workerlink.offers import Offer, claim_offer, read_offer
+from workerlink.offers import Offer, claim_offer, next_offer
 from workerlink.reports import ReportOutbox, every
 from workerlink.rpc import RpcClient
 
@@ -281,15 +281,7 @@ class BrokerLink:
                 self._offers.get_nowait()
 
     async def next_offer(self, timeout: float | None = None) -> Offer:
-        while True:
-            message = await asyncio.wait_for(self._offers.get(), timeout)
-            try:
-                return read_offer(message)
-            except (ValueError, KeyError) as exc:
-                # Not ours to fix: reject it so the queue dead-letters it.
-                log.error("offer.unreadable", error=str(exc)[:300])
-                with contextlib.suppress(Exception):
-                    await message.reject(requeue=False)
+        return await next_offer(self._offers, timeout)
 
     # --- claim -----------------------------------------------------------------------------
     async def request_claim(

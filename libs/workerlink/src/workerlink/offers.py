@@ -1,6 +1,7 @@
 """An offer: a job message (job.created, job.requeued) taken off a work queue, not yet
 acknowledged, with the trace its claim and the attempt continue."""
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,21 @@ def read_offer(message: AbstractIncomingMessage) -> Offer:
         message=message,
         trace=envelope.caused_trace(),
     )
+
+
+async def next_offer(
+    offers: "asyncio.Queue[AbstractIncomingMessage]", timeout: float | None
+) -> Offer:
+    """The next readable offer off `offers`; a message that is not one is rejected (not ours to
+    fix: the queue dead-letters it)."""
+    while True:
+        message = await asyncio.wait_for(offers.get(), timeout)
+        try:
+            return read_offer(message)
+        except (ValueError, KeyError) as exc:
+            log.error("offer.unreadable", error=str(exc)[:300])
+            with contextlib.suppress(Exception):
+                await message.reject(requeue=False)
 
 
 async def claim_offer(
