@@ -468,6 +468,10 @@ def wait_for(condition: Any, timeout: float = 30) -> bool:
     return False
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _waiting_for_a_child(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/wchan").read_text().strip() == "do_wait"
@@ -490,6 +494,9 @@ def kernel_running_the_worker_cell(tmp_path: Path) -> Iterator[tuple[subprocess.
         [sys.executable, "-c", python_only(cell_starting("# 4."))],
         env=env,
         start_new_session=True,
+        # A kernel takes Ctrl-C as KeyboardInterrupt, whatever the test runner inherited (a job
+        # started in the background by a shell ignores SIGINT, and Python keeps that).
+        preexec_fn=_interruptible,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
