@@ -177,7 +177,8 @@ def main() -> None:
 
         restart("job-api", job_api_ready)
         restart("rabbitmq", broker_ready)
-        status = job()["status"]
+        # job-api may still be reconnecting to the broker: ask until it answers.
+        status = wait_for(lambda: job()["status"], 120, "job-api answering after the restarts")
         print(f"  job status after both restarts: {status}", flush=True)
         if status != "running":
             fail(f"the job was {status} once both restarts were done, not running: not mid-job")
