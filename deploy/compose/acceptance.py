@@ -169,7 +169,10 @@ def main() -> None:
         job_id = r.json()["data"]["id"]
 
         def job() -> dict[str, Any]:
-            data: dict[str, Any] = client.get(f"/api/finetune/jobs/{job_id}").json()["data"]
+            r = client.get(f"/api/finetune/jobs/{job_id}")
+            if r.status_code != 200:
+                raise ValueError(f"GET the job answered {r.status_code}: {r.text[:200]}")
+            data: dict[str, Any] = r.json()["data"]
             return data
 
         wait_for(lambda: job()["status"] != "pending", 300, "the worker taking the job")
