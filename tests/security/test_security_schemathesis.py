@@ -60,6 +60,21 @@ checks.positive_data_acceptance.expected-statuses = [
     "2XX", "400", "401", "403", "404", "409", "413", "415", "422", "429",
 ]
 """
+# OpenAI's files and fine-tuning routes follow OpenAI's convention: what is refused after the schema
+# (a file that is not a dataset, a training_file or model that is not there, a file not announced
+# yet) is a 400, 404 or 409, in OpenAI's error shape.
+OPENAI_FILES = """
+[[operations]]
+include-path-regex = "^/v1/files"
+checks.positive_data_acceptance.expected-statuses = [
+    "2XX", "400", "401", "404", "409", "413", "415", "429",
+]
+"""
+OPENAI_JOBS = """
+[[operations]]
+include-path-regex = "^/v1/fine_tuning/"
+checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401", "404", "409"]
+"""
 
 
 @dataclass(frozen=True)
@@ -88,7 +103,7 @@ async def _runs(stack: SecurityStack) -> list[Run]:
             "job-api",
             "job-api",
             USERS,
-            STREAMS + PEERS + JOBS,
+            STREAMS + PEERS + JOBS + OPENAI_JOBS,
             tuple(a for name in worker_operations for a in ("--exclude-name", name)),
         ),
         Run(
@@ -98,7 +113,7 @@ async def _runs(stack: SecurityStack) -> list[Run]:
             WORKER,
             tuple(a for name in worker_operations for a in ("--include-name", name)),
         ),
-        Run("data-service", "data-service", USERS, PEERS + UPLOAD),
+        Run("data-service", "data-service", USERS, PEERS + UPLOAD + OPENAI_FILES),
         Run("registry-service", "registry-service", USERS, PEERS),
     ]
 
