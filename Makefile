@@ -64,6 +64,9 @@ test-unit: install ## Unit tests only (no I/O)
 test-integration: install ensure-services ## Tests against the real PostgreSQL and RabbitMQ
 	$(UV) run pytest -m integration $(PYTEST_ARGS)
 
+test-cluster: install ## Failover on a local three-node RabbitMQ cluster (not in make test)
+	$(UV) run pytest -m cluster tests/cluster $(PYTEST_ARGS)
+
 lint: ## ruff lint and format check
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
