@@ -54,8 +54,9 @@ test: ## Everything CI runs: lint, types, all tests; then its total time
 
 # What `make test` runs (it times this and passes its exit status on).
 # install-training ran, so a test skipped for a missing torch fails (services/gpu-worker/tests/training_stack.py).
-test-steps: install install-training ensure-services lint typecheck
-	FTD_REQUIRE_TRAINING_STACK=1 $(UV) run pytest $(PYTEST_ARGS)
+# ui-install before pytest: the docs and README tests drive chromium through the UI's playwright-core.
+test-steps: install install-training ensure-services ui-install lint typecheck
+	FTD_REQUIRE_TRAINING_STACK=1 FTD_REQUIRE_BROWSER=1 $(UV) run pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-ui
 
 test-unit: install ## Unit tests only (no I/O)
