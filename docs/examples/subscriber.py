@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import aio_pika
 
-from contracts.events import Envelope, EventPayload
+from contracts.events import Envelope, EventPayload, payload_of
 
 EXCHANGE = "finetune.events"
 KEYS = ("model.completed", "model.deployed", "job.status_changed")
@@ -21,7 +21,7 @@ KEYS = ("model.completed", "model.deployed", "job.status_changed")
 def parse(body: bytes) -> tuple[Envelope, EventPayload]:
     """The CloudEvents envelope and its typed payload (pydantic raises on a malformed event)."""
     envelope = Envelope.model_validate_json(body)
-    return envelope, envelope.payload()
+    return envelope, payload_of(envelope)
 
 
 async def subscribe(url: str, name: str, handle: Callable[[Envelope, EventPayload], None]) -> None:

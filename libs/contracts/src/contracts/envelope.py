@@ -7,6 +7,8 @@ into every message written while handling one of those, and so on. The causation
 the message that caused this one (the request id for the first). Whoever handles a request or a
 message opens `traced(...)`; `Envelope.wrap` reads the current trace, so the code that writes
 events (the outbox, the worker's reports) needs no parameter for it.
+
+The typed payload of an envelope is contracts.events' `payload_of`, beside the table of types.
 """
 
 import contextlib
@@ -145,9 +147,3 @@ class Envelope(BaseModel):
     def caused_trace(self) -> Trace:
         """The trace of what handling this event writes: the same chain, caused by this event."""
         return Trace(self.correlation, str(self.id))
-
-    def payload(self) -> EventPayload:
-        """The typed payload. Raises KeyError for an unknown type, ValidationError for bad data."""
-        from contracts.events import EVENT_TYPES  # the payload classes import this module
-
-        return EVENT_TYPES[self.type].model_validate(self.data)

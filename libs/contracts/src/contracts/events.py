@@ -60,6 +60,7 @@ __all__ = [
     "Trace",
     "WorkerHeartbeat",
     "current_trace",
+    "payload_of",
     "traced",
     "within",
 ]
@@ -270,3 +271,9 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         DatasetDeleted,
     )
 }
+
+
+def payload_of(envelope: Envelope) -> EventPayload:
+    """The envelope's typed payload. Raises KeyError for an unknown type, ValidationError for bad
+    data."""
+    return EVENT_TYPES[envelope.type].model_validate(envelope.data)

@@ -33,6 +33,7 @@ from contracts.events import (
     ModelDeployed,
     ModelPushed,
     WorkerHeartbeat,
+    payload_of,
 )
 
 JOB_ID = UUID("00000000-0000-4000-8000-000000000001")
@@ -176,8 +177,8 @@ def test_envelope_round_trips_the_payload(event_type: str) -> None:
     assert received.type == event_type
     assert received.id == envelope.id
     assert received.dataversion == payload.data_version
-    assert received.payload() == payload
-    assert type(received.payload()) is EVENT_TYPES[event_type]
+    assert payload_of(received) == payload
+    assert type(payload_of(received)) is EVENT_TYPES[event_type]
 
 
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
@@ -211,7 +212,7 @@ def test_unknown_fields_in_data_are_ignored(event_type: str) -> None:
     envelope = Envelope.wrap(payload, source="test")
     newer = envelope.model_copy(update={"data": {**envelope.data, "added_in_v2": {"x": 1}}})
 
-    assert newer.payload() == payload
+    assert payload_of(newer) == payload
 
 
 def test_unknown_envelope_attributes_are_ignored() -> None:
@@ -219,14 +220,14 @@ def test_unknown_envelope_attributes_are_ignored() -> None:
 
     envelope = Envelope.model_validate({**raw, "traceparent": "00-abc-def-01"})
 
-    assert envelope.payload() == SAMPLES["job.progress"]
+    assert payload_of(envelope) == SAMPLES["job.progress"]
 
 
 def test_unknown_type_raises_key_error() -> None:
     envelope = Envelope(type="job.exploded", source="test", data={"job_id": str(JOB_ID)})
 
     with pytest.raises(KeyError):
-        envelope.payload()
+        payload_of(envelope)
 
 
 @pytest.mark.parametrize(
@@ -246,7 +247,7 @@ def test_invalid_data_raises_validation_error(event_type: str, change: dict[str,
     broken = envelope.model_copy(update={"data": {**envelope.data, **change}})
 
     with pytest.raises(ValidationError):
-        broken.payload()
+        payload_of(broken)
 
 
 def test_missing_required_field_raises_validation_error() -> None:
@@ -254,7 +255,7 @@ def test_missing_required_field_raises_validation_error() -> None:
     data = {k: v for k, v in envelope.data.items() if k != "repo_id"}
 
     with pytest.raises(ValidationError):
-        envelope.model_copy(update={"data": data}).payload()
+        payload_of(envelope.model_copy(update={"data": data}))
 
 
 def test_work_routing_keys_carry_type_and_provider() -> None:

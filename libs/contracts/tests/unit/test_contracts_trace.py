@@ -9,7 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.enums import CancelReason
-from contracts.events import Envelope, JobCancelRequested, current_trace, traced, within
+from contracts.events import (
+    Envelope,
+    JobCancelRequested,
+    current_trace,
+    payload_of,
+    traced,
+    within,
+)
 
 
 def _payload() -> JobCancelRequested:
@@ -46,7 +53,7 @@ def test_a_message_without_trace_ids_parses_and_starts_its_own_chain() -> None:
     assert old.causation_id is None
     assert old.correlation == str(old.id)
     assert old.caused_trace().causation_id == str(old.id)
-    assert isinstance(old.payload(), JobCancelRequested)
+    assert isinstance(payload_of(old), JobCancelRequested)
 
 
 def test_a_trace_id_that_could_break_a_log_line_is_refused() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import structlog
 from aiormq.abc import DeliveredMessage
 
-from contracts.events import Envelope, EventPayload, within
+from contracts.events import Envelope, EventPayload, payload_of, within
 
 
 @dataclass(frozen=True)
@@ -30,4 +30,4 @@ class Received:
 
 def parse(message: DeliveredMessage) -> Received:
     envelope = Envelope.model_validate_json(message.body)
-    return Received(envelope=envelope, payload=envelope.payload())
+    return Received(envelope=envelope, payload=payload_of(envelope))

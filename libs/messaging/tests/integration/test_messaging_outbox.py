@@ -20,7 +20,7 @@ from messaging_testing import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.events import Envelope, EventPayload
+from contracts.events import Envelope, EventPayload, payload_of
 from messaging.broker import Broker
 from messaging.outbox import Outbox, OutboxRelay
 
@@ -95,7 +95,7 @@ async def test_rows_are_published_with_confirms_then_deleted(
         assert message.type == envelope.type == "job.status_changed"
         assert envelope.source == SOURCE
         assert message.delivery_mode == 2  # persistent
-        assert envelope.payload() in payloads
+        assert payload_of(envelope) in payloads
 
 
 class _FailsFor(Broker):

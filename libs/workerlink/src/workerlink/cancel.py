@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from contracts.events import Envelope, JobCancelRequested
+from contracts.events import Envelope, JobCancelRequested, payload_of
 from contracts.routing import BrokerNames, cancel_binding
 
 
@@ -31,7 +31,7 @@ async def watch_cancel(
 
     async def handle(message: AbstractIncomingMessage) -> None:
         try:
-            payload = Envelope.model_validate_json(message.body).payload()
+            payload = payload_of(Envelope.model_validate_json(message.body))
         except (ValueError, KeyError):
             return
         if not isinstance(payload, JobCancelRequested) or payload.attempt not in (

@@ -24,7 +24,7 @@ from job_api_testing import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.enums import ModelStore
-from contracts.events import Envelope, JobCancelRequested, JobProgress, ModelPushed
+from contracts.events import Envelope, JobCancelRequested, JobProgress, ModelPushed, payload_of
 from contracts.rpc import JobSpec
 from workerlink.link import BrokerLink
 
@@ -280,7 +280,7 @@ async def test_a_report_without_the_claim_secret_has_no_effect_and_one_model_com
         messages.append(Envelope.model_validate_json(message.body))
     notices = []
     while (message := await stops.get(no_ack=True, fail=False)) is not None:
-        notices.append(Envelope.model_validate_json(message.body).payload())
+        notices.append(payload_of(Envelope.model_validate_json(message.body)))
     await channel.close()
     # The forger alone is told to stop: the notice names its (wrong) secret's hash, not the holder's.
     # (one per consumer batch that held a forged report)

@@ -9,7 +9,7 @@ import pytest
 from registry_testing import AMQP_URL, MODELS, completed, eventually, publish, user_headers
 
 from contracts.enums import JobType, ModelStore
-from contracts.events import Envelope, ModelDeleted, ModelDeployed
+from contracts.events import Envelope, ModelDeleted, ModelDeployed, payload_of
 from contracts.routing import BrokerNames
 from messaging.broker import Broker
 from messaging.topology import QueueSpec, declare_queue
@@ -209,7 +209,7 @@ async def test_deploy_and_delete_are_published_through_the_outbox(
             return len(received) == 3
 
         await eventually(three)
-        payloads = [e.payload() for e in received]
+        payloads = [payload_of(e) for e in received]
         assert [type(p) for p in payloads] == [ModelDeployed, ModelDeployed, ModelDeleted]
         deployed, undeployed, deleted = payloads
         assert isinstance(deployed, ModelDeployed)
