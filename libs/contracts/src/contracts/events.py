@@ -236,6 +236,12 @@ class DatasetValidated(EventPayload):
     rows: int = Field(ge=0)
     size_bytes: int = Field(ge=0)
     sha256: str
+    estimated_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="Rough token count of the file's text (about four characters per token), "
+        "from the upload's validation report; None from producers that do not count.",
+    )
 
     def subject(self) -> str | None:
         return str(self.dataset_id)

@@ -51,9 +51,16 @@ async def record_upload(
             rows=report.rows,
             size_bytes=size_bytes,
             sha256=sha256,
+            estimated_tokens=_estimated_tokens(report),
         )
     )
     return row
+
+
+def _estimated_tokens(report: ValidationReport) -> int | None:
+    """The validation report's token estimate, which job-api turns into time estimates."""
+    tokens = report.stats.get("estimated_tokens")
+    return tokens if isinstance(tokens, int) and tokens >= 0 else None
 
 
 async def delete_dataset(
