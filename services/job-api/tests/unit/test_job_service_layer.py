@@ -204,11 +204,20 @@ class FakeDatasets:
         sha256: str | None = None,
         size_bytes: int | None = None,
         format: str | None = None,
+        estimated_tokens: int | None = None,
     ) -> None:
         known = self.rows.get(dataset_id)
         if known is None or not known.deleted:
             self.rows[dataset_id] = KnownDataset(
-                dataset_id, user_id, job_types, False, sha256, size_bytes, format
+                dataset_id,
+                user_id,
+                job_types,
+                False,
+                sha256,
+                size_bytes,
+                format,
+                rows=rows,
+                estimated_tokens=estimated_tokens,
             )
 
     async def mark_deleted(self, dataset_id: UUID, user_id: str) -> None:

@@ -20,6 +20,8 @@ class KnownDataset:
     sha256: str | None = None
     size_bytes: int | None = None
     format: str | None = None
+    rows: int = 0
+    estimated_tokens: int | None = None
 
 
 class DatasetRepository:
@@ -42,9 +44,15 @@ class DatasetRepository:
         sha256: str | None = None,
         size_bytes: int | None = None,
         format: str | None = None,
+        estimated_tokens: int | None = None,
     ) -> None:
         self._write()
-        file_facts = {"sha256": sha256, "size_bytes": size_bytes, "format": format}
+        file_facts = {
+            "sha256": sha256,
+            "size_bytes": size_bytes,
+            "format": format,
+            "estimated_tokens": estimated_tokens,
+        }
         stmt = pg.insert(known_datasets).values(
             dataset_id=dataset_id,
             user_id=user_id,
@@ -89,6 +97,8 @@ class DatasetRepository:
                     t.c.sha256,
                     t.c.size_bytes,
                     t.c.format,
+                    t.c.rows,
+                    t.c.estimated_tokens,
                 ).where(t.c.dataset_id == dataset_id)
             )
         ).first()
@@ -102,4 +112,6 @@ class DatasetRepository:
             sha256=row.sha256,
             size_bytes=row.size_bytes,
             format=row.format,
+            rows=row.rows,
+            estimated_tokens=row.estimated_tokens,
         )

@@ -58,6 +58,8 @@ jobs = sa.Table(
     sa.Column("owner_pool", sa.Text),
     # A retryable failure: the job is offered again at this moment (back-off), not at once.
     sa.Column("retry_at", sa.DateTime(timezone=True)),
+    # What it needs to train (contracts.catalogue.HardwareClass), fixed at creation.
+    sa.Column("hardware_class", sa.Text, nullable=False, server_default="cpu"),
     sa.CheckConstraint(
         "status IN ('pending','running','completed','failed','cancelled')", name="status_known"
     ),
@@ -75,6 +77,14 @@ jobs = sa.Table(
         "ix_jobs_pending_retry",
         "retry_at",
         postgresql_where=sa.text("status = 'pending' AND retry_at IS NOT NULL"),
+    ),
+    # The dry run's throughput history: the newest completed jobs of a type and base model.
+    sa.Index(
+        "ix_jobs_completed_model",
+        "job_type",
+        "base_model",
+        sa.text("completed_at DESC"),
+        postgresql_where=sa.text("status = 'completed'"),
     ),
     sa.Index(
         "ix_jobs_pending_route",
@@ -120,6 +130,8 @@ known_datasets = sa.Table(
     sa.Column("sha256", sa.Text),
     sa.Column("size_bytes", sa.BigInteger),
     sa.Column("format", sa.Text),
+    # The upload's rough token count (None from an older data-service): time estimates.
+    sa.Column("estimated_tokens", sa.BigInteger),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -164,6 +176,8 @@ workers = sa.Table(
     sa.Column("provider", sa.Text),
     sa.Column("job_types", pg.ARRAY(sa.Text)),
     sa.Column("hardware", sa.Text),
+    # Its largest GPU's memory (GB) as its heartbeats advertise it; NULL: no GPU (or not said).
+    sa.Column("gpu_memory_gb", sa.Integer),
     sa.Column("version", sa.Text),
     sa.CheckConstraint("state IN ('idle','busy','stopping')", name="worker_state_known"),
     sa.Index("ix_workers_pool", "pool"),
