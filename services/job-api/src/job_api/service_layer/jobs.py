@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from contracts.enums import GPUProvider, JobPhase, JobType, WorkerPool
-from contracts.hyperparameters import parse_hyperparameters
+from contracts.hyperparameters import Hyperparameters, parse_hyperparameters
 from contracts.routing import DATASET_REF_PREFIX, pool_key
 from job_api.adapters.job_queries import JobFilter
 from job_api.domain.errors import DomainError, InvalidJob, JobNotFound
@@ -194,15 +194,18 @@ async def create_job(
     return job, True
 
 
-async def submit_job(
-    uow: UnitOfWork,
-    cmd: SubmitJob,
-    policy: Policy,
-    *,
-    now: datetime,
-    worker_present: bool | None = None,
-    job_id: UUID | None = None,
-) -> Job:
+@dataclass(frozen=True)
+class CheckedSubmission:
+    """What checking a submission found: its hyperparameters with defaults filled, its dataset
+    (None for an external URL) and the owner's private pool where it may run there."""
+
+    hyperparameters: Hyperparameters
+    dataset_id: UUID | None
+    owner_pool: str | None
+
+
+async def check_submission(uow: UnitOfWork, cmd: SubmitJob, policy: Policy) -> CheckedSubmission:
+    """Every check a new job passes, writing nothing (the create and its dry run share it)."""
     if policy.catalogue.find(cmd.job_type, cmd.base_model) is None:
         allowed = ", ".join(policy.catalogue.allowed_ids(cmd.job_type))
         raise InvalidJob(
@@ -218,6 +221,19 @@ async def submit_job(
         raise HyperparameterError(exc) from exc
     dataset_id = await resolve_training_data(uow, cmd, policy)
     owner_pool = await _owner_pool(uow, cmd)
+    return CheckedSubmission(hyperparameters, dataset_id, owner_pool)
+
+
+async def submit_job(
+    uow: UnitOfWork,
+    cmd: SubmitJob,
+    policy: Policy,
+    *,
+    now: datetime,
+    worker_present: bool | None = None,
+    job_id: UUID | None = None,
+) -> Job:
+    checked = await check_submission(uow, cmd, policy)
     job = Job(
         id=job_id or uuid.uuid4(),
         user_id=cmd.user_id,
@@ -225,16 +241,16 @@ async def submit_job(
         job_type=cmd.job_type,
         base_model=cmd.base_model,
         training_data_url=cmd.training_data_url,
-        dataset_id=dataset_id,
+        dataset_id=checked.dataset_id,
         output_model=cmd.output_model,
         gpu_provider=cmd.gpu_provider,
-        hyperparameters=hyperparameters.model_dump(mode="json", exclude={"job_type"}),
+        hyperparameters=checked.hyperparameters.model_dump(mode="json", exclude={"job_type"}),
         max_attempts=policy.max_attempts,
         created_at=now,
         updated_at=now,
         dispatched_at=now,
         worker_pool=cmd.worker_pool,
-        owner_pool=owner_pool,
+        owner_pool=checked.owner_pool,
     )
     if worker_present is False:
         job.mark_worker_presence(has_worker=False, now=now)
