@@ -3,6 +3,8 @@
 (`worker.heartbeat`). Only job-api consumes them, and fences them against the job's holder.
 """
 
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
@@ -27,6 +29,28 @@ def claim_secret_field() -> Any:
         repr=False,
         description="The secret granted with the claim (JobSpec.claim_secret) for this attempt.",
     )
+
+
+@dataclass
+class Progress:
+    """What a progress report says of an attempt, beyond who sends it and its log lines: the
+    worker keeps the latest one and sends it as `job.progress`, job-api applies it to the job."""
+
+    progress: float = 0.0
+    phase: JobPhase = JobPhase.TRAINING
+    step: int | None = None
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    eta_seconds: float | None = None
+    logs_url: str | None = None
+
+    def copy(self) -> "Progress":
+        return replace(self, metrics=dict(self.metrics))
+
+
+PROGRESS_FIELDS = frozenset(f.name for f in fields(Progress))
 
 
 class JobProgress(EventPayload):
@@ -54,6 +78,30 @@ class JobProgress(EventPayload):
     def _clip_lines(cls, lines: list[str]) -> list[str]:
         # A runaway line is clipped, not refused: dead-lettering a heartbeat would cost the lease.
         return [line[:MAX_LOG_LINE_CHARS] for line in lines]
+
+    @classmethod
+    def of(
+        cls,
+        progress: Progress,
+        *,
+        job_id: UUID,
+        attempt: int,
+        worker_id: str,
+        claim_secret: str,
+        log_lines: Sequence[str] = (),
+    ) -> "JobProgress":
+        return cls(
+            job_id=job_id,
+            attempt=attempt,
+            worker_id=worker_id,
+            claim_secret=claim_secret,
+            log_lines=list(log_lines),
+            **asdict(progress),
+        )
+
+    def report(self) -> Progress:
+        """The progress this report carries (without its log lines)."""
+        return Progress(**self.model_dump(include=set(PROGRESS_FIELDS)))
 
 
 class JobFailed(EventPayload):

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from contracts.enums import JobPhase, JobType
 from contracts.rpc import DataTicket, JobSpec
+from contracts.worker_reports import Progress
 from gpu_worker.domain.outcome import Outcome
-from gpu_worker.domain.progress import ProgressState
 from gpu_worker.entrypoints.cli import app
 from gpu_worker.entrypoints.console import RichDisplay
 from workerlink.tls import certificate_problem, tls_context
@@ -77,7 +77,7 @@ def test_rich_display_shows_progress_and_metrics() -> None:
         display.start_job(spec)
         display.update(
             str(spec.job_id),
-            ProgressState(progress=40, phase=JobPhase.TRAINING, step=4, total_steps=10, loss=0.25),
+            Progress(progress=40, phase=JobPhase.TRAINING, step=4, total_steps=10, loss=0.25),
         )
         display.end_job(str(spec.job_id), Outcome.COMPLETED, "pushed file:///x")
     text = out.getvalue()

@@ -20,11 +20,11 @@ transformers = pytest.importorskip("transformers")
 from contracts.enums import CancelReason, JobType  # noqa: E402
 from contracts.events import JobCancelRequested, JobFailed, JobProgress, ModelPushed  # noqa: E402
 from contracts.rpc import DataTicket, JobSpec  # noqa: E402
+from contracts.worker_reports import Progress  # noqa: E402
 from gpu_worker.adapters.checkpoint_sync import CheckpointSync  # noqa: E402
 from gpu_worker.adapters.threads import run_in_thread  # noqa: E402
 from gpu_worker.domain.errors import InfraError, StopRequested  # noqa: E402
 from gpu_worker.domain.outcome import Outcome  # noqa: E402
-from gpu_worker.domain.progress import ProgressState  # noqa: E402
 from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult  # noqa: E402
 from gpu_worker.service_layer.attempt import JobRun, JobSettings  # noqa: E402
 from gpu_worker.service_layer.ports import Downloaded, Toolkit  # noqa: E402
@@ -229,7 +229,7 @@ class Screen:
     def start_job(self, spec: JobSpec) -> None:
         pass
 
-    def update(self, job_id: str, state: ProgressState) -> None:
+    def update(self, job_id: str, state: Progress) -> None:
         pass
 
     def end_job(self, job_id: str, outcome: Outcome, message: str) -> None:

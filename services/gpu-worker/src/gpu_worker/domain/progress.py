@@ -13,26 +13,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from typing import Required, TypedDict, Unpack
 
 from contracts.enums import JobPhase
-from contracts.events import MAX_LOG_LINES
+from contracts.worker_reports import MAX_LOG_LINES, Progress
 
 
-@dataclass
-class ProgressState:
-    progress: float = 0.0
-    phase: JobPhase = JobPhase.CLAIMED
-    step: int | None = None
-    total_steps: int | None = None
-    epoch: float | None = None
-    loss: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    eta_seconds: float | None = None
-    logs_url: str | None = None
+class ProgressUpdate(TypedDict, total=False):
+    """What a trainer reports (`Reporter.progress`): `progress` in percent (0-100); the rest
+    default to the phase `training` and to what was reported before."""
 
-    def copy(self) -> ProgressState:
-        return replace(self, metrics=dict(self.metrics))
+    progress: Required[float]
+    phase: JobPhase
+    step: int | None
+    total_steps: int | None
+    epoch: float | None
+    loss: float | None
+    metrics: Mapping[str, float] | None
+    log_lines: Sequence[str]
+    eta_seconds: float | None
 
 
 def heartbeat_for(lease_seconds: float) -> float:
@@ -51,55 +50,46 @@ class ProgressBook:
     def __init__(self, *, interval: float, heartbeat: float) -> None:
         self.interval = min(interval, heartbeat)
         self.heartbeat = heartbeat
-        self.state = ProgressState()
+        self.state = Progress(phase=JobPhase.CLAIMED)
         self._lines: list[str] = []
         # Something changed since the last report (the first report is due at once).
         self.dirty = True
         # A phase changed since the last report: it is sent at once.
         self.urgent = False
 
-    def record(
-        self,
-        *,
-        progress: float,
-        phase: JobPhase = JobPhase.TRAINING,
-        step: int | None = None,
-        total_steps: int | None = None,
-        epoch: float | None = None,
-        loss: float | None = None,
-        metrics: Mapping[str, float] | None = None,
-        log_lines: Sequence[str] = (),
-        eta_seconds: float | None = None,
-    ) -> bool:
-        """Merge an update (`progress` in percent, 0-100). True when whoever sends the reports
-        must look again now: the phase changed (sent at once), or this is the first news since
-        the last report (whoever sends slept for a whole heartbeat and must now send within
-        `interval`). Later updates only overwrite the state."""
+    def record(self, **update: Unpack[ProgressUpdate]) -> bool:
+        """Merge an update. True when whoever sends the reports must look again now: the phase
+        changed (sent at once), or this is the first news since the last report (whoever sends
+        slept for a whole heartbeat and must now send within `interval`). Later updates only
+        overwrite the state."""
         state = self.state
+        phase = update.get("phase", JobPhase.TRAINING)
+        step, total_steps = update.get("step"), update.get("total_steps")
+        epoch, metrics = update.get("epoch"), update.get("metrics")
         urgent = phase is not state.phase
-        value = _finite(progress)
+        value = _finite(update["progress"])
         if value is not None:
             state.progress = max(state.progress, min(100.0, max(0.0, value)))
         state.phase = phase
         state.step = step if step is not None else state.step
         state.total_steps = total_steps if total_steps is not None else state.total_steps
         state.epoch = epoch if epoch is not None else state.epoch
-        new_loss = _finite(loss)
+        new_loss = _finite(update.get("loss"))
         state.loss = new_loss if new_loss is not None else state.loss
         if metrics:
             state.metrics.update(
                 {k: float(v) for k, v in metrics.items() if _finite(float(v)) is not None}
             )
-        eta = _finite(eta_seconds)
+        eta = _finite(update.get("eta_seconds"))
         state.eta_seconds = max(0.0, eta) if eta is not None else state.eta_seconds
-        self._lines.extend(str(line) for line in log_lines)
+        self._lines.extend(str(line) for line in update.get("log_lines", ()))
         del self._lines[:-MAX_LOG_LINES]
         wake = urgent or not self.dirty
         self.urgent = self.urgent or urgent
         self.dirty = True
         return wake
 
-    def take(self) -> tuple[ProgressState, list[str]]:
+    def take(self) -> tuple[Progress, list[str]]:
         """What the next report says: the state and the log lines since the last one."""
         lines, self._lines = self._lines, []
         self.dirty = self.urgent = False

@@ -7,12 +7,12 @@ no training library, so a box without torch imports it freely.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Unpack
 
-from contracts.enums import JobPhase, JobType
+from contracts.enums import JobType
+from gpu_worker.domain.progress import ProgressUpdate
 
 DataFormat = Literal["csv", "jsonl"]
 
@@ -42,19 +42,9 @@ class TrainRequest:
 class Reporter(Protocol):
     """Thread-safe and non-blocking: the service layer throttles and publishes."""
 
-    def progress(
-        self,
-        *,
-        progress: float,
-        phase: JobPhase = JobPhase.TRAINING,
-        step: int | None = None,
-        total_steps: int | None = None,
-        epoch: float | None = None,
-        loss: float | None = None,
-        metrics: Mapping[str, float] | None = None,
-        log_lines: Sequence[str] = (),
-        eta_seconds: float | None = None,
-    ) -> None: ...
+    def progress(self, **update: Unpack[ProgressUpdate]) -> None:
+        """Record the latest state (gpu_worker.domain.progress.ProgressUpdate)."""
+        ...
 
     def should_stop(self) -> bool:
         """True after a cancel or SIGTERM: the trainer saves a checkpoint, raises StopRequested."""

@@ -19,8 +19,8 @@ from rich.progress import (
 )
 
 from contracts.rpc import JobSpec
+from contracts.worker_reports import Progress as ProgressState
 from gpu_worker.domain.outcome import Outcome
-from gpu_worker.domain.progress import ProgressState
 
 log = structlog.get_logger(__name__)
 

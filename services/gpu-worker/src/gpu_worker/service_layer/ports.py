@@ -15,8 +15,8 @@ from uuid import UUID
 from contracts.enums import JobType, ModelStore
 from contracts.events import JobCancelRequested, JobFailed, JobProgress, ModelPushed
 from contracts.rpc import ClaimReply, DataTicket, JobSpec
+from contracts.worker_reports import Progress
 from gpu_worker.domain.outcome import Outcome
-from gpu_worker.domain.progress import ProgressState
 from gpu_worker.domain.training import DataFormat, Reporter, TrainRequest, TrainResult
 
 T = TypeVar("T")
@@ -167,5 +167,5 @@ class Display(Protocol):
     """What a person watching the worker sees."""
 
     def start_job(self, spec: JobSpec) -> None: ...
-    def update(self, job_id: str, state: ProgressState) -> None: ...
+    def update(self, job_id: str, state: Progress) -> None: ...
     def end_job(self, job_id: str, outcome: Outcome, message: str) -> None: ...

@@ -12,16 +12,17 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
+from typing import Unpack
 from uuid import UUID
 
 import structlog
 
-from contracts.enums import JobPhase
 from contracts.events import JobProgress, Trace, within
 from contracts.rpc import JobSpec
+from contracts.worker_reports import Progress
 from gpu_worker.domain.outcome import StopReason
-from gpu_worker.domain.progress import ProgressBook, ProgressState
+from gpu_worker.domain.progress import ProgressBook, ProgressUpdate
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +56,7 @@ class JobReporter:
         send: Callable[[JobProgress], None],
         interval: float,
         heartbeat: float,
-        on_update: Callable[[ProgressState], None] = lambda state: None,
+        on_update: Callable[[Progress], None] = lambda state: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job_id = job_id
@@ -75,32 +76,10 @@ class JobReporter:
         self.sent = 0
 
     # --- the trainer's side (any thread) ----------------------------------------------------
-    def progress(
-        self,
-        *,
-        progress: float,
-        phase: JobPhase = JobPhase.TRAINING,
-        step: int | None = None,
-        total_steps: int | None = None,
-        epoch: float | None = None,
-        loss: float | None = None,
-        metrics: Mapping[str, float] | None = None,
-        log_lines: Sequence[str] = (),
-        eta_seconds: float | None = None,
-    ) -> None:
+    def progress(self, **update: Unpack[ProgressUpdate]) -> None:
         """Record the latest state (`progress` in percent, 0-100). Never blocks on the broker."""
         with self._lock:
-            wake = self._book.record(
-                progress=progress,
-                phase=phase,
-                step=step,
-                total_steps=total_steps,
-                epoch=epoch,
-                loss=loss,
-                metrics=metrics,
-                log_lines=log_lines,
-                eta_seconds=eta_seconds,
-            )
+            wake = self._book.record(**update)
         if wake:
             self._wake_soon()
 
@@ -123,7 +102,7 @@ class JobReporter:
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
 
-    def snapshot(self) -> ProgressState:
+    def snapshot(self) -> Progress:
         with self._lock:
             return self._book.state.copy()
 
@@ -132,21 +111,13 @@ class JobReporter:
         with self._lock:
             state, lines = self._book.take()
         self._send(
-            JobProgress(
+            JobProgress.of(
+                state,
                 job_id=self.job_id,
                 attempt=self.attempt,
                 worker_id=self._worker_id,
                 claim_secret=self._claim_secret,
-                progress=state.progress,
-                phase=state.phase,
-                step=state.step,
-                total_steps=state.total_steps,
-                epoch=state.epoch,
-                loss=state.loss,
-                metrics=dict(state.metrics),
                 log_lines=lines,
-                eta_seconds=state.eta_seconds,
-                logs_url=state.logs_url,
             )
         )
         self._last_sent = self._clock()

@@ -1,12 +1,24 @@
 """The Job aggregate's values: the statuses it may move between, a report's credential, a
-transition it made, a progress report, a pushed model."""
+transition it made, a progress report (contracts' `Progress`, the fields of job.progress), a
+pushed model."""
 
 import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from contracts.enums import JobPhase, JobStatus, ModelStore
+from contracts.enums import JobStatus, ModelStore
+from contracts.worker_reports import Progress
+
+__all__ = [
+    "ALLOWED",
+    "MAX_BACKOFF",
+    "Credential",
+    "Progress",
+    "PushedModel",
+    "Transition",
+    "hash_claim_secret",
+]
 
 S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
@@ -62,16 +74,3 @@ class Transition:
     attempt: int
     reason: str | None = None
     model: PushedModel | None = None
-
-
-@dataclass
-class Progress:
-    progress: float
-    phase: JobPhase = JobPhase.TRAINING
-    step: int | None = None
-    total_steps: int | None = None
-    epoch: float | None = None
-    loss: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    eta_seconds: float | None = None
-    logs_url: str | None = None

@@ -23,7 +23,7 @@ from contracts.events import (
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
 from contracts.store import owner_key
 from job_api.adapters.job_queries import PendingGroup
-from job_api.domain.job import Credential, Job, Progress, PushedModel, hash_claim_secret
+from job_api.domain.job import Credential, Job, PushedModel, hash_claim_secret
 from job_api.domain.worker import Worker
 from job_api.service_layer.announce import announce, requeued_event, status_row
 from job_api.service_layer.namespaces import linked_hub_token
@@ -180,17 +180,7 @@ async def heartbeat_of(incoming: Incoming, p: JobProgress) -> None:
         Heartbeat(
             job_id=p.job_id,
             who=_credential(p),
-            progress=Progress(
-                progress=p.progress,
-                phase=p.phase,
-                step=p.step,
-                total_steps=p.total_steps,
-                epoch=p.epoch,
-                loss=p.loss,
-                metrics=p.metrics,
-                eta_seconds=p.eta_seconds,
-                logs_url=p.logs_url,
-            ),
+            progress=p.report(),
             history=p.model_dump(
                 mode="json", exclude={"job_id", "attempt", "claim_secret"}, exclude_none=True
             ),
