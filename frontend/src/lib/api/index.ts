@@ -18,4 +18,5 @@ export * as auth from './auth';
 export * as workers from './workers';
 export * as namespaces from './namespaces';
 export * as serving from './serving';
+export * as webhooks from './webhooks';
 export { openStream, type StreamEvent, type StreamState } from './sse';
