@@ -16,21 +16,15 @@ job-api's `/v1/fine_tuning/jobs` accepts as `training_file`. What differs from O
 Errors are in OpenAI's shape (entrypoints.openai_errors).
 """
 
-import asyncio
-import uuid
 from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
+from fastapi.responses import JSONResponse
 
 from data_service.adapters.file_pages import file_page
-from data_service.adapters.storage import dataset_key
 from data_service.domain.errors import DatasetNotFound
 from data_service.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep, scope
-from data_service.entrypoints.metrics import UPLOADED_BYTES, UPLOADS
-from data_service.entrypoints.multipart import PartStart, multipart_events
 from data_service.entrypoints.openai_schemas import (
     FileDeleted,
     FileList,
@@ -38,19 +32,8 @@ from data_service.entrypoints.openai_schemas import (
     dataset_id_of,
     file_id_for,
 )
-from data_service.entrypoints.routes_upload import (
-    _field_value,
-    _file_chunks,
-    _forget,
-    _invalid,
-    _job_type,
-    safe_filename,
-    size_guard,
-    too_large,
-)
+from data_service.entrypoints.routes_upload import receive_upload, size_guard
 from data_service.service_layer import datasets as dataset_service
-from data_service.service_layer.ingest import Ingested, TooLarge, ingest
-from data_service.service_layer.validation.pipeline import Validation
 from servicekit.errors import ApiError
 from servicekit.openai_errors import OpenAIRoute, openai_error_responses
 
@@ -116,89 +99,27 @@ async def create_file(
 ) -> Any:
     """Upload a training file (multipart `file`, `purpose=fine-tune`, optional `ftd_job_type`):
     validated and stored as a dataset; answers OpenAI's File object."""
-    settings = state.settings
-    events = multipart_events(request.headers.get("content-type"), request.stream())
-    expected: str | None = None
-    purpose: str | None = None
-    result: Ingested | None = None
-    filename = ""
-    dataset_id = uuid.uuid4()
-    key = dataset_key(dataset_id)
-    try:
-        async for event in events:
-            if not isinstance(event, PartStart):
-                continue
-            if event.name == "purpose":
-                purpose = await _field_value(events, "purpose")
-                if purpose != PURPOSE:
-                    raise _unsupported_purpose(purpose)
-                continue
-            if event.name == "ftd_job_type":
-                expected = _job_type(await _field_value(events, "ftd_job_type")) or expected
-                continue
-            if event.name != "file":
-                await _field_value(events, event.name)
-                continue
-            if result is not None:
-                raise ApiError(400, "too_many_files", "Send one file per upload.")
-            filename = safe_filename(event.filename)
-            writer = await asyncio.to_thread(state.storage.writer, key)
-            result = await ingest(
-                _file_chunks(events),
-                writer=writer,
-                validation=Validation(settings.limits, expected),
-                max_bytes=settings.max_upload_bytes,
-            )
-            if not result.report.valid:
-                UPLOADS.labels("invalid").inc()
-                raise _invalid(result)
-        if result is None:
-            raise ApiError(400, "missing_file", "The multipart body has no `file` part.")
-        if purpose is None:
-            raise ApiError(
-                400, "missing_purpose", "Send `purpose` (fine-tune).", {"param": "purpose"}
-            )
-        if expected is not None and expected not in result.report.job_types:
-            raise ApiError(
-                400,
-                "job_type_mismatch",
-                f"The file has the {result.report.shape} shape, which trains "
-                f"{', '.join(result.report.job_types)} jobs, not {expected}.",
-                {"param": "ftd_job_type"},
-            )
-        async with state.units.writing() as uow:
-            row = await dataset_service.record_upload(
-                uow,
-                dataset_id=dataset_id,
-                user_id=user.user_id,
-                filename=filename,
-                storage_key=key,
-                report=result.report,
-                size_bytes=result.size_bytes,
-                sha256=result.sha256,
-            )
-    except TooLarge as exc:
-        UPLOADS.labels("too_large").inc()
-        await _forget(state, result, key, False)
-        raise too_large(exc.limit) from None
-    except ClientDisconnect:
-        log.info("upload.client_disconnected", dataset_id=str(dataset_id))
-        await _forget(state, result, key, False)
-        return Response(status_code=400)
-    except BaseException:
-        await _forget(state, result, key, False)
-        raise
-    UPLOADS.labels("stored").inc()
-    UPLOADED_BYTES.inc(result.size_bytes)
-    log.info(
-        "upload.stored",
-        dataset_id=str(dataset_id),
-        size_bytes=result.size_bytes,
-        rows=result.report.rows,
-        format=result.report.format,
+    upload = await receive_upload(
+        request,
+        state,
+        user_id=user.user_id,
+        job_type_field="ftd_job_type",
+        check_field=_check_field,
+        check_complete=_check_complete,
         api="openai",
     )
-    return JSONResponse(FileObject.of(row).model_dump(mode="json"), status_code=200)
+    assert upload.row is not None
+    return JSONResponse(FileObject.of(upload.row).model_dump(mode="json"), status_code=200)
+
+
+def _check_field(name: str, value: str) -> None:
+    if name == "purpose" and value != PURPOSE:
+        raise _unsupported_purpose(value)
+
+
+def _check_complete(fields: dict[str, str]) -> None:
+    if "purpose" not in fields:
+        raise ApiError(400, "missing_purpose", "Send `purpose` (fine-tune).", {"param": "purpose"})
 
 
 @router.get("/files", responses=openai_error_responses(404))

@@ -1,26 +1,24 @@
 """POST /api/finetune/upload: the file is streamed, validated and stored in one pass; the answer
 comes once it is durable and its row committed."""
 
-import asyncio
 import unicodedata
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from contracts.enums import JobType
-from data_service.adapters.storage import NullWriter, ObjectWriter, dataset_key
+from data_service.adapters.repository import DatasetRow
 from data_service.entrypoints.deps import AppState, StateDep, UserDep
 from data_service.entrypoints.metrics import UPLOADED_BYTES, UPLOADS
 from data_service.entrypoints.multipart import Event, PartData, PartEnd, PartStart, multipart_events
 from data_service.entrypoints.schemas import DatasetResponse, DryRunResponse
-from data_service.service_layer import datasets as dataset_service
-from data_service.service_layer.ingest import Ingested, TooLarge, ingest
-from data_service.service_layer.validation.pipeline import Validation
+from data_service.service_layer.ingest import Ingested, TooLarge
+from data_service.service_layer.uploads import InvalidDataset, Upload
 from servicekit.errors import ApiError
 from servicekit.responses import Data, error_responses
 
@@ -101,11 +99,6 @@ def _job_type(value: str | None) -> str | None:
     return value
 
 
-def _invalid(result: Ingested) -> ApiError:
-    report = result.report
-    return ApiError(422, "invalid_dataset", report.problems.summary(), report.as_dict())
-
-
 @router.post(
     "/upload",
     status_code=201,
@@ -138,91 +131,115 @@ async def upload(
 ) -> Any:
     """Upload a training file (multipart field `file`, optional `job_type`); answers the dataset
     and the `training_data_url` to create a job with."""
+    upload = await receive_upload(
+        request,
+        state,
+        user_id=user.user_id,
+        job_type_field="job_type",
+        expected=str(job_type) if job_type else None,
+        dry_run=dry_run,
+    )
+    if upload.row is None:
+        return _dry_run_answer(upload.result, upload.file.filename)
+    return JSONResponse(
+        {"data": DatasetResponse.of(upload.row).model_dump(mode="json")}, status_code=201
+    )
+
+
+@dataclass(frozen=True)
+class Received:
+    """An upload read to its end: its file and, unless a dry run, the committed dataset row."""
+
+    file: Upload
+    result: Ingested
+    row: DatasetRow | None
+    fields: dict[str, str]
+
+
+def _accept(name: str, value: str) -> None:
+    pass
+
+
+def _complete(fields: dict[str, str]) -> None:
+    pass
+
+
+async def receive_upload(
+    request: Request,
+    state: AppState,
+    *,
+    user_id: str,
+    job_type_field: str,
+    expected: str | None = None,
+    dry_run: bool = False,
+    check_field: Callable[[str, str], None] = _accept,
+    check_complete: Callable[[dict[str, str]], None] = _complete,
+    api: str = "platform",
+) -> Received:
+    """Read an upload's multipart form: its `file` part is streamed into storage while it is
+    validated, `job_type_field` names the job type it must train (else `expected`), and every
+    other field goes through `check_field(name, value)` as it arrives; `check_complete(fields)`
+    runs once the form is read, before the dataset is recorded (unless `dry_run`)."""
     settings = state.settings
-    expected: str | None = str(job_type) if job_type else None
+    file = Upload(
+        storage=state.storage,
+        limits=settings.limits,
+        max_bytes=settings.max_upload_bytes,
+        dry_run=dry_run,
+    )
     events = multipart_events(request.headers.get("content-type"), request.stream())
-    result: Ingested | None = None
-    filename = ""
-    dataset_id = uuid.uuid4()
-    key = dataset_key(dataset_id)
+    fields: dict[str, str] = {}
+    row: DatasetRow | None = None
     try:
         async for event in events:
             if not isinstance(event, PartStart):
                 continue
-            if event.name == "job_type":
-                expected = _job_type(await _field_value(events, "job_type")) or expected
+            if event.name == "file":
+                filename = safe_filename(event.filename)
+                await file.take_file(_file_chunks(events), filename=filename, expected=expected)
                 continue
-            if event.name != "file":
-                await _field_value(events, event.name)
-                continue
-            if result is not None:
-                raise ApiError(422, "too_many_files", "Send one file per upload.")
-            filename = safe_filename(event.filename)
-            writer: ObjectWriter = (
-                NullWriter() if dry_run else await asyncio.to_thread(state.storage.writer, key)
-            )
-            result = await ingest(
-                _file_chunks(events),
-                writer=writer,
-                validation=Validation(settings.limits, expected),
-                max_bytes=settings.max_upload_bytes,
-            )
-            if not result.report.valid:
-                UPLOADS.labels("invalid").inc()
-                raise _invalid(result)
-        if result is None:
-            raise ApiError(422, "missing_file", "The multipart body has no `file` part.")
-        if expected is not None and expected not in result.report.job_types:
-            raise ApiError(
-                422,
-                "job_type_mismatch",
-                f"The file has the {result.report.shape} shape, which trains "
-                f"{', '.join(result.report.job_types)} jobs, not {expected}.",
-            )
+            value = await _field_value(events, event.name)
+            if event.name == job_type_field:
+                expected = _job_type(value) or expected
+            else:
+                check_field(event.name, value)
+            fields[event.name] = value
+        file.taken(expected=None, job_type_field=job_type_field)
+        check_complete(fields)
+        result = file.taken(expected=expected, job_type_field=job_type_field)
         if dry_run:
             UPLOADS.labels("dry_run").inc()
-            return _dry_run_answer(result, filename)
-        async with state.units.writing() as uow:
-            row = await dataset_service.record_upload(
-                uow,
-                dataset_id=dataset_id,
-                user_id=user.user_id,
-                filename=filename,
-                storage_key=key,
-                report=result.report,
-                size_bytes=result.size_bytes,
-                sha256=result.sha256,
-            )
+            return Received(file, result, None, fields)
+        row = await file.store(state.units, user_id=user_id)
+    except InvalidDataset:
+        UPLOADS.labels("invalid").inc()
+        await file.forget()
+        raise
     except TooLarge as exc:
         UPLOADS.labels("too_large").inc()
+        await file.forget()
         raise too_large(exc.limit) from None
     except ClientDisconnect:
-        log.info("upload.client_disconnected", dataset_id=str(dataset_id))
-        await _forget(state, result, key, dry_run)
-        return Response(status_code=400)
+        log.info("upload.client_disconnected", dataset_id=str(file.dataset_id))
+        await file.forget()
+        raise ApiError(
+            400, "client_disconnected", "The upload ended before its body did."
+        ) from None
     except BaseException:
-        await _forget(state, result, key, dry_run)
+        await file.forget()
         raise
     # Counted after the commit above (a failed commit raised before this point).
     UPLOADS.labels("stored").inc()
     UPLOADED_BYTES.inc(result.size_bytes)
     log.info(
         "upload.stored",
-        dataset_id=str(dataset_id),
+        dataset_id=str(file.dataset_id),
         size_bytes=result.size_bytes,
         rows=result.report.rows,
         format=result.report.format,
+        api=api,
     )
-    return JSONResponse({"data": DatasetResponse.of(row).model_dump(mode="json")}, status_code=201)
-
-
-async def _forget(state: AppState, result: Ingested | None, key: str, dry_run: bool) -> None:
-    """The upload failed after its file was stored (a later part, the commit): remove it."""
-    if result is not None and result.stored and not dry_run:
-        try:
-            await asyncio.to_thread(state.storage.delete, key)
-        except Exception:
-            log.exception("upload.cleanup_failed", key=key)
+    return Received(file, result, row, fields)
 
 
 def _dry_run_answer(result: Ingested, filename: str) -> JSONResponse:
