@@ -28,7 +28,7 @@ from pydantic import PrivateAttr
 from tenacity import Retrying
 
 from ftd import _api
-from ftd._calls import Call, Page, retry_policy
+from ftd._calls import Call, Page, retry_policy, unwrap
 from ftd._stream import STREAM_RETRY, StreamState
 from ftd._upload import Progress, ProgressFile
 from ftd.config import TokenStore, resolve
@@ -137,6 +137,33 @@ class Jobs:
             worker_pool=worker_pool,
         )
         return self._bind(self._client.call(_api.create_job(body, idempotency_key)))
+
+    def estimate(
+        self,
+        *,
+        job_type: str,
+        base_model: str,
+        training_data_url: str,
+        output_model: str,
+        gpu_provider: str,
+        hyperparameters: Mapping[str, Any] | None = None,
+        worker_pool: str | None = None,
+    ) -> dict[str, Any]:
+        """A dry run of `create`: the same checks (the same errors), nothing created; answers the
+        steps and the time on each kind of worker online (`estimates`), with `warnings`."""
+        body = _api.job_body(
+            job_type=job_type,
+            base_model=base_model,
+            training_data_url=training_data_url,
+            output_model=output_model,
+            gpu_provider=gpu_provider,
+            hyperparameters=hyperparameters,
+            worker_pool=worker_pool,
+        )
+        call: Call[dict[str, Any]] = Call(
+            "POST", _api.JOBS, unwrap, params={"dry_run": "true"}, json=body, resend_safe=True
+        )
+        return self._client.call(call)
 
     def get(self, job_id: UUID | str) -> Job:
         return self._bind(self._client.call(_api.get_job(job_id)))

@@ -75,6 +75,32 @@ def print_job(job: JobInfo) -> None:
     console.print(table)
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{max(1, round(seconds))} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def print_estimate(estimate: dict[str, Any]) -> None:
+    steps = estimate.get("steps")
+    rows = estimate.get("train_rows")
+    console.print(
+        f"{steps if steps is not None else '?'} steps: {rows if rows is not None else '?'} "
+        f"training rows, {estimate.get('epochs')} epoch(s), batch size {estimate.get('batch_size')}"
+    )
+    table = Table("worker kind", "online", "time", "basis")
+    for e in estimate.get("estimates", []):
+        basis = e["basis"] + (f" ({e['sample_count']} jobs)" if e["basis"] == "measured" else "")
+        table.add_row(e["worker_kind"], str(e["workers_online"]), _duration(e["seconds"]), basis)
+    console.print(table)
+    for warning in estimate.get("warnings", []):
+        console.print(f"[yellow]{warning['message']}[/]")
+
+
 @app.command()
 @api_command
 def create(
@@ -106,12 +132,40 @@ def create(
         str | None, typer.Option(help="Worker pool: shared (default), private or any.")
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Then watch it until it ends.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Create nothing: print the steps and the time on each kind of worker online.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a fine-tuning job."""
     hyperparameters = dict(_hyperparameter(p) for p in hp or [])
     with client(ctx) as ftd:
         url = data
+        if dry_run:
+            if Path(data).is_file():
+                raise FtdError(
+                    "--dry-run uploads nothing: upload the file first (`ftd data upload`) and "
+                    "pass its ftd://datasets/... reference.",
+                    code="dry_run_needs_reference",
+                )
+            estimate = ftd.jobs.estimate(
+                job_type=job_type,
+                base_model=base_model or _base_model(ftd, job_type),
+                training_data_url=url,
+                output_model=output,
+                gpu_provider=provider,
+                hyperparameters=hyperparameters,
+                worker_pool=pool,
+            )
+            if as_json:
+                print_json(estimate)
+            else:
+                print_estimate(estimate)
+            return
         if Path(data).is_file():
             uploaded = ftd.datasets.upload(Path(data), job_type=job_type)
             assert isinstance(uploaded, Dataset)  # not a dry run
