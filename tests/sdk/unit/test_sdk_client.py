@@ -89,6 +89,31 @@ def test_answers_are_unwrapped_from_the_data_envelope() -> None:
     assert seen[1].url.params["limit"] == "1"
 
 
+def test_list_filters_go_in_the_query_and_a_misspelt_one_is_a_type_error() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"data": [], "next_cursor": None})
+
+    with make(handler) as client:
+        client.jobs.list(job_type="classifier", status="running")
+        client.models.list(job_type="embedding", name="alice/x")
+        with pytest.raises(TypeError, match="statuss"):
+            client.jobs.list(statuss="running")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="base_model"):
+            client.jobs.create(  # type: ignore[call-arg]
+                job_type="classifier",
+                training_data_url="ftd://datasets/x",
+                output_model="alice/x",
+                gpu_provider="local",
+            )
+    assert [r.url.query.decode() for r in seen] == [
+        "status=running&job_type=classifier",
+        "type=embedding&name=alice%2Fx",
+    ]
+
+
 @pytest.mark.parametrize(
     ("status", "code", "error"),
     [

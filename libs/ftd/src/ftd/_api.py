@@ -1,8 +1,10 @@
-"""The API's routes as `Call`s, one function per operation (both clients send these)."""
+"""The API's routes as `Call`s, one function per operation (both clients send these), and the
+keyword arguments the clients' methods take for them (`NewJob`, `JobFilters`, ...): each is
+written once here, and `ftd.Client` and `ftd.AsyncClient` only send what these build."""
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 from uuid import UUID
 
 from ftd._calls import Call, Page, get, idempotency_key, many, one, page, unwrap
@@ -27,28 +29,69 @@ Texts = str | Sequence[str]
 Messages = str | Sequence[Mapping[str, str]]
 
 
-def job_body(
-    *,
-    job_type: str,
-    base_model: str,
-    training_data_url: str,
-    output_model: str,
-    gpu_provider: str,
-    hyperparameters: Mapping[str, Any] | None = None,
-    project_id: str | None = None,
-    worker_pool: str | None = None,
-) -> dict[str, Any]:
+class NewJob(TypedDict, total=False):
+    """A job to create (`jobs.create`, `jobs.estimate`)."""
+
+    job_type: Required[str]
+    base_model: Required[str]
+    training_data_url: Required[str]
+    output_model: Required[str]
+    gpu_provider: Required[str]
+    hyperparameters: Mapping[str, Any] | None
+    project_id: str | None
+    worker_pool: str | None
+
+
+class JobFilters(TypedDict, total=False):
+    """Which jobs `jobs.list` answers, and the page."""
+
+    status: str | None
+    job_type: str | None
+    project: str | None
+    limit: int | None
+    cursor: str | None
+
+
+class ModelFilters(TypedDict, total=False):
+    """Which models `models.list` answers, and the page."""
+
+    job_type: str | None
+    status: str | None
+    name: str | None
+    limit: int | None
+    cursor: str | None
+
+
+class ChatOptions(TypedDict, total=False):
+    max_tokens: int | None
+    temperature: float | None
+
+
+def _check_keywords(given: Mapping[str, Any], spec: Any, where: str) -> None:
+    """A keyword `spec` (a TypedDict) does not name, or a required one missing, is the
+    TypeError a misspelt argument gets."""
+    unknown = sorted(set(given) - set(spec.__annotations__))
+    missing = sorted(spec.__required_keys__ - set(given))
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
+    if missing:
+        raise TypeError(f"{where}() missing required keyword argument {missing[0]!r}")
+
+
+def job_body(**job: Unpack[NewJob]) -> dict[str, Any]:
+    _check_keywords(job, NewJob, "create")
     body: dict[str, Any] = {
-        "job_type": str(job_type),
-        "base_model": base_model,
-        "training_data_url": training_data_url,
-        "output_model": output_model,
-        "gpu_provider": str(gpu_provider),
+        "job_type": str(job["job_type"]),
+        "base_model": job["base_model"],
+        "training_data_url": job["training_data_url"],
+        "output_model": job["output_model"],
+        "gpu_provider": str(job["gpu_provider"]),
     }
+    hyperparameters = job.get("hyperparameters")
     optional = {
         "hyperparameters": dict(hyperparameters) if hyperparameters else None,
-        "project_id": project_id,
-        "worker_pool": worker_pool,
+        "project_id": job.get("project_id"),
+        "worker_pool": job.get("worker_pool"),
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
@@ -67,23 +110,22 @@ def create_job(body: Mapping[str, Any], key: str | None = None) -> Call[JobInfo]
     )
 
 
-def list_jobs(
-    *,
-    status: str | None = None,
-    job_type: str | None = None,
-    project: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
-) -> Call[Page[JobInfo]]:
-    return get(
-        JOBS,
-        page(JobInfo),
-        status=status,
-        job_type=job_type,
-        project=project,
-        limit=limit,
-        cursor=cursor,
-    )
+def estimate_job(body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    """The create route's dry run: nothing is created, so it is safe to send again."""
+    return Call("POST", JOBS, unwrap, params={"dry_run": "true"}, json=dict(body), resend_safe=True)
+
+
+def _query(
+    filters: Mapping[str, Any], names: type, rename: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The query parameters, in the order `names` (a TypedDict) declares them."""
+    _check_keywords(filters, names, "list")
+    renamed = rename or {}
+    return {renamed.get(name, name): filters.get(name) for name in names.__annotations__}
+
+
+def list_jobs(**filters: Unpack[JobFilters]) -> Call[Page[JobInfo]]:
+    return get(JOBS, page(JobInfo), **_query(filters, JobFilters))
 
 
 def get_job(job_id: UUID | str) -> Call[JobInfo]:
@@ -127,23 +169,10 @@ def get_dataset(dataset_id: UUID | str) -> Call[Dataset]:
     return get(f"/api/finetune/datasets/{dataset_id}", one(Dataset))
 
 
-def list_models(
-    *,
-    job_type: str | None = None,
-    status: str | None = None,
-    name: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
-) -> Call[Page[RegisteredModel]]:
-    return get(
-        MODELS,
-        page(RegisteredModel),
-        type=job_type,
-        status=status,
-        name=name,
-        limit=limit,
-        cursor=cursor,
-    )
+def list_models(**filters: Unpack[ModelFilters]) -> Call[Page[RegisteredModel]]:
+    # The registry names the job type `type`.
+    params = _query(filters, ModelFilters, {"job_type": "type"})
+    return get(MODELS, page(RegisteredModel), **params)
 
 
 def get_model(model_id: UUID | str) -> Call[RegisteredModel]:
@@ -188,22 +217,15 @@ CHAT_PATH = f"{V1}/chat/completions"
 
 
 def chat_body(
-    model: str,
-    messages: Messages,
-    *,
-    stream: bool,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
+    model: str, messages: Messages, *, stream: bool, **options: Unpack[ChatOptions]
 ) -> dict[str, Any]:
+    _check_keywords(options, ChatOptions, "chat")
     body: dict[str, Any] = {
         "model": model,
         "messages": messages_body(messages),
         "stream": stream,
     }
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    if temperature is not None:
-        body["temperature"] = temperature
+    body.update({k: v for k, v in options.items() if v is not None})
     return body
 
 

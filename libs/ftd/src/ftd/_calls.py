@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from ftd.errors import FtdError, ServiceUnavailable, raise_for_response
+from ftd.errors import ConnectionFailed, FtdError, ServiceUnavailable, raise_for_response
+from ftd.version import __version__
 
 # Error codes that say "the same request will work in a moment".
 RETRY_CODES = frozenset({"dataset_not_ready"})
@@ -95,6 +96,18 @@ class Call(Generic[T]):
     def read(self, response: httpx.Response) -> T:
         raise_for_response(response)
         return self.parse(response.json() if response.content else None)
+
+
+def client_headers(token: str | None) -> dict[str, str]:
+    """What every request of a client carries."""
+    headers = {"User-Agent": f"ftd-python/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def unreachable(base_url: str, exc: httpx.TransportError) -> ConnectionFailed:
+    return ConnectionFailed(f"Could not reach {base_url}: {exc}", code="connection_failed")
 
 
 def get(path: str, parse: Callable[[Any], T], **params: Any) -> Call[T]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 from uuid import UUID
 
 import httpx
@@ -24,11 +24,11 @@ from pydantic import PrivateAttr
 from tenacity import AsyncRetrying
 
 from ftd import _api
-from ftd._calls import Call, Page, retry_policy
+from ftd._calls import Call, Page, client_headers, retry_policy, unreachable
 from ftd._stream import STREAM_RETRY, StreamState
 from ftd._upload import Progress, ProgressFile
 from ftd.config import TokenStore, resolve
-from ftd.errors import ConnectionFailed, FtdError, JobFailed, raise_for_response
+from ftd.errors import FtdError, JobFailed, raise_for_response
 from ftd.models import (
     BaseModels,
     ChatCompletion,
@@ -42,7 +42,6 @@ from ftd.models import (
     JobStatus,
     RegisteredModel,
 )
-from ftd.version import __version__
 
 T = TypeVar("T")
 
@@ -62,11 +61,11 @@ class AsyncClient:
     ) -> None:
         self.base_url, self.token = resolve(base_url, token, store=store)
         self.retries = retries
-        headers = {"User-Agent": f"ftd-python/{__version__}"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         self.http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=client_headers(self.token),
+            timeout=timeout,
+            transport=transport,
         )
         self.jobs = AsyncJobs(self)
         self.datasets = AsyncDatasets(self)
@@ -92,9 +91,7 @@ class AsyncClient:
                     )
                     return call.read(response)
         except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                f"Could not reach {self.base_url}: {exc}", code="connection_failed"
-            ) from exc
+            raise unreachable(self.base_url, exc) from exc
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def base_models(self) -> list[BaseModels]:
@@ -109,47 +106,17 @@ class AsyncJobs:
         return AsyncJob.bound(info, self._client)
 
     async def create(
-        self,
-        *,
-        job_type: str,
-        base_model: str,
-        training_data_url: str,
-        output_model: str,
-        gpu_provider: str,
-        hyperparameters: Mapping[str, Any] | None = None,
-        project_id: str | None = None,
-        worker_pool: str | None = None,
-        idempotency_key: str | None = None,
+        self, *, idempotency_key: str | None = None, **job: Unpack[_api.NewJob]
     ) -> AsyncJob:
-        body = _api.job_body(
-            job_type=job_type,
-            base_model=base_model,
-            training_data_url=training_data_url,
-            output_model=output_model,
-            gpu_provider=gpu_provider,
-            hyperparameters=hyperparameters,
-            project_id=project_id,
-            worker_pool=worker_pool,
-        )
-        return self._bind(await self._client.call(_api.create_job(body, idempotency_key)))
+        """See `ftd.client.Jobs.create`."""
+        call = _api.create_job(_api.job_body(**job), idempotency_key)
+        return self._bind(await self._client.call(call))
 
     async def get(self, job_id: UUID | str) -> AsyncJob:
         return self._bind(await self._client.call(_api.get_job(job_id)))
 
-    async def list(
-        self,
-        *,
-        status: str | None = None,
-        job_type: str | None = None,
-        project: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[AsyncJob]:
-        found = await self._client.call(
-            _api.list_jobs(
-                status=status, job_type=job_type, project=project, limit=limit, cursor=cursor
-            )
-        )
+    async def list(self, **filters: Unpack[_api.JobFilters]) -> Page[AsyncJob]:
+        found = await self._client.call(_api.list_jobs(**filters))
         return Page((self._bind(j) for j in found), found.next_cursor)
 
     async def cancel(self, job_id: UUID | str) -> AsyncJob:
@@ -277,20 +244,8 @@ class AsyncModels:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def list(
-        self,
-        *,
-        job_type: str | None = None,
-        status: str | None = None,
-        name: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[RegisteredModel]:
-        return await self._client.call(
-            _api.list_models(
-                job_type=job_type, status=status, name=name, limit=limit, cursor=cursor
-            )
-        )
+    async def list(self, **filters: Unpack[_api.ModelFilters]) -> Page[RegisteredModel]:
+        return await self._client.call(_api.list_models(**filters))
 
     async def get(self, model_id: UUID | str) -> RegisteredModel:
         return await self._client.call(_api.get_model(model_id))
@@ -316,8 +271,7 @@ class AsyncModels:
         messages: _api.Messages,
         *,
         stream: Literal[False] = False,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
+        **options: Unpack[_api.ChatOptions],
     ) -> ChatCompletion: ...
 
     @overload
@@ -327,8 +281,7 @@ class AsyncModels:
         messages: _api.Messages,
         *,
         stream: Literal[True],
-        max_tokens: int | None = None,
-        temperature: float | None = None,
+        **options: Unpack[_api.ChatOptions],
     ) -> AsyncIterator[str]: ...
 
     async def chat(
@@ -337,14 +290,11 @@ class AsyncModels:
         messages: _api.Messages,
         *,
         stream: bool = False,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
+        **options: Unpack[_api.ChatOptions],
     ) -> ChatCompletion | AsyncIterator[str]:
         """`stream=True`: an async iterator of the answer's text pieces (the request is sent
         when it is first advanced)."""
-        body = _api.chat_body(
-            model, messages, stream=stream, max_tokens=max_tokens, temperature=temperature
-        )
+        body = _api.chat_body(model, messages, stream=stream, **options)
         if stream:
             return self._stream_chat(body)
         return await self._client.call(_api.chat(body))
@@ -365,9 +315,7 @@ class AsyncModels:
                             raise_for_response(source.response)
                     return stack, source
         except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                f"Could not reach {self._client.base_url}: {exc}", code="connection_failed"
-            ) from exc
+            raise unreachable(self._client.base_url, exc) from exc
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _stream_chat(self, body: dict[str, Any]) -> AsyncIterator[str]:

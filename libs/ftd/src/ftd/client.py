@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 from uuid import UUID
 
 import httpx
@@ -28,11 +28,11 @@ from pydantic import PrivateAttr
 from tenacity import Retrying
 
 from ftd import _api
-from ftd._calls import Call, Page, retry_policy, unwrap
+from ftd._calls import Call, Page, client_headers, retry_policy, unreachable
 from ftd._stream import STREAM_RETRY, StreamState
 from ftd._upload import Progress, ProgressFile
 from ftd.config import TokenStore, resolve
-from ftd.errors import ConnectionFailed, FtdError, JobFailed, raise_for_response
+from ftd.errors import FtdError, JobFailed, raise_for_response
 from ftd.models import (
     BaseModels,
     ChatCompletion,
@@ -46,7 +46,6 @@ from ftd.models import (
     JobStatus,
     RegisteredModel,
 )
-from ftd.version import __version__
 
 T = TypeVar("T")
 
@@ -67,11 +66,11 @@ class Client:
     ) -> None:
         self.base_url, self.token = resolve(base_url, token, store=store)
         self.retries = retries
-        headers = {"User-Agent": f"ftd-python/{__version__}"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         self.http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=client_headers(self.token),
+            timeout=timeout,
+            transport=transport,
         )
         self.jobs = Jobs(self)
         self.datasets = Datasets(self)
@@ -94,9 +93,7 @@ class Client:
                     response = self.http.request(call.method, call.path, **call.request_kwargs())
                     return call.read(response)
         except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                f"Could not reach {self.base_url}: {exc}", code="connection_failed"
-            ) from exc
+            raise unreachable(self.base_url, exc) from exc
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     def base_models(self) -> list[BaseModels]:
@@ -111,77 +108,22 @@ class Jobs:
     def _bind(self, info: JobInfo) -> Job:
         return Job.bound(info, self._client)
 
-    def create(
-        self,
-        *,
-        job_type: str,
-        base_model: str,
-        training_data_url: str,
-        output_model: str,
-        gpu_provider: str,
-        hyperparameters: Mapping[str, Any] | None = None,
-        project_id: str | None = None,
-        worker_pool: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Job:
+    def create(self, *, idempotency_key: str | None = None, **job: Unpack[_api.NewJob]) -> Job:
         """Create a job. An Idempotency-Key is made for this call (or pass your own), so its
         retries never create a second job."""
-        body = _api.job_body(
-            job_type=job_type,
-            base_model=base_model,
-            training_data_url=training_data_url,
-            output_model=output_model,
-            gpu_provider=gpu_provider,
-            hyperparameters=hyperparameters,
-            project_id=project_id,
-            worker_pool=worker_pool,
-        )
-        return self._bind(self._client.call(_api.create_job(body, idempotency_key)))
+        call = _api.create_job(_api.job_body(**job), idempotency_key)
+        return self._bind(self._client.call(call))
 
-    def estimate(
-        self,
-        *,
-        job_type: str,
-        base_model: str,
-        training_data_url: str,
-        output_model: str,
-        gpu_provider: str,
-        hyperparameters: Mapping[str, Any] | None = None,
-        worker_pool: str | None = None,
-    ) -> dict[str, Any]:
+    def estimate(self, **job: Unpack[_api.NewJob]) -> dict[str, Any]:
         """A dry run of `create`: the same checks (the same errors), nothing created; answers the
         steps and the time on each kind of worker online (`estimates`), with `warnings`."""
-        body = _api.job_body(
-            job_type=job_type,
-            base_model=base_model,
-            training_data_url=training_data_url,
-            output_model=output_model,
-            gpu_provider=gpu_provider,
-            hyperparameters=hyperparameters,
-            worker_pool=worker_pool,
-        )
-        call: Call[dict[str, Any]] = Call(
-            "POST", _api.JOBS, unwrap, params={"dry_run": "true"}, json=body, resend_safe=True
-        )
-        return self._client.call(call)
+        return self._client.call(_api.estimate_job(_api.job_body(**job)))
 
     def get(self, job_id: UUID | str) -> Job:
         return self._bind(self._client.call(_api.get_job(job_id)))
 
-    def list(
-        self,
-        *,
-        status: str | None = None,
-        job_type: str | None = None,
-        project: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[Job]:
-        found = self._client.call(
-            _api.list_jobs(
-                status=status, job_type=job_type, project=project, limit=limit, cursor=cursor
-            )
-        )
+    def list(self, **filters: Unpack[_api.JobFilters]) -> Page[Job]:
+        found = self._client.call(_api.list_jobs(**filters))
         return Page((self._bind(j) for j in found), found.next_cursor)
 
     def cancel(self, job_id: UUID | str) -> Job:
@@ -305,20 +247,8 @@ class Models:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def list(
-        self,
-        *,
-        job_type: str | None = None,
-        status: str | None = None,
-        name: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[RegisteredModel]:
-        return self._client.call(
-            _api.list_models(
-                job_type=job_type, status=status, name=name, limit=limit, cursor=cursor
-            )
-        )
+    def list(self, **filters: Unpack[_api.ModelFilters]) -> Page[RegisteredModel]:
+        return self._client.call(_api.list_models(**filters))
 
     def get(self, model_id: UUID | str) -> RegisteredModel:
         return self._client.call(_api.get_model(model_id))
@@ -350,8 +280,7 @@ class Models:
         messages: _api.Messages,
         *,
         stream: Literal[False] = False,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
+        **options: Unpack[_api.ChatOptions],
     ) -> ChatCompletion: ...
 
     @overload
@@ -361,8 +290,7 @@ class Models:
         messages: _api.Messages,
         *,
         stream: Literal[True],
-        max_tokens: int | None = None,
-        temperature: float | None = None,
+        **options: Unpack[_api.ChatOptions],
     ) -> Iterator[str]: ...
 
     def chat(
@@ -371,15 +299,12 @@ class Models:
         messages: _api.Messages,
         *,
         stream: bool = False,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
+        **options: Unpack[_api.ChatOptions],
     ) -> ChatCompletion | Iterator[str]:
         """Chat with your deployed LoRA model `owner/name`. `messages`: a list of
         `{"role", "content"}` or one text (the user's). `stream=True` returns an iterator of the
         answer's text pieces as they are generated."""
-        body = _api.chat_body(
-            model, messages, stream=stream, max_tokens=max_tokens, temperature=temperature
-        )
+        body = _api.chat_body(model, messages, stream=stream, **options)
         if stream:
             return self._stream_chat(body)
         return self._client.call(_api.chat(body))
@@ -398,9 +323,7 @@ class Models:
                             raise_for_response(source.response)
                     return stack, source
         except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                f"Could not reach {self._client.base_url}: {exc}", code="connection_failed"
-            ) from exc
+            raise unreachable(self._client.base_url, exc) from exc
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     def _stream_chat(self, body: dict[str, Any]) -> Iterator[str]:

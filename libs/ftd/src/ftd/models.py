@@ -1,4 +1,5 @@
-"""Response models, written from the committed OpenAPI documents (docs/openapi/*.json).
+"""Response models, written from the committed OpenAPI documents (docs/openapi/*.json); the
+enumerations the platform shares (job types and statuses) are contracts.enums'.
 
 Fields the server adds later are kept (`extra="allow"`), so an older SDK still reads a newer
 server and `--json` output passes them on; tests/sdk checks these models against the documents.
@@ -11,30 +12,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Re-exported: the SDK's users and its command line take them from here.
+from contracts.enums import JobStatus as JobStatus
+from contracts.enums import JobType as JobType
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=False)
 
 
-class JobType(StrEnum):
-    EMBEDDING = "embedding"
-    CLASSIFIER = "classifier"
-    LLM_LORA = "llm_lora"
-
-
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 _STATUSES = frozenset(str(s) for s in JobStatus)
 
 
