@@ -6,14 +6,16 @@
   CGNAT, multicast, reserved, IPv6 local ranges and IPv4-embedding forms of those).
 - `GuardedClient`: a fetch that connects only to vetted public addresses (checked at connect time,
   on every redirect), never downgrades to http, stops at a byte cap and a deadline.
-- `GuardedTransport`: the same connect-time check as an httpx transport.
+- `GuardedTransport`: the same connect-time check as an httpx transport; `guarded_http` an httpx
+  client on it that follows no redirect and reads no proxy from the environment, `GuardedHttp`
+  the base of what holds one (an async context manager that closes it).
 
 An operator's allow-list (`files.example.com`, or `.example.com` for every name below it) lifts the
 refusals for those hosts.
 """
 
 from netguard.addresses import Refusal, address_refusal
-from netguard.client import GuardedClient, GuardedResponse
+from netguard.client import GuardedClient, GuardedHttp, GuardedResponse, guarded_http
 from netguard.errors import DeadlineExceeded, GuardError, RedirectRefused, TooLarge, UrlRefused
 from netguard.hosts import host_allowed, normalise_host, refusal, url_refusal
 from netguard.resolve import Resolver, StaticResolver, SystemResolver
@@ -24,6 +26,7 @@ __all__ = [
     "GuardError",
     "GuardedBackend",
     "GuardedClient",
+    "GuardedHttp",
     "GuardedResponse",
     "GuardedTransport",
     "RedirectRefused",
@@ -34,6 +37,7 @@ __all__ = [
     "TooLarge",
     "UrlRefused",
     "address_refusal",
+    "guarded_http",
     "host_allowed",
     "normalise_host",
     "refusal",

@@ -7,6 +7,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -63,7 +64,54 @@ class GuardedResponse:
         return b"".join([chunk async for chunk in self.aiter_bytes()])
 
 
-class GuardedClient:
+def guarded_http(
+    *,
+    allowed_hosts: Iterable[str],
+    resolver: Resolver | None,
+    timeout: float | httpx.Timeout,
+    headers: Mapping[str, str],
+    verify: ssl.SSLContext | None = None,
+    limits: httpx.Limits | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client whose every connection goes through `GuardedTransport`: no proxy or
+    certificate setting from the environment, and no redirect followed (whoever follows one checks
+    it first)."""
+    transport = GuardedTransport(
+        allowed_hosts=allowed_hosts,
+        resolver=resolver,
+        verify=verify,
+        **({"limits": limits} if limits is not None else {}),
+    )
+    return httpx.AsyncClient(
+        transport=transport,
+        trust_env=False,
+        follow_redirects=False,
+        timeout=timeout,
+        headers=dict(headers),
+    )
+
+
+class GuardedHttp:
+    """Holds one `guarded_http` client (`_client`); closed by `aclose` or on leaving `async with`."""
+
+    _client: httpx.AsyncClient
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class GuardedClient(GuardedHttp):
     """Fetches URLs users give. `allowed_hosts` (hosts, or `.suffix` for every name below) are an
     operator's exceptions to the host rules; `resolver` replaces the system's (tests); `verify` a
     context with other trusted CAs (it must still verify)."""
@@ -82,30 +130,14 @@ class GuardedClient:
         self._allowed = tuple(allowed_hosts)
         self._max_redirects = max_redirects
         self._https_only = https_only
-        self._client = httpx.AsyncClient(
-            transport=GuardedTransport(
-                allowed_hosts=self._allowed, resolver=resolver, verify=verify
-            ),
-            trust_env=False,
-            follow_redirects=False,
+        self._client = guarded_http(
+            allowed_hosts=self._allowed,
+            resolver=resolver,
+            verify=verify,
             timeout=timeout,
             # A compressed body could expand far past the cap within one chunk.
             headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
         )
-
-    async def __aenter__(self) -> "GuardedClient":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     def _check(self, url: httpx.URL, hop: int) -> None:
         if url.scheme != "https" and (self._https_only or url.scheme != "http"):

@@ -11,12 +11,11 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 
 import httpx
 from standardwebhooks.webhooks import Webhook as Signer
 
-from netguard import GuardedTransport, GuardError, Resolver
+from netguard import GuardedHttp, GuardError, Resolver, guarded_http
 from webhook_service.domain.deliveries import Outcome, outcome_of_status
 
 USER_AGENT = "finetune-dispatcher-webhooks/1"
@@ -38,7 +37,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-class HttpSender:
+class HttpSender(GuardedHttp):
     """`allowed_hosts`: the operator's exceptions to the address rules; `allow_loopback` adds
     this machine's loopback (development and tests)."""
 
@@ -52,31 +51,13 @@ class HttpSender:
     ) -> None:
         self._timeout = timeout
         hosts = (*allowed_hosts, *(LOOPBACK_HOSTS if allow_loopback else ()))
-        self._client = httpx.AsyncClient(
-            transport=GuardedTransport(
-                allowed_hosts=hosts,
-                resolver=resolver,
-                limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
-            ),
-            trust_env=False,
-            follow_redirects=False,
+        self._client = guarded_http(
+            allowed_hosts=hosts,
+            resolver=resolver,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
             timeout=timeout,
             headers={"User-Agent": USER_AGENT},
         )
-
-    async def __aenter__(self) -> "HttpSender":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
         """One attempt. Never raises for what the receiver or the network did: the outcome says
