@@ -12,11 +12,13 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
 
 from contracts.enums import GPUProvider, JobStatus, JobType, WorkerPool
 from contracts.hyperparameters import parse_hyperparameters
 from contracts.routing import pool_key
 from job_api.adapters.job_queries import JobFilter
+from job_api.adapters.throughput import ThroughputHistory
 from job_api.entrypoints.deps import (
     AppState,
     StateDep,
@@ -33,7 +35,9 @@ from job_api.entrypoints.schemas import (
     FinetuneJobResponse,
     JobEventResponse,
 )
+from job_api.entrypoints.schemas_estimate import JobEstimateResponse
 from job_api.service_layer import jobs as job_service
+from job_api.service_layer.estimates import estimate_job
 from servicekit.errors import ApiError
 from servicekit.responses import (
     CursorQuery,
@@ -57,6 +61,12 @@ class EventKind(StrEnum):
     STATUS = "status"
     PROGRESS = "progress"
 
+
+DRY_RUN_DOC = (
+    "Check the request as a create would (same errors) and answer 200 with its steps and an "
+    "estimate of its time on each kind of worker online that could take it, with warnings when "
+    "it would take hours or no worker could take it; nothing is created."
+)
 
 IDEMPOTENCY_KEY_DOC = (
     "Makes the POST safe to retry: the same key (from the same user) with the same body returns "
@@ -90,8 +100,13 @@ def _request_hash(body: FinetuneJobCreate) -> str:
 @router.post(
     "/jobs",
     status_code=201,
+    response_model=Data[FinetuneJobResponse],
     responses={
         **error_responses(400, 404, 409, 413, 415),
+        200: {
+            "model": Data[JobEstimateResponse],
+            "description": "dry_run=true: the estimate; nothing was created.",
+        },
         201: {"description": "Created (or, for a retried Idempotency-Key, the job created first)."},
     },
 )
@@ -106,9 +121,17 @@ async def create_job(
             alias="Idempotency-Key", min_length=1, max_length=200, description=IDEMPOTENCY_KEY_DOC
         ),
     ] = None,
-) -> Data[FinetuneJobResponse]:
+    dry_run: Annotated[bool, Query(description=DRY_RUN_DOC)] = False,
+) -> Data[FinetuneJobResponse] | JSONResponse:
     """Create a fine-tuning job; it is dispatched to a worker of its type and provider."""
     cmd = job_service.SubmitJob(user_id=user.user_id, **body.model_dump())
+    if dry_run:
+        async with reading(state) as uow:
+            estimate = await estimate_job(
+                uow, ThroughputHistory(uow.conn), cmd, state.policy, now=datetime.now(UTC)
+            )
+        answer: Data[JobEstimateResponse] = Data(data=JobEstimateResponse.of(estimate))
+        return JSONResponse(answer.model_dump(mode="json"), status_code=200)
     # Without an Idempotency-Key the job, its outbox and history rows are one INSERT statement
     # (job_service.create_job), which needs no transaction block; with one, the key's claim and
     # the insert commit together.

@@ -237,6 +237,7 @@ async def on_dataset_validated(uow: UnitOfWork, p: DatasetValidated) -> None:
         sha256=p.sha256,
         size_bytes=p.size_bytes,
         format=p.format,
+        estimated_tokens=p.estimated_tokens,
     )
 
 
