@@ -531,6 +531,10 @@ export interface components {
         Data_HuggingFaceAccount_: {
             data: components["schemas"]["HuggingFaceAccount"];
         };
+        /** Data[JobEstimateResponse] */
+        Data_JobEstimateResponse_: {
+            data: components["schemas"]["JobEstimateResponse"];
+        };
         /** Data[list[BaseModelsResponse]] */
         Data_list_BaseModelsResponse__: {
             /** Data */
@@ -630,6 +634,16 @@ export interface components {
              * Message
              * @description A sentence for humans.
              */
+            message: string;
+        };
+        /** EstimateWarningOut */
+        EstimateWarningOut: {
+            /**
+             * Code
+             * @enum {string}
+             */
+            code: "slow_on_available_workers" | "no_worker_online" | "data_size_unknown";
+            /** Message */
             message: string;
         };
         /**
@@ -1300,6 +1314,48 @@ export interface components {
             /** Param */
             param?: string | null;
         };
+        /** JobEstimateResponse */
+        JobEstimateResponse: {
+            /** Base Model */
+            base_model: string;
+            /** Batch Size */
+            batch_size: number;
+            /**
+             * Dry Run
+             * @default true
+             * @constant
+             */
+            dry_run: true;
+            /** Epochs */
+            epochs: number;
+            /** Estimates */
+            estimates: components["schemas"]["WorkerKindEstimate"][];
+            /**
+             * Eval Rows
+             * @description Rows held out for evaluation (eval_split).
+             */
+            eval_rows: number | null;
+            job_type: components["schemas"]["JobType"];
+            /**
+             * Steps
+             * @description Optimizer steps: ceil(train_rows / batch_size) per epoch (LoRA: divided by gradient_accumulation_steps, rounded up) x epochs; null for an external URL.
+             */
+            steps: number | null;
+            /** Steps Per Epoch */
+            steps_per_epoch: number | null;
+            /**
+             * Train Rows
+             * @description Rows trained on (the held-out split removed).
+             */
+            train_rows: number | null;
+            /**
+             * Train Tokens
+             * @description Estimated tokens in the training rows (one epoch), from the upload's count.
+             */
+            train_tokens: number | null;
+            /** Warnings */
+            warnings: components["schemas"]["EstimateWarningOut"][];
+        };
         /** JobEventResponse */
         JobEventResponse: {
             /** Attempt */
@@ -1630,6 +1686,45 @@ export interface components {
              */
             worker_id: string | null;
             worker_pool: components["schemas"]["WorkerPool"];
+        };
+        /** WorkerKindEstimate */
+        WorkerKindEstimate: {
+            /**
+             * Basis
+             * @description `measured`: the median of this kind's newest completed jobs of the same type and base model; `prior`: a documented default per job type, CPU or GPU.
+             * @enum {string}
+             */
+            basis: "measured" | "prior";
+            /**
+             * Sample Count
+             * @description Completed jobs the measurement is the median of.
+             */
+            sample_count: number;
+            /**
+             * Samples Per Second
+             * @description Training rows (x epochs) per second.
+             */
+            samples_per_second: number;
+            /**
+             * Seconds
+             * @description Wall-clock estimate on one such worker, claim to completion; null when the data's size is unknown (an external URL).
+             */
+            seconds: number | null;
+            /**
+             * Tokens Per Second
+             * @description Measured tokens per second, where uploads counted tokens.
+             */
+            tokens_per_second: number | null;
+            /**
+             * Worker Kind
+             * @description `cpu`, a GPU's name as the worker advertises it (`2x <name>` for several), `unknown` for a worker that never said, or `gpu` for the GPU prior when none is online.
+             */
+            worker_kind: string;
+            /**
+             * Workers Online
+             * @description Online workers of this kind that could take it.
+             */
+            workers_online: number;
         };
         /**
          * WorkerPool
@@ -2079,7 +2174,10 @@ export interface operations {
     };
     create_job_api_finetune_jobs_post: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Check the request as a create would (same errors) and answer 200 with its steps and an estimate of its time on each kind of worker online that could take it, with warnings when it would take hours or no worker could take it; nothing is created. */
+                dry_run?: boolean;
+            };
             header?: {
                 /** @description Makes the POST safe to retry: the same key (from the same user) with the same body returns the job the first request created, never a second one; the same key with another body is a 409 `idempotency_key_reused`. Keys are kept for a day (JOB_API_IDEMPOTENCY_RETENTION_HOURS). */
                 "Idempotency-Key"?: string | null;
@@ -2093,6 +2191,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description dry_run=true: the estimate; nothing was created. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Data_JobEstimateResponse_"];
+                };
+            };
             /** @description Created (or, for a retried Idempotency-Key, the job created first). */
             201: {
                 headers: {
