@@ -109,21 +109,11 @@ def train_classifier(req: TrainRequest, hp: Any, data: Dataset, reporter: Report
     counts: dict[str, int] = {}
     for r in data.rows:
         counts[r["label"]] = counts.get(r["label"], 0) + 1
-    stats = data.stats() | {
-        "train_rows": len(train_rows),
-        "eval_rows": len(eval_rows),
+    stats = common.split_stats(data.stats(), train_rows, eval_rows) | {
         "labels": labels,
         "label_counts": counts,
     }
-    return TrainResult(
-        model_dir=req.model_dir,
-        metrics=tuned
-        | common.loss_curve(trainer.state.log_history)
-        | {"global_step": float(trainer.state.global_step)},
-        baseline_metrics=baseline,
-        data_stats=stats,
-        logs_url=common.wandb_url(),
-    )
+    return common.train_result(req, trainer, tuned=tuned, baseline=baseline, data_stats=stats)
 
 
 def _compute_metrics(pred: EvalPrediction) -> dict[str, float]:

@@ -13,7 +13,7 @@ import torch
 
 from contracts.enums import JobPhase
 from gpu_worker.domain.errors import InfraError, StopRequested
-from gpu_worker.domain.training import Reporter, TrainRequest
+from gpu_worker.domain.training import Reporter, TrainRequest, TrainResult
 from gpu_worker.training.progress import ProgressCallback
 from gpu_worker.training.wandb_run import finish_wandb, wandb_enabled, wandb_url
 
@@ -140,6 +140,36 @@ def loss_curve(log_history: list[dict[str, Any]]) -> dict[str, float]:
     if not losses:
         return {}
     return {"train_loss_first": losses[0], "train_loss_last": losses[-1]}
+
+
+def train_result(
+    req: TrainRequest,
+    trainer: Any,
+    *,
+    tuned: dict[str, float],
+    baseline: dict[str, float],
+    data_stats: dict[str, Any],
+    samples: list[dict[str, str]] | None = None,
+) -> TrainResult:
+    """What a trainer answers: the tuned model's held-out metrics with its loss curve and step
+    count, the base model's metrics on the same data, and the data's statistics."""
+    return TrainResult(
+        model_dir=req.model_dir,
+        metrics=tuned
+        | loss_curve(trainer.state.log_history)
+        | {"global_step": float(trainer.state.global_step)},
+        baseline_metrics=baseline,
+        data_stats=data_stats,
+        logs_url=wandb_url(),
+        samples=samples or [],
+    )
+
+
+def split_stats(
+    data_stats: dict[str, Any], train_rows: list[Any], eval_rows: list[Any]
+) -> dict[str, Any]:
+    """The data's statistics with the sizes of its training and held-out parts."""
+    return data_stats | {"train_rows": len(train_rows), "eval_rows": len(eval_rows)}
 
 
 def report_phase(reporter: Reporter, phase: JobPhase, progress: float, line: str) -> None:

@@ -84,16 +84,8 @@ def train_embedding(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporte
         with common.stoppable(model, reporter):
             tuned = _metrics(evaluator, model)
     model.save(str(req.model_dir))
-    stats = data.stats() | {"train_rows": len(train_rows), "eval_rows": len(eval_rows)}
-    return TrainResult(
-        model_dir=req.model_dir,
-        metrics=tuned
-        | common.loss_curve(trainer.state.log_history)
-        | {"global_step": float(trainer.state.global_step)},
-        baseline_metrics=baseline,
-        data_stats=stats,
-        logs_url=common.wandb_url(),
-    )
+    stats = common.split_stats(data.stats(), train_rows, eval_rows)
+    return common.train_result(req, trainer, tuned=tuned, baseline=baseline, data_stats=stats)
 
 
 def _evaluator(layout: Layout, rows: list[Row], seed: int, batch_size: int) -> Evaluator | None:

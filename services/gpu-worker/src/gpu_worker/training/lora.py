@@ -119,23 +119,14 @@ def train_lora(req: TrainRequest, hp: Any, data: Dataset, reporter: Reporter) ->
     trainer.save_model(str(req.model_dir))
     tokenizer.save_pretrained(str(req.model_dir))
     _point_adapter_at(req.model_dir / "adapter_config.json", req.base_model)
-    stats = data.stats() | {
-        "train_rows": len(train_rows),
-        "eval_rows": len(eval_rows),
+    stats = common.split_stats(data.stats(), train_rows, eval_rows) | {
         "chat_template": chat,
         "qlora_4bit": qlora_available(),
         "activation_checkpointing": checkpointing,
         "packing": True,
     }
-    return TrainResult(
-        model_dir=req.model_dir,
-        metrics=tuned
-        | common.loss_curve(trainer.state.log_history)
-        | {"global_step": float(trainer.state.global_step)},
-        baseline_metrics=baseline,
-        data_stats=stats,
-        logs_url=common.wandb_url(),
-        samples=samples,
+    return common.train_result(
+        req, trainer, tuned=tuned, baseline=baseline, data_stats=stats, samples=samples
     )
 
 
