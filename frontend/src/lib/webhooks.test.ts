@@ -6,6 +6,7 @@ import {
 	eventTypeText,
 	eventTypesProblem,
 	lastResponseText,
+	orderedEventTypes,
 	mergeDeliveries,
 	webhookUrlProblem
 } from './webhooks';
@@ -31,6 +32,17 @@ function delivery(over: Partial<Delivery> = {}): Delivery {
 describe('EVENT_TYPES', () => {
 	it('lists what webhook-service accepts, in its order', () => {
 		expect(EVENT_TYPES).toEqual(['job.succeeded', 'job.failed', 'job.cancelled', 'model.deployed']);
+	});
+});
+
+describe('orderedEventTypes', () => {
+	it("lists a webhook's events in the form's order, unknown ones last", () => {
+		expect(orderedEventTypes(['model.deployed', 'job.failed', 'job.succeeded'])).toEqual([
+			'job.succeeded',
+			'job.failed',
+			'model.deployed'
+		]);
+		expect(orderedEventTypes(['zzz.new', 'job.cancelled'])).toEqual(['job.cancelled', 'zzz.new']);
 	});
 });
 

@@ -33,6 +33,15 @@ export function webhookUrlProblem(raw: string): string | null {
 	return null;
 }
 
+/** A webhook's events in the order the form lists them (the service keeps its own order). */
+export function orderedEventTypes(types: readonly string[]): string[] {
+	const rank = (t: string) => {
+		const i = (EVENT_TYPES as readonly string[]).indexOf(t);
+		return i < 0 ? EVENT_TYPES.length : i;
+	};
+	return [...types].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
 export function eventTypesProblem(selected: readonly string[]): string | null {
 	return selected.length === 0 ? 'Choose at least one event.' : null;
 }
