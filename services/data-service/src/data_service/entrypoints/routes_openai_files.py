@@ -32,7 +32,7 @@ from data_service.entrypoints.openai_schemas import (
     dataset_id_of,
     file_id_for,
 )
-from data_service.entrypoints.routes_upload import receive_upload, size_guard
+from data_service.entrypoints.routes_upload import multipart_form, receive_upload, size_guard
 from data_service.service_layer import datasets as dataset_service
 from servicekit.errors import ApiError
 from servicekit.openai_errors import OpenAIRoute, openai_error_responses
@@ -69,27 +69,11 @@ def _no_such_file(value: str) -> ApiError:
 @router.post(
     "/files",
     responses={**openai_error_responses(413, 415), 200: {"model": FileObject}},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file", "purpose"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "purpose": {"type": "string", "enum": [PURPOSE]},
-                            "ftd_job_type": {
-                                "type": "string",
-                                "enum": ["embedding", "classifier", "llm_lora"],
-                            },
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=multipart_form(
+        required=["file", "purpose"],
+        purpose={"type": "string", "enum": [PURPOSE]},
+        ftd_job_type={"type": "string", "enum": ["embedding", "classifier", "llm_lora"]},
+    ),
 )
 async def create_file(
     request: Request,

@@ -99,27 +99,22 @@ def _job_type(value: str | None) -> str | None:
     return value
 
 
+def multipart_form(*, required: list[str], **fields: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI request body of an upload: a multipart form with a `file` and `fields`."""
+    properties = {"file": {"type": "string", "format": "binary"}, **fields}
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
+
+
 @router.post(
     "/upload",
     status_code=201,
     responses={**error_responses(400, 401, 413, 415, 422), 200: {"model": Data[DryRunResponse]}},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "job_type": {"type": "string", "enum": [str(t) for t in JobType]},
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=multipart_form(
+        required=["file"], job_type={"type": "string", "enum": [str(t) for t in JobType]}
+    ),
 )
 async def upload(
     request: Request,
