@@ -4,7 +4,7 @@ progress, and a dropped event stream resumes from Last-Event-ID."""
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +341,46 @@ def test_a_dropped_stream_resumes_from_the_last_event_id_without_loss_or_repeat(
     assert "Last-Event-ID" not in requests[0].headers
     assert requests[1].headers["Last-Event-ID"] == "13"
     assert events[-1].to_status is ftd.JobStatus.COMPLETED
+
+
+class AsyncBreaking(httpx.AsyncByteStream):
+    """`Breaking` for the async client."""
+
+    def __init__(self, chunks: list[bytes], *, then_drop: bool) -> None:
+        self.chunks = chunks
+        self.then_drop = then_drop
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.then_drop:
+            raise httpx.RemoteProtocolError("peer closed connection mid-stream")
+
+
+async def test_the_async_stream_resumes_from_the_last_event_id_too() -> None:
+    requests: list[httpx.Request] = []
+    history = [row(11 + i, "progress", step=i + 1, total_steps=3) for i in range(3)]
+    history.append(row(14, "status", to_status="completed", phase="done"))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        headers = {"content-type": "text/event-stream"}
+        if len(requests) == 1:
+            chunks = [sse("snapshot", job("running"), 10), sse("progress", history[0], 11)]
+            return httpx.Response(
+                200, headers=headers, stream=AsyncBreaking(chunks, then_drop=True)
+            )
+        after = int(request.headers["Last-Event-ID"])
+        rest = [sse(r["kind"], r, r["id"]) for r in history if r["id"] >= after]
+        return httpx.Response(200, headers=headers, stream=AsyncBreaking(rest, then_drop=False))
+
+    transport = httpx.MockTransport(handler)
+    async with ftd.AsyncClient("http://ftd.test", token="tok", transport=transport) as client:
+        items = [item async for item in client.jobs.stream(JOB_ID)]
+    events = [i for i in items if isinstance(i, JobEvent)]
+    assert isinstance(items[0], JobSnapshot)
+    assert [e.id for e in events] == [11, 12, 13, 14]
+    assert requests[1].headers["Last-Event-ID"] == "11"
 
 
 def test_a_stream_of_an_ended_job_stops_at_its_snapshot() -> None:

@@ -9,6 +9,7 @@ sends only what was missed (and no second snapshot); it says when the job has en
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from httpx_sse import ServerSentEvent
@@ -36,6 +37,22 @@ class StreamState:
     failures: int = 0
     connections: int = 0
     retry_ms: int | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, *, since: int | None, timeout: float | None) -> "StreamState":
+        """A stream from after event `since` (None: from a snapshot), for `timeout` seconds."""
+        return cls(last_id=since, deadline=None if timeout is None else time.monotonic() + timeout)
+
+    def request(self, connect_timeout: float | None) -> dict[str, Any]:
+        """The arguments of the next connection's GET: Last-Event-ID, and a read timeout that
+        notices a dead link or the deadline."""
+        timeout = httpx.Timeout(connect_timeout, read=self.read_timeout())
+        return {"headers": self.headers(), "timeout": timeout}
+
+    def closed(self) -> None:
+        """A connection ended: fine once the job has, else a dropped link to reconnect."""
+        if not self.ended:
+            raise httpx.RemoteProtocolError("the server closed the stream")
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -139,27 +138,20 @@ class AsyncJobs:
     async def stream(
         self, job_id: UUID | str, *, since: int | None = None, timeout: float | None = None
     ) -> AsyncIterator[JobEvent | JobSnapshot]:
-        state = StreamState(
-            last_id=since, deadline=None if timeout is None else time.monotonic() + timeout
-        )
+        state = StreamState.start(since=since, timeout=timeout)
         path = _api.job_stream_path(job_id)
         while not state.ended:
             try:
                 async for item in self._follow(path, state):
                     yield item
-                if state.ended:
-                    return
-                raise httpx.RemoteProtocolError("the server closed the stream")
+                state.closed()
             except STREAM_RETRY as exc:
                 await asyncio.sleep(state.backoff(exc))
-            state.check_deadline()
+                state.check_deadline()
 
     async def _follow(self, path: str, state: StreamState) -> AsyncIterator[JobEvent | JobSnapshot]:
         http = self._client.http
-        timeout = httpx.Timeout(http.timeout.connect, read=state.read_timeout())
-        async with aconnect_sse(
-            http, "GET", path, headers=state.headers(), timeout=timeout
-        ) as source:
+        async with aconnect_sse(http, "GET", path, **state.request(http.timeout.connect)) as source:
             if not source.response.is_success:
                 await source.response.aread()
                 raise_for_response(source.response)

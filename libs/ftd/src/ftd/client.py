@@ -144,24 +144,19 @@ class Jobs:
         self, job_id: UUID | str, *, since: int | None = None, timeout: float | None = None
     ) -> Iterator[JobEvent | JobSnapshot]:
         """The job's live events until it ends (see `Job.events`)."""
-        state = StreamState(
-            last_id=since, deadline=None if timeout is None else time.monotonic() + timeout
-        )
+        state = StreamState.start(since=since, timeout=timeout)
         path = _api.job_stream_path(job_id)
         while not state.ended:
             try:
                 yield from self._follow(path, state)
-                if state.ended:
-                    return
-                raise httpx.RemoteProtocolError("the server closed the stream")
+                state.closed()
             except STREAM_RETRY as exc:
                 time.sleep(state.backoff(exc))
-            state.check_deadline()
+                state.check_deadline()
 
     def _follow(self, path: str, state: StreamState) -> Iterator[JobEvent | JobSnapshot]:
         http = self._client.http
-        timeout = httpx.Timeout(http.timeout.connect, read=state.read_timeout())
-        with connect_sse(http, "GET", path, headers=state.headers(), timeout=timeout) as source:
+        with connect_sse(http, "GET", path, **state.request(http.timeout.connect)) as source:
             if not source.response.is_success:
                 source.response.read()
                 raise_for_response(source.response)
