@@ -47,3 +47,8 @@ class Settings(PlatformSettings):
     # The deployed set is read again this often even without an event (another replica's writes).
     reconcile_seconds: float = Field(default=30.0, gt=0)
     max_new_tokens: int = Field(default=512, ge=1)
+    # Concurrent embedding/classification requests share one forward of up to this many texts.
+    max_batch_texts: int = Field(default=64, ge=1)
+    # An API key's row is read again after this long (a revocation made through another replica
+    # takes effect within it; one made through this replica at once). 0: read on every request.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)

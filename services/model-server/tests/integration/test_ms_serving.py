@@ -1,6 +1,7 @@
 """A real model-server over TCP, its models deployed and undeployed by events on the real broker,
 called with the openai package and with httpx."""
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import sqlalchemy as sa
 from model_server_testing import deployed, publish, put
 
 from contracts.enums import JobType
@@ -255,3 +257,84 @@ async def test_api_keys_are_created_used_listed_and_revoked(
         bad = await client.get("/v1/models", headers={"Authorization": "Bearer ftdk_nope"})
         assert bad.status_code == 401
         assert bad.json()["error"]["type"] == "authentication_error"
+
+
+async def test_concurrent_requests_coalesced_into_one_forward_each_get_their_own_answer(
+    ms_settings: Callable[..., Settings], ms_prefix: str, models: dict[str, Path]
+) -> None:
+    settings = ms_settings()
+    store = settings.model_store_dir
+    assert store is not None
+    async with server(settings) as client:
+        await deploy(client, ms_prefix, store, models["embedding"], "alice/emb", JobType.EMBEDDING)
+        await deploy(
+            client, ms_prefix, store, models["classifier"], "alice/clf", JobType.CLASSIFIER
+        )
+        inputs: list[str | list[str]] = [
+            "a short one",
+            ["two texts", "of which the second is noticeably longer than the first one"],
+            "x",
+            "the quick brown fox jumps over the lazy dog",
+            ["", "an empty text sits beside this one"],
+        ] * 3
+
+        async def call(route: str, model: str, texts: str | list[str]) -> dict[str, Any]:
+            r = await client.post(
+                f"/v1/{route}", headers=ALICE, json={"model": model, "input": texts}
+            )
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            return body
+
+        for route, model, field in (
+            ("embeddings", "alice/emb", "embedding"),
+            ("classify", "alice/clf", "scores"),
+        ):
+            alone = [await call(route, model, texts) for texts in inputs]
+            together = await asyncio.gather(*(call(route, model, t) for t in inputs))
+            for one, shared in zip(alone, together, strict=True):
+                assert shared["usage"] == one["usage"]
+                assert len(shared["data"]) == len(one["data"])
+                for a, b in zip(one["data"], shared["data"], strict=True):
+                    assert b["index"] == a["index"]
+                    values = a[field] if field == "embedding" else list(a[field].values())
+                    shared_values = b[field] if field == "embedding" else list(b[field].values())
+                    assert shared_values == pytest.approx(values, abs=1e-4)
+            # Different texts give different answers: a shifted mapping would not pass above.
+            assert alone[0]["data"][0][field] != alone[2]["data"][0][field]
+
+
+async def test_a_key_revoked_through_another_replica_is_refused_once_its_cached_row_expires(
+    ms_settings: Callable[..., Settings],
+    ms_prefix: str,
+    models: dict[str, Path],
+    ms_db: Any,
+) -> None:
+    settings = ms_settings(api_key_cache_seconds=0.5)
+    store = settings.model_store_dir
+    assert store is not None
+    async with server(settings) as client:
+        await deploy(client, ms_prefix, store, models["embedding"], "alice/emb", JobType.EMBEDDING)
+        created = await client.post("/api/keys", headers=ALICE, json={"name": "ci"})
+        key, key_id = created.json()["data"]["key"], created.json()["data"]["id"]
+        body = {"model": "alice/emb", "input": "hi"}
+        auth = {"Authorization": f"Bearer {key}"}
+        assert (await client.post("/v1/embeddings", headers=auth, json=body)).status_code == 200
+        # The row is cached now; the secret is still checked on every request.
+        wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+        r = await client.post(
+            "/v1/embeddings", headers={"Authorization": f"Bearer {wrong}"}, json=body
+        )
+        assert r.status_code == 401
+        # Another replica revokes it: only the database changes, this process is not told.
+        async with ms_db.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE model_server.api_keys SET revoked_at = now() WHERE id = :id"),
+                {"id": key_id},
+            )
+
+        async def refused() -> bool:
+            r = await client.post("/v1/embeddings", headers=auth, json=body)
+            return r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+        await eventually(refused, timeout=10, interval=0.1)

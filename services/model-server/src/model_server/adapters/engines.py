@@ -1,13 +1,14 @@
 """Embedding and classification engines. torch, sentence-transformers and transformers are
 imported only here, when a model is loaded (the inference stack is installed outside uv.lock,
-scripts/install-training.sh). Each engine runs one forward pass at a time: callers run these
-methods in a worker thread."""
+scripts/install-training.sh). Each engine runs one forward pass at a time (the tokenizer
+included: a fast tokenizer is not safe to call from two threads at once): callers run these
+methods in a worker thread, through a MicroBatcher."""
 
 import threading
 from pathlib import Path
 from typing import Any
 
-from model_server.service_layer.engines import Classified
+from model_server.service_layer.engines import Classified, Embedded
 
 
 def default_device(device: str | None) -> str:
@@ -29,15 +30,12 @@ class SentenceTransformerEngine:
         )
         self.dimensions = int(dimension() or 0)
 
-    def count_tokens(self, texts: list[str]) -> int:
-        tokenizer = self._model.tokenizer
-        return sum(len(ids) for ids in tokenizer(texts, truncation=True)["input_ids"])
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: list[str]) -> list[Embedded]:
         with self._lock:
             vectors = self._model.encode(texts, convert_to_numpy=True, batch_size=64)
-        rows: list[list[float]] = vectors.tolist()
-        return rows
+            ids = self._model.tokenizer(texts, truncation=True)["input_ids"]
+        rows = vectors.astype("<f4", copy=False)
+        return [Embedded(row, len(i)) for row, i in zip(rows, ids, strict=True)]
 
     def close(self) -> None:
         self._model = None
@@ -58,20 +56,18 @@ class SequenceClassifierEngine:
         config = self._model.config
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
 
-    def count_tokens(self, texts: list[str]) -> int:
-        return sum(len(ids) for ids in self._tokenizer(texts, truncation=True)["input_ids"])
-
     def classify(self, texts: list[str]) -> list[Classified]:
         torch = self._torch
-        batch = self._tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        batch = {k: v.to(self._device) for k, v in batch.items()}
         with self._lock, torch.inference_mode():
+            batch = self._tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+            tokens = batch["attention_mask"].sum(dim=1).tolist()
+            batch = {k: v.to(self._device) for k, v in batch.items()}
             probabilities = torch.softmax(self._model(**batch).logits, dim=-1).cpu().tolist()
         results = []
-        for row in probabilities:
+        for row, count in zip(probabilities, tokens, strict=True):
             scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
             best = max(scores, key=scores.__getitem__)
-            results.append(Classified(label=best, score=scores[best], scores=scores))
+            results.append(Classified(label=best, score=scores[best], scores=scores, tokens=count))
         return results
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from model_server.entrypoints.workers import (
     replica_name,
     shared_consumer,
 )
+from model_server.service_layer.keys import KeyCache
 from model_server.service_layer.serving import ModelPool, Reconciler
 from model_server.service_layer.unit_of_work import UnitOfWork
 from servicekit.app import build_app
@@ -39,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def start(platform: Platform) -> AppState:
         units = Units(platform.db, UnitOfWork)
-        pool = ModelPool(LocalLoaders(settings))
+        pool = ModelPool(LocalLoaders(settings), max_batch_texts=settings.max_batch_texts)
 
         async def read_live() -> list[Deployment]:
             async with units.reading("consumer") as uow:
@@ -48,7 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
         replica = replica_name(settings.replica_id)
         channels.append(await declare_replica_queue(platform.broker, replica))
         reconciler = Reconciler(pool, read_live, interval=settings.reconcile_seconds)
-        return AppState(units=units, pool=pool, reconciler=reconciler, replica=replica)
+        keys = KeyCache(units.reading, ttl=settings.api_key_cache_seconds)
+        return AppState(units=units, pool=pool, reconciler=reconciler, replica=replica, keys=keys)
 
     async def stop(state: AppState) -> None:
         for channel in channels:

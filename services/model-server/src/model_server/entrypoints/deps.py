@@ -1,7 +1,8 @@
 """Request dependencies: the service's state, the unit of work (servicekit.deps) and the caller.
 
 `/v1/` routes take either credential a client can hold: the user's platform JWT, or one of the
-user's API keys (`ftdk_<id>_<secret>`, created at /api/keys). `/api/keys` takes the JWT only: a
+user's API keys (`ftdk_<id>_<secret>`, created at /api/keys; a key's row is read once per
+`MODEL_SERVER_API_KEY_CACHE_SECONDS`, see service_layer.keys.KeyCache). `/api/keys` takes the JWT only: a
 key cannot mint or revoke keys.
 """
 
@@ -13,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 
 from model_server.domain import keys
-from model_server.service_layer.keys import user_of_key
+from model_server.service_layer.keys import KeyCache
 from model_server.service_layer.serving import ModelPool, Reconciler
 from model_server.service_layer.unit_of_work import UnitOfWork
 from servicekit.auth import bearer_token
@@ -31,6 +32,7 @@ class AppState:
     pool: ModelPool
     reconciler: Reconciler
     replica: str
+    keys: KeyCache
 
 
 StateDep = Annotated[AppState, Depends(service_state)]
@@ -53,8 +55,7 @@ async def current_caller(
         )
     if keys.looks_like_key(token):
         state: AppState = request.app.state.service
-        async with state.units.reading() as uow:
-            return await user_of_key(uow, token)
+        return await state.keys.user_of(token)
     platform = platform_of(request)
     if platform.verify_in_loop:
         return platform.verifier.verify(token).user_id

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from model_server.domain.keys import ApiKey
-from model_server.entrypoints.deps import ReadUowDep, UowDep, UserDep
+from model_server.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep
 from model_server.entrypoints.schemas import KeyRequest
 from model_server.service_layer.keys import create_key, revoke_key
 
@@ -39,7 +39,9 @@ async def list_keys(user: UserDep, uow: ReadUowDep) -> dict[str, Any]:
 
 
 @router.delete("/{key_id}", status_code=204)
-async def revoke(key_id: str, user: UserDep, uow: UowDep) -> Response:
-    """Revoke a key: it is refused from the next request on."""
+async def revoke(key_id: str, user: UserDep, uow: UowDep, state: StateDep) -> Response:
+    """Revoke a key: it is refused from the next request on (by every replica within
+    `MODEL_SERVER_API_KEY_CACHE_SECONDS`)."""
     await revoke_key(uow, user_id=user.user_id, key_id=key_id, now=datetime.now(UTC))
+    state.keys.forget(key_id)
     return Response(status_code=204)

@@ -14,18 +14,25 @@ class Classified:
     label: str
     score: float
     scores: dict[str, float]
+    tokens: int = 0  # the text's tokens (usage)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vector: Any  # little-endian float32 (a numpy row; orjson writes it), or a list of floats
+    tokens: int  # the text's tokens (usage)
 
 
 class Embedder(Protocol):
-    def embed(self, texts: list[str]) -> list[list[float]]: ...
-
-    def count_tokens(self, texts: list[str]) -> int: ...
+    def embed(self, texts: list[str]) -> list[Embedded]:
+        """One vector per text, in order (blocking: run in a worker thread)."""
+        ...
 
 
 class Classifier(Protocol):
-    def classify(self, texts: list[str]) -> list[Classified]: ...
-
-    def count_tokens(self, texts: list[str]) -> int: ...
+    def classify(self, texts: list[str]) -> list[Classified]:
+        """One result per text, in order (blocking: run in a worker thread)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Creating, listing, revoking and checking users' API keys."""
 
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import structlog
@@ -8,6 +11,8 @@ from model_server.domain import keys
 from model_server.domain.errors import ApiKeyNotFound, InvalidApiKey
 from model_server.domain.keys import ApiKey, NewKey
 from model_server.service_layer.unit_of_work import UnitOfWork
+
+ReadUow = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 log = structlog.get_logger(__name__)
 
@@ -37,12 +42,49 @@ async def revoke_key(uow: UnitOfWork, *, user_id: str, key_id: str, now: datetim
     log.info("api_key.revoked", key_id=key_id, user_id=user_id)
 
 
-async def user_of_key(uow: UnitOfWork, token: str) -> str:
-    """The user an API key belongs to; InvalidApiKey for anything else."""
-    presented = keys.parse(token)
-    if presented is None:
-        raise InvalidApiKey()
-    key = await uow.keys.get(presented.key_id)
-    if key is None or not key.matches(presented):
-        raise InvalidApiKey()
-    return key.user_id
+class KeyCache:
+    """API keys read recently, by id, so that a request with a known key needs no database read
+    (it still compares the secret's hash). A row is trusted for `ttl` seconds: a key revoked
+    through this process is refused at once (`forget`), one revoked through another replica within
+    `ttl`. Unknown ids are not kept (nothing to fill the cache with). `ttl` 0: every request reads
+    the row."""
+
+    def __init__(
+        self,
+        read: ReadUow,
+        *,
+        ttl: float,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._rows: dict[str, tuple[ApiKey | None, float]] = {}
+
+    async def user_of(self, token: str) -> str:
+        """The user an API key belongs to; InvalidApiKey for anything else."""
+        presented = keys.parse(token)
+        if presented is None:
+            raise InvalidApiKey()
+        now = self._clock()
+        cached = self._rows.get(presented.key_id)
+        if cached is not None and cached[1] > now:
+            key = cached[0]
+        else:
+            async with self._read() as uow:
+                key = await uow.keys.get(presented.key_id)
+            if key is not None and self._ttl > 0:
+                if len(self._rows) >= self._max:
+                    self._rows.clear()
+                self._rows[presented.key_id] = (key, now + self._ttl)
+        if key is None or not key.matches(presented):
+            raise InvalidApiKey()
+        return key.user_id
+
+    def forget(self, key_id: str) -> None:
+        """The key was revoked here: refused from now on. Refused outright for `ttl` (a request
+        racing the revocation's commit could otherwise read the row still active), then read."""
+        if self._ttl > 0:
+            self._rows[key_id] = (None, self._clock() + self._ttl)

@@ -17,7 +17,14 @@ import structlog
 
 from model_server.domain.deployments import Deployment, Kind, callable_model, serving_set
 from model_server.domain.errors import ModelLoading
-from model_server.service_layer.engines import Classifier, Embedder, LoraBackend
+from model_server.service_layer.batching import MicroBatcher
+from model_server.service_layer.engines import (
+    Classified,
+    Classifier,
+    Embedded,
+    Embedder,
+    LoraBackend,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -36,9 +43,12 @@ class Loaders(Protocol):
 
 @dataclass(frozen=True)
 class Loaded:
+    """A loaded model; an embedding or classification model is called through its batcher
+    (concurrent requests share a forward pass)."""
+
     deployment: Deployment
-    embedder: Embedder | None = None
-    classifier: Classifier | None = None
+    embedder: MicroBatcher[Embedded] | None = None
+    classifier: MicroBatcher[Classified] | None = None
 
     @property
     def adapter(self) -> str:
@@ -47,8 +57,9 @@ class Loaded:
 
 
 class ModelPool:
-    def __init__(self, loaders: Loaders) -> None:
+    def __init__(self, loaders: Loaders, *, max_batch_texts: int = 64) -> None:
         self.loaders = loaders
+        self._max_batch_texts = max_batch_texts
         self._serving: dict[tuple[str, str], Deployment] = {}
         self._loaded: dict[UUID, Loaded] = {}
         self._failed: dict[UUID, str] = {}
@@ -89,10 +100,18 @@ class ModelPool:
             path = await asyncio.to_thread(self.loaders.locate, deployment)
             if deployment.kind is Kind.EMBEDDING:
                 embedder = await asyncio.to_thread(self.loaders.embedder, path)
-                loaded = Loaded(deployment, embedder=embedder)
+                batched = MicroBatcher(
+                    embedder.embed, max_texts=self._max_batch_texts, name=deployment.name
+                )
+                loaded = Loaded(deployment, embedder=batched)
             elif deployment.kind is Kind.CLASSIFIER:
                 classifier = await asyncio.to_thread(self.loaders.classifier, path)
-                loaded = Loaded(deployment, classifier=classifier)
+                loaded = Loaded(
+                    deployment,
+                    classifier=MicroBatcher(
+                        classifier.classify, max_texts=self._max_batch_texts, name=deployment.name
+                    ),
+                )
             else:
                 loaded = Loaded(deployment)
                 await self.loaders.lora.add_adapter(loaded.adapter, path)
@@ -116,6 +135,7 @@ class ModelPool:
         )
 
     async def _unload(self, loaded: Loaded) -> None:
+        # An embedding or classification model's batcher finishes what it holds, then stops.
         deployment = loaded.deployment
         if deployment.kind is Kind.LORA:
             try:
@@ -128,6 +148,9 @@ class ModelPool:
         async with self._lock:
             for loaded in self._loaded.values():
                 await self._unload(loaded)
+                for batcher in (loaded.embedder, loaded.classifier):
+                    if batcher is not None:
+                        await batcher.close()
             self._loaded.clear()
             self._serving = {}
         await self.loaders.lora.close()
