@@ -8,6 +8,7 @@ sends only what was missed (and no second snapshot); it says when the job has en
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,18 @@ class StreamState:
             self.last_id = event_id
         self.failures = 0
         return item
+
+    def take(self, sse: ServerSentEvent) -> Iterator[JobEvent | JobSnapshot]:
+        """The event an SSE message carries, if it is one to pass on."""
+        item = self.feed(sse)
+        if item is not None:
+            yield item
+
+    def done(self) -> bool:
+        """True once the job has ended; WaitTimeout past the deadline."""
+        if not self.ended:
+            self.check_deadline()
+        return self.ended
 
     def connected(self) -> None:
         self.connections += 1

@@ -19,7 +19,6 @@ from uuid import UUID
 
 import httpx
 from httpx_sse import EventSource, aconnect_sse
-from pydantic import PrivateAttr
 from tenacity import AsyncRetrying
 
 from ftd import _api
@@ -27,9 +26,10 @@ from ftd._calls import Call, Page, client_headers, retry_policy, unreachable
 from ftd._stream import STREAM_RETRY, StreamState
 from ftd._upload import Progress, ProgressFile
 from ftd.config import TokenStore, resolve
-from ftd.errors import FtdError, JobFailed, raise_for_response
+from ftd.errors import JobFailed, raise_for_response
 from ftd.models import (
     BaseModels,
+    BoundJob,
     ChatCompletion,
     Classifications,
     Dataset,
@@ -157,30 +157,14 @@ class AsyncJobs:
                 raise_for_response(source.response)
             state.connected()
             async for sse in source.aiter_sse():
-                item = state.feed(sse)
-                if item is not None:
+                for item in state.take(sse):
                     yield item
-                if state.ended:
+                if state.done():
                     return
-                state.check_deadline()
 
 
-class AsyncJob(JobInfo):
+class AsyncJob(BoundJob[AsyncClient]):
     """A job bound to the `AsyncClient` that fetched it."""
-
-    _client: AsyncClient | None = PrivateAttr(default=None)
-
-    @classmethod
-    def bound(cls, info: JobInfo, client: AsyncClient) -> AsyncJob:
-        job = cls.model_validate(info.model_dump())
-        job._client = client
-        return job
-
-    @property
-    def client(self) -> AsyncClient:
-        if self._client is None:
-            raise FtdError("This job is not bound to a client.", code="unbound_job")
-        return self._client
 
     async def refresh(self) -> AsyncJob:
         return await self.client.jobs.get(self.id)

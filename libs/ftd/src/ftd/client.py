@@ -24,7 +24,6 @@ from uuid import UUID
 
 import httpx
 from httpx_sse import EventSource, connect_sse
-from pydantic import PrivateAttr
 from tenacity import Retrying
 
 from ftd import _api
@@ -32,9 +31,10 @@ from ftd._calls import Call, Page, client_headers, retry_policy, unreachable
 from ftd._stream import STREAM_RETRY, StreamState
 from ftd._upload import Progress, ProgressFile
 from ftd.config import TokenStore, resolve
-from ftd.errors import FtdError, JobFailed, raise_for_response
+from ftd.errors import JobFailed, raise_for_response
 from ftd.models import (
     BaseModels,
+    BoundJob,
     ChatCompletion,
     Classifications,
     Dataset,
@@ -162,30 +162,13 @@ class Jobs:
                 raise_for_response(source.response)
             state.connected()
             for sse in source.iter_sse():
-                item = state.feed(sse)
-                if item is not None:
-                    yield item
-                if state.ended:
+                yield from state.take(sse)
+                if state.done():
                     return
-                state.check_deadline()
 
 
-class Job(JobInfo):
+class Job(BoundJob[Client]):
     """A job bound to the client that fetched it: `refresh`, `cancel`, `events`, `wait`."""
-
-    _client: Client | None = PrivateAttr(default=None)
-
-    @classmethod
-    def bound(cls, info: JobInfo, client: Client) -> Job:
-        job = cls.model_validate(info.model_dump())
-        job._client = client
-        return job
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            raise FtdError("This job is not bound to a client.", code="unbound_job")
-        return self._client
 
     def refresh(self) -> Job:
         return self.client.jobs.get(self.id)

@@ -7,14 +7,15 @@ server and `--json` output passes them on; tests/sdk checks these models against
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 # Re-exported: the SDK's users and its command line take them from here.
 from contracts.enums import JobStatus as JobStatus
 from contracts.enums import JobType as JobType
+from ftd.errors import FtdError
 
 
 class _Model(BaseModel):
@@ -71,6 +72,27 @@ class JobInfo(_Model):
     started_at: datetime | None
     completed_at: datetime | None
     waiting: WaitingNotice | None = None
+
+
+C = TypeVar("C")
+
+
+class BoundJob(JobInfo, Generic[C]):
+    """A job bound to the client `C` that fetched it (`ftd.Job`, `ftd.AsyncJob`)."""
+
+    _client: C | None = PrivateAttr(default=None)
+
+    @classmethod
+    def bound(cls, info: JobInfo, client: C) -> Self:
+        job = cls.model_validate(info.model_dump())
+        job._client = client
+        return job
+
+    @property
+    def client(self) -> C:
+        if self._client is None:
+            raise FtdError("This job is not bound to a client.", code="unbound_job")
+        return self._client
 
 
 class JobEvent(_Model):
