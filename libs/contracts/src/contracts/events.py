@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from contracts.catalogue import HardwareClass
 from contracts.enums import (
     CancelReason,
     FailureClass,
@@ -66,6 +67,12 @@ __all__ = [
 ]
 
 
+HARDWARE_CLASS_TEXT = (
+    "What the job needs to train (its base model's class, fixed at creation): part of the "
+    "offer's route, so only a worker whose hardware satisfies it is offered the job."
+)
+
+
 class JobCreated(EventPayload):
     event_type: ClassVar[str] = "job.created"
     must_route: ClassVar[bool] = True
@@ -88,10 +95,18 @@ class JobCreated(EventPayload):
     owner_pool: str | None = Field(
         default=None, description="The owner's private pool key, when `worker_pool` includes it."
     )
+    hardware_class: HardwareClass = Field(
+        default=HardwareClass.CPU, description=HARDWARE_CLASS_TEXT
+    )
 
     def routing_key(self) -> str:
         return offer_routing_key(
-            self.event_type, self.job_type, self.gpu_provider, self.worker_pool, self.owner_pool
+            self.event_type,
+            self.job_type,
+            self.gpu_provider,
+            self.worker_pool,
+            self.owner_pool,
+            self.hardware_class,
         )
 
 
@@ -108,10 +123,18 @@ class JobRequeued(EventPayload):
     reason: str
     worker_pool: WorkerPool = WorkerPool.SHARED
     owner_pool: str | None = None
+    hardware_class: HardwareClass = Field(
+        default=HardwareClass.CPU, description=HARDWARE_CLASS_TEXT
+    )
 
     def routing_key(self) -> str:
         return offer_routing_key(
-            self.event_type, self.job_type, self.gpu_provider, self.worker_pool, self.owner_pool
+            self.event_type,
+            self.job_type,
+            self.gpu_provider,
+            self.worker_pool,
+            self.owner_pool,
+            self.hardware_class,
         )
 
 

@@ -28,6 +28,15 @@ class ClaimJob(BaseModel):
     )
     provider: GPUProvider
     job_types: list[JobType] = Field(min_length=1)
+    gpu_memory_gb: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description=(
+            "Memory (GB) of the worker's largest GPU; None: no GPU. job-api refuses a job whose "
+            "hardware class this does not satisfy."
+        ),
+    )
     expires_at: datetime = Field(
         description="job-api refuses a request it reads after this moment."
     )
@@ -51,6 +60,8 @@ class ClaimJob(BaseModel):
             self.expires_at.isoformat(),
             str(self.provider),
             ",".join(sorted(str(t) for t in self.job_types)),
+            # Only when set: a claim without it is signed as before the field existed.
+            *(() if self.gpu_memory_gb is None else (f"gpu={self.gpu_memory_gb}",)),
         )
 
     def signed(self, key: bytes) -> "ClaimJob":
@@ -64,6 +75,8 @@ class ClaimRefusal(StrEnum):
     NOT_PENDING = "not_pending"
     WRONG_ROUTE = "wrong_route"
     EXPIRED = "expired"
+    # The worker's advertised GPU memory does not satisfy the job's hardware class.
+    INSUFFICIENT_HARDWARE = "insufficient_hardware"
 
 
 class DataTicket(BaseModel):

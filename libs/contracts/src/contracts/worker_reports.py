@@ -173,6 +173,15 @@ class WorkerHeartbeat(EventPayload):
     provider: GPUProvider
     job_types: list[JobType] = Field(min_length=1)
     hardware: str | None = Field(default=None, max_length=300)
+    gpu_memory_gb: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description=(
+            "Memory (GB) of its largest GPU; None: no GPU. The hardware classes it satisfies "
+            "(contracts.catalogue.HardwareClass) follow from it."
+        ),
+    )
     version: str | None = Field(default=None, max_length=50)
     signature: str = Field(
         default="",
@@ -195,6 +204,8 @@ class WorkerHeartbeat(EventPayload):
             ",".join(sorted(str(t) for t in self.job_types)),
             self.hardware or "",
             self.version or "",
+            # Only when set: a heartbeat without it is signed as before the field existed.
+            *(() if self.gpu_memory_gb is None else (f"gpu={self.gpu_memory_gb}",)),
         )
 
     def signed(self, key: bytes) -> "WorkerHeartbeat":

@@ -2,7 +2,15 @@
 
 import pytest
 
-from contracts.catalogue import OFFLINE_MINILM, OFFLINE_TINY_LLAMA, Catalogue
+from contracts.catalogue import (
+    OFFLINE_MINILM,
+    OFFLINE_TINY_LLAMA,
+    Catalogue,
+    HardwareClass,
+    gpu_memory_gb,
+    hardware_class,
+    satisfied_classes,
+)
 from contracts.enums import JobType
 
 BRIEF_MODELS = {
@@ -83,3 +91,80 @@ def test_find_offline_model_shared_by_two_types() -> None:
     assert (embedding.job_type, classifier.job_type) == (JobType.EMBEDDING, JobType.CLASSIFIER)
     assert catalogue.find(JobType.LLM_LORA, OFFLINE_MINILM) is None
     assert Catalogue(include_offline=False).find(JobType.EMBEDDING, OFFLINE_MINILM) is None
+
+
+def test_small_bases_run_on_a_cpu_and_7b_ones_need_a_24_gb_gpu() -> None:
+    catalogue = Catalogue(include_offline=True)
+
+    assert catalogue.hardware_class(JobType.LLM_LORA, OFFLINE_TINY_LLAMA) is HardwareClass.CPU
+    for model in BRIEF_MODELS[JobType.LLM_LORA]:
+        assert catalogue.hardware_class(JobType.LLM_LORA, model) is HardwareClass.GPU24
+    for job_type in (JobType.EMBEDDING, JobType.CLASSIFIER):
+        assert {m.hardware_class for m in catalogue.for_type(job_type)} == {HardwareClass.CPU}
+    # A model the catalogue lacks never reaches a job (it is refused at creation): a CPU's.
+    assert catalogue.hardware_class(JobType.LLM_LORA, "x/unknown") is HardwareClass.CPU
+
+
+@pytest.mark.parametrize(
+    ("need", "expected"),
+    [
+        (None, HardwareClass.CPU),
+        (0, HardwareClass.CPU),
+        (1, HardwareClass.GPU16),
+        (16, HardwareClass.GPU16),
+        (17, HardwareClass.GPU24),
+        (24, HardwareClass.GPU24),
+        (40, HardwareClass.GPU40),
+        (41, HardwareClass.GPU80),
+        (80, HardwareClass.GPU80),
+    ],
+)
+def test_a_need_gets_the_smallest_class_that_gives_it(
+    need: int | None, expected: HardwareClass
+) -> None:
+    assert hardware_class(need) is expected
+
+
+def test_a_need_beyond_every_class_is_refused() -> None:
+    with pytest.raises(ValueError, match="81 GB"):
+        hardware_class(81)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "classes"),
+    [
+        (None, ["cpu"]),
+        (0, ["cpu"]),
+        (15, ["cpu"]),
+        (16, ["cpu", "gpu16"]),
+        (25, ["cpu", "gpu16", "gpu24"]),
+        (42, ["cpu", "gpu16", "gpu24", "gpu40"]),
+        (85, ["cpu", "gpu16", "gpu24", "gpu40", "gpu80"]),
+    ],
+)
+def test_a_worker_satisfies_every_class_up_to_its_gpu(gpu: int | None, classes: list[str]) -> None:
+    assert satisfied_classes(gpu) == classes
+    for c in HardwareClass:
+        assert c.satisfied_by(gpu) is (c in classes)
+
+
+@pytest.mark.parametrize(
+    ("total_memory", "sold_as"),
+    [
+        (15_843_721_216, 16),  # Tesla T4
+        (17_071_734_784, 17),  # Tesla P100 16 GB (Kaggle): still a 16 GB-class card
+        (23_580_639_232, 24),  # L4
+        (25_393_692_672, 25),  # RTX 4090
+        (42_505_207_808, 43),  # A100 40 GB
+        (85_031_714_816, 85),  # H100 80 GB
+    ],
+)
+def test_a_gpus_memory_is_counted_in_the_gb_it_is_sold_with(
+    total_memory: int, sold_as: int
+) -> None:
+    assert gpu_memory_gb(total_memory) == sold_as
+
+
+def test_the_need_reads_as_a_sentence() -> None:
+    assert HardwareClass.GPU24.need() == "needs a GPU worker with ≥ 24 GB"
+    assert HardwareClass.CPU.need() == "runs on a CPU"

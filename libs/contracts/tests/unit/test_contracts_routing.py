@@ -6,9 +6,10 @@ from uuid import UUID
 
 import pytest
 
+from contracts.catalogue import HardwareClass, offered_classes
 from contracts.enums import CancelReason, GPUProvider, JobType, WorkerPool
 from contracts.events import JobCancelRequested, JobCreated, JobRequeued
-from contracts.routing import BrokerNames, cancel_binding, is_pool_key, pool_key
+from contracts.routing import SHARED_POOL, BrokerNames, cancel_binding, is_pool_key, pool_key
 
 JOB_ID = UUID("00000000-0000-4000-8000-000000000001")
 
@@ -55,12 +56,69 @@ def test_prefix_leaves_routing_keys_alone() -> None:
     ) == BrokerNames().work_bindings(JobType.EMBEDDING, GPUProvider.LOCAL)
 
 
-def test_one_work_queue_per_type_and_provider() -> None:
-    queues = BrokerNames().all_work_queues()
+def test_one_work_queue_per_type_provider_and_offered_class() -> None:
+    routes = BrokerNames().all_work_routes()
 
-    assert {(t, p) for t, p, _ in queues} == set(product(JobType, GPUProvider))
-    assert len(queues) == len(JobType) * len(GPUProvider)
-    assert len({queue for _, _, queue in queues}) == len(queues)
+    expected = {(t, p, c) for t in JobType for p in GPUProvider for c in offered_classes(t)}
+    assert {(t, p, c) for t, p, c, _ in routes} == expected
+    assert len({queue for *_, queue in routes}) == len(routes) == len(expected)
+    # Embedding and classifier jobs keep the one CPU route (and queue name) they always had.
+    assert offered_classes(JobType.EMBEDDING) == [HardwareClass.CPU]
+    assert offered_classes(JobType.CLASSIFIER) == [HardwareClass.CPU]
+    assert offered_classes(JobType.LLM_LORA) == [HardwareClass.CPU, HardwareClass.GPU24]
+
+
+def _classed_offer(job_type: JobType, needs: HardwareClass, pool: WorkerPool) -> JobCreated:
+    return JobCreated(
+        job_id=JOB_ID,
+        user_id="u1",
+        job_type=job_type,
+        gpu_provider=GPUProvider.COLAB,
+        base_model="m",
+        output_model="o",
+        hyperparameters={},
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        worker_pool=pool,
+        owner_pool=None if pool is WorkerPool.SHARED else pool_key("alice"),
+        hardware_class=needs,
+    )
+
+
+@pytest.mark.parametrize("pool", list(WorkerPool))
+def test_an_offer_reaches_the_queues_of_its_hardware_class_only(pool: WorkerPool) -> None:
+    names = BrokerNames()
+    alice = pool_key("alice")
+    routes = [(t, c) for t in JobType for c in offered_classes(t)]
+    for job_type, needs in routes:
+        key = _classed_offer(job_type, needs, pool).routing_key()
+        for t, c in routes:
+            mine = (t, c) == (job_type, needs)
+            shared = _reaches(names.work_bindings(t, GPUProvider.COLAB, c), key)
+            private = _reaches(names.pool_bindings(alice, t, c), key)
+            assert shared is (mine and pool is not WorkerPool.PRIVATE), (key, t, c)
+            assert private is (mine and pool is not WorkerPool.SHARED), (key, t, c)
+
+
+def test_a_worker_consumes_the_queues_of_the_classes_its_gpu_satisfies() -> None:
+    names = BrokerNames()
+    lora = [JobType.LLM_LORA]
+
+    cpu = names.offer_queues(SHARED_POOL, lora, GPUProvider.LOCAL, None)
+    assert cpu == ["finetune.work.llm_lora.local"]
+    # A 16 GB card is short of a 7B's class: it is not offered those jobs either.
+    assert names.offer_queues(SHARED_POOL, lora, GPUProvider.LOCAL, 16) == cpu
+    assert names.offer_queues(SHARED_POOL, lora, GPUProvider.LOCAL, 24) == [
+        "finetune.work.llm_lora.local",
+        "finetune.work.llm_lora.gpu24.local",
+    ]
+    alice = pool_key("alice")
+    assert names.offer_queues(alice, lora, GPUProvider.LOCAL, 80) == [
+        f"finetune.pool.{alice}.llm_lora",
+        f"finetune.pool.{alice}.llm_lora.gpu24",
+    ]
+    assert {q for *_, q in names.pool_queues(alice)} >= set(
+        names.offer_queues(alice, list(JobType), GPUProvider.LOCAL, 80)
+    )
 
 
 @pytest.mark.parametrize(("job_type", "provider"), list(product(JobType, GPUProvider)))

@@ -74,9 +74,10 @@ async def declare_queue(
 
 
 def work_queue_specs(names: BrokerNames) -> list[QueueSpec]:
+    """The shared pool's work queues: one per job type, provider and hardware class."""
     return [
-        QueueSpec(name=queue, bindings=names.work_bindings(job_type, provider))
-        for job_type, provider, queue in names.all_work_queues()
+        QueueSpec(name=queue, bindings=names.work_bindings(job_type, provider, hardware_class))
+        for job_type, provider, hardware_class, queue in names.all_work_routes()
     ]
 
 

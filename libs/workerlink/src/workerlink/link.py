@@ -69,13 +69,16 @@ class BrokerLink:
         reconnect_interval: float = 1.0,
         heartbeat_interval: float = 10.0,
         hardware: str | None = None,
+        gpu_memory_gb: int | None = None,
         version: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         shuffle: bool = False,
     ) -> None:
         """`url`: one AMQP URL or a cluster's (a list, or one string separated by commas; raises
         BrokerUrlError, a ValueError, when it is neither), tried in order or, with `shuffle`, in
-        an order of this process's own."""
+        an order of this process's own. `gpu_memory_gb`: its largest GPU's memory (None: no
+        GPU), advertised in heartbeats and claims; it consumes the work queues of exactly the
+        hardware classes that satisfies (contracts.routing)."""
         self._urls = broker_urls(url)
         self._shuffle = shuffle
         self._clock = clock
@@ -89,6 +92,7 @@ class BrokerLink:
         self._reconnect_interval = reconnect_interval
         self._heartbeat_interval = heartbeat_interval
         self._hardware = hardware
+        self.gpu_memory_gb = gpu_memory_gb
         self._version = version
         self._connection: AbstractRobustConnection | None = None
         self._work_channel: AbstractChannel | None = None
@@ -148,6 +152,7 @@ class BrokerLink:
             worker_id=self.worker_id,
             provider=str(self.provider),
             job_types=[str(t) for t in self.job_types],
+            gpu_memory_gb=self.gpu_memory_gb,
         )
 
     def _on_reconnect(self, *_: object) -> None:
@@ -232,7 +237,7 @@ class BrokerLink:
                     # consuming while it runs a job, so it never sits on work another could take.
                     await self._work_channel.set_qos(prefetch_count=1)
                 for name in self.names.offer_queues(
-                    self.identity.pool, self.job_types, self.provider
+                    self.identity.pool, self.job_types, self.provider, self.gpu_memory_gb
                 ):
                     if name not in self._consumer_tags:
                         queue = await self._work_channel.get_queue(name, ensure=False)
@@ -302,6 +307,7 @@ class BrokerLink:
             claim_id=claim_id or uuid.uuid4(),
             provider=self.provider,
             job_types=self.job_types,
+            gpu_memory_gb=self.gpu_memory_gb,
             expires_at=self._clock() + timedelta(seconds=timeout),
             correlation_id=trace.correlation_id if trace else None,
             causation_id=trace.causation_id if trace else None,
@@ -359,6 +365,7 @@ class BrokerLink:
             provider=self.provider,
             job_types=self.job_types,
             hardware=self._hardware,
+            gpu_memory_gb=self.gpu_memory_gb,
             version=self._version,
         ).signed(self.identity.key)
 
