@@ -30,16 +30,17 @@ def test_a_bad_broker_url_is_one_readable_line() -> None:
     assert "Traceback" not in result.output
 
 
-def test_llm_lora_without_cuda_is_refused_unless_forced(monkeypatch) -> None:
+def test_the_hardware_command_names_the_classes_a_cpu_takes(monkeypatch) -> None:
     monkeypatch.setattr(
         "gpu_worker.adapters.hardware.detect",
         lambda: __import__("gpu_worker.adapters.hardware").adapters.hardware.Hardware(
-            torch=False, cuda_devices=()
+            torch=True, cuda_devices=()
         ),
     )
-    result = runner.invoke(app, ["run", "--job-type", "llm_lora"])
-    assert result.exit_code == 2
-    assert "CUDA" in result.output
+    result = runner.invoke(app, ["hardware"])
+    assert result.exit_code == 0
+    assert "llm_lora" in result.output
+    assert "classes:   cpu " in result.output
 
 
 def test_tls_context_verifies_the_broker() -> None:

@@ -11,6 +11,7 @@ import structlog
 import typer
 from pydantic import ValidationError
 
+from contracts.catalogue import satisfied_classes
 from contracts.credentials import parse_token
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import SHARED_POOL
@@ -106,7 +107,11 @@ def run(
         typer.Option("--job-type", help="Repeat to take several; default: what the hardware runs."),
     ] = None,
     force_job_types: Annotated[
-        bool, typer.Option(help="Take llm_lora jobs without a CUDA GPU (tiny models, tests).")
+        bool,
+        typer.Option(
+            help="Take every hardware class of the job types (a 7B LLM's too) whatever this "
+            "machine's GPU: tests, or a GPU the detection misses."
+        ),
     ] = False,
     api_url: Annotated[
         str | None, typer.Option(help="The platform's URL [env FTD_API_URL].")
@@ -143,11 +148,8 @@ def run(
         json_logs=json_logs,
     )
     found = hardware.detect()
-    try:
-        types = hardware.choose_job_types(settings.job_types, found, force=force_job_types)
-    except ValueError as exc:
-        typer.echo(f"ftd-worker: {exc}", err=True)
-        raise typer.Exit(2) from None
+    types = hardware.choose_job_types(settings.job_types)
+    gpu_gb = hardware.advertised_gpu_memory(found, force=force_job_types)
     configure_logging(json=settings.json_logs, level=settings.log_level)
     token, platform = resolve_token(settings, api_url)
     log.info(
@@ -156,6 +158,7 @@ def run(
         provider=str(settings.provider),
         hardware=found.describe(),
         job_types=[str(t) for t in types],
+        hardware_classes=[str(c) for c in satisfied_classes(gpu_gb)],
     )
     from gpu_worker.entrypoints.toolkit import real_toolkit
 
@@ -173,6 +176,7 @@ def run(
                     token=token,
                     api_url=platform,
                     hardware_text=found.describe(),
+                    gpu_memory_gb=gpu_gb,
                 )
             )
         except (ConnectionError, OSError, aio_pika.exceptions.AMQPException) as exc:
@@ -196,4 +200,5 @@ def show_hardware() -> None:
     """Show what this machine can train (and so which job types the worker takes by default)."""
     found = hardware.detect()
     typer.echo(f"hardware:  {found.describe()}")
-    typer.echo(f"job types: {', '.join(hardware.default_job_types(found))}")
+    typer.echo(f"job types: {', '.join(hardware.default_job_types())}")
+    typer.echo(f"classes:   {', '.join(found.classes())} (of the base models' hardware classes)")

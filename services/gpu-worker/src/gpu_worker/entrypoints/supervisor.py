@@ -46,6 +46,7 @@ def build_link(
     url: str,
     prefix: str,
     hardware_text: str | None = None,
+    gpu_memory_gb: int | None = None,
 ) -> BrokerLink:
     context = None
     if url.startswith("amqps://"):
@@ -61,6 +62,7 @@ def build_link(
         ssl_context=context,
         heartbeat_interval=settings.heartbeat_interval,
         hardware=hardware_text,
+        gpu_memory_gb=gpu_memory_gb,
         version=__version__,
     )
 
@@ -115,6 +117,7 @@ async def serve_once(
     api_url: str,
     hardware_text: str,
     on_worker: Callable[[Worker[Offer]], None],
+    gpu_memory_gb: int | None = None,
 ) -> int:
     """One life of the worker: ask who we are, connect, take jobs until stopped."""
     me = await enrolment(settings, token, api_url)
@@ -127,6 +130,7 @@ async def serve_once(
         url=broker_url(me, token, override=override),
         prefix=settings.broker_prefix or me.broker_prefix,
         hardware_text=hardware_text,
+        gpu_memory_gb=gpu_memory_gb,
     )
     await connect(link, within=settings.connect_timeout)
     current = Worker(
@@ -167,6 +171,7 @@ async def serve(
     token: str,
     api_url: str,
     hardware_text: str = "",
+    gpu_memory_gb: int | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or max_jobs); returns the exit status. With `supervise` (the
     default), an unexpected failure starts the worker again after a back-off instead of ending
@@ -206,6 +211,7 @@ async def serve(
                     api_url=api_url,
                     hardware_text=hardware_text,
                     on_worker=adopt,
+                    gpu_memory_gb=gpu_memory_gb,
                 )
             except (CredentialRefused, Revoked) as exc:
                 log.error("worker.credential_refused", detail=str(exc))
