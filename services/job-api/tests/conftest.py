@@ -125,7 +125,8 @@ async def make_worker(
     broker_prefix: str, db: sa.ext.asyncio.AsyncEngine
 ) -> AsyncIterator[Callable[..., Awaitable[BrokerLink]]]:
     """A worker's link (the one worker-side client, as gpu-worker runs it), enrolled in the shared
-    pool (or `owner`'s private pool), consuming its queues."""
+    pool (or `owner`'s private pool), consuming its queues (those of the hardware classes its
+    `gpu_memory_gb` satisfies: a CPU's by default)."""
     started: list[BrokerLink] = []
 
     async def make(
@@ -135,6 +136,7 @@ async def make_worker(
         *,
         owner: str | None = None,
         amqp_url: str = AMQP_URL,
+        gpu_memory_gb: int | None = None,
     ) -> BrokerLink:
         identity = await enroll_worker(db, name=name, owner=owner)
         link = BrokerLink(
@@ -143,6 +145,7 @@ async def make_worker(
             identity=identity,
             provider=provider,
             job_types=job_types,
+            gpu_memory_gb=gpu_memory_gb,
         )
         await link.connect()
         await link.resume_offers()

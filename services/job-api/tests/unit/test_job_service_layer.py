@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from contracts.catalogue import Catalogue
+from contracts.catalogue import Catalogue, HardwareClass
 from contracts.credentials import WorkerToken, new_token, token_hash
 from contracts.enums import (
     CancelReason,
@@ -42,13 +42,19 @@ from contracts.routing import SHARED_POOL, dataset_ref, pool_key
 from contracts.rpc import ClaimJob, ClaimRefusal
 from job_api.adapters.datasets import KnownDataset
 from job_api.adapters.job_queries import JobFilter, PendingGroup
-from job_api.domain.errors import IllegalTransition, InvalidJob, JobNotFound
+from job_api.domain.errors import (
+    IllegalTransition,
+    InsufficientHardware,
+    InvalidJob,
+    JobNotFound,
+)
 from job_api.domain.job import Job, hash_claim_secret
 from job_api.domain.worker import Worker
 from job_api.service_layer import dispatch, jobs
 from job_api.service_layer import workers as workers_service
 from job_api.service_layer.jobs import HyperparameterError, SubmitJob
 from job_api.service_layer.unit_of_work import Policy
+from job_api.service_layer.worker_http import WorkerUpdate, update_job
 from messaging.received import Received
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -123,12 +129,15 @@ class FakeJobs:
         ]
         return [copy.deepcopy(j) for j in expired[:limit]]
 
-    async def pending_in_group(self, group: PendingGroup) -> list[Job]:
+    async def pending_in_group(
+        self, group: PendingGroup, hardware_class: HardwareClass | None = None
+    ) -> list[Job]:
         return [
             copy.deepcopy(j)
             for j in self.rows.values()
             if j.status is JobStatus.PENDING
             and (j.worker_pool, j.owner_pool, j.job_type, j.gpu_provider) == group
+            and hardware_class in (None, j.hardware_class)
         ]
 
     async def retries_due(self, now: datetime, *, limit: int = 100) -> list[Job]:
@@ -1021,3 +1030,159 @@ async def test_a_private_job_is_offered_to_its_owners_pool(uow: FakeUnitOfWork) 
     await jobs.submit_job(uow, submit(worker_pool=WorkerPool.PRIVATE), POLICY, now=NOW)
     [created] = uow.of_type(JobCreated)
     assert created.routing_key() == f"job.created.embedding.local.{pool_key('alice')}"
+
+
+# --- hardware classes -----------------------------------------------------------------------
+
+TINY_LLAMA = "ftd-local/tiny-llama"
+LLAMA_7B = "meta-llama/Llama-2-7b-hf"
+
+
+def lora(base_model: str) -> dict[str, Any]:
+    return {
+        "job_type": JobType.LLM_LORA,
+        "base_model": base_model,
+        "output_model": f"alice/lora-{uuid.uuid4().hex[:8]}",
+    }
+
+
+async def test_a_job_gets_its_base_models_hardware_class_and_routes_by_it(
+    uow: FakeUnitOfWork,
+) -> None:
+    small = await jobs.submit_job(uow, submit(**lora(TINY_LLAMA)), POLICY, now=NOW)
+    big = await jobs.submit_job(uow, submit(**lora(LLAMA_7B)), POLICY, now=NOW)
+
+    assert small.hardware_class is HardwareClass.CPU
+    assert big.hardware_class is HardwareClass.GPU24
+    keys = {p.job_id: p.routing_key() for p in uow.of_type(JobCreated)}
+    assert keys == {
+        small.id: "job.created.llm_lora.local",
+        big.id: "job.created.llm_lora.gpu24.local",
+    }
+
+
+async def test_a_claim_short_of_the_jobs_hardware_is_refused(uow: FakeUnitOfWork) -> None:
+    big = await submitted(uow, **lora(LLAMA_7B))
+    types = [JobType.LLM_LORA]
+
+    on_a_cpu = await dispatch.claim_job(
+        uow, claim_cmd(big, uow=uow, job_types=types), POLICY, now=NOW
+    )
+    on_a_t4 = await dispatch.claim_job(
+        uow, claim_cmd(big, uow=uow, job_types=types, gpu_memory_gb=16), POLICY, now=NOW
+    )
+
+    for reply in (on_a_cpu, on_a_t4):
+        assert not reply.granted
+        assert reply.refusal is ClaimRefusal.INSUFFICIENT_HARDWARE
+    assert on_a_cpu.message is not None
+    assert "needs a GPU worker with ≥ 24 GB" in on_a_cpu.message
+    assert "no GPU" in on_a_cpu.message
+    assert uow.published == []
+
+    on_an_l4 = await dispatch.claim_job(
+        uow, claim_cmd(big, uow=uow, job_types=types, gpu_memory_gb=24), POLICY, now=NOW
+    )
+    assert on_an_l4.granted
+
+
+async def test_a_cpu_claims_a_job_on_a_small_base(uow: FakeUnitOfWork) -> None:
+    small = await submitted(uow, **lora(TINY_LLAMA))
+
+    reply = await dispatch.claim_job(
+        uow, claim_cmd(small, uow=uow, job_types=[JobType.LLM_LORA]), POLICY, now=NOW
+    )
+
+    assert reply.granted
+
+
+def heard_from(worker: Worker, *, gpu_memory_gb: int | None) -> Worker:
+    """`worker` after a heartbeat: online, idle, taking llm_lora on the local provider."""
+    worker.heartbeat_at = worker.last_seen_at = NOW
+    worker.state = "idle"
+    worker.provider = GPUProvider.LOCAL
+    worker.job_types = [JobType.LLM_LORA]
+    worker.gpu_memory_gb = gpu_memory_gb
+    return worker
+
+
+async def test_an_http_claim_short_of_the_jobs_hardware_is_a_409(uow: FakeUnitOfWork) -> None:
+    big = await submitted(uow, **lora(LLAMA_7B))
+    uow.worker("cpu-box")
+    (cpu,) = uow.workers.rows.values()
+    heard_from(cpu, gpu_memory_gb=None)
+
+    with pytest.raises(InsufficientHardware) as caught:
+        await update_job(
+            uow,
+            big.id,
+            WorkerUpdate(status=JobStatus.RUNNING),
+            POLICY,
+            now=NOW,
+            holder=cpu.id.hex,
+            pool=SHARED_POOL,
+            enrolled=cpu,
+        )
+
+    assert (caught.value.code, caught.value.status) == ("insufficient_hardware", 409)
+    stored = await uow.jobs.get(big.id)
+    assert stored is not None
+    assert stored.status is JobStatus.PENDING
+
+
+async def test_the_waiting_notice_counts_only_workers_with_a_big_enough_gpu(
+    uow: FakeUnitOfWork,
+) -> None:
+    uow.worker("cpu-box")
+    (cpu,) = uow.workers.rows.values()
+    online = [heard_from(cpu, gpu_memory_gb=None)]
+    group = (WorkerPool.SHARED, None, JobType.LLM_LORA, GPUProvider.LOCAL)
+    found = {
+        c: workers_service.availability(
+            online, group, now=NOW, online=timedelta(minutes=1), hardware_class=c
+        )
+        for c in (HardwareClass.CPU, HardwareClass.GPU24)
+    }
+
+    assert found[HardwareClass.CPU].reason == "queued"
+    assert found[HardwareClass.GPU24].reason == "no_worker"
+    notice = workers_service.waiting_notice(
+        group,
+        found[HardwareClass.GPU24],
+        public_base_url="http://localhost:8000",
+        hardware_class=HardwareClass.GPU24,
+    )
+    assert notice["reason"] == "no_worker"
+    assert notice["needs"] == "needs a GPU worker with ≥ 24 GB"
+    assert "needs a GPU worker with ≥ 24 GB" in notice["message"]
+    assert "a CPU worker never takes it" in notice["message"]
+    small = workers_service.waiting_notice(
+        group,
+        found[HardwareClass.CPU],
+        public_base_url="http://localhost:8000",
+        hardware_class=HardwareClass.CPU,
+    )
+    assert "needs" not in small
+
+    # An L4 worker (24 GB) takes both; one that never sent a heartbeat is taken at its word.
+    heard_from(cpu, gpu_memory_gb=24)
+    assert (
+        workers_service.availability(
+            online, group, now=NOW, online=timedelta(minutes=1), hardware_class=HardwareClass.GPU24
+        ).reason
+        == "queued"
+    )
+
+
+async def test_worker_presence_marks_the_jobs_of_one_hardware_class(uow: FakeUnitOfWork) -> None:
+    small = await submitted(uow, **lora(TINY_LLAMA))
+    big = await submitted(uow, **lora(LLAMA_7B))
+    route = (WorkerPool.SHARED, None, JobType.LLM_LORA, GPUProvider.LOCAL)
+
+    marked = await dispatch.mark_worker_presence(
+        uow, route, has_worker=False, now=NOW, hardware_class=HardwareClass.GPU24
+    )
+
+    assert marked == 1
+    assert (await uow.jobs.get(big.id)).phase is JobPhase.NO_WORKER  # type: ignore[union-attr]
+    assert (await uow.jobs.get(small.id)).phase is JobPhase.QUEUED  # type: ignore[union-attr]

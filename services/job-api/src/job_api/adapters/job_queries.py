@@ -9,6 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contracts.catalogue import HardwareClass
 from contracts.enums import GPUProvider, JobPhase, JobStatus, JobType, WorkerPool
 from contracts.routing import SHARED_POOL
 from job_api.adapters.job_statements import job_from_row
@@ -104,24 +105,36 @@ class JobQueries:
         )
         return [job_from_row(r) for r in (await self._conn.execute(stmt)).all()]
 
-    async def pending_phase_counts(self) -> dict[PendingGroup, dict[JobPhase, int]]:
-        """How many pending jobs each group (the workers they wait for) has in each phase: one
-        aggregate over the pending index, so the presence monitor loads no job unless one needs
-        its phase changed."""
-        group = (jobs.c.worker_pool, jobs.c.owner_pool, jobs.c.job_type, jobs.c.gpu_provider)
+    async def pending_phase_counts(
+        self,
+    ) -> dict[tuple[PendingGroup, HardwareClass], dict[JobPhase, int]]:
+        """How many pending jobs each group (the workers they wait for) has of each hardware class
+        in each phase: one aggregate over the pending index, so the presence monitor loads no job
+        unless one needs its phase changed."""
+        group = (
+            jobs.c.worker_pool,
+            jobs.c.owner_pool,
+            jobs.c.job_type,
+            jobs.c.gpu_provider,
+            jobs.c.hardware_class,
+        )
         stmt = (
             sa.select(*group, jobs.c.phase, sa.func.count())
             .where(jobs.c.status == "pending")
             .group_by(*group, jobs.c.phase)
         )
-        counts: dict[PendingGroup, dict[JobPhase, int]] = {}
-        for pool, owner, t, p, phase, n in (await self._conn.execute(stmt)).all():
-            key = (WorkerPool(pool), owner, JobType(t), GPUProvider(p))
+        counts: dict[tuple[PendingGroup, HardwareClass], dict[JobPhase, int]] = {}
+        for pool, owner, t, p, c, phase, n in (await self._conn.execute(stmt)).all():
+            key = ((WorkerPool(pool), owner, JobType(t), GPUProvider(p)), HardwareClass(c))
             counts.setdefault(key, {})[JobPhase(phase)] = int(n)
         return counts
 
-    async def pending_in_group(self, group: PendingGroup) -> list[Job]:
+    async def pending_in_group(
+        self, group: PendingGroup, hardware_class: HardwareClass | None = None
+    ) -> list[Job]:
+        """The pending jobs of `group` (of `hardware_class`; None: of any class), locked."""
         pool, owner, job_type, provider = group
+        classes = [] if hardware_class is None else [jobs.c.hardware_class == str(hardware_class)]
         stmt = (
             sa.select(jobs)
             .where(
@@ -130,6 +143,7 @@ class JobQueries:
                 jobs.c.owner_pool.is_(None) if owner is None else jobs.c.owner_pool == owner,
                 jobs.c.job_type == str(job_type),
                 jobs.c.gpu_provider == str(provider),
+                *classes,
             )
             .with_for_update(skip_locked=True)
         )

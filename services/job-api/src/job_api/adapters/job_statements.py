@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
+from contracts.catalogue import HardwareClass
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, WorkerPool
 from job_api.adapters.event_statements import OUTBOX, insert_events_and_notify
 from job_api.adapters.tables import jobs
@@ -29,12 +30,21 @@ def job_from_mapping(values: dict[str, Any]) -> Job:
     if values["worker_job_types"] is not None:
         values["worker_job_types"] = [JobType(t) for t in values["worker_job_types"]]
     values["worker_pool"] = WorkerPool(values["worker_pool"])
+    values["hardware_class"] = HardwareClass(values["hardware_class"])
     return Job(**{k: values[k] for k in JOB_FIELDS})
 
 
 def job_values(job: Job) -> dict[str, Any]:
     values = {f: getattr(job, f) for f in JOB_FIELDS}
-    for key in ("job_type", "gpu_provider", "status", "phase", "failure_class", "worker_pool"):
+    for key in (
+        "job_type",
+        "gpu_provider",
+        "status",
+        "phase",
+        "failure_class",
+        "worker_pool",
+        "hardware_class",
+    ):
         if values[key] is not None:
             values[key] = str(values[key])
     if values["worker_job_types"] is not None:

@@ -58,6 +58,8 @@ jobs = sa.Table(
     sa.Column("owner_pool", sa.Text),
     # A retryable failure: the job is offered again at this moment (back-off), not at once.
     sa.Column("retry_at", sa.DateTime(timezone=True)),
+    # What it needs to train (contracts.catalogue.HardwareClass), fixed at creation.
+    sa.Column("hardware_class", sa.Text, nullable=False, server_default="cpu"),
     sa.CheckConstraint(
         "status IN ('pending','running','completed','failed','cancelled')", name="status_known"
     ),
@@ -174,6 +176,8 @@ workers = sa.Table(
     sa.Column("provider", sa.Text),
     sa.Column("job_types", pg.ARRAY(sa.Text)),
     sa.Column("hardware", sa.Text),
+    # Its largest GPU's memory (GB) as its heartbeats advertise it; NULL: no GPU (or not said).
+    sa.Column("gpu_memory_gb", sa.Integer),
     sa.Column("version", sa.Text),
     sa.CheckConstraint("state IN ('idle','busy','stopping')", name="worker_state_known"),
     sa.Index("ix_workers_pool", "pool"),

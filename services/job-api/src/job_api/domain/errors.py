@@ -48,6 +48,18 @@ class StaleAttempt(DomainError):
         self.presented = presented
 
 
+class InsufficientHardware(DomainError):
+    """A claim by a worker whose advertised hardware does not satisfy the job's class (it should
+    never have been offered the job: a worker that consumes queues beyond its hardware)."""
+
+    code = "insufficient_hardware"
+
+    def __init__(self, job_id: UUID, need: str, gpu_memory_gb: int | None) -> None:
+        has = "no GPU" if not gpu_memory_gb else f"a {gpu_memory_gb} GB GPU"
+        super().__init__(f"Job {job_id} {need}; this worker advertises {has}.")
+        self.job_id = job_id
+
+
 class AlreadyClaimed(DomainError):
     """A claim for a job another worker holds."""
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from contracts.catalogue import HardwareClass
 from contracts.enums import (
     FailureClass,
     GPUProvider,
@@ -91,6 +92,9 @@ class Job:
     owner_pool: str | None = None
     # After a retryable failure: when the job is offered again (None: offered already).
     retry_at: datetime | None = None
+    # What it needs to train (its base model's, contracts.catalogue), fixed at creation: part of
+    # its offers' route, and a claim by a worker that does not satisfy it is refused.
+    hardware_class: HardwareClass = HardwareClass.CPU
 
     def _move(self, target: JobStatus, now: datetime, reason: str | None = None) -> Transition:
         if target not in ALLOWED[self.status]:

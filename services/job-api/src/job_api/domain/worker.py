@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
+from contracts.catalogue import HardwareClass
 from contracts.credentials import token_hash, verify
 from contracts.enums import GPUProvider, JobType
 from contracts.events import WorkerHeartbeat
@@ -42,6 +43,8 @@ class Worker:
     provider: GPUProvider | None = None
     job_types: list[JobType] | None = field(default=None)
     hardware: str | None = None
+    # Its largest GPU's memory (GB) as its heartbeats say; None: no GPU (or it never said).
+    gpu_memory_gb: int | None = None
     version: str | None = None
 
     @property
@@ -96,6 +99,7 @@ class Worker:
         self.provider = beat.provider
         self.job_types = sorted(set(beat.job_types))
         self.hardware = beat.hardware
+        self.gpu_memory_gb = beat.gpu_memory_gb
         self.version = beat.version
         return True
 
@@ -123,6 +127,13 @@ class Worker:
         if self.job_types is not None and job_type not in self.job_types:
             return False
         return not self.is_shared or self.provider is None or self.provider is provider
+
+    def satisfies(self, hardware_class: HardwareClass) -> bool:
+        """Whether the hardware its heartbeats advertise runs jobs of `hardware_class`. A worker
+        that never sent one (the brief's HTTP worker) is taken at its word: it takes any."""
+        if self.heartbeat_at is None:
+            return True
+        return hardware_class.satisfied_by(self.gpu_memory_gb)
 
     def revoke(self, *, now: datetime) -> None:
         if self.revoked_at is None:

@@ -71,14 +71,18 @@ def presence_step(state: AppState) -> Callable[[], Awaitable[None]]:
             seen = await uow.workers.seen_since(now - state.policy.worker_online)
             phases = await uow.jobs.pending_phase_counts()
         state.presence.update(seen, now=now)
-        for group, by_phase in phases.items():
-            found = availability(seen, group, now=now, online=state.policy.worker_online)
+        for (group, needs), by_phase in phases.items():
+            found = availability(
+                seen, group, now=now, online=state.policy.worker_online, hardware_class=needs
+            )
             # A claim granted since this reading began proves a worker, whatever it read.
             has_worker = found.online > 0 or state.claimed_since(group, started)
             target = JobPhase.QUEUED if has_worker else JobPhase.NO_WORKER
             if not any(n for phase, n in by_phase.items() if phase != target):
                 continue
             async with state.units.writing("watchdog") as uow:
-                await mark_worker_presence(uow, group, has_worker=has_worker, now=now)
+                await mark_worker_presence(
+                    uow, group, has_worker=has_worker, now=now, hardware_class=needs
+                )
 
     return step

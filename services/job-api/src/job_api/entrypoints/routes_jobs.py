@@ -158,7 +158,9 @@ def _worker_present(state: AppState, user_id: str, body: FinetuneJobCreate) -> b
     """Whether the last presence reading saw a worker that could take the new job (None: no
     reading yet, or one that cannot tell); a new job starts in `no_worker` only on a clear no."""
     owner = None if body.worker_pool is WorkerPool.SHARED else pool_key(user_id)
-    found = state.availability((body.worker_pool, owner, body.job_type, body.gpu_provider))
+    group = (body.worker_pool, owner, body.job_type, body.gpu_provider)
+    needs = state.policy.catalogue.hardware_class(body.job_type, body.base_model)
+    found = state.presence.availability(group, needs)
     return None if found is None else found.online > 0
 
 

@@ -56,13 +56,22 @@ async def patch_job(
     """Worker update: `running` claims a pending job of the caller's pool (attempt + 1; the
     response carries the data URL and the headers to fetch it with, minted for this claim only),
     then progress, `completed` or `failed`. Only the credential that claimed the job may update
-    it, and an update naming another attempt is refused: 409 with the reason. A progress value
-    behind the current one renews the lease and keeps the higher value."""
+    it, and an update naming another attempt is refused: 409 with the reason, as is a claim by
+    a worker whose advertised GPU memory is short of the job's hardware class
+    (`insufficient_hardware`). A progress value behind the current one renews the lease and keeps
+    the higher value."""
     update = WorkerUpdate(**body.model_dump())
     now = datetime.now(UTC)
     async with writing(state) as uow:
         updated = await update_job(
-            uow, job_id, update, state.policy, now=now, holder=caller.holder, pool=caller.pool
+            uow,
+            job_id,
+            update,
+            state.policy,
+            now=now,
+            holder=caller.holder,
+            pool=caller.pool,
+            enrolled=caller.worker,
         )
         if caller.worker is not None:
             await record_request(uow, caller.worker.id, now=now, holding=updated.job)

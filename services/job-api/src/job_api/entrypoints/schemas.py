@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.catalogue import BaseModelInfo, Catalogue
+from contracts.catalogue import BaseModelInfo, Catalogue, HardwareClass
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, WorkerPool
 from contracts.events import MAX_ERROR_CHARS, MAX_LOG_LINES
 from contracts.hyperparameters import (
@@ -107,6 +107,13 @@ class WaitingNotice(BaseModel):
     )
     message: str
     command: str = Field(description="Starts a worker that takes this job (with your token).")
+    needs: str | None = Field(
+        default=None,
+        description=(
+            "For a job that needs a GPU: how big, as a sentence fragment (`needs a GPU worker "
+            "with ≥ 24 GB`); null for a job any worker (a CPU's too) runs."
+        ),
+    )
 
 
 class FinetuneJobResponse(BaseModel):
@@ -138,6 +145,12 @@ class FinetuneJobResponse(BaseModel):
         description="The enrolled worker holding the job (or `shared-key`); null when none."
     )
     worker_pool: WorkerPool
+    hardware_class: HardwareClass = Field(
+        description=(
+            "What it needs to train, from its base model (fixed at creation): `cpu` (any worker) "
+            "or `gpu<N>` (a worker whose GPU has at least N GB); only such workers are offered it."
+        )
+    )
     waiting: "WaitingNotice | None" = Field(
         default=None,
         description=(

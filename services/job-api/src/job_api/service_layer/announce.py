@@ -53,6 +53,7 @@ def created_events(job: Job) -> list[EventPayload]:
             created_at=job.created_at,
             worker_pool=job.worker_pool,
             owner_pool=job.owner_pool,
+            hardware_class=job.hardware_class,
         ),
         JobStatusChanged(
             job_id=job.id,
@@ -76,6 +77,7 @@ def requeued_event(job: Job, *, previous_attempt: int, reason: str | None) -> Jo
         reason=reason or "requeued",
         worker_pool=job.worker_pool,
         owner_pool=job.owner_pool,
+        hardware_class=job.hardware_class,
     )
 
 

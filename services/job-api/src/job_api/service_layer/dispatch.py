@@ -10,6 +10,7 @@ from uuid import UUID
 
 import structlog
 
+from contracts.catalogue import HardwareClass
 from contracts.events import (
     DatasetDeleted,
     DatasetValidated,
@@ -23,6 +24,7 @@ from contracts.events import (
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, DataTicket, JobSpec
 from contracts.store import owner_key
 from job_api.adapters.job_queries import PendingGroup
+from job_api.domain.errors import InsufficientHardware
 from job_api.domain.job import Credential, Job, PushedModel, hash_claim_secret
 from job_api.domain.worker import Worker
 from job_api.service_layer.announce import announce, requeued_event, status_row
@@ -124,6 +126,13 @@ async def claim_job(
         return _refuse(
             ClaimRefusal.WRONG_ROUTE,
             f"Job {job.id} is not offered to this worker's pool, job types and provider.",
+        )
+    if not job.hardware_class.satisfied_by(cmd.gpu_memory_gb):
+        # Only a worker consuming queues beyond its hardware gets here: it would hold the job
+        # for days (a 7B on a CPU) or fail out of memory.
+        return _refuse(
+            ClaimRefusal.INSUFFICIENT_HARDWARE,
+            str(InsufficientHardware(job.id, job.hardware_class.need(), cmd.gpu_memory_gb)),
         )
     holder = worker.id.hex
     # A random secret per grant; only its hash is stored. A retried claim (its reply was lost)
@@ -301,10 +310,16 @@ async def redispatch_stale(
 
 
 async def mark_worker_presence(
-    uow: UnitOfWork, group: PendingGroup, *, has_worker: bool, now: datetime
+    uow: UnitOfWork,
+    group: PendingGroup,
+    *,
+    has_worker: bool,
+    now: datetime,
+    hardware_class: HardwareClass | None = None,
 ) -> int:
+    """Set the phase of `group`'s pending jobs (of `hardware_class`; None: of any class)."""
     changed = 0
-    for job in await uow.jobs.pending_in_group(group):
+    for job in await uow.jobs.pending_in_group(group, hardware_class):
         if job.mark_worker_presence(has_worker=has_worker, now=now):
             await uow.jobs.save(job)
             reason = "worker_available" if has_worker else "no_worker"

@@ -249,6 +249,7 @@ async def submit_job(
         created_at=now,
         updated_at=now,
         dispatched_at=now,
+        hardware_class=policy.catalogue.hardware_class(cmd.job_type, cmd.base_model),
         worker_pool=cmd.worker_pool,
         owner_pool=checked.owner_pool,
     )

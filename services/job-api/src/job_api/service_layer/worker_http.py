@@ -22,8 +22,9 @@ from uuid import UUID
 from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, ModelStore
 from contracts.rpc import DataTicket
 from job_api.adapters.job_queries import JobFilter
-from job_api.domain.errors import IllegalTransition, JobNotFound
+from job_api.domain.errors import IllegalTransition, InsufficientHardware, JobNotFound
 from job_api.domain.job import Credential, Job, Progress, PushedModel
+from job_api.domain.worker import Worker
 from job_api.service_layer.announce import announce
 from job_api.service_layer.dispatch import data_ticket
 from job_api.service_layer.reports import Completion, Failure, Heartbeat, Report, Reports
@@ -142,9 +143,11 @@ async def update_job(
     now: datetime,
     holder: str,
     pool: str,
+    enrolled: Worker | None = None,
 ) -> Updated:
     """`holder`: the calling credential's identity; `pool`: the pool it belongs to (a job its pool
-    may not take is not found for it: another pool's jobs are not its business)."""
+    may not take is not found for it: another pool's jobs are not its business); `enrolled`: the
+    enrolled worker calling (None: the shared key), whose advertised hardware a claim must suit."""
     job = await uow.jobs.get(job_id, for_update=True)
     if job is None or not job.routable_to(pool, None):
         raise JobNotFound(job_id)
@@ -152,6 +155,11 @@ async def update_job(
     reports = Reports(uow, policy, now=now)
     ticket: DataTicket | None = None
     if u.status is JobStatus.RUNNING and job.status is not JobStatus.RUNNING:
+        short = enrolled is not None and not enrolled.satisfies(job.hardware_class)
+        if short and job.is_claimable():
+            assert enrolled is not None
+            need = job.hardware_class.need()
+            raise InsufficientHardware(job.id, need, enrolled.gpu_memory_gb)
         transition = job.claim_over_http(worker_id=worker, now=now, lease=policy.lease)
         if transition is not None:
             await announce(uow, job, transition, now=now, save=True)

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import structlog
 
+from contracts.catalogue import HardwareClass
 from contracts.credentials import new_token, parse_token, token_hash
 from contracts.enums import GPUProvider, JobType, WorkerPool
 from contracts.events import WorkerHeartbeat
@@ -168,8 +169,13 @@ class Availability:
         return "queued" if self.idle else "all_busy"
 
 
-def could_take(worker: Worker, group: PendingGroup) -> bool:
+def could_take(
+    worker: Worker, group: PendingGroup, hardware_class: HardwareClass | None = None
+) -> bool:
+    """Whether `worker` takes the jobs of `group` (of `hardware_class`; None: whatever class)."""
     pool, owner, job_type, provider = group
+    if hardware_class is not None and not worker.satisfies(hardware_class):
+        return False
     if worker.is_shared:
         return pool is not WorkerPool.PRIVATE and worker.serves(job_type, provider)
     return (
@@ -178,9 +184,17 @@ def could_take(worker: Worker, group: PendingGroup) -> bool:
 
 
 def availability(
-    workers: Iterable[Worker], group: PendingGroup, *, now: datetime, online: timedelta
+    workers: Iterable[Worker],
+    group: PendingGroup,
+    *,
+    now: datetime,
+    online: timedelta,
+    hardware_class: HardwareClass | None = None,
 ) -> Availability:
-    states = [w.status(now=now, online=online) for w in workers if could_take(w, group)]
+    """Who could take `group`'s jobs of `hardware_class` (None: of any class)."""
+    states = [
+        w.status(now=now, online=online) for w in workers if could_take(w, group, hardware_class)
+    ]
     live = [s for s in states if s in ("idle", "busy")]
     return Availability(online=len(live), idle=sum(1 for s in live if s == "idle"))
 
@@ -196,12 +210,32 @@ def start_command(group: PendingGroup, public_base_url: str) -> str:
 
 
 def waiting_notice(
-    group: PendingGroup, found: Availability, *, public_base_url: str
+    group: PendingGroup,
+    found: Availability,
+    *,
+    public_base_url: str,
+    hardware_class: HardwareClass | None = None,
 ) -> dict[str, str]:
     """What a pending job tells its owner: nobody serves it (and how to start a worker), every
-    worker that could is busy, or it is queued for an idle one."""
+    worker that could is busy, or it is queued for an idle one. A job that needs a GPU says how
+    big (`hardware_class`), wherever it waits."""
     pool, _, job_type, provider = group
-    if found.reason == "queued":
+    gpu = hardware_class is not None and hardware_class is not HardwareClass.CPU
+    if found.reason == "no_worker" and gpu:
+        assert hardware_class is not None
+        where = (
+            f"the shared pool for provider {provider}"
+            if pool is WorkerPool.SHARED
+            else "your private pool"
+            if pool is WorkerPool.PRIVATE
+            else f"your private pool or the shared pool for provider {provider}"
+        )
+        message = (
+            f"This job {hardware_class.need()}: no worker with one is online in {where}, so "
+            f"it waits for one (a CPU worker never takes it). Start a worker on a machine with "
+            f"such a GPU with the command shown."
+        )
+    elif found.reason == "queued":
         message = "A worker that takes this job is online; it starts shortly."
     elif found.reason == "all_busy":
         message = (
@@ -225,11 +259,15 @@ def waiting_notice(
             f"No worker that takes {job_type} jobs is online in {whose}. Add one on the Workers "
             "page (or POST /api/workers) and start it with the command shown."
         )
-    return {
+    notice = {
         "reason": found.reason,
         "message": message,
         "command": start_command(group, public_base_url),
     }
+    if gpu:
+        assert hardware_class is not None
+        notice["needs"] = hardware_class.need()
+    return notice
 
 
 def job_group(
