@@ -25,11 +25,23 @@ JOBS = "/api/finetune/jobs"
 DRY_RUN = f"{JOBS}?dry_run=true"
 ALICE = user_headers("alice")
 WRITTEN = ("jobs.jobs", "jobs.outbox", "jobs.job_events", "jobs.idempotency_keys")
-T4 = "1 CUDA GPU(s): Tesla T4"
+T4 = "1 CUDA GPU(s): Tesla T4 (15 GB)"
+
+
+LLAMA_7B = {
+    "job_type": "llm_lora",
+    "base_model": "meta-llama/Llama-2-7b-hf",
+    "output_model": "alice/llama-lora",
+}
 
 
 async def announce_dataset(
-    publisher: Broker, *, rows: int, tokens: int | None, client: httpx.AsyncClient
+    publisher: Broker,
+    *,
+    rows: int,
+    tokens: int | None,
+    client: httpx.AsyncClient,
+    **body: Any,
 ) -> str:
     """data-service's dataset.validated, then wait until job-api's projection holds it."""
     dataset_id = uuid.uuid4()
@@ -38,7 +50,7 @@ async def announce_dataset(
         user_id="alice",
         filename="train.csv",
         format="csv",
-        job_types=[JobType.EMBEDDING],
+        job_types=[JobType(body.get("job_type", "embedding"))],
         rows=rows,
         size_bytes=rows * 40,
         sha256="0" * 64,
@@ -48,7 +60,7 @@ async def announce_dataset(
     ref = dataset_ref(dataset_id)
 
     async def known() -> bool:
-        r = await client.post(DRY_RUN, json=job_body(training_data_url=ref), headers=ALICE)
+        r = await client.post(DRY_RUN, json=job_body(training_data_url=ref, **body), headers=ALICE)
         return r.status_code == 200
 
     await eventually(known)
@@ -62,14 +74,21 @@ async def hardware_worker(
     """A shared-pool worker's link (gpu-worker's client) that advertises `hardware`."""
     links: list[BrokerLink] = []
 
-    async def start(name: str, hardware: str) -> BrokerLink:
+    async def start(
+        name: str,
+        hardware: str,
+        *,
+        gpu_memory_gb: int | None = None,
+        job_types: tuple[JobType, ...] = (JobType.EMBEDDING,),
+    ) -> BrokerLink:
         link = BrokerLink(
             AMQP_URL,
             BrokerNames(broker_prefix),
             identity=await enroll_worker(db, name=name),
             provider=GPUProvider.LOCAL,
-            job_types=[JobType.EMBEDDING],
+            job_types=job_types,
             hardware=hardware,
+            gpu_memory_gb=gpu_memory_gb,
         )
         await link.connect()
         await link.resume_offers()
@@ -146,12 +165,12 @@ async def test_estimates_turn_measured_after_a_completed_job(
     assert "no_worker_online" in [w["code"] for w in alone["warnings"]]
     assert all(e["workers_online"] == 0 for e in alone["estimates"])
 
-    worker = await hardware_worker("t4", T4)
+    worker = await hardware_worker("t4", T4, gpu_memory_gb=15)
 
     async def t4_online() -> dict[str, Any] | None:
         data = await dry_run(client, training_data_url=ref)
         kinds = {e["worker_kind"]: e for e in data["estimates"]}
-        return kinds.get("Tesla T4")
+        return kinds.get("Tesla T4 (15 GB)")
 
     prior = await eventually(t4_online)
     assert prior["workers_online"] == 1
@@ -182,7 +201,7 @@ async def test_estimates_turn_measured_after_a_completed_job(
 
     await eventually(completed, timeout=30)
     data = await dry_run(client, training_data_url=ref)
-    [t4] = [e for e in data["estimates"] if e["worker_kind"] == "Tesla T4"]
+    [t4] = [e for e in data["estimates"] if e["worker_kind"] == "Tesla T4 (15 GB)"]
     assert t4["basis"] == "measured"
     assert t4["sample_count"] == 1
     assert t4["tokens_per_second"] is not None
@@ -210,3 +229,25 @@ async def test_it_warns_when_only_slow_workers_could_take_the_job(
     # Fewer rows (a small dataset) on the same worker: no warning.
     small = await announce_dataset(publisher, rows=200, tokens=None, client=client)
     assert (await dry_run(client, training_data_url=small))["warnings"] == []
+
+
+async def test_a_worker_counts_only_for_base_models_its_hardware_fits(
+    client: httpx.AsyncClient,
+    publisher: Broker,
+    hardware_worker: Callable[..., Awaitable[BrokerLink]],
+) -> None:
+    """A CPU worker that takes LoRA jobs counts for an embedding job, not for a 7B LoRA one (it
+    needs a GPU of 16 GB or more): that job is told no worker that could take it is online."""
+    embedding = await announce_dataset(publisher, rows=200, tokens=None, client=client)
+    lora = await announce_dataset(publisher, rows=200, tokens=None, client=client, **LLAMA_7B)
+    await hardware_worker("laptop", "CPU only", job_types=(JobType.EMBEDDING, JobType.LLM_LORA))
+
+    async def cpu_online() -> bool:
+        data = await dry_run(client, training_data_url=embedding)
+        return any(e["workers_online"] for e in data["estimates"])
+
+    await eventually(cpu_online)
+    data = await dry_run(client, training_data_url=lora, **LLAMA_7B)
+    assert all(e["workers_online"] == 0 for e in data["estimates"])
+    assert [w["code"] for w in data["warnings"]] == ["no_worker_online"]
+    assert data["steps_per_epoch"] == 12  # ceil(ceil(180 / 4) / 4): LoRA's optimizer steps

@@ -27,6 +27,7 @@ from job_api.service_layer.estimates import (
         ("CPU only", "cpu"),
         ("no torch installed (run scripts/install-training.sh)", "cpu"),
         ("1 CUDA GPU(s): Tesla T4", "Tesla T4"),
+        ("1 CUDA GPU(s): Tesla T4 (15 GB)", "Tesla T4 (15 GB)"),
         ("2 CUDA GPU(s): NVIDIA A100-SXM4-40GB, NVIDIA A100-SXM4-40GB", "2x NVIDIA A100-SXM4-40GB"),
         (None, "unknown"),
         ("  ", "unknown"),

@@ -292,10 +292,13 @@ async def estimate_job(
         if dataset is not None:
             work = work_of(dataset.rows, dataset.estimated_tokens, hp)
     group = job_group(cmd.worker_pool, checked.owner_pool, cmd.job_type, cmd.gpu_provider)
+    # Only workers whose hardware the base model fits count (a 7B LoRA never runs on a CPU).
+    needs = policy.catalogue.hardware_class(cmd.job_type, cmd.base_model)
     live = [
         w
         for w in await uow.workers.seen_since(now - policy.worker_online)
-        if could_take(w, group) and w.status(now=now, online=policy.worker_online) != "offline"
+        if could_take(w, group, needs)
+        and w.status(now=now, online=policy.worker_online) != "offline"
     ]
     runs = await history.completed_runs(str(cmd.job_type), cmd.base_model)
     estimates = estimate_kinds(cmd.job_type, work, online_kinds(live), runs_by_kind(runs))
