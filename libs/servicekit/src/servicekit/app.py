@@ -144,7 +144,9 @@ async def _lifespan(
         app.state.service = state
         if service.stop is not None:
             running.push_async_callback(service.stop, state)
-        work = [*_event_work(platform, service, state), *service.background(platform, state)]
+        events = _event_work(platform, service, state)
+        # The service's own work may use the relay and the consumer just built (Service.background).
+        work = [*events, *service.background(platform, state)]
         tasks = run_all(work)
         running.push_async_callback(stop_all, tasks)
         tune_gc(gen0_threshold=settings.gc_gen0_threshold)

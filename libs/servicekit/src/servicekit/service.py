@@ -119,7 +119,9 @@ class Service(Generic[S]):
     - `pools`: the admission pools of its background work (`consumer`, `rpc`...); HTTP requests
       get the rest of `db_pool_size`.
     - `queues(broker)`: the queues it declares at start-up (with the core topology).
-    - `background(platform, state)`: work beyond the relay and the consumer (a watchdog...).
+    - `background(platform, state)`: work beyond the relay and the consumer (a watchdog...);
+      called once these are built (`platform.relay`, `platform.consumer`, None where this
+      process runs neither), so that work may use them.
     - `max_body_bytes`: larger request bodies are refused with 413 before any route runs.
     - `json_body_exempt`: None if the service takes no JSON bodies; else the path prefixes whose
       bodies need not be JSON (uploads), every other body must be.

@@ -384,7 +384,7 @@ async def test_a_redelivered_event_is_acked_as_a_duplicate_not_retried_or_dead_l
         )
 
     async with served_app(settings_factory(access_log=False)) as (_client, app):
-        consumer = app.state.job_api.consumer
+        consumer = app.state.service.consumer
         assert consumer is not None
         before = dataclasses.replace(consumer.stats)
         event = validated("train.csv")

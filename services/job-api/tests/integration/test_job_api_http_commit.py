@@ -305,7 +305,7 @@ async def test_connections_go_back_before_the_response_starts(
         async def asgi(scope: Any, receive: Any, send: Any) -> None:
             async def observed(message: Any) -> None:
                 if scope["type"] == "http" and message["type"] == "http.response.start":
-                    pools = app.state.job_api.db.pools
+                    pools = app.state.service.db.pools
                     in_use_at_start.append((scope["method"], pools["http"].in_use))
                 await send(message)
 
@@ -342,7 +342,7 @@ async def test_an_outbox_row_of_a_rolled_back_transaction_is_never_published(
                     received.append(message.body.decode())
 
             await queue.consume(keep)
-            state = app.state.job_api
+            state = app.state.service
             doomed, marker = uuid.uuid4(), uuid.uuid4()
 
             def changed(job_id: uuid.UUID) -> JobStatusChanged:
@@ -381,7 +381,7 @@ async def test_a_new_job_written_through_the_driver_stays_inside_its_transaction
     has not sent BEGIN yet) or after others, a rollback must take it back with its outbox and
     history rows."""
     async with served_app(_quiet(settings_factory)) as (_client, app):
-        state = app.state.job_api
+        state = app.state.service
         body = job_body()
         cmd = job_service.SubmitJob(
             user_id="alice",
@@ -481,7 +481,7 @@ async def test_a_new_jobs_events_are_published_once_each_in_order_and_leave_the_
                 return await _count(db, "jobs.outbox") == 0
 
             await eventually(drained, timeout=10)
-            relay = app.state.job_api.relay
+            relay = app.state.service.relay
             assert relay is not None
             assert relay.stats.published == 80
             await asyncio.sleep(0.3)  # nothing more arrives

@@ -194,7 +194,7 @@ async def test_streams_are_capped_and_hold_no_connection_while_idle(
 ) -> None:
     settings = _settings(settings_factory, max_streams_per_user=2, max_streams=3)
     async with served_app(settings) as (client, app), contextlib.AsyncExitStack() as stack:
-        state = app.state.job_api
+        state = app.state.service
         streams = [await stack.enter_async_context(_open_stream(client, ALICE)) for _ in range(2)]
         lines = [s.aiter_lines() for s in streams]
         for it in lines:
@@ -219,7 +219,7 @@ async def test_streams_are_capped_and_hold_no_connection_while_idle(
         await eventually(lambda: _idle(state))
     # Closed streams give their places back.
     async with served_app(settings) as (client, app):
-        assert app.state.job_api.stream_limits.open == 0
+        assert app.state.service.stream_limits.open == 0
 
 
 async def test_progress_has_one_type_in_rest_and_sse(
@@ -273,7 +273,7 @@ async def test_retention_prunes_old_history_keys_and_inbox_in_batches(
                 {"old": old},
             )
         removed = await prune_once(
-            app.state.job_api, retention_from(settings), now=datetime.now(UTC)
+            app.state.service, retention_from(settings), now=datetime.now(UTC)
         )
         assert removed == {"history": 5, "idempotency_keys": 1, "inbox": 3}
         async with db.connect() as conn:

@@ -172,7 +172,7 @@ async def test_a_linked_hub_account_gives_its_name_and_the_claim_carries_its_tok
         stand_in_hub(hub_answer) as (hub, endpoint),
         served_app(settings_factory(hf_endpoint=endpoint)) as (client, app),
     ):
-        state: AppState = app.state.job_api
+        state: AppState = app.state.service
         assert (await client.get(NAMESPACES, headers=dave)).json()["data"] == []
         assert (await client.get(ACCOUNT, headers=dave)).json()["data"] == {
             "linked": False,
@@ -232,7 +232,7 @@ async def test_a_claim_sees_a_token_linked_after_the_owner_was_found_without_one
         stand_in_hub(hub_answer) as (_hub, endpoint),
         served_app(settings_factory(hf_endpoint=endpoint)) as (client, app),
     ):
-        state: AppState = app.state.job_api
+        state: AppState = app.state.service
         job_id = (await _create(client, erin, "erin/m")).json()["data"]["id"]
         assert (await _spec(state, job_id)).hub_token is None
         assert "erin" in state.caches.unlinked

@@ -95,7 +95,7 @@ async def test_a_claim_that_loses_a_race_writes_nothing_and_is_decided_under_the
     settings_factory: Callable[..., Settings], db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with served_app(_quiet(settings_factory)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         job_id = await _new_job(client)
         before = await _counts(db, job_id)
 
@@ -139,7 +139,7 @@ async def test_the_optimistic_claim_saves_once_and_wakes_live_streams(
     await listener.add_listener(JOB_EVENTS_CHANNEL, lambda *args: heard.put_nowait(args[3]))
     try:
         async with served_app(_quiet(settings_factory)) as (client, app):
-            state = app.state.job_api
+            state = app.state.service
             job_id = await _new_job(client)
             assert await asyncio.wait_for(heard.get(), 5) == f"{job_id}:alice"
             before = await _counts(db, job_id)
@@ -167,7 +167,7 @@ async def test_a_claim_that_needs_another_write_leaves_optimistic_mode_before_wr
     save: the claim says it needs the lock before writing, and the entry point's locking run grants
     the same attempt again."""
     async with served_app(_quiet(settings_factory)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         job_id = await _new_job(client)
         claim_id = uuid.uuid4()
         first = await claim(state, _claim(job_id, claim_id=claim_id))
@@ -193,7 +193,7 @@ async def test_optimistic_mode_allows_one_checked_save_and_nothing_else(
     settings_factory: Callable[..., Settings], db: Any
 ) -> None:
     async with served_app(_quiet(settings_factory)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         job_id = await _new_job(client)
         before = await _counts(db, job_id)
         async with state.claims.writing("rpc", one_statement=True) as uow:
@@ -234,7 +234,7 @@ async def test_a_claim_on_the_process_that_created_the_job_skips_the_read(
     reads = _CountingRead(fast_path.GET_JOB_VERSIONED)
     monkeypatch.setattr(fast_path, "GET_JOB_VERSIONED", reads)
     async with served_app(_quiet(settings_factory)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         job_id = await _new_job(client)
         assert len(state.fresh_jobs) == 1
         reply = await claim(state, _claim(job_id))
@@ -257,7 +257,7 @@ async def test_a_fresh_entry_for_a_job_changed_since_writes_nothing_and_the_lock
     settings_factory: Callable[..., Settings], db: Any
 ) -> None:
     async with served_app(_quiet(settings_factory)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         job_id = await _new_job(client)
         cancelled = await client.delete(f"/api/finetune/jobs/{job_id}", headers=ALICE)
         assert cancelled.status_code == 200
@@ -274,7 +274,7 @@ async def test_a_write_after_the_checked_save_is_a_bug_not_a_retry(
     """Once the checked save has committed, running the handler again under the lock would apply
     it twice: a further write is refused (NotOptimistic, a bug), and never retried."""
     async with served_app(_quiet(settings_factory)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         job_id = await _new_job(client)
         async with state.claims.writing("rpc", one_statement=True) as uow:
             reply = await claim_job(uow, _claim(job_id), state.policy, now=datetime.now(UTC))
@@ -295,7 +295,7 @@ async def test_the_optimistic_claim_is_committed_before_its_connection_goes_back
     to everyone while the connection is still held, and the held slot must come back. A claim
     decided under the lock has given its connection back already."""
     async with served_app(_quiet(settings_factory)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         slots = state.db.pools["rpc"]
         job_id = await _new_job(client)
         reply, release = await claim_holding(state, _claim(job_id))

@@ -177,7 +177,7 @@ async def test_a_presence_reading_that_began_before_a_claim_cannot_say_nobody(
     `no_worker`."""
     # One reading at start-up (no worker yet), then only the ones this test runs.
     async with served_app(settings_factory(presence_interval=3600)) as (client, app):
-        state = app.state.job_api
+        state = app.state.service
         original = WorkerRepository.seen_since
 
         async def nobody(self: WorkerRepository, cutoff: Any) -> list[Worker]:

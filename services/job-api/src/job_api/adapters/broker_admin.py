@@ -28,6 +28,7 @@ import httpx
 import structlog
 
 from contracts.routing import CLAIM_KEY, SHARED_POOL, WORKER_REPORT_KEYS, BrokerNames
+from messaging.broker import broker_urls
 
 log = structlog.get_logger(__name__)
 
@@ -77,8 +78,25 @@ def worker_topic_permissions(names: BrokerNames) -> list[dict[str, str]]:
 
 
 def vhost_of(amqp_url: str) -> str:
-    path = urlsplit(amqp_url).path
+    """The virtual host a broker setting names: that of its first URL (a cluster's URLs,
+    comma-separated, all name the same one)."""
+    path = urlsplit(broker_urls(amqp_url)[0]).path
     return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def without_credentials(amqp_url: str, *, keep_query: bool) -> str:
+    """A broker setting (one URL or a cluster's, comma-separated) with no user or password in
+    any of its URLs (and without their query options unless `keep_query`), comma-separated."""
+
+    def bare(url: str) -> str:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query if keep_query else "", ""))
+
+    return ",".join(bare(url) for url in broker_urls(amqp_url))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Request dependencies: the unit of work (the request owns the transaction), the caller's identity,
-the worker key, and the process-wide state built in the lifespan."""
+the worker key, and the process-wide state built in the lifespan (servicekit's
+`app.state.service`)."""
 
 import asyncio
 from collections.abc import Awaitable, Iterable
@@ -134,7 +135,7 @@ class AppState:
 # Dependencies are `async def` unless they block: FastAPI runs a plain `def` dependency in its
 # thread pool, a hop per dependency per request that costs more than the work under load.
 async def get_state(request: Request) -> AppState:
-    state: AppState = request.app.state.job_api
+    state: AppState = request.app.state.service
     return state
 
 
@@ -184,7 +185,7 @@ async def current_user(
 ) -> Principal:
     # The state straight from the app, not through a dependency: one less to solve per request.
     principal = _verify(
-        request.app.state.job_api, bearer_token(request.headers.get("authorization"))
+        request.app.state.service, bearer_token(request.headers.get("authorization"))
     )
     return principal if isinstance(principal, Principal) else await principal
 
@@ -203,7 +204,7 @@ async def current_stream_user(
     """As current_user, and the token may come as `access_token` in the query (only streams
     accept it: EventSource cannot send headers)."""
     token = bearer_token(request.headers.get("authorization")) or access_token or None
-    principal = _verify(request.app.state.job_api, token)
+    principal = _verify(request.app.state.service, token)
     return principal if isinstance(principal, Principal) else await principal
 
 

@@ -3,7 +3,6 @@ worker learns with its own token who it is and how to reach the broker."""
 
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import SHARED_POOL
+from job_api.adapters.broker_admin import without_credentials
 from job_api.domain.worker import Worker, WorkerState
 from job_api.entrypoints.deps import (
     AppState,
@@ -137,11 +137,8 @@ def setup_for(state: AppState, token: str) -> WorkerSetup:
 def _broker_access(state: AppState, worker: Worker) -> BrokerAccess:
     url = state.worker_amqp_url
     if url is not None and worker.broker_user is not None:
-        # The worker's own user replaces whatever credentials the configured URL names.
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        # The worker's own user replaces whatever credentials the configured URLs name.
+        url = without_credentials(url, keep_query=True)
     return BrokerAccess(url=url, username=worker.broker_user, prefix=state.broker_prefix)
 
 

@@ -1,7 +1,7 @@
-"""job-api's background work: the outbox relay, the events consumer, the claim RPC server, the
-lease watchdog and the worker-presence monitor. Each owns its transactions like a request does."""
+"""job-api's background work: the events consumer, the claim RPC server and the lease watchdog
+(servicekit runs them, with the outbox relay; entrypoints/housekeeping.py has the retention and
+presence steps). Each owns its transactions like a request does."""
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -10,6 +10,7 @@ from uuid import UUID
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contracts.enums import JobType
 from contracts.events import traced
 from contracts.routing import (
     CLAIM_KEY,
@@ -20,7 +21,7 @@ from contracts.routing import (
 )
 from contracts.rpc import ClaimJob, ClaimReply
 from job_api.adapters.event_statements import SOURCE
-from job_api.adapters.tables import inbox, outbox
+from job_api.adapters.tables import inbox
 from job_api.entrypoints.deps import AppState
 from job_api.entrypoints.metrics import CLAIMS, LEASES_EXPIRED, WORKER_EVENTS
 from job_api.service_layer.dispatch import (
@@ -31,15 +32,20 @@ from job_api.service_layer.dispatch import (
 )
 from job_api.service_layer.reports import Outcome
 from messaging.broker import Broker
-from messaging.consumer import InboxConsumer, Received, is_infrastructure_error
+from messaging.consumer import InboxConsumer, Received
 from messaging.inbox import Inbox
-from messaging.outbox import OutboxRelay
 from messaging.rpc import Answer, RpcServer
 from messaging.topology import QueueSpec, work_queue_specs
+from servicekit.service import Platform, own_queue_consumer
 
 log = structlog.get_logger(__name__)
 
 INBOX = Inbox(inbox, consumer=SOURCE)
+# The admission pools of the background work (HTTP requests get the rest of the engine's
+# connections; the relay is not among them: it holds a connection of its own, as the stream
+# hub's LISTEN does): the consumer, the claim server and the watchdog get one or two each;
+# streams read in short bursts.
+BACKGROUND_POOLS = {"consumer": 2, "rpc": 2, "watchdog": 1, "streams": 2}
 
 
 def queue_specs(broker: Broker) -> list[QueueSpec]:
@@ -62,20 +68,19 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
 
 
 def pool_queue_specs(names: BrokerNames, pool: str) -> list[QueueSpec]:
-    """A private pool's work queues (one per job type and hardware class), declared when its
-    first worker enrolls and at every start for each pool that has workers."""
+    """A private pool's work queues (one per job type), declared when its first worker enrolls
+    and at every start for each pool that has workers."""
     return [
-        QueueSpec(name=queue, bindings=names.pool_bindings(pool, job_type, hardware_class))
-        for job_type, hardware_class, queue in names.pool_queues(pool)
+        QueueSpec(
+            name=names.pool_queue(pool, job_type), bindings=names.pool_bindings(pool, job_type)
+        )
+        for job_type in JobType
     ]
 
 
-def make_relay(broker: Broker, dsn: str, channel: str) -> OutboxRelay:
-    """The relay, on a connection of its own (`dsn`), not one of the engine's."""
-    return OutboxRelay(dsn=dsn, table=outbox, broker=broker, channel=channel)
+def make_consumer(platform: Platform, state: AppState) -> InboxConsumer:
+    """The consumer of job-api's queue: the workers' reports and other services' events."""
 
-
-def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
     async def handle(conn: AsyncConnection, batch: Sequence[Received]) -> Outcome:
         return await apply_worker_events(
             state.units.on(conn), batch, state.policy, now=datetime.now(UTC)
@@ -88,14 +93,7 @@ def make_consumer(state: AppState, broker: Broker) -> InboxConsumer:
             WORKER_EVENTS.labels("stale").inc(outcome.stale)
             WORKER_EVENTS.labels("unknown_job").inc(outcome.unknown_job)
 
-    return InboxConsumer(
-        broker=broker,
-        queue=broker.names.service_queue(JOB_API),
-        begin=state.units.begin("consumer"),
-        inbox=INBOX,
-        handler=handle,
-        on_committed=count,
-    )
+    return own_queue_consumer(platform, state, handle, inbox=INBOX, on_committed=count)
 
 
 async def _nothing() -> None:
@@ -171,41 +169,6 @@ def make_rpc_server(state: AppState, broker: Broker) -> RpcServer:
         return Answer(reply, then)
 
     return RpcServer(broker=broker, queue=broker.names.rpc_queue(JOB_API), handler=handle)
-
-
-def _log_failure(event: str, exc: Exception) -> None:
-    """A database or broker outage is one line per attempt (it repeats every interval until the
-    outage ends); anything else gets its traceback."""
-    if is_infrastructure_error(exc):
-        log.warning(event, error=repr(exc)[:300], infrastructure=True)
-    else:
-        log.error(event, exc_info=exc)
-
-
-async def supervised(name: str, run: Callable[[], Awaitable[object]]) -> None:
-    """Run a long-lived worker (relay, consumer, RPC server) and restart it if it ever ends: a
-    crash must not leave the API up with nobody dispatching behind it."""
-    while True:
-        try:
-            await run()
-            log.warning(f"{name}.stopped")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _log_failure(f"{name}.crashed", exc)
-        await asyncio.sleep(1)
-
-
-async def every(interval: float, name: str, step: Callable[[], Awaitable[object]]) -> None:
-    """Run `step` forever, `interval` seconds apart; an error is logged and the loop goes on."""
-    while True:
-        try:
-            await step()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _log_failure(f"{name}.failed", exc)
-        await asyncio.sleep(interval)
 
 
 def watchdog_step(
