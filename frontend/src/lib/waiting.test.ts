@@ -83,4 +83,17 @@ describe('waitingAfterPhase', () => {
 		expect(waitingAfterPhase(none, 'queued')).toMatchObject({ reason: 'queued', command: COMMAND });
 		expect(waitingAfterPhase(null, 'no_worker')).toBeNull();
 	});
+
+	it('keeps saying how big a GPU a job needs when no worker is online again', () => {
+		const needs = 'needs a GPU worker with ≥ 24 GB';
+		const queued = { reason: 'queued' as const, message: 'Starts shortly.', command: COMMAND, needs };
+		expect(waitingAfterPhase(queued, 'no_worker')).toEqual({
+			reason: 'no_worker',
+			message: `This job ${needs}; no worker with one is online. Start one on such a machine.`,
+			command: COMMAND,
+			needs
+		});
+		const small = { reason: 'queued' as const, message: 'Starts shortly.', command: COMMAND };
+		expect(waitingAfterPhase(small, 'no_worker')?.message).toMatch(/^No worker that takes this job/);
+	});
 });

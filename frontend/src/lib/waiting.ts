@@ -1,5 +1,6 @@
 // Why a pending job waits, as the job page and the job cards show it: job-api's `waiting` notice
-// (queued, all_busy, no_worker, with the command that starts a worker). The notice is computed
+// (queued, all_busy, no_worker, with the command that starts a worker, and for a job that needs a
+// GPU how big: `needs`). The notice is computed
 // when the job is read, from job-api's latest reading of who is online, so it is trusted over the
 // phase it came with; only a later live status row that moves the phase on makes it stale.
 import type { FinetuneJob, JobPhase, WaitingNotice } from '$lib/api/types';
@@ -48,5 +49,10 @@ export function waitingAfterPhase(notice: WaitingNotice | null, phase: JobPhase)
 	const reason = phase === 'no_worker' ? 'no_worker' : 'queued';
 	// queued and all_busy both mean a worker that takes the job is online.
 	if ((reasonOf(notice.reason) === 'no_worker') === (reason === 'no_worker')) return notice;
-	return { reason, message: GENERIC[reason], command: notice.command };
+	// A job that needs a GPU keeps saying how big (no CPU worker ever takes it).
+	const message =
+		reason === 'no_worker' && notice.needs
+			? `This job ${notice.needs}; no worker with one is online. Start one on such a machine.`
+			: GENERIC[reason];
+	return { reason, message, command: notice.command, needs: notice.needs ?? null };
 }

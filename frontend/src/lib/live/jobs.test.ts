@@ -30,6 +30,7 @@ export function makeJob(over: Partial<FinetuneJob> = {}): FinetuneJob {
 		max_attempts: 3,
 		worker_id: null,
 		worker_pool: 'shared',
+		hardware_class: 'cpu',
 		waiting: null,
 		lease_expires_at: null,
 		created_at: '2026-01-01T00:00:00Z',

@@ -126,8 +126,10 @@ export interface paths {
          * @description Worker update: `running` claims a pending job of the caller's pool (attempt + 1; the
          *     response carries the data URL and the headers to fetch it with, minted for this claim only),
          *     then progress, `completed` or `failed`. Only the credential that claimed the job may update
-         *     it, and an update naming another attempt is refused: 409 with the reason. A progress value
-         *     behind the current one renews the lease and keeps the higher value.
+         *     it, and an update naming another attempt is refused: 409 with the reason, as is a claim by
+         *     a worker whose advertised GPU memory is short of the job's hardware class
+         *     (`insufficient_hardware`). A progress value behind the current one renews the lease and keeps
+         *     the higher value.
          */
         patch: operations["patch_job_api_finetune_jobs__job_id__patch"];
         trace?: never;
@@ -449,6 +451,11 @@ export interface components {
             id: string;
             /** @description The job type this base model is offered for. */
             job_type: components["schemas"]["JobType"];
+            /**
+             * Min Gpu Memory Gb
+             * @description GPU memory (GB) a worker needs to train it; None or 0: it trains on a CPU. Jobs on it wait for a worker whose largest GPU has at least this much.
+             */
+            min_gpu_memory_gb?: number | null;
             /**
              * Offline
              * @description True when the worker can load it with no download (CPU-friendly local default).
@@ -931,6 +938,8 @@ export interface components {
             eta_seconds: number | null;
             failure_class: components["schemas"]["FailureClass"] | null;
             gpu_provider: components["schemas"]["GPUProvider"];
+            /** @description What it needs to train, from its base model (fixed at creation): `cpu` (any worker) or `gpu<N>` (a worker whose GPU has at least N GB); only such workers are offered it. */
+            hardware_class: components["schemas"]["HardwareClass"];
             /** Hyperparameters */
             hyperparameters: {
                 [key: string]: unknown;
@@ -1255,6 +1264,12 @@ export interface components {
          * @enum {string}
          */
         GPUProvider: "colab" | "kaggle" | "runpod" | "local";
+        /**
+         * HardwareClass
+         * @description What a job needs to train: a CPU, or a GPU with at least this much memory (GB).
+         * @enum {string}
+         */
+        HardwareClass: "cpu" | "gpu16" | "gpu24" | "gpu40" | "gpu80";
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -1577,6 +1592,11 @@ export interface components {
             /** Message */
             message: string;
             /**
+             * Needs
+             * @description For a job that needs a GPU: how big, as a sentence fragment (`needs a GPU worker with ≥ 24 GB`); null for a job any worker (a CPU's too) runs.
+             */
+            needs?: string | null;
+            /**
              * Reason
              * @description `queued` (a worker that takes it is idle), `all_busy`, or `no_worker`.
              * @enum {string}
@@ -1633,6 +1653,8 @@ export interface components {
             eta_seconds: number | null;
             failure_class: components["schemas"]["FailureClass"] | null;
             gpu_provider: components["schemas"]["GPUProvider"];
+            /** @description What it needs to train, from its base model (fixed at creation): `cpu` (any worker) or `gpu<N>` (a worker whose GPU has at least N GB); only such workers are offered it. */
+            hardware_class: components["schemas"]["HardwareClass"];
             /** Hyperparameters */
             hyperparameters: {
                 [key: string]: unknown;
