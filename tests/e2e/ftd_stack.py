@@ -470,7 +470,10 @@ def main(argv: list[str]) -> int:
     out = Path(os.environ.get("E2E_OUT", FRONTEND / "e2e-output")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ftd-stack-"))
-    job_types = os.environ.get("E2E_WORKER_JOB_TYPES", ",".join(CPU_JOB_TYPES)).split(",")
+    # The browser tests train all three types: llm_lora is the catalogue's offline tiny Llama,
+    # which trains on the CPU (full_stack starts the worker with --force-job-types for it).
+    default_types = ",".join((*CPU_JOB_TYPES, "llm_lora"))
+    job_types = os.environ.get("E2E_WORKER_JOB_TYPES", default_types).split(",")
     try:
         with full_stack(
             work,
