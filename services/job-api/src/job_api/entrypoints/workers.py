@@ -10,7 +10,6 @@ from uuid import UUID
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.enums import JobType
 from contracts.events import traced
 from contracts.routing import (
     CLAIM_KEY,
@@ -68,13 +67,11 @@ def queue_specs(broker: Broker) -> list[QueueSpec]:
 
 
 def pool_queue_specs(names: BrokerNames, pool: str) -> list[QueueSpec]:
-    """A private pool's work queues (one per job type), declared when its first worker enrolls
-    and at every start for each pool that has workers."""
+    """A private pool's work queues (one per job type and hardware class), declared when its
+    first worker enrolls and at every start for each pool that has workers."""
     return [
-        QueueSpec(
-            name=names.pool_queue(pool, job_type), bindings=names.pool_bindings(pool, job_type)
-        )
-        for job_type in JobType
+        QueueSpec(name=queue, bindings=names.pool_bindings(pool, job_type, hardware_class))
+        for job_type, hardware_class, queue in names.pool_queues(pool)
     ]
 
 
