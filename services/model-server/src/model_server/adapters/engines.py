@@ -32,7 +32,11 @@ class SentenceTransformerEngine:
 
     def embed(self, texts: list[str]) -> list[Embedded]:
         with self._lock:
-            vectors = self._model.encode(texts, convert_to_numpy=True, batch_size=64)
+            # No progress bar: sentence-transformers draws one (tqdm, to stderr) on every call
+            # when its logger is at INFO, as the service's is; that cost more than the forward.
+            vectors = self._model.encode(
+                texts, convert_to_numpy=True, batch_size=64, show_progress_bar=False
+            )
             ids = self._model.tokenizer(texts, truncation=True)["input_ids"]
         rows = vectors.astype("<f4", copy=False)
         return [Embedded(row, len(i)) for row, i in zip(rows, ids, strict=True)]
