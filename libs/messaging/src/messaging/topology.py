@@ -41,10 +41,18 @@ class QueueSpec:
     worker_bindings: Sequence[str] = field(default_factory=tuple)
 
 
-async def declare_core(channel: AbstractChannel, names: BrokerNames) -> None:
-    """The events and worker exchanges, the dead-letter exchange and the dead-letter queue."""
+async def declare_core(
+    channel: AbstractChannel, names: BrokerNames, *, worker_exchange: bool = True
+) -> None:
+    """The events exchange, the dead-letter exchange and queue and, for its owner (the service
+    whose queue binds worker reports: job-api), the worker exchange. Another service's broker user
+    may not configure the worker exchange (deploy/rabbitmq/definitions.json), so it never
+    declares it."""
     await channel.declare_exchange(names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-    await channel.declare_exchange(names.worker_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    if worker_exchange:
+        await channel.declare_exchange(
+            names.worker_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
     dlx = await channel.declare_exchange(
         names.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
     )
@@ -84,7 +92,7 @@ def work_queue_specs(names: BrokerNames) -> list[QueueSpec]:
 async def declare_topology(
     channel: AbstractChannel, names: BrokerNames, queues: Sequence[QueueSpec]
 ) -> None:
-    await declare_core(channel, names)
+    await declare_core(channel, names, worker_exchange=any(spec.worker_bindings for spec in queues))
     for spec in queues:
         await declare_queue(channel, names, spec)
     log.info("broker.topology_declared", queues=len(queues), prefix=names.prefix or None)
