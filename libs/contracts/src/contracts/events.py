@@ -100,14 +100,7 @@ class JobCreated(EventPayload):
     )
 
     def routing_key(self) -> str:
-        return offer_routing_key(
-            self.event_type,
-            self.job_type,
-            self.gpu_provider,
-            self.worker_pool,
-            self.owner_pool,
-            self.hardware_class,
-        )
+        return _offer_key(self)
 
 
 class JobRequeued(EventPayload):
@@ -128,14 +121,19 @@ class JobRequeued(EventPayload):
     )
 
     def routing_key(self) -> str:
-        return offer_routing_key(
-            self.event_type,
-            self.job_type,
-            self.gpu_provider,
-            self.worker_pool,
-            self.owner_pool,
-            self.hardware_class,
-        )
+        return _offer_key(self)
+
+
+def _offer_key(offer: JobCreated | JobRequeued) -> str:
+    """An offer's route: the workers whose queues match its type, provider, pool and hardware."""
+    return offer_routing_key(
+        offer.event_type,
+        offer.job_type,
+        offer.gpu_provider,
+        offer.worker_pool,
+        offer.owner_pool,
+        offer.hardware_class,
+    )
 
 
 class JobClaimed(EventPayload):
