@@ -80,3 +80,15 @@ async def test_a_cpu_worker_gets_the_tiny_llama_and_a_7b_waits_for_a_big_gpu(
     offer = await gpu.next_offer(timeout=10)
     assert str(offer.job_id) == big_job["id"]
     assert (await gpu.claim(offer)).granted
+
+    async def advertised() -> dict[str, Any] | None:
+        response = await client.get("/api/workers", headers=user_headers())
+        found = {w["name"]: w for w in response.json()["data"]}
+        both = found.get("cpu-box"), found.get("l4-box")
+        return found if all(w and w["hardware_classes"] for w in both) else None
+
+    workers = await eventually(advertised)
+    assert workers["cpu-box"]["gpu_memory_gb"] is None
+    assert workers["cpu-box"]["hardware_classes"] == ["cpu"]
+    assert workers["l4-box"]["gpu_memory_gb"] == 24
+    assert workers["l4-box"]["hardware_classes"] == ["cpu", "gpu16", "gpu24"]

@@ -1767,8 +1767,18 @@ export interface components {
              * @description The job it runs: shown to admins and to the owner of a private worker.
              */
             current_job_id: string | null;
+            /**
+             * Gpu Memory Gb
+             * @description Its largest GPU's memory (GB), as its heartbeats say; null: no GPU.
+             */
+            gpu_memory_gb: number | null;
             /** Hardware */
             hardware: string | null;
+            /**
+             * Hardware Classes
+             * @description The hardware classes its GPU satisfies: the jobs (by base model) it is offered. Null before its first heartbeat.
+             */
+            hardware_classes: components["schemas"]["HardwareClass"][] | null;
             /**
              * Id
              * Format: uuid

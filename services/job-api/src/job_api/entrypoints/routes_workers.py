@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.catalogue import HardwareClass, satisfied_classes
 from contracts.enums import GPUProvider, JobType
 from contracts.routing import SHARED_POOL
 from job_api.adapters.broker_admin import without_credentials
@@ -58,6 +59,15 @@ class WorkerResponse(BaseModel):
     provider: GPUProvider | None
     job_types: list[JobType] | None = Field(description="What it takes (its last heartbeat).")
     hardware: str | None
+    gpu_memory_gb: int | None = Field(
+        description="Its largest GPU's memory (GB), as its heartbeats say; null: no GPU."
+    )
+    hardware_classes: list[HardwareClass] | None = Field(
+        description=(
+            "The hardware classes its GPU satisfies: the jobs (by base model) it is offered. "
+            "Null before its first heartbeat."
+        )
+    )
     version: str | None
     current_job_id: UUID | None = Field(
         description="The job it runs: shown to admins and to the owner of a private worker."
@@ -79,6 +89,10 @@ class WorkerResponse(BaseModel):
             provider=worker.provider,
             job_types=worker.job_types,
             hardware=worker.hardware,
+            gpu_memory_gb=worker.gpu_memory_gb,
+            hardware_classes=(
+                None if worker.heartbeat_at is None else satisfied_classes(worker.gpu_memory_gb)
+            ),
             version=worker.version,
             current_job_id=worker.current_job_id if own else None,
             last_seen_at=worker.last_seen_at,
