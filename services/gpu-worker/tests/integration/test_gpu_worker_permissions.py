@@ -54,7 +54,7 @@ async def test_a_worker_with_only_its_own_broker_user_completes_and_cancels_jobs
         platform = Platform(client, data_server, "", amqp_url=settings.amqp_url.get_secret_value())
         enrolled = await enroll_over_http(client, "least-privilege")
         worker_id = enrolled["worker"]["id"].replace("-", "")
-        assert app.state.job_api.broker_admin is not None
+        assert app.state.service.broker_admin is not None
         users = await rabbitmqctl("list_users", "--no-table-headers", "-q")
         assert f"ftdw-{worker_id}" in users
 
