@@ -35,6 +35,8 @@ class WaitingNotice(_Model):
     reason: str
     message: str
     command: str
+    # For a job that needs a GPU: how big ("needs a GPU worker with ≥ 24 GB"); None: any worker.
+    needs: str | None = None
 
 
 class JobInfo(_Model):
@@ -51,6 +53,8 @@ class JobInfo(_Model):
     output_revision: str | None
     gpu_provider: str
     worker_pool: str
+    # `cpu` (any worker) or `gpu<N>` (a GPU with at least N GB), from the base model.
+    hardware_class: str = "cpu"
     status: JobStatus
     phase: str
     progress: float
