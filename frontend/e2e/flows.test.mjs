@@ -6,7 +6,9 @@
 // the line named, upload a good one, create a job, watch it run to completion while the chart
 // grows, find the model in the registry and deploy it, cancel another job, add a worker of one's
 // own (token and setup shown once), see a job for it wait with the command that starts one, revoke
-// it (e2e/workers.mjs). Every page is captured wide and narrow under $E2E_OUT/screenshots, checked
+// it (e2e/workers.mjs), add a webhook and see its test ping delivered, signed and logged
+// (e2e/webhooks.mjs), use the trained models (e2e/serving.mjs) and the API page's docs links and
+// examples (e2e/developers.mjs). Every page is captured wide and narrow under $E2E_OUT/screenshots, checked
 // with axe-core and for horizontal overflow on a phone-sized screen; any console error fails the run.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -14,6 +16,8 @@ import { apiCall, config, eventually, launch } from './harness.mjs';
 import { badFile, goodFile } from './data.mjs';
 import { registerWorkerTests } from './workers.mjs';
 import { registerServingTests } from './serving.mjs';
+import { registerWebhookTests } from './webhooks.mjs';
+import { registerDeveloperTests } from './developers.mjs';
 
 const cfg = config();
 const stamp = Date.now().toString(36);
@@ -372,9 +376,18 @@ registerWorkerTests({
 	hasData: () => services.data
 });
 
+registerWebhookTests({ cfg, h: () => h });
+
 registerServingTests({ cfg, stamp, h: () => h, sub: () => sub });
 
+registerDeveloperTests({ cfg, stamp, h: () => h });
+
 test('every page: accessible (axe), usable on a phone, no console errors', async () => {
+	// The pages every run must have checked (more are captured along the way).
+	const pages = ['signin', 'dashboard', 'job-detail', 'api'];
+	if (!cfg.allowMissing.has('webhooks')) pages.push('webhooks', 'webhook-new', 'webhook-created');
+	if (!cfg.allowMissing.has('serving')) pages.push('keys', 'playground-chat');
+	for (const name of pages) assert.ok(name in h.overflow, `the ${name} page was captured wide and narrow`);
 	const serious = h.seriousAxeViolations();
 	assert.deepEqual(serious, [], 'no serious or critical axe violations');
 	const overflowing = Object.entries(h.overflow).filter(([, px]) => px > 1);
