@@ -195,6 +195,26 @@ def _index(collection: Any, *keys: Any) -> Any:
     return collection
 
 
+def _basic_kind(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        raise TemplateError(f"invalid type for comparison: {value!r}")
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    raise TemplateError(f"invalid type for comparison: {value!r}")
+
+
+def _le(a: Any, b: Any) -> bool:
+    """Go's `le`: an int (a template literal, sprig's `int`) and a float64 (a value) are
+    incompatible types, an error, not a comparison."""
+    if _basic_kind(a) != _basic_kind(b):
+        raise TemplateError(f"incompatible types for comparison: {a!r} and {b!r}")
+    return bool(a <= b)
+
+
 def _and(*args: Any) -> Any:
     for arg in args:
         if not truthy(arg):
@@ -227,6 +247,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "trunc": lambda n, s: go_str(s)[: int(n)],
     "trimSuffix": lambda suffix, s: go_str(s).removesuffix(suffix),
     "add": lambda *a: sum(_to_int(v) for v in a),
+    "int": _to_int,
+    "le": _le,
     "eq": lambda a, *b: any(a == x for x in b),
     "ne": lambda a, b: a != b,
     "not": lambda a: not truthy(a),

@@ -27,8 +27,9 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from contracts.catalogue import HardwareClass
 from contracts.enums import GPUProvider, JobType
-from contracts.routing import BrokerNames
+from contracts.routing import SHARED_POOL, BrokerNames
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helm_render import TemplateError, render_chart
@@ -326,10 +327,12 @@ def test_gpu_workers_request_gpus_and_scale_to_zero_on_their_work_queues(
     assert scaled["scaleTargetRef"]["name"] == worker["metadata"]["name"]
     assert scaled["minReplicaCount"] == 0
     assert scaled["maxReplicaCount"] >= 1
-    names = BrokerNames()
     provider = GPUProvider(values["provider"])
-    expected = {names.work_queue(JobType(t), provider) for t in values["jobTypes"]}
-    assert {t["metadata"]["queueName"] for t in scaled["triggers"]} == expected
+    expected = BrokerNames().offer_queues(
+        SHARED_POOL, [JobType(t) for t in values["jobTypes"]], provider, values["gpuMemoryGb"]
+    )
+    queues = [t["metadata"]["queueName"] for t in scaled["triggers"]]
+    assert sorted(queues) == sorted(expected), "one trigger per queue a worker of the pool takes"
     auths = _of(default, "TriggerAuthentication")
     for trigger in scaled["triggers"]:
         assert trigger["type"] == "rabbitmq"
@@ -339,6 +342,54 @@ def test_gpu_workers_request_gpus_and_scale_to_zero_on_their_work_queues(
     env = {e["name"]: e for e in container["env"]}
     assert json.loads(env["FTD_WORKER_JOB_TYPES"]["value"]) == values["jobTypes"]
     assert env["FTD_WORKER_PROVIDER"]["value"] == provider.value
+
+
+def _scaled_queues(overrides: dict[str, Any]) -> list[str]:
+    manifests = render({"gpuWorker": overrides})
+    validate(manifests)
+    scaled = _of(manifests, "ScaledObject")[f"{FULL}-gpu-worker"]["spec"]
+    return [t["metadata"]["queueName"] for t in scaled["triggers"]]
+
+
+@pytest.mark.parametrize("gpu_memory_gb", [0, 16, 24, 40, 80])
+@pytest.mark.parametrize("provider", [GPUProvider.LOCAL, GPUProvider.RUNPOD])
+def test_keda_watches_the_queues_of_every_class_the_pools_gpu_satisfies(
+    gpu_memory_gb: int, provider: GPUProvider
+) -> None:
+    """The chart's table of classes per job type is the catalogue's: for every pool size the
+    triggers are the queues a worker with that GPU consumes (contracts.routing.offer_queues)."""
+    queues = _scaled_queues({"gpuMemoryGb": gpu_memory_gb, "provider": provider.value})
+    expected = BrokerNames().offer_queues(SHARED_POOL, list(JobType), provider, gpu_memory_gb)
+    assert sorted(queues) == sorted(expected)
+    assert len(queues) == len(set(queues)), "one trigger per queue"
+
+
+def test_a_24_gb_pool_scales_on_7b_lora_jobs_and_a_16_gb_pool_does_not() -> None:
+    names = BrokerNames()
+    local = GPUProvider.LOCAL
+    lora_7b = names.work_queue(JobType.LLM_LORA, local, HardwareClass.GPU24)
+    cpu_queues = {names.work_queue(t, local) for t in JobType}
+
+    queues = _scaled_queues({"gpuMemoryGb": 24})
+    assert lora_7b == "finetune.work.llm_lora.gpu24.local"
+    assert lora_7b in queues
+    assert cpu_queues <= set(queues), "a GPU worker takes the CPU-class jobs too"
+    for bigger in (HardwareClass.GPU40, HardwareClass.GPU80):
+        assert not [q for q in queues if f".{bigger}." in q], bigger
+
+    small = _scaled_queues({"gpuMemoryGb": 16})
+    assert lora_7b not in small
+    assert set(small) == cpu_queues
+
+    only_lora = _scaled_queues({"gpuMemoryGb": 80, "jobTypes": ["llm_lora"]})
+    assert sorted(only_lora) == sorted([names.work_queue(JobType.LLM_LORA, local), lora_7b])
+
+
+def test_an_unknown_job_type_or_no_gpu_memory_is_refused() -> None:
+    with pytest.raises((TemplateError, subprocess.CalledProcessError)):
+        render({"gpuWorker": {"jobTypes": ["llm_full"]}})
+    with pytest.raises((TemplateError, subprocess.CalledProcessError)):
+        render({"gpuWorker": {"gpuMemoryGb": None}})
 
 
 @pytest.mark.parametrize("create", [True, False])
@@ -621,3 +672,8 @@ def test_the_renderer_follows_helm_where_it_differs_from_python() -> None:
         run("{{ .a.b }}", {})  # nil pointer evaluating .b, as Go
     with pytest.raises(TemplateError):
         run("{{ tpl .a . }}", {"a": ""})  # not supported: refused, not guessed
+    # Go's le compares one kind only: a literal (int) with a value (float64) is an error, so the
+    # chart converts values with sprig's int first.
+    assert run("{{ le 24 (int .gb) }} {{ le 40 (int .gb) }}", helm_data({"gb": 24})) == "true false"
+    with pytest.raises(TemplateError):
+        run("{{ le 24 .gb }}", helm_data({"gb": 24}))
