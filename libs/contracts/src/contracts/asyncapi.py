@@ -13,6 +13,7 @@ from typing import Any, cast
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from contracts.catalogue import HardwareClass
 from contracts.enums import GPUProvider, JobType
 from contracts.events import EVENT_TYPES, Envelope, EventPayload
 from contracts.routing import (
@@ -87,8 +88,12 @@ def routing_pattern(payload: type[EventPayload]) -> str:
     return sample.routing_key()
 
 
-def _work_queue_pattern(names: BrokerNames) -> str:
-    return names.work_queue(cast(JobType, "{job_type}"), cast(GPUProvider, "{provider}"))
+def _work_queue_pattern(names: BrokerNames, gpu_class: bool = False) -> str:
+    """A shared work queue's name: a CPU-class job's, or (`gpu_class`) a GPU class's."""
+    job_type = cast(JobType, "{job_type}")
+    if gpu_class:
+        job_type = cast(JobType, "{job_type}.{hardware_class}")
+    return names.work_queue(job_type, cast(GPUProvider, "{provider}"))
 
 
 def _ref(section: str, name: str) -> dict[str, str]:
@@ -154,10 +159,13 @@ def _operations(
 def _consumed_from(event_type: str, flow: Flow, names: BrokerNames) -> str:
     if GPU_WORKER in flow.consumers and event_type in ("job.created", "job.requeued"):
         queue = _work_queue_pattern(names)
+        gpu_queue = _work_queue_pattern(names, gpu_class=True)
         pool = names.pool_queue("{pool}", cast(JobType, "{job_type}"))
         return (
-            f"From the shared pool's work queue `{queue}` of the job's type and provider, or a "
-            f"private pool's `{pool}` (routing: `worker_pool`); the worker then claims the job "
+            f"From the shared pool's work queue `{queue}` of the job's type and provider "
+            f"(`{gpu_queue}` for a GPU `hardware_class`), or a private pool's `{pool}` "
+            "(`.{hardware_class}` appended for a GPU class; routing: `worker_pool`), which only "
+            "workers whose GPU satisfies the class consume; the worker then claims the job "
             f"over `{names.rpc_queue(JOB_API)}`."
         )
     if GPU_WORKER in flow.consumers and event_type == "job.cancel_requested":
@@ -205,10 +213,20 @@ def _event_channel(
     }
     if params:
         channel["parameters"] = {
-            param: {"description": f"The payload's `{field}`.", "schema": properties[field]}
+            param: {"description": _parameter_text(payload, field), "schema": properties[field]}
             for field, param in params.items()
         }
     return channel
+
+
+def _parameter_text(payload: type[EventPayload], field: str) -> str:
+    if field == "job_type" and payload.event_type in ("job.created", "job.requeued"):
+        return (
+            "The payload's `job_type`, followed by `.{hardware_class}` when the job's "
+            "`hardware_class` is a GPU class (e.g. `llm_lora.gpu24`): a CPU-class job's key has "
+            "the type alone."
+        )
+    return f"The payload's `{field}`."
 
 
 def _event_message(payload: type[EventPayload]) -> dict[str, Any]:
@@ -309,6 +327,7 @@ def _rpc_channels(names: BrokerNames) -> dict[str, Any]:
 
 def _description(names: BrokerNames) -> str:
     queue = _work_queue_pattern(names)
+    gpu_queue = _work_queue_pattern(names, gpu_class=True)
     must_route = " and ".join(
         f"`{event_type}`" for event_type, payload in EVENT_TYPES.items() if payload.must_route
     )
@@ -333,9 +352,19 @@ def _description(names: BrokerNames) -> str:
             "",
             "Queues:",
             "",
-            f"- Work queues `{queue}`, one per job type and GPU provider "
-            f"({len(JobType) * len(GPUProvider)} in all), each bound to "
-            "`job.created.{job_type}.{provider}` and `job.requeued.{job_type}.{provider}`.",
+            f"- Work queues `{queue}` (CPU-class jobs) and `{gpu_queue}` (GPU classes), one "
+            "per job type, GPU provider and hardware class the job type's base models need "
+            f"({len(names.all_work_routes())} in all), each bound to "
+            "`job.created.{route}.{provider}` and `job.requeued.{route}.{provider}` (and "
+            "their `.*.any` forms, a job either pool may take), where "
+            "`{route}` is `{job_type}` for the CPU class and `{job_type}.{hardware_class}` "
+            "otherwise (e.g. `finetune.work.llm_lora.gpu24.colab`, bound to "
+            "`job.created.llm_lora.gpu24.colab`). The `hardware_class` (`"
+            + "`, `".join(HardwareClass)
+            + "`) is the payload's: the smallest class giving its base model's "
+            "`min_gpu_memory_gb`. A worker consumes the queues of every class its largest GPU "
+            "satisfies (the CPU class always, a GPU class needing at most its memory), so a "
+            "job's offers reach only workers that can train it.",
             f"- Service queues `{names.service_queue('{service}')}`, bound to the keys the "
             "service consumes.",
             f"- Work and service queues are quorum queues with a delivery limit of "
