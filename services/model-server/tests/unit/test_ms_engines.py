@@ -33,3 +33,20 @@ def test_embed_counts_tokens_per_text_and_draws_no_progress_bar(
     assert rows[0].tokens == 3
     assert rows[2].tokens == 2
     assert rows[1].tokens > rows[0].tokens
+
+
+def test_torch_keeps_a_core_for_the_event_loop_unless_told_otherwise() -> None:
+    torch = pytest.importorskip("torch")
+    import os
+
+    from model_server.adapters.engines import set_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        expected = max(1, (os.cpu_count() or 1) - 1)
+        assert set_torch_threads(None) == expected
+        assert torch.get_num_threads() == expected
+        assert set_torch_threads(3) == 3
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

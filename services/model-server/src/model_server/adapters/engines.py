@@ -11,6 +11,19 @@ from typing import Any
 from model_server.service_layer.engines import Classified, Embedded
 
 
+def set_torch_threads(threads: int | None) -> int:
+    """torch's intra-op threads for this process (default: one fewer than the CPUs, at least 1);
+    returns the number set."""
+    import os
+
+    import torch
+
+    wanted = threads or max(1, (os.cpu_count() or 1) - 1)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return wanted
+
+
 def default_device(device: str | None) -> str:
     if device:
         return device

@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
-from model_server.adapters.engines import SentenceTransformerEngine, SequenceClassifierEngine
+from model_server.adapters.engines import (
+    SentenceTransformerEngine,
+    SequenceClassifierEngine,
+    set_torch_threads,
+)
 from model_server.adapters.lora_peft import PeftLora
 from model_server.adapters.lora_vllm import VllmLora
 from model_server.adapters.store import locate
@@ -33,7 +37,9 @@ class LocalLoaders:
         )
 
     def embedder(self, path: Path) -> Embedder:
+        set_torch_threads(self._settings.torch_threads)
         return SentenceTransformerEngine(path, device=self._settings.device)
 
     def classifier(self, path: Path) -> Classifier:
+        set_torch_threads(self._settings.torch_threads)
         return SequenceClassifierEngine(path, device=self._settings.device)
