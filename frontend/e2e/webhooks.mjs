@@ -94,7 +94,7 @@ export function registerWebhookTests(ctx) {
 	async function ping(card) {
 		const p = page();
 		const before = state.receiver.received.length;
-		await card.getByRole('button', { name: /^Send a test ping/ }).click();
+		await card.getByRole('button', { name: /^Send test ping to / }).click();
 		await p
 			.getByTestId('webhook-notice')
 			.filter({ hasText: 'Test ping delivered' })
@@ -205,7 +205,7 @@ export function registerWebhookTests(ctx) {
 		await card.getByRole('button', { name: /^Enable / }).click();
 		await eventually(async () => (await card.getAttribute('data-enabled')) === 'true', { what: 'enabled' });
 
-		await card.getByRole('button', { name: /^Rotate the secret/ }).click();
+		await card.getByRole('button', { name: /^Rotate secret of / }).click();
 		const confirm = p.getByRole('dialog', { name: 'Rotate the signing secret?' });
 		await confirm.getByRole('button', { name: 'Rotate secret' }).click();
 		const rotated = await readSecret('New signing secret');
