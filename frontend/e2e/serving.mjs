@@ -1,5 +1,6 @@
 // Browser steps for using a trained model: API keys (created, shown once, revoked), the playground
-// of a deployed embedding model and of a classifier, the code beside it run for real (curl with
+// of a deployed embedding model, of a classifier and of a LoRA adapter of the offline tiny Llama
+// (its chat reply streamed), the code beside it run for real (curl with
 // child_process, the JavaScript with node's fetch, the Python with the openai package through
 // `uv run`), and the job page's warning when the tuned model is no better than the base, with its
 // "Train again" link opening the create form prefilled.
@@ -31,8 +32,9 @@ export function registerServingTests(ctx) {
 		serving: false,
 		key: null,
 		keyName: `e2e-key-${stamp}`,
-		jobs: { embedding: null, classifier: null },
-		models: { embedding: null, classifier: null }
+		jobs: { embedding: null, classifier: null, llm_lora: null },
+		models: { embedding: null, classifier: null, llm_lora: null },
+		streamed: null
 	};
 
 	/** model-server behind the gateway, or a skip where it is allowed missing. */
@@ -44,8 +46,8 @@ export function registerServingTests(ctx) {
 		return true;
 	}
 
-	async function upload(jobType) {
-		const file = goodFile(jobType);
+	async function upload(jobType, rows) {
+		const file = goodFile(jobType, rows);
 		const form = new FormData();
 		form.append('job_type', jobType);
 		form.append('file', new Blob([file.buffer], { type: file.mimeType }), file.name);
@@ -59,12 +61,12 @@ export function registerServingTests(ctx) {
 		return body.data ?? body;
 	}
 
-	async function createJob(jobType, name, hyperparameters) {
+	async function createJob(jobType, name, hyperparameters, rows = undefined) {
 		const bases = await apiCall(cfg, 'GET', '/api/finetune/base-models');
 		assert.equal(bases.status, 200, JSON.stringify(bases.body));
 		const entry = bases.body.data.find((e) => e.job_type === jobType);
 		const base = (entry.models.find((m) => m.offline) ?? entry.models[0]).id;
-		const dataset = await upload(jobType);
+		const dataset = await upload(jobType, rows);
 		const body = {
 			job_type: jobType,
 			base_model: base,
@@ -154,7 +156,7 @@ export function registerServingTests(ctx) {
 		await p.getByRole('heading', { name: `Try ${model.name}` }).waitFor();
 	}
 
-	test('serving: model-server answers behind the gateway; two models start training', async (t) => {
+	test('serving: model-server answers behind the gateway; three models start training', async (t) => {
 		const keys = await apiCall(cfg, 'GET', '/api/keys');
 		state.serving = keys.status === 200;
 		if (needsServing(t)) return;
@@ -170,6 +172,14 @@ export function registerServingTests(ctx) {
 			learning_rate: 5e-4,
 			max_seq_length: 32
 		});
+		// A LoRA adapter of the catalogue's offline tiny Llama: a few steps on a small file.
+		state.jobs.llm_lora = await createJob(
+			'llm_lora',
+			`ui-e2e-serve-lora-${stamp}`,
+			{ epochs: 2, batch_size: 4, learning_rate: 5e-3, max_seq_length: 64, lora_r: 8, lora_alpha: 16 },
+			60
+		);
+		assert.equal(state.jobs.llm_lora.base_model, 'ftd-local/tiny-llama');
 	});
 
 	test('API keys: one created is shown once, then listed by its prefix only', async (t) => {
@@ -305,6 +315,83 @@ export function registerServingTests(ctx) {
 				assert.equal(body.data[0].label, label, out.slice(0, 300));
 			} else {
 				assert.ok(out.trim().startsWith(label), `${lang} prints the label ${label}: ${out}`);
+			}
+		}
+	});
+
+	test('playground: a LoRA adapter streams its chat reply, and its code runs', async (t) => {
+		if (needsServing(t)) return;
+		assert.ok(state.key, 'a key was created');
+		const model = await deployedModelOf(state.jobs.llm_lora.id);
+		state.models.llm_lora = model;
+		assert.equal(model.base_model, 'ftd-local/tiny-llama');
+		await openPlayground(model);
+		const p = page();
+		// Every text the reply in progress shows, as the page draws it.
+		await p.evaluate(() => {
+			const seen = [];
+			window.__ftdStreamed = seen;
+			new MutationObserver(() => {
+				const li = document.querySelector('[data-testid="chat"] li[data-streaming="true"]');
+				if (!li) return;
+				const text = [...li.childNodes]
+					.filter((n) => n.nodeType === Node.TEXT_NODE)
+					.map((n) => n.textContent)
+					.join('');
+				if (seen.at(-1) !== text) seen.push(text);
+			}).observe(document.body, { subtree: true, childList: true, characterData: true });
+		});
+		const message = 'Summarise the note.\nThe invoice arrived late this morning.';
+		await p.getByLabel('Message').fill(message);
+		const answered = p.waitForResponse(
+			(r) => new URL(r.url()).pathname === '/v1/chat/completions' && r.request().method() === 'POST',
+			{ timeout: 120_000 }
+		);
+		await p.getByRole('button', { name: 'Send' }).click();
+		const response = await answered;
+		assert.equal(response.status(), 200);
+		assert.match(response.headers()['content-type'] ?? '', /text\/event-stream/);
+		const reply = p.locator('[data-testid="chat"] li[data-role="assistant"]:not([data-streaming])');
+		await reply.waitFor({ timeout: 120_000 });
+		const whole = await reply.evaluate((li) =>
+			[...li.childNodes]
+				.filter((n) => n.nodeType === Node.TEXT_NODE)
+				.map((n) => n.textContent)
+				.join('')
+		);
+		assert.ok(whole.length > 0, 'the model answered');
+		// The page showed the reply growing, piece by piece, before it was whole.
+		const seen = await p.evaluate(() => window.__ftdStreamed);
+		const partial = seen.filter((s) => s.length > 0 && s.length < whole.length && whole.startsWith(s));
+		state.streamed = { drawn: seen.length, partial: partial.length };
+		assert.ok(partial.length >= 1, `part of the reply showed while it streamed: ${JSON.stringify(seen)}`);
+		const asked = await p
+			.locator('[data-testid="chat"] li[data-role="user"]')
+			.evaluate((li) =>
+				[...li.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent)
+			);
+		assert.deepEqual(asked, [message], 'the message sent is in the conversation');
+
+		// A follow-up in the box: the snippets send the conversation so far with it, as the page would.
+		await p.getByLabel('Message').fill('Summarise the note.\nThe support team answered quickly.');
+		const code = await snippetsOnPage(model);
+		assert.ok(code.python.includes(JSON.stringify(whole)), 'the snippets carry the reply so far');
+		await ctx.h().capture('playground-chat');
+
+		for (const lang of ['curl', 'javascript', 'python']) {
+			const out = await execute(lang, code[lang]);
+			if (lang === 'curl') {
+				const lines = out.split(/\r?\n/).filter((l) => l.startsWith('data: '));
+				assert.equal(lines.at(-1), 'data: [DONE]', out.slice(-300));
+				const text = lines
+					.slice(0, -1)
+					.map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '')
+					.join('');
+				assert.ok(text.length > 0, `curl streams text: ${out.slice(0, 300)}`);
+				// One `data:` line per piece: the server streams, it does not answer all at once.
+				assert.ok(lines.length >= 3, `the reply came in pieces: ${lines.length - 1} chunks`);
+			} else {
+				assert.ok(out.trim().length > 0, `${lang} prints the streamed reply: ${out}`);
 			}
 		}
 	});
