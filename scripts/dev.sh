@@ -4,15 +4,36 @@
 # It installs the workspace, makes sure PostgreSQL and RabbitMQ are up, loads (or creates once) the
 # development secrets in .dev/secrets.env, migrates, starts every service in the background with
 # its log in .dev/logs/, waits for each to be healthy and prints how to talk to them.
+#
+# Defaults are what the README says; two settings let a second platform run beside the first
+# (the README tour test runs `make dev` itself this way, next to a developer's own):
+#   FTD_DEV_DIR (.dev)      state: secrets, logs, the worker's token and work folder, models
+#   FTD_DEV_PORT (8000)     the gateway; the services take the six ports above it, in the
+#                           order job-api, data-service, registry-service, UI, model-server,
+#                           webhook-service (8001 to 8006 by default)
+# FTD_DATABASE_NAME and FTD_BROKER_PREFIX (the services read it) name the database and the broker
+# namespace.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DEV_DIR=.dev
+DEV_DIR=$(realpath -m "${FTD_DEV_DIR:-.dev}")
 LOG_DIR=$DEV_DIR/logs
 SECRETS_FILE=$DEV_DIR/secrets.env
 HEALTH_TIMEOUT=${FTD_HEALTH_TIMEOUT:-60}
+BASE_PORT=${FTD_DEV_PORT:-8000}
+if ! [[ $BASE_PORT =~ ^[0-9]+$ ]] || ((BASE_PORT < 1 || BASE_PORT > 65529)); then
+  echo "dev: FTD_DEV_PORT must be a port number from 1 to 65529 (got '$BASE_PORT')" >&2
+  exit 2
+fi
+GATEWAY_PORT=$BASE_PORT
+JOB_API_PORT=$((BASE_PORT + 1))
+DATA_SERVICE_PORT=$((BASE_PORT + 2))
+REGISTRY_PORT=$((BASE_PORT + 3))
+UI_PORT=$((BASE_PORT + 4))
+MODEL_SERVER_PORT=$((BASE_PORT + 5))
+WEBHOOK_PORT=$((BASE_PORT + 6))
 # The gateway (nginx, scripts/gateway.sh) is the public entry point; services listen behind it.
-PUBLIC_URL=http://localhost:8000
+PUBLIC_URL=http://localhost:$GATEWAY_PORT
 
 log() { echo "dev: $*" >&2; }
 
@@ -119,6 +140,12 @@ load_or_create_secret FINETUNE_WORKER_KEY
 
 export FTD_ENV=development
 export FTD_ENABLE_OFFLINE_MODELS=true
+export FTD_PUBLIC_BASE_URL=$PUBLIC_URL
+# The gateway (scripts/gateway.sh) and the UI's proxy find the services here.
+export FTD_GATEWAY_PORT=$GATEWAY_PORT FTD_GATEWAY_DIR=$DEV_DIR/gateway
+export FTD_JOB_API_ADDR=127.0.0.1:$JOB_API_PORT FTD_DATA_SERVICE_ADDR=127.0.0.1:$DATA_SERVICE_PORT
+export FTD_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT FTD_UI_ADDR=127.0.0.1:$UI_PORT
+export FTD_MODEL_SERVER_ADDR=127.0.0.1:$MODEL_SERVER_PORT FTD_WEBHOOK_ADDR=127.0.0.1:$WEBHOOK_PORT
 # Each enrolled worker gets a broker user of its own through RabbitMQ's management API
 # (scripts/ensure-services.sh enabled it; guest may use it from this machine).
 export FTD_BROKER_MANAGEMENT_URL=${FTD_BROKER_MANAGEMENT_URL:-http://guest:guest@127.0.0.1:15672}
@@ -136,49 +163,53 @@ uv run job-api db-init
 uv run data-service db-init
 
 # The platform, in start order. An HTTP service: require_port, start_service, wait_healthy.
-require_port 8001
-start_service job-api uv run job-api serve --host 127.0.0.1 --port 8001
-wait_healthy job-api http://127.0.0.1:8001/healthz
-require_port 8002
-start_service data-service uv run data-service serve --host 127.0.0.1 --port 8002
-wait_healthy data-service http://127.0.0.1:8002/healthz
+require_port "$JOB_API_PORT"
+start_service job-api uv run job-api serve --host 127.0.0.1 --port "$JOB_API_PORT"
+wait_healthy job-api "http://127.0.0.1:$JOB_API_PORT/healthz"
+require_port "$DATA_SERVICE_PORT"
+DATA_SERVICE_STORAGE_DIR=${DATA_SERVICE_STORAGE_DIR:-$DEV_DIR/datasets} \
+  start_service data-service uv run data-service serve --host 127.0.0.1 --port "$DATA_SERVICE_PORT"
+wait_healthy data-service "http://127.0.0.1:$DATA_SERVICE_PORT/healthz"
 # registry-service (:8003): model versions, deploy, LiteLLM config (docs/registry.md)
 uv run registry-service db-init
-require_port 8003
-start_service registry-service uv run registry-service serve --host 127.0.0.1 --port 8003
-wait_healthy registry-service http://127.0.0.1:8003/healthz
+require_port "$REGISTRY_PORT"
+start_service registry-service uv run registry-service serve --host 127.0.0.1 --port "$REGISTRY_PORT"
+wait_healthy registry-service "http://127.0.0.1:$REGISTRY_PORT/healthz"
 # model-server (:8005): serves deployed models (OpenAI-style /v1/*); loads them from the local
 # model store the CPU worker below writes (the inference stack comes with install-training.sh)
 uv run model-server db-init
-require_port 8005
-FTD_MODEL_STORE_DIR="$PWD/$DEV_DIR/models" \
-  start_service model-server uv run model-server serve --host 127.0.0.1 --port 8005
-wait_healthy model-server http://127.0.0.1:8005/healthz
+require_port "$MODEL_SERVER_PORT"
+FTD_MODEL_STORE_DIR="$DEV_DIR/models" \
+  start_service model-server uv run model-server serve --host 127.0.0.1 --port "$MODEL_SERVER_PORT"
+wait_healthy model-server "http://127.0.0.1:$MODEL_SERVER_PORT/healthz"
 # webhook-service (:8006): users' webhooks told of job ends and model deployments, signed and
 # retried; in development a webhook may also name this machine over plain http (a local receiver)
 uv run webhook-service db-init
-require_port 8006
+require_port "$WEBHOOK_PORT"
 WEBHOOK_SERVICE_ALLOW_HTTP_LOOPBACK=${WEBHOOK_SERVICE_ALLOW_HTTP_LOOPBACK:-true} \
-  start_service webhook-service uv run webhook-service serve --host 127.0.0.1 --port 8006
-wait_healthy webhook-service http://127.0.0.1:8006/healthz
+  start_service webhook-service uv run webhook-service serve --host 127.0.0.1 --port "$WEBHOOK_PORT"
+wait_healthy webhook-service "http://127.0.0.1:$WEBHOOK_PORT/healthz"
 # gateway (:8000): nginx routes /api/* to the services (installed by gateway.sh when missing)
-require_port 8000
+require_port "$GATEWAY_PORT"
 start_service gateway bash scripts/gateway.sh
-wait_healthy gateway http://127.0.0.1:8000/healthz
+wait_healthy gateway "http://127.0.0.1:$GATEWAY_PORT/healthz"
 
 # CPU worker (provider local): the training stack goes into .venv outside uv.lock (install-training.sh),
 # then one worker dials RabbitMQ and trains on this machine; models land in the local model store.
 bash scripts/install-training.sh
-export FTD_MODEL_STORE_DIR="$PWD/$DEV_DIR/models"
+export FTD_MODEL_STORE_DIR="$DEV_DIR/models"
 # Enrolled once into the shared pool (token in .dev/worker-token), restarted if it ever dies.
-start_service worker bash scripts/dev-worker.sh --provider local --no-console \
+FTD_API_URL=$PUBLIC_URL FTD_DEV_WORKER_TOKEN_FILE=$DEV_DIR/worker-token \
+  start_service worker bash scripts/dev-worker.sh --provider local --no-console \
   --work-dir "$DEV_DIR/worker"
 
 # frontend (UI, :8004): the built single-page app, /api/* proxied to :8000 (the gateway serves it at /).
-require_port 8004
+# --bypass-lock: vite allows one preview per project, and a second `make dev` (FTD_DEV_PORT) has its own.
+require_port "$UI_PORT"
 make --no-print-directory ui-build
-start_service frontend npm --prefix frontend run preview
-wait_healthy frontend http://127.0.0.1:8004/
+FTD_API_URL=http://127.0.0.1:$GATEWAY_PORT \
+  start_service frontend npm --prefix frontend run preview -- --port "$UI_PORT" --strictPort --bypass-lock
+wait_healthy frontend "http://127.0.0.1:$UI_PORT/"
 
 TOKEN=$(uv run --quiet job-api token --sub dev-user)
 

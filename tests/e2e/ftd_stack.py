@@ -176,8 +176,10 @@ async def _drop_databases(names: Sequence[str]) -> None:
 async def _worker_consuming(
     prefix: str, job_types: Sequence[str], proc: subprocess.Popen[bytes], timeout: float = 120
 ) -> None:
-    """Wait until the worker `proc` consumes the local work queue of each job type (it is ready
-    for jobs): a job created before would start out as `no_worker` and record its arrival."""
+    """Wait until the worker `proc` consumes the local work queue of each job type for a CPU (it
+    is ready for jobs): a job created before would start out as `no_worker` and record its
+    arrival. GPU classes' queues are not awaited: a CPU worker consumes them only when forced."""
+    from contracts.catalogue import HardwareClass
     from contracts.enums import GPUProvider, JobType
     from contracts.routing import BrokerNames
     from messaging.broker import Broker
@@ -187,8 +189,10 @@ async def _worker_consuming(
     await broker.connect()
     wanted = {
         queue
-        for t, p, queue in broker.names.all_work_queues()
-        if p is GPUProvider.LOCAL and t in {JobType(j) for j in job_types}
+        for t, p, c, queue in broker.names.all_work_routes()
+        if p is GPUProvider.LOCAL
+        and c is HardwareClass.CPU
+        and t in {JobType(j) for j in job_types}
     }
     deadline = time.monotonic() + timeout
     try:

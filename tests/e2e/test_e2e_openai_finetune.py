@@ -10,11 +10,10 @@ model-server's /v1/). Marked `training` (scripts/install-training.sh)."""
 import json
 import os
 import time
-from collections.abc import Iterator
 
 import openai
 import pytest
-from ftd_stack import Stack, full_stack
+from ftd_stack import Stack
 
 pytest.importorskip("torch", reason="the training stack is not installed")
 
@@ -39,9 +38,9 @@ def chat_file() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with full_stack(tmp_path_factory.mktemp("stack"), worker_job_types=["llm_lora"]) as running:
-        yield running
+def stack(dev_platform: Stack) -> Stack:
+    """`make dev`'s platform (tests/conftest.py), whose CPU worker trains the tiny Llama."""
+    return dev_platform
 
 
 def test_the_openai_fine_tuning_example_trains_to_succeeded(stack: Stack) -> None:

@@ -10,12 +10,11 @@ marker fails the test, so a new block is a decision, not an oversight. The marke
 concatenated, in README order, in one `bash` with `set -euo pipefail` (variables carry from one
 block to the next, as in the user's terminal); each command's text is the README's.
 
-What it runs against. `make dev` (scripts/dev.sh) listens on fixed ports (8000 to 8006, and
-refuses to start when one is taken), uses the checkout's own database and builds the UI, so it
-cannot run beside a developer's `make dev` or another test. The test starts the same platform
-with tests/e2e/ftd_stack.full_stack instead (the same services, the nginx gateway and an enrolled
-CPU worker, started as dev.sh starts them, on free ports, in databases and a broker namespace of
-their own) and gives the commands what dev.sh gives the user:
+What it runs against. `make dev` itself (tests/e2e/dev_stack.py, one for the session): the
+command the README starts with, run from this checkout, with the settings scripts/dev.sh offers to
+run beside a developer's own `make dev`: a free block of seven ports instead of 8000 to 8006, its
+state in a scratch folder instead of .dev, a database and a broker namespace of its own, and the
+secrets from the environment. The commands get what dev.sh gives the user:
 
 - a folder standing in for the repository's root, the commands' working directory: the
   repository's Makefile (so `make -s token SUB=alice` is the real target) and `.dev/secrets.env`
@@ -36,12 +35,11 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ftd_stack import ROOT, Stack, full_stack
+from ftd_stack import ROOT, Stack
 
 pytest.importorskip("torch", reason="the training stack is not installed")
 
@@ -154,9 +152,9 @@ def test_a_tour_block_without_a_marker_is_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with full_stack(tmp_path_factory.mktemp("readme-stack"), worker_job_types=["embedding"]) as s:
-        yield s
+def stack(dev_platform: Stack) -> Stack:
+    """`make dev` itself, started once for the session (tests/conftest.py)."""
+    return dev_platform
 
 
 def user_folder(stack: Stack, where: Path) -> dict[str, str]:

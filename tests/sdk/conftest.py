@@ -1,20 +1,17 @@
-"""The whole platform for the SDK and CLI tests, started once for the session (gateway, the
-services and a CPU worker that trains classifiers and LoRA adapters of the offline tiny Llama,
-tests/e2e/ftd_stack.py)."""
+"""The SDK and CLI tests run against `make dev`'s platform, started once for the session
+(tests/conftest.py: the gateway, the services and the CPU worker, which trains classifiers and
+LoRA adapters of the offline tiny Llama)."""
 
 from collections.abc import Iterator
 
 import pytest
 from ftd import Client
-from ftd_stack import Stack, full_stack
+from ftd_stack import Stack
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with full_stack(
-        tmp_path_factory.mktemp("sdk-stack"), worker_job_types=["classifier", "llm_lora"]
-    ) as s:
-        yield s
+def stack(dev_platform: Stack) -> Stack:
+    return dev_platform
 
 
 @pytest.fixture(scope="session")
