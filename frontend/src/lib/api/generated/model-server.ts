@@ -38,7 +38,8 @@ export interface paths {
         post?: never;
         /**
          * Revoke
-         * @description Revoke a key: it is refused from the next request on.
+         * @description Revoke a key: it is refused from the next request on (by every replica within
+         *     `MODEL_SERVER_API_KEY_CACHE_SECONDS`).
          */
         delete: operations["revoke_api_keys__key_id__delete"];
         options?: never;
