@@ -34,9 +34,10 @@ def _state(request: Request) -> ServiceState:
     return state
 
 
-def service_state(request: Request) -> Any:
+async def service_state(request: Request) -> Any:
     """The service's own state (what its `Service.start` built), for a dependency typed with it:
-    `StateDep = Annotated[AppState, Depends(service_state)]`."""
+    `StateDep = Annotated[AppState, Depends(service_state)]`. A coroutine: FastAPI runs a plain
+    function dependency in its thread pool, one thread hop per request for an attribute read."""
     return request.app.state.service
 
 

@@ -18,7 +18,7 @@ from model_server.service_layer.keys import KeyCache
 from model_server.service_layer.serving import ModelPool, Reconciler
 from model_server.service_layer.unit_of_work import UnitOfWork
 from servicekit.auth import bearer_token
-from servicekit.deps import READING, WRITING, UserDep, platform_of
+from servicekit.deps import READING, WRITING, UserDep, platform_of, service_state
 from servicekit.errors import ApiError
 from servicekit.security import USER_BEARER
 from servicekit.uow import Units
@@ -35,14 +35,7 @@ class AppState:
     keys: KeyCache
 
 
-async def _service_state(request: Request) -> AppState:
-    # servicekit's service_state, as a coroutine: FastAPI runs a plain function dependency in its
-    # thread pool, one thread hop per request for an attribute read.
-    state: AppState = request.app.state.service
-    return state
-
-
-StateDep = Annotated[AppState, Depends(_service_state)]
+StateDep = Annotated[AppState, Depends(service_state)]
 UowDep = Annotated[UnitOfWork, WRITING]
 ReadUowDep = Annotated[UnitOfWork, READING]
 
