@@ -1,6 +1,6 @@
 """One `make dev` for the whole session, shared by the tests that drive the platform as a new
-user does (tests/readme, tests/sdk, the openai package's example in tests/e2e): the README's
-command itself, not a look-alike (tests/e2e/dev_stack.py)."""
+user does (tests/readme, tests/sdk, the openai package's example and the serving test in
+tests/e2e): the README's command itself, not a look-alike (tests/e2e/dev_stack.py)."""
 
 from collections.abc import Iterator
 

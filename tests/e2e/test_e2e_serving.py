@@ -1,9 +1,9 @@
-"""Serving through the gateway, on the whole platform (tests/e2e/ftd_stack.py): a user trains a
-model with the real CPU worker, deploys it (POST /api/models/{id}/deploy at :8000), and calls it
-at http://<gateway>/v1/ as any OpenAI client would: embeddings with the `openai` package,
+"""Serving through the gateway, on `make dev`'s platform (tests/e2e/dev_stack.py, started once for
+the session): a user trains a model of each type with its CPU worker, deploys it (POST
+/api/models/{id}/deploy at :8000), and calls it at http://<gateway>/v1/ as any OpenAI client would: embeddings with the `openai` package,
 classification with curl, and chat with a LoRA adapter of the catalogue's offline tiny Llama,
 streamed (`stream=True`). The adapter names its base `ftd-local/tiny-llama`; model-server loads
-that from FTD_TINY_LLAMA_DIR, as the worker does (the stack gives both the same folder). An
+that from FTD_TINY_LLAMA_DIR, as the worker does (both use the same default folder). An
 undeployed model is a 404 `model_not_deployed` within seconds; an API key made at /api/keys works
 as the bearer until it is revoked.
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ftd_stack import Stack, full_stack
+from ftd_stack import Stack
 from test_e2e_training import (
     CASES,
     JOB_TIMEOUT_S,
@@ -41,16 +41,18 @@ LOAD_TIMEOUT_S = 180
 UNDEPLOY_TIMEOUT_S = 15
 
 
+# The platform is shared with the README tour's "alice": this test's user is its own.
+USER = "serving-alice"
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("serving")
-    with full_stack(root, worker_job_types=["embedding", "classifier", "llm_lora"]) as running:
-        yield running
+def stack(dev_platform: Stack) -> Stack:
+    return dev_platform
 
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=60, headers=stack.headers("alice")) as c:
+    with httpx.Client(base_url=stack.base_url, timeout=60, headers=stack.headers(USER)) as c:
         yield c
 
 
@@ -139,11 +141,11 @@ def test_embedding_and_classifier_models_are_served_through_the_gateway(
     stack: Stack, client: httpx.Client
 ) -> None:
     # Both jobs queued at once; the one worker trains them in turn.
-    embedding_job = start_job(client, "embedding", "alice/serve-embedding")
-    classifier_job = start_job(client, "classifier", "alice/serve-classifier")
+    embedding_job = start_job(client, "embedding", f"{USER}/serve-embedding")
+    classifier_job = start_job(client, "classifier", f"{USER}/serve-classifier")
     embedder = trained_model(stack, client, embedding_job)
     classifier = trained_model(stack, client, classifier_job)
-    token = stack.token("alice")
+    token = stack.token(USER)
 
     # Nothing deployed yet: the name is unknown to model-server.
     with pytest.raises(openai.NotFoundError) as refused:
@@ -181,7 +183,7 @@ def test_embedding_and_classifier_models_are_served_through_the_gateway(
     assert status == 400
     assert answer["error"]["code"] == "wrong_model_type"
 
-    # Another user does not reach alice's model.
+    # Another user does not reach this user's model.
     with pytest.raises(openai.NotFoundError):
         api(stack, stack.token("bob")).embeddings.create(model=embedder["name"], input="hi")
 
@@ -231,13 +233,13 @@ def test_embedding_and_classifier_models_are_served_through_the_gateway(
 def test_a_lora_adapter_of_the_offline_tiny_llama_streams_chat_through_the_gateway(
     stack: Stack, client: httpx.Client
 ) -> None:
-    job = start_job(client, "llm_lora", "alice/serve-lora")
+    job = start_job(client, "llm_lora", f"{USER}/serve-lora")
     adapter = trained_model(stack, client, job)
     assert adapter["base_model"] == "ftd-local/tiny-llama"
     deploy(stack, client, adapter)
     listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     assert listed[adapter["name"]]["ftd_type"] == "lora"
-    token = stack.token("alice")
+    token = stack.token(USER)
     messages: list[Any] = [{"role": "user", "content": "Reverse the word.\nhello"}]
 
     # Greedy, so the streamed text is the same as the whole answer.
@@ -260,7 +262,7 @@ def test_a_lora_adapter_of_the_offline_tiny_llama_streams_chat_through_the_gatew
     assert pieces, "the stream carried text"
     assert "".join(pieces) == whole.choices[0].message.content
 
-    # Another user's call does not reach alice's adapter.
+    # Another user's call does not reach this user's adapter.
     with pytest.raises(openai.NotFoundError):
         api(stack, stack.token("bob")).chat.completions.create(
             model=adapter["name"], messages=messages, max_tokens=4, stream=True
