@@ -47,9 +47,10 @@ class Settings(PlatformSettings):
     # The deployed set is read again this often even without an event (another replica's writes).
     reconcile_seconds: float = Field(default=30.0, gt=0)
     max_new_tokens: int = Field(default=512, ge=1)
-    # torch's intra-op threads; default: one fewer than the CPUs (at least 1). The event loop,
-    # tokenizers and the HTTP work need a core: with as many torch threads as cores, torch's
-    # threads spin-wait against them and a one-text forward cost 5x its CPU on two cores.
+    # torch's intra-op threads; default: every CPU, since the server makes idle OpenMP threads
+    # sleep (OMP_WAIT_POLICY=PASSIVE unless set); with another wait policy, one fewer than the
+    # CPUs: spinning torch threads would compete with the event loop, tokenizers and HTTP work
+    # (on two cores a one-text forward cost 5x its CPU).
     torch_threads: int | None = Field(default=None, ge=1)
     # Concurrent embedding/classification requests share one forward of up to this many texts.
     max_batch_texts: int = Field(default=64, ge=1)

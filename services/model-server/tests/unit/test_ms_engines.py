@@ -35,17 +35,27 @@ def test_embed_counts_tokens_per_text_and_draws_no_progress_bar(
     assert rows[1].tokens > rows[0].tokens
 
 
-def test_torch_keeps_a_core_for_the_event_loop_unless_told_otherwise() -> None:
+def test_torch_uses_every_core_where_idle_threads_sleep_else_keeps_one_for_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     torch = pytest.importorskip("torch")
     import os
 
-    from model_server.adapters.engines import set_torch_threads
+    from model_server.adapters.engines import passive_openmp, set_torch_threads
 
+    cpus = os.cpu_count() or 1
     before = torch.get_num_threads()
     try:
-        expected = max(1, (os.cpu_count() or 1) - 1)
-        assert set_torch_threads(None) == expected
-        assert torch.get_num_threads() == expected
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        passive_openmp()
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        assert set_torch_threads(None) == cpus
+        assert torch.get_num_threads() == cpus
+        # An operator's own policy is kept, and a spinning torch leaves a core.
+        monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+        passive_openmp()
+        assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+        assert set_torch_threads(None) == max(1, cpus - 1)
         assert set_torch_threads(3) == 3
         assert torch.get_num_threads() == 3
     finally:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 
+from model_server.adapters.engines import passive_openmp
 from model_server.adapters.loaders import LocalLoaders
 from model_server.config import Settings
 from model_server.domain.deployments import Deployment
@@ -36,6 +37,7 @@ MAX_BODY_BYTES = 1 << 20
 
 
 def create_app(settings: Settings) -> FastAPI:
+    passive_openmp()  # before any model load imports torch
     channels: list[AbstractChannel] = []
 
     async def start(platform: Platform) -> AppState:
