@@ -36,6 +36,7 @@ from ftd_stack import (
     _drop_worker_users,
     _worker_consuming,
 )
+from ftd_stack import _stop as stop_process
 
 # What `make dev` may take on a cold machine: it installs, migrates and builds the UI first.
 START_TIMEOUT_S = float(os.environ.get("FTD_TEST_DEV_START_TIMEOUT", "600"))
@@ -76,14 +77,7 @@ def _stop(proc: "subprocess.Popen[bytes]", root: Path, grace: float = 60) -> Non
     process it starts, dev.sh too (CI runs `make test` that way). dev.sh starts each service in
     its own session, so whatever outlives it (it was killed at the deadline) is found by the
     scratch folder in its environment or on its command line (nginx clears its environment)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_process(proc, grace=grace)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         left = _processes_of(root)
         for pid in left:
