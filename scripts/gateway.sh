@@ -9,6 +9,7 @@
 #   FTD_MODEL_SERVER_ADDR (127.0.0.1:8005), FTD_WEBHOOK_ADDR (127.0.0.1:8006),
 #   DATA_SERVICE_MAX_UPLOAD_BYTES (2147483648, data-service's own limit),
 #   JOB_API_MAX_BODY_BYTES (1048576, job-api's own limit).
+# An address may be a comma-separated list (replicas): its upstream gets one `server` line each.
 # With --render-only it writes the configuration, prints its path and exits.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,16 +23,19 @@ MAX_UPLOAD=${DATA_SERVICE_MAX_UPLOAD_BYTES:-2147483648}
 MAX_BODY=$((MAX_UPLOAD + 65536))
 JOB_API_MAX_BODY=${JOB_API_MAX_BODY_BYTES:-1048576}
 
+# "a,b" -> "a; server b": the template's `server @@X_ADDR@@;` then names every replica.
+servers() { local list=${1// /}; echo "${list//,/; server }"; }
+
 CONF="$RUN_DIR/nginx.conf"
 sed -e "s|@@RUN_DIR@@|$RUN_DIR|g" \
   -e "s|@@LISTEN_ADDR@@|${FTD_GATEWAY_ADDR:-127.0.0.1}|g" \
   -e "s|@@LISTEN_PORT@@|${FTD_GATEWAY_PORT:-8000}|g" \
-  -e "s|@@JOB_API_ADDR@@|${FTD_JOB_API_ADDR:-127.0.0.1:8001}|g" \
-  -e "s|@@DATA_SERVICE_ADDR@@|${FTD_DATA_SERVICE_ADDR:-127.0.0.1:8002}|g" \
-  -e "s|@@REGISTRY_ADDR@@|${FTD_REGISTRY_ADDR:-127.0.0.1:8003}|g" \
-  -e "s|@@UI_ADDR@@|${FTD_UI_ADDR:-127.0.0.1:8004}|g" \
-  -e "s|@@MODEL_SERVER_ADDR@@|${FTD_MODEL_SERVER_ADDR:-127.0.0.1:8005}|g" \
-  -e "s|@@WEBHOOK_ADDR@@|${FTD_WEBHOOK_ADDR:-127.0.0.1:8006}|g" \
+  -e "s|@@JOB_API_ADDR@@|$(servers "${FTD_JOB_API_ADDR:-127.0.0.1:8001}")|g" \
+  -e "s|@@DATA_SERVICE_ADDR@@|$(servers "${FTD_DATA_SERVICE_ADDR:-127.0.0.1:8002}")|g" \
+  -e "s|@@REGISTRY_ADDR@@|$(servers "${FTD_REGISTRY_ADDR:-127.0.0.1:8003}")|g" \
+  -e "s|@@UI_ADDR@@|$(servers "${FTD_UI_ADDR:-127.0.0.1:8004}")|g" \
+  -e "s|@@MODEL_SERVER_ADDR@@|$(servers "${FTD_MODEL_SERVER_ADDR:-127.0.0.1:8005}")|g" \
+  -e "s|@@WEBHOOK_ADDR@@|$(servers "${FTD_WEBHOOK_ADDR:-127.0.0.1:8006}")|g" \
   -e "s|@@MAX_BODY_BYTES@@|$MAX_BODY|g" \
   -e "s|@@MAX_UPLOAD_BYTES@@|$MAX_UPLOAD|g" \
   -e "s|@@JOB_API_MAX_BODY_BYTES@@|$JOB_API_MAX_BODY|g" \
