@@ -7,6 +7,7 @@ user; the bundled worker enrolled by a one-shot (`job-api workers enroll`, parse
 CLI) whose token file it reads."""
 
 import importlib
+import ipaddress
 import json
 import re
 import secrets
@@ -163,10 +164,17 @@ def test_the_http_services_listen_on_the_port_their_healthcheck_asks() -> None:
         assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
 
 
+def _gateway_placeholders() -> dict[str, str]:
+    """The variable scripts/gateway.sh fills each placeholder from:
+    -e "s|@@RUN_DIR@@|$RUN_DIR|g", -e "s|@@JOB_API_ADDR@@|$(servers "${FTD_JOB_API_ADDR:-...}")|g"."""
+    found = re.findall(r'-e "s\|@@([A-Z_]+)@@\|(?:\$\(servers ")?\$\{([A-Z_]+)', GATEWAY_SCRIPT)
+    assert found, "scripts/gateway.sh fills the placeholders from the environment"
+    return dict(found)
+
+
 def test_gateway_upstreams_are_the_compose_services_on_their_ports() -> None:
     gateway_env = _environment(SERVICES["gateway"])
-    # scripts/gateway.sh: -e "s|@@JOB_API_ADDR@@|${FTD_JOB_API_ADDR:-127.0.0.1:8001}|g"
-    placeholders = dict(re.findall(r"s\|@@([A-Z_]+)@@\|\$\{([A-Z_]+)", GATEWAY_SCRIPT))
+    placeholders = _gateway_placeholders()
     upstreams = re.findall(r"upstream\s+(\w+)\s*\{\s*server\s+@@([A-Z_]+)@@", GATEWAY_TEMPLATE)
     assert {u for u, _ in upstreams} >= {
         "job_api",
@@ -187,6 +195,31 @@ def test_gateway_upstreams_are_the_compose_services_on_their_ports() -> None:
         expected = ui_port if host == "ui" else _command_port(SERVICES[host])
         assert int(port) == expected, f"upstream {upstream}: {host} listens on {expected}"
         assert host in SERVICES["gateway"]["depends_on"]
+
+
+def test_the_gateways_upstreams_keep_their_address_when_restarted() -> None:
+    """nginx resolves its upstreams' names once, at its start: each service it proxies to has a
+    fixed address on the stack's network, in its subnet, outside the range the other containers'
+    addresses come from (so no other container can take it first), and none twice."""
+    (pool,) = COMPOSE["networks"]["default"]["ipam"]["config"]
+    subnet = ipaddress.ip_network(_resolve(pool["subnet"], {}))
+    dynamic = ipaddress.ip_network(_resolve(pool["ip_range"], {}))
+    assert dynamic.subnet_of(subnet)  # type: ignore[arg-type]
+    placeholders = _gateway_placeholders()
+    upstreams = re.findall(r"upstream\s+\w+\s*\{\s*server\s+@@([A-Z_]+)@@", GATEWAY_TEMPLATE)
+    gateway_env = _environment(SERVICES["gateway"])
+    fixed = {}
+    for placeholder in upstreams:
+        host = gateway_env[placeholders[placeholder]].rsplit(":", 1)[0]
+        networks = SERVICES[host].get("networks") or {}
+        assert list(networks) == ["default"], f"{host} is on the stack's network only"
+        address = ipaddress.ip_address(_resolve(networks["default"]["ipv4_address"], {}))
+        assert address in subnet, f"{host}: {address} is not in {subnet}"
+        assert address not in dynamic, f"{host}: {address} is in the dynamic range {dynamic}"
+        assert address not in (subnet.network_address, subnet.network_address + 1)
+        fixed[host] = address
+    assert len(upstreams) == 6
+    assert len(set(fixed.values())) == len(fixed), f"an address twice: {fixed}"
 
 
 def test_gateway_variables_are_the_ones_gateway_sh_reads() -> None:
