@@ -26,6 +26,9 @@ CursorQuery = Annotated[
     ),
 ]
 
+# The page size of the platform's own list routes (the OpenAI-shaped ones keep OpenAI's 1-100).
+PageLimit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+
 
 def keyset_cursor(created_at: datetime, row_id: UUID) -> str:
     """The cursor of the page after the row (created_at, row_id)."""

@@ -21,6 +21,7 @@ from servicekit.responses import (
     CursorQuery,
     Data,
     Page,
+    PageLimit,
     error_responses,
     keyset_after,
     keyset_cursor,
@@ -31,14 +32,13 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/finetune", tags=["datasets"], responses=error_responses(401, 422))
 
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 PREVIEW_BYTES = 256 * 1024
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
 @router.get("/datasets")
 async def list_datasets(
-    uow: ReadUowDep, user: UserDep, limit: Limit = 50, cursor: CursorQuery = None
+    uow: ReadUowDep, user: UserDep, limit: PageLimit = 50, cursor: CursorQuery = None
 ) -> Page[DatasetResponse]:
     """Your datasets, newest first."""
     after = keyset_after(cursor)

@@ -43,6 +43,7 @@ from servicekit.responses import (
     CursorQuery,
     Data,
     Page,
+    PageLimit,
     error_responses,
     keyset_after,
     keyset_cursor,
@@ -50,7 +51,6 @@ from servicekit.responses import (
 
 router = APIRouter(prefix="/api/finetune", tags=["jobs"], responses=error_responses(401, 422))
 
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 # The events cursor is an event id, in a format the OpenAPI document states exactly (as the jobs
 # list's keyset cursor, servicekit.responses.CursorQuery): an empty value means the first page.
@@ -175,7 +175,7 @@ async def list_jobs(
     user_id: Annotated[
         str | None, Query(description="Admins only: one user's jobs.", pattern=NO_NUL)
     ] = None,
-    limit: Limit = 50,
+    limit: PageLimit = 50,
     cursor: CursorQuery = None,
 ) -> Page[FinetuneJobResponse]:
     """List your jobs, newest first (admins: everyone's, or one user's with `user_id`)."""
@@ -220,7 +220,7 @@ async def job_events(
     state: StateDep,
     user: UserDep,
     kind: Annotated[list[EventKind] | None, Query(description="status and/or progress")] = None,
-    limit: Limit = 100,
+    limit: PageLimit = 100,
     cursor: Annotated[
         str | None,
         Query(

@@ -19,14 +19,13 @@ from servicekit.responses import (
     CursorQuery,
     Data,
     Page,
+    PageLimit,
     error_responses,
     keyset_after,
     keyset_cursor,
 )
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(401, 422))
-
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 
 @router.get(
@@ -67,7 +66,7 @@ async def list_models(
     job_type: Annotated[JobType | None, Query(alias="type", description="Job type.")] = None,
     status: ModelStatus | None = None,
     name: Annotated[str | None, Query(max_length=200, description="One output name.")] = None,
-    limit: Limit = 50,
+    limit: PageLimit = 50,
     cursor: CursorQuery = None,
 ) -> Page[ModelResponse]:
     """Your models, newest first; each completed job is one version of its output name."""

@@ -2,15 +2,15 @@
 test ping; read the delivery log."""
 
 from datetime import UTC, datetime
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from servicekit.responses import (
     CursorQuery,
     Data,
     Page,
+    PageLimit,
     error_responses,
     keyset_after,
     keyset_cursor,
@@ -28,8 +28,6 @@ from webhook_service.service_layer import deliveries as delivery_service
 from webhook_service.service_layer import webhooks as webhook_service
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], responses=error_responses(401, 422))
-
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
@@ -54,7 +52,7 @@ async def create_webhook(
 
 @router.get("")
 async def list_webhooks(
-    uow: ReadUowDep, user: UserDep, limit: Limit = 50, cursor: CursorQuery = None
+    uow: ReadUowDep, user: UserDep, limit: PageLimit = 50, cursor: CursorQuery = None
 ) -> Page[WebhookResponse]:
     """Your webhooks, newest first (never their secrets)."""
     webhooks, nxt = await webhook_service.list_webhooks(
@@ -124,7 +122,7 @@ async def list_deliveries(
     webhook_id: UUID,
     uow: ReadUowDep,
     user: UserDep,
-    limit: Limit = 50,
+    limit: PageLimit = 50,
     cursor: CursorQuery = None,
 ) -> Page[DeliveryResponse]:
     """The delivery log: each delivery (newest first) with its attempts: status code, error,
