@@ -57,6 +57,12 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page.")
     limit: int
 
+    @classmethod
+    def after(cls, data: list[T], last: tuple[datetime, UUID] | None, limit: int) -> "Page[T]":
+        """A keyset page: `last` is the sort key (created_at, id) of its last row when another
+        page follows, None on the last page."""
+        return cls(data=data, next_cursor=keyset_cursor(*last) if last else None, limit=limit)
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def has_more(self) -> bool:

@@ -50,3 +50,14 @@ def test_every_cursor_the_pattern_admits_is_a_position() -> None:
 )
 def test_anything_else_is_refused_by_the_pattern(cursor: str) -> None:
     assert not re.fullmatch(KEYSET_CURSOR, cursor)
+
+
+def test_a_keyset_page_carries_the_cursor_of_its_last_row_until_the_last_page() -> None:
+    created = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    row_id = uuid.uuid4()
+    page = Page.after(["a", "b"], (created, row_id), limit=2)
+    assert page.has_more
+    assert page.next_cursor is not None
+    assert keyset_after(page.next_cursor) == (created, row_id)
+    last = Page.after(["c"], None, limit=2)
+    assert (last.next_cursor, last.has_more, last.data, last.limit) == (None, False, ["c"], 2)

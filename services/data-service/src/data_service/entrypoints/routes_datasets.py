@@ -17,15 +17,7 @@ from data_service.entrypoints.schemas import DatasetResponse, PreviewResponse
 from data_service.service_layer import datasets as dataset_service
 from servicekit.auth import bearer_token
 from servicekit.errors import ApiError
-from servicekit.responses import (
-    CursorQuery,
-    Data,
-    Page,
-    PageLimit,
-    error_responses,
-    keyset_after,
-    keyset_cursor,
-)
+from servicekit.responses import CursorQuery, Data, Page, PageLimit, error_responses, keyset_after
 from servicekit.tickets import InvalidTicketError, verify_data_ticket
 
 log = structlog.get_logger(__name__)
@@ -45,8 +37,8 @@ async def list_datasets(
     rows = await uow.datasets.page(user_id=scope(user), after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = keyset_cursor(rows[-1].created_at, rows[-1].id) if more else None
-    return Page(data=[DatasetResponse.of(r) for r in rows], next_cursor=next_cursor, limit=limit)
+    last = (rows[-1].created_at, rows[-1].id) if more else None
+    return Page.after([DatasetResponse.of(r) for r in rows], last, limit)
 
 
 @router.get("/datasets/{dataset_id}", responses=error_responses(404))

@@ -39,15 +39,7 @@ from job_api.entrypoints.schemas_estimate import JobEstimateResponse
 from job_api.service_layer import jobs as job_service
 from job_api.service_layer.estimates import estimate_job
 from servicekit.errors import ApiError
-from servicekit.responses import (
-    CursorQuery,
-    Data,
-    Page,
-    PageLimit,
-    error_responses,
-    keyset_after,
-    keyset_cursor,
-)
+from servicekit.responses import CursorQuery, Data, Page, PageLimit, error_responses, keyset_after
 
 router = APIRouter(prefix="/api/finetune", tags=["jobs"], responses=error_responses(401, 422))
 
@@ -191,11 +183,7 @@ async def list_jobs(
     )
     async with reading(state) as uow:
         jobs, nxt = await job_service.list_jobs(uow, flt, limit=limit, after=keyset_after(cursor))
-    return Page(
-        data=[FinetuneJobResponse.of(j, state.waiting(j)) for j in jobs],
-        next_cursor=keyset_cursor(*nxt) if nxt else None,
-        limit=limit,
-    )
+    return Page.after([FinetuneJobResponse.of(j, state.waiting(j)) for j in jobs], nxt, limit)
 
 
 @router.get("/jobs/{job_id:uuid}", responses=error_responses(404))

@@ -15,15 +15,7 @@ from registry_service.entrypoints.deps import ReadUowDep, StateDep, UowDep, User
 from registry_service.entrypoints.schemas import DeletedResponse, LiteLLMConfig, ModelResponse
 from registry_service.service_layer import models as model_service
 from registry_service.service_layer.litellm import litellm_config
-from servicekit.responses import (
-    CursorQuery,
-    Data,
-    Page,
-    PageLimit,
-    error_responses,
-    keyset_after,
-    keyset_cursor,
-)
+from servicekit.responses import CursorQuery, Data, Page, PageLimit, error_responses, keyset_after
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(401, 422))
 
@@ -72,8 +64,7 @@ async def list_models(
     """Your models, newest first; each completed job is one version of its output name."""
     flt = ModelFilter(user_id=scope(user), job_type=job_type, status=status, name=name)
     models, nxt = await model_service.list_models(uow, flt, limit=limit, after=keyset_after(cursor))
-    next_cursor = keyset_cursor(*nxt) if nxt else None
-    return Page(data=[ModelResponse.of(m) for m in models], next_cursor=next_cursor, limit=limit)
+    return Page.after([ModelResponse.of(m) for m in models], nxt, limit)
 
 
 @router.get("/{model_id:uuid}", responses=error_responses(404))

@@ -6,15 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, status
 
-from servicekit.responses import (
-    CursorQuery,
-    Data,
-    Page,
-    PageLimit,
-    error_responses,
-    keyset_after,
-    keyset_cursor,
-)
+from servicekit.responses import CursorQuery, Data, Page, PageLimit, error_responses, keyset_after
 from webhook_service.entrypoints.deps import ReadUowDep, StateDep, UowDep, UserDep, scope
 from webhook_service.entrypoints.schemas import (
     DeletedResponse,
@@ -58,11 +50,7 @@ async def list_webhooks(
     webhooks, nxt = await webhook_service.list_webhooks(
         uow, user_id=scope(user), limit=limit, after=keyset_after(cursor)
     )
-    return Page(
-        data=[WebhookResponse.of(w) for w in webhooks],
-        next_cursor=keyset_cursor(*nxt) if nxt else None,
-        limit=limit,
-    )
+    return Page.after([WebhookResponse.of(w) for w in webhooks], nxt, limit)
 
 
 @router.get("/{webhook_id:uuid}", responses=error_responses(404))
@@ -130,8 +118,4 @@ async def list_deliveries(
     page, nxt = await delivery_service.delivery_log(
         uow, webhook_id, user_id=scope(user), limit=limit, after=keyset_after(cursor)
     )
-    return Page(
-        data=[DeliveryResponse.of(d, attempts) for d, attempts in page],
-        next_cursor=keyset_cursor(*nxt) if nxt else None,
-        limit=limit,
-    )
+    return Page.after([DeliveryResponse.of(d, attempts) for d, attempts in page], nxt, limit)
