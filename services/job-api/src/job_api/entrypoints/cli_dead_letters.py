@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from job_api.config import Settings
-from job_api.entrypoints.cli_settings import load_settings
 from messaging.broker import Broker
+from servicekit.cli import load_settings
 
 dead_letters = typer.Typer(help="List, show and replay dead-lettered messages.")
 out = Console()
@@ -148,7 +148,7 @@ def list_cmd(
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 100,
 ) -> None:
     """List dead letters, oldest first."""
-    letters = asyncio.run(read_dead_letters(load_settings(), limit=limit))
+    letters = asyncio.run(read_dead_letters(load_settings(Settings), limit=limit))
     table = Table("type", "from queue", "reason", "routing key", "when")
     # Ids are what `show` and `replay` take: never wrapped.
     table.columns.insert(0, Column("message id", no_wrap=True, min_width=36))
@@ -168,7 +168,7 @@ def list_cmd(
 @dead_letters.command("show")
 def show_cmd(message_id: str) -> None:
     """Show one dead letter: where it came from and its body (secrets redacted)."""
-    letters = asyncio.run(read_dead_letters(load_settings()))
+    letters = asyncio.run(read_dead_letters(load_settings(Settings)))
     found = next((d for d in letters if d.message_id == message_id), None)
     if found is None:
         out.print(f"[red]no dead letter {message_id}[/red]")
@@ -193,7 +193,7 @@ def replay_cmd(
     if not message_ids and not all_:
         raise typer.BadParameter("name message ids, or pass --all")
     wanted = None if all_ else set(message_ids or [])
-    replayed = asyncio.run(replay_dead_letters(load_settings(), wanted))
+    replayed = asyncio.run(replay_dead_letters(load_settings(Settings), wanted))
     for message_id in replayed:
         out.print(f"replayed {message_id}")
     if wanted is not None and (missing := wanted - set(replayed)):

@@ -16,9 +16,9 @@ from contracts.credentials import parse_token
 from job_api.adapters.broker_admin import BrokerAdminError
 from job_api.config import Settings
 from job_api.domain.worker import Worker
-from job_api.entrypoints.cli_settings import load_settings
 from job_api.service_layer import workers as service
 from job_api.service_layer.unit_of_work import UnitOfWork
+from servicekit.cli import load_settings
 from servicekit.db import make_engine
 
 workers = typer.Typer(help="Enrolled workers: enroll, list, revoke.", no_args_is_help=True)
@@ -78,7 +78,7 @@ def enroll(
     ] = None,
 ) -> None:
     """Enroll a shared-pool worker (users enroll private ones on the Workers page)."""
-    settings = load_settings()
+    settings = load_settings(Settings)
     try:
         kept = token_file.read_text().strip() if token_file and token_file.exists() else ""
         worker, token = asyncio.run(_ensure(settings, name, kept))
@@ -104,7 +104,7 @@ async def _list(settings: Settings) -> list[Worker]:
 @workers.command("list")
 def list_workers() -> None:
     """Every enrolled worker and what its heartbeats say."""
-    settings = load_settings()
+    settings = load_settings(Settings)
     table = Table("id", "name", "pool", "status", "serves", "last seen")
     for worker in asyncio.run(_list(settings)):
         serves = ", ".join(worker.job_types or []) + (
@@ -142,7 +142,7 @@ async def _revoke(settings: Settings, worker_id: UUID) -> Worker:
 @workers.command("revoke")
 def revoke(worker_id: Annotated[str, typer.Argument(help="The worker's id.")]) -> None:
     """Revoke a worker: its token stops working, its broker connection closes, its job goes back."""
-    settings = load_settings()
+    settings = load_settings(Settings)
     try:
         worker = asyncio.run(_revoke(settings, UUID(worker_id)))
     except (ValueError, service.WorkerNotFound) as exc:
