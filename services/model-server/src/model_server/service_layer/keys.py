@@ -6,6 +6,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import structlog
+from cachetools import TTLCache
 
 from model_server.domain import keys
 from model_server.domain.errors import ApiKeyNotFound, InvalidApiKey
@@ -47,7 +48,7 @@ class KeyCache:
     (it still compares the secret's hash). A row is trusted for `ttl` seconds: a key revoked
     through this process is refused at once (`forget`), one revoked through another replica within
     `ttl`. Unknown ids are not kept (nothing to fill the cache with). `ttl` 0: every request reads
-    the row."""
+    the row. At most `max_entries` are kept (the least recently used go first)."""
 
     def __init__(
         self,
@@ -58,27 +59,26 @@ class KeyCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._read = read
-        self._ttl = ttl
-        self._max = max_entries
-        self._clock = clock
-        self._rows: dict[str, tuple[ApiKey | None, float]] = {}
+        # A revoked key is kept as None: refused without a read until its entry expires.
+        self._rows: TTLCache[str, ApiKey | None] | None = (
+            TTLCache(maxsize=max_entries, ttl=ttl, timer=clock) if ttl > 0 else None
+        )
 
     async def user_of(self, token: str) -> str:
         """The user an API key belongs to; InvalidApiKey for anything else."""
         presented = keys.parse(token)
         if presented is None:
             raise InvalidApiKey()
-        now = self._clock()
-        cached = self._rows.get(presented.key_id)
-        if cached is not None and cached[1] > now:
-            key = cached[0]
-        else:
+        rows = self._rows
+        try:
+            if rows is None:
+                raise KeyError(presented.key_id)
+            key = rows[presented.key_id]  # KeyError once expired, too
+        except KeyError:
             async with self._read() as uow:
                 key = await uow.keys.get(presented.key_id)
-            if key is not None and self._ttl > 0:
-                if len(self._rows) >= self._max:
-                    self._rows.clear()
-                self._rows[presented.key_id] = (key, now + self._ttl)
+            if key is not None and rows is not None:
+                rows[presented.key_id] = key
         if key is None or not key.matches(presented):
             raise InvalidApiKey()
         return key.user_id
@@ -86,5 +86,5 @@ class KeyCache:
     def forget(self, key_id: str) -> None:
         """The key was revoked here: refused from now on. Refused outright for `ttl` (a request
         racing the revocation's commit could otherwise read the row still active), then read."""
-        if self._ttl > 0:
-            self._rows[key_id] = (None, self._clock() + self._ttl)
+        if self._rows is not None:
+            self._rows[key_id] = None
