@@ -43,14 +43,26 @@ def current_trace() -> Trace | None:
     return _TRACE.get()
 
 
+TraceToken = contextvars.Token[Trace | None]
+
+
+def set_trace(trace: Trace) -> TraceToken:
+    """From now on messages written carry `trace`'s ids, until `reset_trace` with the token."""
+    return _TRACE.set(trace)
+
+
+def reset_trace(token: TraceToken) -> None:
+    _TRACE.reset(token)
+
+
 @contextlib.contextmanager
 def within(trace: Trace) -> Iterator[Trace]:
     """Within the block, messages written carry `trace`'s ids."""
-    token = _TRACE.set(trace)
+    token = set_trace(trace)
     try:
         yield trace
     finally:
-        _TRACE.reset(token)
+        reset_trace(token)
 
 
 def traced(

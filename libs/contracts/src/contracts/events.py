@@ -24,7 +24,16 @@ from contracts.enums import (
     ModelStore,
     WorkerPool,
 )
-from contracts.envelope import Envelope, EventPayload, Trace, current_trace, traced, within
+from contracts.envelope import (
+    Envelope,
+    EventPayload,
+    Trace,
+    current_trace,
+    reset_trace,
+    set_trace,
+    traced,
+    within,
+)
 from contracts.routing import offer_routing_key
 from contracts.worker_reports import (
     MAX_CLAIM_SECRET_CHARS,
@@ -62,6 +71,8 @@ __all__ = [
     "WorkerHeartbeat",
     "current_trace",
     "payload_of",
+    "reset_trace",
+    "set_trace",
     "traced",
     "within",
 ]

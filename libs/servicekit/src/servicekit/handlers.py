@@ -76,7 +76,10 @@ class EventHandlers(Generic[C, E]):
         no handler takes."""
         ignored: list[Received] = []
         for received in batch:
+            handler = self.handler_for(received.payload)
+            if handler is None:
+                ignored.append(received)  # no trace entered: nothing is applied
+                continue
             with received.handling():
-                if not await self.dispatch(context, received.payload):
-                    ignored.append(received)
+                await handler(context, received.payload)
         return ignored
