@@ -25,7 +25,7 @@ LOAD_DEV_SECRETS := if [ -f .dev/secrets.env ]; then \
 	    < <(grep -E '^[A-Z_][A-Z0-9_]*=' .dev/secrets.env); \
 	fi
 
-.PHONY: help install install-training ensure-services dev test test-steps test-unit test-integration lint format typecheck \
+.PHONY: help install install-training ensure-services system-packages dev test test-steps test-unit test-integration lint format typecheck \
 	contracts contracts-check openapi migrate bench token clean \
 	ui-install ui-gen ui-check ui-test ui-build ui-e2e test-ui
 
@@ -43,6 +43,9 @@ install: ## Install uv if missing, then sync the workspace (keeps extra packages
 ensure-services: ## Start PostgreSQL and RabbitMQ on localhost if they are down
 	@bash scripts/ensure-services.sh
 
+system-packages: ## Install Debian's chromium and nginx (apt-get) if they are missing
+	@bash scripts/ensure-system-packages.sh
+
 dev: ## Run the whole platform on http://localhost:8000 (Ctrl-C stops it)
 	@UV='$(UV)' bash scripts/dev.sh
 
@@ -54,10 +57,12 @@ test: ## Everything CI runs: lint, types, all tests; then its total time
 
 # What `make test` runs (it times this and passes its exit status on).
 # install-training ran, so a test skipped for a missing torch fails (services/gpu-worker/tests/training_stack.py).
-# ui-install before pytest: the docs and README tests drive chromium through the UI's playwright-core.
-test-steps: install install-training ensure-services ui-install lint typecheck
-	FTD_REQUIRE_TRAINING_STACK=1 FTD_REQUIRE_BROWSER=1 $(UV) run pytest $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-ui
+# ui-install before pytest: the docs, README and UI browser tests drive chromium through the UI's
+# playwright-core. pytest runs on TEST_PROCESSES processes (pytest-xdist; conftest.py keeps what
+# shares a stack on one process); the UI's browser tests are one of its tests (tests/e2e/test_e2e_ui.py).
+TEST_PROCESSES ?= 4
+test-steps: install install-training ensure-services system-packages ui-install lint typecheck ui-check ui-test
+	FTD_REQUIRE_TRAINING_STACK=1 FTD_REQUIRE_BROWSER=1 $(UV) run pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (no I/O)
 	$(UV) run pytest -m "not integration" $(PYTEST_ARGS)
@@ -67,6 +72,11 @@ test-integration: install ensure-services ## Tests against the real PostgreSQL a
 
 test-cluster: install ## Failover on a local three-node RabbitMQ cluster (not in make test)
 	$(UV) run pytest -m cluster tests/cluster $(PYTEST_ARGS)
+
+CHAOS_JOBS ?= 100
+.PHONY: chaos
+chaos: install install-training ensure-services ## Chaos run: CHAOS_JOBS jobs while replicas, workers, broker nodes die (not in make test)
+	FTD_CHAOS_JOBS=$(CHAOS_JOBS) $(UV) run pytest -m chaos tests/chaos -s $(PYTEST_ARGS)
 
 lint: ## ruff lint and format check
 	$(UV) run ruff check .

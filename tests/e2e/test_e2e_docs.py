@@ -9,51 +9,20 @@ job-api's page at /docs loads its files through the gateway too."""
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from browser import CHROMIUM, NODE, require_browser, skip_without_browser
 from ftd_stack import FRONTEND, Stack, full_stack
 
-CHROMIUM = Path(os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium"))
-NODE = shutil.which("node")
-
-
-def _missing_browser() -> str | None:
-    """Why the browser half cannot run here, or None."""
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    if NODE is None or not (FRONTEND / "node_modules/playwright-core").is_dir():
-        return "node and the UI's dependencies (npm --prefix frontend ci) are needed"
-    return None
-
-
-MISSING_BROWSER = _missing_browser()
-# `make test` installs chromium's driver first and says so: there a missing browser fails the run
-# instead of skipping it (a silent skip would pass the docs check without loading one page).
-BROWSER_REQUIRED = os.environ.get("FTD_REQUIRE_BROWSER", "").strip().lower() not in (
-    "",
-    "0",
-    "false",
-    "no",
-)
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        MISSING_BROWSER is not None and not BROWSER_REQUIRED, reason=str(MISSING_BROWSER)
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600), skip_without_browser]
 
 
 @pytest.fixture(autouse=True)
 def _browser_present() -> None:
-    if MISSING_BROWSER is not None:
-        pytest.fail(f"FTD_REQUIRE_BROWSER is set but {MISSING_BROWSER}")
+    require_browser()
 
 
 # A list route of each service, which a signed-in user may call with no parameters.

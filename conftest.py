@@ -1,0 +1,46 @@
+"""How `make test` spreads the suite over processes (pytest-xdist, `--dist loadgroup`).
+
+Every test joins a group, and a group runs whole on one process:
+- the tests that drive `make dev` (the `dev_platform` fixture: README tour, SDK, the openai
+  examples, serving) are one group, so one `make dev` serves them all;
+- tests/security is one group (its session stack is started once);
+- every other module is its own group, so a module's fixtures (an e2e stack, a private broker,
+  a migrated database) are set up once, as without xdist.
+
+Groups that start a whole stack are sent out first: the long ones then overlap the many short
+ones instead of finishing last. Without xdist this file changes nothing.
+"""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+
+# Groups that start a platform of their own (minutes each): dispatched before the rest.
+_FIRST = ("make-dev", "tests/security", "tests/e2e/", "tests/readme", "tests/sdk")
+
+
+def _group(item: pytest.Item) -> str:
+    if "dev_platform" in getattr(item, "fixturenames", ()):
+        return "make-dev"
+    path = item.path.resolve().relative_to(ROOT).as_posix()
+    if path.startswith("tests/security/"):
+        return "tests/security"
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+    def heavy_first(item: pytest.Item) -> int:
+        mark = item.get_closest_marker("xdist_group")
+        name = str(mark.args[0]) if mark and mark.args else ""
+        return 0 if name.startswith(_FIRST) else 1
+
+    items.sort(key=heavy_first)  # stable: the order within each group is kept
