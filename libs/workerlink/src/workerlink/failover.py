@@ -20,11 +20,22 @@ from collections.abc import Sequence
 from ssl import SSLContext
 from typing import Any
 
+import aio_pika
+import aiormq
 from aio_pika.abc import AbstractRobustConnection, TimeoutType
 from aio_pika.robust_connection import RobustConnection
 from aiormq.connection import parse_bool
 from pamqp.common import FieldTable
 from yarl import URL
+
+# What a dropped channel or connection raises at its user while it is being restored.
+LINK_ERRORS = (
+    aio_pika.exceptions.AMQPException,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    RuntimeError,
+    TimeoutError,
+)
 
 _SCHEMES = ("amqp", "amqps")
 

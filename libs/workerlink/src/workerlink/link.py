@@ -21,8 +21,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import aio_pika
-import aiormq
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -37,7 +35,7 @@ from contracts.events import Envelope, EventPayload, JobCancelRequested, Trace, 
 from contracts.routing import CLAIM_KEY, BrokerNames
 from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, JobSpec
 from workerlink.cancel import watch_cancel
-from workerlink.failover import broker_urls, connect_failover
+from workerlink.failover import LINK_ERRORS, broker_urls, connect_failover
 from workerlink.identity import WorkerIdentity
 from workerlink.offers import Offer, claim_offer, next_offer
 from workerlink.reports import ReportOutbox, every
@@ -45,14 +43,6 @@ from workerlink.rpc import RpcClient
 
 log = structlog.get_logger(__name__)
 
-# What a dropped channel or connection raises at us while it is being restored.
-LINK_ERRORS = (
-    aio_pika.exceptions.AMQPException,
-    aiormq.exceptions.AMQPError,
-    ConnectionError,
-    RuntimeError,
-    TimeoutError,
-)
 State = Literal["idle", "busy", "stopping"]
 
 

@@ -15,14 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from contracts.catalogue import HardwareClass
-from contracts.enums import (
-    FailureClass,
-    GPUProvider,
-    JobPhase,
-    JobStatus,
-    JobType,
-    WorkerPool,
-)
+from contracts.enums import FailureClass, GPUProvider, JobPhase, JobStatus, JobType, WorkerPool
 from contracts.routing import SHARED_POOL
 from job_api.domain.errors import AlreadyClaimed, IllegalTransition, StaleAttempt
 from job_api.domain.job_values import (
