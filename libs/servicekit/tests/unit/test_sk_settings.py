@@ -142,6 +142,8 @@ def test_development_database_passwords_are_refused(value: Any, environment: str
         secrets.token_urlsafe(24),
         None,
     ],
+    # The ids name the case, not the random secret: every xdist process collects the same names.
+    ids=["random-password-url", "no-password", "plain-password-url", "random-password", "none"],
 )
 def test_other_database_passwords_are_accepted(value: Any) -> None:
     refuse_default_database_password(value, name="X", environment="production")
