@@ -4,6 +4,7 @@
 #
 #   scripts/rabbitmq-cluster.sh start          start nodes 1-3, join 2 and 3 to 1, print the URLs
 #   scripts/rabbitmq-cluster.sh urls           the comma-separated URL list (FTD_AMQP_URL's form)
+#   scripts/rabbitmq-cluster.sh management-urls  each node's management API (with the listener)
 #   scripts/rabbitmq-cluster.sh status         rabbitmqctl cluster_status, asked of the first node up
 #   scripts/rabbitmq-cluster.sh stop           stop every node and remove the state folder
 #   scripts/rabbitmq-cluster.sh start-node N   start node N again (it rejoins with its data)
@@ -16,15 +17,19 @@
 #   FTD_CLUSTER_NAME=ftd-c    node N is ${FTD_CLUSTER_NAME}N@localhost
 #   FTD_CLUSTER_PORT=5681     node N takes AMQP port PORT+N-1 and distribution port PORT+N-1+20000
 #   FTD_CLUSTER_TIMEOUT=120   seconds to wait for a node to boot
+#   FTD_CLUSTER_MANAGEMENT_PORT (unset)  when set, each node runs the management plugin, node N's
+#                             HTTP API on 127.0.0.1:PORT+N-1 (job-api makes workers' broker users
+#                             there; queue depths); `management-urls` prints them
 #
-# Plugins are off (no management listener), so a node needs only its two ports; each takes
-# about 100-150 MB. Nodes log in as `guest`, which RabbitMQ allows from loopback only.
+# Plugins are off unless asked for (no management listener), so a node needs only its two ports;
+# each takes about 100-150 MB. Nodes log in as `guest`, which RabbitMQ allows from loopback only.
 set -euo pipefail
 
 DIR=${FTD_CLUSTER_DIR:-${TMPDIR:-/tmp}/ftd-rabbitmq-cluster}
 NAME=${FTD_CLUSTER_NAME:-ftd-c}
 PORT=${FTD_CLUSTER_PORT:-5681}
 TIMEOUT=${FTD_CLUSTER_TIMEOUT:-120}
+MANAGEMENT_PORT=${FTD_CLUSTER_MANAGEMENT_PORT:-}
 NODES=(1 2 3)
 # The scripts themselves: /usr/sbin/rabbitmq* are wrappers that switch to the `rabbitmq` user when
 # run as root, which could use neither this state folder nor its cookie.
@@ -37,6 +42,7 @@ die() { log "$*"; exit 1; }
 
 node_name() { echo "${NAME}$1@localhost"; }
 amqp_port() { echo $((PORT + $1 - 1)); }
+management_port() { echo $((MANAGEMENT_PORT + $1 - 1)); }
 node_dir() { echo "$DIR/node$1"; }
 
 # The environment of node N's server and of the CLI talking to it: nothing of the system node's
@@ -53,7 +59,7 @@ node_env() {
     RABBITMQ_LOG_BASE="$d/log" \
     RABBITMQ_PID_FILE="$d/beam.pid" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/enabled_plugins" \
-    RABBITMQ_CONFIG_FILE="$DIR/rabbitmq" \
+    RABBITMQ_CONFIG_FILE="$d/rabbitmq" \
     RABBITMQ_ADVANCED_CONFIG_FILE="$DIR/advanced.config" \
     RABBITMQ_CONF_ENV_FILE="$DIR/rabbitmq-env.conf"
 }
@@ -80,9 +86,24 @@ prepare() {
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/home/.erlang.cookie"
     chmod 400 "$DIR/home/.erlang.cookie"
   fi
-  echo "[]." >"$DIR/enabled_plugins"
-  : >"$DIR/rabbitmq.conf"
+  if [[ -n $MANAGEMENT_PORT ]]; then
+    echo "[rabbitmq_management]." >"$DIR/enabled_plugins"
+  else
+    echo "[]." >"$DIR/enabled_plugins"
+  fi
   : >"$DIR/rabbitmq-env.conf"
+}
+
+# Node N's own configuration: its management listener, when there is one.
+node_config() {
+  local n=$1 d
+  d=$(node_dir "$n")
+  mkdir -p "$d"
+  : >"$d/rabbitmq.conf"
+  if [[ -n $MANAGEMENT_PORT ]]; then
+    printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' \
+      "$(management_port "$n")" >"$d/rabbitmq.conf"
+  fi
 }
 
 port_taken() {
@@ -98,6 +119,7 @@ start_node() {
   fi
   port_taken "$(amqp_port "$n")" && die "port $(amqp_port "$n") is taken: set FTD_CLUSTER_PORT"
   mkdir -p "$d/log"
+  node_config "$n"
   log "starting $(node_name "$n") on 127.0.0.1:$(amqp_port "$n") ..."
   # shellcheck disable=SC2046
   setsid env -u RABBITMQ_ERLANG_COOKIE $(node_env "$n") "$BIN/rabbitmq-server" \
@@ -120,6 +142,16 @@ urls() {
   local n sep=""
   for n in "${NODES[@]}"; do
     printf '%samqp://guest:guest@127.0.0.1:%s/' "$sep" "$(amqp_port "$n")"
+    sep=,
+  done
+  echo
+}
+
+management_urls() {
+  [[ -n $MANAGEMENT_PORT ]] || die "no management listener: set FTD_CLUSTER_MANAGEMENT_PORT"
+  local n sep=""
+  for n in "${NODES[@]}"; do
+    printf '%shttp://guest:guest@127.0.0.1:%s' "$sep" "$(management_port "$n")"
     sep=,
   done
   echo
@@ -192,6 +224,7 @@ case ${1:-} in
 start) cmd_start ;;
 stop) cmd_stop ;;
 urls) urls ;;
+management-urls) management_urls ;;
 status) cmd_status ;;
 start-node)
   check_node "${2:-}"
@@ -213,7 +246,7 @@ ctl)
   ctl "$n" "$@"
   ;;
 *)
-  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac
