@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,13 +76,33 @@ class Stack:
     worker_args: list[str] = field(default_factory=list)
     # The CPU worker's enrolled credential (its token is in its environment, never its argv).
     worker_env: dict[str, str] = field(default_factory=dict)
+    # How each process was started (argv, environment added): what `restart` runs again.
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    # A service replica's readiness URL, by process name (job-api, job-api-2, ...).
+    ready_urls: dict[str, str] = field(default_factory=dict)
+    amqp_url: str = AMQP_URL
+    management_url: str = MANAGEMENT_URL
+    broker_prefix: str = ""
 
-    def kill_worker(self, sig: signal.Signals = signal.SIGKILL) -> int:
-        """Kill the worker (SIGKILL: no hand-back, no last report) and wait for it to exit."""
-        proc = self.processes.pop("worker")
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Signal process `name`'s group (SIGKILL: no hand-back, no last word) and wait for it."""
+        proc = self.processes.pop(name)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         return proc.wait(timeout=60)
+
+    def restart(self, name: str, timeout: float = 180, **env: str) -> None:
+        """Start process `name` again as it was first started (with `env` added), and for a
+        service replica wait until it answers /readyz."""
+        assert self.start_process is not None
+        args, more = self.commands[name]
+        self.start_process(name, args, {**more, **env})
+        if name in self.ready_urls:
+            wait_http(self.ready_urls[name], self.processes[name], name, timeout=timeout)
+
+    def kill_worker(self, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Kill the worker (SIGKILL: no hand-back, no last report) and wait for it to exit."""
+        return self.kill("worker", sig)
 
     def start_worker(self, **env: str) -> None:
         """Start a worker again (a new process, the same id, scratch and checkpoint store), with
@@ -174,18 +194,24 @@ async def _drop_databases(names: Sequence[str]) -> None:
 
 
 async def _worker_consuming(
-    prefix: str, job_types: Sequence[str], proc: subprocess.Popen[bytes], timeout: float = 120
+    prefix: str,
+    job_types: Sequence[str],
+    proc: subprocess.Popen[bytes] | Sequence[subprocess.Popen[bytes]],
+    timeout: float = 120,
+    amqp_url: str = AMQP_URL,
 ) -> None:
-    """Wait until the worker `proc` consumes the local work queue of each job type for a CPU (it
-    is ready for jobs): a job created before would start out as `no_worker` and record its
-    arrival. GPU classes' queues are not awaited: a CPU worker consumes them only when forced."""
+    """Wait until the worker `proc` (or each of several) consumes the local work queue of each
+    job type for a CPU (it is ready for jobs): a job created before would start out as
+    `no_worker` and record its arrival. GPU classes' queues are not awaited: a CPU worker
+    consumes them only when forced."""
+    procs = [proc] if isinstance(proc, subprocess.Popen) else list(proc)
     from contracts.catalogue import HardwareClass
     from contracts.enums import GPUProvider, JobType
     from contracts.routing import BrokerNames
     from messaging.broker import Broker
     from messaging.topology import consumer_count
 
-    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="ftd-stack-probe")
+    broker = Broker(amqp_url, BrokerNames(prefix), client_name="ftd-stack-probe")
     await broker.connect()
     wanted = {
         queue
@@ -205,10 +231,13 @@ async def _worker_consuming(
             finally:
                 with contextlib.suppress(Exception):
                     await channel.close()
-            if all(counts):
+            if all(count >= len(procs) for count in counts):
                 return
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with {proc.returncode} before consuming")
+            for started in procs:
+                if started.poll() is not None:
+                    raise RuntimeError(
+                        f"a worker exited with {started.returncode} before consuming"
+                    )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker consumes no work queue after {timeout:.0f}s")
             await asyncio.sleep(0.2)
@@ -216,7 +245,7 @@ async def _worker_consuming(
         await broker.close()
 
 
-async def _drop_broker_namespace(prefix: str) -> None:
+async def _drop_broker_namespace(prefix: str, amqp_url: str = AMQP_URL) -> None:
     from contracts.routing import BrokerNames
     from data_service.entrypoints.workers import queue_specs as data_queues
     from job_api.entrypoints.workers import queue_specs as job_queues
@@ -225,7 +254,7 @@ async def _drop_broker_namespace(prefix: str) -> None:
     from registry_service.entrypoints.workers import queue_specs as registry_queues
     from webhook_service.entrypoints.workers import queue_specs as webhook_queues
 
-    broker = Broker(AMQP_URL, BrokerNames(prefix), client_name="ftd-stack-teardown")
+    broker = Broker(amqp_url, BrokerNames(prefix), client_name="ftd-stack-teardown")
     await broker.connect()
     try:
         names = broker.names
@@ -282,10 +311,10 @@ def _enroll(base_url: str, jwt_secret: str, name: str) -> str:
     return token
 
 
-async def _drop_worker_users(prefix: str) -> None:
+async def _drop_worker_users(prefix: str, management_url: str = MANAGEMENT_URL) -> None:
     """The broker users job-api made for this stack's workers (their permissions name the
     stack's prefix)."""
-    parts = httpx.URL(MANAGEMENT_URL)
+    parts = httpx.URL(management_url)
     async with httpx.AsyncClient(
         auth=(parts.username, parts.password), timeout=10, trust_env=False
     ) as http:
@@ -304,19 +333,36 @@ def full_stack(
     ui: bool = False,
     build_ui: bool = True,
     extra_env: dict[str, str] | None = None,
+    replicas: Mapping[str, int] | None = None,
+    workers: int = 1,
+    amqp_url: str = AMQP_URL,
+    management_url: str = MANAGEMENT_URL,
 ) -> Iterator[Stack]:
     """The platform on free ports. `worker_job_types=None` starts no worker; a list naming
-    llm_lora starts it with --force-job-types (the tiny Llama trains on CPU)."""
+    llm_lora starts it with --force-job-types (the tiny Llama trains on CPU).
+
+    `replicas` runs several processes of a service (`{"job-api": 2}`: job-api and job-api-2,
+    each on its own port, all behind the gateway); `workers` enrolls and starts that many CPU
+    workers (worker, worker-2, ...). `amqp_url` may be a cluster's comma-separated URL list, with
+    `management_url` one of its nodes' management API."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
     tag = secrets.token_hex(4)
     prefix = f"stk{tag}."
     jwt_secret = secrets.token_urlsafe(32)
     worker_key = secrets.token_urlsafe(32)
-    ports = {name: free_port() for name in (*SERVICES, "gateway", "ui")}
+    count = {service: (replicas or {}).get(service, 1) for service in SERVICES}
+    instances = {s: [s, *(f"{s}-{n}" for n in range(2, count[s] + 1))] for s in SERVICES}
+    every = [name for service in SERVICES for name in instances[service]]
+    ports = {name: free_port() for name in (*every, "gateway", "ui")}
+
+    def addresses(service: str) -> str:
+        return ",".join(f"127.0.0.1:{ports[name]}" for name in instances[service])
+
     base_url = f"http://127.0.0.1:{ports['gateway']}"
     databases: dict[str, tuple[str, str]] = {}
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
     logs: list[object] = []
     try:
         databases = asyncio.run(_create_databases(tag))
@@ -324,7 +370,7 @@ def full_stack(
         env = {
             **os.environ,
             "FTD_ENV": "development",
-            "FTD_AMQP_URL": AMQP_URL,
+            "FTD_AMQP_URL": amqp_url,
             "FTD_BROKER_PREFIX": prefix,
             "FTD_JWT_SECRET": jwt_secret,
             "FINETUNE_WORKER_KEY": worker_key,
@@ -334,7 +380,7 @@ def full_stack(
             "FTD_ACCESS_LOG": "false",
             "JOB_API_PRESENCE_INTERVAL": "1",
             # Each enrolled worker gets its own broker user (least privilege), as in production.
-            "FTD_BROKER_MANAGEMENT_URL": MANAGEMENT_URL,
+            "FTD_BROKER_MANAGEMENT_URL": management_url,
             "JOB_API_DB_POOL_SIZE": "10",
             "DATA_SERVICE_DB_POOL_SIZE": "5",
             "REGISTRY_SERVICE_DB_POOL_SIZE": "5",
@@ -370,6 +416,7 @@ def full_stack(
         def start(name: str, args: list[str], cwd: Path = ROOT, **more: str) -> None:
             out = (root / "logs" / f"{name}.log").open("ab")
             logs.append(out)
+            commands[name] = (args, more)
             processes[name] = subprocess.Popen(
                 args,
                 cwd=cwd,
@@ -380,10 +427,18 @@ def full_stack(
             )
 
         for service in SERVICES:
-            start(
-                service,
-                [str(BIN / service), "serve", "--host", "127.0.0.1", "--port", str(ports[service])],
-            )
+            for name in instances[service]:
+                start(
+                    name,
+                    [
+                        str(BIN / service),
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(ports[name]),
+                    ],
+                )
         if ui:
             if build_ui:
                 subprocess.run(
@@ -406,40 +461,48 @@ def full_stack(
             ["bash", str(ROOT / "scripts/gateway.sh")],
             FTD_GATEWAY_PORT=str(ports["gateway"]),
             FTD_GATEWAY_DIR=str(root / "gateway"),
-            FTD_JOB_API_ADDR=f"127.0.0.1:{ports['job-api']}",
-            FTD_DATA_SERVICE_ADDR=f"127.0.0.1:{ports['data-service']}",
-            FTD_REGISTRY_ADDR=f"127.0.0.1:{ports['registry-service']}",
-            FTD_MODEL_SERVER_ADDR=f"127.0.0.1:{ports['model-server']}",
-            FTD_WEBHOOK_ADDR=f"127.0.0.1:{ports['webhook-service']}",
+            FTD_JOB_API_ADDR=addresses("job-api"),
+            FTD_DATA_SERVICE_ADDR=addresses("data-service"),
+            FTD_REGISTRY_ADDR=addresses("registry-service"),
+            FTD_MODEL_SERVER_ADDR=addresses("model-server"),
+            FTD_WEBHOOK_ADDR=addresses("webhook-service"),
             FTD_UI_ADDR=f"127.0.0.1:{ports['ui']}",
         )
-        for service in SERVICES:
-            wait_http(f"http://127.0.0.1:{ports[service]}/readyz", processes[service], service)
+        ready_urls = {name: f"http://127.0.0.1:{ports[name]}/readyz" for name in every}
+        for name in every:
+            wait_http(ready_urls[name], processes[name], name)
         wait_http(f"{base_url}/healthz", processes["gateway"], "gateway")
         if ui:
             wait_http(f"http://127.0.0.1:{ports['ui']}/", processes["ui"], "ui")
         worker_args: list[str] = []
         worker_env: dict[str, str] = {}
         if worker_job_types:
-            worker_env = {"FTD_WORKER_TOKEN": _enroll(base_url, jwt_secret, f"stack-cpu-{tag}")}
-            args = [
-                str(BIN / "ftd-worker"),
-                "run",
-                "--api-url",
-                base_url,
-                "--provider",
-                "local",
-                "--no-console",
-                "--work-dir",
-                str(root / "worker"),
-            ]
-            for job_type in worker_job_types:
-                args += ["--job-type", job_type]
-            if "llm_lora" in worker_job_types:
-                args.append("--force-job-types")
-            start("worker", args, **worker_env)
-            worker_args = args
-            asyncio.run(_worker_consuming(prefix, worker_job_types, processes["worker"]))
+            for n in range(1, workers + 1):
+                name = "worker" if n == 1 else f"worker-{n}"
+                suffix = "" if n == 1 else f"-{n}"
+                enrolled = {
+                    "FTD_WORKER_TOKEN": _enroll(base_url, jwt_secret, f"stack-cpu-{tag}{suffix}")
+                }
+                args = [
+                    str(BIN / "ftd-worker"),
+                    "run",
+                    "--api-url",
+                    base_url,
+                    "--provider",
+                    "local",
+                    "--no-console",
+                    "--work-dir",
+                    str(root / name),
+                ]
+                for job_type in worker_job_types:
+                    args += ["--job-type", job_type]
+                if "llm_lora" in worker_job_types:
+                    args.append("--force-job-types")
+                start(name, args, **enrolled)
+                if n == 1:
+                    worker_args, worker_env = args, enrolled
+            started = [p for name, p in processes.items() if name.startswith("worker")]
+            asyncio.run(_worker_consuming(prefix, worker_job_types, started, amqp_url=amqp_url))
         yield Stack(
             base_url=base_url,
             jwt_secret=jwt_secret,
@@ -451,19 +514,27 @@ def full_stack(
             start_process=lambda name, args, more: start(name, args, **more),
             worker_args=worker_args,
             worker_env=worker_env,
+            commands=commands,
+            ready_urls=ready_urls,
+            amqp_url=amqp_url,
+            management_url=management_url,
+            broker_prefix=prefix,
         )
     finally:
         # The worker first (it hands a running job back), then the front door, then services.
-        for name in ("worker", "gateway", "ui", *reversed(SERVICES)):
+        for name in (*[n for n in processes if n.startswith("worker")], "gateway", "ui"):
+            if name in processes:
+                _stop(processes[name])
+        for name in reversed(every):
             if name in processes:
                 _stop(processes[name])
         for out in logs:
             with contextlib.suppress(Exception):
                 out.close()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
-            asyncio.run(_drop_broker_namespace(prefix))
+            asyncio.run(_drop_broker_namespace(prefix, amqp_url))
         with contextlib.suppress(Exception):
-            asyncio.run(_drop_worker_users(prefix))
+            asyncio.run(_drop_worker_users(prefix, management_url))
         asyncio.run(_drop_databases([name for name, _ in databases.values()]))
 
 
