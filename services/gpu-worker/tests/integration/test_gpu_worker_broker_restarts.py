@@ -1,6 +1,7 @@
-"""The worker outlives its broker: on a private RabbitMQ node (never the shared one), ten restarts
-in a row, graceful and SIGKILL alternately, some while a job trains. The worker process never
-dies: it reconnects, subscribes its queues again and carries on; every job completes once."""
+"""The worker outlives its broker: on a RabbitMQ node of its own (never the shared one:
+tests/support/disposable.py), ten restarts in a row, graceful and SIGKILL alternately, some while
+a job trains. The worker process never dies: it reconnects, subscribes its queues again and
+carries on; every job completes once."""
 
 import asyncio
 import uuid
@@ -11,7 +12,6 @@ from typing import Any
 import pytest
 from gpu_worker_harness import Platform, QuietDisplay
 from gpu_worker_testing import GOOD_CSV, DataServer, FakePublisher, FakeTrainer
-from job_api_private_broker import private_rabbit
 from job_api_testing import enroll_over_http, served_app
 
 from contracts.enums import GPUProvider, JobType
@@ -31,9 +31,13 @@ RESTARTS = 10
 
 @pytest.mark.timeout(900)
 async def test_the_worker_survives_ten_broker_restarts_graceful_and_killed(
-    job_api_settings: Callable[..., Any], data_server: DataServer, prefix: str, tmp_path: Path
+    job_api_settings: Callable[..., Any],
+    data_server: DataServer,
+    prefix: str,
+    tmp_path: Path,
+    killable_broker: Any,
 ) -> None:
-    async with private_rabbit() as node:
+    async with killable_broker() as node:
         settings = job_api_settings(amqp_url=node.url)
         async with served_app(settings) as (client, _app):
             platform = Platform(client, data_server, prefix, amqp_url=node.url)

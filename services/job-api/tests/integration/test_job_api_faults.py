@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from job_api_private_broker import private_rabbit
 from job_api_testing import (
     AMQP_URL,
     WORKER_HEADERS,
@@ -932,11 +931,12 @@ async def test_job_api_recovers_when_the_broker_drops_its_connections(
 
 @pytest.mark.timeout(300)
 async def test_job_api_recovers_from_a_broker_restart(
-    settings_factory: Any, broker_prefix: str, db: AsyncEngine
+    settings_factory: Any, broker_prefix: str, db: AsyncEngine, killable_broker: Any
 ) -> None:
-    """A real broker restart, in the default test run: on a private RabbitMQ node this test starts
-    (never the shared one), stopped while a worker runs a job and job-api commits a new one."""
-    async with private_rabbit() as node:
+    """A real broker restart, in the default test run: on a RabbitMQ node of this test's own
+    (never the shared one: tests/support/disposable.py), stopped while a worker runs a job and
+    job-api commits a new one."""
+    async with killable_broker() as node:
         workers: list[BrokerLink] = []
 
         async def make_private_worker(name: str = "w1") -> BrokerLink:

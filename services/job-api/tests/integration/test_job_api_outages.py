@@ -1,7 +1,8 @@
 """Riding out outages (issue 5, section 3), each reproduction as a test.
 
-- PostgreSQL unreachable for 30 s while a worker reports (a TCP proxy between job-api and
-  PostgreSQL, cut and restored): nothing dead-lettered, nothing lost, the job finishes on attempt 1.
+- PostgreSQL unreachable for 30 s while a worker reports (this module's PostgreSQL, one the test
+  may take away: killed and started again, tests/support/disposable.py): nothing dead-lettered,
+  nothing lost, the job finishes on attempt 1.
 - job-api stopped for twice the lease while its worker keeps heartbeating (a deploy): the
   heartbeats that waited in the queue are applied before any lease is judged: same attempt, no
   stop notice.
@@ -16,18 +17,36 @@ from typing import Any
 import httpx
 import pytest
 from job_api_testing import WORKER_HEADERS, eventually, job_body, running_app, user_headers
-from messaging_testing import TcpProxy
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.enums import ModelStore
 from contracts.events import JobCancelRequested, JobProgress, ModelPushed
 from contracts.rpc import JobSpec
+from job_api.entrypoints.cli import migrate
 from workerlink.link import BrokerLink
 
 pytestmark = pytest.mark.integration
 
 JOBS = "/api/finetune/jobs"
+
+
+@pytest.fixture(scope="module")
+async def outage_postgres(killable_postgres: Any) -> AsyncIterator[Any]:
+    async with killable_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def database_url(outage_postgres: Any) -> AsyncIterator[str]:
+    """This module's job-api database, on a PostgreSQL a test may take away."""
+    async with outage_postgres.database(schema="jobs", migrate=migrate) as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres(outage_postgres: Any) -> AsyncIterator[Any]:
+    yield outage_postgres
+    await outage_postgres.start()  # up for the next test, whatever this one did
 
 
 async def create_job(client: httpx.AsyncClient, **overrides: Any) -> str:
@@ -142,50 +161,50 @@ async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float = 30) -
 
 @pytest.mark.timeout(240)
 async def test_postgresql_unreachable_for_30_seconds_mid_stream(
-    database_url: str, settings_factory: Any, make_worker: Any, db: AsyncEngine
+    database_url: str, settings_factory: Any, make_worker: Any, db: AsyncEngine, postgres: Any
 ) -> None:
-    url = make_url(database_url)
-    async with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        settings = settings_factory(
-            database_url=proxied, lease_seconds=5, watchdog_interval=0.2, presence_interval=1
-        )
-        async with running_app(settings) as client:
-            worker = await make_worker("w-steady")
-            job_id = await create_job(client)
-            spec = await claim(worker, job_id)
-            heard, listen = stop_notices(worker)
-            await worker.watch_cancel(spec.job_id, spec.attempt, listen)
-            beats = Heartbeats(worker, spec, interval=0.5)
-            async with beats.running():
+    settings = settings_factory(
+        database_url=postgres.client_url(database_url),
+        lease_seconds=5,
+        watchdog_interval=0.2,
+        presence_interval=1,
+    )
+    async with running_app(settings) as client:
+        worker = await make_worker("w-steady")
+        job_id = await create_job(client)
+        spec = await claim(worker, job_id)
+        heard, listen = stop_notices(worker)
+        await worker.watch_cancel(spec.job_id, spec.attempt, listen)
+        beats = Heartbeats(worker, spec, interval=0.5)
+        async with beats.running():
 
-                async def some_applied() -> bool:
-                    return (await get_job(client, job_id))["progress"] >= 2
+            async def some_applied() -> bool:
+                return (await get_job(client, job_id))["progress"] >= 2
 
-                await wait_until(some_applied)
-                proxy.cut()
-                outage_started = len(beats.sent)
-                # 30 seconds without PostgreSQL, six leases long, while the worker reports on.
-                await asyncio.sleep(30)
-                assert len(beats.sent) > outage_started + 20
-                proxy.restore()
+            await wait_until(some_applied)
+            await postgres.kill()
+            outage_started = len(beats.sent)
+            # 30 seconds without PostgreSQL, six leases long, while the worker reports on.
+            await asyncio.sleep(30)
+            assert len(beats.sent) > outage_started + 20
+            await postgres.start()
 
-                async def caught_up() -> bool:
-                    progress = (await get_job(client, job_id))["progress"]
-                    return bool(progress >= min(99.0, len(beats.sent) - 1))
+            async def caught_up() -> bool:
+                progress = (await get_job(client, job_id))["progress"]
+                return bool(progress >= min(99.0, len(beats.sent) - 1))
 
-                await wait_until(caught_up, timeout=60)
-            sent, tried = list(beats.sent), list(beats.tried)
-            job = await finish(client, worker, spec, job_id)
-            assert job["attempt"] == 1
-            steps = [r["data"]["step"] for r in await history(client, job_id, "progress")]
-            assert len(steps) == len(set(steps)), "no heartbeat applied twice"
-            assert set(sent) <= set(steps) <= set(tried), "every confirmed heartbeat applied"
-            reasons = [r["data"]["reason"] for r in await history(client, job_id, "status")]
-            assert "lease_expired" not in reasons
-            assert heard == [], "the worker was never told to stop"
-            dlq = worker.names.dead_letter_queue
-            assert await queue_depth(worker, dlq) == 0, "nothing dead-lettered"
+            await wait_until(caught_up, timeout=60)
+        sent, tried = list(beats.sent), list(beats.tried)
+        job = await finish(client, worker, spec, job_id)
+        assert job["attempt"] == 1
+        steps = [r["data"]["step"] for r in await history(client, job_id, "progress")]
+        assert len(steps) == len(set(steps)), "no heartbeat applied twice"
+        assert set(sent) <= set(steps) <= set(tried), "every confirmed heartbeat applied"
+        reasons = [r["data"]["reason"] for r in await history(client, job_id, "status")]
+        assert "lease_expired" not in reasons
+        assert heard == [], "the worker was never told to stop"
+        dlq = worker.names.dead_letter_queue
+        assert await queue_depth(worker, dlq) == 0, "nothing dead-lettered"
 
 
 @pytest.mark.timeout(180)
