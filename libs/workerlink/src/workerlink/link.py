@@ -37,7 +37,7 @@ from contracts.rpc import ClaimJob, ClaimRefusal, ClaimReply, JobSpec
 from workerlink.cancel import watch_cancel
 from workerlink.failover import LINK_ERRORS, broker_urls, connect_failover
 from workerlink.identity import WorkerIdentity
-from workerlink.offers import Offer, claim_offer, next_offer
+from workerlink.offers import Offer, claim_offer, next_offer, take_waiting
 from workerlink.reports import ReportOutbox, every
 from workerlink.rpc import RpcClient
 
@@ -207,12 +207,24 @@ class BrokerLink:
         return not self.revoked.is_set()
 
     async def resume_offers(self) -> None:
-        """Consume the pool's work queues of our job types (prefetch 1). Survives a link that
-        drops underneath: it waits for the reconnect and subscribes again (and does so after any
-        later reconnect until pause_offers)."""
+        """Take an offer that waits already (offers.take_waiting), else consume the pool's work
+        queues of our job types (prefetch 1). Survives a link that drops underneath: it waits
+        for the reconnect and subscribes again (and after any later one until pause_offers)."""
         async with self._offers_lock:
             self._wanted = True
-            await self._subscribe()
+            if not await take_waiting(self._channel, self._queues(), self._offers):
+                await self._subscribe()  # nothing waits (or the link is down: it waits for it)
+
+    def _queues(self) -> list[str]:
+        pool, gpu_gb = self.identity.pool, self.gpu_memory_gb
+        return self.names.offer_queues(pool, self.job_types, self.provider, gpu_gb)
+
+    async def _channel(self) -> AbstractChannel:
+        if self._work_channel is None or self._work_channel.is_closed:
+            self._consumer_tags = {}
+            self._work_channel = await self.connection.channel()
+            await self._work_channel.set_qos(prefetch_count=1)  # one offer per queue at most
+        return self._work_channel
 
     async def _subscribe(self, *, retry_interval: float = 0.5) -> None:
         delay = retry_interval
@@ -220,17 +232,10 @@ class BrokerLink:
             try:
                 if not await self._wait_connected():
                     return
-                if self._work_channel is None or self._work_channel.is_closed:
-                    self._consumer_tags = {}
-                    self._work_channel = await self.connection.channel()
-                    # prefetch 1: a worker holds at most one offer per queue; it pauses
-                    # consuming while it runs a job, so it never sits on work another could take.
-                    await self._work_channel.set_qos(prefetch_count=1)
-                for name in self.names.offer_queues(
-                    self.identity.pool, self.job_types, self.provider, self.gpu_memory_gb
-                ):
+                channel = await self._channel()
+                for name in self._queues():
                     if name not in self._consumer_tags:
-                        queue = await self._work_channel.get_queue(name, ensure=False)
+                        queue = await channel.get_queue(name, ensure=False)
                         self._consumer_tags[name] = (queue, await queue.consume(self._offers.put))
                 return
             except Exception as exc:

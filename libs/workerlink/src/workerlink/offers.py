@@ -3,12 +3,13 @@ acknowledged, with the trace its claim and the attempt continue."""
 
 import asyncio
 import contextlib
+import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from contracts.enums import JobType
 from contracts.events import Envelope, Trace
@@ -50,6 +51,29 @@ async def next_offer(
             log.error("offer.unreadable", error=str(exc)[:300])
             with contextlib.suppress(Exception):
                 await message.reject(requeue=False)
+
+
+async def take_waiting(
+    channel: Callable[[], Awaitable[AbstractChannel]],
+    queues: Sequence[str],
+    offers: "asyncio.Queue[AbstractIncomingMessage]",
+) -> bool:
+    """Put into `offers` one offer that waits already, fetched (basic.get) on `channel()` from
+    one queue after another, starting at a random one so that no job type waits behind another;
+    False when none waits or the link fails under the call. Consuming every queue at once would
+    deliver one offer per queue that has one, and each offer handed back counts as a delivery
+    against its quorum queue's limit: after a few such races an offer nobody failed would be
+    dead-lettered and its job left waiting for a redispatch."""
+    start = random.randrange(len(queues)) if queues else 0  # noqa: S311 - fairness, not secrecy
+    with contextlib.suppress(Exception):
+        opened = await channel()
+        for n in range(len(queues)):
+            queue = await opened.get_queue(queues[(start + n) % len(queues)], ensure=False)
+            message = await queue.get(no_ack=False, fail=False)
+            if message is not None:
+                offers.put_nowait(message)
+                return True
+    return False
 
 
 async def claim_offer(
