@@ -244,8 +244,10 @@ async def test_the_leader_keeps_its_lock_and_a_standby_takes_over_when_its_sessi
         pid = (
             await conn.execute(
                 sa.text(
+                    # Advisory locks are per database: other tests' relays hold the same name.
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND objid::int = hashtext(:name)"
+                    "AND objid::int = hashtext(:name) AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"name": leader.lock_name},
             )

@@ -29,7 +29,7 @@ async def test_dead_letters_are_listed_shown_without_secrets_and_replayed(
     settings: Settings, make_worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The command reads its settings from the environment; here, the test's.
-    monkeypatch.setattr(cli_dead_letters, "load_settings", lambda: settings)
+    monkeypatch.setattr(cli_dead_letters, "load_settings", lambda kind: settings)
     async with running_app(settings) as client:
         worker = await make_worker()
         created = await client.post(JOBS, json=job_body(), headers=user_headers())
