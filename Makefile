@@ -25,7 +25,7 @@ LOAD_DEV_SECRETS := if [ -f .dev/secrets.env ]; then \
 	    < <(grep -E '^[A-Z_][A-Z0-9_]*=' .dev/secrets.env); \
 	fi
 
-.PHONY: help install install-training ensure-services system-packages dev test test-steps test-unit test-integration lint format typecheck \
+.PHONY: help install install-training ensure-services system-packages dev test test-steps test-all test-unit test-integration lint format typecheck \
 	contracts contracts-check openapi migrate bench token clean \
 	ui-install ui-gen ui-check ui-test ui-build ui-e2e test-ui
 
@@ -55,13 +55,17 @@ test: ## Everything CI runs: lint, types, all tests; then its total time
 	  printf 'make test %s in %dm%02ds\n' "$$outcome" $$((SECONDS / 60)) $$((SECONDS % 60)); \
 	  exit "$$status"
 
-# What `make test` runs (it times this and passes its exit status on).
+# What `make test` runs (it times this and passes its exit status on): the set-up, then the checks
+# and the tests side by side (each one's output printed whole when it ends).
 # install-training ran, so a test skipped for a missing torch fails (services/gpu-worker/tests/training_stack.py).
 # ui-install before pytest: the docs, README and UI browser tests drive chromium through the UI's
 # playwright-core. pytest runs on TEST_PROCESSES processes (pytest-xdist; conftest.py keeps what
 # shares a stack on one process); the UI's browser tests are one of its tests (tests/e2e/test_e2e_ui.py).
 TEST_PROCESSES ?= 4
-test-steps: install install-training ensure-services system-packages ui-install lint typecheck ui-check ui-test
+test-steps: install install-training ensure-services system-packages ui-install
+	@$(MAKE) --no-print-directory -j 5 --output-sync=target lint typecheck ui-check ui-test test-all
+
+test-all: ## pytest, all of it, as make test runs it (TEST_PROCESSES processes, PYTEST_ARGS)
 	FTD_REQUIRE_TRAINING_STACK=1 FTD_REQUIRE_BROWSER=1 $(UV) run pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (no I/O)

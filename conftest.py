@@ -1,8 +1,9 @@
 """How `make test` spreads the suite over processes (pytest-xdist, `--dist loadgroup`).
 
 Every test joins a group, and a group runs whole on one process:
-- the tests that drive `make dev` (the `dev_platform` fixture: README tour, SDK, the openai
-  examples, serving) are one group, so one `make dev` serves them all;
+- the tests that drive `make dev` (the `dev_platform` fixture) are two groups of about the same
+  length, each served by the one `make dev` its process starts (README tour and serving; SDK and
+  CLI and the openai example): two `make dev`s side by side, each a few minutes shorter than one;
 - tests/security is one group (its session stack is started once);
 - every other module is its own group, so a module's fixtures (an e2e stack, a private broker,
   a migrated database) are set up once, as without xdist.
@@ -21,10 +22,14 @@ ROOT = Path(__file__).resolve().parent
 _FIRST = ("make-dev", "tests/security", "tests/e2e/", "tests/readme", "tests/sdk")
 
 
+# The `make dev` tests by where they are: the first group, the rest in the second.
+_MAKE_DEV_FIRST = ("tests/readme/", "tests/e2e/test_e2e_serving.py")
+
+
 def _group(item: pytest.Item) -> str:
-    if "dev_platform" in getattr(item, "fixturenames", ()):
-        return "make-dev"
     path = item.path.resolve().relative_to(ROOT).as_posix()
+    if "dev_platform" in getattr(item, "fixturenames", ()):
+        return "make-dev-1" if path.startswith(_MAKE_DEV_FIRST) else "make-dev-2"
     if path.startswith("tests/security/"):
         return "tests/security"
     return path

@@ -3,6 +3,8 @@ import { vitePreprocess } from '@sveltejs/vite-plugin-svelte';
 
 // FTD_UI_OUT_DIR: build (and `vite preview`) in a folder of one's own instead of build/ and
 // .svelte-kit/, so that builds running at once (the test suite's stacks) cannot overwrite each other.
+// It must lie inside this folder (the built server code resolves its packages from node_modules/):
+// the tests use .private-builds/<name>.
 const privateOut = process.env.FTD_UI_OUT_DIR;
 const pages = privateOut ? `${privateOut}/build` : 'build';
 

@@ -10,8 +10,13 @@ const proxy = {
 	'/v1': { target: api, changeOrigin: false }
 };
 
+// FTD_UI_OUT_DIR (see svelte.config.js): a build of one's own keeps Vite's cache, and so its
+// one-build-per-project lock, in that folder too, so it can run beside the default build.
+const privateOut = process.env.FTD_UI_OUT_DIR;
+
 export default defineConfig({
 	plugins: [sveltekit()],
+	...(privateOut ? { cacheDir: `${privateOut}/vite-cache` } : {}),
 	server: { host: '127.0.0.1', port: 8004, strictPort: true, proxy },
 	preview: { host: '127.0.0.1', port: 8004, strictPort: true, proxy },
 	test: {

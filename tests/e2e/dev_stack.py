@@ -19,6 +19,7 @@ import contextlib
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 from ftd_stack import (
     ADMIN_DSN,
     AMQP_URL,
+    FRONTEND,
     MANAGEMENT_URL,
     ROOT,
     Stack,
@@ -120,8 +122,12 @@ def dev_stack(
     port = free_port_block()
     jwt_secret = secrets.token_urlsafe(32)
     worker_key = secrets.token_urlsafe(32)
+    # Its UI built and previewed from a folder of its own (frontend/svelte.config.js): another
+    # `make dev` or the browser tests' stack may build at the same time.
+    ui_build = FRONTEND / ".private-builds" / f"make-dev-{tag}"
     env = {
         **os.environ,
+        "FTD_UI_OUT_DIR": str(ui_build),
         "FTD_DEV_PORT": str(port),
         "FTD_DEV_DIR": str(root),
         "FTD_DATABASE_NAME": database,
@@ -184,6 +190,7 @@ def dev_stack(
         with contextlib.suppress(Exception):
             asyncio.run(_drop_worker_users(prefix))
         asyncio.run(_drop_database(database))
+        shutil.rmtree(ui_build, ignore_errors=True)
 
 
 def _tail(path: Path, lines: int = 60) -> str:

@@ -6,13 +6,15 @@ ports, then the flows against it). The UI is built into a folder of this test's 
 change the files it serves mid-run. Screenshots go to frontend/e2e-output, as with `make ui-e2e`."""
 
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from browser import require_browser, skip_without_browser
-from ftd_stack import ROOT
+from ftd_stack import FRONTEND, ROOT
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,14 +27,18 @@ pytestmark = [
 def test_every_ui_flow_passes_in_chromium_against_the_whole_platform(tmp_path: Path) -> None:
     require_browser()
     logs = tmp_path / "logs"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tests/e2e/ftd_stack.py"), "--keep-logs", str(logs)],
-        env={**os.environ, "FTD_UI_OUT_DIR": str(tmp_path / "ui")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=1700,
-        check=False,
-    )
+    build = FRONTEND / ".private-builds" / f"ui-e2e-{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "tests/e2e/ftd_stack.py"), "--keep-logs", str(logs)],
+            env={**os.environ, "FTD_UI_OUT_DIR": str(build)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=1700,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     print("\n".join(result.stdout.splitlines()[-15:]))  # the spec reporter's counts
     assert result.returncode == 0, result.stdout[-20000:]
