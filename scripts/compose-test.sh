@@ -8,9 +8,9 @@
 # still complete), deploy it, call /v1/embeddings. Everything it started, volumes included, is
 # removed at the end, failed or not. Prints each phase's time.
 #
-# Needs: podman, podman-compose, debootstrap, runc (apt-get install podman podman-compose
-# debootstrap runc), node/npm on this host (copied into the UI's build image), a torch CPU wheel
-# in $PIP_FIND_LINKS or TORCH_WHEELS (default /opt/wheels), about 15 GB of disk.
+# Needs root, uv, podman, debootstrap and runc (Debian's, which it installs when missing),
+# node/npm on this host (copied into the UI's build image), a torch CPU wheel in $PIP_FIND_LINKS
+# or TORCH_WHEELS (default /opt/wheels), about 15 GB of disk.
 #   scripts/compose-test.sh           build, up, test, down
 #   scripts/compose-test.sh build     build the images only
 # FTD_COMPOSE_KEEP=1 leaves the stack up after the test (for a look; `podman-compose ... down -v`
@@ -60,6 +60,21 @@ summary() {
 }
 
 need() { command -v "$1" >/dev/null || { echo "compose-test: $1 is missing ($2)" >&2; exit 2; }; }
+
+# Debian's podman (with netavark and aardvark-dns: the stack's network and its names), runc and
+# debootstrap, installed when missing, as .ci/run installs its own (podman-compose is PyPI's, run
+# by uv). Root only: debootstrap and rootful podman.
+install_prerequisites() {
+  local missing=() pkg
+  [ "$(id -u)" = 0 ] || { echo "compose-test: run it as root (debootstrap, rootful podman)" >&2; exit 2; }
+  for pkg in podman netavark aardvark-dns runc debootstrap iptables; do
+    dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return
+  echo "compose-test: installing Debian packages: ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
 
 # ---------------------------------------------------------------------------------------------
 # Images
@@ -139,6 +154,7 @@ build_images() {
   podman image prune -f >/dev/null
 }
 
+install_prerequisites
 need podman "apt-get install podman runc"
 need uv "see README.md"
 
@@ -157,6 +173,10 @@ teardown() {
   local rc=$?
   trap - EXIT INT TERM
   if [ "$rc" != 0 ]; then
+    if [ -s "$WORK/up.log" ]; then
+      echo "compose-test: FAILED (exit $rc); the last lines podman-compose wrote:" >&2
+      tail -15 "$WORK/up.log" | cut -c1-400 >&2
+    fi
     echo "compose-test: FAILED (exit $rc); the last lines of each container's log:" >&2
     local c
     for c in $(podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}'); do

@@ -195,7 +195,7 @@ def main() -> None:
         # docker-compose.yml gives the gateway's upstreams fixed addresses).
         started = time.monotonic()
         wait_for(lambda: job()["status"], 30, "a call through the gateway to the restarted job-api")
-        step("GET the job through the gateway (job-api restarted)", started)
+        step("GET through the gateway, job-api restarted", started)
         restart("rabbitmq", broker_ready)
         # job-api may still be reconnecting to the broker: ask until it answers.
         status = wait_for(lambda: job()["status"], 120, "job-api answering after the restarts")
