@@ -18,15 +18,9 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE}
 
-ARG SERVICE
 ARG UV_VERSION=0.13.9
-ARG INFERENCE=auto
-ARG TORCH_SPEC=torch==2.13.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG TORCH_FIND_LINKS=
 
-ENV SERVICE=${SERVICE} \
-    PYTHONUNBUFFERED=1 \
+ENV PYTHONUNBUFFERED=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -36,28 +30,43 @@ ENV SERVICE=${SERVICE} \
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 
 WORKDIR /app
+ARG SERVICE
+ARG INFERENCE=auto
+ARG TORCH_SPEC=torch==2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_FIND_LINKS=
+ENV SERVICE=${SERVICE}
+RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=<service>" >&2; exit 1; }; \
+    case "${INFERENCE}" in auto|1|0) ;; *) echo "INFERENCE must be auto, 1 or 0" >&2; exit 1 ;; esac
+
+# The inference stack (see the top), before the workspace's code: this layer depends on the
+# requirement files only, so a change to the code rebuilds none of it.
+COPY services/gpu-worker/requirements-train.txt ./services/gpu-worker/
+COPY services/model-server/requirements-inference.txt ./services/model-server/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    set -e; \
+    case "${INFERENCE}:${SERVICE}" in auto:model-server|1:*) ;; *) exit 0 ;; esac; \
+    uv venv /app/.venv \
+    && uv pip install --python /app/.venv/bin/python --index-url "${TORCH_INDEX_URL}" \
+      ${TORCH_FIND_LINKS:+--find-links "${TORCH_FIND_LINKS}"} "${TORCH_SPEC}" \
+    && uv pip install --python /app/.venv/bin/python -r services/model-server/requirements-inference.txt
+
 COPY pyproject.toml uv.lock ./
 COPY libs ./libs
 COPY services ./services
 
-# Only SERVICE and the workspace libraries it depends on, exactly as uv.lock pins them. Members
-# stay editable installs, so a service finds files beside its package (e.g. migrations/).
+# Only SERVICE and the workspace libraries it depends on, exactly as uv.lock pins them (--inexact
+# keeps the inference stack). Members stay editable installs, so a service finds files beside its
+# package (e.g. migrations/). Then the inference stack once more, so that where uv.lock and the
+# stack disagree on a shared dependency the stack's requirement wins, as after `make install` and
+# scripts/install-training.sh (a no-op otherwise). The build fails, not the first model load,
+# when the stack does not import or when the CPU index was asked for and another torch got in.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=<service>" >&2; exit 1; }; \
-    uv sync --frozen --no-dev --package "${SERVICE}"
-
-# The inference stack (see the top). The build fails, not the first model load, when it does not
-# import or when the CPU index was asked for and another torch got in.
-RUN --mount=type=cache,target=/root/.cache/uv \
-    case "${INFERENCE}:${SERVICE}" in \
-      auto:model-server|1:*) ;; \
-      auto:*|0:*) exit 0 ;; \
-      *) echo "INFERENCE must be auto, 1 or 0" >&2; exit 1 ;; \
-    esac; \
-    uv pip install --python /app/.venv/bin/python --index-url "${TORCH_INDEX_URL}" \
-      ${TORCH_FIND_LINKS:+--find-links "${TORCH_FIND_LINKS}"} "${TORCH_SPEC}" \
-    && uv pip install --python /app/.venv/bin/python -r services/model-server/requirements-inference.txt \
-    && python -c "import torch, transformers, sentence_transformers, peft; \
+    set -e; \
+    uv sync --frozen --no-dev --inexact --package "${SERVICE}"; \
+    case "${INFERENCE}:${SERVICE}" in auto:model-server|1:*) ;; *) exit 0 ;; esac; \
+    uv pip install --python /app/.venv/bin/python -r services/model-server/requirements-inference.txt; \
+    python -c "import torch, transformers, sentence_transformers, peft; \
 assert torch.version.cuda is None or not '${TORCH_INDEX_URL}'.rstrip('/').endswith('/cpu'), \
 'torch ' + torch.__version__ + ' is not the CPU build asked for'; \
 print('inference stack: torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
