@@ -208,8 +208,7 @@ class BrokerLink:
 
     async def resume_offers(self) -> None:
         """Take an offer that waits already (offers.take_waiting), else consume the pool's work
-        queues of our job types (prefetch 1). Survives a link that drops underneath: it waits
-        for the reconnect and subscribes again (and after any later one until pause_offers)."""
+        queues of our job types (prefetch 1), again after any reconnect until pause_offers."""
         async with self._offers_lock:
             self._wanted = True
             if not await take_waiting(self._channel, self._queues(), self._offers):
@@ -281,6 +280,9 @@ class BrokerLink:
                 self._offers.get_nowait()
 
     async def next_offer(self, timeout: float | None = None) -> Offer:
+        """The next offer while resumed (after one taken where it waited: look again first)."""
+        if self._wanted and self._offers.empty() and not self._consumer_tags:
+            await self.resume_offers()
         return await next_offer(self._offers, timeout)
 
     # --- claim -----------------------------------------------------------------------------
