@@ -125,7 +125,8 @@ def test_the_ignore_file_keeps_keys_and_local_state_out() -> None:
 
 def test_the_worker_comes_from_uv_lock_and_the_training_stack_from_outside_it() -> None:
     commands = run_commands()
-    assert "uv sync --frozen --no-dev --package gpu-worker" in commands
+    # --inexact: the training stack, installed in the layer before, stays.
+    assert "uv sync --frozen --no-dev --inexact --package gpu-worker" in commands
     assert "-r services/gpu-worker/requirements-train.txt" in commands
     # torch: from the CUDA wheel index, the version scripts/install-training.sh installs.
     args = {k: v for i in of("ARG") for k, v in assignments(i).items()}

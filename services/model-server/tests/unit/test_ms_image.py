@@ -40,11 +40,28 @@ def args() -> dict[str, str]:
     return found
 
 
+def run_with(text: str) -> list[str]:
+    return [line for line in joined() if line.startswith("RUN") and text in line]
+
+
 def inference_run() -> str:
-    [run] = [
-        line for line in joined() if line.startswith("RUN") and "requirements-inference" in line
-    ]
+    """The stack's own layer: torch, then the stack, before the workspace's code is copied."""
+    [run] = run_with('"${TORCH_SPEC}"')
+    assert "requirements-inference" in run
     return run
+
+
+def final_run() -> str:
+    """The service from uv.lock, then the stack's requirements once more and an import check."""
+    [run] = run_with("uv sync")
+    assert "requirements-inference" in run
+    return run
+
+
+def service_gate(run: str) -> str:
+    gate = re.search(r"case .*? esac;", run)
+    assert gate is not None
+    return gate.group(0)
 
 
 @pytest.mark.parametrize(
@@ -60,11 +77,11 @@ def test_the_stack_is_installed_for_model_server_by_default(
     inference: str, service: str, installs: bool
 ) -> None:
     assert args()["INFERENCE"] == "auto"
-    # The RUN's own gate, run by a shell with the build args as the build's environment.
-    gate = re.search(r"case .*? esac;", inference_run())
-    assert gate is not None
+    # The RUNs' own gate (the same in both), run by a shell with the build args as environment.
+    gate = service_gate(inference_run())
+    assert service_gate(final_run()) == gate
     result = subprocess.run(
-        ["sh", "-c", gate.group(0) + " echo install"],
+        ["sh", "-c", gate + " echo install"],
         env={"INFERENCE": inference, "SERVICE": service, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -75,7 +92,8 @@ def test_the_stack_is_installed_for_model_server_by_default(
 
 
 def test_a_wrong_inference_value_fails_the_build() -> None:
-    gate = re.search(r"case .*? esac;", inference_run())
+    [check] = run_with("INFERENCE must be")
+    gate = re.search(r'case "\$\{INFERENCE\}" in .*? esac', check)
     assert gate is not None
     result = subprocess.run(
         ["sh", "-c", gate.group(0)],
@@ -97,7 +115,7 @@ def test_cpu_torch_by_default_then_the_pinned_stack_and_an_import_check() -> Non
     torch_at = run.index('"${TORCH_SPEC}"')
     stack_at = run.index("-r services/model-server/requirements-inference.txt")
     assert index_at < torch_at < stack_at, "torch first, so the stack keeps the CPU build"
-    assert "import torch, transformers, sentence_transformers, peft" in run
+    assert "import torch, transformers, sentence_transformers, peft" in final_run()
     # The same torch the training stack is installed with (scripts/install-training.sh).
     script = (ROOT / "scripts/install-training.sh").read_text()
     assert f'TORCH_SPEC="${{TORCH_SPEC:-{values["TORCH_SPEC"]}}}"' in script
