@@ -392,7 +392,38 @@ class _Container:
             await asyncio.to_thread(self._container.stop, force=True, delete_volume=True)
 
 
-class ContainerBroker:
+class _ContainerService:
+    """What a service in a container of its own does with its container: create and start it
+    (each waits until `_ready`), stop, kill, restart (its data kept), remove."""
+
+    _box: _Container
+
+    async def _ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    async def create(self, timeout: float = 120) -> None:
+        await self._box.create()
+        await self._ready(timeout)
+
+    async def start(self, timeout: float = 90) -> None:
+        await self._box.start()
+        await self._ready(timeout)
+
+    async def stop(self) -> None:
+        await self._box.stop()
+
+    async def kill(self) -> None:
+        await self._box.kill()
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def remove(self) -> None:
+        await self._box.remove()
+
+
+class ContainerBroker(_ContainerService):
     """RabbitMQ in a container of its own (guest may log in from outside it; no plugins)."""
 
     def __init__(self) -> None:
@@ -414,29 +445,11 @@ class ContainerBroker:
         self.port = self._box.host_port
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
-    async def create(self, timeout: float = 120) -> None:
-        await self._box.create()
+    async def _ready(self, timeout: float) -> None:
         await wait_for_amqp(self.port, timeout, self._box.exited)
 
-    async def start(self, timeout: float = 90) -> None:
-        await self._box.start()
-        await wait_for_amqp(self.port, timeout, self._box.exited)
 
-    async def stop(self) -> None:
-        await self._box.stop()
-
-    async def kill(self) -> None:
-        await self._box.kill()
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
-
-    async def remove(self) -> None:
-        await self._box.remove()
-
-
-class ContainerPostgres:
+class ContainerPostgres(_ContainerService):
     """PostgreSQL 15 in a container of its own; `admin_dsn` logs in as postgres with a password
     made for it."""
 
@@ -455,26 +468,8 @@ class ContainerPostgres:
     ) -> contextlib.AbstractAsyncContextManager[str]:
         return migrated_database(self.admin_dsn, schema=schema, migrate=migrate)
 
-    async def create(self, timeout: float = 120) -> None:
-        await self._box.create()
+    async def _ready(self, timeout: float) -> None:
         await wait_for_postgres(self.admin_dsn, timeout, self._box.exited)
-
-    async def start(self, timeout: float = 90) -> None:
-        await self._box.start()
-        await wait_for_postgres(self.admin_dsn, timeout, self._box.exited)
-
-    async def stop(self) -> None:
-        await self._box.stop()
-
-    async def kill(self) -> None:
-        await self._box.kill()
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
-
-    async def remove(self) -> None:
-        await self._box.remove()
 
 
 @contextlib.asynccontextmanager
