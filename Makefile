@@ -66,7 +66,7 @@ test-steps: install install-training ensure-services system-packages ui-install
 	@$(MAKE) --no-print-directory -j 5 --output-sync=target lint typecheck ui-check ui-test test-all
 
 test-all: ## pytest, all of it, as make test runs it (TEST_PROCESSES processes, PYTEST_ARGS)
-	FTD_REQUIRE_TRAINING_STACK=1 FTD_REQUIRE_BROWSER=1 $(UV) run pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
+	FTD_REQUIRE_TRAINING_STACK=1 FTD_REQUIRE_BROWSER=1 $(UV) run pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (no I/O)
 	$(UV) run pytest -m "not integration" $(PYTEST_ARGS)

@@ -5,6 +5,10 @@
 #   FTD_EXTERNAL_SERVICES=1   the services run elsewhere (docker compose, CI containers): skip all
 #   FTD_SERVICES_TIMEOUT=60   seconds to wait for a started service to come up
 #
+# Every probe has its own time limit: a broker node that is up but stuck (rabbitmqctl hangs, no
+# channel opens) counts as down, is stopped (killed if it will not stop) and started again, instead
+# of holding the caller forever.
+#
 # RabbitMQ's management plugin is enabled too (job-api makes each enrolled worker's broker user
 # through its API, on 127.0.0.1:15672).
 set -euo pipefail
@@ -33,7 +37,23 @@ postgres_up() {
   fi
 }
 
-rabbitmq_up() { rabbitmqctl -q status; }
+PROBE_TIMEOUT=${FTD_SERVICES_PROBE_TIMEOUT:-20}
+
+# A node that answers its CLI and accepts AMQP connections on 5672.
+rabbitmq_up() {
+  timeout "$PROBE_TIMEOUT" rabbitmqctl -q --timeout 15 status >/dev/null &&
+    timeout "$PROBE_TIMEOUT" rabbitmq-diagnostics -q --timeout 15 check_port_connectivity >/dev/null
+}
+
+# Stops a node that does not answer in time; kills its Erlang VM when a polite stop hangs too.
+stop_stuck_rabbitmq() {
+  log "rabbitmq does not answer in time: stopping it"
+  timeout "$PROBE_TIMEOUT" rabbitmqctl -q --timeout 15 stop >/dev/null 2>&1 && return
+  log "rabbitmq did not stop: killing its Erlang VM"
+  pkill -KILL -f 'beam.*rabbit' 2>/dev/null || true
+  pkill -KILL -f 'epmd' 2>/dev/null || true
+  sleep 2
+}
 
 ensure_postgres() {
   if postgres_up; then
@@ -59,20 +79,25 @@ ensure_rabbitmq() {
     log "rabbitmq is up"
     return
   fi
+  # A node whose Erlang VM runs but that did not answer is stuck, not down.
+  if pgrep -f 'beam.*rabbit' >/dev/null 2>&1; then
+    stop_stuck_rabbitmq
+  fi
   log "starting rabbitmq ..."
   rabbitmq-server -detached || true
   # await_startup needs the Erlang node to exist first, so retry it until the deadline.
-  wait_until rabbitmqctl -q --timeout 5 await_startup ||
+  wait_until timeout "$PROBE_TIMEOUT" rabbitmqctl -q --timeout 5 await_startup ||
     die "rabbitmq did not come up within ${TIMEOUT}s"
+  wait_until rabbitmq_up || die "rabbitmq started but does not accept connections on 5672"
   log "rabbitmq is up"
 }
 
 management_up() { (exec 3<>"/dev/tcp/127.0.0.1/15672") 2>/dev/null; }
 
 ensure_rabbitmq_management() {
-  if ! rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+  if ! timeout "$PROBE_TIMEOUT" rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
     log "enabling rabbitmq's management plugin ..."
-    rabbitmq-plugins -q enable rabbitmq_management >/dev/null ||
+    timeout 120 rabbitmq-plugins -q enable rabbitmq_management >/dev/null ||
       die "could not enable rabbitmq_management (job-api needs its API for worker broker users)"
   fi
   wait_until management_up || die "rabbitmq's management API did not answer on 127.0.0.1:15672"
@@ -84,6 +109,15 @@ if [ "${FTD_EXTERNAL_SERVICES:-0}" = 1 ]; then
   exit 0
 fi
 
+# A memory or disk alarm blocks every publisher: tests would hang on their first publish.
+check_rabbitmq_alarms() {
+  local alarms
+  if ! alarms=$(timeout "$PROBE_TIMEOUT" rabbitmq-diagnostics -q --timeout 15 check_local_alarms 2>&1); then
+    die "rabbitmq has a resource alarm, which blocks every publisher: $alarms"
+  fi
+}
+
 ensure_postgres
 ensure_rabbitmq
+check_rabbitmq_alarms
 ensure_rabbitmq_management
