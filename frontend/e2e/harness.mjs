@@ -46,6 +46,9 @@ export async function launch(cfg) {
 		args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage']
 	});
 	const context = await browser.newContext({ viewport: WIDE, baseURL: cfg.baseUrl });
+	// make test runs these flows beside the rest of the suite on two cores: an action or a page
+	// may wait longer there than playwright's 30 s default without anything being wrong.
+	context.setDefaultTimeout(60_000);
 	await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: cfg.baseUrl });
 	const page = await context.newPage();
 	const h = new Harness(cfg, browser, page);

@@ -32,8 +32,7 @@ def test_every_ui_flow_passes_in_chromium_against_the_whole_platform(tmp_path: P
         result = subprocess.run(
             [sys.executable, str(ROOT / "tests/e2e/ftd_stack.py"), "--keep-logs", str(logs)],
             env={**os.environ, "FTD_UI_OUT_DIR": str(build)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            capture_output=True,
             text=True,
             timeout=1700,
             check=False,
@@ -41,4 +40,8 @@ def test_every_ui_flow_passes_in_chromium_against_the_whole_platform(tmp_path: P
     finally:
         shutil.rmtree(build, ignore_errors=True)
     print("\n".join(result.stdout.splitlines()[-15:]))  # the spec reporter's counts
-    assert result.returncode == 0, result.stdout[-20000:]
+    # stdout is the UI build and the flows' spec report (which names the failing step); stderr the
+    # stack's own lines and, on a failure, each process's last log lines.
+    assert result.returncode == 0, (
+        f"{result.stdout[-14000:]}\n--- the stack (stderr)\n{result.stderr[-8000:]}"
+    )
