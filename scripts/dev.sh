@@ -159,35 +159,33 @@ export MODEL_SERVER_DATABASE_URL=${MODEL_SERVER_DATABASE_URL:-postgresql://model
 export WEBHOOK_SERVICE_DATABASE_URL=${WEBHOOK_SERVICE_DATABASE_URL:-postgresql://webhook_service:webhook_service_dev@127.0.0.1:5432/$FTD_DATABASE_NAME}
 export PYTHONUNBUFFERED=1
 
-uv run job-api db-init
-uv run data-service db-init
+# Every schema first (each service's own migrations; one after another, they share a database).
+for service in job-api data-service registry-service model-server webhook-service; do
+  uv run "$service" db-init
+done
 
-# The platform, in start order. An HTTP service: require_port, start_service, wait_healthy.
-require_port "$JOB_API_PORT"
+# Then the services, started together and waited for in turn: each is a few seconds of imports and
+# start-up, which one after another would add up.
+for port in "$JOB_API_PORT" "$DATA_SERVICE_PORT" "$REGISTRY_PORT" "$MODEL_SERVER_PORT" "$WEBHOOK_PORT"; do
+  require_port "$port"
+done
 start_service job-api uv run job-api serve --host 127.0.0.1 --port "$JOB_API_PORT"
-wait_healthy job-api "http://127.0.0.1:$JOB_API_PORT/healthz"
-require_port "$DATA_SERVICE_PORT"
 DATA_SERVICE_STORAGE_DIR=${DATA_SERVICE_STORAGE_DIR:-$DEV_DIR/datasets} \
   start_service data-service uv run data-service serve --host 127.0.0.1 --port "$DATA_SERVICE_PORT"
-wait_healthy data-service "http://127.0.0.1:$DATA_SERVICE_PORT/healthz"
 # registry-service (:8003): model versions, deploy, LiteLLM config (docs/registry.md)
-uv run registry-service db-init
-require_port "$REGISTRY_PORT"
 start_service registry-service uv run registry-service serve --host 127.0.0.1 --port "$REGISTRY_PORT"
-wait_healthy registry-service "http://127.0.0.1:$REGISTRY_PORT/healthz"
 # model-server (:8005): serves deployed models (OpenAI-style /v1/*); loads them from the local
 # model store the CPU worker below writes (the inference stack comes with install-training.sh)
-uv run model-server db-init
-require_port "$MODEL_SERVER_PORT"
 FTD_MODEL_STORE_DIR="$DEV_DIR/models" \
   start_service model-server uv run model-server serve --host 127.0.0.1 --port "$MODEL_SERVER_PORT"
-wait_healthy model-server "http://127.0.0.1:$MODEL_SERVER_PORT/healthz"
 # webhook-service (:8006): users' webhooks told of job ends and model deployments, signed and
 # retried; in development a webhook may also name this machine over plain http (a local receiver)
-uv run webhook-service db-init
-require_port "$WEBHOOK_PORT"
 WEBHOOK_SERVICE_ALLOW_HTTP_LOOPBACK=${WEBHOOK_SERVICE_ALLOW_HTTP_LOOPBACK:-true} \
   start_service webhook-service uv run webhook-service serve --host 127.0.0.1 --port "$WEBHOOK_PORT"
+wait_healthy job-api "http://127.0.0.1:$JOB_API_PORT/healthz"
+wait_healthy data-service "http://127.0.0.1:$DATA_SERVICE_PORT/healthz"
+wait_healthy registry-service "http://127.0.0.1:$REGISTRY_PORT/healthz"
+wait_healthy model-server "http://127.0.0.1:$MODEL_SERVER_PORT/healthz"
 wait_healthy webhook-service "http://127.0.0.1:$WEBHOOK_PORT/healthz"
 # gateway (:8000): nginx routes /api/* to the services (installed by gateway.sh when missing)
 require_port "$GATEWAY_PORT"
