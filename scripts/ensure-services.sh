@@ -15,6 +15,8 @@ set -euo pipefail
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
+AMQP_HOST=127.0.0.1
+AMQP_PORT=5672
 TIMEOUT=${FTD_SERVICES_TIMEOUT:-60}
 
 log() { echo "ensure-services: $*" >&2; }
@@ -39,10 +41,23 @@ postgres_up() {
 
 PROBE_TIMEOUT=${FTD_SERVICES_PROBE_TIMEOUT:-20}
 
-# A node that answers its CLI and accepts AMQP connections on 5672.
+# The first step of an AMQP 0-9-1 handshake: after the protocol header the broker must send its
+# connection.start (a method frame, type 1). A node seen here after hours of test churn accepted TCP
+# connections and answered its CLI but sent nothing, so every client hung.
+amqp_answers() {
+  python3 - "$AMQP_HOST" "$AMQP_PORT" <<'PY'
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
+    s.sendall(b"AMQP\x00\x00\x09\x01")
+    first = s.recv(1)
+sys.exit(0 if first == b"\x01" else 1)
+PY
+}
+
+# A node that answers its CLI and starts AMQP handshakes on 5672.
 rabbitmq_up() {
   timeout "$PROBE_TIMEOUT" rabbitmqctl -q --timeout 15 status >/dev/null &&
-    timeout "$PROBE_TIMEOUT" rabbitmq-diagnostics -q --timeout 15 check_port_connectivity >/dev/null
+    amqp_answers
 }
 
 # Stops a node that does not answer in time; kills its Erlang VM when a polite stop hangs too.

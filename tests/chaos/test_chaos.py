@@ -310,13 +310,15 @@ class Event:
 
 
 def schedule(jobs: int, rng: random.Random) -> list[Event]:
-    """Each service replica once; a worker, a broker node and PostgreSQL's connections once per
-    50 jobs (at least once); in a seeded order."""
+    """Each service replica once; a worker, a broker node (the three in turn) and PostgreSQL's
+    connections once per 50 jobs (at least once); in a seeded order."""
     times = max(1, jobs // 50)
     events = [Event("service", name) for s in REPLICATED for name in (s, f"{s}-2")]
     workers = ["worker", *(f"worker-{n}" for n in range(2, WORKERS + 1))]
     events += [Event("worker", rng.choice(workers)) for _ in range(times)]
-    events += [Event("broker", f"node {rng.randint(1, 3)}") for _ in range(times)]
+    # The broker nodes in turn from a seeded one, so that a longer run kills more than one of them.
+    first = rng.randrange(3)
+    events += [Event("broker", f"node {(first + n) % 3 + 1}") for n in range(times)]
     events += [Event("postgres", "services' roles") for _ in range(times)]
     rng.shuffle(events)
     return events
