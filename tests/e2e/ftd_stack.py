@@ -34,6 +34,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -245,7 +246,27 @@ async def _worker_consuming(
         await broker.close()
 
 
-async def _drop_broker_namespace(prefix: str, amqp_url: str = AMQP_URL) -> None:
+async def _named_by(prefix: str, management_url: str, vhost: str) -> tuple[list[str], list[str]]:
+    """Every queue and exchange of the vhost whose name starts with the prefix, from the management
+    API: also those made at run time (a private pool's queues, declared when its worker enrolls)."""
+    parts = httpx.URL(management_url)
+    async with httpx.AsyncClient(
+        auth=(parts.username, parts.password), timeout=10, trust_env=False
+    ) as http:
+        base = f"{parts.scheme}://{parts.host}:{parts.port}/api"
+        found: list[list[str]] = []
+        for kind in ("queues", "exchanges"):
+            listed = await http.get(
+                f"{base}/{kind}/{quote(vhost, safe='')}", params={"columns": "name"}
+            )
+            listed.raise_for_status()
+            found.append([o["name"] for o in listed.json() if o["name"].startswith(prefix)])
+    return found[0], found[1]
+
+
+async def _drop_broker_namespace(
+    prefix: str, amqp_url: str = AMQP_URL, management_url: str = MANAGEMENT_URL
+) -> None:
     from contracts.routing import BrokerNames
     from data_service.entrypoints.workers import queue_specs as data_queues
     from job_api.entrypoints.workers import queue_specs as job_queues
@@ -265,13 +286,21 @@ async def _drop_broker_namespace(prefix: str, amqp_url: str = AMQP_URL) -> None:
             *model_server_queues(broker),
             *webhook_queues(broker),
         ]
+        # What the services declare, and whatever else carries the prefix (when the management
+        # API answers): a private pool's queues are declared at run time.
+        queues = {s.name for s in specs} | {names.dead_letter_queue}
+        exchanges = {s.exchange for s in specs if s.exchange}
+        exchanges |= {names.events_exchange, names.worker_exchange, names.dead_letter_exchange}
+        with contextlib.suppress(Exception):
+            vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
+            more_queues, more_exchanges = await _named_by(prefix, management_url, vhost)
+            queues |= set(more_queues)
+            exchanges |= set(more_exchanges)
         # Each delete on its own channel: a refused one closes its channel, never the next.
-        for queue in {s.name for s in specs} | {names.dead_letter_queue}:
+        for queue in queues:
             channel = await broker.channel()
             with contextlib.suppress(Exception):
                 await channel.queue_delete(queue, if_unused=False, if_empty=False)
-        exchanges = {s.exchange for s in specs if s.exchange}
-        exchanges |= {names.events_exchange, names.worker_exchange, names.dead_letter_exchange}
         for exchange in exchanges:
             channel = await broker.channel()
             with contextlib.suppress(Exception):
@@ -532,7 +561,7 @@ def full_stack(
             with contextlib.suppress(Exception):
                 out.close()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
-            asyncio.run(_drop_broker_namespace(prefix, amqp_url))
+            asyncio.run(_drop_broker_namespace(prefix, amqp_url, management_url))
         with contextlib.suppress(Exception):
             asyncio.run(_drop_worker_users(prefix, management_url))
         asyncio.run(_drop_databases([name for name, _ in databases.values()]))
