@@ -405,6 +405,11 @@ export function registerServingTests(ctx) {
 		const evaluation = p.getByTestId('evaluation');
 		await evaluation.waitFor({ timeout: 30_000 });
 		const headline = evaluation.locator('tr[data-metric]').first();
+		// The table shows as soon as one side is known; the base model's value comes with the
+		// registry's answer or the run's history, which may land later on a loaded machine.
+		await eventually(async () => (await headline.getAttribute('data-improved')) !== null, {
+			what: 'both sides of the headline metric'
+		});
 		assert.equal(await headline.getAttribute('data-improved'), 'false');
 		const warning = p.getByTestId('undertrained-warning');
 		await warning.waitFor();
