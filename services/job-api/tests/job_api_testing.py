@@ -71,6 +71,10 @@ async def served_app(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        # Longer than the client's keep-alive (httpx: 5 s), so the client always drops an idle
+        # connection first: with both at 5 s, a request sent on a connection the server was just
+        # closing failed with ReadError (this loop also runs the test, which may hold it a while).
+        timeout_keep_alive=60,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

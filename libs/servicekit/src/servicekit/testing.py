@@ -84,8 +84,15 @@ async def served(app: Any) -> AsyncIterator[str]:
     after that (a late commit) is visible to a test, unlike with an in-process transport."""
     sock = free_socket()
     port = sock.getsockname()[1]
+    # Keep-alive longer than a client's (httpx: 5 s), so the client drops an idle connection
+    # first and never sends on one the server is just closing (a ReadError).
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=60,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
