@@ -60,14 +60,33 @@ rabbitmq_up() {
     amqp_answers
 }
 
+# The Erlang VM of this machine's default node (rabbit@host), from the pid file it writes; never
+# another node (a test's private broker or cluster node has a name and folder of its own).
+default_node_pid() {
+  local file pid
+  for file in "${RABBITMQ_MNESIA_BASE:-/var/lib/rabbitmq/mnesia}"/rabbit@*.pid; do
+    pid=$(cat "$file" 2>/dev/null) || continue
+    [[ $pid =~ ^[0-9]+$ ]] && ps -p "$pid" -o comm= 2>/dev/null | grep -q beam && echo "$pid" && return
+  done
+  return 1
+}
+
 # Stops a node that does not answer in time; kills its Erlang VM when a polite stop hangs too.
 stop_stuck_rabbitmq() {
+  local pid=$1
   log "rabbitmq does not answer in time: stopping it"
   timeout "$PROBE_TIMEOUT" rabbitmqctl -q --timeout 15 stop >/dev/null 2>&1 && return
-  log "rabbitmq did not stop: killing its Erlang VM"
-  pkill -KILL -f 'beam.*rabbit' 2>/dev/null || true
-  pkill -KILL -f 'epmd' 2>/dev/null || true
+  log "rabbitmq did not stop: killing its Erlang VM (pid $pid)"
+  kill -KILL "$pid" 2>/dev/null || true
   sleep 2
+}
+
+# A memory or disk alarm blocks every publisher: tests would hang on their first publish.
+check_rabbitmq_alarms() {
+  local alarms
+  if ! alarms=$(timeout "$PROBE_TIMEOUT" rabbitmq-diagnostics -q --timeout 15 check_local_alarms 2>&1); then
+    die "rabbitmq has a resource alarm, which blocks every publisher: $alarms"
+  fi
 }
 
 ensure_postgres() {
@@ -95,8 +114,9 @@ ensure_rabbitmq() {
     return
   fi
   # A node whose Erlang VM runs but that did not answer is stuck, not down.
-  if pgrep -f 'beam.*rabbit' >/dev/null 2>&1; then
-    stop_stuck_rabbitmq
+  local pid
+  if pid=$(default_node_pid); then
+    stop_stuck_rabbitmq "$pid"
   fi
   log "starting rabbitmq ..."
   rabbitmq-server -detached || true
@@ -123,14 +143,6 @@ if [ "${FTD_EXTERNAL_SERVICES:-0}" = 1 ]; then
   log "FTD_EXTERNAL_SERVICES=1: not checking local postgresql and rabbitmq"
   exit 0
 fi
-
-# A memory or disk alarm blocks every publisher: tests would hang on their first publish.
-check_rabbitmq_alarms() {
-  local alarms
-  if ! alarms=$(timeout "$PROBE_TIMEOUT" rabbitmq-diagnostics -q --timeout 15 check_local_alarms 2>&1); then
-    die "rabbitmq has a resource alarm, which blocks every publisher: $alarms"
-  fi
-}
 
 ensure_postgres
 ensure_rabbitmq
