@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -22,6 +21,7 @@ from job_api.entrypoints.app import create_app
 from job_api.service_layer.unit_of_work import UnitOfWork
 from job_api.service_layer.workers import enroll
 from servicekit.auth import mint_token
+from servicekit.testing import served
 from workerlink.identity import WorkerIdentity
 
 ADMIN_DSN = os.environ.get("FTD_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -63,34 +63,11 @@ async def served_app(
 
     `wrap(app)` may wrap the ASGI app (to observe what is sent when)."""
     app = create_app(settings)
-    config = uvicorn.Config(
-        wrap(app) if wrap is not None else app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-        # Longer than the client's keep-alive (httpx: 5 s), so the client always drops an idle
-        # connection first: with both at 5 s, a request sent on a connection the server was just
-        # closing failed with ReadError (this loop also runs the test, which may hold it a while).
-        timeout_keep_alive=60,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn stopped before it started")
-                await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client, app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
+    async with (
+        served(wrap(app) if wrap is not None else app) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+    ):
+        yield client, app
 
 
 def user_headers(sub: str = "alice", *, admin: bool = False, ttl: int = 3600) -> dict[str, str]:
