@@ -10,6 +10,8 @@
 #   scripts/rabbitmq-cluster.sh start-node N   start node N again (it rejoins with its data)
 #   scripts/rabbitmq-cluster.sh stop-node N    stop node N's Erlang VM cleanly (rabbitmqctl stop)
 #   scripts/rabbitmq-cluster.sh kill-node N    SIGKILL node N's VM, as a crash would
+#   scripts/rabbitmq-cluster.sh partition-node N  cut node N off from the other two (below)
+#   scripts/rabbitmq-cluster.sh heal-node N    end node N's partition: the links come back
 #   scripts/rabbitmq-cluster.sh ctl N ARGS...  rabbitmqctl ARGS against node N (stop_app, ...)
 #
 #   FTD_CLUSTER_DIR=/tmp/ftd-rabbitmq-cluster  state: each node's data, logs and pid file, and the
@@ -23,6 +25,14 @@
 #
 # Plugins are off unless asked for (no management listener), so a node needs only its two ports;
 # each takes about 100-150 MB. Nodes log in as `guest`, which RabbitMQ allows from loopback only.
+#
+# Partitions: the nodes share one host, so a partition cuts the links between them, not a network.
+# `partition-node N` makes node N expect another cookie from the other two and drops its links to
+# them: each side sees the other go down, and neither can connect again (the handshake fails both
+# ways) until `heal-node N`. Clients still reach node N's port. The nodes run with
+# `cluster_partition_handling = pause_minority`, as the Helm chart's RabbitmqCluster does: node N,
+# alone of three, pauses (it closes its client connections and listeners) and starts again once it
+# sees the majority.
 set -euo pipefail
 
 DIR=${FTD_CLUSTER_DIR:-${TMPDIR:-/tmp}/ftd-rabbitmq-cluster}
@@ -99,10 +109,10 @@ node_config() {
   local n=$1 d
   d=$(node_dir "$n")
   mkdir -p "$d"
-  : >"$d/rabbitmq.conf"
+  echo "cluster_partition_handling = pause_minority" >"$d/rabbitmq.conf"
   if [[ -n $MANAGEMENT_PORT ]]; then
     printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' \
-      "$(management_port "$n")" >"$d/rabbitmq.conf"
+      "$(management_port "$n")" >>"$d/rabbitmq.conf"
   fi
 }
 
@@ -209,6 +219,33 @@ cmd_kill_node() {
   log "killed $(node_name "$n") (pid $pid)"
 }
 
+# The Erlang list of the nodes other than N, as quoted atoms: ['ftd-c1@localhost',...].
+other_nodes() {
+  local n=$1 m list=""
+  for m in "${NODES[@]}"; do
+    [[ $m == "$n" ]] || list+="${list:+,}'$(node_name "$m")'"
+  done
+  echo "[$list]"
+}
+
+cmd_partition_node() {
+  local n=$1
+  # A per-node cookie applies to that node's links in both directions; the CLI's own link (its
+  # node is none of these) keeps the cluster's cookie, so node N can still be asked and healed.
+  ctl "$n" -q --timeout 30 eval "Others = $(other_nodes "$n"),
+    [erlang:set_cookie(O, 'ftd_partitioned') || O <- Others],
+    [erlang:disconnect_node(O) || O <- Others], ok." >/dev/null
+  log "partitioned $(node_name "$n") from the other nodes"
+}
+
+cmd_heal_node() {
+  local n=$1
+  ctl "$n" -q --timeout 30 eval "Others = $(other_nodes "$n"),
+    [erlang:set_cookie(O, erlang:get_cookie()) || O <- Others],
+    [net_kernel:connect_node(O) || O <- Others], ok." >/dev/null
+  log "healed $(node_name "$n"): its links to the other nodes are allowed again"
+}
+
 cmd_status() {
   local n
   for n in "${NODES[@]}"; do
@@ -239,6 +276,14 @@ kill-node)
   check_node "${2:-}"
   cmd_kill_node "$2"
   ;;
+partition-node)
+  check_node "${2:-}"
+  cmd_partition_node "$2"
+  ;;
+heal-node)
+  check_node "${2:-}"
+  cmd_heal_node "$2"
+  ;;
 ctl)
   check_node "${2:-}"
   n=$2
@@ -246,7 +291,7 @@ ctl)
   ctl "$n" "$@"
   ;;
 *)
-  sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac

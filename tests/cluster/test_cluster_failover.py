@@ -11,6 +11,11 @@ three nodes):
    not confirmed (the producer sees failures and retries the same ids), never confirmed and lost.
 3. Start the killed node again: the majority is back, the withheld publishes are confirmed and
    every confirmed message is consumed.
+
+And a partition (scripts/rabbitmq-cluster.sh partition-node): the node both clients are on is cut
+off from the other two. It pauses (pause_minority), its clients move to the majority and go on
+there; once the partition heals, the node rejoins with every queue replica back, and no confirmed
+message was lost.
 """
 
 import asyncio
@@ -40,6 +45,8 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.integration,
     pytest.mark.slow,
+    # A cluster's start and stop take a minute or two on a loaded machine, beside the test itself.
+    pytest.mark.timeout(600),
     pytest.mark.skipif(
         not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists()
         and shutil.which("rabbitmq-server", path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None,
@@ -83,7 +90,12 @@ class Cluster:
 
     @property
     def urls(self) -> str:
-        return ",".join(f"amqp://guest:guest@127.0.0.1:{self.port(n)}/" for n in (1, 2, 3))
+        return self.urls_from(1)
+
+    def urls_from(self, first: int) -> str:
+        """The URL list with node `first` first (the node a client connects to at the start)."""
+        order = [first, *(n for n in (1, 2, 3) if n != first)]
+        return ",".join(f"amqp://guest:guest@127.0.0.1:{self.port(n)}/" for n in order)
 
     def node_of(self, broker: Broker) -> int:
         """The node `broker` is connected to (or dialling)."""
@@ -121,6 +133,12 @@ class Cluster:
             "json",
         )
         return {q["name"]: q for q in json.loads(out)}
+
+    async def status(self, node: int) -> dict[str, Any]:
+        """`cluster_status` as node `node` sees it (running_nodes, partitions, ...)."""
+        out = await self.run("ctl", str(node), "-q", "cluster_status", "--formatter", "json")
+        status: dict[str, Any] = json.loads(out)
+        return status
 
 
 # Each run has its own node names, ports and state folder: it never meets the system broker on
@@ -212,6 +230,20 @@ class Consumer:
                 await self.progress.wait()
 
 
+async def _wind_down(
+    producer: Producer, producing: asyncio.Task[None] | None, *others: Broker
+) -> None:
+    """Stops the producer's task and closes every client, whatever state the test left them in."""
+    producer.stopping = True
+    if producing is not None:
+        producing.cancel()
+        await asyncio.gather(producing, return_exceptions=True)
+    for broker in (producer.broker, *others):
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await broker.close()
+
+
 async def _connected_to(broker: Broker, cluster: Cluster, node: int, within: float) -> None:
     async with asyncio.timeout(within):
         while True:
@@ -289,11 +321,90 @@ async def test_no_confirmed_message_is_lost_when_nodes_fail(cluster: Cluster) ->
         )
         assert len(producer.confirmed) == len(confirmed)  # each id confirmed once
     finally:
+        await _wind_down(producer, producing, consumer.broker, admin)
+
+
+async def _eventually(check: Callable[[], Any], within: float, what: str) -> Any:
+    """Polls the coroutine function `check` until it returns something truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within:.0f}s (last: {value!r})")
+        await asyncio.sleep(1)
+
+
+async def test_a_partitioned_node_pauses_and_its_clients_go_on_with_the_majority(
+    cluster: Cluster,
+) -> None:
+    names = BrokerNames(prefix=f"cp{cluster.name[5:11]}.")
+    spec = work_queue_specs(names)[0]
+    admin = Broker(cluster.urls, names, client_name="partition-admin")
+    # Both clients start on node 3, the node that will be cut off.
+    consumer = Consumer(
+        Broker(cluster.urls_from(3), names, client_name="partition-consumer"), cluster
+    )
+    producer = Producer(
+        Broker(cluster.urls_from(3), names, client_name="partition-producer"), spec.bindings[0]
+    )
+    producing: asyncio.Task[None] | None = None
+    try:
+        await admin.connect()
+        await declare_topology(await admin.channel(), names, work_queue_specs(names))
+        await admin.close()
+        await consumer.broker.connect()
+        queue = await declare_queue(await consumer.broker.channel(prefetch=20), names, spec)
+        await queue.consume(consumer.on_message)
+        await producer.broker.connect()
+        assert cluster.node_of(consumer.broker) == cluster.node_of(producer.broker) == 3
+        producing = asyncio.create_task(producer.run())
+        await producer.confirmations(50, within=30)
+        await consumer.wait_for(lambda: len(consumer.ids) >= 50, within=30)
+
+        # The partition: node 3 pauses, its clients move to node 1 or 2 and go on there.
+        cut_at = time.monotonic()
+        await cluster.run("partition-node", "3")
+        await consumer.wait_for(lambda: any(node != 3 for _, node in consumer.deliveries), 60)
+        moved_after = time.monotonic() - cut_at
+        await producer.confirmations(50, within=30)
+        assert cluster.node_of(producer.broker) in (1, 2)
+        assert cluster.node_of(consumer.broker) in (1, 2)
+
+        async def majority_without_node_3() -> bool:
+            running = (await cluster.status(1))["running_nodes"]
+            return sorted(running) == [cluster.node(1), cluster.node(2)]
+
+        await _eventually(majority_without_node_3, 30, "nodes 1 and 2 see node 3 gone")
+        print(f"clients went on with the majority {moved_after:.1f}s after node 3 was cut off")
+
+        # Healed: node 3 sees the majority again, starts again and is a queue member again.
+        healed_at = time.monotonic()
+        await cluster.run("heal-node", "3")
+
+        async def whole_again() -> bool:
+            status = await cluster.status(1)
+            every = [cluster.node(n) for n in (1, 2, 3)]
+            online = (await cluster.queues(1))[spec.name]["online"]
+            return (
+                sorted(status["running_nodes"]) == every
+                and not status.get("partitions")
+                and sorted(online) == every
+            )
+
+        await _eventually(whole_again, 120, "node 3 back in the cluster and the queue's replicas")
+        print(f"node 3 rejoined {time.monotonic() - healed_at:.1f}s after the partition healed")
+        await producer.confirmations(20, within=30)
         producer.stopping = True
-        if producing is not None:
-            producing.cancel()
-            await asyncio.gather(producing, return_exceptions=True)
-        for broker in (producer.broker, consumer.broker, admin):
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(10):
-                    await broker.close()
+        await producing
+        confirmed = set(producer.confirmed)
+        await consumer.wait_for(lambda: confirmed <= consumer.ids, within=60)
+        print(
+            f"confirmed {len(confirmed)}, consumed {len(consumer.ids)} distinct, "
+            f"{len(consumer.deliveries) - len(consumer.ids)} redelivered, "
+            f"{producer.failures} publish failures retried"
+        )
+        assert len(producer.confirmed) == len(confirmed)
+    finally:
+        await _wind_down(producer, producing, consumer.broker, admin)
