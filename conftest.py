@@ -37,7 +37,12 @@ def _group(item: pytest.Item) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("dist", "no") != "loadgroup":
+    # The controller sees --dist loadgroup; its workers, which collect and run the tests, see
+    # dist "no" and xdist's own `loadgroup` flag (xdist/remote.py). Their marks are what count:
+    # xdist turns them into the node ids' "@group" that its scheduler groups by.
+    if config.getoption("dist", "no") != "loadgroup" and not getattr(
+        config.option, "loadgroup", False
+    ):
         return
     for item in items:
         if not item.get_closest_marker("xdist_group"):
