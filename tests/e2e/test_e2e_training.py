@@ -387,6 +387,9 @@ def test_a_cancel_stops_training_mid_run_and_registers_nothing(
     assert all(m["job_id"] != job_id for m in models)
 
 
+# Minutes long: a group of its own for `make test`'s processes (conftest.py), so that it runs
+# beside the module's other tests, on a stack of its own, instead of after them.
+@pytest.mark.xdist_group("tests/e2e/test_e2e_training.py::resume")
 def test_a_worker_killed_mid_training_is_replaced_and_attempt_two_resumes_from_its_checkpoint(
     stack: Stack, client: httpx.Client
 ) -> None:
