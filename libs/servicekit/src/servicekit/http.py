@@ -134,10 +134,35 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+# How much of a refused body is read before the 415 (below); a longer one is left unread.
+_DRAIN_LIMIT = 1024 * 1024
+
+
+async def _drain(receive: Receive) -> bool:
+    """Reads and drops the rest of the request body, up to _DRAIN_LIMIT bytes (and never past the
+    body limit outside, whose 413 ends it too). True when all of it was read."""
+    read = 0
+    try:
+        while read <= _DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+    except HTTPException:
+        return False
+    return False
+
+
 class JsonBodyMiddleware:
     """A request that carries a body on a JSON API must say it is JSON: anything else is a 415
     `unsupported_media_type` naming the expected type, before any route code or auth runs.
-    `exempt` path prefixes (uploads) are left alone."""
+    `exempt` path prefixes (uploads) are left alone.
+
+    The refused body is read first (up to 1 MiB): a server that answers and closes while a
+    client's body is still arriving makes the kernel reset the connection, and the client loses
+    the 415 it had not read yet. Read, the connection stays open for the next request."""
 
     def __init__(
         self,
@@ -162,6 +187,7 @@ class JsonBodyMiddleware:
             )
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             if has_body and not _is_json(content_type):
+                whole = await _drain(receive)
                 media = content_type.partition(";")[0].strip() or "no Content-Type"
                 body = orjson.dumps(
                     error_body(
@@ -178,7 +204,8 @@ class JsonBodyMiddleware:
                             (b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
                             (b"accept", b"application/json"),
-                            (b"connection", b"close"),
+                            # A body left unread: the connection cannot be reused.
+                            *([] if whole else [(b"connection", b"close")]),
                         ],
                     }
                 )

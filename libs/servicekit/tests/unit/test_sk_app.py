@@ -157,6 +157,17 @@ def test_a_body_that_is_not_json_is_refused(client: TestClient) -> None:
     response = client.post("/echo", content=b"a=1", headers={"content-type": "text/plain"})
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "unsupported_media_type"
+    # Read whole before the answer: the connection may serve the next request.
+    assert "connection" not in response.headers
+
+    def chunks() -> Any:
+        for _ in range(4):
+            yield b"x" * 400
+
+    # Past the body limit while it is read: still the 415, on a connection that closes.
+    over = client.post("/echo", content=chunks(), headers={"content-type": "text/plain"})
+    assert over.status_code == 415
+    assert over.headers["connection"] == "close"
 
 
 def test_probes_metrics_and_offline_docs(client: TestClient) -> None:

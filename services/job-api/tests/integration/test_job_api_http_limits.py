@@ -96,6 +96,44 @@ async def test_a_huge_anonymous_body_is_refused_while_reading(
         assert ok.status_code == 201
 
 
+async def test_a_415_is_read_whole_when_the_body_comes_after_the_headers(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """A client that sends a body of the wrong type in a second write (requests does, and so does
+    a client on a slow link) gets the whole 415 on a connection it can go on using: the server
+    reads the rest of the small body before answering. Answering first and closing with the body
+    still to come made the kernel reset the connection when the body arrived, and the client's
+    unread 415 was lost with it (schemathesis saw `Connection reset by peer` under load)."""
+    async with served_app(_settings(settings_factory)) as (client, _app):
+        port = int(str(client.base_url).rsplit(":", 1)[1])
+        body = json.dumps(job_body()).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            head = (
+                f"POST {JOBS} HTTP/1.1\r\nHost: x\r\nAuthorization: {ALICE['Authorization']}\r\n"
+                f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            writer.write(head.encode())
+            await writer.drain()
+            await asyncio.sleep(0.5)  # the server has the headers alone for a while
+            writer.write(body)
+            await writer.drain()
+            await asyncio.sleep(0.5)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert b" 415 " in answer.partition(b"\r\n")[0], answer
+            assert b"connection: close" not in answer.lower(), answer
+            length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            error = json.loads(await asyncio.wait_for(reader.readexactly(length), 10))
+            assert error["error"]["code"] == "unsupported_media_type"
+            # The connection is still good for the next request.
+            writer.write(f"GET {JOBS} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await writer.drain()
+            again = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert b" 401 " in again.partition(b"\r\n")[0], again
+        finally:
+            writer.close()
+
+
 async def test_json_only_and_clear_errors(settings_factory: Callable[..., Settings]) -> None:
     async with served_app(_settings(settings_factory)) as (client, _app):
         wrong_type = await client.post(
