@@ -8,7 +8,9 @@ offline MiniLM, llm_lora on the offline tiny Llama; tiny data, one epoch) are su
 gateway, a few at a time, and a few of them are cancelled. Meanwhile, on a schedule drawn from
 FTD_CHAOS_SEED, one thing at a time is broken: each service replica is SIGKILLed and started
 again, a worker is SIGKILLed mid-job and started again, a broker node is SIGKILLed and started
-again, and PostgreSQL ends every connection of the services' roles (pg_terminate_backend). Event k
+again, another broker node is cut off from the other two (scripts/rabbitmq-cluster.sh
+partition-node: it pauses, its clients move to the majority) and the partition healed, and
+PostgreSQL ends every connection of the services' roles (pg_terminate_backend). Event k
 of E fires once k/(E+1) of the jobs (but the last few) have ended, so it lands while jobs run
 whatever the machine's speed.
 
@@ -16,8 +18,8 @@ At the end: every job is in exactly one terminal state (one terminal transition 
 failure carries a reason and is no lost message or lease), the registry has exactly one model
 version per completed job and none for the others, no job runs on an expired lease, and no
 message is left in the stack's queues (work queues and the dead-letter queue included: the
-management API's depths). It prints jobs per type x outcome, kills per target and the total time,
-and writes each job's outcome to chaos-outcomes.tsv in the test's temporary folder.
+management API's depths). It prints jobs per type x outcome, kills and partitions per target and
+the total time, and writes each job's outcome to chaos-outcomes.tsv in the test's temporary folder.
 
     FTD_CHAOS_JOBS=12 uv run pytest -m chaos tests/chaos -s      (make chaos: 100 jobs)
     FTD_CHAOS_SEED (random, printed)  FTD_CHAOS_WORKERS (2)  FTD_CHAOS_TIMEOUT_S (7200)
@@ -302,7 +304,7 @@ def submit(gateway: Gateway, job: Job, base_models: dict[str, str], rng: random.
 
 @dataclass(eq=False)
 class Event:
-    kind: str  # service | worker | broker | postgres
+    kind: str  # service | worker | broker | partition | postgres
     target: str
     at: float = 0.0  # seconds since the start
     took: float = 0.0
@@ -310,15 +312,18 @@ class Event:
 
 
 def schedule(jobs: int, rng: random.Random) -> list[Event]:
-    """Each service replica once; a worker, a broker node (the three in turn) and PostgreSQL's
-    connections once per 50 jobs (at least once); in a seeded order."""
+    """Each service replica once; a worker, a broker node killed, a broker node partitioned (the
+    three in turn for each) and PostgreSQL's connections once per 50 jobs (at least once); in a
+    seeded order."""
     times = max(1, jobs // 50)
     events = [Event("service", name) for s in REPLICATED for name in (s, f"{s}-2")]
     workers = ["worker", *(f"worker-{n}" for n in range(2, WORKERS + 1))]
     events += [Event("worker", rng.choice(workers)) for _ in range(times)]
-    # The broker nodes in turn from a seeded one, so that a longer run kills more than one of them.
+    # The broker nodes in turn from a seeded one, so that a longer run kills more than one of them;
+    # the partitions start one node further on, so that a short run cuts off another node.
     first = rng.randrange(3)
     events += [Event("broker", f"node {(first + n) % 3 + 1}") for n in range(times)]
+    events += [Event("partition", f"node {(first + 1 + n) % 3 + 1}") for n in range(times)]
     events += [Event("postgres", "services' roles") for _ in range(times)]
     rng.shuffle(events)
     return events
@@ -354,6 +359,15 @@ def strike(event: Event, stack: Stack, cluster: Cluster, rng: random.Random) -> 
         time.sleep(down)
         cluster.run("start-node", node, timeout=600)
         event.detail = f"down {down:.0f}s, booted again"
+    elif event.kind == "partition":
+        node = event.target.split()[1]
+        cluster.run("partition-node", node)
+        cut = rng.uniform(5, 15)
+        time.sleep(cut)
+        cluster.run("heal-node", node)
+        # The node paused itself (pause_minority); it starts again once it sees the majority.
+        cluster.run("ctl", node, "-q", "--timeout", "300", "await_startup", timeout=330)
+        event.detail = f"cut off {cut:.0f}s, healed, running again"
     else:
         count = asyncio.run(_terminate(service_roles(stack)))
         event.detail = f"{count} connections terminated"
@@ -614,10 +628,10 @@ def test_the_platform_stays_correct_while_its_processes_are_killed(
     per_type = {t: Counter(j.status for j in jobs if j.job_type == t) for t in TYPES}
     kills = {
         kind: Counter(e.target for e in chaos.done if e.kind == kind)
-        for kind in ("service", "worker", "broker", "postgres")
+        for kind in ("service", "worker", "broker", "partition", "postgres")
     }
     print(table("jobs per type x outcome", per_type, sorted(TERMINAL)))
-    print("kills per target:")
+    print("kills and partitions per target:")
     for kind, counts in kills.items():
         print(f"  {kind:9} " + ", ".join(f"{t} x{n}" for t, n in sorted(counts.items())))
     attempts = Counter(j.record.get("attempt") for j in jobs)
