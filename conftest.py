@@ -9,9 +9,12 @@ Every test joins a group, and a group runs whole on one process:
   a migrated database) are set up once, as without xdist.
 
 Groups that start a whole stack are sent out first: the long ones then overlap the many short
-ones instead of finishing last. Without xdist this file changes nothing.
+ones instead of finishing last. At the end the slowest groups are listed with their time (set-up,
+call and teardown of their tests): the longest one is the least `make test` can take. Without
+xdist this file changes nothing.
 """
 
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 0 if name.startswith(_FIRST) else 1
 
     items.sort(key=heavy_first)  # stable: the order within each group is kept
+
+
+# Seconds spent in each group's tests, from the reports the controller receives (node id "...@group").
+_GROUP_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    at = report.nodeid.rfind("@")
+    if at > report.nodeid.rfind("]"):
+        _GROUP_SECONDS[report.nodeid[at + 1 :]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _GROUP_SECONDS:
+        return
+    terminalreporter.write_sep("=", "slowest 10 groups (each runs whole on one process)")
+    slowest = sorted(_GROUP_SECONDS.items(), key=lambda kv: kv[1], reverse=True)[:10]
+    for group, seconds in slowest:
+        terminalreporter.write_line(f"{seconds:8.2f}s {group}")
