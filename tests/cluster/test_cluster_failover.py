@@ -230,6 +230,14 @@ class Consumer:
                 await self.progress.wait()
 
 
+async def _flowing(producer: Producer, consumer: Consumer) -> asyncio.Task[None]:
+    """Starts the producer; its task, once 50 messages were confirmed and consumed."""
+    producing = asyncio.create_task(producer.run())
+    await producer.confirmations(50, within=30)
+    await consumer.wait_for(lambda: len(consumer.ids) >= 50, within=30)
+    return producing
+
+
 async def _wind_down(
     producer: Producer, producing: asyncio.Task[None] | None, *others: Broker
 ) -> None:
@@ -279,9 +287,7 @@ async def test_no_confirmed_message_is_lost_when_nodes_fail(cluster: Cluster) ->
         await producer.broker.connect()
         assert cluster.node_of(consumer.broker) == 1
         assert cluster.node_of(producer.broker) == 1
-        producing = asyncio.create_task(producer.run())
-        await producer.confirmations(50, within=30)
-        await consumer.wait_for(lambda: len(consumer.ids) >= 50, within=30)
+        producing = await _flowing(producer, consumer)
 
         # 1. The node both are on dies.
         killed_at = time.monotonic()
@@ -359,9 +365,7 @@ async def test_a_partitioned_node_pauses_and_its_clients_go_on_with_the_majority
         await queue.consume(consumer.on_message)
         await producer.broker.connect()
         assert cluster.node_of(consumer.broker) == cluster.node_of(producer.broker) == 3
-        producing = asyncio.create_task(producer.run())
-        await producer.confirmations(50, within=30)
-        await consumer.wait_for(lambda: len(consumer.ids) >= 50, within=30)
+        producing = await _flowing(producer, consumer)
 
         # The partition: node 3 pauses, its clients move to node 1 or 2 and go on there.
         cut_at = time.monotonic()
