@@ -4,7 +4,7 @@ This runs that conftest on a module of its own, in a pytest of its own on three 
 checks that the module's tests ran on one process after one set-up of its module fixture.
 
 It failed on pytest 9.2 with pytest-xdist 3.8 (each test went to any process, and the fixture was
-set up once per process, four times for five tests) and with a conftest that looked only at the
+set up on every process that ran one of its tests) and with a conftest that looked only at the
 controller's --dist (a worker sees dist "no")."""
 
 import shutil
@@ -80,6 +80,7 @@ def test_a_modules_tests_share_one_process_and_one_set_up(tmp_path: Path) -> Non
     lines = log.read_text().splitlines()
     setups = [line for line in lines if line.startswith("setup")]
     processes = {line.split()[1] for line in lines}
+    assert all(p.startswith("gw") for p in processes), lines  # run by xdist's workers
     assert len(setups) == 1, lines
     assert len(processes) == 1, lines
     assert sum(line.startswith("run") for line in lines) == 5, lines
