@@ -22,6 +22,7 @@
 #   FTD_CLUSTER_MANAGEMENT_PORT (unset)  when set, each node runs the management plugin, node N's
 #                             HTTP API on 127.0.0.1:PORT+N-1 (job-api makes workers' broker users
 #                             there; queue depths); `management-urls` prints them
+#   FTD_CLUSTER_PARTITION_HANDLING=pause_minority  the nodes' cluster_partition_handling (below)
 #
 # Plugins are off unless asked for (no management listener), so a node needs only its two ports;
 # each takes about 100-150 MB. Nodes log in as `guest`, which RabbitMQ allows from loopback only.
@@ -40,6 +41,7 @@ NAME=${FTD_CLUSTER_NAME:-ftd-c}
 PORT=${FTD_CLUSTER_PORT:-5681}
 TIMEOUT=${FTD_CLUSTER_TIMEOUT:-120}
 MANAGEMENT_PORT=${FTD_CLUSTER_MANAGEMENT_PORT:-}
+PARTITION_HANDLING=${FTD_CLUSTER_PARTITION_HANDLING:-pause_minority}
 NODES=(1 2 3)
 # The scripts themselves: /usr/sbin/rabbitmq* are wrappers that switch to the `rabbitmq` user when
 # run as root, which could use neither this state folder nor its cookie.
@@ -109,7 +111,7 @@ node_config() {
   local n=$1 d
   d=$(node_dir "$n")
   mkdir -p "$d"
-  echo "cluster_partition_handling = pause_minority" >"$d/rabbitmq.conf"
+  echo "cluster_partition_handling = $PARTITION_HANDLING" >"$d/rabbitmq.conf"
   if [[ -n $MANAGEMENT_PORT ]]; then
     printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' \
       "$(management_port "$n")" >>"$d/rabbitmq.conf"
@@ -291,7 +293,7 @@ ctl)
   ctl "$n" "$@"
   ;;
 *)
-  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac
