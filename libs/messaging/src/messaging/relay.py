@@ -344,8 +344,10 @@ class OutboxRelay:
             raise
         if fetched:
             self._read_up_to = max(self._read_up_to, fetched[-1]["id"])  # read in id order
-        # publish_now() may have taken some of them while the read was on its way.
-        rows = [r for r in fetched if r["id"] not in self._held]
+        # publish_now() may have taken some of them while the read was on its way: they are in
+        # flight, or already confirmed (and wait for the next read to delete them).
+        taken = self._held.union(self._confirmed)
+        rows = [r for r in fetched if r["id"] not in taken]
         if not rows:
             return 0
         chains: dict[object, list[Any]] = {}

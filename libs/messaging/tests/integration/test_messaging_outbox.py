@@ -374,6 +374,53 @@ async def test_publish_now_leaves_rows_the_relay_has_read_even_once_they_are_del
     assert await topology.drain(queue) == [], "published once"
 
 
+class _SlowRead:
+    """The relay's own connection, except that a read's result is handed over only once `gate`
+    is set: a read that saw the rows and comes back late (a busy event loop, a slow database)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.reading = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def fetch(self, *args: Any) -> Any:
+        result = await self._conn.fetch(*args)
+        self.reading.set()
+        await self.gate.wait()
+        return result
+
+
+async def test_a_read_that_returns_after_publish_now_confirmed_its_rows_sends_them_once(
+    engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
+) -> None:
+    """The read began before the writer's publish_now() (so it did not skip the row) and came
+    back after the broker had confirmed it (so it is no longer in flight): it is not sent again.
+    Seen under make test's load as a new job's offer in its work queue twice."""
+    queue = await topology.declare("probe", ["job.status_changed"])
+    relay = make_relay(topology.broker, poll_interval=5)
+    assert await relay.relay_once() == 0
+    slow = _SlowRead(relay._conn)
+    relay._conn = slow  # type: ignore[assignment]
+    await add(engine, status_changed(uuid.uuid4()))
+    rows = _mappings(await outbox_rows(engine))
+    reading = asyncio.create_task(relay.relay_once())
+    await asyncio.wait_for(slow.reading.wait(), 10)  # the read has the row
+
+    assert relay.publish_now(rows)
+    await eventually(lambda: _published(relay, 1))
+    slow.gate.set()
+    assert await asyncio.wait_for(reading, 10) == 0, "the read found nothing left to send"
+    assert len(await _collect(topology, queue, 1)) == 1
+    await asyncio.sleep(0.3)
+    assert await topology.drain(queue) == [], "published once"
+    assert relay.stats.published == 1
+    assert await relay.relay_once() == 0
+    assert await outbox_rows(engine) == [], "the next read deleted it"
+
+
 async def test_publish_now_on_a_standby_relay_leaves_the_rows_to_the_leader(
     engine: AsyncEngine, topology: Topology, make_relay: MakeRelay
 ) -> None:
