@@ -10,11 +10,14 @@ Every test joins a group, and a group runs whole on one process:
 
 Groups that start a whole stack are sent out first: the long ones then overlap the many short
 ones instead of finishing last. At the end the slowest groups are listed with their time (set-up,
-call and teardown of their tests): the longest one is the least `make test` can take. Without
-xdist this file changes nothing.
+call and teardown of their tests): the longest one is the least `make test` can take, and with
+the CPU their process and the processes it started and waited for used (the run is bound by CPU on
+a small machine, so CPU is what a group costs the others). Without xdist this file changes nothing.
 """
 
+import resource
 from collections import defaultdict
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -59,20 +62,56 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=heavy_first)  # stable: the order within each group is kept
 
 
-# Seconds spent in each group's tests, from the reports the controller receives (node id "...@group").
-_GROUP_SECONDS: defaultdict[str, float] = defaultdict(float)
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the children it has waited for (a stack's services)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_cpu_mark = [0.0]
+
+
+def pytest_runtest_logstart() -> None:
+    _cpu_mark[0] = _cpu_seconds()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, None]:
+    # On the process that runs the test: the CPU each phase used travels to the controller with
+    # the report (user_properties are part of what xdist sends back).
+    outcome = yield
+    now = _cpu_seconds()
+    outcome.get_result().user_properties.append(("cpu_seconds", now - _cpu_mark[0]))
+    _cpu_mark[0] = now
+
+
+# Seconds (wall, CPU) spent in each group's tests, from the reports the controller receives
+# (node id "...@group").
+_GROUP_SECONDS: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     at = report.nodeid.rfind("@")
     if at > report.nodeid.rfind("]"):
-        _GROUP_SECONDS[report.nodeid[at + 1 :]] += report.duration
+        totals = _GROUP_SECONDS[report.nodeid[at + 1 :]]
+        totals[0] += report.duration
+        totals[1] += sum(
+            v for k, v in report.user_properties if k == "cpu_seconds" and isinstance(v, float)
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _GROUP_SECONDS:
         return
-    terminalreporter.write_sep("=", "slowest 10 groups (each runs whole on one process)")
-    slowest = sorted(_GROUP_SECONDS.items(), key=lambda kv: kv[1], reverse=True)[:10]
-    for group, seconds in slowest:
-        terminalreporter.write_line(f"{seconds:8.2f}s {group}")
+    total_cpu = sum(cpu for _, cpu in _GROUP_SECONDS.values())
+    terminalreporter.write_sep(
+        "=", "slowest 10 groups (each runs whole on one process; CPU: it and what it started)"
+    )
+    slowest = sorted(_GROUP_SECONDS.items(), key=lambda kv: kv[1][0], reverse=True)[:10]
+    for group, (seconds, cpu) in slowest:
+        terminalreporter.write_line(f"{seconds:8.2f}s {cpu:8.2f}s CPU  {group}")
+    terminalreporter.write_sep("-", f"most CPU (all groups together: {total_cpu:.0f}s)")
+    hungry = sorted(_GROUP_SECONDS.items(), key=lambda kv: kv[1][1], reverse=True)[:15]
+    for group, (seconds, cpu) in hungry:
+        terminalreporter.write_line(f"{cpu:8.2f}s CPU {seconds:8.2f}s  {group}")
