@@ -35,10 +35,15 @@ help: ## List the targets
 install-training: install ## The worker's training stack into .venv, outside uv.lock (CPU torch if none)
 	@UV='$(UV)' bash scripts/install-training.sh
 
+# Bytecode is compiled here, once, for the packages and for the workspace's own sources: a process
+# that finds no .pyc compiles every module it imports, and cannot keep the result where
+# PYTHONDONTWRITEBYTECODE is set (as on some CI machines). Measured there: the training stack's
+# import 26 s of CPU without .pyc, 12 s with; each test stack starts a worker that imports it.
 install: ## Install uv if missing, then sync the workspace (keeps extra packages such as torch)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 	  || python3 -m pip install --quiet uv
-	$(UV) sync --inexact --all-packages
+	$(UV) sync --inexact --all-packages --compile-bytecode
+	@$(UV) run --no-sync python -m compileall -q -j 0 libs services tests conftest.py >/dev/null
 
 ensure-services: ## Start PostgreSQL and RabbitMQ on localhost if they are down
 	@bash scripts/ensure-services.sh

@@ -16,6 +16,7 @@ a small machine, so CPU is what a group costs the others). Without xdist this fi
 """
 
 import resource
+import sys
 from collections import defaultdict
 from collections.abc import Generator
 from pathlib import Path
@@ -23,6 +24,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+
+# pytest keeps each test module it has rewritten (its assertions) as a .pyc beside it, unless
+# bytecode writing is off (PYTHONDONTWRITEBYTECODE, set on some CI machines): then every process
+# of every run rewrites and compiles all of them again, about 10 s of CPU per process here. The
+# cache is pytest's own (tagged with its version), under the tests' __pycache__ folders.
+sys.dont_write_bytecode = False
 
 # Groups that start a platform of their own (minutes each): dispatched before the rest.
 _FIRST = ("make-dev", "tests/security", "tests/e2e/", "tests/readme", "tests/sdk")

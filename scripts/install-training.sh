@@ -33,15 +33,15 @@ if ! "$PYTHON" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec
   echo "torch missing: installing $TORCH_SPEC" >&2
   if [ -n "${TORCH_INDEX_URL:-}" ]; then
     # e.g. the CPU-only wheel index of the PyTorch project, when it is reachable.
-    $UV pip install --python "$PYTHON" --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"
+    $UV pip install --compile-bytecode --python "$PYTHON" --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"
   else
-    $UV pip install --python "$PYTHON" "$TORCH_SPEC"
+    $UV pip install --compile-bytecode --python "$PYTHON" "$TORCH_SPEC"
   fi
 fi
 
 # uv says what it installed or removed ("+ name==version" / "- name==version"); nothing, when the
 # stack is as the requirements ask.
-out=$($UV pip install --python "$PYTHON" -r "$REQS" 2>&1) || { echo "$out" >&2; exit 1; }
+out=$($UV pip install --compile-bytecode --python "$PYTHON" -r "$REQS" 2>&1) || { echo "$out" >&2; exit 1; }
 echo "$out" >&2
 if grep -qE '^ *[-+~] ' <<<"$out"; then changed=1; fi
 
