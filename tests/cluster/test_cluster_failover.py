@@ -144,10 +144,9 @@ class Cluster:
 
 # Each run has its own node names, ports and state folder: it never meets the system broker on
 # 5672 nor a cluster started by hand. The nodes are stopped and the folder removed afterwards,
-# whether the test passed or not. Its cluster_partition_handling is pause_minority unless a test
-# asks for another (indirect parametrisation).
+# whether the test passed or not. Its cluster_partition_handling is pause_minority, as deployed.
 @pytest.fixture
-async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+async def cluster() -> AsyncIterator[Cluster]:
     with tempfile.TemporaryDirectory(prefix="ftd-cluster-") as tmp:
         name = f"ftd-t{uuid.uuid4().hex[:6]}-c"
         base = _free_base()
@@ -156,7 +155,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
             "FTD_CLUSTER_DIR": str(Path(tmp) / "cluster"),
             "FTD_CLUSTER_NAME": name,
             "FTD_CLUSTER_PORT": str(base),
-            "FTD_CLUSTER_PARTITION_HANDLING": getattr(request, "param", "pause_minority"),
+            "FTD_CLUSTER_PARTITION_HANDLING": "pause_minority",
         }
         made = Cluster(env=env, base_port=base, name=name)
         try:
@@ -263,10 +262,12 @@ async def _connected_to(broker: Broker, cluster: Cluster, node: int, within: flo
             await asyncio.sleep(0.1)
 
 
-# RabbitMQ's default handling (ignore): under pause_minority, on an idle machine, the consumer did
-# not resume on a survivor within 60 s of node 1's SIGKILL in 3 of 5 runs (3 of 3 passed with
-# ignore); the cause is not found. The chaos run kills nodes under pause_minority and passed.
-@pytest.mark.parametrize("cluster", ["ignore"], indirect=True)
+# A known failure, not yet mended: in about one run in ten (1 of 10 idle runs; 3 of 5 in an
+# earlier session) the consumer receives nothing for 60 s after node 1's SIGKILL. The broker is not
+# the cause: in the failing run both clients were on node 2 0.3 s after the kill and the queue had
+# a new leader 0.5 s after it, under pause_minority as under ignore. The client logged three
+# `RobustChannel._on_close` callbacks failing with "Connection closed": a channel's restore racing
+# the failover to the next URL (workerlink.failover), which this test is here to catch.
 async def test_no_confirmed_message_is_lost_when_nodes_fail(cluster: Cluster) -> None:
     names = BrokerNames(prefix=f"cl{cluster.name[5:11]}.")
     spec = work_queue_specs(names)[0]
