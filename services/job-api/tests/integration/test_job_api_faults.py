@@ -703,7 +703,7 @@ async def test_cancel_while_pending_refuses_the_queued_offer(
 
     # Exactly one: under load the relay once sent a new job's offer twice (a read that came
     # back after publish_now() had the row confirmed; messaging's outbox tests pin it down).
-    await eventually(queued, timeout=10)
+    await eventually(queued)
     cancelled = await client.delete(f"{JOBS}/{job_id}", headers=user_headers())
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["data"]["status"] == "cancelled"
